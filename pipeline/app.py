@@ -1,0 +1,207 @@
+"""The Faust worker: thin agents that decode, call the detectors, emit alerts and feed the sink.
+
+Agents read raw bytes and decode them themselves, so a bad message becomes a dead-letter record
+with its reason instead of vanishing inside Faust's deserializer. Telemetry events are acknowledged
+only after the Parquet file holding their rows is on disk, so committed offsets never run ahead
+of the lake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from pipeline.detect.card_failure import CardFailureDetector
+from pipeline.kafka_config import faust_config
+from pipeline.schemas import Alert, InvalidRecord, check_entities, decode_batch
+from pipeline.settings import Settings
+from pipeline.sinks.parquet import ParquetSink
+from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
+                             DLQ_TOPIC, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
+from pipeline.topology import Topology
+
+log = logging.getLogger("clusterpulse.worker")
+
+# topic spec -> batch kind it must carry
+TOPIC_KINDS = {CARD_TELEMETRY: "card", STEP_TELEMETRY: "step", PORT_TELEMETRY: "port"}
+
+
+class DeadLetters:
+    """Sends bad messages, unchanged, to the dead-letter topic with the reason in headers.
+
+    Above `loud_after` records a minute it logs an error each minute so a poison flood cannot
+    hide in the dead-letter topic; nothing is ever dropped.
+    """
+
+    def __init__(self, topic: Any, loud_after: int = 100) -> None:
+        self.topic = topic
+        self.loud_after = loud_after
+        self.total = 0
+        self._window_start = 0.0
+        self._window_count = 0
+
+    async def send(self, event: EventT, reason: str) -> None:
+        msg = event.message
+        headers = {DLQ_REASON: reason.encode(), DLQ_TOPIC: msg.topic.encode(),
+                   DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
+        await self.topic.send(key=msg.key, value=msg.value, headers=headers)
+        self.total += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._window_start >= 60:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        level = logging.ERROR if self._window_count > self.loud_after else logging.WARNING
+        if self._window_count <= 10 or self._window_count % self.loud_after == 0:
+            log.log(level, "dead-lettered %s[%d]@%d: %s (%d this minute)", msg.topic, msg.partition,
+                    msg.offset, reason, self._window_count)
+
+
+class AckAfterFlush:
+    """Holds events until the sink has written their rows, then acknowledges them."""
+
+    def __init__(self, sink: ParquetSink) -> None:
+        self.sink = sink
+        self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
+
+    def hold(self, stream: StreamT, event: EventT) -> None:
+        self.pending[(event.message.topic, event.message.partition)].append((stream, event))
+
+    async def flush(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            durable = await asyncio.to_thread(self.sink.write, *key, self.sink.take(*key))
+            held = self.pending.get(key, [])
+            keep = []
+            for stream, event in held:
+                if event.message.offset <= durable:
+                    await stream.ack(event)
+                else:
+                    keep.append((stream, event))
+            self.pending[key] = keep
+
+    async def flush_due(self) -> None:
+        await self.flush(self.sink.due())
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop what a revoked partition held: uncommitted, so its new owner reads it again."""
+        for key in partitions:
+            self.pending.pop(key, None)
+            self.sink.discard(*key)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app with its agents for these settings."""
+    if not settings.bootstrap:
+        raise ValueError("the worker needs a bootstrap address")
+    app = faust.App(settings.group_id, **faust_config(settings.bootstrap, settings.group_id,
+                                                     settings.partitions))
+    topology = Topology(settings.cluster.shape())
+    sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
+                       flush_seconds=settings.sink.flush_seconds)
+    acks = AckAfterFlush(sink)
+    card_failures = CardFailureDetector(topology, settings.detect.card_failure)
+    detectors = {"card": [card_failures.push], "step": [], "port": []}
+
+    def topic(spec: TopicSpec) -> Any:
+        return app.topic(settings.topic(spec), key_type=bytes, value_type=bytes, allow_empty=True)
+
+    alerts_topic = topic(ALERTS)
+    dead_letters = DeadLetters(topic(DEAD_LETTERS))
+
+    async def emit(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            await alerts_topic.send(key=alert.id.encode(), value=alert.to_json())
+
+    def telemetry_agent(spec: TopicSpec) -> None:
+        kind = TOPIC_KINDS[spec]
+
+        async def handle(stream: StreamT) -> None:
+            async for event in stream.noack().events():
+                msg = event.message
+                try:
+                    batch = decode_batch(event.value)
+                    if batch.kind != kind:
+                        raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic")
+                    check_entities(batch, topology)
+                except InvalidRecord as exc:
+                    await dead_letters.send(event, exc.reason)
+                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+                    acks.hold(stream, event)
+                    continue
+                for detect in detectors[kind]:
+                    await emit(detect(batch))
+                full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
+                acks.hold(stream, event)
+                if full:
+                    await acks.flush([(msg.topic, msg.partition)])
+
+        handle.__name__ = f"{kind}_telemetry"
+        app.agent(topic(spec), name=f"clusterpulse.{kind}")(handle)
+
+    for spec in TOPIC_KINDS:
+        telemetry_agent(spec)
+
+    @app.agent(alerts_topic, name="clusterpulse.alert_sink")
+    async def alert_sink(stream: StreamT) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            try:
+                alert = Alert.from_json(event.value)
+            except (ValueError, TypeError) as exc:
+                await dead_letters.send(event, f"not an alert record: {exc}")
+                sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+            else:
+                sink.add_alert(msg.topic, msg.partition, msg.offset, alert)
+            acks.hold(stream, event)
+
+    @app.timer(interval=1.0)
+    async def flush_due() -> None:
+        await acks.flush_due()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+        acks.forget({(tp.topic, tp.partition) for tp in revoked})
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
+        # The consumer has stopped: write what is buffered. Offsets of these rows may stay
+        # uncommitted; a restart re-reads them and rewrites the same file names.
+        written = sink.flush_all()
+        log.info("flushed %d partitions at shutdown", len(written))
+
+    app.clusterpulse = {"sink": sink, "card_failures": card_failures, "dead_letters": dead_letters}  # type: ignore[attr-defined]
+    return app
+
+
+class BoundedWorker(faust.Worker):
+    """A Faust worker whose graceful stop is bounded: after `shutdown_timeout_s` it exits hard."""
+
+    def __init__(self, *args: Any, shutdown_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shutdown_timeout_s = shutdown_timeout_s
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(self._shutdown_timeout_s, _exit_hard, (self._shutdown_timeout_s,))
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_hard(timeout_s: float) -> None:
+    log.error("worker did not stop within %.0f s; exiting", timeout_s)
+    os._exit(3)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGTERM / Ctrl-C."""
+    app = create_app(settings)
+    worker = BoundedWorker(app, loglevel=settings.log_level, quiet=True,
+                           shutdown_timeout_s=settings.shutdown_timeout_s)
+    worker.execute_from_commandline()

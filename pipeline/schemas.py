@@ -1,0 +1,253 @@
+"""Telemetry batch messages and alert records: the wire formats, defined once.
+
+A telemetry message is one batch: one node's card samples, one node's finished job steps, or one
+switch's port samples, all for one tick. On the wire it is a msgpack map whose columns are raw
+little-endian numpy buffers::
+
+    {"v": 1, "k": "card", "src": "node0154", "ts": 1767225600000, "job": "", "c": {name: bytes}}
+
+`decode_batch` turns bytes back into a `Batch` or raises `InvalidRecord` with the reason, so a
+consumer can dead-letter exactly that message and go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from pipeline.topology import Topology, UnknownEntity
+
+SCHEMA_VERSION = 1
+
+
+class InvalidRecord(ValueError):
+    """A message that cannot be processed; `reason` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # numpy dtype string, explicit little-endian
+    group: str = "rows"  # columns of one group have the same length
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class BatchSchema:
+    kind: str
+    source: str  # entity kind that sends one message per tick: node or switch
+    columns: tuple[Column, ...]
+    doc: str = ""
+
+    def group_columns(self, group: str) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.group == group)
+
+
+_COUNTER = "<u8"
+
+CARD = BatchSchema(
+    kind="card",
+    source="node",
+    doc="One node's accelerator cards, one row per card that reported this tick.",
+    columns=(
+        Column("card", "<u1", doc="card index on the node (0..cards_per_node-1)"),
+        Column("util", "<f4", doc="utilization, percent"),
+        Column("sm_clock_mhz", "<f4", doc="SM / AI core clock, MHz"),
+        Column("power_w", "<f4", doc="board power, W"),
+        Column("temp_c", "<f4", doc="temperature, degrees C"),
+        Column("mem_used_mib", "<f4", doc="device memory used, MiB"),
+        Column("ecc_sbe", _COUNTER, doc="single-bit (corrected) ECC errors, counter"),
+        Column("ecc_dbe", _COUNTER, doc="double-bit (uncorrectable) ECC errors, counter"),
+        Column("pcie_replay", _COUNTER, doc="PCIe replay counter"),
+        Column("link_errors", _COUNTER, doc="NVLink / HCCS error counter"),
+        Column("err_card", "<u1", group="events", doc="card index of an error event"),
+        Column("err_code", "<u4", group="events", doc="XID or Ascend error code of that event"),
+    ),
+)
+
+STEP = BatchSchema(
+    kind="step",
+    source="node",
+    doc="Job steps that finished this tick on one node's ranks; the message carries the job.",
+    columns=(
+        Column("rank", "<u4", doc="rank in the job"),
+        Column("step", "<u4", doc="step index"),
+        Column("compute_s", "<f4", doc="compute time of the step, s"),
+        Column("wait_s", "<f4", doc="time waiting in collectives, s"),
+    ),
+)
+
+PORT = BatchSchema(
+    kind="port",
+    source="switch",
+    doc="One switch's ports; counters are monotonic, as exporters report them.",
+    columns=(
+        Column("port", "<u2", doc="port index on the switch"),
+        Column("oper_up", "<u1", doc="1 if the port is operationally up"),
+        Column("rx_bytes", _COUNTER),
+        Column("tx_bytes", _COUNTER),
+        Column("crc_errors", _COUNTER, doc="CRC / FCS errors"),
+        Column("fec_corrected", _COUNTER),
+        Column("symbol_errors", _COUNTER),
+        Column("drops", _COUNTER),
+        Column("pfc_pause", _COUNTER, doc="PFC pause frames received"),
+        Column("ecn_marks", _COUNTER),
+        Column("carrier_transitions", _COUNTER),
+    ),
+)
+
+SCHEMAS: dict[str, BatchSchema] = {s.kind: s for s in (CARD, STEP, PORT)}
+
+
+@dataclass
+class Batch:
+    """One tick of one source's samples, column-wise."""
+
+    kind: str
+    source: str
+    ts_ms: int
+    columns: dict[str, np.ndarray]
+    job: str = ""
+
+    @property
+    def schema(self) -> BatchSchema:
+        return SCHEMAS[self.kind]
+
+    def rows(self, group: str = "rows") -> int:
+        cols = self.schema.group_columns(group)
+        return len(self.columns[cols[0].name]) if cols else 0
+
+
+def encode_batch(batch: Batch) -> bytes:
+    schema = SCHEMAS[batch.kind]
+    cols: dict[str, bytes] = {}
+    for col in schema.columns:
+        arr = np.asarray(batch.columns[col.name], dtype=col.dtype)
+        cols[col.name] = arr.tobytes()
+    return msgpack.packb(
+        {"v": SCHEMA_VERSION, "k": batch.kind, "src": batch.source, "ts": int(batch.ts_ms),
+         "job": batch.job, "c": cols},
+        use_bin_type=True,
+    )
+
+
+def decode_batch(payload: bytes | None) -> Batch:
+    """Parse one telemetry message; raises InvalidRecord with the reason."""
+    if not payload:
+        raise InvalidRecord("empty message")
+    try:
+        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise InvalidRecord(f"not msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(msg, dict):
+        raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map")
+    version = msg.get("v")
+    if version != SCHEMA_VERSION:
+        raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads {SCHEMA_VERSION})")
+    kind = msg.get("k")
+    schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        raise InvalidRecord(f"unknown batch kind {kind!r}")
+    source, ts, job, raw = msg.get("src"), msg.get("ts"), msg.get("job", ""), msg.get("c")
+    if not isinstance(source, str) or not source:
+        raise InvalidRecord(f"bad source {source!r}")
+    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+        raise InvalidRecord(f"bad timestamp {ts!r}")
+    if not isinstance(job, str):
+        raise InvalidRecord(f"bad job {job!r}")
+    if not isinstance(raw, dict):
+        raise InvalidRecord("missing columns")
+    columns: dict[str, np.ndarray] = {}
+    lengths: dict[str, int] = {}
+    for col in schema.columns:
+        buf = raw.get(col.name)
+        if not isinstance(buf, bytes):
+            raise InvalidRecord(f"column {col.name!r} missing or not bytes")
+        dtype = np.dtype(col.dtype)
+        if len(buf) % dtype.itemsize:
+            raise InvalidRecord(f"column {col.name!r} has {len(buf)} bytes, not a multiple of {dtype.itemsize}")
+        arr = np.frombuffer(buf, dtype=dtype)
+        expected = lengths.setdefault(col.group, len(arr))
+        if len(arr) != expected:
+            raise InvalidRecord(f"column {col.name!r} has {len(arr)} values, others in its group {expected}")
+        columns[col.name] = arr
+    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job)
+
+
+def check_entities(batch: Batch, topology: Topology) -> None:
+    """Raise InvalidRecord if the batch names an entity the topology does not have."""
+    try:
+        if batch.schema.source == "node":
+            topology.node_index(batch.source)
+            if batch.kind == "card":
+                for name in ("card", "err_card"):
+                    cards = batch.columns[name]
+                    if len(cards) and int(cards.max()) >= topology.cards_per_node:
+                        raise UnknownEntity(
+                            f"{batch.source} has no card {int(cards.max())} "
+                            f"(cards_per_node={topology.cards_per_node})"
+                        )
+        else:
+            ports = batch.columns["port"]
+            limit = topology.switch_ports(batch.source)
+            if len(ports) and int(ports.max()) >= limit:
+                raise UnknownEntity(f"{batch.source} has no port {int(ports.max())} ({limit} ports)")
+    except UnknownEntity as exc:
+        raise InvalidRecord(f"unknown entity: {exc}") from None
+
+
+# ---- alerts -------------------------------------------------------------------------------------
+
+def alert_id(kind: str, entity: str) -> str:
+    """Stable fingerprint of (kind, entity): the same for the firing and the resolved record."""
+    return hashlib.sha256(f"{kind}\x00{entity}".encode()).hexdigest()[:16]
+
+
+def iso_utc(ts_ms: int) -> str:
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Alert:
+    """One alert state change, in the format of specs/scenario.md."""
+
+    kind: str
+    entity: str
+    status: str  # firing | resolved
+    starts_at: str
+    severity: str
+    summary: str
+    ends_at: str | None = None
+    root_cause: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = alert_id(self.kind, self.entity)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> "Alert":
+        data = json.loads(payload)
+        return cls(**data)
+
+    def line(self) -> str:
+        """One line for a terminal."""
+        when = self.ends_at if self.status == "resolved" else self.starts_at
+        cause = f" (caused by {self.root_cause})" if self.root_cause else ""
+        return f"{when} {self.status.upper():8} {self.severity:8} {self.kind:16} {self.entity}: {self.summary}{cause}"

@@ -1,0 +1,169 @@
+"""One typed, frozen settings object per process.
+
+Sources, highest priority first: command-line flags (passed in as keyword arguments), environment
+variables `CLUSTERPULSE_*` (nested with `__`, e.g. `CLUSTERPULSE_CLUSTER__CARDS`), a YAML config
+file (`--config FILE` or `CLUSTERPULSE_CONFIG`), then the defaults below. The environment is read
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.topology import ClusterShape
+
+ENV_PREFIX = "CLUSTERPULSE_"
+
+
+class SettingsError(ValueError):
+    """Invalid settings; the message names each bad setting and its value."""
+
+
+class ClusterSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cards: int = Field(10240, ge=1)
+    cards_per_node: int = Field(8, ge=1, le=255)
+    nodes_per_leaf: int = Field(32, ge=1)
+    spines: int = Field(32, ge=1)
+
+    def shape(self) -> ClusterShape:
+        return ClusterShape(self.cards, self.cards_per_node, self.nodes_per_leaf, self.spines)
+
+
+class SinkSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    flush_rows: int = Field(500_000, ge=1, description="flush a dataset's buffer at this many rows")
+    flush_seconds: float = Field(10.0, gt=0, description="or when its oldest row is this old (wall clock)")
+
+
+class CardFailureSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    silence_s: float = Field(3.0, gt=0, description="card missing from its node's reports this long → failed")
+    recovery_s: float = Field(30.0, gt=0, description="card healthy this long after a failure → resolved")
+
+
+class DetectSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    card_failure: CardFailureSettings = CardFailureSettings()
+
+
+class Settings(BaseModel):
+    """Everything a ClusterPulse process can be told. Build it with `load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    bootstrap: str | None = Field(
+        None, description="Kafka bootstrap HOST:PORT[,HOST:PORT]; unset = start the embedded broker"
+    )
+    topic_prefix: str = Field("clusterpulse", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(12, ge=1, le=1024, description="partitions per telemetry topic (≥ workers)")
+    group_id: str = Field("clusterpulse-worker", min_length=1)
+    data_dir: Path = Path("data")
+    log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
+    cluster: ClusterSettings = ClusterSettings()
+    sink: SinkSettings = SinkSettings()
+    detect: DetectSettings = DetectSettings()
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
+        return value
+
+    def topic(self, spec: Any) -> str:
+        """Full topic name for a pipeline.topics.TopicSpec."""
+        return spec.name(self.topic_prefix)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """CLUSTERPULSE_* variables as a nested mapping (strings; pydantic converts)."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def load_settings(
+    flags: dict[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from flags > environment > config file > defaults.
+
+    `flags` may use dotted keys for nested settings (``{"cluster.cards": 64}``); None values are
+    ignored so that an unset flag does not hide the environment.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    merged: dict[str, Any] = _read_config_file(Path(config_file)) if config_file else {}
+    merged = _merge(merged, _env_overrides(environ))
+    nested_flags: dict[str, Any] = {}
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        node = nested_flags
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    merged = _merge(merged, nested_flags)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r} (env {env})")
+        else:
+            problems.append(f"setting {name!r} (env {env}) = {err.get('input')!r}: {err['msg']}")
+    return "invalid settings: " + "; ".join(problems)

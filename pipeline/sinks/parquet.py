@@ -1,0 +1,201 @@
+"""Parquet sink: buffer decoded batches per topic partition, flush to Hive-partitioned files.
+
+The sink never commits anything itself. `flush()` writes every buffered row of a topic partition
+and returns the last offset now on disk, so the caller acknowledges (commits) only what is durable.
+Files are named after the dataset, topic, partition and the first offset of their rows, and are
+written under a temporary name then renamed, so a re-write after a crash replaces the same file and
+no reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.schemas import Alert, Batch
+
+# dataset name -> (entity column name, row group of the batch)
+_DATASETS = {
+    "card": {"rows": ("card", "node"), "events": ("card_events", "node")},
+    "step": {"rows": ("step", "node")},
+    "port": {"rows": ("port", "switch")},
+}
+_RENAME = {"err_card": "card", "err_code": "code"}
+
+
+@dataclass
+class _Pending:
+    """Rows of one dataset waiting for a flush."""
+
+    entity_column: str
+    offsets: list[int] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    columns: list[dict[str, np.ndarray]] = field(default_factory=list)
+    rows: int = 0
+
+
+@dataclass
+class _PartitionBuffer:
+    first_seen: float
+    datasets: dict[str, _Pending] = field(default_factory=dict)
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    last_offset: int = -1
+    rows: int = 0
+
+
+class ParquetSink:
+    """Buffers telemetry batches and alerts; writes them as Parquet datasets under `root`."""
+
+    def __init__(self, root: str | Path, *, flush_rows: int = 500_000,
+                 flush_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = Path(root)
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.clock = clock
+        self._buffers: dict[tuple[str, int], _PartitionBuffer] = {}
+        self.files_written = 0
+        self.rows_written = 0
+
+    # ---- buffering ---------------------------------------------------------------------------
+    def _buffer(self, topic: str, partition: int) -> _PartitionBuffer:
+        key = (topic, partition)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = _PartitionBuffer(first_seen=self.clock())
+        return buf
+
+    def add_batch(self, topic: str, partition: int, offset: int, batch: Batch) -> bool:
+        """Buffer one decoded batch; True if this partition is now due for a flush."""
+        buf = self._buffer(topic, partition)
+        for group, (dataset, entity) in _DATASETS[batch.kind].items():
+            cols = {c.name: batch.columns[c.name] for c in batch.schema.group_columns(group)}
+            n = len(next(iter(cols.values())))
+            if n == 0:
+                continue
+            pending = buf.datasets.setdefault(dataset, _Pending(entity))
+            pending.offsets.append(offset)
+            pending.ts_ms.append(batch.ts_ms)
+            pending.sources.append(batch.source)
+            pending.jobs.append(batch.job)
+            pending.columns.append(cols)
+            pending.rows += n
+            buf.rows += n
+        buf.last_offset = max(buf.last_offset, offset)
+        return buf.rows >= self.flush_rows
+
+    def add_alert(self, topic: str, partition: int, offset: int, alert: Alert) -> bool:
+        buf = self._buffer(topic, partition)
+        buf.alerts.append((offset, alert))
+        buf.rows += 1
+        buf.last_offset = max(buf.last_offset, offset)
+        return buf.rows >= self.flush_rows
+
+    def mark_consumed(self, topic: str, partition: int, offset: int) -> None:
+        """Record an offset that produced no rows (e.g. a dead-lettered message)."""
+        buf = self._buffer(topic, partition)
+        buf.last_offset = max(buf.last_offset, offset)
+
+    def due(self) -> list[tuple[str, int]]:
+        """Topic partitions whose buffer is full or old enough to flush."""
+        now = self.clock()
+        return [key for key, buf in self._buffers.items()
+                if buf.rows >= self.flush_rows or now - buf.first_seen >= self.flush_seconds]
+
+    def pending(self) -> list[tuple[str, int]]:
+        return list(self._buffers)
+
+    # ---- writing -----------------------------------------------------------------------------
+    def take(self, topic: str, partition: int) -> _PartitionBuffer | None:
+        """Detach a partition's buffer for writing (new rows start a new buffer)."""
+        return self._buffers.pop((topic, partition), None)
+
+    def discard(self, topic: str, partition: int) -> None:
+        """Forget unwritten rows, e.g. of a partition this worker no longer owns."""
+        self._buffers.pop((topic, partition), None)
+
+    def write(self, topic: str, partition: int, buf: _PartitionBuffer | None) -> int:
+        """Write a detached buffer; return the last offset now durable (-1: nothing). Thread-safe."""
+        if buf is None:
+            return -1
+        for dataset, pending in buf.datasets.items():
+            self._write(dataset, topic, partition, self._table(pending))
+        if buf.alerts:
+            self._write("alerts", topic, partition, _alerts_table(buf.alerts))
+        return buf.last_offset
+
+    def flush(self, topic: str, partition: int) -> int:
+        """Write the partition's buffer now; return the last offset that is durable."""
+        return self.write(topic, partition, self.take(topic, partition))
+
+    def flush_all(self) -> dict[tuple[str, int], int]:
+        return {key: self.flush(*key) for key in list(self._buffers)}
+
+    def _table(self, p: _Pending) -> pa.Table:
+        counts = np.fromiter((len(next(iter(c.values()))) for c in p.columns), np.int64, len(p.columns))
+        data: dict[str, pa.Array | np.ndarray] = {
+            "ts": pa.array(np.repeat(np.asarray(p.ts_ms, np.int64), counts), pa.timestamp("ms", tz="UTC")),
+            p.entity_column: pa.array(np.repeat(np.asarray(p.sources), counts)),
+        }
+        if any(p.jobs):
+            data["job"] = pa.array(np.repeat(np.asarray(p.jobs), counts))
+        for name in p.columns[0]:
+            data[_RENAME.get(name, name)] = np.concatenate([c[name] for c in p.columns])
+        data["_offset"] = np.repeat(np.asarray(p.offsets, np.int64), counts)
+        table = pa.table(data)
+        return table.sort_by([(p.entity_column, "ascending"), ("ts", "ascending")])
+
+    def _write(self, dataset: str, topic: str, partition: int, table: pa.Table) -> None:
+        """One file per hour of data, named by the first offset of its rows; atomic rename."""
+        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        hours = ts // 3_600_000
+        offsets = table.column("_offset").to_numpy()
+        for hour in np.unique(hours):
+            mask = hours == hour
+            part = table.filter(pa.array(mask)) if len(np.unique(hours)) > 1 else table
+            first_offset = int(offsets[mask].min())
+            stamp = np.datetime64(int(hour) * 3600, "s").astype(object)
+            folder = self.root / dataset / f"date={stamp:%Y-%m-%d}" / f"hour={stamp:%H}"
+            folder.mkdir(parents=True, exist_ok=True)
+            final = folder / f"{topic}+{partition}+{first_offset:020d}.parquet"
+            tmp = folder / f".{final.name}.tmp"
+            pq.write_table(part, tmp, compression="zstd", row_group_size=256 * 1024)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            self.files_written += 1
+            self.rows_written += part.num_rows
+
+
+def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
+    import json
+
+    def ts(value: str | None) -> int | None:
+        if value is None:
+            return None
+        return int(np.datetime64(value.replace("Z", ""), "ms").astype(np.int64))
+
+    rows = [a for _, a in alerts]
+    return pa.table({
+        "ts": pa.array([ts(a.ends_at or a.starts_at) for a in rows], pa.timestamp("ms", tz="UTC")),
+        "id": [a.id for a in rows],
+        "kind": [a.kind for a in rows],
+        "entity": [a.entity for a in rows],
+        "status": [a.status for a in rows],
+        "starts_at": pa.array([ts(a.starts_at) for a in rows], pa.timestamp("ms", tz="UTC")),
+        "ends_at": pa.array([ts(a.ends_at) for a in rows], pa.timestamp("ms", tz="UTC")),
+        "severity": [a.severity for a in rows],
+        "summary": [a.summary for a in rows],
+        "root_cause": [a.root_cause for a in rows],
+        "labels": [json.dumps(a.labels, sort_keys=True) for a in rows],
+        "evidence": [json.dumps(a.evidence, sort_keys=True) for a in rows],
+        "_offset": pa.array([o for o, _ in alerts], pa.int64()),
+    })

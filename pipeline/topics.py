@@ -1,0 +1,55 @@
+"""The Kafka topics: names, keys, partition counts and what each carries. Defined once here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    key: str
+    value: str
+    doc: str
+    telemetry: bool = False
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+
+CARD_TELEMETRY = TopicSpec(
+    "telemetry.card", key="node name", value="msgpack batch, kind card (pipeline.schemas.CARD)",
+    doc="one message per node per tick: every card of the node that reported", telemetry=True,
+)
+STEP_TELEMETRY = TopicSpec(
+    "telemetry.step", key="job name", value="msgpack batch, kind step (pipeline.schemas.STEP)",
+    doc="one message per node per tick: the job steps its ranks finished; keyed by job so a job's "
+        "ranks meet in one partition", telemetry=True,
+)
+PORT_TELEMETRY = TopicSpec(
+    "telemetry.port", key="switch name", value="msgpack batch, kind port (pipeline.schemas.PORT)",
+    doc="one message per switch per tick: every port's status and counters", telemetry=True,
+)
+ALERTS = TopicSpec(
+    "alerts", key="alert id", value="JSON alert (pipeline.schemas.Alert)",
+    doc="one message per alert state change (firing, resolved)",
+)
+DEAD_LETTERS = TopicSpec(
+    "deadletter", key="original key", value="original payload, unchanged",
+    doc="messages a worker could not process; headers carry the reason and the original "
+        "topic, partition and offset",
+)
+
+ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, ALERTS, DEAD_LETTERS)
+TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
+
+# Dead-letter headers (bytes values).
+DLQ_REASON = "clusterpulse-reason"
+DLQ_TOPIC = "clusterpulse-original-topic"
+DLQ_PARTITION = "clusterpulse-original-partition"
+DLQ_OFFSET = "clusterpulse-original-offset"
+
+
+def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
+    """Telemetry topics get the configured count (≥ workers); alerts and dead letters fewer."""
+    return telemetry_partitions if spec.telemetry else min(3, telemetry_partitions)

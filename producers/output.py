@@ -1,0 +1,177 @@
+"""Where simulated or ingested messages go: Kafka (kafka-python) or a file, and pacing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import msgpack
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from pipeline.kafka_config import producer_config
+from pipeline.topics import ALL_TOPICS, TopicSpec
+from producers.simulator import Message
+
+log = logging.getLogger("clusterpulse.producer")
+FILE_MAGIC = b"CPMSG1\n"
+
+
+class DeliveryError(RuntimeError):
+    """Messages the broker did not acknowledge; never dropped silently."""
+
+
+class Output(Protocol):
+    def send(self, message: Message) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class KafkaOutput:
+    """Produces to Kafka with acks=all; counts and reports every failed delivery."""
+
+    def __init__(self, bootstrap: str, topic_prefix: str, client_id: str = "clusterpulse-producer") -> None:
+        try:
+            self.producer = KafkaProducer(**producer_config(bootstrap, client_id))
+        except KafkaError as exc:
+            raise DeliveryError(f"cannot connect a producer to {bootstrap}: {exc}") from None
+        self.prefix = topic_prefix
+        self.sent = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = f"{type(exc).__name__}: {exc}"
+            log.error("delivery failed: %s", self.first_error)
+
+    def send(self, message: Message) -> None:
+        future = self.producer.send(message.topic.name(self.prefix), key=message.key.encode(),
+                                    value=message.value)
+        future.add_errback(self._on_error)
+        self.sent += 1
+
+    def flush(self) -> None:
+        self.producer.flush()
+        if self.failed:
+            raise DeliveryError(f"{self.failed} of {self.sent} messages were not delivered; "
+                                f"first error: {self.first_error}")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.producer.close(timeout=10)
+
+
+class FileOutput:
+    """Writes the same messages to a file: a magic line, then msgpack [topic, key, value] records."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.fh: BinaryIO = open(self.path, "wb")
+        self.fh.write(FILE_MAGIC)
+        self.packer = msgpack.Packer(use_bin_type=True)
+        self.sent = 0
+        self.failed = 0
+
+    def send(self, message: Message) -> None:
+        self.fh.write(self.packer.pack([message.topic.suffix, message.key, message.value]))
+        self.sent += 1
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def read_message_file(path: str | Path) -> Iterator[Message]:
+    """Messages of a file written by FileOutput; raises ValueError on a foreign or damaged file."""
+    by_suffix = {t.suffix: t for t in ALL_TOPICS}
+    with open(path, "rb") as fh:
+        if fh.read(len(FILE_MAGIC)) != FILE_MAGIC:
+            raise ValueError(f"{path} is not a ClusterPulse message file (written by `simulate --out`)")
+        unpacker = msgpack.Unpacker(fh, raw=False, max_buffer_size=64 * 1024 * 1024)
+        for i, record in enumerate(unpacker):
+            if (not isinstance(record, list) or len(record) != 3 or record[0] not in by_suffix
+                    or not isinstance(record[1], str) or not isinstance(record[2], bytes)):
+                raise ValueError(f"{path}: record {i} is damaged")
+            yield Message(by_suffix[record[0]], record[1], record[2])
+
+
+class Pacer:
+    """Sleeps so that event time advances at `speed` x real time (None = as fast as possible)."""
+
+    def __init__(self, speed: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.speed = speed
+        self.clock = clock
+        self.sleep = sleep
+        self._origin: tuple[float, int] | None = None
+
+    def wait_until(self, ts_ms: int) -> None:
+        if self.speed is None:
+            return
+        if self._origin is None:
+            self._origin = (self.clock(), ts_ms)
+            return
+        wall0, ts0 = self._origin
+        delay = wall0 + (ts_ms - ts0) / 1000 / self.speed - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+
+
+def parse_speed(text: str) -> float | None:
+    """'max' -> None; a positive number -> that multiple of real time."""
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ValueError(f"--speed must be a positive number or 'max', got {text!r}") from None
+    if not speed > 0:
+        raise ValueError(f"--speed must be a positive number or 'max', got {text!r}")
+    return speed
+
+
+def pump(ticks: Iterable[tuple[int, list[Message]]], output: Output, pacer: Pacer,
+         progress_every_s: float = 10.0, stream: object = sys.stderr,
+         should_stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+    """Send every tick's messages at the pacer's speed; print progress; return a summary."""
+    started = last = time.monotonic()
+    messages = nbytes = ticks_done = 0
+    first_ts = last_ts = None
+    for ts_ms, batch in ticks:
+        if should_stop():
+            break
+        pacer.wait_until(ts_ms)
+        for message in batch:
+            output.send(message)
+            nbytes += len(message.value)
+        messages += len(batch)
+        ticks_done += 1
+        first_ts = ts_ms if first_ts is None else first_ts
+        last_ts = ts_ms
+        now = time.monotonic()
+        if now - last >= progress_every_s:
+            last = now
+            print(f"simulated {(ts_ms - first_ts) / 1000:,.0f} s, {messages:,} messages, "
+                  f"{messages / (now - started):,.0f} msg/s", file=stream, flush=True)  # type: ignore[arg-type]
+    output.flush()
+    elapsed = max(time.monotonic() - started, 1e-9)
+    simulated = ((last_ts - first_ts) / 1000 + 0.0) if first_ts is not None else 0.0
+    return {"ticks": ticks_done, "messages": messages, "bytes": nbytes, "elapsed_s": elapsed,
+            "simulated_s": simulated, "msgs_per_s": messages / elapsed}
+
+
+def topic_for(suffix: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.suffix == suffix:
+            return spec
+    raise KeyError(suffix)

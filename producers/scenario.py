@@ -1,0 +1,301 @@
+"""Scenario files (`specs/scenario.md`): load, fill defaults, validate before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.topology import ClusterShape, Topology, UnknownEntity
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; the message names the field and the bad value."""
+
+
+# fault kind -> (target entity kinds, default severity)
+FAULT_KINDS: dict[str, tuple[tuple[str, ...], float]] = {
+    "straggler": (("card",), 0.2),
+    "thermal_throttle": (("card",), 0.5),
+    "link_degradation": (("link",), 0.5),
+    "link_flap": (("link",), 0.6),
+    "link_down": (("link",), 1.0),
+    "card_failure": (("card",), 1.0),
+    "ecc_error": (("card",), 1.0),
+    "node_failure": (("node",), 1.0),
+    "switch_failure": (("leaf", "spine"), 1.0),
+}
+VENDORS = ("nvidia", "ascend")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    first_node: int
+    nodes: int
+    step_s: float
+
+
+@dataclass(frozen=True)
+class Noise:
+    step_jitter: float = 0.03
+    checkpoint_every_s: float = 300.0
+    checkpoint_s: float = 20.0
+    transient_spikes_per_hour: float = 30.0
+    background_crc_per_hour: float = 2.0
+    util_jitter: float = 0.05
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    target: str
+    start_s: float
+    duration_s: float | None
+    severity: float
+
+    def end_s(self, scenario_duration_s: float) -> float:
+        if self.duration_s is None:
+            return scenario_duration_s
+        return min(self.start_s + self.duration_s, scenario_duration_s)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = "default"
+    seed: int = 0
+    start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    duration_s: float = 900.0
+    tick_s: float = 1.0
+    vendor: str = "nvidia"
+    shape: ClusterShape = ClusterShape()
+    jobs: tuple[Job, ...] = ()
+    noise: Noise = Noise()
+    faults: tuple[Fault, ...] = field(default_factory=tuple)
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.shape)
+
+    @property
+    def start_ms(self) -> int:
+        return int(self.start.timestamp() * 1000)
+
+    @property
+    def ticks(self) -> int:
+        return int(round(self.duration_s / self.tick_s))
+
+
+# ---- validation helpers -------------------------------------------------------------------------
+
+def _fail(path: str, value: Any, why: str) -> ScenarioError:
+    return ScenarioError(f"{path} = {value!r}: {why}")
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(path, value, "expected a mapping")
+    return value
+
+
+def _only(data: dict[str, Any], path: str, allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise _fail(f"{path}.{key}" if path else str(key), data[key],
+                        f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(data: dict[str, Any], key: str, path: str, default: float, *, minimum: float = 0.0,
+            strict_min: bool = False, maximum: float | None = None) -> float:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, value, "expected a number")
+    if value < minimum or (strict_min and value == minimum):
+        raise _fail(where, value, f"must be {'>' if strict_min else '>='} {minimum}")
+    if maximum is not None and value > maximum:
+        raise _fail(where, value, f"must be <= {maximum}")
+    return float(value)
+
+
+def _integer(data: dict[str, Any], key: str, path: str, default: int, *, minimum: int = 0) -> int:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, value, "expected an integer")
+    if value < minimum:
+        raise _fail(where, value, f"must be >= {minimum}")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, path: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if not isinstance(value, str) or not value:
+        raise _fail(where, value, "expected a non-empty string")
+    return value
+
+
+def _start(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail("start", value, "expected an ISO 8601 time such as 2026-01-01T00:00:00Z") from None
+    else:
+        raise _fail("start", value, "expected an ISO 8601 time such as 2026-01-01T00:00:00Z")
+    if dt.tzinfo is None:
+        raise _fail("start", value, "needs a timezone (end it with Z for UTC)")
+    return dt.astimezone(timezone.utc)
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate a parsed YAML document and return the scenario with defaults filled in."""
+    if not isinstance(data, dict):
+        raise _fail("scenario", data, "expected a mapping with at least `faults`")
+    _only(data, "", {"name", "seed", "start", "duration_s", "tick_s", "cluster", "jobs", "noise", "faults"})
+    name = _text(data, "name", "", "default")
+    seed = _integer(data, "seed", "", 0)
+    start = _start(data.get("start", "2026-01-01T00:00:00Z"))
+    duration_s = _number(data, "duration_s", "", 900.0, strict_min=True)
+    tick_s = _number(data, "tick_s", "", 1.0, strict_min=True, maximum=60.0)
+    if abs(duration_s / tick_s - round(duration_s / tick_s)) > 1e-9:
+        raise _fail("duration_s", duration_s, f"must be a whole number of ticks (tick_s = {tick_s})")
+
+    cluster = _mapping(data.get("cluster"), "cluster")
+    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines"})
+    vendor = cluster.get("vendor", "nvidia")
+    if vendor not in VENDORS:
+        raise _fail("cluster.vendor", vendor, f"must be one of {', '.join(VENDORS)}")
+    dims = {k: _integer(cluster, k, "cluster", d, minimum=1) for k, d in
+            (("cards", 10240), ("cards_per_node", 8), ("nodes_per_leaf", 32), ("spines", 32))}
+    if dims["cards_per_node"] > 255:
+        raise _fail("cluster.cards_per_node", dims["cards_per_node"], "must be <= 255")
+    try:
+        shape = ClusterShape(**dims)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    topo = Topology(shape)
+
+    jobs = _parse_jobs(data.get("jobs"), topo)
+    noise_data = _mapping(data.get("noise"), "noise")
+    _only(noise_data, "noise", set(Noise.__dataclass_fields__))
+    noise = Noise(**{k: _number(noise_data, k, "noise", getattr(Noise(), k)) for k in Noise.__dataclass_fields__})
+    if noise.checkpoint_every_s and noise.checkpoint_s >= noise.checkpoint_every_s:
+        raise _fail("noise.checkpoint_s", noise.checkpoint_s, "must be shorter than noise.checkpoint_every_s")
+
+    faults = _parse_faults(data.get("faults"), topo, duration_s)
+    return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,
+                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults)
+
+
+def _parse_jobs(value: Any, topo: Topology) -> tuple[Job, ...]:
+    if value is None:
+        return (Job("train", 0, topo.nodes, 2.0),)
+    if not isinstance(value, list):
+        raise _fail("jobs", value, "expected a list")
+    jobs: list[Job] = []
+    used = [""] * topo.nodes
+    for i, item in enumerate(value):
+        path = f"jobs[{i}]"
+        item = _mapping(item, path)
+        _only(item, path, {"name", "first_node", "nodes", "step_s"})
+        job = Job(
+            name=_text(item, "name", path),
+            first_node=_integer(item, "first_node", path, 0),
+            nodes=_integer(item, "nodes", path, 1, minimum=1),
+            step_s=_number(item, "step_s", path, 2.0, strict_min=True),
+        )
+        if any(j.name == job.name for j in jobs):
+            raise _fail(f"{path}.name", job.name, "duplicate job name")
+        if job.first_node + job.nodes > topo.nodes:
+            raise _fail(f"{path}.nodes", job.nodes,
+                        f"first_node {job.first_node} + nodes exceeds the cluster's {topo.nodes} nodes")
+        for n in range(job.first_node, job.first_node + job.nodes):
+            if used[n]:
+                raise _fail(f"{path}.first_node", job.first_node,
+                            f"node {topo.node_name(n)} is already in job {used[n]!r}")
+            used[n] = job.name
+        jobs.append(job)
+    return tuple(jobs)
+
+
+def _parse_faults(value: Any, topo: Topology, duration_s: float) -> tuple[Fault, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail("faults", value, "expected a list")
+    faults = []
+    for i, item in enumerate(value):
+        path = f"faults[{i}]"
+        item = _mapping(item, path)
+        _only(item, path, {"kind", "target", "start_s", "duration_s", "severity"})
+        kind = item.get("kind")
+        if kind not in FAULT_KINDS:
+            raise _fail(f"{path}.kind", kind, f"unknown fault kind (known: {', '.join(FAULT_KINDS)})")
+        target_kinds, default_severity = FAULT_KINDS[kind]
+        target = _text(item, "target", path)
+        try:
+            actual = topo.kind_of(target)
+        except UnknownEntity as exc:
+            raise _fail(f"{path}.target", target, f"unknown target: {exc}") from None
+        if actual not in target_kinds:
+            raise _fail(f"{path}.target", target, f"a {kind} fault needs a {' or '.join(target_kinds)}, "
+                                                  f"this is a {actual}")
+        start_s = _number(item, "start_s", path, 0.0)
+        if start_s >= duration_s:
+            raise _fail(f"{path}.start_s", start_s, f"outside the run [0, {duration_s:g})")
+        fault_duration = item.get("duration_s")
+        if fault_duration is not None:
+            fault_duration = _number(item, "duration_s", path, 0.0, strict_min=True)
+        severity = _number(item, "severity", path, default_severity, maximum=10.0)
+        faults.append(Fault(kind, target, start_s, fault_duration, severity))
+    return tuple(faults)
+
+
+def load_scenario(path: str | Path | None) -> Scenario:
+    """Read and validate a scenario file; None gives the built-in default scenario."""
+    if path is None:
+        return default_scenario()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"scenario {str(path)!r} is not valid YAML: {exc}") from None
+    try:
+        return parse_scenario(data)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+def default_scenario() -> Scenario:
+    """15 minutes of a 10,240-card cluster running three jobs, with a few card and node failures."""
+    return parse_scenario({
+        "name": "default-10k-few-faults",
+        "seed": 1,
+        "duration_s": 900,
+        "jobs": [
+            {"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
+            {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
+            {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5},
+        ],
+        "faults": [
+            {"kind": "card_failure", "target": "node1100-card6", "start_s": 20, "duration_s": 180},
+            {"kind": "card_failure", "target": "node1200-card0", "start_s": 45, "duration_s": 120},
+            {"kind": "card_failure", "target": "node0154-card3", "start_s": 240},
+            {"kind": "node_failure", "target": "node1260", "start_s": 150, "duration_s": 300},
+        ],
+    })

@@ -1,0 +1,370 @@
+"""Cluster simulator: turns a scenario into per-tick telemetry batches, vectorised with numpy.
+
+Each tick yields the messages of that tick: one card batch per reporting node, one port batch per
+reporting switch, and one step batch per node whose ranks finished a job step. Everything random
+comes from one seeded generator drawn in a fixed order, so the same scenario gives the same bytes.
+
+Ground truth (the scenario's fault list) is never put into a message; `ground_truth()` returns it
+for the scorer only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.schemas import Batch, encode_batch, iso_utc
+from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec
+from producers.scenario import Fault, Scenario
+
+# Fatal error code a failed card reports before it goes silent, and the ECC error code, per vendor.
+CARD_LOST_CODE = {"nvidia": 79, "ascend": 0x8C03A000}
+ECC_DBE_CODE = {"nvidia": 48, "ascend": 0x80E01801}
+
+# Healthy operating points per vendor: busy value, idle value.
+PROFILE = {
+    "nvidia": {"clock": (1980.0, 1410.0), "power": (640.0, 75.0), "temp": (66.0, 34.0),
+               "mem": (72_000.0, 600.0)},
+    "ascend": {"clock": (1800.0, 1000.0), "power": (360.0, 90.0), "temp": (62.0, 38.0),
+               "mem": (56_000.0, 3_000.0)},
+}
+LINK_BYTES_PER_S = 2.0e10  # busy host link, both directions each
+FEC_BASE_PER_S = (50.0, 800.0)  # healthy PAM4 links correct codewords all the time
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: TopicSpec
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class TruthRecord:
+    kind: str
+    target: str
+    start: str
+    end: str
+    start_s: float
+    end_s: float
+
+
+class Simulator:
+    """Generates the scenario's telemetry tick by tick."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.sc = scenario
+        self.topo = topo = scenario.topology
+        self.rng = np.random.default_rng(scenario.seed)
+        n, k = topo.nodes, topo.cards_per_node
+        self.profile = PROFILE[scenario.vendor]
+
+        # job of each node (-1 = idle)
+        self.node_job = np.full(n, -1, dtype=np.int64)
+        for j, job in enumerate(scenario.jobs):
+            self.node_job[job.first_node:job.first_node + job.nodes] = j
+        self.busy = np.repeat((self.node_job >= 0)[:, None], k, axis=1)
+
+        # card counters
+        self.ecc_sbe = np.zeros((n, k), np.uint64)
+        self.ecc_dbe = np.zeros((n, k), np.uint64)
+        self.pcie_replay = np.zeros((n, k), np.uint64)
+        self.link_errors = np.zeros((n, k), np.uint64)
+        self.temp = np.where(self.busy, self.profile["temp"][0], self.profile["temp"][1]).astype(np.float64)
+
+        # links: host links indexed (node, rail); fabric links (leaf, spine) with a leaf and a spine end
+        self.host = _PortCounters((n, k), self.rng)
+        self.fabric_leaf = _PortCounters((topo.leaves, topo.spines), self.rng)
+        self.fabric_spine = _PortCounters((topo.leaves, topo.spines), self.rng)
+        self.host_up_prev = np.ones((n, k), bool)
+        self.fabric_up_prev = np.ones((topo.leaves, topo.spines), bool)
+        # leaf index of every host link
+        self.host_leaf = (np.arange(k)[None, :] * topo.leaves_per_rail
+                          + (np.arange(n) // topo.nodes_per_leaf)[:, None])
+
+        self.jobs = [_JobState(job, topo.cards_per_node) for job in scenario.jobs]
+        self.faults = list(scenario.faults)
+        self._resolved = [self._resolve_target(f) for f in self.faults]
+
+    # ---- ground truth (scorer only) ----------------------------------------------------------
+    def ground_truth(self) -> list[TruthRecord]:
+        out = []
+        for f in self.faults:
+            end_s = f.end_s(self.sc.duration_s)
+            out.append(TruthRecord(
+                f.kind, f.target,
+                iso_utc(self.sc.start_ms + int(f.start_s * 1000)),
+                iso_utc(self.sc.start_ms + int(end_s * 1000)), f.start_s, end_s,
+            ))
+        return out
+
+    def _resolve_target(self, f: Fault) -> tuple[str, int, int]:
+        kind = self.topo.kind_of(f.target)
+        if kind == "card":
+            node, card = self.topo.parse_card(f.target)
+            return "card", node, card
+        if kind == "node":
+            return "node", self.topo.node_index(f.target), 0
+        if kind == "link":
+            return self.topo.parse_link(f.target)
+        switch_kind, index = self.topo.parse_switch(f.target)
+        return switch_kind, index, 0
+
+    # ---- the clock ---------------------------------------------------------------------------
+    def ticks(self) -> Iterator[tuple[int, list[Message]]]:
+        """(event time in ms, messages) for every tick of the scenario, in order."""
+        for tick in range(self.sc.ticks):
+            t = tick * self.sc.tick_s
+            ts_ms = self.sc.start_ms + int(round(t * 1000))
+            yield ts_ms, self.step(t, ts_ms)
+
+    def step(self, t: float, ts_ms: int) -> list[Message]:
+        topo, k, dt = self.topo, self.topo.cards_per_node, self.sc.tick_s
+        active = [(f, r) for f, r in zip(self.faults, self._resolved)
+                  if f.start_s <= t < f.end_s(self.sc.duration_s)]
+        starting = [(f, r) for f, r in active if f.start_s > t - dt]
+
+        node_alive = np.ones(topo.nodes, bool)
+        card_alive = np.ones((topo.nodes, k), bool)
+        switch_alive = np.ones(topo.leaves + topo.spines, bool)
+        host_up = np.ones((topo.nodes, k), bool)
+        fabric_up = np.ones((topo.leaves, topo.spines), bool)
+        slowdown = np.ones((topo.nodes, k))
+        throttle = np.zeros((topo.nodes, k))
+        degradation = np.zeros((topo.nodes, k))
+        fabric_degradation = np.zeros((topo.leaves, topo.spines))
+        events: list[tuple[int, int, int]] = []
+
+        for f, (what, a, b) in active:
+            if f.kind == "card_failure":
+                card_alive[a, b] = False
+            elif f.kind == "node_failure":
+                node_alive[a] = False
+            elif f.kind == "switch_failure":
+                switch_alive[a if what == "leaf" else topo.leaves + a] = False
+            elif f.kind == "straggler":
+                slowdown[a, b] *= 1.0 + f.severity
+            elif f.kind == "thermal_throttle":
+                ramp = min(1.0, (t - f.start_s) / 60.0)
+                throttle[a, b] = max(throttle[a, b], f.severity * ramp)
+            elif f.kind in ("link_down", "link_flap", "link_degradation"):
+                up = True
+                if f.kind == "link_down":
+                    up = False
+                elif f.kind == "link_flap":
+                    period = 60.0 / max(f.severity * 10.0, 1e-9)
+                    up = ((t - f.start_s) % period) >= min(2.0, period / 2)
+                if what == "host":
+                    host_up[a, b] &= up
+                    if f.kind == "link_degradation":
+                        degradation[a, b] = max(degradation[a, b], f.severity)
+                else:
+                    fabric_up[a, b] &= up
+                    if f.kind == "link_degradation":
+                        fabric_degradation[a, b] = max(fabric_degradation[a, b], f.severity)
+        for f, (what, a, b) in starting:
+            if f.kind == "card_failure":
+                events.append((a, b, CARD_LOST_CODE[self.sc.vendor]))
+            elif f.kind == "ecc_error":
+                events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
+                self.ecc_dbe[a, b] += np.uint64(1 + int(2 * f.severity))
+
+        # a dead node takes its NICs down, a dead leaf its host links, any dead switch its fabric links
+        host_up &= node_alive[:, None]
+        leaf_alive = switch_alive[:topo.leaves]
+        host_up &= leaf_alive[self.host_leaf]
+        fabric_up &= leaf_alive[:, None] & switch_alive[topo.leaves:][None, :]
+        slowdown *= 1.0 + 0.5 * throttle
+
+        progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & host_up, slowdown)
+        messages = self._step_messages(ts_ms)
+        messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
+        messages += self._port_messages(ts_ms, switch_alive, host_up, fabric_up, degradation,
+                                        fabric_degradation, progressing)
+        return messages
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def _advance_jobs(self, t: float, rank_ok: np.ndarray, slowdown: np.ndarray) -> np.ndarray:
+        """Finish the steps that end by time t; return which nodes' jobs are progressing."""
+        progressing = np.zeros(self.topo.nodes, bool)
+        self._finished: list[tuple[_JobState, np.ndarray, np.ndarray, np.ndarray]] = []
+        noise = self.sc.noise
+        for js in self.jobs:
+            nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
+            if not rank_ok[nodes].all():
+                js.next_end = None  # no collective can complete; the step restarts after the stall
+                js.stalled_until = t + self.sc.tick_s
+                continue
+            progressing[nodes] = True
+            if js.next_end is None:
+                js.next_end = max(t, js.stalled_until) + js.job.step_s
+                js.step_started = max(t, js.stalled_until)
+            while js.next_end <= t + 1e-9:
+                compute = js.job.step_s * 0.85 * slowdown[nodes].reshape(-1)
+                compute = compute * (1.0 + noise.step_jitter * self.rng.standard_normal(compute.shape))
+                compute = np.maximum(compute, 0.01)
+                every = noise.checkpoint_every_s
+                if every and noise.checkpoint_s and int(js.step_started // every) != int(js.next_end // every):
+                    compute = compute + noise.checkpoint_s
+                duration = float(compute.max()) + js.job.step_s * 0.15
+                wait = duration - compute
+                self._finished.append((js, js.step_index, compute, wait))
+                js.step_index += 1
+                js.step_started = js.next_end
+                js.next_end = js.step_started + duration
+        return progressing
+
+    def _step_messages(self, ts_ms: int) -> list[Message]:
+        out: list[Message] = []
+        k = self.topo.cards_per_node
+        for js, step, compute, wait in self._finished:
+            compute32 = compute.astype("<f4").reshape(-1, k)
+            wait32 = wait.astype("<f4").reshape(-1, k)
+            steps = np.full(k, step, "<u4")
+            for i in range(js.job.nodes):
+                node = js.job.first_node + i
+                batch = Batch("step", self.topo.node_names[node], ts_ms, {
+                    "rank": js.ranks[i], "step": steps, "compute_s": compute32[i], "wait_s": wait32[i],
+                }, job=js.job.name)
+                out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
+        return out
+
+    # ---- cards -------------------------------------------------------------------------------
+    def _card_messages(self, ts_ms: int, node_alive: np.ndarray, card_alive: np.ndarray,
+                       throttle: np.ndarray, progressing: np.ndarray,
+                       events: list[tuple[int, int, int]]) -> list[Message]:
+        topo, rng, p, noise = self.topo, self.rng, self.profile, self.sc.noise
+        n, k = topo.nodes, topo.cards_per_node
+        shape = (n, k)
+        working = self.busy & progressing[:, None]
+        jitter = noise.util_jitter * rng.standard_normal(shape)
+        util = np.where(working, 96.0 * (1 + jitter), np.where(self.busy, 4.0, 1.0) + 2 * np.abs(jitter))
+        load = np.clip(util / 100.0, 0, 1)
+        clock = (p["clock"][1] + (p["clock"][0] - p["clock"][1]) * load) * (1 - 0.35 * throttle)
+        clock += 10 * rng.standard_normal(shape)
+        power = (p["power"][1] + (p["power"][0] - p["power"][1]) * load) * (1 - 0.3 * throttle)
+        power *= 1 + 0.02 * rng.standard_normal(shape)
+        target_temp = p["temp"][1] + (p["temp"][0] - p["temp"][1]) * load + 28 * throttle
+        self.temp += (target_temp - self.temp) * 0.1
+        temp = self.temp + 0.5 * rng.standard_normal(shape)
+        mem = np.where(self.busy, p["mem"][0], p["mem"][1]) * (1 + 0.01 * rng.standard_normal(shape))
+        self.ecc_sbe += rng.poisson(2e-5, shape).astype(np.uint64)
+        self.pcie_replay += rng.poisson(1e-5, shape).astype(np.uint64)
+        self.link_errors += rng.poisson(1e-5, shape).astype(np.uint64)
+
+        spikes = rng.poisson(noise.transient_spikes_per_hour * self.sc.tick_s / 3600.0 / 2)
+        for _ in range(spikes):  # single-sample outliers on random cards
+            node, card = int(rng.integers(n)), int(rng.integers(k))
+            temp[node, card] += 20.0
+            util[node, card] = 0.0
+
+        cols = {
+            "util": np.clip(util, 0, 100).astype("<f4"), "sm_clock_mhz": clock.astype("<f4"),
+            "power_w": power.astype("<f4"), "temp_c": temp.astype("<f4"), "mem_used_mib": mem.astype("<f4"),
+            "ecc_sbe": self.ecc_sbe, "ecc_dbe": self.ecc_dbe, "pcie_replay": self.pcie_replay,
+            "link_errors": self.link_errors,
+        }
+        by_node: dict[int, list[tuple[int, int]]] = {}
+        for node, card, code in events:
+            by_node.setdefault(node, []).append((card, code))
+        all_cards = np.arange(k, dtype="<u1")
+        no_events = np.zeros(0, "<u1"), np.zeros(0, "<u4")
+        out: list[Message] = []
+        for i in np.flatnonzero(node_alive):
+            alive = card_alive[i]
+            full = bool(alive.all())
+            row = {name: (arr[i] if full else arr[i][alive]) for name, arr in cols.items()}
+            row["card"] = all_cards if full else all_cards[alive]
+            evs = by_node.get(int(i))
+            if evs:
+                row["err_card"] = np.array([c for c, _ in evs], "<u1")
+                row["err_code"] = np.array([c for _, c in evs], "<u4")
+            else:
+                row["err_card"], row["err_code"] = no_events
+            name = topo.node_names[i]
+            out.append(Message(CARD_TELEMETRY, name, encode_batch(Batch("card", name, ts_ms, row))))
+        return out
+
+    # ---- switches ----------------------------------------------------------------------------
+    def _port_messages(self, ts_ms: int, switch_alive: np.ndarray, host_up: np.ndarray,
+                       fabric_up: np.ndarray, degradation: np.ndarray, fabric_degradation: np.ndarray,
+                       progressing: np.ndarray) -> list[Message]:
+        topo, dt = self.topo, self.sc.tick_s
+        host_load = (self.busy & progressing[:, None]).astype(float) * 0.9 + 0.05
+        self.host.advance(dt, host_up, self.host_up_prev, host_load, degradation)
+        fabric_load = np.full(fabric_up.shape, float(host_load.mean()))
+        self.fabric_leaf.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
+        self.fabric_spine.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
+        self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
+        self._background_crc()
+
+        out: list[Message] = []
+        npl = topo.nodes_per_leaf
+        for leaf in np.flatnonzero(switch_alive[:topo.leaves]):
+            rail, block = divmod(int(leaf), topo.leaves_per_rail)
+            nodes = topo.leaf_host_nodes(int(leaf))
+            host_ports = np.arange(len(nodes), dtype="<u2")
+            up_ports = np.arange(npl, npl + topo.spines, dtype="<u2")
+            cols = {"port": np.concatenate([host_ports, up_ports]),
+                    "oper_up": np.concatenate([host_up[nodes, rail], fabric_up[leaf]]).astype("<u1")}
+            for name in _PortCounters.FIELDS:
+                cols[name] = np.concatenate([getattr(self.host, name)[nodes, rail],
+                                             getattr(self.fabric_leaf, name)[leaf]])
+            sw = topo.switch_names[leaf]
+            out.append(Message(PORT_TELEMETRY, sw, encode_batch(Batch("port", sw, ts_ms, cols))))
+        ports = np.arange(topo.leaves, dtype="<u2")
+        for spine in np.flatnonzero(switch_alive[topo.leaves:]):
+            cols = {"port": ports, "oper_up": fabric_up[:, spine].astype("<u1")}
+            for name in _PortCounters.FIELDS:
+                cols[name] = np.ascontiguousarray(getattr(self.fabric_spine, name)[:, spine])
+            sw = topo.switch_names[topo.leaves + spine]
+            out.append(Message(PORT_TELEMETRY, sw, encode_batch(Batch("port", sw, ts_ms, cols))))
+        return out
+
+    def _background_crc(self) -> None:
+        rate = self.sc.noise.background_crc_per_hour * self.sc.tick_s / 3600.0
+        for _ in range(self.rng.poisson(rate)):
+            node, rail = int(self.rng.integers(self.topo.nodes)), int(self.rng.integers(self.topo.rails))
+            self.host.crc_errors[node, rail] += np.uint64(1)
+
+
+class _PortCounters:
+    """Monotonic counters of one end of a set of links."""
+
+    FIELDS = ("rx_bytes", "tx_bytes", "crc_errors", "fec_corrected", "symbol_errors", "drops",
+              "pfc_pause", "ecn_marks", "carrier_transitions")
+
+    def __init__(self, shape: tuple[int, int], rng: np.random.Generator) -> None:
+        self.rng = rng
+        for name in self.FIELDS:
+            setattr(self, name, np.zeros(shape, np.uint64))
+        self.fec_base = rng.uniform(*FEC_BASE_PER_S, size=shape)
+
+    def advance(self, dt: float, up: np.ndarray, was_up: np.ndarray, load: np.ndarray,
+                degradation: np.ndarray) -> None:
+        rng, shape = self.rng, up.shape
+        goodput = load * (1 - 0.3 * degradation) * up
+        for name in ("rx_bytes", "tx_bytes"):
+            noise = 1 + 0.05 * rng.standard_normal(shape)
+            inc = np.maximum(LINK_BYTES_PER_S * dt * goodput * noise, 0)
+            getattr(self, name)[...] += inc.astype(np.uint64)
+        self.crc_errors += (rng.poisson(100.0 * degradation * dt) * up).astype(np.uint64)
+        self.fec_corrected += (rng.poisson(self.fec_base * (1 + 20 * degradation) * dt) * up).astype(np.uint64)
+        self.symbol_errors += (rng.poisson(10.0 * degradation * dt) * up).astype(np.uint64)
+        self.drops += (rng.poisson((0.01 + 5 * degradation) * dt) * up).astype(np.uint64)
+        self.pfc_pause += (rng.poisson(20.0 * load * dt) * up).astype(np.uint64)
+        self.ecn_marks += (rng.poisson(5.0 * load * dt) * up).astype(np.uint64)
+        self.carrier_transitions += (up != was_up).astype(np.uint64)
+
+
+class _JobState:
+    def __init__(self, job, cards_per_node: int) -> None:  # noqa: ANN001 - producers.scenario.Job
+        self.job = job
+        self.step_index = 0
+        self.next_end: float | None = None
+        self.step_started = 0.0
+        self.stalled_until = 0.0
+        ranks = np.arange(job.nodes * cards_per_node, dtype="<u4")
+        self.ranks = ranks.reshape(job.nodes, cards_per_node)
