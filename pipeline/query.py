@@ -18,8 +18,9 @@ def connect(data_dir: str | Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]
     con = duckdb.connect()
     con.execute("SET VARIABLE clusterpulse_data = ?", [str(data_dir)])
     skipped = []
-    for statement in VIEWS.read_text().split(";"):
-        sql = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--")).strip()
+    text = "\n".join(line for line in VIEWS.read_text().splitlines() if not line.strip().startswith("--"))
+    for statement in text.split(";"):
+        sql = statement.strip()
         if not sql:
             continue
         try:
