@@ -55,9 +55,9 @@ class AlertPrinter(threading.Thread):
         consumer = KafkaConsumer(**consumer_config(self.bootstrap, "clusterpulse-run-printer", None))
         try:
             parts: set[int] | None = None
-            while parts is None and not self._stop_event.is_set():
+            while not parts and not self._stop_event.is_set():
                 parts = consumer.partitions_for_topic(self.topic)
-                if parts is None:
+                if not parts:
                     time.sleep(0.2)
             consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts or ())])
             consumer.seek_to_beginning()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.topology import ClusterShape
 
@@ -30,6 +30,12 @@ class ClusterSettings(BaseModel):
     cards_per_node: int = Field(8, ge=1, le=255)
     nodes_per_leaf: int = Field(32, ge=1)
     spines: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _whole_nodes(self) -> "ClusterSettings":
+        if self.cards % self.cards_per_node:
+            raise ValueError(f"cards ({self.cards}) must be a multiple of cards_per_node ({self.cards_per_node})")
+        return self
 
     def shape(self) -> ClusterShape:
         return ClusterShape(self.cards, self.cards_per_node, self.nodes_per_leaf, self.spines)

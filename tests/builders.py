@@ -1,0 +1,36 @@
+"""Small builders for test batches (names and shapes as the simulator makes them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.schemas import CARD, PORT, Batch
+from pipeline.topology import ClusterShape, Topology
+
+SMALL = ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def card_batch(node: str = "node0000", t_s: float = 0.0, cards: list[int] | None = None,
+               errors: list[tuple[int, int]] = (), cards_per_node: int = 8) -> Batch:
+    """A healthy card batch; `errors` = [(card, code)] events."""
+    idx = np.arange(cards_per_node) if cards is None else np.asarray(cards)
+    n = len(idx)
+    cols = {c.name: np.zeros(n, c.dtype) for c in CARD.group_columns("rows")}
+    cols["card"] = idx.astype("<u1")
+    cols["util"][:] = 95.0
+    cols["temp_c"][:] = 60.0
+    cols["err_card"] = np.array([c for c, _ in errors], "<u1")
+    cols["err_code"] = np.array([code for _, code in errors], "<u4")
+    return Batch(kind="card", source=node, ts_ms=START_MS + int(t_s * 1000), columns=cols)
+
+
+def port_batch(switch: str = "leaf000", t_s: float = 0.0, ports: int = 6) -> Batch:
+    cols = {c.name: np.zeros(ports, c.dtype) for c in PORT.columns}
+    cols["port"] = np.arange(ports, dtype="<u2")
+    cols["oper_up"][:] = 1
+    return Batch(kind="port", source=switch, ts_ms=START_MS + int(t_s * 1000), columns=cols)
+
+
+def small_topology() -> Topology:
+    return Topology(SMALL)

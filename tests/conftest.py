@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Tansu broker process per test session, unique topics per test,
+and child processes (workers, simulators) that are always stopped, also when a test fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker, stop_process
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT.parent / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One embedded broker for the session; tests isolate themselves with a topic prefix."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    b = EmbeddedBroker(log_path=log).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix (and group id stem) no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+class Children:
+    """Starts `python -m pipeline ...` processes and stops exactly those at teardown."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, name: str = "child") -> subprocess.Popen:
+        log = self.tmp / f"{name}-{len(self.procs)}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env,
+                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((proc, log))
+        return proc
+
+    def log_of(self, proc: subprocess.Popen) -> str:
+        for p, log in self.procs:
+            if p is proc:
+                return log.read_text(errors="replace")
+        raise KeyError(proc)
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs:
+            stop_process(proc, timeout_s=15)
+
+
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[Children]:
+    c = Children(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop_all()

@@ -1,0 +1,40 @@
+"""Reading topics in tests, with a deadline so that no test waits forever."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from pipeline.kafka_config import consumer_config
+
+
+def read_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]], bool],
+               timeout_s: float = 90.0, alive: Callable[[], str | None] = lambda: None) -> list[ConsumerRecord]:
+    """Records of `topic` from the beginning until `done(records)` or the deadline.
+
+    `alive()` returns an error text when a process the test relies on has died, to fail early.
+    """
+    consumer = KafkaConsumer(**consumer_config(bootstrap, "clusterpulse-test-reader", None))
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = None
+        while not parts and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                time.sleep(0.2)
+        assert parts, f"topic {topic} never appeared"
+        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        consumer.seek_to_beginning()
+        while not done(records):
+            problem = alive()
+            assert problem is None, problem
+            assert time.monotonic() < deadline, f"gave up on {topic} after {timeout_s:g} s; got {len(records)} records"
+            for batch in consumer.poll(timeout_ms=250).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,75 @@
+import json
+
+import msgpack
+import numpy as np
+import pytest
+
+from pipeline.schemas import (SCHEMA_VERSION, Alert, InvalidRecord, alert_id, check_entities, decode_batch,
+                              encode_batch, iso_utc)
+from tests.builders import START_MS, card_batch, port_batch, small_topology
+
+
+def test_card_batch_round_trips_with_dtypes() -> None:
+    batch = card_batch("node0003", t_s=5, errors=[(2, 79)])
+    back = decode_batch(encode_batch(batch))
+    assert (back.kind, back.source, back.ts_ms) == ("card", "node0003", START_MS + 5000)
+    for name, values in batch.columns.items():
+        assert back.columns[name].dtype == values.dtype
+        np.testing.assert_array_equal(back.columns[name], values)
+    assert back.rows() == 8 and back.rows("events") == 1
+
+
+def test_batch_is_compact() -> None:
+    # a node of 8 cards: ~ 8 * 46 bytes of columns plus names; far below a JSON document per card
+    assert len(encode_batch(card_batch())) < 900
+
+
+def _raw(**overrides: object) -> bytes:
+    msg = msgpack.unpackb(encode_batch(card_batch()), raw=False)
+    msg.update(overrides)
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"", "empty message"),
+    (b"\xc1garbage", "not msgpack"),
+    (msgpack.packb([1, 2, 3]), "expected a map"),
+    (_raw(v=SCHEMA_VERSION + 1), "unsupported schema version 2"),
+    (_raw(v=None), "unsupported schema version None"),
+    (_raw(k="gpu"), "unknown batch kind 'gpu'"),
+    (_raw(ts=-5), "bad timestamp"),
+    (_raw(src=""), "bad source"),
+])
+def test_bad_payloads_raise_with_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidRecord) as err:
+        decode_batch(payload)
+    assert reason in err.value.reason
+
+
+def test_ragged_columns_are_rejected() -> None:
+    msg = msgpack.unpackb(encode_batch(card_batch()), raw=False)
+    msg["c"]["util"] = msg["c"]["util"][:-4]
+    with pytest.raises(InvalidRecord, match="'util' has 7 values"):
+        decode_batch(msgpack.packb(msg, use_bin_type=True))
+
+
+def test_unknown_entities_are_rejected() -> None:
+    topo = small_topology()
+    check_entities(card_batch("node0007"), topo)
+    check_entities(port_batch("spine001", ports=8), topo)
+    with pytest.raises(InvalidRecord, match="unknown entity"):
+        check_entities(card_batch("node0008"), topo)  # 8 nodes: 0..7
+    with pytest.raises(InvalidRecord, match="no card 9"):
+        check_entities(card_batch("node0001", cards=[0, 9]), topo)
+    with pytest.raises(InvalidRecord, match="no port"):
+        check_entities(port_batch("leaf000", ports=40), topo)
+
+
+def test_alert_identity_is_stable_and_json_matches_the_spec() -> None:
+    a = Alert(kind="card_failed", entity="node0005-card2", status="firing", starts_at=iso_utc(START_MS + 20_000),
+              severity="critical", summary="fell off the bus", labels={"node": "node0005"})
+    assert a.id == alert_id("card_failed", "node0005-card2") != alert_id("card_failed", "node0005-card3")
+    data = json.loads(a.to_json())
+    assert {"id", "kind", "entity", "status", "starts_at", "root_cause", "severity", "summary", "labels"} <= set(data)
+    assert data["starts_at"] == "2026-01-01T00:00:20.000Z"
+    assert Alert.from_json(a.to_json()) == a

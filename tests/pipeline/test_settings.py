@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_big_cluster() -> None:
+    s = load_settings({}, environ={})
+    assert s.cluster.cards == 10240 and s.bootstrap is None and s.partitions == 12
+
+
+def test_flags_beat_environment_beat_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("partitions: 4\ntopic_prefix: fromfile\ncluster: {cards: 64}\n")
+    env = {"CLUSTERPULSE_PARTITIONS": "6", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4"}
+    s = load_settings({"partitions": 9}, config_file=cfg, environ=env)
+    assert (s.partitions, s.topic_prefix, s.cluster.cards, s.cluster.nodes_per_leaf) == (9, "fromfile", 64, 4)
+    s = load_settings({}, config_file=cfg, environ=env)
+    assert s.partitions == 6
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data_dir: /srv/lake\n")
+    assert load_settings({}, environ={"CLUSTERPULSE_CONFIG": str(cfg)}).data_dir == Path("/srv/lake")
+
+
+@pytest.mark.parametrize("flags, env, needles", [
+    ({"partitions": 0}, {}, ["'partitions'", "CLUSTERPULSE_PARTITIONS", "0"]),
+    ({}, {"CLUSTERPULSE_PARTITIONS": "many"}, ["'partitions'", "'many'"]),
+    ({"bootstrap": "localhost"}, {}, ["'bootstrap'", "'localhost'", "HOST:PORT"]),
+    ({}, {"CLUSTERPULSE_SINK__FLUSH_SECONDS": "-1"}, ["'sink.flush_seconds'", "CLUSTERPULSE_SINK__FLUSH_SECONDS"]),
+    ({}, {"CLUSTERPULSE_CLUSTER__CARDS": "100"}, ["'cluster'", "multiple of cards_per_node"]),
+    ({}, {"CLUSTERPULSE_COLOUR": "blue"}, ["unknown setting 'colour'"]),
+])
+def test_invalid_settings_name_the_setting_and_value(flags: dict, env: dict, needles: list[str]) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(flags, environ=env)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_garbage_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("partitions: [1,\n")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_settings({}, config_file=bad, environ={})
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SettingsError, match="must hold a mapping"):
+        load_settings({}, config_file=bad, environ={})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings({}, config_file=tmp_path / "missing.yaml", environ={})

@@ -1,0 +1,135 @@
+"""The worker against a real broker: simulator → topics → Faust agents → alerts topic and Parquet."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import msgpack
+import pytest
+from kafka import KafkaProducer
+
+from pipeline.kafka_config import producer_config
+from pipeline.schemas import Alert, encode_batch
+from pipeline.topics import DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
+from tests.builders import card_batch
+from tests.conftest import ROOT
+from tests.kafka_helpers import read_until
+
+pytestmark = pytest.mark.broker
+
+SMALL_CLUSTER = {"CLUSTERPULSE_CLUSTER__CARDS": "64", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
+                 "CLUSTERPULSE_CLUSTER__SPINES": "2"}
+
+
+def worker_env(bootstrap: str, prefix: str, data: Path) -> dict[str, str]:
+    return {"CLUSTERPULSE_BOOTSTRAP": bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
+            "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(data),
+            "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
+            "CLUSTERPULSE_LOG_LEVEL": "info", **SMALL_CLUSTER}
+
+
+def alive(children, *procs) -> callable:  # noqa: ANN001
+    def check() -> str | None:
+        for p in procs:
+            if p.returncode is None and p.poll() is not None and p.returncode != 0:
+                return f"process exited with {p.returncode}:\n{children.log_of(p)[-3000:]}"
+        return None
+    return check
+
+
+def wait_for_rows(data: Path, dataset: str, sql: str, timeout_s: float = 60) -> list[tuple]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if list((data / dataset).glob("date=*/hour=*/*.parquet")):
+            rows = duckdb.execute(sql.replace("{files}", f"'{data}/{dataset}/**/*.parquet'")).fetchall()
+            if rows and rows[0][0]:
+                return rows
+        assert time.monotonic() < deadline, f"no {dataset} rows in {data} after {timeout_s} s"
+        time.sleep(0.5)
+
+
+def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, prefix, children, tmp_path) -> None:
+    data = tmp_path / "lake"
+    env = worker_env(broker.bootstrap, prefix, data)
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+    sim = children.start("simulate", "--scenario", str(ROOT / "scenarios" / "card-failure-small.yaml"),
+                         "--speed", "max", env=env, name="simulator")
+
+    records = read_until(broker.bootstrap, f"{prefix}.alerts",
+                         lambda rs: any(Alert.from_json(r.value).kind == "card_failed" for r in rs),
+                         alive=alive(children, worker, sim))
+    alerts = [Alert.from_json(r.value) for r in records]
+    assert [(a.kind, a.entity, a.status, a.starts_at) for a in alerts] == [
+        ("card_failed", "node0005-card2", "firing", "2026-01-01T00:00:20.000Z")]
+    assert records[0].key == alerts[0].id.encode()
+    assert sim.wait(timeout=60) == 0
+
+    # 8 nodes x 8 cards x 60 ticks, minus card 2 of node0005 from t = 20 s on
+    rows = wait_for_rows(data, "card", "select count(*) from read_parquet({files})")
+    deadline = time.monotonic() + 60
+    while rows[0][0] < 64 * 60 - 40 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = wait_for_rows(data, "card", "select count(*) from read_parquet({files})")
+    assert rows == [(64 * 60 - 40,)]
+    wait_for_rows(data, "alerts", "select count(*) from read_parquet({files}) where kind = 'card_failed'")
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(broker, prefix, children,
+                                                                              tmp_path) -> None:
+    data = tmp_path / "lake"
+    env = worker_env(broker.bootstrap, prefix, data)
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+
+    good_before = encode_batch(card_batch("node0001", 0, errors=[(3, 79)]))
+    malformed = b"\x93not a batch"
+    wrong_version = msgpack.packb({**msgpack.unpackb(good_before), "v": 99}, use_bin_type=True)
+    unknown_entity = encode_batch(card_batch("node0999", 0))
+    good_after = encode_batch(card_batch("node0002", 0, errors=[(1, 79)]))
+    topic = f"{prefix}.telemetry.card"
+    producer = KafkaProducer(**producer_config(broker.bootstrap, "test"))
+    try:  # one key: one partition, in this order, in one produce batch
+        for value in (good_before, malformed, wrong_version, unknown_entity, good_after):
+            producer.send(topic, key=b"mixed", value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+    dead = read_until(broker.bootstrap, f"{prefix}.deadletter", lambda rs: len(rs) >= 3,
+                      alive=alive(children, worker))
+    reasons = {}
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers[DLQ_TOPIC].decode() == topic
+        reasons[int(headers[DLQ_OFFSET])] = headers[DLQ_REASON].decode()
+    assert sorted(reasons) == [1, 2, 3]
+    assert "not msgpack" in reasons[1] or "expected a map" in reasons[1]
+    assert "unsupported schema version 99" in reasons[2]
+    assert "unknown entity" in reasons[3] and "node0999" in reasons[3]
+    assert [r.value for r in sorted(dead, key=lambda r: int(dict(r.headers)[DLQ_OFFSET]))] == \
+        [malformed, wrong_version, unknown_entity]
+
+    alerts = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 2, alive=alive(children, worker))
+    assert sorted(Alert.from_json(r.value).entity for r in alerts) == ["node0001-card3", "node0002-card1"]
+    rows = wait_for_rows(data, "card", "select count(distinct node), count(*) from read_parquet({files})")
+    assert rows == [(2, 16)]
+    assert worker.poll() is None, "a bad message must not stop the worker"
+
+
+def test_run_command_runs_a_scenario_to_the_end(tmp_path) -> None:
+    """`clusterpulse run --speed max`: its own embedded broker, live alerts, Parquet, exit 0."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "lake"
+    done = subprocess.run([sys.executable, "-m", "pipeline", "run", "--scenario",
+                           str(ROOT / "scenarios" / "card-failure-small.yaml"), "--speed", "max", "--data", str(data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FIRING   critical card_failed      node0005-card2" in done.stdout
+    assert "clusterpulse query --data" in done.stderr
+    count = duckdb.execute(f"select count(*) from read_parquet('{data}/card/**/*.parquet')").fetchall()
+    assert count == [(64 * 60 - 40,)]
