@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the pipeline topics on --bootstrap (idempotent)")
     _common(p)
+
+    p = sub.add_parser("receiver", help="a webhook receiver that prints and records alert notifications")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--out", help="also append each notification as a JSON line to this file")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     p = sub.add_parser("query", help="run SQL over the Parquet lake with the views of sql/views.sql")
     _common(p)
@@ -268,6 +275,25 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.receiver import WebhookReceiver
+
+    try:
+        server = WebhookReceiver(args.host, args.port, Path(args.out) if args.out else None)
+    except OSError as exc:
+        print(f"clusterpulse: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"webhook receiver on {server.url} (GET /healthz, GET /received)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.query import QueryError, run_query
 
@@ -280,7 +306,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())
