@@ -125,6 +125,7 @@ class Simulator:
         active = [(f, r) for f, r in zip(self.faults, self._resolved)
                   if f.start_s <= t < f.end_s(self.sc.duration_s)]
         starting = [(f, r) for f, r in active if f.start_s > t - dt]
+        self._reset_recovered(t, dt)
 
         node_alive = np.ones(topo.nodes, bool)
         card_alive = np.ones((topo.nodes, k), bool)
@@ -170,6 +171,10 @@ class Simulator:
             elif f.kind == "ecc_error":
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1 + int(2 * f.severity))
+        for f, (what, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
+            if f.kind == "ecc_error" and f.start_s <= t - dt and self.rng.random() < 0.05 * f.severity * dt:
+                events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
+                self.ecc_dbe[a, b] += np.uint64(1)
 
         # a dead node takes its NICs down, a dead leaf its host links, any dead switch its fabric links
         host_up &= node_alive[:, None]
@@ -299,6 +304,7 @@ class Simulator:
         self.fabric_spine.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
         self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
         self._background_crc()
+        self._port_spikes()
 
         out: list[Message] = []
         npl = topo.nodes_per_leaf
@@ -328,6 +334,35 @@ class Simulator:
         for _ in range(self.rng.poisson(rate)):
             node, rail = int(self.rng.integers(self.topo.nodes)), int(self.rng.integers(self.topo.rails))
             self.host.crc_errors[node, rail] += np.uint64(1)
+
+
+    def _port_spikes(self) -> None:
+        """Single-tick congestion bursts (drops, PFC pauses) on random host links: a confounder."""
+        rate = self.sc.noise.transient_spikes_per_hour * self.sc.tick_s / 3600.0 / 2
+        for _ in range(self.rng.poisson(rate)):
+            node, rail = int(self.rng.integers(self.topo.nodes)), int(self.rng.integers(self.topo.rails))
+            self.host.drops[node, rail] += np.uint64(self.rng.integers(50, 500))
+            self.host.pfc_pause[node, rail] += np.uint64(self.rng.integers(2_000, 20_000))
+
+    def _reset_recovered(self, t: float, dt: float) -> None:
+        """Counters restart from zero where a node or switch comes back, as exporters' do after a
+        reboot: a node's card counters; a leaf's port counters (host and uplink ends); a spine's."""
+        for f, (what, a, _) in zip(self.faults, self._resolved):
+            end = f.end_s(self.sc.duration_s)
+            if not (end < self.sc.duration_s and t - dt < end <= t):
+                continue
+            if f.kind == "node_failure":
+                for counters in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
+                    counters[a] = 0
+            elif f.kind == "switch_failure" and what == "leaf":
+                rail = a // self.topo.leaves_per_rail
+                nodes = self.topo.leaf_host_nodes(a)
+                for name in _PortCounters.FIELDS:
+                    getattr(self.host, name)[nodes, rail] = 0
+                    getattr(self.fabric_leaf, name)[a] = 0
+            elif f.kind == "switch_failure":
+                for name in _PortCounters.FIELDS:
+                    getattr(self.fabric_spine, name)[:, a] = 0
 
 
 class _PortCounters:
