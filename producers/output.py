@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline.kafka_config import producer_config
-from pipeline.topics import ALL_TOPICS, TopicSpec
+from pipeline.topics import ALL_TOPICS
 from producers.simulator import Message
 
 log = logging.getLogger("clusterpulse.producer")
@@ -51,8 +51,13 @@ class KafkaOutput:
             log.error("delivery failed: %s", self.first_error)
 
     def send(self, message: Message) -> None:
-        future = self.producer.send(message.topic.name(self.prefix), key=message.key.encode(),
-                                    value=message.value)
+        topic = message.topic.name(self.prefix)
+        try:
+            future = self.producer.send(topic, key=message.key.encode(), value=message.value)
+        except KafkaError as exc:
+            self.failed += 1
+            raise DeliveryError(f"cannot send {len(message.value):,} bytes to {topic} (key {message.key}): "
+                                f"{type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
         self.sent += 1
 
@@ -161,17 +166,11 @@ def pump(ticks: Iterable[tuple[int, list[Message]]], output: Output, pacer: Pace
         now = time.monotonic()
         if now - last >= progress_every_s:
             last = now
-            print(f"simulated {(ts_ms - first_ts) / 1000:,.0f} s, {messages:,} messages, "
+            sim_s = (ts_ms - first_ts) / 1000
+            print(f"simulated {sim_s:,.0f} s ({sim_s / (now - started):.1f}x real time), {messages:,} messages, "
                   f"{messages / (now - started):,.0f} msg/s", file=stream, flush=True)  # type: ignore[arg-type]
     output.flush()
     elapsed = max(time.monotonic() - started, 1e-9)
     simulated = ((last_ts - first_ts) / 1000 + 0.0) if first_ts is not None else 0.0
     return {"ticks": ticks_done, "messages": messages, "bytes": nbytes, "elapsed_s": elapsed,
             "simulated_s": simulated, "msgs_per_s": messages / elapsed}
-
-
-def topic_for(suffix: str) -> TopicSpec:
-    for spec in ALL_TOPICS:
-        if spec.suffix == suffix:
-            return spec
-    raise KeyError(suffix)

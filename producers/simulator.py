@@ -57,7 +57,15 @@ class Simulator:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
         self.topo = topo = scenario.topology
-        self.rng = np.random.default_rng(scenario.seed)
+        # Independent random streams per subsystem, each drawing a fixed amount per tick, so a
+        # fault changes only what it touches: same seed with and without a fault gives the same
+        # noise everywhere else.
+        seq = np.random.SeedSequence(scenario.seed)
+        (cards_seed, host_seed, leaf_seed, spine_seed, noise_seed, fault_seed,
+         *job_seeds) = seq.spawn(6 + len(scenario.jobs))
+        self.rng = np.random.default_rng(cards_seed)
+        self.noise_rng = np.random.default_rng(noise_seed)
+        self.fault_rng = np.random.default_rng(fault_seed)
         n, k = topo.nodes, topo.cards_per_node
         self.profile = PROFILE[scenario.vendor]
 
@@ -75,16 +83,17 @@ class Simulator:
         self.temp = np.where(self.busy, self.profile["temp"][0], self.profile["temp"][1]).astype(np.float64)
 
         # links: host links indexed (node, rail); fabric links (leaf, spine) with a leaf and a spine end
-        self.host = _PortCounters((n, k), self.rng)
-        self.fabric_leaf = _PortCounters((topo.leaves, topo.spines), self.rng)
-        self.fabric_spine = _PortCounters((topo.leaves, topo.spines), self.rng)
+        self.host = _PortCounters((n, k), np.random.default_rng(host_seed))
+        self.fabric_leaf = _PortCounters((topo.leaves, topo.spines), np.random.default_rng(leaf_seed))
+        self.fabric_spine = _PortCounters((topo.leaves, topo.spines), np.random.default_rng(spine_seed))
         self.host_up_prev = np.ones((n, k), bool)
         self.fabric_up_prev = np.ones((topo.leaves, topo.spines), bool)
         # leaf index of every host link
         self.host_leaf = (np.arange(k)[None, :] * topo.leaves_per_rail
                           + (np.arange(n) // topo.nodes_per_leaf)[:, None])
 
-        self.jobs = [_JobState(job, topo.cards_per_node) for job in scenario.jobs]
+        self.jobs = [_JobState(job, topo.cards_per_node, np.random.default_rng(js))
+                     for job, js in zip(scenario.jobs, job_seeds)]
         self.faults = list(scenario.faults)
         self._resolved = [self._resolve_target(f) for f in self.faults]
 
@@ -148,7 +157,7 @@ class Simulator:
             elif f.kind == "straggler":
                 slowdown[a, b] *= 1.0 + f.severity
             elif f.kind == "thermal_throttle":
-                ramp = min(1.0, (t - f.start_s) / 60.0)
+                ramp = min(1.0, (t - f.start_s) / 30.0)
                 throttle[a, b] = max(throttle[a, b], f.severity * ramp)
             elif f.kind in ("link_down", "link_flap", "link_degradation"):
                 up = True
@@ -172,7 +181,7 @@ class Simulator:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1 + int(2 * f.severity))
         for f, (what, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
-            if f.kind == "ecc_error" and f.start_s <= t - dt and self.rng.random() < 0.05 * f.severity * dt:
+            if f.kind == "ecc_error" and f.start_s <= t - dt and self.fault_rng.random() < 0.05 * f.severity * dt:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1)
 
@@ -208,7 +217,7 @@ class Simulator:
                 js.step_started = max(t, js.stalled_until)
             while js.next_end <= t + 1e-9:
                 compute = js.job.step_s * 0.85 * slowdown[nodes].reshape(-1)
-                compute = compute * (1.0 + noise.step_jitter * self.rng.standard_normal(compute.shape))
+                compute = compute * (1.0 + noise.step_jitter * js.rng.standard_normal(compute.shape))
                 compute = np.maximum(compute, 0.01)
                 every = noise.checkpoint_every_s
                 if every and noise.checkpoint_s and int(js.step_started // every) != int(js.next_end // every):
@@ -251,7 +260,7 @@ class Simulator:
         clock += 10 * rng.standard_normal(shape)
         power = (p["power"][1] + (p["power"][0] - p["power"][1]) * load) * (1 - 0.3 * throttle)
         power *= 1 + 0.02 * rng.standard_normal(shape)
-        target_temp = p["temp"][1] + (p["temp"][0] - p["temp"][1]) * load + 28 * throttle
+        target_temp = p["temp"][1] + (p["temp"][0] - p["temp"][1]) * load + 40 * throttle
         self.temp += (target_temp - self.temp) * 0.1
         temp = self.temp + 0.5 * rng.standard_normal(shape)
         mem = np.where(self.busy, p["mem"][0], p["mem"][1]) * (1 + 0.01 * rng.standard_normal(shape))
@@ -259,9 +268,9 @@ class Simulator:
         self.pcie_replay += rng.poisson(1e-5, shape).astype(np.uint64)
         self.link_errors += rng.poisson(1e-5, shape).astype(np.uint64)
 
-        spikes = rng.poisson(noise.transient_spikes_per_hour * self.sc.tick_s / 3600.0 / 2)
+        spikes = self.noise_rng.poisson(noise.transient_spikes_per_hour * self.sc.tick_s / 3600.0 / 2)
         for _ in range(spikes):  # single-sample outliers on random cards
-            node, card = int(rng.integers(n)), int(rng.integers(k))
+            node, card = int(self.noise_rng.integers(n)), int(self.noise_rng.integers(k))
             temp[node, card] += 20.0
             util[node, card] = 0.0
 
@@ -331,18 +340,18 @@ class Simulator:
 
     def _background_crc(self) -> None:
         rate = self.sc.noise.background_crc_per_hour * self.sc.tick_s / 3600.0
-        for _ in range(self.rng.poisson(rate)):
-            node, rail = int(self.rng.integers(self.topo.nodes)), int(self.rng.integers(self.topo.rails))
+        for _ in range(self.noise_rng.poisson(rate)):
+            node, rail = int(self.noise_rng.integers(self.topo.nodes)), int(self.noise_rng.integers(self.topo.rails))
             self.host.crc_errors[node, rail] += np.uint64(1)
 
 
     def _port_spikes(self) -> None:
         """Single-tick congestion bursts (drops, PFC pauses) on random host links: a confounder."""
         rate = self.sc.noise.transient_spikes_per_hour * self.sc.tick_s / 3600.0 / 2
-        for _ in range(self.rng.poisson(rate)):
-            node, rail = int(self.rng.integers(self.topo.nodes)), int(self.rng.integers(self.topo.rails))
-            self.host.drops[node, rail] += np.uint64(self.rng.integers(50, 500))
-            self.host.pfc_pause[node, rail] += np.uint64(self.rng.integers(2_000, 20_000))
+        for _ in range(self.noise_rng.poisson(rate)):
+            node, rail = int(self.noise_rng.integers(self.topo.nodes)), int(self.noise_rng.integers(self.topo.rails))
+            self.host.drops[node, rail] += np.uint64(self.noise_rng.integers(50, 500))
+            self.host.pfc_pause[node, rail] += np.uint64(self.noise_rng.integers(2_000, 20_000))
 
     def _reset_recovered(self, t: float, dt: float) -> None:
         """Counters restart from zero where a node or switch comes back, as exporters' do after a
@@ -385,18 +394,46 @@ class _PortCounters:
             noise = 1 + 0.05 * rng.standard_normal(shape)
             inc = np.maximum(LINK_BYTES_PER_S * dt * goodput * noise, 0)
             getattr(self, name)[...] += inc.astype(np.uint64)
-        self.crc_errors += (rng.poisson(100.0 * degradation * dt) * up).astype(np.uint64)
-        self.fec_corrected += (rng.poisson(self.fec_base * (1 + 20 * degradation) * dt) * up).astype(np.uint64)
-        self.symbol_errors += (rng.poisson(10.0 * degradation * dt) * up).astype(np.uint64)
-        self.drops += (rng.poisson((0.01 + 5 * degradation) * dt) * up).astype(np.uint64)
-        self.pfc_pause += (rng.poisson(20.0 * load * dt) * up).astype(np.uint64)
-        self.ecn_marks += (rng.poisson(5.0 * load * dt) * up).astype(np.uint64)
+        for name, lam in (("crc_errors", 100.0 * degradation * dt),
+                          ("fec_corrected", self.fec_base * (1 + 20 * degradation) * dt),
+                          ("symbol_errors", 10.0 * degradation * dt),
+                          ("drops", (0.01 + 5 * degradation) * dt),
+                          ("pfc_pause", 20.0 * load * dt),
+                          ("ecn_marks", 5.0 * load * dt)):
+            getattr(self, name)[...] += (poisson(rng, lam) * up).astype(np.uint64)
         self.carrier_transitions += (up != was_up).astype(np.uint64)
 
 
+def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Poisson draws that consume exactly two variates per element whatever `lam` is.
+
+    numpy's own sampler uses a value-dependent number of draws, so a fault raising one link's
+    error rate would shift the random stream of every link after it. Inverse CDF below 30,
+    normal approximation above.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    u = rng.random(lam.shape)
+    z = rng.standard_normal(lam.shape)
+    small = np.where(lam < 30.0, lam, 0.0)
+    k = np.zeros(lam.shape, np.int64)
+    term = np.exp(-small)
+    cdf = term.copy()
+    below = u > cdf
+    i = 0
+    while below.any() and i < 120:
+        i += 1
+        k += below
+        term = term * small / i
+        cdf += term
+        below &= u > cdf
+    large = np.maximum(np.rint(lam + np.sqrt(lam) * z), 0).astype(np.int64)
+    return np.where(lam < 30.0, k, large)
+
+
 class _JobState:
-    def __init__(self, job, cards_per_node: int) -> None:  # noqa: ANN001 - producers.scenario.Job
+    def __init__(self, job, cards_per_node: int, rng: np.random.Generator) -> None:  # noqa: ANN001
         self.job = job
+        self.rng = rng
         self.step_index = 0
         self.next_end: float | None = None
         self.step_started = 0.0

@@ -1,0 +1,241 @@
+"""The simulator: deterministic, names per the spec, faults touch only their targets (and the
+documented consequences), confounders leave no persistent anomaly, counters are monotonic."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from pipeline.schemas import PORT, decode_batch
+from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
+from producers.scenario import parse_scenario
+from producers.simulator import Simulator, poisson
+
+SMALL = {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2}
+# 8 nodes; 2 leaves per rail -> 16 leaves; node i, NIC j on leaf 2j + i // 4
+JOBS = [{"name": "a", "first_node": 0, "nodes": 4, "step_s": 1.0},
+        {"name": "b", "first_node": 4, "nodes": 2, "step_s": 0.8}]  # nodes 6, 7 idle
+START_MS = 1_767_225_600_000
+
+
+def sec(ts_ms: int) -> int:
+    return (ts_ms - START_MS) // 1000
+
+
+def small(faults: list[dict], **over: object) -> dict:
+    return {"seed": 5, "duration_s": 60, "cluster": SMALL, "jobs": JOBS, "faults": faults, **over}
+
+
+def messages(data: dict) -> list[tuple[int, str, str, bytes]]:
+    sim = Simulator(parse_scenario(data))
+    return [(ts, m.topic.suffix, m.key, m.value) for ts, msgs in sim.ticks() for m in msgs]
+
+
+def signals(data: dict) -> dict[tuple[str, str], list]:
+    """(dataset, entity) -> [(ts, values...)] for every card, card event, link end and rank."""
+    sc = parse_scenario(data)
+    topo = sc.topology
+    out: dict[tuple[str, str], list] = defaultdict(list)
+    for ts, msgs in Simulator(sc).ticks():
+        for m in msgs:
+            b = decode_batch(m.value)
+            if m.topic == CARD_TELEMETRY:
+                rows = [c.name for c in b.schema.group_columns("rows")]
+                for i, card in enumerate(b.columns["card"].tolist()):
+                    out[("card", f"{b.source}-card{card}")].append((ts, *(b.columns[c][i].item() for c in rows)))
+                for card, code in zip(b.columns["err_card"].tolist(), b.columns["err_code"].tolist()):
+                    out[("event", f"{b.source}-card{card}")].append((ts, code))
+            elif m.topic == PORT_TELEMETRY:
+                cols = [c.name for c in PORT.columns]
+                for i, port in enumerate(b.columns["port"].tolist()):
+                    link = topo.port_link(b.source, port)
+                    out[("port", f"{b.source}:{link}")].append((ts, *(b.columns[c][i].item() for c in cols)))
+            else:
+                assert m.topic == STEP_TELEMETRY
+                for i, rank in enumerate(b.columns["rank"].tolist()):
+                    out[("step", f"{b.job}/{rank}")].append(
+                        (ts, b.columns["step"][i].item(), b.columns["compute_s"][i].item(), b.columns["wait_s"][i].item()))
+    return out
+
+
+def changed(faults: list[dict]) -> set[tuple[str, str]]:
+    base, hit = signals(small([])), signals(small(faults))
+    return {key for key in base.keys() | hit.keys() if base.get(key) != hit.get(key)}
+
+
+def job_consequences(job: str, nodes: range) -> set[tuple[str, str]]:
+    """What a stalled job changes: its ranks' steps, its cards' load, its links' and the fabric's traffic."""
+    sig = signals(small([]))
+    node_names = {f"node{n:04d}" for n in nodes}
+    return {key for key in sig if
+            (key[0] == "step" and key[1].startswith(f"{job}/"))
+            or (key[0] == "card" and key[1].split("-")[0] in node_names)
+            or (key[0] == "port" and (key[1].split(":")[1].split("-")[0] in node_names or "spine" in key[1]))}
+
+
+def test_same_scenario_and_seed_give_identical_bytes() -> None:
+    faults = [{"kind": "straggler", "target": "node0001-card3", "start_s": 5},
+              {"kind": "link_flap", "target": "node0002-nic1~leaf002", "start_s": 10}]
+    first = messages(small(faults))
+    assert first == messages(small(faults))
+    assert first != messages(small(faults, seed=6))
+
+
+def test_ground_truth_is_apart_from_the_telemetry() -> None:
+    data = small([{"kind": "card_failure", "target": "node0001-card3", "start_s": 20}])
+    sim = Simulator(parse_scenario(data))
+    assert [(t.kind, t.target, t.start, t.end) for t in sim.ground_truth()] == [
+        ("card_failure", "node0001-card3", "2026-01-01T00:00:20.000Z", "2026-01-01T00:01:00.000Z")]
+    for _, _, key, value in messages(data):
+        assert b"card_failure" not in value and b"fault" not in value
+        assert key.startswith(("node", "leaf", "spine", "a", "b"))
+
+
+def test_straggler_slows_only_its_rank_and_makes_peers_wait() -> None:
+    diff = changed([{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20,
+                     "severity": 0.3}])
+    assert diff and all(k[0] == "step" and k[1].startswith("a/") for k in diff)
+    hit = signals(small([{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20,
+                          "severity": 0.3}]))
+    during = [r for r in hit[("step", "a/11")] if 25 <= sec(r[0]) <= 38]
+    peer = [r for r in hit[("step", "a/0")] if 25 <= sec(r[0]) <= 38]
+    assert np.mean([r[2] for r in during]) > 1.2 * np.mean([r[2] for r in peer])  # its compute
+    assert np.mean([r[3] for r in peer]) > 0.2  # peers wait for it
+
+
+def test_thermal_throttle_heats_its_card_and_slows_its_rank() -> None:
+    fault = {"kind": "thermal_throttle", "target": "node0001-card3", "start_s": 10, "duration_s": 40}
+    diff = changed([fault])
+    assert ("card", "node0001-card3") in diff
+    assert diff <= {("card", "node0001-card3")} | {k for k in diff if k[0] == "step" and k[1].startswith("a/")}
+    rows = signals(small([fault]))[("card", "node0001-card3")]
+    temp = {sec(r[0]): r[2 + 3] for r in rows}  # card, util, clock, power, temp
+    clock = {sec(r[0]): r[2 + 1] for r in rows}
+    assert temp[49] > temp[9] + 8 and clock[49] < clock[9] - 150
+
+
+@pytest.mark.parametrize("link, ends", [
+    ("node0001-nic2~leaf004", {"leaf004"}),
+    ("leaf003~spine001", {"leaf003", "spine001"}),
+])
+def test_link_degradation_changes_only_that_link(link: str, ends: set[str]) -> None:
+    diff = changed([{"kind": "link_degradation", "target": link, "start_s": 20, "severity": 0.5}])
+    assert diff == {("port", f"{end}:{link}") for end in ends}
+
+
+def test_link_down_and_flap_stall_the_job_behind_the_link() -> None:
+    link = "node0001-nic2~leaf004"
+    allowed = {("port", f"leaf004:{link}")} | job_consequences("a", range(0, 4))
+    for kind in ("link_down", "link_flap"):
+        diff = changed([{"kind": kind, "target": link, "start_s": 20, "duration_s": 20}])
+        assert ("port", f"leaf004:{link}") in diff and diff <= allowed, kind
+        assert not any(k[1].startswith(("b/", "node0004", "node0006")) for k in diff if k[0] != "port")
+
+
+def test_card_failure_reports_a_fatal_code_then_silence() -> None:
+    fault = {"kind": "card_failure", "target": "node0001-card3", "start_s": 20, "duration_s": 20}
+    diff = changed([fault])
+    assert diff <= {("card", "node0001-card3"), ("event", "node0001-card3")} | job_consequences("a", range(0, 4))
+    sig = signals(small([fault]))
+    assert [(sec(ts), code) for ts, code in sig[("event", "node0001-card3")]] == [(20, 79)]
+    seen = {sec(r[0]) for r in sig[("card", "node0001-card3")]}
+    assert seen == set(range(0, 20)) | set(range(40, 60))
+
+
+def test_ascend_clusters_report_ascend_error_codes() -> None:
+    sig = signals(small([{"kind": "card_failure", "target": "node0001-card3", "start_s": 20}],
+                        cluster={**SMALL, "vendor": "ascend"}))
+    assert [code for _, code in sig[("event", "node0001-card3")]] == [0x8C03A000]
+
+
+def test_ecc_error_raises_the_double_bit_counter_of_its_card_only() -> None:
+    fault = {"kind": "ecc_error", "target": "node0006-card1", "start_s": 20, "severity": 2.0}
+    diff = changed([fault])
+    assert diff == {("card", "node0006-card1"), ("event", "node0006-card1")}
+    sig = signals(small([fault]))
+    dbe = [r[1 + 7] for r in sig[("card", "node0006-card1")]]  # card, util, clock, power, temp, mem, sbe, dbe
+    assert dbe[19] == 0 and dbe[20] >= 1 and dbe == sorted(dbe)
+    assert {code for _, code in sig[("event", "node0006-card1")]} == {48}
+
+
+def test_node_failure_silences_every_card_and_downs_its_links() -> None:
+    fault = {"kind": "node_failure", "target": "node0005", "start_s": 20, "duration_s": 20}
+    diff = changed([fault])
+    own = {k for k in signals(small([])) if "node0005" in k[1]}
+    assert diff <= own | job_consequences("b", range(4, 6))
+    sig = signals(small([fault]))
+    assert {sec(r[0]) for r in sig[("card", "node0005-card0")]} == set(range(20)) | set(range(40, 60))
+    port = sig[("port", "leaf009:node0005-nic4~leaf009")]  # rail 4: leaf 2 * 4 + 5 // 4
+    oper = {sec(r[0]): r[2] for r in port}
+    assert oper[19] == 1 and oper[20] == 0 and oper[39] == 0 and oper[40] == 1
+
+
+def test_leaf_failure_silences_the_leaf_and_stalls_the_jobs_behind_it() -> None:
+    fault = {"kind": "switch_failure", "target": "leaf004", "start_s": 20, "duration_s": 20}  # rail 2, nodes 0-3
+    diff = changed([fault])
+    allowed = {k for k in signals(small([])) if "leaf004" in k[1]} | job_consequences("a", range(0, 4))
+    assert diff <= allowed and ("port", "leaf004:node0001-nic2~leaf004") in diff
+    sig = signals(small([fault]))
+    seen = {sec(r[0]) for r in sig[("port", "leaf004:node0001-nic2~leaf004")]}
+    assert seen == set(range(20)) | set(range(40, 60))
+    uplink = {sec(r[0]): r[2] for r in sig[("port", "spine000:leaf004~spine000")]}
+    assert uplink[19] == 1 and uplink[20] == 0 and uplink[40] == 1
+
+
+def test_spine_failure_touches_only_its_fabric_links() -> None:
+    diff = changed([{"kind": "switch_failure", "target": "spine001", "start_s": 20, "duration_s": 20}])
+    assert diff and all(k[0] == "port" and k[1].endswith("~spine001") for k in diff)
+
+
+def test_counters_never_decrease_except_on_a_documented_reset() -> None:
+    faults = [{"kind": "node_failure", "target": "node0002", "start_s": 10, "duration_s": 10},
+              {"kind": "switch_failure", "target": "leaf005", "start_s": 15, "duration_s": 10},
+              {"kind": "link_degradation", "target": "node0003-nic0~leaf000", "start_s": 5},
+              {"kind": "ecc_error", "target": "node0007-card7", "start_s": 5}]
+    sig = signals(small(faults, noise={"transient_spikes_per_hour": 3600, "background_crc_per_hour": 3600}))
+    counter_cols = {"card": range(7, 11), "port": range(3, 12)}
+    decreased = set()
+    for (dataset, entity), rows in sig.items():
+        if dataset not in counter_cols:
+            continue
+        values = np.array([[r[i] for i in counter_cols[dataset]] for r in rows], dtype=np.float64)
+        if (np.diff(values, axis=0) < 0).any():
+            decreased.add(entity)
+    # node0002 restarts at t=20 (its card counters reset); leaf005 at t=25 (its ports' counters reset)
+    assert decreased and all(e.startswith("node0002-card") or e.startswith("leaf005:") for e in decreased)
+
+
+def test_confounders_leave_no_persistent_anomaly() -> None:
+    noise = {"transient_spikes_per_hour": 1800, "background_crc_per_hour": 600, "checkpoint_every_s": 60,
+             "checkpoint_s": 10, "step_jitter": 0.03}
+    sig = signals(small([], duration_s=300, noise=noise))
+    spikes = 0
+    for (dataset, entity), rows in sig.items():
+        if dataset == "card":
+            hot = np.array([r[5] for r in rows]) > 80  # temperature spike
+            spikes += hot.sum()
+            assert not (hot[1:] & hot[:-1]).any(), f"{entity} hot two ticks in a row"
+        if dataset == "port":
+            crc = np.diff([r[5] for r in rows]) > 0
+            assert not (crc[1:] & crc[:-1]).any(), f"{entity} CRC errors two ticks in a row"
+    assert spikes > 20  # the confounders did happen
+    by_step: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for (dataset, entity), rows in sig.items():
+        if dataset == "step":
+            for _, step, compute, _ in rows:
+                by_step[(entity.split("/")[0], step)].append(compute)
+    medians = {k: np.median(v) for k, v in by_step.items()}
+    assert max(medians.values()) > 5 * min(medians.values())  # checkpoint steps are long for every rank
+    worst = max(max(v) / medians[k] for k, v in by_step.items())
+    assert worst < 1 + 6 * noise["step_jitter"]  # no rank stands out, checkpoint or not
+
+
+def test_poisson_draws_a_fixed_amount_whatever_the_rate() -> None:
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    poisson(a, np.full(100, 0.01))
+    poisson(b, np.full(100, 25.0))
+    assert a.random() == b.random()
+    x = poisson(np.random.default_rng(4), np.full(100_000, 4.0))
+    assert abs(x.mean() - 4.0) < 0.05 and abs(x.var() - 4.0) < 0.15
