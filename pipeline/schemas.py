@@ -132,7 +132,9 @@ def encode_batch(batch: Batch) -> bytes:
     schema = SCHEMAS[batch.kind]
     cols: dict[str, bytes] = {}
     for col in schema.columns:
-        arr = np.asarray(batch.columns[col.name], dtype=col.dtype)
+        arr = batch.columns[col.name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != col.dtype:
+            arr = np.asarray(arr, dtype=col.dtype)
         cols[col.name] = arr.tobytes()
     return msgpack.packb(
         {"v": SCHEMA_VERSION, "k": batch.kind, "src": batch.source, "ts": int(batch.ts_ms),
