@@ -9,6 +9,7 @@ of the lake.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -18,13 +19,14 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from pipeline.detect.card_failure import CardFailureDetector
+from pipeline.correlate import Correlator
+from pipeline.detect import DetectorSet
 from pipeline.kafka_config import faust_config
 from pipeline.schemas import Alert, InvalidRecord, check_entities, decode_batch
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
-                             DLQ_TOPIC, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
+                             DLQ_TOPIC, FINDINGS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
 from pipeline.topology import Topology
 
 log = logging.getLogger("clusterpulse.worker")
@@ -105,16 +107,21 @@ def create_app(settings: Settings) -> faust.App:
     sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
                        flush_seconds=settings.sink.flush_seconds)
     acks = AckAfterFlush(sink)
-    card_failures = CardFailureDetector(topology, settings.detect.card_failure)
-    detectors = {"card": [card_failures.push], "step": [], "port": []}
+    detectors = DetectorSet(topology, settings.detect)
+    correlator = Correlator(topology, settings.detect.correlate)
+    watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
+    sent_marks: dict[str, int] = {}
+    worker_id = f"{os.uname().nodename}-{os.getpid()}"
 
-    def topic(spec: TopicSpec) -> Any:
-        return app.topic(settings.topic(spec), key_type=bytes, value_type=bytes, allow_empty=True)
+    def topic(spec: TopicSpec, partitions: int | None = None) -> Any:
+        return app.topic(settings.topic(spec), key_type=bytes, value_type=bytes, allow_empty=True,
+                         partitions=partitions)
 
     alerts_topic = topic(ALERTS)
+    findings_topic = topic(FINDINGS, partitions=1)
     dead_letters = DeadLetters(topic(DEAD_LETTERS))
 
-    async def emit(alerts: list[Alert]) -> None:
+    async def publish(alerts: list[Alert]) -> None:
         for alert in alerts:
             await alerts_topic.send(key=alert.id.encode(), value=alert.to_json())
 
@@ -134,8 +141,16 @@ def create_app(settings: Settings) -> faust.App:
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
-                for detect in detectors[kind]:
-                    await emit(detect(batch))
+                source = f"{kind}/{msg.partition}"
+                for finding in detectors.push(batch, msg.partition):
+                    await findings_topic.send(key=finding.id.encode(), value=json.dumps(
+                        {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode())
+                if kind == "step":
+                    for job, nodes in detectors.take_placements().items():
+                        await findings_topic.send(key=job.encode(), value=json.dumps(
+                            {"t": "placement", "job": job, "nodes": nodes}).encode())
+                if batch.ts_ms > watermarks.get(source, -1):
+                    watermarks[source] = batch.ts_ms
                 full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
                 acks.hold(stream, event)
                 if full:
@@ -146,6 +161,36 @@ def create_app(settings: Settings) -> faust.App:
 
     for spec in TOPIC_KINDS:
         telemetry_agent(spec)
+
+    @app.timer(interval=0.5)
+    async def send_watermarks() -> None:
+        changed = {src: ts for src, ts in watermarks.items() if sent_marks.get(src) != ts}
+        if changed:
+            await findings_topic.send(key=worker_id.encode(),
+                                      value=json.dumps({"t": "watermarks", "marks": changed}).encode())
+            sent_marks.update(changed)
+
+    @app.agent(findings_topic, name="clusterpulse.correlator")
+    async def correlate(stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                record = json.loads(event.value)
+                what = record["t"]
+                if what == "finding":
+                    await publish(correlator.push(Alert(**record["alert"]), record["src"]))
+                elif what == "watermarks":
+                    for src, ts in record["marks"].items():
+                        await publish(correlator.advance(src, int(ts)))
+                elif what == "placement":
+                    correlator.place(record["job"], list(record["nodes"]))
+                else:
+                    raise ValueError(f"unknown record type {what!r}")
+            except (ValueError, TypeError, KeyError) as exc:
+                await dead_letters.send(event, f"not a findings record: {type(exc).__name__}: {exc}")
+
+    @app.timer(interval=1.0)
+    async def release_stale() -> None:
+        await publish(correlator.release_stale())
 
     @app.agent(alerts_topic, name="clusterpulse.alert_sink")
     async def alert_sink(stream: StreamT) -> None:
@@ -167,6 +212,10 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         acks.forget({(tp.topic, tp.partition) for tp in revoked})
+        kinds = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
+        for tp in revoked:
+            if tp.topic in kinds:
+                watermarks.pop(f"{kinds[tp.topic]}/{tp.partition}", None)
 
     @app.on_before_shutdown.connect
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
@@ -175,7 +224,8 @@ def create_app(settings: Settings) -> faust.App:
         written = sink.flush_all()
         log.info("flushed %d partitions at shutdown", len(written))
 
-    app.clusterpulse = {"sink": sink, "card_failures": card_failures, "dead_letters": dead_letters}  # type: ignore[attr-defined]
+    app.clusterpulse = {"sink": sink, "detectors": detectors, "correlator": correlator,  # type: ignore[attr-defined]
+                        "dead_letters": dead_letters}
     return app
 
 

@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the pipeline topics on --bootstrap (idempotent)")
     _common(p)
 
+    p = sub.add_parser("eval", help="run scenarios end to end and score alerts against the injected faults")
+    _common(p)
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO.yaml")
+    p.add_argument("--offline", action="store_true",
+                   help="feed the simulator straight into the detector core, no Kafka (fast)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--report", help="also write the full JSON report (with every alert) to this file")
+
     p = sub.add_parser("receiver", help="a webhook receiver that prints and records alert notifications")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
@@ -275,6 +283,30 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from pipeline.evaluate import evaluate
+    from pipeline.scorer import table
+    from producers.scenario import ScenarioError, load_scenario
+
+    try:
+        for path in args.scenarios:
+            load_scenario(path)
+    except ScenarioError as exc:
+        print(f"clusterpulse: invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = evaluate(args.scenarios, settings, offline=args.offline)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1))
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("by_kind", "overall")} | {
+            "scenarios": [{k: v for k, v in s.items() if k != "alerts"} for s in report["scenarios"]]}, indent=1))
+    else:
+        print(table(report))
+    return 0
+
+
 def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.receiver import WebhookReceiver
 
@@ -306,7 +338,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())

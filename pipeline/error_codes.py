@@ -18,12 +18,14 @@ class ErrorCode:
     name: str
     fatal: bool
     action: str  # reset_gpu | reboot_node | restart_job | ignore
+    alert: str = "none"  # the alert kind the code raises by itself: card_failed | card_ecc | none
 
     def label(self) -> str:
         return f"XID {self.code}" if self.vendor == "nvidia" else f"0x{self.code:08X}"
 
 
 ACTIONS = ("reset_gpu", "reboot_node", "restart_job", "ignore")
+ALERTS = ("card_failed", "card_ecc", "none")
 
 
 @lru_cache(maxsize=1)
@@ -36,7 +38,9 @@ def error_codes() -> dict[int, ErrorCode]:
         code = int(row["code"], 0)
         if row["action"] not in ACTIONS:
             raise ValueError(f"error_codes.csv: code {row['code']} has unknown action {row['action']!r}")
-        table[code] = ErrorCode(row["vendor"], code, row["name"], row["fatal"] == "1", row["action"])
+        if row["alert"] not in ALERTS:
+            raise ValueError(f"error_codes.csv: code {row['code']} has unknown alert {row['alert']!r}")
+        table[code] = ErrorCode(row["vendor"], code, row["name"], row["fatal"] == "1", row["action"], row["alert"])
     return table
 
 

@@ -19,7 +19,7 @@ from pipeline.broker import EmbeddedBroker, check_reachable, create_topics, stop
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
 from pipeline.settings import Settings
-from pipeline.topics import ALERTS, TELEMETRY_TOPICS
+from pipeline.topics import ALERTS, FINDINGS, TELEMETRY_TOPICS
 
 
 def write_settings_file(settings: Settings, folder: Path) -> Path:
@@ -169,8 +169,9 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
 
 def _drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float,
            worker: subprocess.Popen) -> bool:
-    """Wait until the worker has committed every telemetry message (its rows are on disk)."""
-    topics = [settings.topic(t) for t in TELEMETRY_TOPICS]
+    """Wait until the worker has committed every telemetry message (its rows are on disk) and
+    every finding, then for the correlator to release the symptoms it holds."""
+    topics = [settings.topic(t) for t in TELEMETRY_TOPICS] + [settings.topic(FINDINGS)]
     deadline = time.monotonic() + timeout_s
     print("scenario finished; draining the worker...", file=sys.stderr, flush=True)
     while time.monotonic() < deadline and not stop.is_set():
@@ -180,6 +181,7 @@ def _drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s:
             return False
         lag = consumer_lag(bootstrap, settings.group_id, topics)
         if lag == 0:
+            stop.wait(settings.detect.correlate.wall_fallback_s + 1.5)
             return True
         time.sleep(1.0)
     print("drain timed out; stopping anyway (the worker flushes what it has)", file=sys.stderr, flush=True)

@@ -53,9 +53,61 @@ class CardFailureSettings(BaseModel):
     recovery_s: float = Field(30.0, gt=0, description="card healthy this long after a failure → resolved")
 
 
+class SilenceSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    silence_s: float = Field(3.0, gt=0, description="no report this long while its peers report → down")
+    recovery_s: float = Field(10.0, ge=0, description="reporting again this long → resolved")
+
+
+class EccSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    quiet_s: float = Field(120.0, gt=0, description="no new uncorrectable error this long → resolved")
+
+
+class ThermalSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    temp_over_peers_c: float = Field(1.5, gt=0, description="hotter than the node's other cards' median by this")
+    clock_drop: float = Field(0.03, gt=0, lt=1, description="and clocked this fraction below their median")
+    temp_limit_c: float = Field(88.0, gt=0, description="or at least this hot, whatever the peers")
+    samples: int = Field(3, ge=1, description="consecutive samples to fire")
+    recovery_samples: int = Field(10, ge=1, description="consecutive normal samples to resolve")
+
+
+class LinkSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    down_resolve_s: float = Field(30.0, ge=0, description="a down link must stay up this long to resolve")
+    flap_transitions: int = Field(3, ge=2, description="down transitions within flap_window_s → flapping")
+    flap_window_s: float = Field(120.0, gt=0)
+    error_window_samples: int = Field(10, ge=2, description="samples in the CRC + symbol error window")
+    error_min_count: int = Field(10, ge=1, description="errors in the window to fire")
+    error_min_samples: int = Field(3, ge=1, description="samples with errors in the window to fire")
+    error_clear_samples: int = Field(30, ge=1, description="consecutive error-free samples to resolve")
+
+
+class StragglerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    window_steps: int = Field(9, ge=3, description="rolling median of a rank's relative compute time")
+    k_sigma: float = Field(5.5, gt=0, description="threshold in standard errors of that median")
+    min_slowdown: float = Field(0.05, gt=0, description="never flag less than this relative slowdown")
+    min_ranks: int = Field(4, ge=2, description="jobs with fewer ranks are not compared")
+
+
+class CorrelateSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    group_wait_s: float = Field(5.0, ge=0, description="event time a symptom waits for its root cause")
+    wall_fallback_s: float = Field(5.0, gt=0, description="wall time after which a held symptom is released anyway")
+
+
 class DetectSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     card_failure: CardFailureSettings = CardFailureSettings()
+    node_down: SilenceSettings = SilenceSettings()
+    switch_down: SilenceSettings = SilenceSettings()
+    ecc: EccSettings = EccSettings()
+    thermal: ThermalSettings = ThermalSettings()
+    link: LinkSettings = LinkSettings()
+    straggler: StragglerSettings = StragglerSettings()
+    correlate: CorrelateSettings = CorrelateSettings()
 
 
 class Settings(BaseModel):

@@ -30,6 +30,12 @@ PORT_TELEMETRY = TopicSpec(
     "telemetry.port", key="switch name", value="msgpack batch, kind port (pipeline.schemas.PORT)",
     doc="one message per switch per tick: every port's status and counters", telemetry=True,
 )
+FINDINGS = TopicSpec(
+    "findings", key="alert id, or the worker for watermarks", value="JSON: a detector finding, a watermark "
+    "or a job placement (pipeline.app)",
+    doc="internal: detector findings on their way to the correlator; one partition, so that every "
+        "finding meets its root cause",
+)
 ALERTS = TopicSpec(
     "alerts", key="alert id", value="JSON alert (pipeline.schemas.Alert)",
     doc="one message per alert state change (firing, resolved)",
@@ -40,7 +46,7 @@ DEAD_LETTERS = TopicSpec(
         "topic, partition and offset",
 )
 
-ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, ALERTS, DEAD_LETTERS)
+ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, ALERTS, DEAD_LETTERS)
 TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
 
 # Dead-letter headers (bytes values).
@@ -51,5 +57,7 @@ DLQ_OFFSET = "clusterpulse-original-offset"
 
 
 def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
-    """Telemetry topics get the configured count (≥ workers); alerts and dead letters fewer."""
+    """Telemetry topics get the configured count (≥ workers); findings one; alerts and dead letters few."""
+    if spec is FINDINGS:
+        return 1
     return telemetry_partitions if spec.telemetry else min(3, telemetry_partitions)

@@ -28,7 +28,7 @@ class CardFailureDetector:
         self.failed = np.zeros((n, k), bool)
         self.book = AlertBook()
 
-    def push(self, batch: Batch) -> list[Alert]:
+    def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         """Take one node's card batch; return alert state changes it causes."""
         node = self.topo.node_index(batch.source)
         ts = batch.ts_ms
@@ -45,8 +45,8 @@ class CardFailureDetector:
         fatal_cards: set[int] = set()
         for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
             info = describe(code)
-            if not info.fatal:
-                continue
+            if info.alert != KIND:
+                continue  # ECC codes are the ECC detector's; non-fatal codes are evidence only
             fatal_cards.add(card)
             alert = self._fail(node, card, ts, f"{info.label()} {info.name}: {info.action.replace('_', ' ')}",
                                {"error_code": code, "error_name": info.name, "action": info.action})
@@ -55,6 +55,8 @@ class CardFailureDetector:
 
         silent_ms = ts - self.card_last_ms[node]
         limit_ms = int(self.settings.silence_s * 1000)
+        if len(present) == self.topo.cards_per_node and not fatal_cards and not self.failed[node].any():
+            return out  # the common case: every card reports, nothing failed
         for card in np.flatnonzero((silent_ms >= limit_ms) & ~self.failed[node]).tolist():
             alert = self._fail(node, card, ts, f"card stopped reporting {silent_ms[card] / 1000:.0f} s ago "
                                "while its node still reports (fell off the bus?)",

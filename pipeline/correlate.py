@@ -1,0 +1,212 @@
+"""Root cause and lifecycle: turn detector findings into the alerts people get.
+
+- Dedup: a finding may come from several sources (both ends of a fabric link); an alert fires
+  once when the first source fires and resolves once when the last one resolves.
+- Grouping: symptoms (a link down, a straggler) wait `group_wait_s` of event time for a root cause
+  (a dead leaf or node, a thermally throttled card) like Alertmanager's group_wait; a symptom
+  whose root cause is firing when it is released carries `root_cause` = that alert's id.
+- Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
+
+Event time: the correlator's clock is the slowest active source's watermark (a source more than
+`idle_s` behind the newest is idle and ignored); a wall-clock fallback releases symptoms when
+every stream stops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pipeline.schemas import Alert, alert_id
+from pipeline.settings import CorrelateSettings
+from pipeline.topology import Topology, UnknownEntity
+
+SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
+IDLE_S = 30.0
+
+
+def _ms(iso: str) -> int:
+    return int(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64))
+
+
+@dataclass
+class _Held:
+    alert: Alert
+    release_ms: int
+    held_at: float
+    resolved: Alert | None = None
+
+
+class Correlator:
+    def __init__(self, topology: Topology, settings: CorrelateSettings | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.topo = topology
+        self.settings = settings or CorrelateSettings()
+        self.wall = clock
+        self.held: dict[str, _Held] = {}
+        self.published: dict[str, Alert] = {}
+        self.sources: dict[str, set[str]] = {}
+        self.watermarks: dict[str, int] = {}
+        self.job_nodes: dict[str, set[str]] = {}
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def place(self, job: str, nodes: list[str]) -> None:
+        """Nodes running a job (learned from step telemetry), for blast radius."""
+        self.job_nodes.setdefault(job, set()).update(nodes)
+
+    def push(self, finding: Alert, source: str) -> list[Alert]:
+        """One detector finding from `source`; returns alerts to publish now."""
+        if finding.status == "firing":
+            seen = self.sources.get(finding.id)
+            if seen is not None:
+                seen.add(source)
+                return []
+            self.sources[finding.id] = {source}
+            if finding.kind in SYMPTOMS:
+                wait_ms = int(self.settings.group_wait_s * 1000)
+                self.held[finding.id] = _Held(finding, _ms(finding.starts_at) + wait_ms, self.wall())
+                return []
+            return [self._publish(finding)]
+        seen = self.sources.get(finding.id)
+        if seen is not None:
+            seen.discard(source)
+            if seen:
+                return []  # another source still sees it
+            del self.sources[finding.id]
+        held = self.held.get(finding.id)
+        if held is not None:
+            held.resolved = finding
+            return []
+        firing = self.published.pop(finding.id, None)
+        if firing is None:
+            return [finding]  # fired before a restart: pass the resolution on
+        return [replace(finding, root_cause=firing.root_cause, labels=firing.labels,
+                        evidence={**firing.evidence, **finding.evidence})]
+
+    def advance(self, source: str, ts_ms: int) -> list[Alert]:
+        """A source's watermark moved; release the symptoms whose wait is over."""
+        if ts_ms > self.watermarks.get(source, -1):
+            self.watermarks[source] = ts_ms
+        return self._release(lambda h: h.release_ms <= self.clock_ms())
+
+    def release_stale(self) -> list[Alert]:
+        """Wall-clock fallback: release symptoms held longer than `wall_fallback_s`."""
+        now = self.wall()
+        return self._release(lambda h: now - h.held_at >= self.settings.wall_fallback_s)
+
+    def flush(self) -> list[Alert]:
+        """End of input: release everything held."""
+        return self._release(lambda h: True)
+
+    def clock_ms(self) -> int:
+        if not self.watermarks:
+            return -1
+        newest = max(self.watermarks.values())
+        active = [w for w in self.watermarks.values() if newest - w <= IDLE_S * 1000]
+        return min(active)
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def _release(self, due: Callable[[_Held], bool]) -> list[Alert]:
+        ready = sorted((h for h in self.held.values() if due(h)), key=lambda h: (h.alert.starts_at, h.alert.id))
+        out: list[Alert] = []
+        for held in ready:
+            del self.held[held.alert.id]
+            root = self._root_cause(held.alert)
+            firing = self._publish(held.alert, root)
+            out.append(firing)
+            if held.resolved is not None:
+                self.published.pop(firing.id, None)
+                out.append(replace(held.resolved, root_cause=firing.root_cause, labels=firing.labels))
+        return out
+
+    def _publish(self, alert: Alert, root: Alert | None = None) -> Alert:
+        labels = dict(alert.labels)
+        if root is not None:
+            alert = replace(alert, root_cause=root.id, labels=labels,
+                            summary=f"{alert.summary} (consequence of {root.kind} {root.entity})")
+        else:
+            radius = self.blast_radius(alert)
+            if radius:
+                jobs = radius.get("jobs") or []
+                if len(jobs) == 1:
+                    labels.setdefault("job", jobs[0])
+                alert = replace(alert, labels=labels, evidence={**alert.evidence, "blast_radius": radius},
+                                summary=f"{alert.summary}; {_describe(radius)}")
+        self.published[alert.id] = alert
+        return alert
+
+    def _root_cause(self, alert: Alert) -> Alert | None:
+        for kind, entity in self._explanations(alert):
+            root = self.published.get(alert_id(kind, entity))
+            if root is not None and root.status == "firing":
+                return root
+        return None
+
+    def _explanations(self, alert: Alert) -> list[tuple[str, str]]:
+        """(kind, entity) of alerts that would explain this one, most specific first."""
+        topo = self.topo
+        try:
+            if alert.kind in ("link_down", "link_flapping"):
+                what, a, b = topo.parse_link(alert.entity)
+                if what == "host":
+                    return [("node_down", topo.node_name(a)), ("switch_down", topo.leaf_name(topo.leaf_of(a, b)))]
+                return [("switch_down", topo.leaf_name(a)), ("switch_down", topo.spine_name(b))]
+            if alert.kind == "straggler":
+                return [("thermal_throttle", alert.entity)]
+        except UnknownEntity:
+            return []
+        return []
+
+    # ---- blast radius ------------------------------------------------------------------------
+    def _jobs_of(self, nodes: set[str]) -> list[str]:
+        return sorted(job for job, members in self.job_nodes.items() if members & nodes)
+
+    def blast_radius(self, alert: Alert) -> dict | None:
+        """What an ungrouped alert takes down; None when it is only about itself."""
+        topo = self.topo
+        try:
+            if alert.kind == "switch_down":
+                kind, index = topo.parse_switch(alert.entity)
+                if kind == "leaf":
+                    nodes = [topo.node_name(n) for n in topo.leaf_host_nodes(index).tolist()]
+                    rail = index // topo.leaves_per_rail
+                    return {"cards": len(nodes), "rail": rail, "nodes": len(nodes),
+                            "links": len(nodes) + topo.spines, "jobs": self._jobs_of(set(nodes)),
+                            "card_names": [f"{n}-card{rail}" for n in nodes]}
+                return {"cards": 0, "nodes": 0, "links": topo.leaves, "jobs": []}
+            if alert.kind == "node_down":
+                return {"cards": topo.cards_per_node, "nodes": 1, "links": topo.rails,
+                        "jobs": self._jobs_of({alert.entity})}
+            if alert.kind in ("card_failed", "card_ecc", "thermal_throttle", "straggler"):
+                node, _ = topo.parse_card(alert.entity)
+                impact = "stalled" if alert.kind == "card_failed" else "slowed"
+                return {"cards": 1, "nodes": 0, "links": 0, "jobs": self._jobs_of({topo.node_name(node)}),
+                        "impact": impact}
+            if alert.kind in ("link_down", "link_flapping"):
+                what, a, b = topo.parse_link(alert.entity)
+                if what == "host":
+                    return {"cards": 1, "nodes": 0, "links": 1, "jobs": self._jobs_of({topo.node_name(a)}),
+                            "card_names": [topo.card_name(a, b)]}
+                return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
+        except UnknownEntity:
+            return None
+        return None
+
+
+def _describe(radius: dict) -> str:
+    parts = []
+    if radius.get("cards"):
+        rail = f" (rail {radius['rail']})" if "rail" in radius else ""
+        parts.append(f"{radius['cards']} cards{rail}")
+    if radius.get("nodes"):
+        parts.append(f"{radius['nodes']} nodes")
+    if radius.get("links"):
+        parts.append(f"{radius['links']} links")
+    jobs = radius.get("jobs") or []
+    text = "affects " + ", ".join(parts) if parts else "affects no cards"
+    if jobs:
+        text += f"; jobs {radius.get('impact', 'stalled')}: {', '.join(jobs)}"
+    return text

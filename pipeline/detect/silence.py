@@ -1,0 +1,135 @@
+"""Silence is a signal: a node or switch that stops reporting while its peers go on is down.
+
+Silence is judged against the stream's own clock (the newest sample time seen on the same stream,
+e.g. the same Kafka partition), never the wall clock: replaying at any speed gives the same
+alerts, and a stalled producer stops every clock at once, so nothing is declared dead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.alerts import AlertBook
+from pipeline.schemas import Alert, Batch
+from pipeline.settings import SilenceSettings
+from pipeline.topology import Topology
+
+
+class SilenceTracker:
+    """Last report time per entity and a watermark per stream; finds entities that went quiet."""
+
+    def __init__(self, entities: int, silence_s: float, recovery_s: float) -> None:
+        self.silence_ms = int(silence_s * 1000)
+        self.recovery_ms = int(recovery_s * 1000)
+        self.last_ms = np.full(entities, -1, np.int64)
+        self.stream = np.full(entities, -1, np.int64)
+        self.down = np.zeros(entities, bool)
+        self.back_since_ms = np.full(entities, -1, np.int64)
+        self.watermark: dict[int, int] = {}
+
+    def seen(self, index: int, ts_ms: int, stream: int) -> bool:
+        """Record a report; True if a down entity has now reported for `recovery_s`."""
+        if ts_ms <= self.last_ms[index]:
+            return False
+        self.last_ms[index] = ts_ms
+        self.stream[index] = stream
+        if not self.down[index]:
+            return False
+        if self.back_since_ms[index] < 0:
+            self.back_since_ms[index] = ts_ms
+        if ts_ms - self.back_since_ms[index] >= self.recovery_ms:
+            self.down[index] = False
+            self.back_since_ms[index] = -1
+            return True
+        return False
+
+    def advance(self, stream: int, ts_ms: int) -> np.ndarray:
+        """Move the stream's clock; return the entities of that stream that have just gone silent."""
+        if ts_ms <= self.watermark.get(stream, -1):
+            return np.zeros(0, np.intp)
+        self.watermark[stream] = ts_ms
+        silent = ((self.stream == stream) & (self.last_ms >= 0) & ~self.down
+                  & (ts_ms - self.last_ms >= self.silence_ms))
+        found = np.flatnonzero(silent)
+        self.down[found] = True
+        self.back_since_ms[found] = -1
+        return found
+
+
+class NodeDownDetector:
+    """`node_down`: a node's card batches stop while other nodes on the same stream report."""
+
+    KIND = "node_down"
+
+    def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
+        self.topo = topology
+        self.settings = settings or SilenceSettings()
+        self.tracker = SilenceTracker(topology.nodes, self.settings.silence_s, self.settings.recovery_s)
+        self.book = AlertBook()
+
+    def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
+        node = self.topo.node_index(batch.source)
+        out: list[Alert] = []
+        if self.tracker.seen(node, batch.ts_ms, stream):
+            alert = self.book.resolve(self.KIND, batch.source, batch.ts_ms,
+                                      reason=f"reporting again for {self.settings.recovery_s:g} s")
+            if alert:
+                out.append(alert)
+        for index in self.tracker.advance(stream, batch.ts_ms).tolist():
+            name = self.topo.node_name(index)
+            silent_s = (batch.ts_ms - self.tracker.last_ms[index]) / 1000
+            alert = self.book.fire(
+                self.KIND, name, batch.ts_ms, severity="critical",
+                summary=f"{name} down: no telemetry from any of its {self.topo.cards_per_node} cards for "
+                        f"{silent_s:.0f} s while other nodes report",
+                labels={"node": name},
+                evidence={"silent_s": silent_s, "silence_threshold_s": self.settings.silence_s,
+                          "last_report": int(self.tracker.last_ms[index])})
+            if alert:
+                out.append(alert)
+        return out
+
+
+class SwitchDownDetector:
+    """`switch_down`: a switch stops reporting while others report, or reports every port down."""
+
+    KIND = "switch_down"
+
+    def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
+        self.topo = topology
+        self.settings = settings or SilenceSettings()
+        self.names = topology.switch_names
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s)
+        self.book = AlertBook()
+
+    def _fire(self, index: int, ts_ms: int, why: str, evidence: dict) -> Alert | None:
+        name = self.names[index]
+        return self.book.fire(self.KIND, name, ts_ms, severity="critical", summary=f"{name} down: {why}",
+                              labels={"switch": name}, evidence=evidence)
+
+    def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
+        index = self.index[batch.source]
+        out: list[Alert] = []
+        oper = batch.columns["oper_up"]
+        all_down = len(oper) > 0 and not oper.any()
+        if self.tracker.seen(index, batch.ts_ms, stream) and not all_down:
+            alert = self.book.resolve(self.KIND, batch.source, batch.ts_ms,
+                                      reason=f"reporting again for {self.settings.recovery_s:g} s")
+            if alert:
+                out.append(alert)
+        if all_down and not self.tracker.down[index]:
+            self.tracker.down[index] = True
+            self.tracker.back_since_ms[index] = -1
+            alert = self._fire(index, batch.ts_ms, f"all {len(oper)} ports report down",
+                               {"ports_down": int(len(oper))})
+            if alert:
+                out.append(alert)
+        for silent in self.tracker.advance(stream, batch.ts_ms).tolist():
+            silent_s = (batch.ts_ms - self.tracker.last_ms[silent]) / 1000
+            alert = self._fire(silent, batch.ts_ms, f"no telemetry for {silent_s:.0f} s while other switches report",
+                               {"silent_s": silent_s, "silence_threshold_s": self.settings.silence_s,
+                                "last_report": int(self.tracker.last_ms[silent])})
+            if alert:
+                out.append(alert)
+        return out

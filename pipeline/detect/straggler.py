@@ -1,0 +1,160 @@
+"""`straggler`: a rank whose compute time per step stays above its job's median.
+
+Per job and step, each rank's compute time is divided by the step's median across ranks, so a
+checkpoint or a slow input pipeline (every rank slower together) cancels out. A rank fires when
+the rolling median of that ratio over `window_steps` steps exceeds
+``1 + max(min_slowdown, k_sigma * standard error)``, where the noise is the robust spread
+(1.4826 x MAD) of the ratio across ranks, smoothed over steps: persistence and noise adapt to the
+job, and a single slow step cannot fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.alerts import AlertBook
+from pipeline.schemas import Alert, Batch
+from pipeline.settings import StragglerSettings
+from pipeline.topology import Topology
+
+KIND = "straggler"
+MEDIAN_EFFICIENCY = 1.2533  # standard error of a median of normal samples, in sigma / sqrt(n)
+
+
+@dataclass
+class _Step:
+    ts_ms: int
+    ranks: list[np.ndarray] = field(default_factory=list)
+    compute: list[np.ndarray] = field(default_factory=list)
+    wait: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+
+
+@dataclass
+class _Job:
+    ranks: int = 0  # highest rank seen + 1
+    step_size: int = 0  # ranks in the last step judged after a later step showed up (complete)
+    rank_node: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pending: dict[int, _Step] = field(default_factory=dict)
+    last_step: int = -1
+    ratios: np.ndarray | None = None  # (window, ranks)
+    filled: int = 0
+    sigma: float | None = None
+    firing: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    nodes: set[int] = field(default_factory=set)
+
+
+class StragglerDetector:
+    def __init__(self, topology: Topology, settings: StragglerSettings | None = None) -> None:
+        self.topo = topology
+        self.settings = settings or StragglerSettings()
+        self.jobs: dict[str, _Job] = {}
+        self.book = AlertBook()
+        self.new_placements: dict[str, set[int]] = {}
+
+    def job_nodes(self) -> dict[str, list[str]]:
+        return {name: [self.topo.node_name(n) for n in sorted(job.nodes)] for name, job in self.jobs.items()}
+
+    def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
+        if not batch.job or not len(batch.columns["rank"]):
+            return []
+        job = self.jobs.setdefault(batch.job, _Job())
+        node = self.topo.node_index(batch.source)
+        if node not in job.nodes:
+            job.nodes.add(node)
+            self.new_placements.setdefault(batch.job, set()).add(node)
+        ranks = batch.columns["rank"].astype(np.int64)
+        steps = batch.columns["step"].astype(np.int64)
+        self._grow(job, int(ranks.max()) + 1)
+        job.rank_node[ranks] = node
+        out: list[Alert] = []
+        for step in np.unique(steps).tolist():
+            if step <= job.last_step:
+                continue  # already judged (a redelivery)
+            mask = steps == step
+            pending = job.pending.setdefault(step, _Step(batch.ts_ms))
+            pending.ranks.append(ranks[mask])
+            pending.compute.append(batch.columns["compute_s"][mask].astype(np.float64))
+            pending.wait.append(batch.columns["wait_s"][mask].astype(np.float64))
+            pending.count += int(mask.sum())
+        # a step is complete when every known rank reported it, or when a later step shows up
+        newest = max(job.pending) if job.pending else -1
+        for step in sorted(job.pending):
+            pending = job.pending[step]
+            if step < newest:
+                job.step_size = max(job.step_size, pending.count)
+            elif not (job.step_size and pending.count >= job.step_size):
+                continue
+            out += self._judge(batch.job, job, step, job.pending.pop(step))
+        return out
+
+    def _grow(self, job: _Job, ranks: int) -> None:
+        if ranks <= job.ranks:
+            return
+        w = self.settings.window_steps
+        old = job.ranks
+        job.rank_node = np.concatenate([job.rank_node, np.full(ranks - old, -1, np.int64)])
+        job.firing = np.concatenate([job.firing, np.zeros(ranks - old, bool)])
+        ratios = np.full((w, ranks), np.nan)
+        if job.ratios is not None:
+            ratios[:, :old] = job.ratios
+        job.ratios = ratios
+        job.ranks = ranks
+
+    def _judge(self, name: str, job: _Job, step: int, data: _Step) -> list[Alert]:
+        s = self.settings
+        job.last_step = max(job.last_step, step)
+        ranks = np.concatenate(data.ranks)
+        compute = np.concatenate(data.compute)
+        if len(ranks) < s.min_ranks:
+            return []
+        median = float(np.median(compute))
+        if median <= 0:
+            return []
+        ratio = compute / median
+        spread = 1.4826 * float(np.median(np.abs(ratio - np.median(ratio))))
+        job.sigma = spread if job.sigma is None else 0.9 * job.sigma + 0.1 * spread
+        row = np.full(job.ranks, np.nan)
+        row[ranks] = ratio
+        job.ratios[job.filled % s.window_steps] = row
+        job.filled += 1
+        if job.filled < s.window_steps:
+            return []
+        with np.errstate(all="ignore"):
+            rolling = np.nanmedian(job.ratios, axis=0)
+        excess = max(s.min_slowdown, s.k_sigma * MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps))
+        out: list[Alert] = []
+        slow = np.flatnonzero((rolling > 1 + excess) & ~job.firing)
+        wait_by_rank = np.full(job.ranks, np.nan)
+        wait_by_rank[ranks] = np.concatenate(data.wait)
+        peers_wait = float(np.nanmedian(wait_by_rank)) if len(ranks) else 0.0
+        for rank in slow.tolist():
+            node = int(job.rank_node[rank])
+            if node < 0:
+                continue
+            job.firing[rank] = True
+            card = self.topo.card_name(node, rank % self.topo.cards_per_node)
+            alert = self.book.fire(
+                KIND, card, data.ts_ms, severity="warning",
+                summary=f"{card} straggling in {name}: rank {rank} computes {100 * (rolling[rank] - 1):.0f} % slower "
+                        f"than the job's median over the last {s.window_steps} steps",
+                labels={"job": name, "node": self.topo.node_name(node), "card": str(rank % self.topo.cards_per_node),
+                        "rank": str(rank)},
+                evidence={"rank": rank, "step": step, "relative_compute": round(float(rolling[rank]), 4),
+                          "threshold": round(1 + excess, 4), "noise_sigma": round(job.sigma, 4),
+                          "window_steps": s.window_steps, "median_compute_s": round(median, 4),
+                          "peers_median_wait_s": round(peers_wait, 4)})
+            if alert:
+                out.append(alert)
+        recovered = np.flatnonzero(job.firing & (rolling < 1 + excess / 2))
+        for rank in recovered.tolist():
+            job.firing[rank] = False
+            node = int(job.rank_node[rank])
+            card = self.topo.card_name(node, rank % self.topo.cards_per_node)
+            done = self.book.resolve(KIND, card, data.ts_ms,
+                                     reason=f"back within {100 * excess / 2:.0f} % of the job's median")
+            if done:
+                out.append(done)
+        return out

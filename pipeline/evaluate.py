@@ -1,0 +1,152 @@
+"""`clusterpulse eval`: run scenarios end to end and score the alerts against the injected faults.
+
+Offline mode feeds the simulator's encoded messages straight into the same detector and
+correlation core the worker runs, without Kafka. Kafka mode runs the real thing: embedded broker,
+simulator at max speed, a worker, alerts read back from the alerts topic. Ground truth is read
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from pipeline.correlate import Correlator
+from pipeline.detect import DetectorSet
+from pipeline.schemas import Alert, decode_batch
+from pipeline.scorer import Fault
+from pipeline.settings import Settings
+from producers.scenario import Scenario, load_scenario
+from producers.simulator import Simulator
+
+
+def faults_of(scenario: Scenario) -> list[Fault]:
+    return [Fault(t.kind, t.target, t.start_s, t.end_s) for t in Simulator(scenario).ground_truth()]
+
+
+def run_offline(scenario: Scenario, settings: Settings) -> list[Alert]:
+    """Alerts of one scenario through the detector and correlation core, no broker."""
+    topo = scenario.topology
+    detectors = DetectorSet(topo, settings.detect)
+    correlator = Correlator(topo, settings.detect.correlate, clock=lambda: 0.0)
+    alerts: list[Alert] = []
+    for ts_ms, messages in Simulator(scenario).ticks():
+        kinds = set()
+        for message in messages:
+            batch = decode_batch(message.value)  # the same bytes the worker decodes
+            kinds.add(batch.kind)
+            for finding in detectors.push(batch, 0):
+                alerts += correlator.push(finding, batch.kind)
+        for job, nodes in detectors.take_placements().items():
+            correlator.place(job, nodes)
+        for kind in sorted(kinds):
+            alerts += correlator.advance(kind, ts_ms)
+    alerts += correlator.flush()
+    return alerts
+
+
+def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, timeout_s: float = 1800) -> list[Alert]:
+    """Alerts of one scenario through a real broker and worker (embedded broker unless bootstrap)."""
+    from pipeline.broker import EmbeddedBroker, create_topics, stop_process
+    from pipeline.run import AlertPrinter, consumer_lag, write_settings_file
+    from pipeline.topics import FINDINGS, TELEMETRY_TOPICS, ALERTS
+
+    scenario = load_scenario(scenario_path)
+    s = scenario.shape
+    prefix = f"eval{uuid.uuid4().hex[:8]}"
+    broker = None if settings.bootstrap else EmbeddedBroker(log_path=log_dir / "broker.log").start()
+    bootstrap = settings.bootstrap or broker.bootstrap  # type: ignore[union-attr]
+    settings = settings.model_copy(update={
+        "bootstrap": bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-worker",
+        "data_dir": log_dir / "lake",
+        "cluster": settings.cluster.model_copy(update={"cards": s.cards, "cards_per_node": s.cards_per_node,
+                                                       "nodes_per_leaf": s.nodes_per_leaf, "spines": s.spines})})
+    procs: list[subprocess.Popen] = []
+    printer = AlertPrinter(bootstrap, settings.topic(ALERTS), stream=open(log_dir / "alerts.log", "w"))
+    try:
+        create_topics(settings)
+        config = write_settings_file(settings, log_dir)
+        env_args = ["--config", str(config)]
+        worker = subprocess.Popen([sys.executable, "-m", "pipeline", *env_args, "worker"],
+                                  stdout=open(log_dir / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        procs.append(worker)
+        printer.start()
+        sim_args = ["simulate", "--speed", "max"] + (["--scenario", scenario_path] if scenario_path else [])
+        sim = subprocess.Popen([sys.executable, "-m", "pipeline", *env_args, *sim_args],
+                               stdout=open(log_dir / "simulator.log", "ab"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        procs.append(sim)
+        deadline = time.monotonic() + timeout_s
+        while sim.poll() is None:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log_dir / 'worker.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulator did not finish in time")
+            time.sleep(0.5)
+        if sim.returncode != 0:
+            raise RuntimeError(f"the simulator failed; see {log_dir / 'simulator.log'}")
+        topics = [settings.topic(t) for t in TELEMETRY_TOPICS] + [settings.topic(FINDINGS)]
+        while consumer_lag(bootstrap, settings.group_id, topics) > 0:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log_dir / 'worker.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not drain in time")
+            time.sleep(1.0)
+        # held symptoms are released by the correlator's wall-clock fallback once input stops
+        quiet_until = time.monotonic() + settings.detect.correlate.wall_fallback_s + 5
+        seen = -1
+        while time.monotonic() < quiet_until or len(printer.alerts) != seen:
+            if len(printer.alerts) != seen:
+                seen = len(printer.alerts)
+            time.sleep(1.0)
+            if len(printer.alerts) == seen and time.monotonic() >= quiet_until:
+                break
+        return list(printer.alerts)
+    finally:
+        printer.stop()
+        for proc in reversed(procs):
+            stop_process(proc, timeout_s=settings.shutdown_timeout_s + 5)
+        if broker is not None:
+            broker.stop()
+
+
+def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path | None = None,
+             progress=sys.stderr) -> dict:  # noqa: ANN001
+    """Score every scenario; returns the JSON report of the CLI."""
+    from pipeline.scorer import match, score
+
+    runs = []
+    per_scenario = []
+    for path in paths:
+        scenario = load_scenario(path)
+        started = time.monotonic()
+        if offline:
+            alerts = run_offline(scenario, settings)
+        else:
+            log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
+            alerts = run_kafka(path, settings, log_dir)
+        faults = faults_of(scenario)
+        runs.append((faults, alerts, scenario.start_ms))
+        outcomes, fps = match(faults, alerts, scenario.start_ms)
+        one = score([(faults, alerts, scenario.start_ms)])
+        per_scenario.append({
+            "scenario": scenario.name, "path": path, "mode": "offline" if offline else "kafka",
+            "elapsed_s": round(time.monotonic() - started, 1), **one["overall"],
+            "faults": [{"kind": o.fault.kind, "target": o.fault.target, "start_s": o.fault.start_s,
+                        "detected_by": o.alert.kind if o.alert else None, "latency_s": o.latency_s}
+                       for o in outcomes],
+            "false_positive_alerts": [{"kind": a.kind, "entity": a.entity, "starts_at": a.starts_at,
+                                       "summary": a.summary} for a in fps],
+            "alerts": [json.loads(a.to_json()) for a in alerts],
+        })
+        print(f"{scenario.name}: {one['overall']['detected']}/{one['overall']['injected']} detected, "
+              f"{one['overall']['false_positives']} false positives, {one['overall']['grouped']} grouped "
+              f"({per_scenario[-1]['elapsed_s']} s)", file=progress, flush=True)
+    report = score(runs)
+    return {"scenarios": per_scenario, "by_kind": report["by_kind"], "overall": report["overall"]}
