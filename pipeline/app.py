@@ -35,6 +35,11 @@ log = logging.getLogger("clusterpulse.worker")
 TOPIC_KINDS = {CARD_TELEMETRY: "card", STEP_TELEMETRY: "step", PORT_TELEMETRY: "port"}
 
 
+# Every send below uses force=True: inside an agent Faust would otherwise attach the message to
+# the event being processed and publish it only when that event is acknowledged, which for
+# telemetry is after its Parquet file is written, seconds later, and after later watermarks.
+
+
 class DeadLetters:
     """Sends bad messages, unchanged, to the dead-letter topic with the reason in headers.
 
@@ -53,7 +58,7 @@ class DeadLetters:
         msg = event.message
         headers = {DLQ_REASON: reason.encode(), DLQ_TOPIC: msg.topic.encode(),
                    DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
-        await self.topic.send(key=msg.key, value=msg.value, headers=headers)
+        await self.topic.send(key=msg.key, value=msg.value, headers=headers, force=True)
         self.total += 1
         now = asyncio.get_running_loop().time()
         if now - self._window_start >= 60:
@@ -123,7 +128,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def publish(alerts: list[Alert]) -> None:
         for alert in alerts:
-            await alerts_topic.send(key=alert.id.encode(), value=alert.to_json())
+            await alerts_topic.send(key=alert.id.encode(), value=alert.to_json(), force=True)
 
     def telemetry_agent(spec: TopicSpec) -> None:
         kind = TOPIC_KINDS[spec]
@@ -144,11 +149,11 @@ def create_app(settings: Settings) -> faust.App:
                 source = f"{kind}/{msg.partition}"
                 for finding in detectors.push(batch, msg.partition):
                     await findings_topic.send(key=finding.id.encode(), value=json.dumps(
-                        {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode())
+                        {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(), force=True)
                 if kind == "step":
                     for job, nodes in detectors.take_placements().items():
                         await findings_topic.send(key=job.encode(), value=json.dumps(
-                            {"t": "placement", "job": job, "nodes": nodes}).encode())
+                            {"t": "placement", "job": job, "nodes": nodes}).encode(), force=True)
                 if batch.ts_ms > watermarks.get(source, -1):
                     watermarks[source] = batch.ts_ms
                 full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
@@ -167,7 +172,7 @@ def create_app(settings: Settings) -> faust.App:
         changed = {src: ts for src, ts in watermarks.items() if sent_marks.get(src) != ts}
         if changed:
             await findings_topic.send(key=worker_id.encode(),
-                                      value=json.dumps({"t": "watermarks", "marks": changed}).encode())
+                                      value=json.dumps({"t": "watermarks", "marks": changed}).encode(), force=True)
             sent_marks.update(changed)
 
     @app.agent(findings_topic, name="clusterpulse.correlator")

@@ -7,13 +7,15 @@
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 
-Event time: the correlator's clock is the slowest active source's watermark (a source more than
-`idle_s` behind the newest is idle and ignored); a wall-clock fallback releases symptoms when
-every stream stops.
+Event time: the correlator's clock is the slowest active source's watermark; a source whose
+watermark has not moved for `idle_s` of wall time (a partition with no data, a stalled job) is
+idle and does not hold the clock. When every source is idle (the input stopped), what is held is
+released.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,8 +26,9 @@ from pipeline.schemas import Alert, alert_id
 from pipeline.settings import CorrelateSettings
 from pipeline.topology import Topology, UnknownEntity
 
+log = logging.getLogger("clusterpulse.correlate")
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
-IDLE_S = 30.0
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 
 
 def _ms(iso: str) -> int:
@@ -48,8 +51,12 @@ class Correlator:
         self.wall = clock
         self.held: dict[str, _Held] = {}
         self.published: dict[str, Alert] = {}
+        # published alerts that can explain others, with when they fired and resolved (event ms);
+        # kept after they resolve so a symptom released late still finds the cause of its time
+        self.roots: dict[str, tuple[Alert, int, int | None]] = {}
         self.sources: dict[str, set[str]] = {}
         self.watermarks: dict[str, int] = {}
+        self.moved_at: dict[str, float] = {}  # wall time each source's watermark last moved
         self.job_nodes: dict[str, set[str]] = {}
 
     # ---- inputs ------------------------------------------------------------------------------
@@ -81,6 +88,10 @@ class Correlator:
             held.resolved = finding
             return []
         firing = self.published.pop(finding.id, None)
+        if finding.id in self.roots:
+            root, start_ms, _ = self.roots[finding.id]
+            self.roots[finding.id] = (root, start_ms, _ms(finding.ends_at or finding.starts_at))
+            self._prune_roots(start_ms)
         if firing is None:
             return [finding]  # fired before a restart: pass the resolution on
         return [replace(finding, root_cause=firing.root_cause, labels=firing.labels,
@@ -90,23 +101,28 @@ class Correlator:
         """A source's watermark moved; release the symptoms whose wait is over."""
         if ts_ms > self.watermarks.get(source, -1):
             self.watermarks[source] = ts_ms
-        return self._release(lambda h: h.release_ms <= self.clock_ms())
+            self.moved_at[source] = self.wall()
+        clock = self.clock_ms()
+        return self._release(lambda h: h.release_ms <= clock)
 
     def release_stale(self) -> list[Alert]:
-        """Wall-clock fallback: release symptoms held longer than `wall_fallback_s`."""
+        """When every source is idle (the input stopped), release what has been held for `idle_s`."""
         now = self.wall()
-        return self._release(lambda h: now - h.held_at >= self.settings.wall_fallback_s)
+        if any(now - moved < self.settings.idle_s for moved in self.moved_at.values()):
+            return self._release(lambda h: h.release_ms <= self.clock_ms())
+        return self._release(lambda h: now - h.held_at >= self.settings.idle_s)
 
     def flush(self) -> list[Alert]:
         """End of input: release everything held."""
         return self._release(lambda h: True)
 
     def clock_ms(self) -> int:
+        """The slowest active source's watermark (-1 before any)."""
         if not self.watermarks:
             return -1
-        newest = max(self.watermarks.values())
-        active = [w for w in self.watermarks.values() if newest - w <= IDLE_S * 1000]
-        return min(active)
+        now = self.wall()
+        active = [w for src, w in self.watermarks.items() if now - self.moved_at[src] < self.settings.idle_s]
+        return min(active) if active else max(self.watermarks.values())
 
     # ---- decisions ---------------------------------------------------------------------------
     def _release(self, due: Callable[[_Held], bool]) -> list[Alert]:
@@ -115,6 +131,8 @@ class Correlator:
         for held in ready:
             del self.held[held.alert.id]
             root = self._root_cause(held.alert)
+            log.debug("release %s %s (held until %d) at clock %d, watermarks %s, root %s", held.alert.kind,
+                      held.alert.entity, held.release_ms, self.clock_ms(), self.watermarks, root and root.entity)
             firing = self._publish(held.alert, root)
             out.append(firing)
             if held.resolved is not None:
@@ -136,14 +154,26 @@ class Correlator:
                 alert = replace(alert, labels=labels, evidence={**alert.evidence, "blast_radius": radius},
                                 summary=f"{alert.summary}; {_describe(radius)}")
         self.published[alert.id] = alert
+        if alert.kind in ROOT_KINDS:
+            self.roots[alert.id] = (alert, _ms(alert.starts_at), None)
         return alert
 
     def _root_cause(self, alert: Alert) -> Alert | None:
+        """A root alert firing when the symptom started (or starting within group_wait after)."""
+        at_ms = _ms(alert.starts_at)
+        wait_ms = int(self.settings.group_wait_s * 1000)
         for kind, entity in self._explanations(alert):
-            root = self.published.get(alert_id(kind, entity))
-            if root is not None and root.status == "firing":
+            entry = self.roots.get(alert_id(kind, entity))
+            if entry is None:
+                continue
+            root, start_ms, end_ms = entry
+            if start_ms <= at_ms + wait_ms and (end_ms is None or end_ms >= at_ms):
                 return root
         return None
+
+    def _prune_roots(self, now_ms: int, keep_ms: int = 600_000) -> None:
+        for key in [k for k, (_, _, end) in self.roots.items() if end is not None and now_ms - end > keep_ms]:
+            del self.roots[key]
 
     def _explanations(self, alert: Alert) -> list[tuple[str, str]]:
         """(kind, entity) of alerts that would explain this one, most specific first."""

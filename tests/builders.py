@@ -34,3 +34,25 @@ def port_batch(switch: str = "leaf000", t_s: float = 0.0, ports: int = 6) -> Bat
 
 def small_topology() -> Topology:
     return Topology(SMALL)
+
+
+def step_batch(node: str, job: str, t_s: float, ranks: list[int], step: int, compute: list[float] | float,
+               wait: float = 0.1) -> "Batch":
+    from pipeline.schemas import STEP
+    n = len(ranks)
+    comp = np.broadcast_to(np.asarray(compute, dtype="<f4"), (n,)).copy()
+    cols = {"rank": np.asarray(ranks, "<u4"), "step": np.full(n, step, "<u4"), "compute_s": comp,
+            "wait_s": np.full(n, wait, "<f4")}
+    assert set(cols) == {c.name for c in STEP.columns}
+    return Batch(kind="step", source=node, ts_ms=START_MS + int(t_s * 1000), columns=cols, job=job)
+
+
+def counters_batch(switch: str, t_s: float, ports: int, crc: np.ndarray | None = None,
+                   oper: np.ndarray | None = None) -> Batch:
+    """A port batch with given cumulative CRC counters and oper status."""
+    b = port_batch(switch, t_s, ports)
+    if crc is not None:
+        b.columns["crc_errors"] = np.asarray(crc, "<u8")
+    if oper is not None:
+        b.columns["oper_up"] = np.asarray(oper, "<u1")
+    return b

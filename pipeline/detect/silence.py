@@ -2,7 +2,9 @@
 
 Silence is judged against the stream's own clock (the newest sample time seen on the same stream,
 e.g. the same Kafka partition), never the wall clock: replaying at any speed gives the same
-alerts, and a stalled producer stops every clock at once, so nothing is declared dead.
+alerts. The clock counts only time the stream was flowing: a gap in the whole stream (a stalled
+producer, a paused exporter) advances it by at most half the silence threshold, so nothing is
+declared dead because everything paused.
 """
 
 from __future__ import annotations
@@ -21,17 +23,22 @@ class SilenceTracker:
     def __init__(self, entities: int, silence_s: float, recovery_s: float) -> None:
         self.silence_ms = int(silence_s * 1000)
         self.recovery_ms = int(recovery_s * 1000)
-        self.last_ms = np.full(entities, -1, np.int64)
+        self.last_ms = np.full(entities, -1, np.int64)  # sample time of the last report
+        self.last_flow = np.full(entities, -1, np.int64)  # the stream's flow clock at that report
         self.stream = np.full(entities, -1, np.int64)
         self.down = np.zeros(entities, bool)
         self.back_since_ms = np.full(entities, -1, np.int64)
         self.watermark: dict[int, int] = {}
+        self.flow: dict[int, int] = {}  # per stream: milliseconds the stream has been flowing
+        self._checked: dict[int, int] = {}
 
     def seen(self, index: int, ts_ms: int, stream: int) -> bool:
         """Record a report; True if a down entity has now reported for `recovery_s`."""
         if ts_ms <= self.last_ms[index]:
             return False
+        self.advance_clock(stream, ts_ms)
         self.last_ms[index] = ts_ms
+        self.last_flow[index] = self.flow[stream]
         self.stream[index] = stream
         if not self.down[index]:
             return False
@@ -43,13 +50,25 @@ class SilenceTracker:
             return True
         return False
 
+    def advance_clock(self, stream: int, ts_ms: int) -> bool:
+        """Move the stream's clocks; False if `ts_ms` is not newer than the stream's watermark."""
+        previous = self.watermark.get(stream)
+        if previous is not None and ts_ms <= previous:
+            return False
+        step = 0 if previous is None else min(ts_ms - previous, max(self.silence_ms // 2, 1))
+        self.watermark[stream] = ts_ms
+        self.flow[stream] = self.flow.get(stream, 0) + step
+        return True
+
     def advance(self, stream: int, ts_ms: int) -> np.ndarray:
         """Move the stream's clock; return the entities of that stream that have just gone silent."""
-        if ts_ms <= self.watermark.get(stream, -1):
-            return np.zeros(0, np.intp)
-        self.watermark[stream] = ts_ms
+        self.advance_clock(stream, ts_ms)
+        flow = self.flow.get(stream, 0)
+        if self._checked.get(stream) == flow:
+            return np.zeros(0, np.intp)  # the clock has not moved since the last check
+        self._checked[stream] = flow
         silent = ((self.stream == stream) & (self.last_ms >= 0) & ~self.down
-                  & (ts_ms - self.last_ms >= self.silence_ms))
+                  & (flow - self.last_flow >= self.silence_ms))
         found = np.flatnonzero(silent)
         self.down[found] = True
         self.back_since_ms[found] = -1

@@ -1,0 +1,53 @@
+import numpy as np
+
+from pipeline.detect.links import LinkDetector
+from pipeline.settings import LinkSettings
+from tests.builders import counters_batch, small_topology
+
+TOPO = small_topology()
+PORTS = TOPO.leaf_ports()  # 4 host ports, 2 uplinks
+LINK = "node0001-nic0~leaf000"  # leaf000 port 1
+
+
+def run(crc_per_tick: dict[int, int] | None = None, oper_by_tick: dict[int, list[int]] | None = None,
+        ticks: int = 60, settings: LinkSettings | None = None, resets: set[int] = frozenset()) -> list:
+    det = LinkDetector(TOPO, settings or LinkSettings())
+    crc = np.zeros(PORTS, np.int64)
+    out = []
+    for t in range(ticks):
+        if t in resets:
+            crc[:] = 0
+        crc[1] += (crc_per_tick or {}).get(t, 0)
+        oper = (oper_by_tick or {}).get(t, [1] * PORTS)
+        out += det.push(counters_batch("leaf000", t, PORTS, crc=crc.copy(), oper=oper))
+    return out
+
+
+def test_a_down_port_fires_link_down_at_once_and_resolves_after_the_hold() -> None:
+    down = {t: [1, 0, 1, 1, 1, 1] for t in range(10, 15)}
+    alerts = run(oper_by_tick=down, ticks=60, settings=LinkSettings(down_resolve_s=30))
+    assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
+        ("link_down", LINK, "firing", "10"), ("link_down", LINK, "resolved", "10")]
+    assert alerts[1].ends_at[17:19] == "45"
+
+
+def test_repeated_downs_become_one_flapping_alert() -> None:
+    down = {t: [1, 0, 1, 1, 1, 1] for t in (10, 11, 20, 21, 30, 31, 40)}
+    alerts = run(oper_by_tick=down, ticks=50)
+    assert [(a.kind, a.status, a.starts_at[17:19]) for a in alerts] == [
+        ("link_down", "firing", "10"), ("link_flapping", "firing", "30"), ("link_down", "resolved", "10")]
+
+
+def test_persistent_crc_errors_fire_degraded_and_clear_with_hysteresis() -> None:
+    errors = {t: 5 for t in range(10, 30)}
+    alerts = run(crc_per_tick=errors, ticks=70, settings=LinkSettings(error_clear_samples=30))
+    assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
+        ("link_degraded", LINK, "firing", "12"), ("link_degraded", LINK, "resolved", "12")]
+    assert alerts[0].evidence["errors_in_window"] == 15
+    assert alerts[1].ends_at[17:19] == "59"
+
+
+def test_a_burst_a_stray_error_and_a_counter_reset_do_not_fire() -> None:
+    assert run(crc_per_tick={20: 500}) == []  # one burst: one sample
+    assert run(crc_per_tick={5: 1, 25: 1, 45: 1}) == []  # background errors
+    assert run(crc_per_tick={t: 0 for t in range(60)} | {3: 1000}, resets={30}) == []  # reset to zero

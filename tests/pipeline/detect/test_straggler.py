@@ -1,0 +1,60 @@
+import numpy as np
+
+from pipeline.detect.straggler import StragglerDetector
+from pipeline.settings import StragglerSettings
+from tests.builders import step_batch
+from pipeline.topology import ClusterShape, Topology
+
+BIG = Topology(ClusterShape(cards=8192, cards_per_node=8, nodes_per_leaf=32, spines=8))
+
+
+def run_job(steps: int, slow: dict[int, float] | None = None, everyone: dict[int, float] | None = None,
+            spikes: dict[tuple[int, int], float] | None = None, jitter: float = 0.03, seed: int = 0) -> list:
+    """A 8,192-rank job; `slow` = {rank: factor from step 5 on}; `everyone` = {step: factor}."""
+    det = StragglerDetector(BIG, StragglerSettings())
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(8192)
+    out = []
+    for step in range(steps):
+        compute = 1.7 * (1 + jitter * rng.standard_normal(8192)) * (everyone or {}).get(step, 1.0)
+        for rank, factor in (slow or {}).items():
+            if step >= 5:
+                compute[rank] *= factor
+        for (rank, s), factor in (spikes or {}).items():
+            if s == step:
+                compute[rank] *= factor
+        for node in range(1024):
+            r = ranks[node * 8:(node + 1) * 8]
+            out += det.push(step_batch(BIG.node_name(node), "pretrain", 2.0 * step, r.tolist(), step,
+                                       compute[r].tolist()))
+    return out
+
+
+def test_a_ten_percent_straggler_among_8192_ranks_fires_within_ten_steps() -> None:
+    alerts = run_job(20, slow={1234: 1.10})
+    assert [(a.kind, a.entity, a.status) for a in alerts] == [("straggler", "node0154-card2", "firing")]
+    fired_at_step = alerts[0].evidence["step"]
+    assert 5 <= fired_at_step < 15, fired_at_step
+    assert alerts[0].labels == {"job": "pretrain", "node": "node0154", "card": "2", "rank": "1234"}
+
+
+def test_every_rank_slowing_together_and_single_slow_steps_do_not_fire() -> None:
+    assert run_job(25, everyone={10: 12.0, 11: 12.0, 17: 1.5}) == []  # checkpoint, slow input pipeline
+    spikes = {(rank, step): 1.6 for rank, step in ((7, 6), (7, 14), (500, 9), (4000, 12))}
+    assert run_job(25, spikes=spikes) == []
+
+
+def test_a_straggler_that_recovers_resolves() -> None:
+    det_alerts = run_job(40, slow={42: 1.3})
+    assert [a.status for a in det_alerts] == ["firing"]
+    # recovery: the same rank back to normal after step 20
+    det = StragglerDetector(BIG, StragglerSettings())
+    rng = np.random.default_rng(1)
+    out = []
+    for step in range(40):
+        compute = 1.0 * (1 + 0.03 * rng.standard_normal(16))
+        if 3 <= step < 20:
+            compute[5] *= 1.3
+        out += det.push(step_batch("node0000", "small", step, list(range(8)), step, compute[:8].tolist()))
+        out += det.push(step_batch("node0001", "small", step, list(range(8, 16)), step, compute[8:].tolist()))
+    assert [(a.entity, a.status) for a in out] == [("node0000-card5", "firing"), ("node0000-card5", "resolved")]

@@ -1,0 +1,34 @@
+from pipeline.detect.thermal import ThermalDetector
+from pipeline.settings import ThermalSettings
+from tests.builders import card_batch, small_topology
+
+
+def batch(t: float, hot: dict[int, tuple[float, float]] | None = None, temp: float = 66, clock: float = 1980):  # noqa: ANN201
+    b = card_batch("node0002", t)
+    b.columns["temp_c"][:] = temp
+    b.columns["sm_clock_mhz"][:] = clock
+    for card, (dt, dclock) in (hot or {}).items():
+        b.columns["temp_c"][card] += dt
+        b.columns["sm_clock_mhz"][card] *= 1 - dclock
+    return b
+
+
+def run(batches: list) -> list:
+    det = ThermalDetector(small_topology(), ThermalSettings(samples=3, recovery_samples=4))
+    return [a for b in batches for a in det.push(b)]
+
+
+def test_a_hot_slow_card_fires_after_three_samples_and_resolves() -> None:
+    batches = [batch(t) for t in range(5)] + [batch(t, {5: (6, 0.08)}) for t in range(5, 12)] + \
+        [batch(t) for t in range(12, 20)]
+    alerts = run(batches)
+    assert [(a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
+        ("node0002-card5", "firing", "07"), ("node0002-card5", "resolved", "07")]
+    assert alerts[0].evidence["temp_c"] == 72.0 and alerts[1].ends_at[17:19] == "15"
+
+
+def test_spikes_and_whole_node_changes_do_not_fire() -> None:
+    spikes = [batch(t, {3: (20, 0.0)} if t % 2 else None) for t in range(20)]  # hot, full clock, one sample
+    assert run(spikes) == []
+    checkpoint = [batch(t, temp=66 - t, clock=1980 - 20 * t) for t in range(20)]  # every card cools together
+    assert run(checkpoint) == []

@@ -1,0 +1,121 @@
+"""Root cause, dedup and lifecycle on hand-made findings (no detectors, no broker)."""
+
+from pipeline.correlate import Correlator
+from pipeline.schemas import Alert, iso_utc
+from pipeline.settings import CorrelateSettings
+from pipeline.topology import ClusterShape, Topology
+from tests.builders import START_MS
+
+TOPO = Topology(ClusterShape(cards=10240, cards_per_node=8, nodes_per_leaf=32, spines=32))
+
+
+def finding(kind: str, entity: str, t: float, status: str = "firing") -> Alert:
+    ts = iso_utc(START_MS + int(t * 1000))
+    return Alert(kind=kind, entity=entity, status=status, starts_at=ts, ends_at=ts if status == "resolved" else None,
+                 severity="critical", summary=f"{entity} {kind}")
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def correlator(clock: Clock | None = None) -> Correlator:
+    c = Correlator(TOPO, CorrelateSettings(group_wait_s=5, idle_s=3), clock=clock or Clock())
+    c.place("pretrain-a", [TOPO.node_name(n) for n in range(0, 1024)])
+    c.place("finetune-b", [TOPO.node_name(n) for n in range(1024, 1152)])
+    return c
+
+
+def tick(c: Correlator, t: float) -> list[Alert]:
+    return c.advance("port/0", START_MS + int(t * 1000)) + c.advance("card/0", START_MS + int(t * 1000))
+
+
+def test_a_dead_leaf_is_one_ungrouped_alert_with_its_blast_radius() -> None:
+    c = correlator()
+    out = tick(c, 240)
+    for spine in range(32):  # the spines see the leaf's uplinks go down first
+        out += c.push(finding("link_down", f"leaf017~spine{spine:03d}", 240), f"port/{spine % 12}")
+    out += tick(c, 242)
+    out += c.push(finding("switch_down", "leaf017", 243), "port/5")  # the leaf's own silence, 3 s later
+    out += tick(c, 250)
+    ungrouped = [a for a in out if a.root_cause is None]
+    assert [(a.kind, a.entity) for a in ungrouped] == [("switch_down", "leaf017")]
+    leaf = ungrouped[0]
+    radius = leaf.evidence["blast_radius"]
+    assert (radius["cards"], radius["nodes"], radius["links"], radius["rail"]) == (32, 32, 64, 0)
+    assert radius["jobs"] == ["pretrain-a"] and "node0544-card0" in radius["card_names"]
+    assert "jobs stalled: pretrain-a" in leaf.summary
+    grouped = [a for a in out if a.root_cause]
+    assert len(grouped) == 32 and {a.root_cause for a in grouped} == {leaf.id}
+
+
+def test_a_dead_node_explains_its_host_links() -> None:
+    c = correlator()
+    out = []
+    for nic in range(8):
+        link = TOPO.host_link_name(1100, nic)
+        out += c.push(finding("link_down", link, 150), f"port/{nic}")
+    out += c.push(finding("node_down", "node1100", 152), "card/3")
+    out += tick(c, 156)
+    assert [(a.kind, a.root_cause is None) for a in out].count(("node_down", True)) == 1
+    assert sum(1 for a in out if a.kind == "link_down" and a.root_cause == out[0].id) == 8
+    assert out[0].evidence["blast_radius"]["jobs"] == ["finetune-b"]
+
+
+def test_a_link_down_alone_is_its_own_root_and_waits_only_group_wait() -> None:
+    c = correlator()
+    link = TOPO.host_link_name(154, 3)
+    assert c.push(finding("link_down", link, 200), "port/1") == []
+    assert tick(c, 204) == []
+    [alert] = tick(c, 205)
+    assert alert.root_cause is None and alert.starts_at == iso_utc(START_MS + 200_000)
+    assert alert.evidence["blast_radius"]["card_names"] == ["node0154-card3"]
+
+
+def test_a_throttled_card_explains_its_straggler() -> None:
+    c = correlator()
+    out = c.push(finding("thermal_throttle", "node0310-card1", 110), "card/2")
+    out += c.push(finding("straggler", "node0310-card1", 112), "step/0")
+    out += tick(c, 120)
+    assert [(a.kind, a.root_cause) for a in out] == [("thermal_throttle", None), ("straggler", out[0].id)]
+
+
+def test_both_ends_of_a_link_fire_once_and_resolve_once() -> None:
+    c = correlator()
+    link = "leaf099~spine017"
+    out = c.push(finding("link_degraded", link, 300), "port/1")
+    out += c.push(finding("link_degraded", link, 300), "port/7")
+    assert len(out) == 1
+    assert c.push(finding("link_degraded", link, 400, "resolved"), "port/1") == []
+    [resolved] = c.push(finding("link_degraded", link, 401, "resolved"), "port/7")
+    assert resolved.status == "resolved" and resolved.id == out[0].id
+
+
+def test_a_symptom_resolved_while_held_is_still_reported_and_released_when_input_stops() -> None:
+    clock = Clock()
+    c = correlator(clock)
+    link = TOPO.host_link_name(5, 0)
+    c.push(finding("link_down", link, 10), "port/0")
+    c.push(finding("link_down", link, 11, "resolved"), "port/0")
+    assert tick(c, 12) == []
+    assert c.release_stale() == []  # input still flowing
+    clock.now = 4.0  # every stream stopped for idle_s: what is held is released
+    out = c.release_stale()
+    assert [a.status for a in out] == ["firing", "resolved"]
+
+
+def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
+    clock = Clock()
+    c = correlator(clock)
+    c.advance("step/0", START_MS)  # a job that stalled at t = 0: its partition stops
+    c.advance("port/3", START_MS + 90_000)  # a partition that is behind but moving
+    c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    clock.now = 2.0
+    c.advance("port/3", START_MS + 95_000)
+    assert tick(c, 106) == []  # port/3 at 95 s holds the clock
+    clock.now = 3.5
+    released = c.advance("port/3", START_MS + 105_000)
+    assert len(released) == 1  # step/0 idle for 3.5 s (ignored), port/3 at 105 s

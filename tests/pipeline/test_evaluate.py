@@ -1,0 +1,151 @@
+"""The detectors against the scorer's targets on scenarios the project has never seen: random
+seeds, placements, severities and job layouts; and Kafka mode agreeing with offline mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.evaluate import faults_of, run_offline
+from pipeline.scorer import score
+from pipeline.settings import load_settings
+from producers.scenario import parse_scenario
+from tests.conftest import ROOT
+
+CLUSTER = {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4}  # 64 nodes, 32 leaves
+KINDS = ["straggler", "thermal_throttle", "link_degradation", "link_flap", "link_down", "card_failure",
+         "ecc_error", "node_failure", "switch_failure"]
+
+
+def random_scenario(seed: int) -> dict:
+    """One fault of every kind, in random order, on random targets, 45 s apart."""
+    rng = np.random.default_rng(seed)
+    split = int(rng.integers(20, 44))
+    step_a, step_b = (float(x) for x in rng.choice([0.8, 1.0, 1.5, 2.0], 2))
+    jobs = [{"name": "pretrain", "first_node": 0, "nodes": split, "step_s": step_a},
+            {"name": "finetune", "first_node": split, "nodes": 60 - split, "step_s": step_b}]  # 4 nodes idle
+    used_nodes: set[int] = set()
+
+    def node(busy: bool = True) -> int:
+        while True:
+            n = int(rng.integers(0, 60 if busy else 64))
+            if n not in used_nodes:
+                used_nodes.add(n)
+                return n
+
+    faults = []
+    for i, kind in enumerate(rng.permutation(KINDS)):
+        start = 20 + 45 * i
+        fault = {"kind": str(kind), "start_s": start, "duration_s": 35}
+        if kind in ("straggler", "thermal_throttle", "card_failure", "ecc_error"):
+            fault["target"] = f"node{node():04d}-card{int(rng.integers(8))}"
+        elif kind == "node_failure":
+            fault["target"] = f"node{node():04d}"
+        elif kind == "switch_failure":
+            fault["target"] = f"leaf{int(rng.integers(32)):03d}" if rng.random() < 0.7 else f"spine{int(rng.integers(4)):03d}"
+        elif rng.random() < 0.6:
+            n, nic = node(), int(rng.integers(8))
+            fault["target"] = f"node{n:04d}-nic{nic}~leaf{nic * 4 + n // 16:03d}"
+        else:
+            fault["target"] = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
+        fault["severity"] = {"straggler": float(rng.uniform(0.1, 0.3)), "thermal_throttle": float(rng.uniform(0.3, 0.7)),
+                             "link_degradation": float(rng.uniform(0.2, 0.6)), "link_flap": float(rng.uniform(0.3, 0.6))
+                             }.get(str(kind), 1.0)
+        faults.append(fault)
+    return {"name": f"random-{seed}", "seed": seed, "duration_s": 20 + 45 * len(KINDS) + 20, "cluster": CLUSTER,
+            "jobs": jobs, "faults": faults}
+
+
+@pytest.fixture(scope="module")
+def offline_runs() -> list:
+    settings = load_settings({}, environ={})
+    runs = []
+    for seed in (101, 202, 303, 404):
+        scenario = parse_scenario(random_scenario(seed))
+        runs.append((scenario, run_offline(scenario, settings)))
+    return runs
+
+
+def test_unseen_scenarios_meet_the_targets(offline_runs: list) -> None:
+    report = score([(faults_of(sc), alerts, sc.start_ms) for sc, alerts in offline_runs])
+    for kind, stats in report["by_kind"].items():
+        assert stats["recall"] >= 0.95 and stats["precision"] >= 0.95, (kind, stats)
+    for kind in ("card_failure", "ecc_error", "node_failure", "switch_failure", "link_down", "link_flap"):
+        assert report["by_kind"][kind]["latency_p95_s"] <= 5, (kind, report["by_kind"][kind])
+    assert report["by_kind"]["link_degradation"]["latency_p95_s"] <= 15
+    for sc, alerts in offline_runs:  # stragglers: within 10 steps of their job
+        jobs = {j.name: j for j in sc.jobs}
+        for fault in sc.faults:
+            if fault.kind != "straggler":
+                continue
+            node = int(fault.target[4:8])
+            job = next(j for j in jobs.values() if j.first_node <= node < j.first_node + j.nodes)
+            hit = [a for a in alerts if a.kind == "straggler" and a.entity == fault.target and a.status == "firing"]
+            latency_s = (np.datetime64(hit[0].starts_at[:-1]) - np.datetime64(sc.start.replace(tzinfo=None))) \
+                / np.timedelta64(1, "s") - fault.start_s
+            # ten steps (a straggling step lasts up to 1.15 x step_s longer), plus a checkpoint pause if one fell in
+            allowed = 10 * job.step_s * (1.15 + fault.severity)
+            every = sc.noise.checkpoint_every_s
+            if every and int(fault.start_s // every) != int((fault.start_s + allowed) // every):
+                allowed += sc.noise.checkpoint_s
+            assert latency_s <= allowed, (fault, latency_s, allowed)
+
+
+def test_a_switch_failure_is_one_ungrouped_alert(offline_runs: list) -> None:
+    for sc, alerts in offline_runs:
+        [fault] = [f for f in sc.faults if f.kind == "switch_failure"]
+        start = sc.start_ms + int(fault.start_s * 1000)
+        window = [a for a in alerts if a.status == "firing"
+                  and start <= int(np.datetime64(a.starts_at[:-1], "ms").astype(np.int64)) <= start + 20_000]
+        ungrouped = [(a.kind, a.entity) for a in window if a.root_cause is None]
+        assert ungrouped == [("switch_down", fault.target)], (sc.name, ungrouped)
+        if fault.target.startswith("leaf"):
+            assert sum(1 for a in window if a.root_cause) >= 4  # its uplinks at least, grouped
+
+
+def test_healthy_cluster_with_loud_confounders_raises_nothing() -> None:
+    data = random_scenario(7) | {"faults": [], "duration_s": 600,
+                                 "noise": {"transient_spikes_per_hour": 600, "background_crc_per_hour": 120,
+                                           "checkpoint_every_s": 120, "checkpoint_s": 15, "step_jitter": 0.04}}
+    alerts = run_offline(parse_scenario(data), load_settings({}, environ={}))
+    assert [(a.kind, a.entity) for a in alerts] == []
+
+
+@pytest.mark.broker
+def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
+    data = random_scenario(101) | {"cluster": {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}}
+    data["jobs"] = [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
+                    {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8}]
+    data["faults"] = [
+        {"kind": "card_failure", "target": "node0003-card2", "start_s": 20, "duration_s": 40},
+        {"kind": "straggler", "target": "node0012-card5", "start_s": 40, "duration_s": 60, "severity": 0.2},
+        {"kind": "switch_failure", "target": "leaf005", "start_s": 110, "duration_s": 30},
+        {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 150, "severity": 0.4},
+        {"kind": "node_failure", "target": "node0030", "start_s": 200, "duration_s": 30},
+    ]
+    data["duration_s"] = 260
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")} | {"CLUSTERPULSE_PARTITIONS": "4"}
+    reports = {}
+    for mode in ("offline", "kafka"):
+        out = tmp_path / f"{mode}.json"
+        args = ["eval", str(path), "--report", str(out)] + (["--offline"] if mode == "offline" else [])
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports[mode] = json.loads(out.read_text())
+
+    def firing(report: dict) -> list:
+        return sorted((a["kind"], a["entity"], a["starts_at"], bool(a["root_cause"]))
+                      for a in report["scenarios"][0]["alerts"] if a["status"] == "firing")
+
+    assert firing(reports["kafka"]) == firing(reports["offline"])
+    assert reports["kafka"]["overall"]["recall"] == 1.0 and reports["kafka"]["overall"]["precision"] == 1.0
