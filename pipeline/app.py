@@ -20,13 +20,13 @@ import faust
 from faust.types import EventT, StreamT
 
 from pipeline.correlate import Correlator
-from pipeline.detect import DetectorSet
+from pipeline.state import PartitionDetectors, read_snapshots, state_key
 from pipeline.kafka_config import faust_config
 from pipeline.schemas import Alert, InvalidRecord, check_entities, decode_batch
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
-                             DLQ_TOPIC, FINDINGS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
+                             DETECTOR_STATE, DLQ_TOPIC, FINDINGS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
 from pipeline.topology import Topology
 
 log = logging.getLogger("clusterpulse.worker")
@@ -73,9 +73,10 @@ class DeadLetters:
 class AckAfterFlush:
     """Holds events until the sink has written their rows, then acknowledges them."""
 
-    def __init__(self, sink: ParquetSink) -> None:
+    def __init__(self, sink: ParquetSink, on_durable: Any = None) -> None:
         self.sink = sink
         self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
+        self.on_durable = on_durable  # async callback(topic, partition) after a partition's flush
 
     def hold(self, stream: StreamT, event: EventT) -> None:
         self.pending[(event.message.topic, event.message.partition)].append((stream, event))
@@ -91,6 +92,8 @@ class AckAfterFlush:
                 else:
                     keep.append((stream, event))
             self.pending[key] = keep
+            if self.on_durable is not None:
+                await self.on_durable(*key)
 
     async def flush_due(self) -> None:
         await self.flush(self.sink.due())
@@ -111,8 +114,32 @@ def create_app(settings: Settings) -> faust.App:
     topology = Topology(settings.cluster.shape())
     sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
                        flush_seconds=settings.sink.flush_seconds)
-    acks = AckAfterFlush(sink)
-    detectors = DetectorSet(topology, settings.detect)
+    kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
+    detectors = PartitionDetectors(topology, settings.detect, kind_of_topic)
+
+    async def save_state(topic_name: str, partition: int) -> None:
+        data = detectors.snapshot(topic_name, partition)
+        if data is not None:
+            await state_topic.send(key=state_key(topic_name, partition).encode(), value=data, force=True)
+
+    acks = AckAfterFlush(sink, on_durable=save_state)
+    restore_lock = asyncio.Lock()
+    snapshot_cache: dict[str, Any] = {"data": None}
+
+    async def detectors_for(topic_name: str, partition: int) -> Any:
+        """The partition's detectors; restored from the state topic the first time it is seen."""
+        found = detectors.sets.get((topic_name, partition))
+        if found is not None:
+            return found
+        async with restore_lock:
+            if (topic_name, partition) not in detectors.sets:
+                if snapshot_cache["data"] is None:
+                    snapshot_cache["data"] = await asyncio.to_thread(
+                        read_snapshots, settings.bootstrap, settings.topic(DETECTOR_STATE))
+                restored = detectors.load(snapshot_cache["data"], [(topic_name, partition)])
+                log.info("%s[%d]: %s", topic_name, partition,
+                         "restored detector state" if restored else "no saved detector state; starting fresh")
+        return detectors.sets[(topic_name, partition)]
     correlator = Correlator(topology, settings.detect.correlate)
     watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
     sent_marks: dict[str, int] = {}
@@ -124,6 +151,7 @@ def create_app(settings: Settings) -> faust.App:
 
     alerts_topic = topic(ALERTS)
     findings_topic = topic(FINDINGS, partitions=1)
+    state_topic = topic(DETECTOR_STATE, partitions=1)
     dead_letters = DeadLetters(topic(DEAD_LETTERS))
 
     async def publish(alerts: list[Alert]) -> None:
@@ -147,11 +175,12 @@ def create_app(settings: Settings) -> faust.App:
                     acks.hold(stream, event)
                     continue
                 source = f"{kind}/{msg.partition}"
-                for finding in detectors.push(batch, msg.partition):
+                partition_detectors = await detectors_for(msg.topic, msg.partition)
+                for finding in partition_detectors.push(batch, msg.partition):
                     await findings_topic.send(key=finding.id.encode(), value=json.dumps(
                         {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(), force=True)
                 if kind == "step":
-                    for job, nodes in detectors.take_placements().items():
+                    for job, nodes in partition_detectors.take_placements().items():
                         await findings_topic.send(key=job.encode(), value=json.dumps(
                             {"t": "placement", "job": job, "nodes": nodes}).encode(), force=True)
                 if batch.ts_ms > watermarks.get(source, -1):
@@ -217,17 +246,21 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         acks.forget({(tp.topic, tp.partition) for tp in revoked})
-        kinds = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
+        snapshot_cache["data"] = None  # a partition assigned again later re-reads its latest state
         for tp in revoked:
-            if tp.topic in kinds:
-                watermarks.pop(f"{kinds[tp.topic]}/{tp.partition}", None)
+            if tp.topic in kind_of_topic:
+                watermarks.pop(f"{kind_of_topic[tp.topic]}/{tp.partition}", None)
+                detectors.drop(tp.topic, tp.partition)
+
 
     @app.on_before_shutdown.connect
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
         # The consumer has stopped: write what is buffered. Offsets of these rows may stay
         # uncommitted; a restart re-reads them and rewrites the same file names.
         written = sink.flush_all()
-        log.info("flushed %d partitions at shutdown", len(written))
+        for topic_name, partition in list(detectors.sets):
+            await save_state(topic_name, partition)
+        log.info("flushed %d partitions and saved their detector state at shutdown", len(written))
 
     app.clusterpulse = {"sink": sink, "detectors": detectors, "correlator": correlator,  # type: ignore[attr-defined]
                         "dead_letters": dead_letters}

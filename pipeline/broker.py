@@ -15,7 +15,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.kafka_config import bootstrap_list
 from pipeline.settings import Settings
-from pipeline.topics import ALL_TOPICS, partitions_for
+from pipeline.topics import ALL_TOPICS, TOPIC_CONFIGS, partitions_for
 
 
 class BrokerError(RuntimeError):
@@ -141,10 +141,11 @@ def create_topics(settings: Settings, bootstrap: str | None = None) -> dict[str,
     if not bootstrap:
         raise BrokerError("no bootstrap given: set --bootstrap or CLUSTERPULSE_BOOTSTRAP")
     wanted = {settings.topic(t): partitions_for(t, settings.partitions) for t in ALL_TOPICS}
+    configs = {settings.topic(t): TOPIC_CONFIGS.get(t, {}) for t in ALL_TOPICS}
     admin = admin_client(bootstrap)
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        new = [NewTopic(name, n, 1, topic_configs=configs[name]) for name, n in wanted.items() if name not in existing]
         if new:
             try:
                 admin.create_topics(new)

@@ -87,7 +87,7 @@ class LinkSettings(BaseModel):
 class StragglerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     window_steps: int = Field(9, ge=3, description="rolling median of a rank's relative compute time")
-    k_sigma: float = Field(5.5, gt=0, description="threshold in standard errors of that median")
+    k_sigma: float = Field(6.5, gt=0, description="threshold in standard errors of that median")
     min_slowdown: float = Field(0.05, gt=0, description="never flag less than this relative slowdown")
     min_ranks: int = Field(4, ge=2, description="jobs with fewer ranks are not compared")
 

@@ -36,6 +36,11 @@ FINDINGS = TopicSpec(
     doc="internal: detector findings on their way to the correlator; one partition, so that every "
         "finding meets its root cause",
 )
+DETECTOR_STATE = TopicSpec(
+    "state", key="<telemetry topic>/<partition>", value="compressed detector state of that partition",
+    doc="internal, compacted: the latest detector state of each telemetry partition, written after each "
+        "Parquet flush and read when a worker is assigned the partition, so state survives restarts",
+)
 ALERTS = TopicSpec(
     "alerts", key="alert id", value="JSON alert (pipeline.schemas.Alert)",
     doc="one message per alert state change (firing, resolved)",
@@ -46,7 +51,7 @@ DEAD_LETTERS = TopicSpec(
         "topic, partition and offset",
 )
 
-ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, ALERTS, DEAD_LETTERS)
+ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, DETECTOR_STATE, ALERTS, DEAD_LETTERS)
 TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
 
 # Dead-letter headers (bytes values).
@@ -58,6 +63,10 @@ DLQ_OFFSET = "clusterpulse-original-offset"
 
 def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
     """Telemetry topics get the configured count (≥ workers); findings one; alerts and dead letters few."""
-    if spec is FINDINGS:
+    if spec is FINDINGS or spec is DETECTOR_STATE:
         return 1
     return telemetry_partitions if spec.telemetry else min(3, telemetry_partitions)
+
+
+# Kafka topic configs beyond the broker's defaults.
+TOPIC_CONFIGS = {DETECTOR_STATE: {"cleanup.policy": "compact"}}

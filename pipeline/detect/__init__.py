@@ -1,12 +1,15 @@
 """Detectors: plain Python / numpy over telemetry batches, no Kafka, no wall clock.
 
 `DetectorSet` routes each batch to the detectors of its kind and returns the findings (alert
-state changes before correlation). The Faust worker, the offline scorer and the tests all use it.
+state changes before correlation). The Faust worker keeps one set per topic partition (so a
+partition's state can be saved and restored on its own); the offline scorer and the tests use one
+set for everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import pickle
+import zlib
 
 from pipeline.detect.card_failure import CardFailureDetector
 from pipeline.detect.ecc import EccDetector
@@ -18,30 +21,56 @@ from pipeline.schemas import Alert, Batch
 from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
+KINDS = ("card", "port", "step")
+SNAPSHOT_VERSION = 1
+
 
 class DetectorSet:
-    """Every detector, keyed by the batch kind it reads."""
+    """Every detector of the given batch kinds."""
 
-    def __init__(self, topology: Topology, settings: DetectSettings | None = None) -> None:
+    def __init__(self, topology: Topology, settings: DetectSettings | None = None,
+                 kinds: tuple[str, ...] = KINDS) -> None:
         s = settings or DetectSettings()
         self.topology = topology
-        self.straggler = StragglerDetector(topology, s.straggler)
-        self.by_kind: dict[str, list[Callable[[Batch, int], list[Alert]]]] = {
-            "card": [CardFailureDetector(topology, s.card_failure).push, EccDetector(topology, s.ecc).push,
-                     ThermalDetector(topology, s.thermal).push, NodeDownDetector(topology, s.node_down).push],
-            "port": [LinkDetector(topology, s.link).push, SwitchDownDetector(topology, s.switch_down).push],
-            "step": [self.straggler.push],
-        }
+        self.detectors: dict[str, list] = {}
+        self.straggler: StragglerDetector | None = None
+        if "card" in kinds:
+            self.detectors["card"] = [CardFailureDetector(topology, s.card_failure), EccDetector(topology, s.ecc),
+                                      ThermalDetector(topology, s.thermal), NodeDownDetector(topology, s.node_down)]
+        if "port" in kinds:
+            self.detectors["port"] = [LinkDetector(topology, s.link), SwitchDownDetector(topology, s.switch_down)]
+        if "step" in kinds:
+            self.straggler = StragglerDetector(topology, s.straggler)
+            self.detectors["step"] = [self.straggler]
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         """Findings caused by one batch; `stream` names its ordered source (e.g. the partition)."""
         out: list[Alert] = []
-        for detect in self.by_kind[batch.kind]:
-            out += detect(batch, stream)
+        for detector in self.detectors[batch.kind]:
+            out += detector.push(batch, stream)
         return out
 
     def take_placements(self) -> dict[str, list[str]]:
         """Nodes newly seen running each job since the last call (for blast radius)."""
+        if self.straggler is None:
+            return {}
         new = self.straggler.new_placements
         self.straggler.new_placements = {}
         return {job: [self.topology.node_name(n) for n in sorted(nodes)] for job, nodes in new.items()}
+
+    # ---- state that survives a restart ---------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """Every detector's state, compressed. Only workers may write where this is kept."""
+        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, self.topology.shape, self.detectors,
+                                           self.straggler), protocol=5), 3)
+
+    def restore(self, data: bytes) -> bool:
+        """Take the state of a snapshot of the same topology; False (state unchanged) otherwise."""
+        try:
+            version, shape, detectors, straggler = pickle.loads(zlib.decompress(data))  # noqa: S301
+        except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
+            return False
+        if version != SNAPSHOT_VERSION or shape != self.topology.shape or set(detectors) != set(self.detectors):
+            return False
+        self.detectors, self.straggler = detectors, straggler
+        return True

@@ -133,3 +133,41 @@ def test_run_command_runs_a_scenario_to_the_end(tmp_path) -> None:
     assert "clusterpulse query --data" in done.stderr
     count = duckdb.execute(f"select count(*) from read_parquet('{data}/card/**/*.parquet')").fetchall()
     assert count == [(64 * 60 - 40,)]
+
+
+def test_detector_state_survives_a_worker_restart(broker, prefix, children, tmp_path) -> None:
+    """A card failed before the restart; healthy reports after it resolve the alert, which only
+    works if the new worker knows the card had failed."""
+    from pipeline.state import read_snapshots
+
+    data = tmp_path / "lake"
+    env = worker_env(broker.bootstrap, prefix, data)
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    topic = f"{prefix}.telemetry.card"
+    producer = KafkaProducer(**producer_config(broker.bootstrap, "test"))
+
+    def send(batches: list) -> None:
+        for b in batches:
+            producer.send(topic, key=b.source.encode(), value=encode_batch(b))
+        producer.flush()
+
+    try:
+        first = children.start("worker", env=env, name="worker-1")
+        send([card_batch("node0001", 0, errors=[(3, 79)])] + [card_batch("node0001", t) for t in range(1, 5)])
+        alerts = f"{prefix}.alerts"
+        read_until(broker.bootstrap, alerts, lambda rs: len(rs) >= 1, alive=alive(children, first))
+        deadline = time.monotonic() + 60
+        while not read_snapshots(broker.bootstrap, f"{prefix}.state"):
+            assert time.monotonic() < deadline, "no detector state saved"
+            time.sleep(0.5)
+        first.terminate()
+        assert first.wait(timeout=30) in (0, -15)
+
+        second = children.start("worker", env=env, name="worker-2")
+        send([card_batch("node0001", t) for t in range(5, 40)])
+        records = read_until(broker.bootstrap, alerts, lambda rs: len(rs) >= 2, alive=alive(children, second))
+    finally:
+        producer.close()
+    states = [(Alert.from_json(r.value).entity, Alert.from_json(r.value).status) for r in records]
+    assert states == [("node0001-card3", "firing"), ("node0001-card3", "resolved")]
+    assert "restored detector state" in children.log_of(second)
