@@ -113,7 +113,7 @@ def create_app(settings: Settings) -> faust.App:
                                                      settings.partitions))
     topology = Topology(settings.cluster.shape())
     sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
-                       flush_seconds=settings.sink.flush_seconds)
+                       flush_seconds=settings.sink.flush_seconds, topology=topology)
     kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
     detectors = PartitionDetectors(topology, settings.detect, kind_of_topic)
 

@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="run SQL over the Parquet lake with the views of sql/views.sql")
     _common(p)
-    p.add_argument("sql", help="a .sql file or an SQL string")
+    p.add_argument("sql", help="a .sql file (e.g. sql/top_stragglers.sql, or just its name) or an SQL string")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a query parameter (see the query's header); repeatable")
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+
+    p = sub.add_parser("sql", help="an interactive SQL session over the lake with the views loaded")
+    _common(p)
     return parser
 
 
@@ -139,7 +145,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _print_summary(settings: Settings, result: Any) -> None:
     firing = sum(1 for a in result.alerts if a.status == "firing")
     resolved = len(result.alerts) - firing
-    files = sorted(settings.data_dir.glob("*/date=*/hour=*/*.parquet"))
+    files = sorted(Path(settings.data_dir).glob("*/date=*/hour=*/*.parquet"))
     datasets = sorted({f.relative_to(settings.data_dir).parts[0] for f in files})
     data = settings.data_dir
     print(f"\n{firing} alerts fired, {resolved} resolved; {len(files)} Parquet files in {data}/ "
@@ -329,16 +335,57 @@ def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.query import QueryError, run_query
 
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"clusterpulse: --param wants NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        params[name.lstrip("$")] = value
     try:
-        print(run_query(settings.data_dir, args.sql))
+        result = run_query(settings.data_dir, args.sql, params, args.format)
     except QueryError as exc:
         print(f"clusterpulse: {exc}", file=sys.stderr)
         return 1
+    for path in result.skipped_files:
+        print(f"clusterpulse: skipped unreadable file {path}", file=sys.stderr)
+    print(result.text)
     return 0
 
 
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    """A small REPL: statements end with ';', `.quit` leaves. The `duckdb` CLI works too:
+    duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql"."""
+    import duckdb
+
+    from pipeline.query import _format, connect
+
+    con, empty = connect(settings.data_dir)
+    print(f"views over {settings.data_dir}: card, card_events, step, port, alerts"
+          + (f" (empty: {', '.join(empty)})" if empty else "") + ". End statements with ';', .quit to leave.")
+    buffer = ""
+    while True:
+        try:
+            line = input("clusterpulse> " if not buffer else "         ...> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not buffer and line.strip() in (".quit", ".exit", "\\q"):
+            return 0
+        buffer += line + "\n"
+        if not buffer.rstrip().endswith(";"):
+            continue
+        try:
+            cur = con.execute(buffer)
+            if cur.description:
+                print(_format([d[0] for d in cur.description], cur.fetchall(), "table"))
+        except duckdb.Error as exc:
+            print(f"error: {exc}")
+        buffer = ""
+
+
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "sql": cmd_sql, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())

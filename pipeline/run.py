@@ -107,8 +107,9 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logs = settings.data_dir / "_logs"
+    data = Path(settings.data_dir) if "://" not in settings.data_dir else Path(tempfile.mkdtemp(prefix="clusterpulse-"))
+    data.mkdir(parents=True, exist_ok=True)
+    logs = data / "_logs"
     logs.mkdir(exist_ok=True)
     broker = None
     worker = simulator = None

@@ -122,7 +122,8 @@ class Settings(BaseModel):
     topic_prefix: str = Field("clusterpulse", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(12, ge=1, le=1024, description="partitions per telemetry topic (≥ workers)")
     group_id: str = Field("clusterpulse-worker", min_length=1)
-    data_dir: Path = Path("data")
+    data_dir: str = Field("data", min_length=1, description="where Parquet goes: a directory, or a URI pyarrow "
+                          "understands (s3://bucket/prefix?endpoint_override=...)")
     log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
     cluster: ClusterSettings = ClusterSettings()
     sink: SinkSettings = SinkSettings()

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.schemas import Alert, Batch
+from pipeline.topology import Topology, UnknownEntity
 
 # dataset name -> (entity column name, row group of the batch)
 _DATASETS = {
@@ -28,6 +30,21 @@ _DATASETS = {
     "port": {"rows": ("port", "switch")},
 }
 _RENAME = {"err_card": "card", "err_code": "code"}
+# rows are sorted by entity, then this column, then time: DuckDB prunes row groups by their stats
+_SUB_ENTITY = {"card": "card", "card_events": "card", "step": "rank", "port": "port"}
+
+
+def open_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, root path) for a local directory or a URI pyarrow understands
+    (``s3://bucket/prefix?endpoint_override=http://minio:9000&region=us-east-1``, ``gs://``, ...)."""
+    text = str(location)
+    if "://" in text:
+        fs, path = pafs.FileSystem.from_uri(text)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(text).absolute())
+
+
+ROW_GROUP_ROWS = 128 * 1024
 
 
 @dataclass
@@ -56,8 +73,13 @@ class ParquetSink:
     """Buffers telemetry batches and alerts; writes them as Parquet datasets under `root`."""
 
     def __init__(self, root: str | Path, *, flush_rows: int = 500_000,
-                 flush_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.root = Path(root)
+                 flush_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 topology: Topology | None = None) -> None:
+        self.fs, self.root_path = open_filesystem(root)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.root = Path(self.root_path) if self.local else None
+        self.topology = topology
+        self._port_links: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.clock = clock
@@ -127,7 +149,7 @@ class ParquetSink:
         if buf is None:
             return -1
         for dataset, pending in buf.datasets.items():
-            self._write(dataset, topic, partition, self._table(pending))
+            self._write(dataset, topic, partition, self._table(dataset, pending))
         if buf.alerts:
             self._write("alerts", topic, partition, _alerts_table(buf.alerts))
         return buf.last_offset
@@ -139,7 +161,7 @@ class ParquetSink:
     def flush_all(self) -> dict[tuple[str, int], int]:
         return {key: self.flush(*key) for key in list(self._buffers)}
 
-    def _table(self, p: _Pending) -> pa.Table:
+    def _table(self, dataset: str, p: _Pending) -> pa.Table:
         counts = np.fromiter((len(next(iter(c.values()))) for c in p.columns), np.int64, len(p.columns))
         data: dict[str, pa.Array | np.ndarray] = {
             "ts": pa.array(np.repeat(np.asarray(p.ts_ms, np.int64), counts), pa.timestamp("ms", tz="UTC")),
@@ -149,9 +171,44 @@ class ParquetSink:
             data["job"] = pa.array(np.repeat(np.asarray(p.jobs), counts))
         for name in p.columns[0]:
             data[_RENAME.get(name, name)] = np.concatenate([c[name] for c in p.columns])
+        if self.topology is not None:
+            self._enrich(dataset, p, data)
         data["_offset"] = np.repeat(np.asarray(p.offsets, np.int64), counts)
         table = pa.table(data)
-        return table.sort_by([(p.entity_column, "ascending"), ("ts", "ascending")])
+        order = [(p.entity_column, "ascending")]
+        if _SUB_ENTITY.get(dataset) in table.column_names:
+            order.append((_SUB_ENTITY[dataset], "ascending"))
+        return table.sort_by(order + [("ts", "ascending")])
+
+    def _enrich(self, dataset: str, p: _Pending, data: dict) -> None:
+        """Topology names that make the lake queryable without the topology: a port's link and
+        rail, a rank's card."""
+        topo = self.topology
+        if dataset == "step":
+            data["card"] = (data["rank"] % topo.cards_per_node).astype(np.uint8)
+        elif dataset == "port":
+            links, rails = [], []
+            for source, cols in zip(p.sources, p.columns):
+                names, rail = self._links_of(source)
+                ports = np.minimum(cols["port"].astype(np.intp), len(names) - 1)
+                links.append(names[ports])
+                rails.append(rail[ports])
+            data["link"] = pa.array(np.concatenate(links), pa.string())
+            rail_values = np.concatenate(rails)
+            data["rail"] = pa.array(rail_values, pa.int16(), mask=rail_values < 0)
+
+    def _links_of(self, switch: str) -> tuple[np.ndarray, np.ndarray]:
+        found = self._port_links.get(switch)
+        if found is None:
+            topo = self.topology
+            try:
+                names = [topo.port_link(switch, port) for port in range(topo.switch_ports(switch))]
+            except UnknownEntity:
+                names = []
+            rails = [topo.parse_link(n)[2] if n and "-nic" in n else -1 for n in names]
+            found = self._port_links[switch] = (np.array(names + [None], dtype=object),
+                                                np.array(rails + [-1], dtype=np.int16))
+        return found
 
     def _write(self, dataset: str, topic: str, partition: int, table: pa.Table) -> None:
         """One file per hour of data, named by the first offset of its rows; atomic rename."""
@@ -163,14 +220,19 @@ class ParquetSink:
             part = table.filter(pa.array(mask)) if len(np.unique(hours)) > 1 else table
             first_offset = int(offsets[mask].min())
             stamp = np.datetime64(int(hour) * 3600, "s").astype(object)
-            folder = self.root / dataset / f"date={stamp:%Y-%m-%d}" / f"hour={stamp:%H}"
-            folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"{topic}+{partition}+{first_offset:020d}.parquet"
-            tmp = folder / f".{final.name}.tmp"
-            pq.write_table(part, tmp, compression="zstd", row_group_size=256 * 1024)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            relative = f"{dataset}/date={stamp:%Y-%m-%d}/hour={stamp:%H}"
+            name = f"{topic}+{partition}+{first_offset:020d}.parquet"
+            if self.local:
+                folder = Path(self.root_path) / relative
+                folder.mkdir(parents=True, exist_ok=True)
+                final, tmp = folder / name, folder / f".{name}.tmp"
+                pq.write_table(part, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            else:  # object stores: a PUT is atomic, readers never see half an object
+                pq.write_table(part, f"{self.root_path}/{relative}/{name}", filesystem=self.fs,
+                               compression="zstd", row_group_size=ROW_GROUP_ROWS)
             self.files_written += 1
             self.rows_written += part.num_rows
 

@@ -23,7 +23,7 @@ def test_flags_beat_environment_beat_config_file(tmp_path: Path) -> None:
 def test_config_file_from_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data_dir: /srv/lake\n")
-    assert load_settings({}, environ={"CLUSTERPULSE_CONFIG": str(cfg)}).data_dir == Path("/srv/lake")
+    assert load_settings({}, environ={"CLUSTERPULSE_CONFIG": str(cfg)}).data_dir == "/srv/lake"
 
 
 @pytest.mark.parametrize("flags, env, needles", [
