@@ -126,13 +126,18 @@ def create_app(settings: Settings) -> faust.App:
     restore_lock = asyncio.Lock()
     snapshot_cache: dict[str, Any] = {"data": None}
 
-    async def detectors_for(topic_name: str, partition: int) -> Any:
-        """The partition's detectors; restored from the state topic the first time it is seen."""
+    async def detectors_for(topic_name: str, partition: int, offset: int) -> Any:
+        """The partition's detectors; the first time a partition is seen, its detector state is
+        restored and files an earlier owner wrote but never committed are removed."""
         found = detectors.sets.get((topic_name, partition))
         if found is not None:
             return found
         async with restore_lock:
             if (topic_name, partition) not in detectors.sets:
+                removed = await asyncio.to_thread(sink.discard_uncommitted, topic_name, partition, offset)
+                if removed:
+                    log.warning("%s[%d]: removed %d uncommitted files from an earlier run", topic_name,
+                                partition, len(removed))
                 if snapshot_cache["data"] is None:
                     snapshot_cache["data"] = await asyncio.to_thread(
                         read_snapshots, settings.bootstrap, settings.topic(DETECTOR_STATE))
@@ -175,7 +180,7 @@ def create_app(settings: Settings) -> faust.App:
                     acks.hold(stream, event)
                     continue
                 source = f"{kind}/{msg.partition}"
-                partition_detectors = await detectors_for(msg.topic, msg.partition)
+                partition_detectors = await detectors_for(msg.topic, msg.partition, msg.offset)
                 for finding in partition_detectors.push(batch, msg.partition):
                     await findings_topic.send(key=finding.id.encode(), value=json.dumps(
                         {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(), force=True)
@@ -226,10 +231,15 @@ def create_app(settings: Settings) -> faust.App:
     async def release_stale() -> None:
         await publish(correlator.release_stale())
 
+    alert_partitions_seen: set[tuple[str, int]] = set()
+
     @app.agent(alerts_topic, name="clusterpulse.alert_sink")
     async def alert_sink(stream: StreamT) -> None:
         async for event in stream.noack().events():
             msg = event.message
+            if (msg.topic, msg.partition) not in alert_partitions_seen:
+                alert_partitions_seen.add((msg.topic, msg.partition))
+                await asyncio.to_thread(sink.discard_uncommitted, msg.topic, msg.partition, msg.offset)
             try:
                 alert = Alert.from_json(event.value)
             except (ValueError, TypeError) as exc:
@@ -247,6 +257,7 @@ def create_app(settings: Settings) -> faust.App:
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         acks.forget({(tp.topic, tp.partition) for tp in revoked})
         snapshot_cache["data"] = None  # a partition assigned again later re-reads its latest state
+        alert_partitions_seen.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic in kind_of_topic:
                 watermarks.pop(f"{kind_of_topic[tp.topic]}/{tp.partition}", None)

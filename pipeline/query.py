@@ -110,8 +110,9 @@ def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duc
             if not files:
                 empty.append(view)
                 continue
-            con.execute(f"create or replace view {view} as select * from read_parquet(?, hive_partitioning = true, "
-                        "union_by_name = true)", [files])
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # views cannot take parameters
+            con.execute(f"create or replace view {view} as select * from read_parquet([{listed}], "
+                        "hive_partitioning = true, union_by_name = true)")
             continue
         try:
             con.execute(sql)
@@ -161,8 +162,9 @@ def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | N
     if not statements:
         raise QueryError("no SQL statement to run")
     skipped: list[str] = []
-    con, empty = connect(data_dir)
+    empty: list[str] = []
     try:
+        con, empty = connect(data_dir)
         columns, rows = _execute(con, statements, values)
     except duckdb.Error as exc:
         if ".parquet" not in str(exc):

@@ -30,7 +30,8 @@ events as (
 ),
 
 final as (
-    select s.ts, s.util, s.sm_clock_mhz, s.power_w, s.temp_c, s.mem_used_mib, s.ecc_sbe, s.ecc_dbe,
+    select coalesce(s.ts, e.ts) as ts, round(s.util, 2) as util, round(s.sm_clock_mhz, 1) as sm_clock_mhz,
+           round(s.power_w, 1) as power_w, round(s.temp_c, 2) as temp_c, round(s.mem_used_mib) as mem_used_mib, s.ecc_sbe, s.ecc_dbe,
            s.pcie_replay, s.link_errors, e.error_codes
     from samples as s
     full outer join events as e using (ts)

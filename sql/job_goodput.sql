@@ -13,7 +13,7 @@
 with
 
 steps as (
-    select job, step, ts, rank, compute_s
+    select job, step, ts, rank, cast(compute_s as double) as compute_s
     from step
     where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz)
 ),

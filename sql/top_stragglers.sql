@@ -12,7 +12,7 @@
 with
 
 steps as (
-    select job, step, node, card, rank, compute_s, wait_s
+    select job, step, node, card, rank, cast(compute_s as double) as compute_s, cast(wait_s as double) as wait_s
     from step
     where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and job like $job
 ),

@@ -144,6 +144,30 @@ class ParquetSink:
         """Forget unwritten rows, e.g. of a partition this worker no longer owns."""
         self._buffers.pop((topic, partition), None)
 
+    def discard_uncommitted(self, topic: str, partition: int, from_offset: int) -> list[str]:
+        """Delete files of this partition whose rows start at or after `from_offset`.
+
+        Offsets are committed only after a whole buffer is on disk, so a file is either entirely
+        committed or entirely not. When a worker (re)starts a partition at its committed offset,
+        files written after that commit by a worker that then crashed are removed before they
+        can be duplicated by a re-read with other flush boundaries.
+        """
+        prefix = f"{topic}+{partition}+"
+        removed = []
+        selector = pafs.FileSelector(self.root_path, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            name = info.base_name
+            if info.type != pafs.FileType.File or not name.startswith(prefix) or not name.endswith(".parquet"):
+                continue
+            try:
+                first = int(name[len(prefix):-len(".parquet")])
+            except ValueError:
+                continue
+            if first >= from_offset:
+                self.fs.delete_file(info.path)
+                removed.append(info.path)
+        return removed
+
     def write(self, topic: str, partition: int, buf: _PartitionBuffer | None) -> int:
         """Write a detached buffer; return the last offset now durable (-1: nothing). Thread-safe."""
         if buf is None:
