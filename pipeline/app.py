@@ -26,7 +26,7 @@ from pipeline.schemas import Alert, InvalidRecord, check_entities, decode_batch
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
-                             DETECTOR_STATE, DLQ_TOPIC, FINDINGS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
+                             DETECTOR_STATE, DLQ_TOPIC, FINDINGS, NOTIFY_DEAD_LETTERS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
 from pipeline.topology import Topology
 
 log = logging.getLogger("clusterpulse.worker")
@@ -248,6 +248,38 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 sink.add_alert(msg.topic, msg.partition, msg.offset, alert)
             acks.hold(stream, event)
+
+    if settings.notify.receivers:
+        from pipeline.notify.delivery import Notifier, Outcome
+
+        notify_dead_letters = topic(NOTIFY_DEAD_LETTERS)
+
+        async def dead_letter(receiver: Any, alert: Alert, outcome: Outcome) -> None:
+            record = {"receiver": receiver.name, "alert": json.loads(alert.to_json()), "error": outcome.error,
+                      "attempts": outcome.attempts, "status": outcome.status}
+            await notify_dead_letters.send(key=alert.id.encode(), value=json.dumps(record).encode(), force=True)
+
+        notifier = Notifier(settings.notify.receivers, dead_letter)
+
+        @app.agent(alerts_topic, name="clusterpulse.notify")
+        async def notify(stream: StreamT) -> None:
+            async for event in stream.noack().events():
+                try:
+                    alert = Alert.from_json(event.value)
+                except (ValueError, TypeError):
+                    await stream.ack(event)  # the alert sink dead-letters it
+                    continue
+                if notifier.session is None:
+                    await notifier.start()
+                done = notifier.submit(alert)
+                # the offset is committed once every receiver is done: a restart resends, never loses
+                done.add_done_callback(lambda _f, e=event, s=stream: asyncio.ensure_future(s.ack(e)))
+
+        @app.on_before_shutdown.connect
+        async def stop_notifier(app: faust.App, **kwargs: Any) -> None:
+            await notifier.stop()
+
+        app.clusterpulse_notifier = notifier  # type: ignore[attr-defined]
 
     @app.timer(interval=1.0)
     async def flush_due() -> None:

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the pipeline topics on --bootstrap (idempotent)")
     _common(p)
 
+    p = sub.add_parser("alerts", help="alert delivery: `alerts replay` resends dead-lettered notifications")
+    _common(p)
+    p.add_argument("action", choices=["replay"])
+    p.add_argument("--receiver", help="only this receiver's notifications (default: all)")
+
     p = sub.add_parser("eval", help="run scenarios end to end and score alerts against the injected faults")
     _common(p)
     p.add_argument("scenarios", nargs="+", metavar="SCENARIO.yaml")
@@ -70,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--report", help="also write the full JSON report (with every alert) to this file")
 
-    p = sub.add_parser("receiver", help="a webhook receiver that prints and records alert notifications")
+    p = sub.add_parser("receiver", help="a webhook receiver that verifies signatures and prints alerts")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--out", help="also append each notification as a JSON line to this file")
+    p.add_argument("--secret-env", help="verify signatures with the secret in this environment variable")
+    p.add_argument("--secret-file", help="verify signatures with the secret in this file")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     p = sub.add_parser("query", help="run SQL over the Parquet lake with the views of sql/views.sql")
@@ -313,16 +320,42 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.notify.replay import replay_dead_letters
+
+    if not settings.bootstrap:
+        print("clusterpulse: alerts replay needs --bootstrap or CLUSTERPULSE_BOOTSTRAP", file=sys.stderr)
+        return EXIT_USAGE
+    summary = replay_dead_letters(settings, args.receiver)
+    print(f"replayed {summary['delivered']} notifications; {summary['failed']} failed again "
+          f"(dead-lettered anew); {summary['skipped']} for other or unknown receivers", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
 def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.receiver import WebhookReceiver
 
+    secret = None
+    if args.secret_env:
+        import os
+        if args.secret_env not in os.environ:
+            print(f"clusterpulse: environment variable {args.secret_env} is not set", file=sys.stderr)
+            return EXIT_USAGE
+        secret = os.environ[args.secret_env].encode()
+    elif args.secret_file:
+        try:
+            secret = Path(args.secret_file).read_bytes().strip()
+        except OSError as exc:
+            print(f"clusterpulse: cannot read {args.secret_file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        server = WebhookReceiver(args.host, args.port, Path(args.out) if args.out else None)
+        server = WebhookReceiver(args.host, args.port, Path(args.out) if args.out else None, secret=secret)
     except OSError as exc:
         print(f"clusterpulse: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"webhook receiver on {server.url} (GET /healthz, GET /received)", flush=True)
+    print(f"webhook receiver on {server.url} (GET /healthz, GET /received)"
+          + ("; verifying signatures" if secret else ""), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -385,7 +418,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "sql": cmd_sql, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "alerts": cmd_alerts, "sql": cmd_sql, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -99,6 +99,56 @@ class CorrelateSettings(BaseModel):
                                                  "no longer holds the correlator's clock")
 
 
+class ReceiverSettings(BaseModel):
+    """One place alerts are delivered to. Secrets come from an environment variable or a file
+    and are read when needed, never stored in the settings or logged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(pattern=r"^https?://", description="webhook URL, or the Alertmanager base URL")
+    type: str = Field("webhook", pattern=r"^(webhook|alertmanager)$",
+                      description="webhook: one POST per state change; alertmanager: push to its API v2")
+    format: str = Field("clusterpulse", pattern=r"^(clusterpulse|alertmanager)$",
+                        description="webhook body: ClusterPulse JSON, or Alertmanager's webhook payload shape")
+    secret_env: str | None = Field(None, description="environment variable holding the HMAC secret")
+    secret_file: str | None = Field(None, description="file holding the HMAC secret")
+    kinds: tuple[str, ...] = Field((), description="only these alert kinds (empty: all)")
+    severities: tuple[str, ...] = Field((), description="only these severities (empty: all)")
+    labels: dict[str, str] = Field(default_factory=dict, description="only alerts with these label values")
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each time, with jitter")
+    max_backoff_s: float = Field(30.0, gt=0)
+    deadline_s: float = Field(120.0, gt=0, description="give up (dead-letter) after this long")
+    resend_s: float = Field(60.0, gt=0, description="alertmanager: re-send firing alerts this often")
+
+    def secret(self) -> bytes | None:
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if value is None:
+                raise SettingsError(f"receiver {self.name!r}: environment variable {self.secret_env} is not set")
+            return value.encode()
+        if self.secret_file:
+            try:
+                return Path(self.secret_file).read_bytes().strip()
+            except OSError as exc:
+                raise SettingsError(f"receiver {self.name!r}: cannot read secret_file: {exc.strerror}") from None
+        return None
+
+
+class NotifySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    receivers: tuple[ReceiverSettings, ...] = ()
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique(cls, value: tuple[ReceiverSettings, ...]) -> tuple[ReceiverSettings, ...]:
+        names = [r.name for r in value]
+        if len(names) != len(set(names)):
+            raise ValueError(f"receiver names must be unique, got {names}")
+        return value
+
+
 class DetectSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     card_failure: CardFailureSettings = CardFailureSettings()
@@ -128,6 +178,7 @@ class Settings(BaseModel):
     cluster: ClusterSettings = ClusterSettings()
     sink: SinkSettings = SinkSettings()
     detect: DetectSettings = DetectSettings()
+    notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
 
     @field_validator("bootstrap")

@@ -51,7 +51,13 @@ DEAD_LETTERS = TopicSpec(
         "topic, partition and offset",
 )
 
-ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, DETECTOR_STATE, ALERTS, DEAD_LETTERS)
+NOTIFY_DEAD_LETTERS = TopicSpec(
+    "notify.deadletter", key="alert id", value='JSON {"receiver", "alert", "error", "attempts"}',
+    doc="notifications a receiver did not accept after the last retry; `clusterpulse alerts replay` resends them",
+)
+
+ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, DETECTOR_STATE, ALERTS, DEAD_LETTERS,
+              NOTIFY_DEAD_LETTERS)
 TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
 
 # Dead-letter headers (bytes values).

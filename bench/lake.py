@@ -1,0 +1,93 @@
+"""Benchmark: one hour of the default 10,240-card cluster into the lake, then time every canned query.
+
+    .venv/bin/python bench/lake.py [--seconds 3600] [--data /tmp/clusterpulse-bench-lake] [--keep]
+
+Writes the lake as a worker at real time would (12 partitions, a flush every 10 s), then runs each
+query in sql/ three times and reports the best time, plus bytes per sample on disk.
+Goals (README): each query < 2 s; one card's hour < 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.lake import build_lake  # noqa: E402
+from pipeline.query import QueryError, run_query  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+from producers.scenario import parse_scenario  # noqa: E402
+
+
+def scenario(seconds: int):  # noqa: ANN201
+    return parse_scenario({
+        "name": "bench-hour", "seed": 5, "duration_s": seconds,
+        "jobs": [{"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
+                 {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
+                 {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5}],
+        "faults": [f for f in [
+            {"kind": "straggler", "target": "node0154-card3", "start_s": 300, "duration_s": 900, "severity": 0.15},
+            {"kind": "link_degradation", "target": "node0530-nic5~leaf216", "start_s": 700, "severity": 0.4},
+            {"kind": "card_failure", "target": "node1200-card0", "start_s": 1000, "duration_s": 600},
+            {"kind": "switch_failure", "target": "leaf017", "start_s": 2100, "duration_s": 300},
+            {"kind": "node_failure", "target": "node1260", "start_s": 2900, "duration_s": 400},
+        ] if f["start_s"] < seconds],
+    })
+
+
+QUERIES = {
+    "top_stragglers": {},
+    "link_health": {},
+    "fault_timeline": {},
+    "blast_radius": {},
+    "job_goodput": {},
+    "fleet_failure_rates": {},
+    "card_history": {"card": "node0154-card3", "at": "2026-01-01T00:30:00Z", "window_s": "1800"},
+    "link_history": {"link": "node0530-nic5~leaf216", "at": "2026-01-01T00:12:00Z", "window_s": "60"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3600)
+    parser.add_argument("--data", default="/tmp/clusterpulse-bench-lake")
+    parser.add_argument("--keep", action="store_true", help="reuse an existing lake at --data")
+    args = parser.parse_args()
+    data = Path(args.data)
+    sc = scenario(args.seconds)
+    if not (args.keep and data.exists()):
+        shutil.rmtree(data, ignore_errors=True)
+        started = time.perf_counter()
+        written = build_lake(sc, data, load_settings({}, environ={}))
+        print(f"wrote {written['rows']:,} rows in {written['files']:,} files ({written['alerts']} alert records) "
+              f"in {time.perf_counter() - started:.0f} s")
+    size = sum(f.stat().st_size for f in data.rglob("*.parquet"))
+    samples = run_query(data, "select (select count(*) from card) + (select count(*) from port) "
+                              "+ (select count(*) from step) as n").rows[0][0]
+    print(f"lake: {size / 1e6:,.0f} MB, {samples:,} samples, {size / samples:.2f} bytes/sample on disk")
+    for dataset in ("card", "port", "step"):
+        n = run_query(data, f"select count(*) from {dataset}").rows[0][0]
+        b = sum(f.stat().st_size for f in (data / dataset).rglob("*.parquet"))
+        print(f"  {dataset}: {n:,} rows, {b / 1e6:,.0f} MB, {b / max(n, 1):.2f} bytes/row")
+    print(f"{'query':22} {'best of 3':>10} {'rows':>6}")
+    for name, params in QUERIES.items():
+        best = float("inf")
+        try:
+            for _ in range(3):
+                started = time.perf_counter()
+                result = run_query(data, str(Path(__file__).resolve().parent.parent / "sql" / f"{name}.sql"), params)
+                best = min(best, time.perf_counter() - started)
+        except QueryError as exc:
+            print(f"{name:22} {'n/a':>10} ({str(exc).splitlines()[0]})")
+            continue
+        print(f"{name:22} {best * 1000:>8.0f} ms {len(result.rows):>6}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()

@@ -1,0 +1,192 @@
+"""Delivery as stages, per receiver: route, build, sign, send, retry what is recoverable, record.
+
+- 2xx: delivered. 4xx (but 408 and 429): fails at once, the response in the error. 5xx, 408,
+  429, timeouts and connection errors: retried with exponential backoff and full jitter until
+  `max_attempts` or `deadline_s`; then the notification goes to the dead-letter callback.
+- Each receiver has its own queue and worker: a slow or dead receiver delays only itself, and one
+  receiver gets an alert's state changes in order (firing before resolved).
+- `submit()` returns a future that completes when every matching receiver is done with the alert
+  (delivered or dead-lettered); the caller commits the alert's offset only then, so a restart
+  neither loses notifications nor repeats more than the idempotency key absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import aiohttp
+
+from pipeline.notify.payloads import (alertmanager_alert, alertmanager_webhook_body, clusterpulse_body,
+                                      idempotency_key)
+from pipeline.notify.routing import matches
+from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
+from pipeline.schemas import Alert
+from pipeline.settings import ReceiverSettings
+
+log = logging.getLogger("clusterpulse.notify")
+RETRYABLE_4XX = {408, 429}
+
+
+@dataclass
+class Outcome:
+    delivered: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+
+
+DeadLetter = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
+
+
+def request_for(receiver: ReceiverSettings, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
+    """(url, body, headers) of one notification; the signature is added per attempt."""
+    import json
+    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key(alert),
+               "User-Agent": "clusterpulse"}
+    if receiver.type == "alertmanager":
+        keep = 4 * receiver.resend_s
+        body = json.dumps([alertmanager_alert(alert, keep_firing_s=keep)]).encode()
+        return receiver.url.rstrip("/") + "/api/v2/alerts", body, headers
+    if receiver.format == "alertmanager":
+        return receiver.url, alertmanager_webhook_body(alert, receiver.name), headers
+    return receiver.url, clusterpulse_body(alert), headers
+
+
+def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
+    return rng.uniform(0, min(receiver.max_backoff_s, receiver.backoff_s * 2 ** (attempt - 1)))
+
+
+async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, alert: Alert,
+                  rng: random.Random | None = None, sleep: Callable[[float], Awaitable] = asyncio.sleep) -> Outcome:
+    """Send one notification with retries; never raises."""
+    rng = rng or random.Random()
+    url, body, headers = request_for(receiver, alert)
+    secret = receiver.secret()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    attempt = 0
+    status: int | None = None
+    error = ""
+    while True:
+        attempt += 1
+        if secret is not None:
+            headers[HEADER] = sign(secret, body)
+        try:
+            timeout = aiohttp.ClientTimeout(total=receiver.timeout_s)
+            async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                status = resp.status
+                text = (await resp.text())[:500]
+            if 200 <= status < 300:
+                return Outcome(True, attempt, status)
+            error = f"HTTP {status}: {text}"
+            if 400 <= status < 500 and status not in RETRYABLE_4XX:
+                return Outcome(False, attempt, status, error)  # the request is wrong: retrying won't help
+        except asyncio.TimeoutError:
+            status, error = None, f"no response within {receiver.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        delay = backoff_s(receiver, attempt, rng)
+        if attempt >= receiver.max_attempts or loop.time() - started + delay > receiver.deadline_s:
+            return Outcome(False, attempt, status, f"gave up after {attempt} attempts: {error}")
+        log.warning("receiver %s: %s; retry %d in %.1f s", receiver.name, error, attempt, delay)
+        await sleep(delay)
+
+
+class Notifier:
+    """Per-receiver queues and workers; see the module docstring."""
+
+    def __init__(self, receivers: tuple[ReceiverSettings, ...] | list[ReceiverSettings], dead_letter: DeadLetter,
+                 rng: random.Random | None = None) -> None:
+        self.receivers = list(receivers)
+        self.dead_letter = dead_letter
+        self.rng = rng or random.Random()
+        self.queues: dict[str, asyncio.Queue] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.session: aiohttp.ClientSession | None = None
+        self.firing: dict[str, dict[str, Alert]] = {r.name: {} for r in self.receivers}  # alertmanager re-sends
+        self.delivered = 0
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        if self.session is not None:
+            return
+        self.session = aiohttp.ClientSession()
+        for receiver in self.receivers:
+            queue: asyncio.Queue = asyncio.Queue()
+            self.queues[receiver.name] = queue
+            self.tasks.append(asyncio.create_task(self._work(receiver, queue), name=f"notify-{receiver.name}"))
+            if receiver.type == "alertmanager":
+                self.tasks.append(asyncio.create_task(self._resend(receiver), name=f"resend-{receiver.name}"))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def submit(self, alert: Alert) -> asyncio.Future:
+        """Queue an alert for every matching receiver; the future completes when all are done."""
+        loop = asyncio.get_running_loop()
+        targets = [r for r in self.receivers if matches(r, alert)]
+        done = loop.create_future()
+        if not targets:
+            done.set_result(0)
+            return done
+        remaining = {"n": len(targets)}
+
+        def one_finished() -> None:
+            remaining["n"] -= 1
+            if remaining["n"] == 0 and not done.done():
+                done.set_result(len(targets))
+
+        for receiver in targets:
+            self.queues[receiver.name].put_nowait((alert, one_finished))
+        return done
+
+    async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue) -> None:
+        while True:
+            alert, finished = await queue.get()
+            try:
+                outcome = await deliver(self.session, receiver, alert, self.rng)
+                if outcome.delivered:
+                    self.delivered += 1
+                    self._track(receiver, alert)
+                else:
+                    self.dead_lettered += 1
+                    log.error("receiver %s: %s %s %s not delivered: %s", receiver.name, alert.kind, alert.entity,
+                              alert.status, outcome.error)
+                    await self.dead_letter(receiver, alert, outcome)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the receiver's worker
+                log.exception("receiver %s: delivery failed", receiver.name)
+            finally:
+                finished()
+
+    def _track(self, receiver: ReceiverSettings, alert: Alert) -> None:
+        if receiver.type != "alertmanager":
+            return
+        if alert.status == "firing":
+            self.firing[receiver.name][alert.id] = alert
+        else:
+            self.firing[receiver.name].pop(alert.id, None)
+
+    async def _resend(self, receiver: ReceiverSettings) -> None:
+        """Alertmanager forgets a firing alert whose endsAt passes: re-send firing ones regularly."""
+        while True:
+            await asyncio.sleep(receiver.resend_s)
+            for alert in list(self.firing[receiver.name].values()):
+                await deliver(self.session, receiver, alert, self.rng)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
