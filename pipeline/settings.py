@@ -8,6 +8,7 @@ here and nowhere else.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """CLUSTERPULSE_* variables as a nested mapping (strings; pydantic converts)."""
+    """CLUSTERPULSE_* variables as a nested mapping (strings; pydantic converts). A value that
+    starts with [ or { is JSON (e.g. CLUSTERPULSE_NOTIFY__RECEIVERS='[{"name": "ops", ...}]')."""
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
@@ -234,6 +236,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
+            if value.lstrip()[:1] in ("[", "{"):
+                try:
+                    node[path[-1]] = json.loads(value)
+                    continue
+                except ValueError:
+                    pass  # pydantic reports it with the setting's name
             node[path[-1]] = value
     return out
 

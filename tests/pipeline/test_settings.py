@@ -51,3 +51,11 @@ def test_garbage_config_file_is_a_clear_error(tmp_path: Path) -> None:
         load_settings({}, config_file=bad, environ={})
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings({}, config_file=tmp_path / "missing.yaml", environ={})
+
+
+def test_receivers_from_a_json_environment_variable() -> None:
+    env = {"CLUSTERPULSE_NOTIFY__RECEIVERS": '[{"name": "ops", "url": "http://r:8080/hook", "secret_env": "S"}]'}
+    [r] = load_settings({}, environ=env).notify.receivers
+    assert (r.name, r.url, r.secret_env, r.type) == ("ops", "http://r:8080/hook", "S", "webhook")
+    with pytest.raises(SettingsError, match="notify.receivers.0.url"):
+        load_settings({}, environ={"CLUSTERPULSE_NOTIFY__RECEIVERS": '[{"name": "ops", "url": "ftp://x"}]'})
