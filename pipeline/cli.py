@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the pipeline topics on --bootstrap (idempotent)")
     _common(p)
 
+    p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, kernel-log Xids, step-time tables")
+    _common(p)
+    p.add_argument("source", choices=["prometheus", "xid", "steps"])
+    p.add_argument("inputs", nargs="*", metavar="FILE", help="saved scrapes, kernel logs or step tables")
+    p.add_argument("--target", action="append", default=[], metavar="URL", help="prometheus: a /metrics URL")
+    p.add_argument("--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names (YAML)")
+    p.add_argument("--host", help="the host the input comes from (xid; prometheus without Hostname labels)")
+    p.add_argument("--interval", type=float, default=10.0, help="prometheus: seconds between polls")
+    p.add_argument("--once", action="store_true", help="prometheus: poll every target once and exit")
+    p.add_argument("--boot-time", help="xid: boot time (ISO 8601) for /dev/kmsg records")
+    p.add_argument("--format", choices=["pai", "bytedance"], help="steps: the table's format")
+    p.add_argument("--job", help="steps: job name (default: from the file name)")
+    p.add_argument("--first-node", type=int, default=0, help="steps: node of rank 0")
+    p.add_argument("--no-stage-groups", action="store_true",
+                   help="steps (bytedance): compare all ranks, not ranks of the same pipeline stage")
+    p.add_argument("--detect", action="store_true", help="steps: run the straggler detector and print its alerts")
+    p.add_argument("--out", help="write messages to this file instead of Kafka")
+
     p = sub.add_parser("alerts", help="alert delivery: `alerts replay` resends dead-lettered notifications")
     _common(p)
     p.add_argument("action", choices=["replay"])
@@ -320,6 +338,99 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from pipeline.topology import Topology
+    from producers.inventory import InventoryError, load_inventory
+    from producers.output import DeliveryError, FileOutput, KafkaOutput
+
+    topology = Topology(settings.cluster.shape())
+    try:
+        inventory = load_inventory(args.inventory)
+    except InventoryError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.source == "steps" and args.detect:
+        return _steps_detect(args, settings, topology)
+    if args.out:
+        output: Any = FileOutput(args.out)
+    elif settings.bootstrap:
+        create_topics(settings)
+        output = KafkaOutput(settings.bootstrap, settings.topic_prefix, f"clusterpulse-ingest-{args.source}")
+    else:
+        print("clusterpulse: give --bootstrap HOST:PORT (or CLUSTERPULSE_BOOTSTRAP) or --out FILE", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.source == "prometheus":
+            from producers.ingest import ingest_prometheus
+            if not args.target and not args.inputs:
+                print("clusterpulse: give --target URL or saved scrape files", file=sys.stderr)
+                return EXIT_USAGE
+            stop = {"now": False}
+            signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+            summary, converter = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
+                                                   args.interval, args.once, lambda: stop["now"])
+            r = converter.report
+            print(f"{summary.batches} card batches from {r.samples} samples ({r.mapped} mapped); "
+                  f"{sum(r.unknown_metrics.values())} samples of {len(r.unknown_metrics)} unmapped metrics ignored; "
+                  f"{r.bad_lines} unparseable lines; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}; "
+                  f"{len(summary.errors)} failed scrapes", file=sys.stderr)
+            return 1 if summary.errors and not summary.batches else 0
+        if args.source == "xid":
+            from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
+            from producers.ingest import IngestSummary, send_batches
+            if not args.host or not args.inputs:
+                print("clusterpulse: ingest xid needs FILE... and --host (the inventory maps its PCI ids)",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            boot = int(datetime.fromisoformat(args.boot_time.replace("Z", "+00:00")).timestamp() * 1000) \
+                if args.boot_time else None
+            report, summary = KernelLogReport(), IngestSummary()
+            for path in args.inputs:
+                events = parse_xids(Path(path).read_text(errors="replace"), boot, report)
+                send_batches(xid_batches(events, args.host, inventory, report), output, summary)
+            print(f"{report.xid_lines} Xid lines in {report.lines} lines -> {summary.batches} event batches; "
+                  f"unmapped PCI ids: {report.unmapped or 'none'}; undated: {report.undated}", file=sys.stderr)
+            return 0
+        from producers.ingest import IngestSummary, send_batches
+        summary = IngestSummary()
+        for path in args.inputs:
+            send_batches(_step_batches(args, path, topology), output, summary)
+        print(f"{summary.batches} step batches from {len(args.inputs)} files", file=sys.stderr)
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            output.close()
+        except DeliveryError as exc:
+            print(f"clusterpulse: {exc}", file=sys.stderr)
+
+
+def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:
+    from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
+    fmt = args.format or ("bytedance" if path.endswith(".parquet") else "pai")
+    records = read_pai_minibatch(path, args.job) if fmt == "pai" else \
+        read_bytedance_trace(path, args.job, by_stage=not args.no_stage_groups)
+    return to_batches(records, topology, args.first_node)
+
+
+def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -> int:
+    from pipeline.detect.straggler import StragglerDetector
+    for path in args.inputs:
+        detector = StragglerDetector(topology, settings.detect.straggler)
+        alerts = [a for b in _step_batches(args, path, topology) for a in detector.push(b)]
+        firing = [a for a in alerts if a.status == "firing"]
+        ranks = sorted({(a.labels["job"], int(a.labels["rank"])) for a in firing})
+        print(f"{path}: {len(firing)} straggler alerts on {len(ranks)} ranks: "
+              + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"))
+        for a in firing:
+            print(f"  step {a.evidence['step']}: {a.summary}")
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.notify.replay import replay_dead_letters
 
@@ -418,7 +529,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "alerts": cmd_alerts, "sql": cmd_sql, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "alerts": cmd_alerts, "ingest": cmd_ingest, "sql": cmd_sql, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())

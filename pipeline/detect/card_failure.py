@@ -32,6 +32,8 @@ class CardFailureDetector:
         """Take one node's card batch; return alert state changes it causes."""
         node = self.topo.node_index(batch.source)
         ts = batch.ts_ms
+        if len(batch.columns["card"]) == 0:
+            return self._events_only(node, batch)
         if ts <= self.node_last_ms[node]:
             return []  # a replayed or out-of-order batch: already judged
         first_report = self.node_last_ms[node] < 0
@@ -80,6 +82,19 @@ class CardFailureDetector:
                                       reason=f"card reported without fatal errors for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
+        return out
+
+    def _events_only(self, node: int, batch: Batch) -> list[Alert]:
+        """Error events without samples (e.g. from a kernel log): judge the codes, leave silence alone."""
+        out = []
+        for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
+            info = describe(code)
+            if info.alert == KIND and not self.failed[node, card]:
+                alert = self._fail(node, card, batch.ts_ms, f"{info.label()} {info.name}: "
+                                   f"{info.action.replace('_', ' ')}",
+                                   {"error_code": code, "error_name": info.name, "action": info.action})
+                if alert:
+                    out.append(alert)
         return out
 
     def _fail(self, node: int, card: int, ts: int, why: str, evidence: dict) -> Alert | None:

@@ -26,9 +26,11 @@ class EccDetector:
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         node = self.topo.node_index(batch.source)
         ts = batch.ts_ms
-        if ts <= self.node_last_ms[node]:
-            return []
-        self.node_last_ms[node] = ts
+        events_only = len(batch.columns["card"]) == 0  # e.g. from a kernel log: no samples, any time
+        if not events_only:
+            if ts <= self.node_last_ms[node]:
+                return []
+            self.node_last_ms[node] = ts
         cards = batch.columns["card"].astype(np.intp)
         dbe = batch.columns["ecc_dbe"].astype(np.int64)
         prev = self.last_dbe[node, cards]

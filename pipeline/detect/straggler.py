@@ -10,6 +10,7 @@ job, and a single slow step cannot fire.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,7 +123,8 @@ class StragglerDetector:
         job.filled += 1
         if job.filled < s.window_steps:
             return []
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a rank with no samples in the window yet
             rolling = np.nanmedian(job.ratios, axis=0)
         excess = max(s.min_slowdown, s.k_sigma * MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps))
         out: list[Alert] = []

@@ -1,0 +1,102 @@
+"""Per-rank step times from real training: a tiny API for training loops, and readers for
+per-rank step-time tables (Alibaba PAI mini-batch CSVs, ByteDance StragglerAnalysis op traces).
+
+Ranks map to cards as in the spec (rank r on card r % K of node first_node + r // K) unless the
+caller says otherwise; traces without wall-clock times get one step per `step_s` from `start`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.schemas import Batch
+from pipeline.topology import Topology
+
+COMPUTE_OPS = ("forward-compute", "backward-compute")
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, for traces that carry no wall-clock time
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    job: str
+    rank: int
+    step: int
+    compute_s: float
+    wait_s: float
+    ts_ms: int
+
+
+def to_batches(records: list[StepRecord], topology: Topology, first_node: int = 0) -> list[Batch]:
+    """Step batches as the simulator sends them: per step, one batch per node of the job's ranks."""
+    k = topology.cards_per_node
+    grouped: dict[tuple[int, str, int, int], list[StepRecord]] = defaultdict(list)
+    for r in records:
+        grouped[(r.ts_ms, r.job, r.step, first_node + r.rank // k)].append(r)
+    batches = []
+    for (ts, job, step, node), rs in sorted(grouped.items()):
+        rs.sort(key=lambda r: r.rank)
+        batches.append(Batch("step", topology.node_name(node), ts, {
+            "rank": np.array([r.rank for r in rs], "<u4"), "step": np.full(len(rs), step, "<u4"),
+            "compute_s": np.array([r.compute_s for r in rs], "<f4"),
+            "wait_s": np.array([r.wait_s for r in rs], "<f4")}, job=job))
+    return batches
+
+
+def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float = 1.0) -> list[StepRecord]:
+    """Alibaba PAI `job_N_norm.csv`: columns `,worker,gpu,time,batch_time_norm`; `time` is the
+    iteration index and `batch_time_norm` the mini-batch time normalised to 0..1000."""
+    job = job or Path(path).stem
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            step = int(row["time"])
+            out.append(StepRecord(job, int(row["worker"]), step, float(row["batch_time_norm"]) / 1000, 0.0,
+                                  START_MS + int(step * step_s * 1000)))
+    return out
+
+
+def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: bool = True) -> list[StepRecord]:
+    """ByteDance StragglerAnalysis `trace-*.parquet` (one row per op): per rank and step, compute =
+    forward + backward compute time, wait = everything else. With `by_stage` each pipeline stage is
+    its own job (its ranks do the same work), so a slow stage is not mistaken for slow ranks."""
+    import duckdb
+
+    name = job or Path(path).stem
+    rows = duckdb.execute(f"""
+        select stage, rank, step,
+               sum(duration) filter (where optype in {COMPUTE_OPS}) as compute_s,
+               sum(duration) filter (where optype not in {COMPUTE_OPS}) as wait_s,
+               min(start_ts) as first_ts
+        from read_parquet(?) group by stage, rank, step order by step, rank""", [str(path)]).fetchall()
+    step_start = {}
+    for stage, rank, step, compute, wait, first in rows:
+        step_start[step] = min(step_start.get(step, first), first)
+    return [StepRecord(f"{name}/stage{stage}" if by_stage else name, int(rank), int(step), float(compute or 0),
+                       float(wait or 0), START_MS + int(step_start[step] * 1000)) for stage, rank, step, compute, wait, _
+            in rows]
+
+
+class StepReporter:
+    """For a training loop: `reporter.step(step, compute_s, wait_s)` once per step, per rank.
+
+    Sends one small step batch per call to Kafka (or any `Output`), keyed by job like the simulator.
+    """
+
+    def __init__(self, output, job: str, rank: int, node: str, clock=None) -> None:  # noqa: ANN001
+        import time
+        self.output, self.job, self.rank, self.node = output, job, rank, node
+        self.clock = clock or (lambda: int(time.time() * 1000))
+
+    def step(self, step: int, compute_s: float, wait_s: float = 0.0) -> None:
+        from pipeline.schemas import encode_batch
+        from pipeline.topics import STEP_TELEMETRY
+        from producers.simulator import Message
+        batch = Batch("step", self.node, self.clock(), {
+            "rank": np.array([self.rank], "<u4"), "step": np.array([step], "<u4"),
+            "compute_s": np.array([compute_s], "<f4"), "wait_s": np.array([wait_s], "<f4")}, job=self.job)
+        self.output.send(Message(STEP_TELEMETRY, self.job, encode_batch(batch)))

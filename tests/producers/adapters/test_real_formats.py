@@ -1,0 +1,133 @@
+"""Adapters against real captures (tests/fixtures/SOURCES.md): concrete values read from the files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.detect.straggler import StragglerDetector
+from pipeline.settings import StragglerSettings
+from pipeline.topology import ClusterShape, Topology
+from producers.adapters.exporters import ExporterConverter
+from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
+from producers.adapters.prometheus import parse, parse_line
+from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
+from producers.inventory import Inventory, Host, load_inventory
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+TOPO = Topology(ClusterShape(cards=1024, cards_per_node=8, nodes_per_leaf=32, spines=4))
+INVENTORY = Inventory(hosts={"gpu-node-1": Host("node0000"), "cp-bm14r7": Host("node0002"),
+                             "ip-172-20-48-66": Host("node0003"), "npu-host": Host("node0004"),
+                             "xe9680": Host("node0005", gpus={"9b:00": 4, "18:00": 0})})
+
+
+def text(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def test_exposition_lines_with_escapes_timestamps_and_special_values() -> None:
+    s = parse_line('m{a="x\\"y",b="",c="1\\\\2"} +Inf 1606402000')
+    assert (s.labels, s.value, s.ts_ms) == ({"a": 'x"y', "b": "", "c": "1\\2"}, math.inf, 1606402000)
+    assert math.isnan(parse_line("m NaN").value) and parse_line("m{} 16.365000").value == 16.365
+    bad = parse("ok 1\nbroken{a=} 2\nno_value\n")
+    assert len(bad.samples) == 1 and [n for n, _ in bad.bad_lines] == [2, 3]
+
+
+def test_dcgm_8x_h100_scrape() -> None:
+    exp = parse(text("aicr_eks_8xH100_sampled.prom"))
+    assert len(exp.samples) == 30 and not exp.bad_lines
+    conv = ExporterConverter(TOPO, INVENTORY)
+    [batch] = conv.convert(exp, 1_000)
+    assert batch.source == "node0000" and batch.columns["card"].tolist() == list(range(8))
+    assert batch.columns["temp_c"].tolist() == [30, 29, 26, 29, 28, 26, 28, 26]
+    assert batch.columns["power_w"][0] == np.float32(113.611) and batch.columns["util"].tolist() == [0] * 8
+    assert math.isnan(batch.columns["sm_clock_mhz"][0])  # not in this scrape: NaN, not 0
+    assert conv.report.unknown_metrics == {"DCGM_FI_DEV_MEM_COPY_UTIL": 6}
+
+
+def test_dcgm_scrape_without_help_and_type_lines() -> None:
+    exp = parse(text("ericsson_T4_scrape.prom"))
+    assert len(exp.samples) == 20 and exp.types == {}
+    [batch] = ExporterConverter(TOPO, INVENTORY).convert(exp, 1_000)
+    assert batch.source == "node0002"
+    assert (batch.columns["util"][0], batch.columns["sm_clock_mhz"][0], batch.columns["temp_c"][0]) == (91, 660, 74)
+    assert batch.columns["power_w"][0] == np.float32(68.244)
+
+
+def test_full_default_counters_scrape_with_help_and_type() -> None:
+    exp = parse(text("kops_aws_L4_full_scrape.prom"))
+    assert len(exp.types) == 23 and exp.types["DCGM_FI_DEV_PCIE_REPLAY_COUNTER"] == "counter"
+    conv = ExporterConverter(TOPO, Inventory())  # no inventory: the host is unknown, counted, not fatal
+    assert conv.convert(exp, 1_000) == []
+    assert sum(conv.report.unmapped_hosts.values()) == conv.report.samples - sum(conv.report.unknown_metrics.values())
+
+
+def test_npu_exporter_with_explicit_timestamps_and_empty_labels() -> None:
+    exp = parse(text("mind-cluster_npu-exporter_testdata_prometheus_metrics.prom"))
+    chips = {s.labels["id"] for s in exp.samples if s.name.startswith("npu_chip_info_")}
+    assert chips == {str(i) for i in range(8)}
+    assert {s.ts_ms for s in exp.samples if s.name == "npu_chip_info_temperature"} == {1606402000}
+    [batch] = ExporterConverter(TOPO, INVENTORY).convert(exp, 1_000, host_hint="npu-host")
+    assert batch.source == "node0004" and batch.ts_ms == 1606402000 and len(batch.columns["card"]) == 8
+    assert batch.rows("events") == 0  # the mock reports error code 0 everywhere
+
+
+def test_xid_119_events_map_to_card_4_through_the_pci_id() -> None:
+    report = KernelLogReport()
+    events = parse_xids(text("gpud_dmesg-with-xid-119.log"), report=report)
+    assert [e.xid for e in events] == [119] * 5 and {e.pci for e in events} == {"0000:9b:00"}
+    assert np.datetime64(events[0].ts_ms, "ms") == np.datetime64("2025-02-23T16:24:18")
+    batches = xid_batches(events, "xe9680", INVENTORY, report)
+    assert [(b.source, b.columns["err_card"].tolist(), b.columns["err_code"].tolist(), b.rows()) for b in batches][0] == \
+        ("node0005", [4], [119], 0)
+    assert len(batches) == 5 and report.unmapped == {}
+
+
+def test_xid_13_in_iso_format_and_kmsg_records() -> None:
+    events = parse_xids(text("gpud_dmesg-xid13-iso.log"))
+    assert {e.xid for e in events} == {13, 43} and len(events) == 17 and events[0].pci == "0000:38:00"
+    assert np.datetime64(events[0].ts_ms, "ms") == np.datetime64("2025-01-21T04:41:44.283")
+    report = KernelLogReport()
+    batches = xid_batches(events, "xe9680", INVENTORY, report)
+    assert batches == [] and report.unmapped == {"0000:38:00": len(events)}  # unknown PCI id: counted
+    kmsg = KernelLogReport()
+    assert parse_xids(text("gpud_kmsg.1.log"), boot_ms=0, report=kmsg) == [] and kmsg.lines > 100
+
+
+def straggling_ranks(records, **settings) -> set:  # noqa: ANN001
+    detector = StragglerDetector(TOPO, StragglerSettings(**settings))
+    alerts = [a for b in to_batches(records, TOPO) for a in detector.push(b)]
+    return {(a.labels["job"], int(a.labels["rank"])) for a in alerts if a.status == "firing"}
+
+
+def test_pai_job_1_worker_6_straggles_and_job_2_stays_quiet() -> None:
+    records = read_pai_minibatch(FIXTURES / "job_1_norm.csv")
+    assert len(records) == 3000 and {r.rank for r in records} == set(range(10))
+    assert ("job_1_norm", 6) in straggling_ranks(records)
+    assert straggling_ranks(read_pai_minibatch(FIXTURES / "job_2_norm.csv")) == set()
+
+
+def test_bytedance_traces_single_slow_worker_random_imbalance_and_slow_stage() -> None:
+    ar = read_bytedance_trace(FIXTURES / "trace-AR.parquet")
+    assert len({r.rank for r in ar}) == 16 and len({r.step for r in ar}) == 44
+    assert straggling_ranks(ar) == {("trace-AR/stage0", 0)}  # upstream: dp rank 0 of stage 0
+    assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-SE.parquet")) == set()
+    assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-ST.parquet")) == set()
+    # compared across stages, the slow last stage shows as both of its ranks, never one alone
+    assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-ST.parquet", by_stage=False)) == \
+        {("trace-ST", 6), ("trace-ST", 7)}
+
+
+def test_inventory_file(tmp_path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text('hosts:\n  a: node0001\n  b: {node: node0002, gpus: {"00000000:9B:00.0": 4}}\n'
+                    'switches:\n  "0x7CFE9003009CE5B0": leaf003\n')
+    inv = load_inventory(path)
+    assert inv.node_of("a.example.com") == "node0001" and inv.card_of("b", None, "0000:9b:00") == 4
+    assert inv.switch_of("0x7cfe9003009ce5b0") == "leaf003"
+    path.write_text("hosts:\n  a: [1, 2]\n")
+    with pytest.raises(ValueError, match="hosts.a"):
+        load_inventory(path)
