@@ -94,7 +94,10 @@ def test_xid_13_in_iso_format_and_kmsg_records() -> None:
     batches = xid_batches(events, "xe9680", INVENTORY, report)
     assert batches == [] and report.unmapped == {"0000:38:00": len(events)}  # unknown PCI id: counted
     kmsg = KernelLogReport()
-    assert parse_xids(text("gpud_kmsg.1.log"), boot_ms=0, report=kmsg) == [] and kmsg.lines > 100
+    assert parse_xids(text("gpud_kmsg.1.log"), boot_ms=0, report=kmsg) == [] and kmsg.lines == 47
+    [ev] = parse_xids("4,1234,5000000,-;NVRM: Xid (PCI:0000:9b:00): 79, pid=1, GPU has fallen off the bus.",
+                      boot_ms=1_000_000)
+    assert (ev.ts_ms, ev.xid) == (1_005_000, 79)  # boot time + microseconds since boot
 
 
 def straggling_ranks(records, **settings) -> set:  # noqa: ANN001
