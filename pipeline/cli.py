@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, kernel-log Xids, step-time tables")
     _common(p)
-    p.add_argument("source", choices=["prometheus", "xid", "steps"])
+    p.add_argument("source", choices=["prometheus", "xid", "steps", "nvidia-smi", "perfquery", "sysfs"])
     p.add_argument("inputs", nargs="*", metavar="FILE", help="saved scrapes, kernel logs or step tables")
     p.add_argument("--target", action="append", default=[], metavar="URL", help="prometheus: a /metrics URL")
     p.add_argument("--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names (YAML)")
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stage-groups", action="store_true",
                    help="steps (bytedance): compare all ranks, not ranks of the same pipeline stage")
     p.add_argument("--detect", action="store_true", help="steps: run the straggler detector and print its alerts")
+    p.add_argument("--switch", help="perfquery: the switch (topology name, or a GUID the inventory maps)")
+    p.add_argument("--sysfs-kind", choices=["infiniband", "net"], default="infiniband",
+                   help="sysfs: /sys/class/infiniband or /sys/class/net layout")
     p.add_argument("--out", help="write messages to this file instead of Kafka")
 
     p = sub.add_parser("alerts", help="alert delivery: `alerts replay` resends dead-lettered notifications")
@@ -395,11 +398,46 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         from producers.ingest import IngestSummary, send_batches
         summary = IngestSummary()
-        for path in args.inputs:
-            send_batches(_step_batches(args, path, topology), output, summary)
-        print(f"{summary.batches} step batches from {len(args.inputs)} files", file=sys.stderr)
+        if not args.inputs:
+            print(f"clusterpulse: ingest {args.source} needs input files", file=sys.stderr)
+            return EXIT_USAGE
+        now_ms = int(time.time() * 1000)
+        if args.source == "steps":
+            for path in args.inputs:
+                send_batches(_step_batches(args, path, topology), output, summary)
+        elif args.source == "nvidia-smi":
+            from producers.adapters.nvidia_smi import parse_query_csv, parse_query_xml
+            if not args.host:
+                print("clusterpulse: ingest nvidia-smi needs --host (mapped by the inventory)", file=sys.stderr)
+                return EXIT_USAGE
+            for path in args.inputs:
+                text = Path(path).read_text(errors="replace")
+                parse_fn = parse_query_xml if text.lstrip().startswith("<?xml") else parse_query_csv
+                send_batches(parse_fn(text, args.host, inventory, now_ms), output, summary)
+        elif args.source == "perfquery":
+            from producers.adapters.network import parse_perfquery
+            switch = (inventory.switch_of(args.switch) if args.switch else None) or args.switch
+            if not switch:
+                print("clusterpulse: ingest perfquery needs --switch NAME or a GUID the inventory maps",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            topology.parse_switch(switch)
+            for path in args.inputs:
+                send_batches_port([parse_perfquery(Path(path).read_text(), switch, now_ms)], output, summary)
+        else:
+            from producers.adapters.network import read_sysfs
+            if not args.host:
+                print("clusterpulse: ingest sysfs needs --host (its NICs are mapped by the inventory)", file=sys.stderr)
+                return EXIT_USAGE
+            for path in args.inputs:
+                batches, unmapped = read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind)
+                send_batches_port(batches, output, summary)
+                if unmapped:
+                    print(f"clusterpulse: devices not in the inventory (skipped): {', '.join(unmapped)}",
+                          file=sys.stderr)
+        print(f"{summary.batches} batches from {len(args.inputs)} inputs", file=sys.stderr)
         return 0
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
         print(f"clusterpulse: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -407,6 +445,15 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             output.close()
         except DeliveryError as exc:
             print(f"clusterpulse: {exc}", file=sys.stderr)
+
+
+def send_batches_port(batches: list, output: Any, summary: Any) -> None:
+    from pipeline.schemas import encode_batch
+    from pipeline.topics import PORT_TELEMETRY
+    from producers.simulator import Message
+    for b in batches:
+        output.send(Message(PORT_TELEMETRY, b.source, encode_batch(b)))
+        summary.batches += 1
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:

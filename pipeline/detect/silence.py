@@ -121,6 +121,15 @@ class SwitchDownDetector:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s)
         self.book = AlertBook()
+        self._unused: dict[str, int] = {}
+
+    def _unused_ports(self, switch: str) -> int:
+        """Leaf host ports with no node behind them (the last leaf of a rail may be partly empty)."""
+        found = self._unused.get(switch)
+        if found is None:
+            found = self._unused[switch] = sum(
+                1 for p in range(self.topo.switch_ports(switch)) if self.topo.port_link(switch, p) is None)
+        return found
 
     def _fire(self, index: int, ts_ms: int, why: str, evidence: dict) -> Alert | None:
         name = self.names[index]
@@ -131,6 +140,8 @@ class SwitchDownDetector:
         index = self.index[batch.source]
         out: list[Alert] = []
         oper = batch.columns["oper_up"]
+        if len(oper) < self.topo.switch_ports(batch.source) - self._unused_ports(batch.source):
+            return out  # a partial report (e.g. one host's NIC counters) says nothing about the switch
         all_down = len(oper) > 0 and not oper.any()
         if self.tracker.seen(index, batch.ts_ms, stream) and not all_down:
             alert = self.book.resolve(self.KIND, batch.source, batch.ts_ms,

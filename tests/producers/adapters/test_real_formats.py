@@ -134,3 +134,49 @@ def test_inventory_file(tmp_path) -> None:
     path.write_text("hosts:\n  a: [1, 2]\n")
     with pytest.raises(ValueError, match="hosts.a"):
         load_inventory(path)
+
+
+def test_nvidia_smi_query_gpu_csv_with_units_and_not_available_fields() -> None:
+    from producers.adapters.nvidia_smi import parse_query_csv
+    inv = Inventory(hosts={"h200": Host("node0001")})
+    [idle] = parse_query_csv(text("nvidia-smi_h200_query-gpu_idle.csv"), "h200", inv, 0)
+    [load] = parse_query_csv(text("nvidia-smi_h200_query-gpu_load.csv"), "h200", inv, 0)
+    assert load.source == "node0001" and load.columns["card"].tolist() == [0]
+    assert (load.columns["util"][0], load.columns["sm_clock_mhz"][0], load.columns["temp_c"][0]) == (100, 1980, 52)
+    assert load.columns["power_w"][0] == np.float32(627.40) and load.columns["mem_used_mib"][0] == 32362
+    assert idle.columns["temp_c"][0] == 28 and load.ts_ms - idle.ts_ms == 23_654  # 22:10:46.109 -> 22:11:09.763
+
+
+def test_nvidia_smi_xml() -> None:
+    from producers.adapters.nvidia_smi import parse_query_xml
+    [batch] = parse_query_xml(text("telegraf_a10g.xml"), "a10g", Inventory(hosts={"a10g": Host("node0002")}), 0)
+    assert batch.columns["card"].tolist() == [0]
+    assert (batch.columns["temp_c"][0], batch.columns["sm_clock_mhz"][0], batch.columns["util"][0]) == (17, 210, 0)
+    assert batch.columns["power_w"][0] == np.float32(25.58) and batch.columns["mem_used_mib"][0] == 22
+
+
+def test_perfquery_extended_counters_of_a_two_port_switch() -> None:
+    from producers.adapters.network import parse_perfquery
+    topo = Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
+    batch = parse_perfquery(text("perfquery__0x7cfe9003009ce5b0.out"), "leaf003", 0)
+    assert batch.columns["port"].tolist() == [0, 1]
+    assert batch.columns["tx_bytes"][0] == 36298026860928 * 4 and batch.columns["rx_bytes"][1] == 39078804993378 * 4
+    assert batch.columns["pfc_pause"][0] == 22730501 and batch.columns["symbol_errors"].tolist() == [0, 0]
+    from pipeline.schemas import check_entities
+    check_entities(batch, topo)  # valid for the topology: ports exist on leaf003
+
+
+def test_sysfs_infiniband_counters_of_an_h100_node(tmp_path) -> None:
+    import tarfile
+    from producers.adapters.network import read_sysfs
+    with tarfile.open(FIXTURES / "gpud_sys-class-infiniband-h100.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "sys-class-infiniband-h100.0"
+    nics = {"mlx5_0": 0, "mlx5_1": 1, "mlx5_4": 2, "mlx5_5": 3, "mlx5_6": 4, "mlx5_7": 5, "mlx5_8": 6, "mlx5_9": 7}
+    inv = Inventory(hosts={"h100": Host("node0100", nics=nics)})
+    batches, unmapped = read_sysfs(root, "h100", inv, TOPO, 0)
+    assert unmapped == ["mlx5_bond_0"] and len(batches) == 8
+    first = batches[0]  # mlx5_0 = NIC 0 of node0100 -> leaf 0 * 4 + 100 // 32 = leaf003, port 100 % 32
+    assert (first.source, first.columns["port"].tolist()) == ("leaf003", [4])
+    assert first.columns["tx_bytes"][0] == 230442669431839 * 4 and first.columns["crc_errors"][0] == 14
+    assert first.columns["oper_up"][0] == 1 and first.columns["pfc_pause"][0] == 2489603687

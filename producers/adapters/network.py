@@ -1,0 +1,107 @@
+"""Port counters from InfiniBand and Ethernet tools → port batches.
+
+- `perfquery -x` output of a switch (ports numbered from 1: port N is our port N-1).
+- `/sys/class/infiniband/<dev>/ports/<n>/{counters/*,state}` and `/sys/class/net/<if>/{statistics/*,
+  carrier_changes,operstate}` of a host: each NIC is mapped (inventory `nics`) to its host link and
+  reported as that link's leaf port. Such a batch carries one port, so it never makes a silent
+  switch look alive (switch silence is judged on full reports only).
+
+IB data counters count 4-byte words; they are converted to bytes. PortRcvErrors (which includes
+CRC errors) fills `crc_errors`, LinkDownedCounter `carrier_transitions`, PortXmitWait `pfc_pause`
+(the congestion signal IB has instead of PFC), PortXmitDiscards `drops`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.schemas import PORT, Batch
+from pipeline.topology import Topology
+from producers.inventory import Inventory
+
+PERFQUERY = {"PortXmitData": ("tx_bytes", 4), "PortRcvData": ("rx_bytes", 4), "SymbolErrorCounter": ("symbol_errors", 1),
+             "LinkDownedCounter": ("carrier_transitions", 1), "PortRcvErrors": ("crc_errors", 1),
+             "PortXmitDiscards": ("drops", 1), "PortXmitWait": ("pfc_pause", 1)}
+SYSFS_IB = {"port_xmit_data": ("tx_bytes", 4), "port_rcv_data": ("rx_bytes", 4), "symbol_error": ("symbol_errors", 1),
+            "link_downed": ("carrier_transitions", 1), "port_rcv_errors": ("crc_errors", 1),
+            "port_xmit_discards": ("drops", 1), "port_xmit_wait": ("pfc_pause", 1)}
+SYSFS_NET = {"statistics/tx_bytes": ("tx_bytes", 1), "statistics/rx_bytes": ("rx_bytes", 1),
+             "statistics/rx_crc_errors": ("crc_errors", 1), "statistics/rx_dropped": ("drops", 1),
+             "carrier_changes": ("carrier_transitions", 1)}
+_PORT_HEADER = re.compile(r"^# Port extended counters: .* port (\d+)")
+_FIELD = re.compile(r"^(\w+):\.*(\S+)$")
+
+
+def _port_batch(switch: str, ts_ms: int, ports: dict[int, dict[str, int]]) -> Batch:
+    order = sorted(ports)
+    cols = {"port": np.array(order, "<u2"),
+            "oper_up": np.array([ports[p].get("oper_up", 1) for p in order], "<u1")}
+    for col in PORT.columns[2:]:
+        cols[col.name] = np.array([ports[p].get(col.name, 0) for p in order], "<u8")
+    return Batch("port", switch, ts_ms, cols)
+
+
+def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
+    """`perfquery -x` output for one or more ports of one switch."""
+    ports: dict[int, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    for line in text.splitlines():
+        header = _PORT_HEADER.match(line)
+        if header:
+            current = ports.setdefault(int(header.group(1)) - 1, {})
+            continue
+        m = _FIELD.match(line.strip())
+        if m and current is not None and m.group(1) in PERFQUERY:
+            column, scale = PERFQUERY[m.group(1)]
+            current[column] = int(m.group(2), 0) * scale
+    if not ports:
+        raise ValueError("no '# Port extended counters' section: not `perfquery -x` output")
+    return _port_batch(switch, ts_ms, ports)
+
+
+def _host_link_port(topology: Topology, node: str, nic: int) -> tuple[str, int]:
+    index = topology.node_index(node)
+    leaf = topology.leaf_of(index, nic)
+    return topology.leaf_name(leaf), index % topology.nodes_per_leaf
+
+
+def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topology, ts_ms: int,
+               kind: str = "infiniband") -> tuple[list[Batch], list[str]]:
+    """Host NIC counters from a sysfs tree (`/sys/class/infiniband` or `/sys/class/net`);
+    returns the batches and the devices the inventory does not map."""
+    node = inventory.node_of(host)
+    host_entry = inventory.hosts.get(host)
+    if node is None or host_entry is None:
+        raise ValueError(f"host {host!r} is not in the inventory")
+    root = Path(root)
+    batches, unmapped = [], []
+    for dev in sorted(p for p in root.iterdir() if p.is_dir()):
+        nic = host_entry.nics.get(dev.name)
+        if nic is None:
+            unmapped.append(dev.name)
+            continue
+        values: dict[str, int] = {}
+        if kind == "infiniband":
+            port_dir = next(iter(sorted((dev / "ports").iterdir())), None) if (dev / "ports").is_dir() else None
+            if port_dir is None:
+                unmapped.append(dev.name)
+                continue
+            for name, (column, scale) in SYSFS_IB.items():
+                path = port_dir / "counters" / name
+                if path.exists():
+                    values[column] = int(path.read_text().split()[0]) * scale
+            state = (port_dir / "state").read_text() if (port_dir / "state").exists() else "4: ACTIVE"
+            values["oper_up"] = int("ACTIVE" in state)
+        else:
+            for name, (column, scale) in SYSFS_NET.items():
+                path = dev / name
+                if path.exists():
+                    values[column] = int(path.read_text().split()[0]) * scale
+            state = (dev / "operstate").read_text().strip() if (dev / "operstate").exists() else "up"
+            values["oper_up"] = int(state == "up")
+        switch, port = _host_link_port(topology, node, nic)
+        batches.append(_port_batch(switch, ts_ms, {port: values}))
+    return batches, unmapped
