@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a query parameter (see the query's header); repeatable")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
 
+    p = sub.add_parser("compact", help="merge each closed hour's small Parquet files into one sorted file")
+    _common(p)
+    p.add_argument("--older-than", type=float, default=7200, help="only hours that ended this many seconds ago")
+
     p = sub.add_parser("sql", help="an interactive SQL session over the lake with the views loaded")
     _common(p)
     return parser
@@ -544,6 +548,20 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.sinks.compact import compact
+
+    if "://" in settings.data_dir:
+        print("clusterpulse: compact works on a local data directory", file=sys.stderr)
+        return EXIT_USAGE
+    done = compact(settings.data_dir, args.older_than)
+    for c in done:
+        print(f"{c.dataset} {c.hour}: {c.files_in} files -> 1, {c.rows:,} rows, "
+              f"{c.bytes_before / 1e6:,.1f} MB -> {c.bytes_after / 1e6:,.1f} MB")
+    print(f"compacted {len(done)} dataset hours", file=sys.stderr)
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     """A small REPL: statements end with ';', `.quit` leaves. The `duckdb` CLI works too:
     duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql"."""
@@ -576,7 +594,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"run": cmd_run, "broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "alerts": cmd_alerts, "ingest": cmd_ingest, "sql": cmd_sql, "query": cmd_query}
+            "replay": cmd_replay, "topics": cmd_topics, "receiver": cmd_receiver, "eval": cmd_eval, "alerts": cmd_alerts, "ingest": cmd_ingest, "sql": cmd_sql, "compact": cmd_compact, "query": cmd_query}
 
 if __name__ == "__main__":
     sys.exit(main())

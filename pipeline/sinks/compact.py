@@ -1,0 +1,92 @@
+"""Compaction: merge a closed hour's many small files of a dataset into one sorted file.
+
+A worker writes a file per partition per flush (thousands an hour at 10,240 cards); DuckDB pays
+for each file it opens. `clusterpulse compact` rewrites every hour older than `--older-than`
+(default 2 h, well after its offsets were committed) into `compacted-<n>.parquet`, sorted by
+entity, sub-entity and time, then deletes the small files. The compacted file lists its sources in
+its metadata, so a run interrupted between writing and deleting finishes the deletion next time
+(until then a reader may count those rows twice). Late files for an hour are merged with the
+hour's compacted file on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+ORDER = {"card": "node, card, ts", "card_events": "node, card, ts", "step": "job, node, rank, ts",
+         "port": "switch, port, ts", "alerts": "ts, id"}
+SOURCES_KEY = "clusterpulse.sources"
+
+
+@dataclass
+class Compacted:
+    dataset: str
+    hour: str
+    files_in: int
+    rows: int
+    bytes_before: int
+    bytes_after: int
+
+
+def _hour_end(folder: Path) -> datetime:
+    date = folder.parent.name.split("=", 1)[1]
+    hour = int(folder.name.split("=", 1)[1])
+    return datetime.fromisoformat(f"{date}T{hour:02d}:00:00+00:00").replace(tzinfo=timezone.utc)
+
+
+def _finish_interrupted(folder: Path) -> None:
+    for done in folder.glob("compacted-*.parquet"):
+        meta = pq.read_metadata(done).metadata or {}
+        for name in json.loads(meta.get(SOURCES_KEY.encode(), b"[]")):
+            leftover = folder / name
+            if leftover.exists() and leftover != done:
+                leftover.unlink()
+
+
+def compact(root: str | Path, older_than_s: float = 7200, now: float | None = None) -> list[Compacted]:
+    """Compact every hour of every dataset under `root` that ended at least `older_than_s` ago."""
+    root = Path(root)
+    now = time.time() if now is None else now
+    out = []
+    for dataset, order in ORDER.items():
+        for folder in sorted((root / dataset).glob("date=*/hour=*")):
+            if now - (_hour_end(folder).timestamp() + 3600) < older_than_s:
+                continue
+            _finish_interrupted(folder)
+            small = sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("compacted-"))
+            if not small:
+                continue
+            previous = sorted(folder.glob("compacted-*.parquet"))
+            sources = previous + small
+            if len(sources) == 1:
+                continue
+            number = 1 + max((int(p.stem.split("-")[1]) for p in previous), default=0)
+            final = folder / f"compacted-{number:04d}.parquet"
+            tmp = folder / f".{final.name}.tmp"
+            names = json.dumps([p.name for p in sources]).replace("'", "''")
+            listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in sources)
+            con = duckdb.connect()
+            con.execute(f"""copy (select * from read_parquet([{listed}], union_by_name = true, hive_partitioning = false)
+                                  order by {order})
+                            to '{str(tmp).replace("'", "''")}'
+                            (format parquet, compression zstd, row_group_size 131072, parquet_version v2,
+                             kv_metadata {{'{SOURCES_KEY}': '{names}'}})""")
+            rows = con.execute(f"select count(*) from read_parquet('{str(tmp).replace(chr(39), chr(39) * 2)}')").fetchone()[0]
+            con.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            before = sum(p.stat().st_size for p in sources)
+            os.replace(tmp, final)
+            for p in sources:
+                p.unlink()
+            out.append(Compacted(dataset, f"{folder.parent.name}/{folder.name}", len(sources), rows, before,
+                                 final.stat().st_size))
+    return out
