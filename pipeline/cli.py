@@ -368,6 +368,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print("clusterpulse: give --bootstrap HOST:PORT (or CLUSTERPULSE_BOOTSTRAP) or --out FILE", file=sys.stderr)
         return EXIT_USAGE
+    from producers.ingest import IngestSummary, send_batches
     try:
         if args.source == "prometheus":
             from producers.ingest import ingest_prometheus
@@ -386,7 +387,6 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return 1 if summary.errors and not summary.batches else 0
         if args.source == "xid":
             from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
-            from producers.ingest import IngestSummary, send_batches
             if not args.host or not args.inputs:
                 print("clusterpulse: ingest xid needs FILE... and --host (the inventory maps its PCI ids)",
                       file=sys.stderr)
@@ -400,7 +400,6 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{report.xid_lines} Xid lines in {report.lines} lines -> {summary.batches} event batches; "
                   f"unmapped PCI ids: {report.unmapped or 'none'}; undated: {report.undated}", file=sys.stderr)
             return 0
-        from producers.ingest import IngestSummary, send_batches
         summary = IngestSummary()
         if not args.inputs:
             print(f"clusterpulse: ingest {args.source} needs input files", file=sys.stderr)
@@ -427,7 +426,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_USAGE
             topology.parse_switch(switch)
             for path in args.inputs:
-                send_batches_port([parse_perfquery(Path(path).read_text(), switch, now_ms)], output, summary)
+                send_batches([parse_perfquery(Path(path).read_text(), switch, now_ms)], output, summary)
         else:
             from producers.adapters.network import read_sysfs
             if not args.host:
@@ -435,7 +434,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_USAGE
             for path in args.inputs:
                 batches, unmapped = read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind)
-                send_batches_port(batches, output, summary)
+                send_batches(batches, output, summary)
                 if unmapped:
                     print(f"clusterpulse: devices not in the inventory (skipped): {', '.join(unmapped)}",
                           file=sys.stderr)
@@ -449,15 +448,6 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             output.close()
         except DeliveryError as exc:
             print(f"clusterpulse: {exc}", file=sys.stderr)
-
-
-def send_batches_port(batches: list, output: Any, summary: Any) -> None:
-    from pipeline.schemas import encode_batch
-    from pipeline.topics import PORT_TELEMETRY
-    from producers.simulator import Message
-    for b in batches:
-        output.send(Message(PORT_TELEMETRY, b.source, encode_batch(b)))
-        summary.batches += 1
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from pipeline.schemas import Batch, encode_batch
-from pipeline.topics import CARD_TELEMETRY, STEP_TELEMETRY
+from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
 from pipeline.topology import Topology
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import parse
@@ -30,8 +30,10 @@ class IngestSummary:
 
 
 def send_batches(batches: list[Batch], output, summary: IngestSummary) -> None:  # noqa: ANN001
+    """Each batch to its topic with the key the simulator uses (node, job or switch)."""
     for b in batches:
-        topic, key = (CARD_TELEMETRY, b.source) if b.kind == "card" else (STEP_TELEMETRY, b.job)
+        topic, key = {"card": (CARD_TELEMETRY, b.source), "step": (STEP_TELEMETRY, b.job),
+                      "port": (PORT_TELEMETRY, b.source)}[b.kind]
         output.send(Message(topic, key, encode_batch(b)))
         summary.batches += 1
 
