@@ -18,7 +18,8 @@ samples as (
 
 per_port as (
     select
-        switch, port, link,
+        switch, port,
+        any_value(link) as link,
         any_value(rail) as rail,
         max(crc_errors) - min(crc_errors) as crc_errors,
         max(symbol_errors) - min(symbol_errors) as symbol_errors,
@@ -27,7 +28,7 @@ per_port as (
         epoch(max(ts)) - epoch(min(ts)) as seconds,
         avg(oper_up) as up_share
     from samples
-    group by switch, port, link
+    group by switch, port
 ),
 
 rated as (

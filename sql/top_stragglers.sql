@@ -12,22 +12,15 @@
 with
 
 steps as (
-    select job, step, node, card, rank, cast(compute_s as double) as compute_s, cast(wait_s as double) as wait_s
+    select job, step, node, card, rank, compute_s, wait_s
     from step
     where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and job like $job
 ),
 
-step_medians as (
-    select job, step, median(compute_s) as step_median
-    from steps
-    group by job, step
-),
-
 relative as (
-    select s.job, s.node, s.card, s.rank, s.compute_s, s.wait_s, s.compute_s / m.step_median as relative_compute
-    from steps as s
-    join step_medians as m using (job, step)
-    where m.step_median > 0
+    select job, node, card, rank, compute_s, wait_s,
+           compute_s / median(compute_s) over (partition by job, step) as relative_compute
+    from steps
 ),
 
 per_rank as (
@@ -39,6 +32,7 @@ per_rank as (
         median(compute_s) as median_compute_s,
         median(wait_s) as median_wait_s
     from relative
+    where relative_compute is not null and isfinite(relative_compute)
     group by job, node, card, rank
 ),
 
@@ -47,10 +41,10 @@ final as (
         job,
         row_number() over (partition by job order by median_relative_compute desc, rank) as position,
         node, card, rank, steps,
-        round(median_relative_compute, 4) as median_relative_compute,
-        round(p90_relative_compute, 4) as p90_relative_compute,
-        round(median_compute_s, 4) as median_compute_s,
-        round(median_wait_s, 4) as median_wait_s
+        round(cast(median_relative_compute as double), 4) as median_relative_compute,
+        round(cast(p90_relative_compute as double), 4) as p90_relative_compute,
+        round(cast(median_compute_s as double), 4) as median_compute_s,
+        round(cast(median_wait_s as double), 4) as median_wait_s
     from per_rank
     qualify position <= cast($limit as integer)
 )
