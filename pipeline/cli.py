@@ -380,7 +380,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             summary, converter = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
                                                    args.interval, args.once, lambda: stop["now"])
             r = converter.report
-            print(f"{summary.batches} card batches from {r.samples} samples ({r.mapped} mapped); "
+            print(f"{summary.batches} batches from {r.samples} samples ({r.mapped} mapped); "
                   f"{sum(r.unknown_metrics.values())} samples of {len(r.unknown_metrics)} unmapped metrics ignored; "
                   f"{r.bad_lines} unparseable lines; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}; "
                   f"{len(summary.errors)} failed scrapes", file=sys.stderr)

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.schemas import CARD, Batch
 from pipeline.topology import Topology, UnknownEntity
+from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample
 from producers.inventory import Inventory
 
@@ -35,6 +36,20 @@ COUNTERS = {  # several exporter fields may add up to one of ours
     "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL": "link_errors",
 }
 EVENTS = {"DCGM_FI_DEV_XID_ERRORS", "npu_chip_info_error_code"}
+# node_exporter NIC counters (netdev, infiniband collectors) -> the host link's port columns
+NIC_COUNTERS = {
+    "node_network_receive_bytes_total": ("rx_bytes", 1), "node_network_transmit_bytes_total": ("tx_bytes", 1),
+    "node_network_receive_errs_total": ("crc_errors", 1), "node_network_receive_drop_total": ("drops", 1),
+    "node_network_carrier_changes_total": ("carrier_transitions", 1),
+    "node_infiniband_port_data_received_bytes_total": ("rx_bytes", 1),
+    "node_infiniband_port_data_transmitted_bytes_total": ("tx_bytes", 1),
+    "node_infiniband_port_errors_received_total": ("crc_errors", 1),
+    "node_infiniband_symbol_error_total": ("symbol_errors", 1),
+    "node_infiniband_link_downed_total": ("carrier_transitions", 1),
+    "node_infiniband_port_discards_transmitted_total": ("drops", 1),
+    "node_infiniband_port_transmit_wait_total": ("pfc_pause", 1),
+}
+NIC_STATE = {"node_network_up", "node_network_carrier"}
 
 
 @dataclass
@@ -73,7 +88,44 @@ class ExporterConverter:
             return None
         return node, card
 
+    def _nic_port(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
+        """(leaf, port) of the host link behind a node_exporter NIC sample, via the inventory."""
+        host = host_hint or sample.labels.get("instance", "").split(":")[0]
+        entry = self.inventory.hosts.get(host) or self.inventory.hosts.get(host.split(".")[0])
+        nic = entry.nics.get(sample.labels.get("device", "")) if entry else None
+        if entry is None or nic is None:
+            self.report.unmapped_hosts[f"{host}:{sample.labels.get('device', '?')}"] += 1
+            return None
+        node = self.topo.node_index(entry.node)
+        return self.topo.leaf_name(self.topo.leaf_of(node, nic)), node % self.topo.nodes_per_leaf
+
     def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None) -> list[Batch]:
+        """Card batches (one per node) and port batches (one per host link) of one scrape."""
+        nic_rows: dict[tuple[str, int], dict[str, float]] = {}
+        nic_ts: dict[tuple[str, int], int] = {}
+        gpu_samples = []
+        for sample in exposition.samples:
+            if sample.name in NIC_COUNTERS or sample.name in NIC_STATE:
+                self.report.samples += 1
+                where = self._nic_port(sample, host_hint)
+                if where is None:
+                    continue
+                self.report.mapped += 1
+                row = nic_rows.setdefault(where, {})
+                nic_ts[where] = max(nic_ts.get(where, 0), sample.ts_ms or scrape_ts_ms)
+                if sample.name in NIC_STATE:
+                    row["oper_up"] = min(row.get("oper_up", 1), 1 if sample.value >= 1 else 0)
+                else:
+                    column, scale = NIC_COUNTERS[sample.name]
+                    row[column] = row.get(column, 0) + max(sample.value, 0) * scale
+            else:
+                gpu_samples.append(sample)
+        ports = [port_batch(switch, nic_ts[(switch, port)], {port: {k: int(v) for k, v in row.items()}})
+                 for (switch, port), row in sorted(nic_rows.items())]
+        return self._cards(Exposition(gpu_samples, exposition.types, exposition.bad_lines), scrape_ts_ms,
+                           host_hint) + ports
+
+    def _cards(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None) -> list[Batch]:
         self.report.bad_lines += len(exposition.bad_lines)
         rows: dict[str, dict[int, dict[str, float]]] = {}
         ts_of: dict[str, int] = {}

@@ -35,7 +35,7 @@ _PORT_HEADER = re.compile(r"^# Port extended counters: .* port (\d+)")
 _FIELD = re.compile(r"^(\w+):\.*(\S+)$")
 
 
-def _port_batch(switch: str, ts_ms: int, ports: dict[int, dict[str, int]]) -> Batch:
+def port_batch(switch: str, ts_ms: int, ports: dict[int, dict[str, int]]) -> Batch:
     order = sorted(ports)
     cols = {"port": np.array(order, "<u2"),
             "oper_up": np.array([ports[p].get("oper_up", 1) for p in order], "<u1")}
@@ -59,7 +59,7 @@ def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
             current[column] = int(m.group(2), 0) * scale
     if not ports:
         raise ValueError("no '# Port extended counters' section: not `perfquery -x` output")
-    return _port_batch(switch, ts_ms, ports)
+    return port_batch(switch, ts_ms, ports)
 
 
 def _host_link_port(topology: Topology, node: str, nic: int) -> tuple[str, int]:
@@ -103,5 +103,5 @@ def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topo
             state = (dev / "operstate").read_text().strip() if (dev / "operstate").exists() else "up"
             values["oper_up"] = int(state == "up")
         switch, port = _host_link_port(topology, node, nic)
-        batches.append(_port_batch(switch, ts_ms, {port: values}))
+        batches.append(port_batch(switch, ts_ms, {port: values}))
     return batches, unmapped

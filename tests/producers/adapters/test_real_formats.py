@@ -180,3 +180,27 @@ def test_sysfs_infiniband_counters_of_an_h100_node(tmp_path) -> None:
     assert (first.source, first.columns["port"].tolist()) == ("leaf003", [4])
     assert first.columns["tx_bytes"][0] == 230442669431839 * 4 and first.columns["crc_errors"][0] == 14
     assert first.columns["oper_up"][0] == 1 and first.columns["pfc_pause"][0] == 2489603687
+
+
+def test_node_exporter_nic_counters_become_the_host_links_port() -> None:
+    # node_exporter's netdev and infiniband collectors (metric names as node_exporter exposes them)
+    scrape = "\n".join([
+        '# TYPE node_network_receive_bytes_total counter',
+        'node_network_receive_bytes_total{device="eth2"} 1.5e+12',
+        'node_network_transmit_bytes_total{device="eth2"} 2.5e+12',
+        'node_network_carrier_changes_total{device="eth2"} 4',
+        'node_network_up{device="eth2"} 0',
+        'node_infiniband_symbol_error_total{device="mlx5_0",port="1"} 7',
+        'node_infiniband_port_errors_received_total{device="mlx5_0",port="1"} 3',
+        'node_network_receive_bytes_total{device="lo"} 123',
+    ])
+    inv = Inventory(hosts={"h": Host("node0100", nics={"eth2": 2, "mlx5_0": 0})})
+    conv = ExporterConverter(TOPO, inv)
+    batches = conv.convert(parse(scrape), 5_000, host_hint="h")
+    by_switch = {b.source: b for b in batches}
+    eth = by_switch["leaf011"]  # rail 2: leaf 2 * 4 + 100 // 32
+    assert eth.columns["port"].tolist() == [4] and eth.columns["oper_up"].tolist() == [0]
+    assert (eth.columns["rx_bytes"][0], eth.columns["carrier_transitions"][0]) == (1_500_000_000_000, 4)
+    ib = by_switch["leaf003"]
+    assert (ib.columns["symbol_errors"][0], ib.columns["crc_errors"][0]) == (7, 3)
+    assert conv.report.unmapped_hosts == {"h:lo": 1}
