@@ -157,3 +157,39 @@ def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_p
     got = get_json(f"http://127.0.0.1:{port}/received")
     assert [(r["body"]["entity"], r["body"]["status"]) for r in got] == [("node0003-card1", "firing")]
     assert receiver.poll() is None
+
+
+@pytest.mark.broker
+def test_a_notification_pending_at_a_worker_restart_is_delivered_after_it(broker, prefix, children, tmp_path) -> None:
+    from kafka import KafkaProducer
+    from pipeline.kafka_config import producer_config
+    from pipeline.schemas import encode_batch
+    from tests.builders import card_batch
+
+    port = free_port()  # the receiver is down while the first worker tries, with retries for minutes
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({
+        "bootstrap": broker.bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-w", "partitions": 2,
+        "data_dir": str(tmp_path / "lake"), "cluster": SCENARIO["cluster"], "shutdown_timeout_s": 5,
+        "notify": {"receivers": [{"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "max_attempts": 1000,
+                                  "backoff_s": 0.2, "max_backoff_s": 0.5, "deadline_s": 600}]}}))
+    env = {"CLUSTERPULSE_CONFIG": str(config)}
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    first = children.start("worker", env=env, name="worker-1")
+    producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
+    producer.send(f"{prefix}.telemetry.card", key=b"node0003",
+                  value=encode_batch(card_batch("node0003", 0, errors=[(1, 79)])))
+    producer.flush()
+    producer.close()
+    read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 1,
+               alive=lambda: None if first.poll() is None else children.log_of(first)[-2000:])
+    wait_for("a failed delivery attempt", lambda: "retry" in children.log_of(first), 30)
+    stop_process(first, 20)
+
+    receiver = children.start("receiver", "--host", "127.0.0.1", "--port", str(port), name="receiver")
+    wait_for("the receiver", lambda: get_json(f"http://127.0.0.1:{port}/healthz"), 30)
+    second = children.start("worker", env=env, name="worker-2")
+    got = wait_for("the delivery after the restart", lambda: get_json(f"http://127.0.0.1:{port}/received"),
+                   alive=lambda: None if second.poll() is None else children.log_of(second)[-2000:])
+    assert [(r["body"]["entity"], r["body"]["status"]) for r in got] == [("node0003-card1", "firing")]
+    assert receiver.poll() is None
