@@ -147,7 +147,8 @@ def create_app(settings: Settings) -> faust.App:
         return detectors.sets[(topic_name, partition)]
     correlator = Correlator(topology, settings.detect.correlate)
     watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
-    sent_marks: dict[str, int] = {}
+    positions: dict[str, tuple[Any, int]] = {}  # source -> (topic partition, last offset processed)
+    sent_marks: dict[str, tuple[int, bool]] = {}
     worker_id = f"{os.uname().nodename}-{os.getpid()}"
 
     def topic(spec: TopicSpec, partitions: int | None = None) -> Any:
@@ -190,6 +191,7 @@ def create_app(settings: Settings) -> faust.App:
                             {"t": "placement", "job": job, "nodes": nodes}).encode(), force=True)
                 if batch.ts_ms > watermarks.get(source, -1):
                     watermarks[source] = batch.ts_ms
+                positions[source] = (event.message.tp, msg.offset)
                 full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
                 acks.hold(stream, event)
                 if full:
@@ -201,13 +203,23 @@ def create_app(settings: Settings) -> faust.App:
     for spec in TOPIC_KINDS:
         telemetry_agent(spec)
 
+    def caught_up(source: str) -> bool:
+        """Has this worker read everything in the source's partition?"""
+        tp, offset = positions.get(source, (None, -1))
+        try:
+            highwater = app.consumer.highwater(tp) if tp is not None else None
+        except Exception:  # not assigned (any more), or no fetch yet
+            return False
+        return highwater is not None and offset + 1 >= highwater
+
     @app.timer(interval=0.5)
     async def send_watermarks() -> None:
-        changed = {src: ts for src, ts in watermarks.items() if sent_marks.get(src) != ts}
+        marks = {src: (ts, caught_up(src)) for src, ts in watermarks.items()}
+        changed = {src: list(mark) for src, mark in marks.items() if sent_marks.get(src) != mark}
         if changed:
             await findings_topic.send(key=worker_id.encode(),
                                       value=json.dumps({"t": "watermarks", "marks": changed}).encode(), force=True)
-            sent_marks.update(changed)
+            sent_marks.update({src: marks[src] for src in changed})
 
     @app.agent(findings_topic, name="clusterpulse.correlator")
     async def correlate(stream: StreamT) -> None:
@@ -218,8 +230,9 @@ def create_app(settings: Settings) -> faust.App:
                 if what == "finding":
                     await publish(correlator.push(Alert(**record["alert"]), record["src"]))
                 elif what == "watermarks":
-                    for src, ts in record["marks"].items():
-                        await publish(correlator.advance(src, int(ts)))
+                    for src, mark in record["marks"].items():
+                        ts, up_to_date = (mark if isinstance(mark, list) else (mark, False))
+                        await publish(correlator.advance(src, int(ts), bool(up_to_date)))
                 elif what == "placement":
                     correlator.place(record["job"], list(record["nodes"]))
                 else:
@@ -293,6 +306,7 @@ def create_app(settings: Settings) -> faust.App:
         for tp in revoked:
             if tp.topic in kind_of_topic:
                 watermarks.pop(f"{kind_of_topic[tp.topic]}/{tp.partition}", None)
+                positions.pop(f"{kind_of_topic[tp.topic]}/{tp.partition}", None)
                 detectors.drop(tp.topic, tp.partition)
 
 

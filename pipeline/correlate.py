@@ -7,10 +7,11 @@
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 
-Event time: the correlator's clock is the slowest active source's watermark; a source whose
-watermark has not moved for `idle_s` of wall time (a partition with no data, a stalled job) is
-idle and does not hold the clock. When every source is idle (the input stopped), what is held is
-released.
+Event time: the correlator's clock is the slowest active source's watermark. A source that has
+read everything in its partition (caught up: a partition with no new data, a stalled job) cannot
+send anything older and does not hold the clock; neither does one silent for `idle_s` of wall
+time (a dead worker). A source that lags, however long, holds it. When every source is caught up
+or idle (the input stopped), what is held is released after a short quiet period.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.topology import Topology, UnknownEntity
 
 log = logging.getLogger("clusterpulse.correlate")
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
+QUIET_RELEASE_S = 2.0  # wall seconds a symptom waits once every source is caught up or idle
 ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 
 
@@ -57,6 +59,7 @@ class Correlator:
         self.sources: dict[str, set[str]] = {}
         self.watermarks: dict[str, int] = {}
         self.moved_at: dict[str, float] = {}  # wall time each source's watermark last moved
+        self.caught_up: dict[str, bool] = {}  # source has read everything in its partition
         self.job_nodes: dict[str, set[str]] = {}
 
     # ---- inputs ------------------------------------------------------------------------------
@@ -97,20 +100,26 @@ class Correlator:
         return [replace(finding, root_cause=firing.root_cause, labels=firing.labels,
                         evidence={**firing.evidence, **finding.evidence})]
 
-    def advance(self, source: str, ts_ms: int) -> list[Alert]:
-        """A source's watermark moved; release the symptoms whose wait is over."""
-        if ts_ms > self.watermarks.get(source, -1):
-            self.watermarks[source] = ts_ms
+    def advance(self, source: str, ts_ms: int, caught_up: bool = False) -> list[Alert]:
+        """A source's watermark (and whether it has read all its partition); release what is due."""
+        if ts_ms > self.watermarks.get(source, -1) or source not in self.moved_at:
+            self.watermarks[source] = max(ts_ms, self.watermarks.get(source, -1))
             self.moved_at[source] = self.wall()
+        self.caught_up[source] = caught_up
         clock = self.clock_ms()
         return self._release(lambda h: h.release_ms <= clock)
 
+    def _quiet(self, source: str, now: float) -> bool:
+        return self.caught_up.get(source, False) or now - self.moved_at[source] >= self.settings.idle_s
+
     def release_stale(self) -> list[Alert]:
-        """When every source is idle (the input stopped), release what has been held for `idle_s`."""
+        """When every source is caught up or idle (the input stopped), release what has been held a
+        little while; otherwise what the clock says is due."""
         now = self.wall()
-        if any(now - moved < self.settings.idle_s for moved in self.moved_at.values()):
-            return self._release(lambda h: h.release_ms <= self.clock_ms())
-        return self._release(lambda h: now - h.held_at >= self.settings.idle_s)
+        if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
+            return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
+        clock = self.clock_ms()
+        return self._release(lambda h: h.release_ms <= clock)
 
     def flush(self) -> list[Alert]:
         """End of input: release everything held."""
@@ -121,7 +130,7 @@ class Correlator:
         if not self.watermarks:
             return -1
         now = self.wall()
-        active = [w for src, w in self.watermarks.items() if now - self.moved_at[src] < self.settings.idle_s]
+        active = [w for src, w in self.watermarks.items() if not self._quiet(src, now)]
         return min(active) if active else max(self.watermarks.values())
 
     # ---- decisions ---------------------------------------------------------------------------

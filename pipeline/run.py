@@ -182,7 +182,7 @@ def _drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s:
             return False
         lag = consumer_lag(bootstrap, settings.group_id, topics)
         if lag == 0:
-            stop.wait(settings.detect.correlate.idle_s + 1.5)
+            stop.wait(4.0)  # the correlator releases held symptoms ~2 s after the input stops
             return True
         time.sleep(1.0)
     print("drain timed out; stopping anyway (the worker flushes what it has)", file=sys.stderr, flush=True)

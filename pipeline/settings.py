@@ -96,8 +96,8 @@ class StragglerSettings(BaseModel):
 class CorrelateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     group_wait_s: float = Field(5.0, ge=0, description="event time a symptom waits for its root cause")
-    idle_s: float = Field(3.0, gt=0, description="wall time a source's watermark may stand still before it "
-                                                 "no longer holds the correlator's clock")
+    idle_s: float = Field(30.0, gt=0, description="wall time a lagging source may stay silent before it no "
+                                                  "longer holds the correlator's clock (a dead worker)")
 
 
 class ReceiverSettings(BaseModel):

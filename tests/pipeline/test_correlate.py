@@ -119,3 +119,14 @@ def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
     clock.now = 3.5
     released = c.advance("port/3", START_MS + 105_000)
     assert len(released) == 1  # step/0 idle for 3.5 s (ignored), port/3 at 105 s
+
+
+def test_a_caught_up_source_does_not_hold_the_clock() -> None:
+    c = correlator()
+    c.advance("step/0", START_MS, caught_up=True)  # read everything its partition has: nothing older will come
+    c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    assert len(tick(c, 106)) == 1
+    c2 = correlator()
+    c2.advance("port/9", START_MS + 90_000)  # lagging: its next findings may be older than 105 s
+    c2.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    assert tick(c2, 106) == []
