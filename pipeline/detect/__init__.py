@@ -8,6 +8,7 @@ set for everything.
 
 from __future__ import annotations
 
+import io
 import pickle
 import zlib
 
@@ -23,6 +24,25 @@ from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
 SNAPSHOT_VERSION = 1
+_NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
+          ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
+          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+          ("numpy.core.multiarray", "scalar")}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """Loads only what a detector snapshot contains: classes defined in `pipeline` modules and the
+    numpy array constructors. Anything else (a function, a module attribute) is refused, so a
+    forged state record cannot run code."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        if (module, name) in _NUMPY:
+            return super().find_class(module, name)
+        if module.startswith("pipeline.") and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(f"a detector snapshot may not contain {module}.{name}")
 
 
 class DetectorSet:
@@ -60,14 +80,14 @@ class DetectorSet:
 
     # ---- state that survives a restart ---------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Every detector's state, compressed. Only workers may write where this is kept."""
+        """Every detector's state, compressed (pickle, read back with a restricted unpickler)."""
         return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, self.topology.shape, self.detectors,
                                            self.straggler), protocol=5), 3)
 
     def restore(self, data: bytes) -> bool:
         """Take the state of a snapshot of the same topology; False (state unchanged) otherwise."""
         try:
-            version, shape, detectors, straggler = pickle.loads(zlib.decompress(data))  # noqa: S301
+            version, shape, detectors, straggler = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
         except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
             return False
         if version != SNAPSHOT_VERSION or shape != self.topology.shape or set(detectors) != set(self.detectors):

@@ -42,3 +42,28 @@ def test_resolves_after_healthy_reports_and_replay_is_idempotent() -> None:
         ("resolved", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:06.000Z")]
     assert alerts[0].id == alerts[1].id
     assert run(det, batches) == []  # the same batches again (a redelivery) change nothing
+
+
+def test_detector_state_snapshots_restore_and_refuse_forged_ones() -> None:
+    import os
+    import pickle
+    import zlib
+
+    from pipeline.detect import DetectorSet
+    from tests.builders import SMALL
+
+    topo = small_topology()
+    before = DetectorSet(topo, kinds=("card",))
+    before.push(card_batch("node0001", 0, errors=[(1, 79)]))
+    after = DetectorSet(topo, kinds=("card",))
+    assert after.restore(before.snapshot())
+    resolved = [a for t in range(1, 40) for a in after.push(card_batch("node0001", t))]
+    assert [(a.entity, a.status) for a in resolved] == [("node0001-card1", "resolved")]
+
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, ("echo pwned",))
+
+    forged = zlib.compress(pickle.dumps((1, SMALL, {"card": [Evil()]}, None)))
+    assert DetectorSet(topo, kinds=("card",)).restore(forged) is False
+    assert DetectorSet(topo, kinds=("card",)).restore(b"not even zlib") is False
