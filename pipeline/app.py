@@ -12,19 +12,21 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
 
 from pipeline.correlate import Correlator
-from pipeline.state import PartitionDetectors, read_snapshots, state_key
 from pipeline.kafka_config import faust_config
 from pipeline.schemas import Alert, InvalidRecord, check_entities, decode_batch
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
+from pipeline.state import PartitionDetectors, read_snapshots, state_key
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
                              DETECTOR_STATE, DLQ_TOPIC, FINDINGS, NOTIFY_DEAD_LETTERS, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec)
 from pipeline.topology import Topology
@@ -109,8 +111,12 @@ def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its agents for these settings."""
     if not settings.bootstrap:
         raise ValueError("the worker needs a bootstrap address")
-    app = faust.App(settings.group_id, **faust_config(settings.bootstrap, settings.group_id,
-                                                     settings.partitions))
+    # Faust keeps a (here empty: memory store) data directory; keep it out of the working directory
+    faust_dir = (Path(settings.data_dir) / "_faust" if "://" not in settings.data_dir
+                 else Path(tempfile.gettempdir()) / "clusterpulse-faust")
+    faust_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(settings.group_id, datadir=str(faust_dir / settings.group_id),
+                    **faust_config(settings.bootstrap, settings.group_id, settings.partitions))
     topology = Topology(settings.cluster.shape())
     sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
                        flush_seconds=settings.sink.flush_seconds, topology=topology)
