@@ -187,6 +187,7 @@ def _print_summary(settings: Settings, result: Any) -> None:
           "\"SELECT kind, entity, status, starts_at FROM alerts ORDER BY ts\"\n"
           f"  .venv/bin/clusterpulse query --data {data} "
           "\"SELECT node, card, avg(util), max(temp_c) FROM card GROUP BY ALL ORDER BY 4 DESC LIMIT 10\"\n"
+          f"  .venv/bin/clusterpulse query --data {data} sql/fault_timeline.sql   (canned analyses in sql/)\n"
           f"  or in DuckDB: SELECT * FROM read_parquet('{data}/card/**/*.parquet', hive_partitioning = true)",
           file=sys.stderr)
 
