@@ -36,13 +36,6 @@ class PartitionDetectors:
         self.sets: dict[tuple[str, int], DetectorSet] = {}
         self.restored = 0
 
-    def get(self, topic: str, partition: int) -> DetectorSet:
-        key = (topic, partition)
-        found = self.sets.get(key)
-        if found is None:
-            found = self.sets[key] = DetectorSet(self.topology, self.settings, kinds=(self.kind_of_topic[topic],))
-        return found
-
     def snapshot(self, topic: str, partition: int) -> bytes | None:
         found = self.sets.get((topic, partition))
         return found.snapshot() if found is not None else None

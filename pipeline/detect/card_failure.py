@@ -33,7 +33,8 @@ class CardFailureDetector:
         node = self.topo.node_index(batch.source)
         ts = batch.ts_ms
         if len(batch.columns["card"]) == 0:
-            return self._events_only(node, batch)
+            # error events without samples (e.g. from a kernel log): judge the codes, leave silence alone
+            return self._fatal_codes(node, batch)[1]
         if ts <= self.node_last_ms[node]:
             return []  # a replayed or out-of-order batch: already judged
         first_report = self.node_last_ms[node] < 0
@@ -43,17 +44,7 @@ class CardFailureDetector:
             self.card_last_ms[node] = ts  # every card of the node gets a full grace period
         self.card_last_ms[node, present] = ts
 
-        out: list[Alert] = []
-        fatal_cards: set[int] = set()
-        for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
-            info = describe(code)
-            if info.alert != KIND:
-                continue  # ECC codes are the ECC detector's; non-fatal codes are evidence only
-            fatal_cards.add(card)
-            alert = self._fail(node, card, ts, f"{info.label()} {info.name}: {info.action.replace('_', ' ')}",
-                               {"error_code": code, "error_name": info.name, "action": info.action})
-            if alert:
-                out.append(alert)
+        fatal_cards, out = self._fatal_codes(node, batch)
 
         silent_ms = ts - self.card_last_ms[node]
         limit_ms = int(self.settings.silence_s * 1000)
@@ -84,18 +75,21 @@ class CardFailureDetector:
                 out.append(alert)
         return out
 
-    def _events_only(self, node: int, batch: Batch) -> list[Alert]:
-        """Error events without samples (e.g. from a kernel log): judge the codes, leave silence alone."""
-        out = []
+    def _fatal_codes(self, node: int, batch: Batch) -> tuple[set[int], list[Alert]]:
+        """Cards with a fatal error code in this batch, and the alerts they fire."""
+        fatal_cards: set[int] = set()
+        out: list[Alert] = []
         for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
             info = describe(code)
-            if info.alert == KIND and not self.failed[node, card]:
-                alert = self._fail(node, card, batch.ts_ms, f"{info.label()} {info.name}: "
-                                   f"{info.action.replace('_', ' ')}",
-                                   {"error_code": code, "error_name": info.name, "action": info.action})
-                if alert:
-                    out.append(alert)
-        return out
+            if info.alert != KIND:
+                continue  # ECC codes are the ECC detector's; non-fatal codes are evidence only
+            fatal_cards.add(card)
+            alert = self._fail(node, card, batch.ts_ms, f"{info.label()} {info.name}: "
+                               f"{info.action.replace('_', ' ')}",
+                               {"error_code": code, "error_name": info.name, "action": info.action})
+            if alert:
+                out.append(alert)
+        return fatal_cards, out
 
     def _fail(self, node: int, card: int, ts: int, why: str, evidence: dict) -> Alert | None:
         self.failed[node, card] = True
