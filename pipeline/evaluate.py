@@ -18,9 +18,10 @@ from pathlib import Path
 
 from pipeline.correlate import Correlator
 from pipeline.detect import DetectorSet
-from pipeline.schemas import Alert, decode_batch
+from pipeline.schemas import Alert, Batch, decode_batch
 from pipeline.scorer import Fault
 from pipeline.settings import Settings
+from pipeline.topology import Topology
 from producers.scenario import Scenario, load_scenario
 from producers.simulator import Simulator
 
@@ -29,23 +30,41 @@ def faults_of(scenario: Scenario) -> list[Fault]:
     return [Fault(t.kind, t.target, t.start_s, t.end_s) for t in Simulator(scenario).ground_truth()]
 
 
+class OfflineCore:
+    """The worker's detector and correlation core without Kafka: every stream is read in tick order,
+    so after each tick every source's watermark is that tick."""
+
+    def __init__(self, topology: Topology, settings: Settings) -> None:
+        self.detectors = DetectorSet(topology, settings.detect)
+        self.correlator = Correlator(topology, settings.detect.correlate, clock=lambda: 0.0)
+
+    def push(self, batch: Batch) -> list[Alert]:
+        alerts: list[Alert] = []
+        for finding in self.detectors.push(batch, 0):
+            alerts += self.correlator.push(finding, batch.kind)
+        return alerts
+
+    def end_tick(self, ts_ms: int) -> list[Alert]:
+        for job, nodes in self.detectors.take_placements().items():
+            self.correlator.place(job, nodes)
+        alerts: list[Alert] = []
+        for kind in ("card", "port", "step"):  # every stream has been read up to this tick
+            alerts += self.correlator.advance(kind, ts_ms)
+        return alerts
+
+    def finish(self) -> list[Alert]:
+        return self.correlator.flush()
+
+
 def run_offline(scenario: Scenario, settings: Settings) -> list[Alert]:
     """Alerts of one scenario through the detector and correlation core, no broker."""
-    topo = scenario.topology
-    detectors = DetectorSet(topo, settings.detect)
-    correlator = Correlator(topo, settings.detect.correlate, clock=lambda: 0.0)
+    core = OfflineCore(scenario.topology, settings)
     alerts: list[Alert] = []
     for ts_ms, messages in Simulator(scenario).ticks():
         for message in messages:
-            batch = decode_batch(message.value)  # the same bytes the worker decodes
-            for finding in detectors.push(batch, 0):
-                alerts += correlator.push(finding, batch.kind)
-        for job, nodes in detectors.take_placements().items():
-            correlator.place(job, nodes)
-        for kind in ("card", "port", "step"):  # every stream has been read up to this tick
-            alerts += correlator.advance(kind, ts_ms)
-    alerts += correlator.flush()
-    return alerts
+            alerts += core.push(decode_batch(message.value))  # the same bytes the worker decodes
+        alerts += core.end_tick(ts_ms)
+    return alerts + core.finish()
 
 
 def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, timeout_s: float = 1800) -> list[Alert]:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from kafka.partitioner.default import murmur2
 
-from pipeline.correlate import Correlator
-from pipeline.detect import DetectorSet
+from pipeline.evaluate import OfflineCore
 from pipeline.schemas import decode_batch
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
@@ -30,8 +29,7 @@ def build_lake(scenario: Scenario, root: str | Path, settings: Settings, flush_e
                partitions: int = 12) -> dict[str, int]:
     topo = scenario.topology
     sink = ParquetSink(root, flush_rows=10**9, flush_seconds=10**9, topology=topo)
-    detectors = DetectorSet(topo, settings.detect)
-    correlator = Correlator(topo, settings.detect.correlate, clock=lambda: 0.0)
+    core = OfflineCore(topo, settings)
     offsets: dict[tuple[str, int], int] = {}
     alerts = 0
     prefix = settings.topic_prefix
@@ -52,14 +50,10 @@ def build_lake(scenario: Scenario, root: str | Path, settings: Settings, flush_e
             offset = offsets.get(key, -1) + 1
             offsets[key] = offset
             sink.add_batch(*key, offset, batch)
-            for finding in detectors.push(batch, 0):
-                add_alerts(correlator.push(finding, batch.kind))
-        for job, nodes in detectors.take_placements().items():
-            correlator.place(job, nodes)
-        for kind in ("card", "port", "step"):
-            add_alerts(correlator.advance(kind, ts_ms))
+            add_alerts(core.push(batch))
+        add_alerts(core.end_tick(ts_ms))
         if (tick + 1) % flush_every_ticks == 0:
             sink.flush_all()
-    add_alerts(correlator.flush())
+    add_alerts(core.finish())
     sink.flush_all()
     return {"files": sink.files_written, "rows": sink.rows_written, "alerts": alerts}
