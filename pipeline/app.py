@@ -308,6 +308,7 @@ def create_app(settings: Settings) -> faust.App:
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         acks.forget({(tp.topic, tp.partition) for tp in revoked})
         snapshot_cache["data"] = None  # a partition assigned again later re-reads its latest state
+        sink.forget_listing()
         alert_partitions_seen.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic in kind_of_topic:

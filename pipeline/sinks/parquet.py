@@ -10,6 +10,7 @@ no reader ever sees half a file.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class ParquetSink:
         self.root = Path(self.root_path) if self.local else None
         self.topology = topology
         self._port_links: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._listing: dict[str, list[tuple[int, str]]] | None = None
+        self._listing_lock = threading.Lock()
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.clock = clock
@@ -166,23 +169,37 @@ class ParquetSink:
         Offsets are committed only after a whole buffer is on disk, so a file is either entirely
         committed or entirely not. When a worker (re)starts a partition at its committed offset,
         files written after that commit by a worker that then crashed are removed before they
-        can be duplicated by a re-read with other flush boundaries.
+        can be duplicated by a re-read with other flush boundaries. The lake is listed once for
+        all the partitions a worker takes on (`forget_listing` after a rebalance).
         """
-        prefix = f"{topic}+{partition}+"
+        with self._listing_lock:
+            if self._listing is None:
+                self._listing = self._list_partition_files()
+            files = self._listing.pop(f"{topic}+{partition}", [])
         removed = []
+        for first, path in files:
+            if first >= from_offset:
+                self.fs.delete_file(path)
+                removed.append(path)
+        return removed
+
+    def forget_listing(self) -> None:
+        """Partitions were reassigned: list the lake afresh when one is next taken on."""
+        with self._listing_lock:
+            self._listing = None
+
+    def _list_partition_files(self) -> dict[str, list[tuple[int, str]]]:
+        """'<topic>+<partition>' -> [(first offset, path)] of every worker-written file."""
+        listing: dict[str, list[tuple[int, str]]] = {}
         selector = pafs.FileSelector(self.root_path, recursive=True, allow_not_found=True)
         for info in self.fs.get_file_info(selector):
             name = info.base_name
-            if info.type != pafs.FileType.File or not name.startswith(prefix) or not name.endswith(".parquet"):
+            if info.type != pafs.FileType.File or not name.endswith(".parquet"):
                 continue
-            try:
-                first = int(name[len(prefix):-len(".parquet")])
-            except ValueError:
-                continue
-            if first >= from_offset:
-                self.fs.delete_file(info.path)
-                removed.append(info.path)
-        return removed
+            owner, _, first = name[:-len(".parquet")].rpartition("+")
+            if owner and first.isdigit():
+                listing.setdefault(owner, []).append((int(first), info.path))
+        return listing
 
     def write(self, topic: str, partition: int, buf: _PartitionBuffer | None) -> int:
         """Write a detached buffer; return the last offset now durable (-1: nothing). Thread-safe."""
