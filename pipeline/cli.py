@@ -276,15 +276,24 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"clusterpulse: simulator stopped: {exc or 'interrupted'}", file=sys.stderr)
         return 1
     finally:
-        try:
-            output.close()
-        except DeliveryError as exc:
-            print(f"clusterpulse: {exc}", file=sys.stderr)
+        if not _close_output(output):
             return 1
     print(f"simulated {summary['simulated_s'] + scenario.tick_s:,.0f} s of {scenario.shape.cards:,} cards: "
           f"{summary['messages']:,} messages, {summary['bytes'] / 1e6:,.1f} MB in "
           f"{summary['elapsed_s']:.1f} s ({summary['msgs_per_s']:,.0f} msg/s)", file=sys.stderr)
     return 0
+
+
+def _close_output(output: Any) -> bool:
+    """Flush and close a producer output; False (reported) if any message was not delivered."""
+    from producers.output import DeliveryError
+
+    try:
+        output.close()
+    except DeliveryError as exc:
+        print(f"clusterpulse: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -351,7 +360,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.topology import Topology
     from producers.inventory import InventoryError, load_inventory
-    from producers.output import DeliveryError, FileOutput, KafkaOutput
+    from producers.output import FileOutput, KafkaOutput
 
     topology = Topology(settings.cluster.shape())
     try:
@@ -445,10 +454,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"clusterpulse: {exc}", file=sys.stderr)
         return 1
     finally:
-        try:
-            output.close()
-        except DeliveryError as exc:
-            print(f"clusterpulse: {exc}", file=sys.stderr)
+        if not _close_output(output):
+            return 1  # a message the broker did not take fails the command
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:
