@@ -35,6 +35,19 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without CLUSTERPULSE_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` to completion, output captured."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=clean_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 class Children:
     """Starts `python -m pipeline ...` processes and stops exactly those at teardown."""
 
@@ -44,8 +57,7 @@ class Children:
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "child") -> subprocess.Popen:
         log = self.tmp / f"{name}-{len(self.procs)}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
-        full_env.update(env or {})
+        full_env = clean_env(env)
         full_env["PYTHONUNBUFFERED"] = "1"
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env,
                                 stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)

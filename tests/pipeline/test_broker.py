@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 from kafka import KafkaConsumer
 
 from pipeline.broker import BrokerError, EmbeddedBroker, check_reachable, create_topics, free_port
 from pipeline.settings import load_settings
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    import os
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+def cli(*args: str, env: dict[str, str] | None = None):  # noqa: ANN201
+    return run_cli(*args, env=env, timeout=60)
 
 
 def test_unreachable_broker_names_the_address_and_the_embedded_broker() -> None:

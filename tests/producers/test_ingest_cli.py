@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -15,15 +12,9 @@ import pytest
 from pipeline.broker import free_port
 from pipeline.schemas import decode_batch
 from producers.output import read_message_file
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli as cli
 
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture

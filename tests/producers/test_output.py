@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +11,10 @@ from pipeline.topics import CARD_TELEMETRY
 from producers.output import DeliveryError, FileOutput, KafkaOutput, Pacer, parse_speed, pump, read_message_file
 from producers.scenario import parse_scenario
 from producers.simulator import Message, Simulator
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli as cli
 from tests.kafka_helpers import read_until
 
 SMALL_SCENARIO = ROOT / "scenarios" / "card-failure-small.yaml"
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_file_output_round_trips_and_rejects_foreign_files(tmp_path: Path) -> None:
