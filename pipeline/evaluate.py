@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -70,8 +71,8 @@ def run_offline(scenario: Scenario, settings: Settings) -> list[Alert]:
 def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, timeout_s: float = 1800) -> list[Alert]:
     """Alerts of one scenario through a real broker and worker (embedded broker unless bootstrap)."""
     from pipeline.broker import EmbeddedBroker, create_topics, stop_process
-    from pipeline.run import AlertPrinter, consumer_lag, write_settings_file
-    from pipeline.topics import FINDINGS, TELEMETRY_TOPICS, ALERTS
+    from pipeline.run import AlertPrinter, drain, spawn, write_settings_file
+    from pipeline.topics import ALERTS
 
     scenario = load_scenario(scenario_path)
     s = scenario.shape
@@ -88,16 +89,12 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
     try:
         create_topics(settings)
         config = write_settings_file(settings, log_dir)
-        env_args = ["--config", str(config)]
-        worker = subprocess.Popen([sys.executable, "-m", "pipeline", *env_args, "worker"],
-                                  stdout=open(log_dir / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        env_args = ["--config", str(config)]  # children get the settings from this file only
+        worker = spawn([*env_args, "worker"], log_dir / "worker.log")
         procs.append(worker)
         printer.start()
         sim_args = ["simulate", "--speed", "max"] + (["--scenario", scenario_path] if scenario_path else [])
-        sim = subprocess.Popen([sys.executable, "-m", "pipeline", *env_args, *sim_args],
-                               stdout=open(log_dir / "simulator.log", "ab"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        sim = spawn([*env_args, *sim_args], log_dir / "simulator.log")
         procs.append(sim)
         deadline = time.monotonic() + timeout_s
         while sim.poll() is None:
@@ -108,22 +105,12 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
             time.sleep(0.5)
         if sim.returncode != 0:
             raise RuntimeError(f"the simulator failed; see {log_dir / 'simulator.log'}")
-        topics = [settings.topic(t) for t in TELEMETRY_TOPICS] + [settings.topic(FINDINGS)]
-        while consumer_lag(bootstrap, settings.group_id, topics) > 0:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log_dir / 'worker.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the worker did not drain in time")
-            time.sleep(1.0)
-        # held symptoms are released by the correlator's wall-clock fallback once input stops
-        quiet_until = time.monotonic() + 6  # held symptoms go ~2 s after the input stops
+        if not drain(bootstrap, settings, threading.Event(), max(deadline - time.monotonic(), 1.0), worker):
+            raise RuntimeError(f"the worker did not drain; see {log_dir / 'worker.log'}")
         seen = -1
-        while time.monotonic() < quiet_until or len(printer.alerts) != seen:
-            if len(printer.alerts) != seen:
-                seen = len(printer.alerts)
-            time.sleep(1.0)
-            if len(printer.alerts) == seen and time.monotonic() >= quiet_until:
-                break
+        while len(printer.alerts) != seen:  # until the printer has seen the last alert
+            seen = len(printer.alerts)
+            time.sleep(2.0)
         return list(printer.alerts)
     finally:
         printer.stop()

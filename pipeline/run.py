@@ -148,7 +148,7 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
                 if simulator.poll() is not None:
                     result.simulator_status = simulator.returncode
                     if simulator.returncode == 0:
-                        result.drained = _drain(bootstrap, settings, stop, drain_timeout_s, worker)
+                        result.drained = drain(bootstrap, settings, stop, drain_timeout_s, worker)
                     break
                 time.sleep(0.2)
             result.simulator_status = stop_process(simulator, 10)
@@ -168,8 +168,8 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
     return result
 
 
-def _drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float,
-           worker: subprocess.Popen) -> bool:
+def drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float,
+          worker: subprocess.Popen) -> bool:
     """Wait until the worker has committed every telemetry message (its rows are on disk) and
     every finding, then for the correlator to release the symptoms it holds."""
     topics = [settings.topic(t) for t in TELEMETRY_TOPICS] + [settings.topic(FINDINGS)]
