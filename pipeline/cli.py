@@ -369,7 +369,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"clusterpulse: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.source == "steps" and args.detect:
-        return _steps_detect(args, settings, topology)
+        try:
+            return _steps_detect(args, settings, topology)
+        except (OSError, ValueError) as exc:
+            print(f"clusterpulse: {exc}", file=sys.stderr)
+            return 1
     if args.out:
         output: Any = FileOutput(args.out)
     elif settings.bootstrap:

@@ -94,7 +94,10 @@ def parse_query_xml(text: str, host: str, inventory: Inventory, default_ts_ms: i
     node = inventory.node_of(host)
     if node is None:
         raise ValueError(f"host {host!r} is not in the inventory")
-    root = ET.fromstring(text)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not nvidia-smi -q -x XML: {exc}") from None
     ts = _ts(root.findtext("timestamp") or "") or default_ts_ms
     rows: dict[int, dict[str, float]] = {}
     for position, gpu in enumerate(root.findall("gpu")):

@@ -53,10 +53,14 @@ def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float =
     job = job or Path(path).stem
     out = []
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            step = int(row["time"])
-            out.append(StepRecord(job, int(row["worker"]), step, float(row["batch_time_norm"]) / 1000, 0.0,
-                                  START_MS + int(step * step_s * 1000)))
+        for line, row in enumerate(csv.DictReader(fh), 2):
+            try:
+                step = int(row["time"])
+                out.append(StepRecord(job, int(row["worker"]), step, float(row["batch_time_norm"]) / 1000, 0.0,
+                                      START_MS + int(step * step_s * 1000)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{line}: not a PAI mini-batch row (worker, time, batch_time_norm): "
+                                 f"{type(exc).__name__}: {exc}") from None
     return out
 
 
@@ -67,12 +71,16 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
     import duckdb
 
     name = job or Path(path).stem
-    rows = duckdb.execute(f"""
+    try:
+        rows = duckdb.execute(f"""
         select stage, rank, step,
                sum(duration) filter (where optype in {COMPUTE_OPS}) as compute_s,
                sum(duration) filter (where optype not in {COMPUTE_OPS}) as wait_s,
                min(start_ts) as first_ts
         from read_parquet(?) group by stage, rank, step order by step, rank""", [str(path)]).fetchall()
+    except duckdb.Error as exc:
+        raise ValueError(f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
+                         f"duration): {str(exc).splitlines()[0]}") from None
     step_start = {}
     for stage, rank, step, compute, wait, first in rows:
         step_start[step] = min(step_start.get(step, first), first)

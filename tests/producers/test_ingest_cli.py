@@ -82,3 +82,19 @@ def test_xid_log_to_events_and_a_bad_inventory(inventory: Path, tmp_path: Path) 
 def test_step_tables_report_their_stragglers() -> None:
     done = cli("ingest", "steps", str(FIXTURES / "trace-AR.parquet"), "--detect")
     assert done.returncode == 0 and "1 straggler alerts on 1 ranks: trace-AR/stage0 rank 0" in done.stdout
+
+
+def test_unreadable_step_tables_and_xml_are_clear_errors(tmp_path: Path, inventory: Path) -> None:
+    csv = tmp_path / "wrong.csv"
+    csv.write_text("a,b\n1,2\n")
+    done = cli("ingest", "steps", str(csv), "--detect")
+    assert done.returncode == 1 and "wrong.csv:2: not a PAI mini-batch row" in done.stderr
+    assert "Traceback" not in done.stderr
+    parquet = FIXTURES / "job_2_norm.csv"  # not a parquet file
+    done = cli("ingest", "steps", str(parquet), "--format", "bytedance", "--out", str(tmp_path / "s.bin"))
+    assert done.returncode == 1 and "not a StragglerAnalysis op trace" in done.stderr
+    xml = tmp_path / "smi.xml"
+    xml.write_text("<?xml version='1.0'?><nvidia_smi_log><gpu>")
+    done = cli("ingest", "nvidia-smi", str(xml), "--host", "gpu-node-1", "--inventory", str(inventory),
+               "--out", str(tmp_path / "n.bin"))
+    assert done.returncode == 1 and "not nvidia-smi -q -x XML" in done.stderr and "Traceback" not in done.stderr
