@@ -344,6 +344,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     except ScenarioError as exc:
         print(f"clusterpulse: invalid scenario: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # SIGTERM unwinds like Ctrl-C, so the broker and worker of a Kafka-mode run are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     report = evaluate(args.scenarios, settings, offline=args.offline)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))

@@ -43,9 +43,17 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m pipeline ARGS` to completion, output captured."""
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=clean_env(env),
-                          capture_output=True, text=True, timeout=timeout)
+    """`python -m pipeline ARGS` to completion, output captured. On timeout the command gets
+    SIGTERM first, so that `run` and `eval` stop the broker and workers they started."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=clean_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, timeout_s=30)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 class Children:

@@ -4,9 +4,6 @@ seeds, placements, severities and job layouts; and Kafka mode agreeing with offl
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from pipeline.evaluate import faults_of, run_offline
 from pipeline.scorer import score
 from pipeline.settings import load_settings
 from producers.scenario import parse_scenario
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 CLUSTER = {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4}  # 64 nodes, 32 leaves
 KINDS = ["straggler", "thermal_throttle", "link_degradation", "link_flap", "link_down", "card_failure",
@@ -133,13 +130,11 @@ def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
     data["duration_s"] = 260
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")} | {"CLUSTERPULSE_PARTITIONS": "4"}
     reports = {}
     for mode in ("offline", "kafka"):
         out = tmp_path / f"{mode}.json"
         args = ["eval", str(path), "--report", str(out)] + (["--offline"] if mode == "offline" else [])
-        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = run_cli(*args, env={"CLUSTERPULSE_PARTITIONS": "4"}, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         reports[mode] = json.loads(out.read_text())
 

@@ -14,7 +14,7 @@ from pipeline.kafka_config import producer_config
 from pipeline.schemas import Alert, encode_batch
 from pipeline.topics import DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
 from tests.builders import card_batch
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 from tests.kafka_helpers import read_until
 
 pytestmark = pytest.mark.broker
@@ -121,13 +121,9 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
 
 def test_run_command_runs_a_scenario_to_the_end(tmp_path) -> None:
     """`clusterpulse run --speed max`: its own embedded broker, live alerts, Parquet, exit 0."""
-    import subprocess
-    import sys
-
     data = tmp_path / "lake"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "run", "--scenario",
-                           str(ROOT / "scenarios" / "card-failure-small.yaml"), "--speed", "max", "--data", str(data)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = run_cli("run", "--scenario", str(ROOT / "scenarios" / "card-failure-small.yaml"), "--speed", "max",
+                   "--data", str(data), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FIRING   critical card_failed      node0005-card2" in done.stdout
     assert "clusterpulse query --data" in done.stderr

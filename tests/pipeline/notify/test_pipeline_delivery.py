@@ -4,7 +4,6 @@ Alertmanager (Debian's prometheus-alertmanager), fire and resolve; dead letters 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.broker import free_port, stop_process
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -147,12 +146,10 @@ def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_p
 
     receiver = children.start("receiver", "--host", "127.0.0.1", "--port", str(port), name="receiver")
     wait_for("the receiver", lambda: get_json(f"http://127.0.0.1:{port}/healthz"), 30)
-    replay = subprocess.run([os.sys.executable, "-m", "pipeline", "--config", str(config), "alerts", "replay"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    replay = run_cli("--config", str(config), "alerts", "replay")
     assert replay.returncode == 0, replay.stderr
     assert "replayed 1 notifications" in replay.stderr
-    again = subprocess.run([os.sys.executable, "-m", "pipeline", "--config", str(config), "alerts", "replay"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = run_cli("--config", str(config), "alerts", "replay")
     assert "replayed 0 notifications" in again.stderr
     got = get_json(f"http://127.0.0.1:{port}/received")
     assert [(r["body"]["entity"], r["body"]["status"]) for r in got] == [("node0003-card1", "firing")]
