@@ -118,8 +118,11 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(settings.group_id, datadir=str(faust_dir / settings.group_id),
                     **faust_config(settings.bootstrap, settings.group_id, settings.partitions))
     topology = Topology(settings.cluster.shape())
+    from pipeline.broker import stream_tags
+    lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
     sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
-                       flush_seconds=settings.sink.flush_seconds, topology=topology)
+                       flush_seconds=settings.sink.flush_seconds, topology=topology,
+                       stream_tags=stream_tags(settings, lake_topics))
     kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
     detectors = PartitionDetectors(topology, settings.detect, kind_of_topic)
 
@@ -140,10 +143,7 @@ def create_app(settings: Settings) -> faust.App:
             return found
         async with restore_lock:
             if (topic_name, partition) not in detectors.sets:
-                removed = await asyncio.to_thread(sink.discard_uncommitted, topic_name, partition, offset)
-                if removed:
-                    log.warning("%s[%d]: removed %d uncommitted files from an earlier run", topic_name,
-                                partition, len(removed))
+                await discard_uncommitted(topic_name, partition, offset)
                 if snapshot_cache["data"] is None:
                     snapshot_cache["data"] = await asyncio.to_thread(
                         read_snapshots, settings.bootstrap, settings.topic(DETECTOR_STATE))
@@ -151,6 +151,14 @@ def create_app(settings: Settings) -> faust.App:
                 log.info("%s[%d]: %s", topic_name, partition,
                          "restored detector state" if restored else "no saved detector state; starting fresh")
         return detectors.sets[(topic_name, partition)]
+    async def discard_uncommitted(topic_name: str, partition: int, offset: int) -> None:
+        removed = await asyncio.to_thread(sink.discard_uncommitted, topic_name, partition, offset)
+        if removed:
+            log.warning("%s[%d]: removed %d Parquet files that this consumer group (%s) wrote after its last "
+                        "commit (offset %d) before a crash; their rows are read again and rewritten: %s",
+                        topic_name, partition, len(removed), settings.group_id, offset,
+                        ", ".join(Path(p).name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""))
+
     correlator = Correlator(topology, settings.detect.correlate)
     watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
     positions: dict[str, tuple[Any, int]] = {}  # source -> (topic partition, last offset processed)
@@ -166,9 +174,13 @@ def create_app(settings: Settings) -> faust.App:
     state_topic = topic(DETECTOR_STATE, partitions=1)
     dead_letters = DeadLetters(topic(DEAD_LETTERS))
 
+    alert_counts: dict[str, int] = defaultdict(int)
+
     async def publish(alerts: list[Alert]) -> None:
         for alert in alerts:
             await alerts_topic.send(key=alert.id.encode(), value=alert.to_json(), force=True)
+            alert_counts[alert.status] += 1
+            log.info("alert %s", alert.line())
 
     def telemetry_agent(spec: TopicSpec) -> None:
         kind = TOPIC_KINDS[spec]
@@ -258,7 +270,7 @@ def create_app(settings: Settings) -> faust.App:
             msg = event.message
             if (msg.topic, msg.partition) not in alert_partitions_seen:
                 alert_partitions_seen.add((msg.topic, msg.partition))
-                await asyncio.to_thread(sink.discard_uncommitted, msg.topic, msg.partition, msg.offset)
+                await discard_uncommitted(msg.topic, msg.partition, msg.offset)
             try:
                 alert = Alert.from_json(event.value)
             except (ValueError, TypeError) as exc:
@@ -268,17 +280,26 @@ def create_app(settings: Settings) -> faust.App:
                 sink.add_alert(msg.topic, msg.partition, msg.offset, alert)
             acks.hold(stream, event)
 
+    notifier = None
     if settings.notify.receivers:
+        from pipeline.notify import ledger
         from pipeline.notify.delivery import Notifier, Outcome
+        from pipeline.notify.payloads import idempotency_key
 
         notify_dead_letters = topic(NOTIFY_DEAD_LETTERS)
+        book = ledger.Ledger(settings.data_dir, worker_id)
 
         async def dead_letter(receiver: Any, alert: Alert, outcome: Outcome) -> None:
             record = {"receiver": receiver.name, "alert": json.loads(alert.to_json()), "error": outcome.error,
                       "attempts": outcome.attempts, "status": outcome.status}
             await notify_dead_letters.send(key=alert.id.encode(), value=json.dumps(record).encode(), force=True)
 
-        notifier = Notifier(settings.notify.receivers, dead_letter)
+        async def on_outcome(receiver: Any, alert: Alert, outcome: Outcome) -> None:
+            line = ledger.record(receiver.name, alert, outcome.delivered, outcome.attempts, outcome.status,
+                                 outcome.error, idempotency_key(alert))
+            await asyncio.to_thread(book.append, line)
+
+        notifier = Notifier(settings.notify.receivers, dead_letter, on_outcome=on_outcome)
 
         @app.agent(alerts_topic, name="clusterpulse.notify")
         async def notify(stream: StreamT) -> None:
@@ -326,9 +347,44 @@ def create_app(settings: Settings) -> faust.App:
             await save_state(topic_name, partition)
         log.info("flushed %d partitions and saved their detector state at shutdown", len(written))
 
+    if settings.health_port:
+        from pipeline.health import serve_health
+
+        def health() -> dict[str, Any]:
+            return health_report(app, alert_counts, dead_letters, notifier)
+
+        @app.task
+        async def health_server() -> None:
+            await serve_health(settings.health_port, health)
+
     app.clusterpulse = {"sink": sink, "detectors": detectors, "correlator": correlator,  # type: ignore[attr-defined]
                         "dead_letters": dead_letters}
     return app
+
+
+def health_report(app: faust.App, alert_counts: dict[str, int],
+                  dead_letters: DeadLetters, notifier: Any) -> dict[str, Any]:
+    """What GET /healthz answers: assigned partitions, lag per telemetry topic, alerts, delivery."""
+    try:
+        assigned = sorted(app.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    except Exception:  # not started yet
+        assigned = []
+    read_offsets = getattr(app.consumer, "_read_offset", {})
+    lag: dict[str, int] = {}
+    for tp in assigned:
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:  # no fetch yet
+            high = None
+        read = read_offsets.get(tp)
+        if high is None or read is None:
+            continue  # nothing fetched from it yet
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - (read + 1))
+    body: dict[str, Any] = {"ready": bool(assigned), "partitions": [f"{tp.topic}[{tp.partition}]" for tp in assigned],
+                            "lag": lag, "alerts": dict(alert_counts), "dead_letters": dead_letters.total}
+    if notifier is not None:
+        body["notify"] = {name: vars(stats) for name, stats in notifier.stats.items()}
+    return body
 
 
 class BoundedWorker(faust.Worker):
@@ -351,9 +407,23 @@ def _exit_hard(timeout_s: float) -> None:
     os._exit(3)
 
 
+def plain_logging(level: str) -> dict[str, Any]:
+    """One plain line per record on stderr (no terminal colour codes, also in a log file); Faust's,
+    mode's and the Kafka clients' start-up chatter only at debug."""
+    framework = level.upper() if level == "debug" else "WARNING"
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"level": framework} for name in ("faust", "mode", "aiokafka", "kafka", "aiohttp")},
+    }
+
+
 def run_worker(settings: Settings) -> None:
     """Run a worker until SIGTERM / Ctrl-C."""
     app = create_app(settings)
-    worker = BoundedWorker(app, loglevel=settings.log_level, quiet=True,
+    worker = BoundedWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                           logging_config=plain_logging(settings.log_level),
                            shutdown_timeout_s=settings.shutdown_timeout_s)
     worker.execute_from_commandline()

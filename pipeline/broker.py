@@ -154,3 +154,26 @@ def create_topics(settings: Settings, bootstrap: str | None = None) -> dict[str,
     finally:
         admin.close()
     return wanted
+
+
+def stream_tags(settings: Settings, topics: list[str], bootstrap: str | None = None) -> dict[str, str]:
+    """topic -> a short tag of (consumer group, the topic's id): the same for every worker of a group
+    as long as the topic lives; new when the topic is re-created (offsets start again at 0)."""
+    import hashlib
+
+    bootstrap = bootstrap or settings.bootstrap
+    admin = admin_client(bootstrap)
+    try:
+        described = {d["name"]: d for d in admin.describe_topics(topics)}
+        cluster = admin.describe_cluster().get("cluster_id") or ""
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topics on {bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+    tags = {}
+    for topic in topics:
+        topic_id = str(described.get(topic, {}).get("topic_id") or "")
+        if not topic_id.strip("0-"):  # a broker without topic ids: the cluster id is the best we have
+            topic_id = f"{cluster}/{topic}"
+        tags[topic] = hashlib.sha256(f"{settings.group_id}\0{topic_id}".encode()).hexdigest()[:8]
+    return tags

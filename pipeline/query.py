@@ -148,6 +148,11 @@ def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | N
     """Run one query (an .sql file or SQL text) and format its result."""
     if fmt not in FORMATS:
         raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sql_or_file.strip()):
+        if not (SQL_DIR / f"{sql_or_file.strip()}.sql").is_file():
+            canned = ", ".join(sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem != "views"))
+            raise QueryError(f"no canned query named {sql_or_file!r}; there are: {canned}")
+        sql_or_file = sql_or_file.strip() + ".sql"
     path = Path(sql_or_file)
     if sql_or_file.endswith(".sql"):
         if not path.is_file() and (SQL_DIR / path.name).is_file():

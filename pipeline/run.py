@@ -19,7 +19,7 @@ from pipeline.broker import EmbeddedBroker, check_reachable, create_topics, stop
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
 from pipeline.settings import Settings
-from pipeline.topics import ALERTS, FINDINGS, TELEMETRY_TOPICS
+from pipeline.topics import ALERTS, FINDINGS, NOTIFY_DEAD_LETTERS, TELEMETRY_TOPICS
 
 
 def write_settings_file(settings: Settings, folder: Path) -> Path:
@@ -43,35 +43,59 @@ def spawn(args: list[str], log_path: Path | None = None) -> subprocess.Popen:
 
 
 class AlertPrinter(threading.Thread):
-    """Reads the alerts topic from the beginning and prints each state change."""
+    """Reads the alerts and notify dead-letter topics from the beginning; prints each alert state
+    change, and each notification a receiver did not take, as it happens."""
 
-    def __init__(self, bootstrap: str, topic: str, stream=sys.stdout) -> None:  # noqa: ANN001
+    def __init__(self, bootstrap: str, topic: str, stream=sys.stdout,  # noqa: ANN001
+                 dead_letter_topic: str | None = None) -> None:
         super().__init__(daemon=True, name="alert-printer")
         self.bootstrap, self.topic, self.stream = bootstrap, topic, stream
+        self.dead_letter_topic = dead_letter_topic
         self.alerts: list[Alert] = []
+        self.failed_deliveries = 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         consumer = KafkaConsumer(**consumer_config(self.bootstrap, "clusterpulse-run-printer", None))
+        topics = [t for t in (self.topic, self.dead_letter_topic) if t]
         try:
-            parts: set[int] | None = None
-            while not parts and not self._stop_event.is_set():
-                parts = consumer.partitions_for_topic(self.topic)
-                if not parts:
+            assigned: list[TopicPartition] = []
+            while not assigned and not self._stop_event.is_set():
+                assigned = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+                if not assigned:
                     time.sleep(0.2)
-            consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts or ())])
+            consumer.assign(assigned)
             consumer.seek_to_beginning()
             while not self._stop_event.is_set():
-                for records in consumer.poll(timeout_ms=200).values():
+                for tp, records in consumer.poll(timeout_ms=200).items():
                     for record in records:
-                        try:
-                            alert = Alert.from_json(record.value)
-                        except (ValueError, TypeError):
-                            continue
-                        self.alerts.append(alert)
-                        print(alert.line(), file=self.stream, flush=True)
+                        if tp.topic == self.topic:
+                            self._alert(record.value)
+                        else:
+                            self._failed_delivery(record.value)
         finally:
             consumer.close()
+
+    def _alert(self, value: bytes) -> None:
+        try:
+            alert = Alert.from_json(value)
+        except (ValueError, TypeError):
+            return
+        self.alerts.append(alert)
+        print(alert.line(), file=self.stream, flush=True)
+
+    def _failed_delivery(self, value: bytes) -> None:
+        import json
+
+        try:
+            entry = json.loads(value)
+            alert = entry["alert"]
+            what = f"{alert['kind']} {alert['entity']} {alert['status']}"
+        except (ValueError, TypeError, KeyError):
+            return
+        self.failed_deliveries += 1
+        print(f"NOT DELIVERED to receiver {entry.get('receiver')}: {what} after {entry.get('attempts')} "
+              f"attempt(s): {entry.get('error')}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -129,7 +153,7 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         with tempfile.TemporaryDirectory(prefix="clusterpulse-run-") as tmp:
             config = write_settings_file(settings, Path(tmp))
             worker = spawn(["--config", str(config), "worker"], logs / "worker.log")
-            printer = AlertPrinter(bootstrap, settings.topic(ALERTS))
+            printer = AlertPrinter(bootstrap, settings.topic(ALERTS), dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS))
             printer.start()
             sim_args = ["--config", str(config), "simulate", "--speed", speed]
             if scenario_path:
@@ -168,6 +192,40 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
     return result
 
 
+def print_summary(settings: Settings, result: RunResult) -> bool:
+    """The end-of-run summary: alerts, files, deliveries per receiver, how to query. True if
+    notifications were lost (not delivered, even after retries)."""
+    from pipeline.cli.common import plural
+    from pipeline.notify import ledger
+
+    firing = sum(1 for a in result.alerts if a.status == "firing")
+    resolved = len(result.alerts) - firing
+    data = settings.data_dir
+    files = sorted(Path(data).glob("*/date=*/hour=*/*.parquet")) if "://" not in data else []
+    datasets = sorted({f.relative_to(data).parts[0] for f in files})
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    say(f"\n{plural(firing, 'alert')} fired, {resolved} resolved; {plural(len(files), 'Parquet file')} in {data}/ "
+        f"({', '.join(datasets) or 'none'})")
+    lost = 0
+    if settings.notify.receivers:
+        tallies = ledger.tally(ledger.read(data)) if "://" not in data else {}
+        for receiver in settings.notify.receivers:
+            t = tallies.get(receiver.name, ledger.ReceiverTally())
+            lost += t.failed
+            say(f"receiver {receiver.name}: {t.delivered} delivered, {t.failed} failed (dead-lettered)")
+        if lost:
+            say(f"clusterpulse: {plural(lost, 'notification')} not delivered; after fixing the receiver, resend "
+                f"them with: .venv/bin/clusterpulse alerts replay --data {data} (same receiver settings)")
+    say("query them, e.g.:\n"
+        f"  .venv/bin/clusterpulse query --data {data} "
+        "\"SELECT kind, entity, status, starts_at FROM alerts ORDER BY ts\"\n"
+        f"  .venv/bin/clusterpulse query --data {data} "
+        "\"SELECT node, card, avg(util), max(temp_c) FROM card GROUP BY ALL ORDER BY 4 DESC LIMIT 10\"\n"
+        f"  .venv/bin/clusterpulse query --data {data} fault_timeline   (canned analyses in sql/)\n"
+        f"  or in DuckDB: SELECT * FROM read_parquet('{data}/card/**/*.parquet', hive_partitioning = true)")
+    return lost > 0
+
+
 def drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float,
           worker: subprocess.Popen) -> bool:
     """Wait until the worker has committed every telemetry message (its rows are on disk) and
@@ -183,7 +241,12 @@ def drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: 
         lag = consumer_lag(bootstrap, settings.group_id, topics)
         if lag == 0:
             stop.wait(4.0)  # the correlator releases held symptoms ~2 s after the input stops
-            return True
+            # then the alerts: in the lake, and every notification delivered or dead-lettered
+            while time.monotonic() < deadline and not stop.is_set() and worker.poll() is None:
+                if consumer_lag(bootstrap, settings.group_id, [settings.topic(ALERTS)]) == 0:
+                    return True
+                time.sleep(1.0)
+            break
         time.sleep(1.0)
     print("drain timed out; stopping anyway (the worker flushes what it has)", file=sys.stderr, flush=True)
     return False

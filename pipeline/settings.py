@@ -46,6 +46,7 @@ class SinkSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     flush_rows: int = Field(500_000, ge=1, description="flush a dataset's buffer at this many rows")
     flush_seconds: float = Field(10.0, gt=0, description="or when its oldest row is this old (wall clock)")
+    append: bool = Field(False, description="write into a data directory that holds another cluster's lake")
 
 
 class CardFailureSettings(BaseModel):
@@ -122,6 +123,28 @@ class ReceiverSettings(BaseModel):
     max_backoff_s: float = Field(30.0, gt=0)
     deadline_s: float = Field(120.0, gt=0, description="give up (dead-letter) after this long")
     resend_s: float = Field(60.0, gt=0, description="alertmanager: re-send firing alerts this often")
+    notify_grouped: bool = Field(False, description="also notify grouped consequences (alerts with a root_cause); "
+                                 "by default they ride along inside their root alert's notification")
+    group_wait_s: float = Field(5.0, ge=0, description="a root-cause alert waits this long (wall clock) for its "
+                                "grouped consequences before it is sent, like Alertmanager's group_wait")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has a bad port") from None
+        if not parts.hostname or (port is not None and not 0 < port < 65536) or " " in value:
+            raise ValueError(f"{value!r} is not a well-formed http(s) URL (http://host[:port]/path)")
+        return value
+
+    def check(self) -> None:
+        """At start-up: raise SettingsError if the secret cannot be read now (it is read again per delivery)."""
+        self.secret()
 
     def secret(self) -> bytes | None:
         if self.secret_env:
@@ -181,6 +204,8 @@ class Settings(BaseModel):
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
+    health_port: int = Field(0, ge=0, lt=65536, description="the worker serves GET /healthz on this port "
+                             "(0 = off)")
 
     @field_validator("bootstrap")
     @classmethod
@@ -203,6 +228,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SettingsError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise SettingsError(f"config file {str(path)!r} is a directory") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {str(path)!r} is not text (expected YAML)") from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if data is None:

@@ -5,6 +5,12 @@
   `max_attempts` or `deadline_s`; then the notification goes to the dead-letter callback.
 - Each receiver has its own queue and worker: a slow or dead receiver delays only itself, and one
   receiver gets an alert's state changes in order (firing before resolved).
+- Inhibition: a grouped consequence (an alert with a `root_cause`) is not sent on its own (per
+  receiver `notify_grouped: true` opts in); it rides along in its root alert's notification as
+  `evidence.grouped` (count, kinds and the first entities). A root alert waits `group_wait_s` for its
+  consequences before it is sent, as Alertmanager's group_wait does.
+- Every final outcome (delivered, dead-lettered, inhibited) is counted per receiver and passed to
+  `on_outcome`, which the worker logs and records in the lake.
 - `submit()` returns a future that completes when every matching receiver is done with the alert
   (delivered or dead-lettered); the caller commits the alert's offset only then, so a restart
   neither loses notifications nor repeats more than the idempotency key absorbs.
@@ -16,14 +22,14 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import aiohttp
 
 from pipeline.notify.payloads import (alertmanager_alert, alertmanager_webhook_body, clusterpulse_body,
                                       idempotency_key)
-from pipeline.notify.routing import matches
+from pipeline.notify.routing import inhibited, matches
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
 from pipeline.schemas import Alert
 from pipeline.settings import ReceiverSettings
@@ -41,6 +47,33 @@ class Outcome:
 
 
 DeadLetter = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
+OnOutcome = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})  # kinds that group consequences
+GROUPED_SHOWN = 10  # consequences named in a root's notification
+
+
+@dataclass
+class ReceiverStats:
+    delivered: int = 0
+    failed: int = 0          # not delivered after the last retry (then dead-lettered)
+    dead_lettered: int = 0   # of those, kept in the dead-letter topic for `alerts replay`
+    inhibited: int = 0       # grouped consequences carried by their root's notification
+    retries: int = 0
+
+
+@dataclass
+class _Group:
+    """Consequences seen for one root alert."""
+
+    members: dict[str, Alert] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        firing = sorted(self.members.values(), key=lambda a: (a.starts_at, a.entity))
+        kinds: dict[str, int] = {}
+        for a in firing:
+            kinds[a.kind] = kinds.get(a.kind, 0) + 1
+        return {"count": len(firing), "kinds": kinds,
+                "first": [{"kind": a.kind, "entity": a.entity, "id": a.id} for a in firing[:GROUPED_SHOWN]]}
 
 
 def request_for(receiver: ReceiverSettings, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
@@ -63,11 +96,15 @@ def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> f
 
 
 async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, alert: Alert,
-                  rng: random.Random | None = None, sleep: Callable[[float], Awaitable] = asyncio.sleep) -> Outcome:
+                  rng: random.Random | None = None, sleep: Callable[[float], Awaitable] = asyncio.sleep,
+                  on_retry: Callable[[], None] | None = None) -> Outcome:
     """Send one notification with retries; never raises."""
     rng = rng or random.Random()
     url, body, headers = request_for(receiver, alert)
-    secret = receiver.secret()
+    try:
+        secret = receiver.secret()
+    except ValueError as exc:  # SettingsError: the secret went away since start-up
+        return Outcome(False, 0, None, str(exc))
     loop = asyncio.get_running_loop()
     started = loop.time()
     attempt = 0
@@ -94,7 +131,10 @@ async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, al
         delay = backoff_s(receiver, attempt, rng)
         if attempt >= receiver.max_attempts or loop.time() - started + delay > receiver.deadline_s:
             return Outcome(False, attempt, status, f"gave up after {attempt} attempts: {error}")
-        log.warning("receiver %s: %s; retry %d in %.1f s", receiver.name, error, attempt, delay)
+        log.warning("receiver %s: %s %s %s: %s; retry %d in %.1f s", receiver.name, alert.kind, alert.entity,
+                    alert.status, error, attempt, delay)
+        if on_retry is not None:
+            on_retry()
         await sleep(delay)
 
 
@@ -102,9 +142,14 @@ class Notifier:
     """Per-receiver queues and workers; see the module docstring."""
 
     def __init__(self, receivers: tuple[ReceiverSettings, ...] | list[ReceiverSettings], dead_letter: DeadLetter,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, on_outcome: OnOutcome | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.receivers = list(receivers)
         self.dead_letter = dead_letter
+        self.on_outcome = on_outcome
+        self.stats = {r.name: ReceiverStats() for r in self.receivers}
+        self.groups: dict[str, _Group] = {}
+        self._clock = clock
         self.rng = rng or random.Random()
         self.queues: dict[str, asyncio.Queue] = {}
         self.tasks: list[asyncio.Task] = []
@@ -136,7 +181,16 @@ class Notifier:
     def submit(self, alert: Alert) -> asyncio.Future:
         """Queue an alert for every matching receiver; the future completes when all are done."""
         loop = asyncio.get_running_loop()
-        targets = [r for r in self.receivers if matches(r, alert)]
+        if alert.root_cause and alert.status == "firing":
+            self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
+        targets = []
+        for r in self.receivers:
+            if not matches(r, alert):
+                continue
+            if inhibited(r, alert):
+                self.stats[r.name].inhibited += 1
+                continue
+            targets.append(r)
         done = loop.create_future()
         if not targets:
             done.set_result(0)
@@ -149,22 +203,45 @@ class Notifier:
                 done.set_result(len(targets))
 
         for receiver in targets:
-            self.queues[receiver.name].put_nowait((alert, one_finished))
+            self.queues[receiver.name].put_nowait((alert, one_finished, loop.time()))
         return done
 
+    def with_group(self, alert: Alert) -> Alert:
+        """The alert with the consequences grouped under it so far (evidence.grouped), if any."""
+        group = self.groups.get(alert.id)
+        if group is None or not group.members:
+            return alert
+        summary = group.summary()
+        return replace(alert, evidence={**alert.evidence, "grouped": summary},
+                       summary=f"{alert.summary}; {summary['count']} grouped consequences")
+
     async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue) -> None:
+        stats = self.stats[receiver.name]
         while True:
-            alert, finished = await queue.get()
+            alert, finished, queued_at = await queue.get()
             try:
-                outcome = await deliver(self.session, receiver, alert, self.rng)
+                if alert.kind in ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
+                    wait = queued_at + receiver.group_wait_s - asyncio.get_running_loop().time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)  # let its consequences arrive and ride along
+                alert = self.with_group(alert)
+                outcome = await deliver(self.session, receiver, alert, self.rng,
+                                        on_retry=lambda: setattr(stats, "retries", stats.retries + 1))
                 if outcome.delivered:
                     self.delivered += 1
+                    stats.delivered += 1
                     self._track(receiver, alert)
+                    log.info("receiver %s: delivered %s %s %s (%d attempts)", receiver.name, alert.kind,
+                             alert.entity, alert.status, outcome.attempts)
                 else:
                     self.dead_lettered += 1
+                    stats.failed += 1
                     log.error("receiver %s: %s %s %s not delivered: %s", receiver.name, alert.kind, alert.entity,
                               alert.status, outcome.error)
                     await self.dead_letter(receiver, alert, outcome)
+                    stats.dead_lettered += 1
+                if self.on_outcome is not None:
+                    await self.on_outcome(receiver, alert, outcome)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not kill the receiver's worker

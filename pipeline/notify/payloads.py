@@ -20,7 +20,13 @@ def clusterpulse_body(alert: Alert) -> bytes:
 
 
 def _am_labels(alert: Alert) -> dict[str, str]:
-    labels = {k: str(v) for k, v in alert.labels.items()}
+    """The alert's labels plus alertname, entity, severity and the routable `grouped` and
+    `root_cause` (so Alertmanager routes and inhibit rules can select consequences)."""
+    from pipeline.notify.routing import routable_labels
+
+    labels = routable_labels(alert)
+    if not labels["root_cause"]:
+        del labels["root_cause"]
     labels.update({"alertname": alert.kind, "entity": alert.entity, "severity": alert.severity})
     return labels
 
@@ -32,6 +38,11 @@ def _am_annotations(alert: Alert) -> dict[str, str]:
     radius = alert.evidence.get("blast_radius")
     if radius:
         notes["blast_radius"] = json.dumps(radius, sort_keys=True)
+    grouped = alert.evidence.get("grouped")
+    if grouped:
+        notes["grouped_count"] = str(grouped["count"])
+        notes["grouped"] = ", ".join(f"{g['kind']} {g['entity']}" for g in grouped["first"]) + \
+            (" ..." if grouped["count"] > len(grouped["first"]) else "")
     return notes
 
 

@@ -74,3 +74,38 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
     finally:
         producer.close()
         consumer.close()
+
+
+def replay_from_lake(lake: str, settings: Settings, only: str | None = None) -> dict[str, int]:
+    """Resend, once, each notification the lake's ledger says is still undelivered; record the
+    outcome in the ledger, so a second replay sends only what failed again."""
+    import os
+
+    import aiohttp
+
+    from pipeline.notify import ledger
+    from pipeline.notify.payloads import idempotency_key
+
+    receivers = {r.name: r for r in settings.notify.receivers}
+    book = ledger.Ledger(lake, f"replay-{os.getpid()}")
+    summary = {"delivered": 0, "failed": 0, "skipped": 0}
+
+    async def resend() -> None:
+        async with aiohttp.ClientSession() as session:
+            for entry in ledger.undelivered(ledger.read(lake)):
+                receiver = receivers.get(entry["receiver"])
+                if receiver is None or (only and receiver.name != only):
+                    summary["skipped"] += 1
+                    continue
+                try:
+                    alert = Alert(**entry["alert"])
+                except TypeError:
+                    summary["skipped"] += 1
+                    continue
+                outcome = await deliver(session, receiver, alert)
+                summary["delivered" if outcome.delivered else "failed"] += 1
+                book.append(ledger.record(receiver.name, alert, outcome.delivered, outcome.attempts,
+                                          outcome.status, outcome.error, idempotency_key(alert), replay=True))
+
+    asyncio.run(resend())
+    return summary

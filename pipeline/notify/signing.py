@@ -35,8 +35,13 @@ def verify(secret: bytes, body: bytes, header: str | None, now: float | None = N
     except (KeyError, ValueError):
         raise SignatureError(f"malformed {HEADER} header") from None
     now = time.time() if now is None else now
-    if abs(now - t) > tolerance_s:
-        raise SignatureError(f"timestamp {t} is {now - t:+.0f} s from now (tolerance {tolerance_s:g} s): a replay?")
+    age = now - t
+    if age > tolerance_s:
+        raise SignatureError(f"signed {age:.0f} s ago (timestamp {t}; tolerance {tolerance_s:g} s): a replay, "
+                             "or the sender's clock is behind")
+    if -age > tolerance_s:
+        raise SignatureError(f"signed {-age:.0f} s in the future (timestamp {t}; tolerance {tolerance_s:g} s): "
+                             "the sender's clock is ahead")
     expected = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given):
         raise SignatureError("signature does not match the body")

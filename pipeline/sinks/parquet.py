@@ -4,7 +4,10 @@ The sink never commits anything itself. `flush()` writes every buffered row of a
 and returns the last offset now on disk, so the caller acknowledges (commits) only what is durable.
 Files are named after the dataset, topic, partition and the first offset of their rows, and are
 written under a temporary name then renamed, so a re-write after a crash replaces the same file and
-no reader ever sees half a file.
+no reader ever sees half a file. A worker names its stream in the file name too
+(`<topic>+<partition>@<stream>+<offset>`, the stream being a tag of its consumer group and the
+topic's id): a topic re-created (a memory broker's next run) or another group's files are never
+overwritten or removed.
 """
 
 from __future__ import annotations
@@ -91,8 +94,9 @@ class ParquetSink:
 
     def __init__(self, root: str | Path, *, flush_rows: int = 500_000,
                  flush_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 topology: Topology | None = None) -> None:
+                 topology: Topology | None = None, stream_tags: dict[str, str] | None = None) -> None:
         self.fs, self.root_path = open_filesystem(root)
+        self.stream_tags = dict(stream_tags or {})  # topic -> tag of (consumer group, topic id)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.root = Path(self.root_path) if self.local else None
         self.topology = topology
@@ -175,13 +179,18 @@ class ParquetSink:
         with self._listing_lock:
             if self._listing is None:
                 self._listing = self._list_partition_files()
-            files = self._listing.pop(f"{topic}+{partition}", [])
+            files = self._listing.pop(self._owner(topic, partition), [])
         removed = []
         for first, path in files:
             if first >= from_offset:
                 self.fs.delete_file(path)
                 removed.append(path)
         return removed
+
+    def _owner(self, topic: str, partition: int) -> str:
+        """The part of a file name before its offset: whose rows these are."""
+        tag = self.stream_tags.get(topic)
+        return f"{topic}+{partition}@{tag}" if tag else f"{topic}+{partition}"
 
     def forget_listing(self) -> None:
         """Partitions were reassigned: list the lake afresh when one is next taken on."""
@@ -278,7 +287,7 @@ class ParquetSink:
             first_offset = int(offsets[mask].min())
             stamp = np.datetime64(int(hour) * 3600, "s").astype(object)
             relative = f"{dataset}/date={stamp:%Y-%m-%d}/hour={stamp:%H}"
-            name = f"{topic}+{partition}+{first_offset:020d}.parquet"
+            name = f"{self._owner(topic, partition)}+{first_offset:020d}.parquet"
             if self.local:
                 folder = Path(self.root_path) / relative
                 folder.mkdir(parents=True, exist_ok=True)

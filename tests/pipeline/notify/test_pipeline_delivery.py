@@ -148,9 +148,9 @@ def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_p
     wait_for("the receiver", lambda: get_json(f"http://127.0.0.1:{port}/healthz"), 30)
     replay = run_cli("--config", str(config), "alerts", "replay")
     assert replay.returncode == 0, replay.stderr
-    assert "replayed 1 notifications" in replay.stderr
+    assert "replayed 1 notification;" in replay.stderr
     again = run_cli("--config", str(config), "alerts", "replay")
-    assert "replayed 0 notifications" in again.stderr
+    assert "replayed 0 notifications;" in again.stderr
     got = get_json(f"http://127.0.0.1:{port}/received")
     assert [(r["body"]["entity"], r["body"]["status"]) for r in got] == [("node0003-card1", "firing")]
     assert receiver.poll() is None

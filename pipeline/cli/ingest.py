@@ -1,0 +1,247 @@
+"""`clusterpulse ingest SOURCE ...`: real telemetry in, one sub-command per source."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.broker import check_reachable, create_topics
+from pipeline.cli.common import CommandError, UsageError, close_output, new_verb, plural, say
+from pipeline.settings import Settings
+
+NETWORK = ("bootstrap", "partitions", "topic_prefix")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, kernel-log Xids, nvidia-smi, "
+                                      "perfquery, sysfs, step tables",
+                       description="Real telemetry in. `clusterpulse ingest SOURCE --help` shows a source's options.")
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+
+    def source(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        s = new_verb(sources, name, help_text, example, settings=NETWORK)
+        s.add_argument("--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names "
+                                           "(YAML, docs/inventory.md)")
+        s.add_argument("--out", help="write messages to this file instead of Kafka")
+        s.set_defaults(handler=cmd_ingest)
+        return s
+
+    s = source("prometheus", "dcgm-exporter, npu-exporter and node_exporter /metrics: live or saved scrapes",
+               "clusterpulse ingest prometheus --target http://gpu-node-1:9400/metrics --inventory inv.yaml "
+               "--bootstrap kafka:9092\nclusterpulse ingest prometheus scrape.prom --host gpu-node-1 --out x.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved scrapes")
+    s.add_argument("--target", action="append", default=[], metavar="URL", help="a /metrics URL; repeatable")
+    s.add_argument("--host", help="the host of saved scrapes without Hostname labels")
+    s.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
+    s.add_argument("--once", action="store_true", help="poll every target once and exit")
+
+    s = source("xid", "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
+               "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="kernel logs")
+    s.add_argument("--host", help="the host the log comes from (required; the inventory maps its PCI ids)")
+    s.add_argument("--boot-time", help="boot time (ISO 8601) for /dev/kmsg records")
+
+    s = source("nvidia-smi", "nvidia-smi --query-gpu=... --format=csv, or nvidia-smi -q -x",
+               "clusterpulse ingest nvidia-smi --host gpu-node-1 query.csv --out smi.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved nvidia-smi output")
+    s.add_argument("--host", help="the host the output comes from (required)")
+
+    s = source("perfquery", "perfquery -x extended port counters of a switch",
+               "clusterpulse ingest perfquery --switch 0x7cfe9003009ce5b0 perfquery.out --inventory inv.yaml "
+               "--out pq.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved perfquery -x output")
+    s.add_argument("--switch", help="the switch: a topology name, or a GUID the inventory maps (required)")
+
+    s = source("sysfs", "/sys/class/infiniband/*/ports/*/counters or /sys/class/net/*/statistics of a host",
+               "clusterpulse ingest sysfs --host gpu-node-1 /sys/class/infiniband --inventory inv.yaml --out ib.msgs")
+    s.add_argument("inputs", nargs="*", metavar="DIR", help="sysfs class directories (or copies)")
+    s.add_argument("--host", help="the host (required; its NICs are mapped by the inventory)")
+    s.add_argument("--sysfs-kind", choices=["infiniband", "net"], default="infiniband",
+                   help="/sys/class/infiniband or /sys/class/net layout")
+
+    s = source("steps", "per-rank step times: Alibaba PAI mini-batch CSVs, ByteDance op traces",
+               "clusterpulse ingest steps job_1_norm.csv --detect\n"
+               "clusterpulse ingest steps trace-AR.parquet --format bytedance --out steps.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="step tables")
+    s.add_argument("--format", choices=["pai", "bytedance"], help="the table's format (default: by suffix)")
+    s.add_argument("--job", help="job name (default: from the file name)")
+    s.add_argument("--first-node", type=int, default=0, help="node of rank 0")
+    s.add_argument("--no-stage-groups", action="store_true",
+                   help="bytedance: compare all ranks, not ranks of the same pipeline stage")
+    s.add_argument("--detect", action="store_true", help="run the straggler detector and print its alerts")
+
+
+def _open_output(args: argparse.Namespace, settings: Settings) -> Any:
+    from producers.output import FileOutput, KafkaOutput
+
+    if args.out:
+        try:
+            return FileOutput(args.out)
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {args.out}: {exc.strerror}") from None
+    if not settings.bootstrap:
+        raise UsageError("give --bootstrap HOST:PORT (or CLUSTERPULSE_BOOTSTRAP) or --out FILE")
+    check_reachable(settings.bootstrap)
+    create_topics(settings)
+    return KafkaOutput(settings.bootstrap, settings.topic_prefix, f"clusterpulse-ingest-{args.source}")
+
+
+def _require(args: argparse.Namespace, what: str, hint: str) -> None:
+    if not getattr(args, what.replace("-", "_"), None):
+        raise UsageError(f"ingest {args.source} needs --{what} ({hint})")
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.topology import Topology
+    from producers.inventory import InventoryError, load_inventory
+
+    topology = Topology(settings.cluster.shape())
+    try:
+        inventory = load_inventory(args.inventory)
+    except InventoryError as exc:
+        raise UsageError(str(exc)) from None
+    if args.source == "prometheus":
+        if not args.target and not args.inputs:
+            raise UsageError("ingest prometheus needs --target URL or saved scrape files")
+    elif not args.inputs:
+        raise UsageError(f"ingest {args.source} needs input files")
+    for path in args.inputs:
+        if not Path(path).exists():
+            raise UsageError(f"no such file or directory: {path}")
+    if args.source in ("xid", "nvidia-smi", "sysfs"):
+        _require(args, "host", "the inventory maps it to a node")
+    if args.source == "perfquery":
+        _require(args, "switch", "a topology name, or a GUID the inventory maps")
+    if args.source == "steps" and args.detect:
+        return _steps_detect(args, settings, topology)
+    output = _open_output(args, settings)
+    try:
+        return HANDLERS[args.source](args, topology, inventory, output)
+    except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
+        raise CommandError(str(exc)) from None
+    finally:
+        if not close_output(output):
+            return 1  # a message the broker did not take fails the command
+
+
+def _prometheus(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.ingest import ingest_prometheus
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    summary, converter = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
+                                           args.interval, args.once, lambda: stop["now"])
+    r = converter.report
+    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'sample')} ({r.mapped:,} mapped); "
+        f"{sum(r.unknown_metrics.values()):,} samples of {plural(len(r.unknown_metrics), 'unmapped metric')} "
+        f"ignored; {plural(r.bad_lines, 'unparseable line')}; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}; "
+        f"{plural(len(summary.errors), 'failed scrape')}")
+    return 1 if summary.errors and not summary.batches else 0
+
+
+def _xid(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
+    from producers.ingest import IngestSummary, send_batches
+
+    try:
+        boot = int(datetime.fromisoformat(args.boot_time.replace("Z", "+00:00")).timestamp() * 1000) \
+            if args.boot_time else None
+    except ValueError:
+        raise UsageError(f"--boot-time wants an ISO 8601 time, got {args.boot_time!r}") from None
+    report, summary = KernelLogReport(), IngestSummary()
+    for path in args.inputs:
+        events = parse_xids(Path(path).read_text(errors="replace"), boot, report)
+        send_batches(xid_batches(events, args.host, inventory, report), output, summary)
+    say(f"{plural(report.xid_lines, 'Xid line')} in {plural(report.lines, 'line')} -> "
+        f"{plural(summary.batches, 'event batch', 'event batches')}; unmapped PCI ids: {report.unmapped or 'none'}; "
+        f"undated: {report.undated}")
+    return 0
+
+
+def _nvidia_smi(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters.nvidia_smi import parse_query_csv, parse_query_xml
+    from producers.ingest import IngestSummary, send_batches
+
+    summary = IngestSummary()
+    now_ms = int(time.time() * 1000)
+    for path in args.inputs:
+        text = Path(path).read_text(errors="replace")
+        parse_fn = parse_query_xml if text.lstrip().startswith("<?xml") else parse_query_csv
+        send_batches(parse_fn(text, args.host, inventory, now_ms), output, summary)
+    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
+    return 0
+
+
+def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters.network import parse_perfquery
+    from producers.ingest import IngestSummary, send_batches
+
+    summary = IngestSummary()
+    switch = inventory.switch_of(args.switch) or args.switch
+    topology.parse_switch(switch)
+    now_ms = int(time.time() * 1000)
+    for path in args.inputs:
+        send_batches([parse_perfquery(Path(path).read_text(), switch, now_ms)], output, summary)
+    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
+    return 0
+
+
+def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters.network import read_sysfs
+    from producers.ingest import IngestSummary, send_batches
+
+    summary = IngestSummary()
+    now_ms = int(time.time() * 1000)
+    for path in args.inputs:
+        batches, unmapped = read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind)
+        send_batches(batches, output, summary)
+        if unmapped:
+            say(f"clusterpulse: devices not in the inventory (skipped): {', '.join(unmapped)}")
+    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
+    return 0
+
+
+def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.ingest import IngestSummary, send_batches
+
+    summary = IngestSummary()
+    for path in args.inputs:
+        send_batches(_step_batches(args, path, topology), output, summary)
+    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
+    return 0
+
+
+HANDLERS = {"prometheus": _prometheus, "xid": _xid, "nvidia-smi": _nvidia_smi, "perfquery": _perfquery,
+            "sysfs": _sysfs, "steps": _steps}
+
+
+def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:
+    from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
+
+    fmt = args.format or ("bytedance" if path.endswith(".parquet") else "pai")
+    records = read_pai_minibatch(path, args.job) if fmt == "pai" else \
+        read_bytedance_trace(path, args.job, by_stage=not args.no_stage_groups)
+    return to_batches(records, topology, args.first_node)
+
+
+def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -> int:
+    from pipeline.detect.straggler import StragglerDetector
+
+    for path in args.inputs:
+        try:
+            batches = _step_batches(args, path, topology)
+        except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        detector = StragglerDetector(topology, settings.detect.straggler)
+        alerts = [a for b in batches for a in detector.push(b)]
+        firing = [a for a in alerts if a.status == "firing"]
+        ranks = sorted({(a.labels["job"], int(a.labels["rank"])) for a in firing})
+        print(f"{path}: {plural(len(firing), 'straggler alert')} on {plural(len(ranks), 'rank')}: "
+              + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"))
+        for a in firing:
+            print(f"  step {a.evidence['step']}: {a.summary}")
+    return 0

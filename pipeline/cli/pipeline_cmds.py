@@ -1,0 +1,151 @@
+"""Verbs that run the pipeline: run, broker, worker, topics."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.broker import EmbeddedBroker, check_reachable, create_topics
+from pipeline.cli.common import (EXIT_USAGE, UsageError, need_bootstrap, new_verb, parse_speed_arg, plural,
+                                 positive_float, say)
+from pipeline.settings import Settings
+
+NETWORK = ("bootstrap", "partitions", "topic_prefix")
+
+
+def add_parsers(sub: Any) -> None:
+    p = new_verb(sub, "run", "the embedded default: broker, simulator, worker, live alerts, Parquet",
+                 "clusterpulse run --scenario scenarios/card-failure-small.yaml --speed max\n"
+                 "clusterpulse run --duration 60          # the built-in 10,240-card cluster for a minute",
+                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id"))
+    p.add_argument("--scenario", help="scenario YAML (default: built-in 10,240-card cluster with a few faults)")
+    p.add_argument("--speed", default="1", type=parse_speed_arg,
+                   help="event-time speed: 1 = real time, N, or max (default 1)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many wall-clock seconds")
+    p.add_argument("--append", action="store_true",
+                   help="with --bootstrap: write into a data directory that holds another cluster's lake")
+    p.set_defaults(handler=cmd_run)
+
+    p = new_verb(sub, "broker", "run the embedded Kafka-compatible broker (Tansu, memory only) alone",
+                 "clusterpulse broker --port 9092", settings=("partitions", "topic_prefix"))
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
+    p.add_argument("--no-topics", action="store_true", help="do not create the pipeline topics")
+    p.set_defaults(handler=cmd_broker)
+
+    p = new_verb(sub, "worker", "run a Faust worker (detectors, alerts, Parquet, notifications) against a broker",
+                 "clusterpulse worker --bootstrap 127.0.0.1:9092 --data ./lake --log-level info",
+                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id"))
+    p.add_argument("--append", action="store_true",
+                   help="write into a data directory that holds another cluster's lake")
+    p.add_argument("--health-port", type=int, help="serve GET /healthz on this port (setting health_port; "
+                                                   "0 = off)")
+    p.set_defaults(handler=cmd_worker)
+
+    p = new_verb(sub, "topics", "create the pipeline topics (idempotent)",
+                 "clusterpulse topics --bootstrap 127.0.0.1:9092 --partitions 24", settings=NETWORK)
+    p.set_defaults(handler=cmd_topics)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.lake_dirs import new_run_dir
+    from pipeline.run import print_summary, run_pipeline
+    from producers.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(f"invalid scenario: {exc}") from None
+    s = scenario.shape
+    settings = settings.model_copy(update={"cluster": settings.cluster.model_copy(update={
+        "cards": s.cards, "cards_per_node": s.cards_per_node, "nodes_per_leaf": s.nodes_per_leaf,
+        "spines": s.spines})})
+    if args.append:
+        settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
+    _check_receivers(settings)
+    if not settings.bootstrap and "://" not in settings.data_dir:
+        # a memory broker starts its topics at offset 0 each time: each run gets its own lake
+        lake = new_run_dir(settings.data_dir, scenario.name)
+        settings = settings.model_copy(update={"data_dir": str(lake)})
+        say(f"this run's lake: {lake}/ (earlier runs in {Path(lake).parent}/ are kept)")
+    say(f"scenario {scenario.name!r}: {s.cards:,} cards, {scenario.duration_s:g} s, "
+        f"{plural(len(scenario.faults), 'fault')}, speed {args.speed}")
+    result = run_pipeline(settings, args.scenario, args.speed, args.duration)
+    lost = print_summary(settings, result)
+    if result.simulator_status not in (0, None, -signal.SIGTERM):
+        say(f"clusterpulse: the simulator failed (status {result.simulator_status})")
+        return 1
+    if result.worker_status not in (0, None, -signal.SIGTERM):
+        return 1
+    return 1 if lost else 0
+
+
+def _check_receivers(settings: Settings) -> None:
+    """Receivers are checked at start-up: a secret that cannot be read fails now, not at every delivery."""
+    from pipeline.settings import SettingsError
+
+    for receiver in settings.notify.receivers:
+        try:
+            receiver.check()
+        except SettingsError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.broker import create_topics as make_topics
+
+    broker = EmbeddedBroker(host=args.host, port=args.port).start()
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not args.no_topics:
+            make_topics(settings, broker.bootstrap)
+        print(f"embedded broker (Tansu, memory only: a restart loses every message) listening on "
+              f"{broker.bootstrap}; use --bootstrap {broker.bootstrap}. Ctrl-C stops it.", flush=True)
+        while not stop["now"] and broker.process and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.app import run_worker
+    from pipeline.lake_dirs import LakeError, claim_lake, lake_identity
+
+    need_bootstrap(settings, "the worker")
+    if args.health_port is not None:
+        settings = settings.model_copy(update={"health_port": args.health_port})
+    if args.append:
+        settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
+    _check_receivers(settings)
+    try:
+        note = claim_lake(settings.data_dir, lake_identity(settings.cluster.model_dump(), settings.topic_prefix),
+                          settings.sink.append)
+    except LakeError as exc:
+        raise UsageError(str(exc)) from None
+    if note:
+        say(f"clusterpulse: {note}")
+    check_reachable(settings.bootstrap)
+    create_topics(settings)
+    run_worker(settings)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    need_bootstrap(settings, "topics")
+    check_reachable(settings.bootstrap)
+    for name, partitions in sorted(create_topics(settings).items()):
+        print(f"{name}\t{partitions} partitions")
+    return 0
+
+
+__all__ = ["add_parsers", "EXIT_USAGE"]

@@ -1,0 +1,148 @@
+"""Verbs around the simulator: simulate, replay, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.broker import check_reachable, create_topics
+from pipeline.cli.common import (CommandError, UsageError, close_output, need_bootstrap, new_verb,
+                                 parse_speed_arg, plural, say)
+from pipeline.settings import Settings
+
+NETWORK = ("bootstrap", "partitions", "topic_prefix")
+
+
+def add_parsers(sub: Any) -> None:
+    p = new_verb(sub, "simulate", "run the cluster simulator into Kafka or a file",
+                 "clusterpulse simulate --scenario scenarios/link-flap.yaml --speed max --out flap.msgs "
+                 "--truth flap.truth.jsonl\nclusterpulse simulate --scenario scenarios/straggler.yaml "
+                 "--bootstrap 127.0.0.1:9092", settings=NETWORK)
+    p.add_argument("--scenario", help="scenario YAML (default: built-in; format in docs/scenarios.md)")
+    p.add_argument("--speed", default="1", type=parse_speed_arg, help="1 = real time, N, or max")
+    p.add_argument("--out", help="write messages to this file instead of Kafka")
+    p.add_argument("--truth", help="write the ground truth (fault list) as JSON lines here, for the scorer")
+    p.add_argument("--check", action="store_true", help="validate the scenario and exit")
+    p.set_defaults(handler=cmd_simulate)
+
+    p = new_verb(sub, "replay", "produce a file written by `simulate --out` into Kafka",
+                 "clusterpulse replay flap.msgs --bootstrap 127.0.0.1:9092 --speed 20", settings=NETWORK)
+    p.add_argument("file")
+    p.add_argument("--speed", default="max", type=parse_speed_arg, help="1 = real time, N, or max (default)")
+    p.set_defaults(handler=cmd_replay)
+
+    p = new_verb(sub, "eval", "run scenarios and score the alerts against the injected faults",
+                 "clusterpulse eval --offline scenarios/*.yaml\n"
+                 "clusterpulse eval --json --report full.json scenarios/straggler.yaml",
+                 settings=("data_dir", "partitions"))
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO.yaml")
+    p.add_argument("--offline", action="store_true",
+                   help="feed the simulator straight into the detector core, no Kafka (fast)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--report", help="also write the full JSON report (with every alert) to this file")
+    p.set_defaults(handler=cmd_eval)
+
+
+def load_scenario_or_fail(path: str | None) -> Any:
+    from producers.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        raise UsageError(f"invalid scenario: {exc}") from None
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.output import DeliveryError, FileOutput, KafkaOutput, Pacer, parse_speed, pump
+    from producers.simulator import Simulator
+
+    scenario = load_scenario_or_fail(args.scenario)
+    if args.check:
+        print(f"scenario {scenario.name!r} is valid: {scenario.shape.cards:,} cards, "
+              f"{plural(len(scenario.faults), 'fault')}")
+        return 0
+    if not args.out:
+        need_bootstrap(settings, "simulate without --out FILE")
+        check_reachable(settings.bootstrap)
+    sim = Simulator(scenario)
+    if args.truth:
+        try:
+            with open(args.truth, "w") as fh:
+                for record in sim.ground_truth():
+                    fh.write(json.dumps(record.__dict__) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write --truth {args.truth}: {exc.strerror}") from None
+    if args.out:
+        try:
+            output: Any = FileOutput(args.out)
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {args.out}: {exc.strerror}") from None
+    else:
+        create_topics(settings)
+        output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-simulator")
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    try:
+        summary = pump(sim.ticks(), output, Pacer(parse_speed(args.speed)), should_stop=lambda: stopping["now"])
+    except (DeliveryError, KeyboardInterrupt) as exc:
+        say(f"clusterpulse: simulator stopped: {exc or 'interrupted'}")
+        return 1
+    finally:
+        if not close_output(output):
+            return 1
+    say(f"simulated {summary['simulated_s'] + scenario.tick_s:,.0f} s of {scenario.shape.cards:,} cards: "
+        f"{plural(int(summary['messages']), 'message')}, {summary['bytes'] / 1e6:,.1f} MB in "
+        f"{summary['elapsed_s']:.1f} s ({summary['msgs_per_s']:,.0f} msg/s)")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.schemas import InvalidRecord, decode_batch
+    from producers.output import DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
+
+    need_bootstrap(settings, "replay")
+    if not Path(args.file).is_file():
+        raise UsageError(f"no such file {args.file!r}")
+    check_reachable(settings.bootstrap)
+    pacer = Pacer(parse_speed(args.speed))
+    create_topics(settings)
+    output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-replay")
+    sent = 0
+    try:
+        try:
+            for message in read_message_file(args.file):
+                try:
+                    pacer.wait_until(decode_batch(message.value).ts_ms)
+                except InvalidRecord:
+                    pass  # replay what was recorded; the worker dead-letters it
+                output.send(message)
+                sent += 1
+        finally:
+            output.close()
+    except (ValueError, OSError, DeliveryError) as exc:
+        raise CommandError(f"replay of {args.file} stopped after {plural(sent, 'message')}: {exc}") from None
+    say(f"replayed {plural(sent, 'message')} from {args.file}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.evaluate import evaluate
+    from pipeline.scorer import table
+
+    for path in args.scenarios:
+        load_scenario_or_fail(path)
+    # SIGTERM unwinds like Ctrl-C, so the broker and worker of a Kafka-mode run are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    report = evaluate(args.scenarios, settings, offline=args.offline)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1))
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("by_kind", "overall")} | {
+            "scenarios": [{k: v for k, v in s.items() if k != "alerts"} for s in report["scenarios"]]}, indent=1))
+    else:
+        print(table(report))
+    return 0

@@ -1,0 +1,38 @@
+"""GET /healthz for a worker: 200 with a JSON report when ready, 503 (same report) before."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("clusterpulse.health")
+
+
+async def serve_health(port: int, report: Callable[[], dict[str, Any]], host: str = "0.0.0.0") -> None:
+    """Serve until cancelled. `report()` must return a dict with a boolean "ready"."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        body = report()
+        return web.json_response(body, status=200 if body.get("ready") else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot serve /healthz on port %d: %s", port, exc.strerror or exc)
+        await runner.cleanup()
+        return
+    log.info("health: GET http://%s:%d/healthz", host, port)
+    try:
+        while True:
+            await asyncio.sleep(3600)
+    finally:
+        await runner.cleanup()

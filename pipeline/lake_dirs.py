@@ -1,0 +1,112 @@
+"""Where a lake lives and whose it is: run directories, the lake manifest, the newest run.
+
+- `clusterpulse run` with the embedded (memory) broker writes each run into its own directory
+  under the data directory (`data/run-20261125T120102Z-default/`), so a second run never touches
+  the first one's files; `query`, `sql` and `compact` given the data directory use the newest run.
+- A lake records whose it is in `_lake.json` (cluster shape, topic prefix). A worker refuses a lake
+  that belongs to another cluster unless told to append (`--append`, setting `sink.append`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "_lake.json"
+DATASETS = ("card", "card_events", "step", "port", "alerts", "notifications")
+RUN_PREFIX = "run-"
+
+
+class LakeError(ValueError):
+    """The lake cannot be used as asked; the message says why and what to do."""
+
+
+def new_run_dir(root: str | Path, scenario_name: str, now: datetime | None = None) -> Path:
+    """A fresh directory for one `clusterpulse run` under `root` (never an existing one)."""
+    now = now or datetime.now(timezone.utc)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-") or "run"
+    base = Path(root) / f"{RUN_PREFIX}{now:%Y%m%dT%H%M%SZ}-{safe}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def is_lake(path: Path) -> bool:
+    return (path / MANIFEST).is_file() or any((path / d).is_dir() for d in DATASETS)
+
+
+def runs_in(root: Path) -> list[Path]:
+    """Run directories under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(RUN_PREFIX) and is_lake(p)),
+                  key=lambda p: p.name)
+
+
+@dataclass
+class ResolvedLake:
+    path: str
+    note: str | None = None  # said to the user when the lake is not the directory they named
+
+
+def resolve_lake(data_dir: str) -> ResolvedLake:
+    """The lake to read for a data directory: itself, or the newest run directory inside it."""
+    if "://" in data_dir:
+        return ResolvedLake(data_dir)
+    root = Path(data_dir)
+    if is_lake(root):
+        return ResolvedLake(data_dir)
+    runs = runs_in(root)
+    if not runs:
+        return ResolvedLake(data_dir)
+    newest = runs[-1]
+    others = f"; {len(runs) - 1} earlier run(s) there, choose one with --data" if len(runs) > 1 else ""
+    return ResolvedLake(str(newest), f"reading {newest} (the newest run in {root}{others})")
+
+
+def lake_identity(cluster: dict[str, Any], topic_prefix: str) -> dict[str, Any]:
+    return {"cluster": dict(cluster), "topic_prefix": topic_prefix}
+
+
+def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False) -> str | None:
+    """Make sure this lake is ours (or may be appended to) and record whose it is.
+
+    Returns a note for the user, or None. Raises LakeError for a lake of another cluster."""
+    if "://" in data_dir:
+        return None  # object stores: no manifest check (tested only on local directories)
+    root = Path(data_dir)
+    path = root / MANIFEST
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LakeError(f"{path} cannot be read ({exc}); move it away if this lake is yours") from None
+        mine = {k: found.get(k) for k in identity}
+        if mine == identity:
+            return None
+        if not append:
+            raise LakeError(f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
+                            f"{_describe(identity)}): give another --data, or --append to add to it anyway")
+        return f"appending to {root}, which holds the lake of another cluster ({_describe(found)})"
+    has_data = any((root / d).is_dir() for d in DATASETS)
+    if has_data and not append:
+        raise LakeError(f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
+                        "--data, or --append to add to it anyway")
+    root.mkdir(parents=True, exist_ok=True)
+    record = {**identity, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return None
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    c = identity.get("cluster") or {}
+    shape = (f"{c.get('cards', '?')} cards, {c.get('cards_per_node', '?')} per node, "
+             f"{c.get('nodes_per_leaf', '?')} nodes per leaf, {c.get('spines', '?')} spines")
+    return f"{shape}, topics {identity.get('topic_prefix', '?')}.*"

@@ -1,0 +1,103 @@
+"""The notification ledger: every final delivery outcome as a JSON line in the lake.
+
+Each worker (and each `alerts replay`) appends to its own file `<lake>/_notify/<writer>.jsonl`, so
+what was delivered, what failed and the dead-lettered notifications themselves outlive the broker:
+`clusterpulse run` counts them per receiver at its end, and `clusterpulse alerts replay --data LAKE`
+resends what is still undelivered after the run's memory broker is gone. DuckDB reads it too:
+``SELECT * FROM read_json_auto('data/<run>/_notify/*.jsonl')``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.schemas import Alert
+
+FOLDER = "_notify"
+
+
+def record(receiver: str, alert: Alert, delivered: bool, attempts: int, status: int | None, error: str | None,
+           key: str, replay: bool = False) -> dict[str, Any]:
+    """One ledger line; an undelivered one carries the whole alert so it can be resent."""
+    line: dict[str, Any] = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                            "receiver": receiver, "key": key, "alert_id": alert.id, "kind": alert.kind,
+                            "entity": alert.entity, "status": alert.status, "delivered": delivered,
+                            "attempts": attempts, "http_status": status, "error": error, "replay": replay}
+    if not delivered:
+        line["alert"] = json.loads(alert.to_json())
+    return line
+
+
+class Ledger:
+    """Appends outcome lines to this writer's file (local lakes only; thread-safe)."""
+
+    def __init__(self, lake: str, writer: str) -> None:
+        self.path = None if "://" in lake else Path(lake) / FOLDER / f"{writer}.jsonl"
+        self._lock = threading.Lock()
+
+    def append(self, line: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(line, sort_keys=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+def read(lake: str | Path) -> list[dict[str, Any]]:
+    """Every ledger line of a lake, oldest first (unreadable lines are skipped)."""
+    lines = []
+    folder = Path(lake) / FOLDER
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for text in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and "receiver" in entry and "key" in entry:
+                lines.append(entry)
+    return sorted(lines, key=lambda e: str(e.get("at", "")))
+
+
+@dataclass
+class ReceiverTally:
+    delivered: int = 0
+    failed: int = 0
+    replayed: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.failed
+
+
+def tally(lines: list[dict[str, Any]]) -> dict[str, ReceiverTally]:
+    """Per receiver: notifications delivered, and failed = still undelivered (after any replay)."""
+    final: dict[tuple[str, str], dict[str, Any]] = {}
+    counts: dict[str, ReceiverTally] = defaultdict(ReceiverTally)
+    for entry in lines:
+        final[(entry["receiver"], entry["key"])] = entry
+        if entry.get("replay") and entry.get("delivered"):
+            counts[entry["receiver"]].replayed += 1
+    for (receiver, _), entry in final.items():
+        if entry.get("delivered"):
+            counts[receiver].delivered += 1
+        else:
+            counts[receiver].failed += 1
+    return dict(counts)
+
+
+def undelivered(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest line of each (receiver, notification) that is still not delivered."""
+    final: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in lines:
+        final[(entry["receiver"], entry["key"])] = entry
+    return [e for e in final.values() if not e.get("delivered") and isinstance(e.get("alert"), dict)]
