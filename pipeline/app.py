@@ -393,6 +393,7 @@ class BoundedWorker(faust.Worker):
     def __init__(self, *args: Any, shutdown_timeout_s: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shutdown_timeout_s = shutdown_timeout_s
+        self.spinner = None  # Faust's progress spinner writes terminal escape codes, also into log files
 
     def _schedule_shutdown(self, signal: Any) -> None:
         if not self._signal_stop_time:

@@ -239,13 +239,17 @@ def _describe(radius: dict) -> str:
     parts = []
     if radius.get("cards"):
         rail = f" (rail {radius['rail']})" if "rail" in radius else ""
-        parts.append(f"{radius['cards']} cards{rail}")
+        parts.append(f"{_count(radius['cards'], 'card')}{rail}")
     if radius.get("nodes"):
-        parts.append(f"{radius['nodes']} nodes")
+        parts.append(_count(radius["nodes"], "node"))
     if radius.get("links"):
-        parts.append(f"{radius['links']} links")
+        parts.append(_count(radius["links"], "link"))
     jobs = radius.get("jobs") or []
     text = "affects " + ", ".join(parts) if parts else "affects no cards"
     if jobs:
         text += f"; jobs {radius.get('impact', 'stalled')}: {', '.join(jobs)}"
     return text
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -200,8 +200,10 @@ def _used(statement: str, values: dict[str, str]) -> dict[str, str] | None:
 
 
 def _explain(exc: Exception, empty: list[str]) -> str:
+    """DuckDB's message on one line (its caret line dropped), with the datasets that have no data."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and set(line.strip()) != {"^"}]
     hint = f" (no data yet for: {', '.join(empty)})" if empty else ""
-    return f"{exc}{hint}"
+    return "; ".join(lines).replace("^", "").strip() + hint
 
 
 def _format(columns: list[str], rows: list[tuple], fmt: str) -> str:

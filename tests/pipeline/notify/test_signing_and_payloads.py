@@ -75,3 +75,15 @@ def test_secrets_come_from_environment_or_file_and_stay_out_of_repr(tmp_path, mo
     path = tmp_path / "secret"
     path.write_text("xyz\n")
     assert ReceiverSettings(name="f", url="http://w/", secret_file=str(path)).secret() == b"xyz"
+
+
+def test_a_stale_or_future_signature_says_which_way_the_clock_is_off() -> None:
+    import pytest as _pytest
+
+    from pipeline.notify.signing import SignatureError, sign, verify
+
+    header = sign(b"k", b"{}", timestamp=1_000_000)
+    with _pytest.raises(SignatureError, match=r"signed 400 s ago .*a replay, or the sender's clock is behind"):
+        verify(b"k", b"{}", header, now=1_000_400)
+    with _pytest.raises(SignatureError, match=r"signed 400 s in the future .*the sender's clock is ahead"):
+        verify(b"k", b"{}", header, now=999_600)

@@ -132,3 +132,28 @@ def test_port_rows_carry_link_and_rail_and_step_rows_their_card(tmp_path: Path) 
         (3, "node0003-nic2~leaf004", 2), (4, "leaf004~spine000", None), (5, "leaf004~spine001", None)]
     steps = pq.read_table(files(tmp_path, "step")[0]).to_pylist()
     assert [(r["rank"], r["card"]) for r in steps] == [(8, 0), (9, 1), (10, 2)]
+
+
+def test_cleanup_touches_only_files_of_its_own_stream(tmp_path: Path) -> None:
+    """A memory broker's next run starts the same topic at offset 0 again: its worker must neither
+    delete nor overwrite the files of the earlier run (another topic id) or of another group."""
+    topic = "cp.telemetry.card"
+    earlier = ParquetSink(tmp_path, stream_tags={topic: "aaaa1111"})
+    untagged = ParquetSink(tmp_path)  # files written before streams were named
+    other_group = ParquetSink(tmp_path, stream_tags={topic: "bbbb2222"})
+    for sink in (earlier, untagged, other_group):
+        for offset in range(10):
+            sink.add_batch(topic, 3, offset, card_batch("node0001", offset))
+        sink.flush(topic, 3)
+    assert len(files(tmp_path, "card")) == 3
+    next_run = ParquetSink(tmp_path, stream_tags={topic: "cccc3333"})
+    assert next_run.discard_uncommitted(topic, 3, 0) == []  # was: every file of partition 3 deleted
+    for offset in range(10):
+        next_run.add_batch(topic, 3, offset, card_batch("node0001", offset))
+    next_run.flush(topic, 3)
+    names = sorted(f.name for f in files(tmp_path, "card"))
+    assert names == [f"{topic}+3+{0:020d}.parquet", f"{topic}+3@aaaa1111+{0:020d}.parquet",
+                     f"{topic}+3@bbbb2222+{0:020d}.parquet", f"{topic}+3@cccc3333+{0:020d}.parquet"]
+    restarted = ParquetSink(tmp_path, stream_tags={topic: "cccc3333"})  # same stream: its own crash cleanup
+    assert [Path(p).name for p in restarted.discard_uncommitted(topic, 3, 0)] == [f"{topic}+3@cccc3333+{0:020d}.parquet"]
+    assert len(files(tmp_path, "card")) == 3

@@ -1,0 +1,131 @@
+"""Every verb answers bad input with one line on stderr and exit 2, never a traceback; each
+--help shows only the verb's own options and an example; options and files in any order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import build_parser
+from tests.conftest import ROOT, clean_env, run_cli
+
+RECEIVERS = '[{"name": "ops", "url": "http://127.0.0.1:9/hook"}]'
+
+
+@pytest.fixture
+def binary(tmp_path: Path) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    return path
+
+
+BAD_INPUT = [
+    (["run", "--duration", "-1"], "must be a positive number"),
+    (["run", "--speed", "fast"], "--speed must be a positive number or 'max'"),
+    (["run", "--scenario", "no-such.yaml"], "no-such.yaml"),
+    (["broker", "--port", "http"], "invalid int value"),
+    (["worker"], "needs --bootstrap"),
+    (["topics"], "needs --bootstrap"),
+    (["simulate", "--scenario", "no-such.yaml"], "no-such.yaml"),
+    (["simulate", "--scenario", "scenarios/healthy.yaml"], "needs --bootstrap"),
+    (["replay", "no-such.msgs", "--bootstrap", "127.0.0.1:1"], "no such file"),
+    (["eval", "no-such.yaml"], "no-such.yaml"),
+    (["ingest", "xid", "--host", "h1"], "needs input files"),
+    (["ingest", "perfquery", "tests/fixtures/perfquery__0x7cfe9003009ce5b0.out", "--out", "/dev/null"], "--switch"),
+    (["ingest", "toaster"], "invalid choice"),
+    (["alerts", "replay"], "no receivers configured"),
+    (["alerts", "replay", "--receiver", "pager"], "no receivers configured"),
+    (["receiver", "--secret-env", "CLUSTERPULSE_TEST_UNSET"], "is not set"),
+    (["query", "no_such_query"], "no canned query named 'no_such_query'; there are: blast_radius"),
+    (["query", "SELEC 1"], "syntax error"),
+    (["query", "fault_timeline", "--param", "start"], "--param wants NAME=VALUE"),
+    (["compact", "--data", "s3://bucket/lake"], "local data directory"),
+    (["sql", "--partitions", "3"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("args,reason", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], reason: str, tmp_path: Path) -> None:
+    result = run_cli(*args, "--data", str(tmp_path / "lake"), timeout=60) if args[0] in ("query", "sql") \
+        else run_cli(*args, timeout=60)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert reason in lines[0]
+
+
+def test_an_unreachable_broker_is_one_line_without_waiting_for_a_timeout() -> None:
+    result = run_cli("alerts", "replay", "--bootstrap", "127.0.0.1:1",
+                     env={"CLUSTERPULSE_NOTIFY__RECEIVERS": RECEIVERS}, timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "cannot reach a Kafka broker at 127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_config_is_read_before_or_after_the_verb_and_a_binary_one_is_refused(where: str, binary: Path,
+                                                                            tmp_path: Path) -> None:
+    args = ["--config", str(binary), "topics"] if where == "before" else ["topics", "--config", str(binary)]
+    result = run_cli(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"clusterpulse: config file {str(binary)!r} is not text (expected YAML)"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("partitions: 0\n")
+    result = run_cli("simulate", "--check", "--scenario", "scenarios/healthy.yaml", "--config", str(bad))
+    assert result.returncode == 2 and "setting 'partitions'" in result.stderr
+
+
+def test_a_query_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    command = (f"{sys.executable} -m pipeline query --data {tmp_path} "
+               "'SELECT range FROM range(200000)' --format csv | head -2")
+    result = subprocess.run(["sh", "-c", command], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.splitlines() == ["range", "0"]
+    assert result.stderr == ""
+
+
+def test_each_help_shows_only_its_own_options_and_an_example() -> None:
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    for name, sub in verbs.items():
+        text = sub.format_help()
+        if name == "ingest":
+            text = sub._subparsers._group_actions[0].choices["xid"].format_help()  # noqa: SLF001
+        assert "example:" in text, name
+    query = verbs["query"].format_help()
+    for foreign in ("--partitions", "--bootstrap", "--topic-prefix"):
+        assert foreign not in query
+    assert "--interval" not in verbs["ingest"]._subparsers._group_actions[0].choices["xid"].format_help()  # noqa: SLF001
+
+
+def test_the_receiver_listens_on_loopback_unless_told() -> None:
+    assert build_parser().parse_args(["receiver"]).host == "127.0.0.1"
+
+
+def test_counts_are_in_words_that_agree() -> None:
+    result = run_cli("simulate", "--check", "--scenario", "scenarios/card-failure-small.yaml")
+    assert result.returncode == 0
+    assert "1 fault" in result.stdout and "1 faults" not in result.stdout
+
+
+def test_a_canned_query_by_name_and_the_sql_session_dot_commands(tmp_path: Path) -> None:
+    from pipeline.schemas import Alert
+    from pipeline.sinks.parquet import ParquetSink
+
+    sink = ParquetSink(tmp_path)
+    sink.add_alert("clusterpulse.alerts", 0, 0, Alert(kind="card_failed", entity="node0001-card2", status="firing",
+                                                      starts_at="2026-01-01T00:00:20.000Z", severity="critical",
+                                                      summary="failed"))
+    sink.flush_all()
+    result = run_cli("query", "fault_timeline", "--data", str(tmp_path), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert "node0001-card2" in result.stdout
+    session = subprocess.run([sys.executable, "-m", "pipeline", "sql", "--data", str(tmp_path)], cwd=ROOT,
+                             env=clean_env(), input=".tables\n.help\n.nonsense\nSELECT 41 + 1 AS answer;\n.quit\n",
+                             capture_output=True, text=True, timeout=60)
+    assert session.returncode == 0 and "Traceback" not in session.stderr
+    assert "unknown command '.nonsense'" in session.stdout and "42" in session.stdout
+    assert ".schema VIEW" in session.stdout

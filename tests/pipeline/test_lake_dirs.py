@@ -1,0 +1,54 @@
+"""A lake says whose it is; runs get their own directories; readers find the newest run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.lake_dirs import LakeError, claim_lake, lake_identity, new_run_dir, resolve_lake
+from tests.conftest import run_cli
+
+SMALL = {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2}
+BIG = {"cards": 10240, "cards_per_node": 8, "nodes_per_leaf": 32, "spines": 32}
+
+
+def test_a_lake_of_another_cluster_is_refused_unless_appending(tmp_path: Path) -> None:
+    assert claim_lake(str(tmp_path), lake_identity(BIG, "clusterpulse")) is None
+    assert json.loads((tmp_path / "_lake.json").read_text())["cluster"] == BIG
+    assert claim_lake(str(tmp_path), lake_identity(BIG, "clusterpulse")) is None  # a restart: ours
+    with pytest.raises(LakeError, match="another cluster .10240 cards.*this worker: 64 cards.*--append"):
+        claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse"))
+    note = claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse"), append=True)
+    assert note and "appending" in note
+    assert json.loads((tmp_path / "_lake.json").read_text())["cluster"] == BIG  # the owner stays
+
+
+def test_parquet_without_a_manifest_is_not_silently_adopted(tmp_path: Path) -> None:
+    (tmp_path / "card" / "date=2026-01-01").mkdir(parents=True)
+    with pytest.raises(LakeError, match="unknown cluster"):
+        claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse"))
+
+
+def test_runs_get_their_own_directories_and_readers_take_the_newest(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    first = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    second = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert first.name == "run-20260101T000000Z-card-failure-small" and second.name == first.name + "-2"
+    assert resolve_lake(str(tmp_path)).path == str(tmp_path)  # nothing written yet: not a lake
+    for run in (first, second):
+        claim_lake(str(run), lake_identity(SMALL, "clusterpulse"))
+    resolved = resolve_lake(str(tmp_path))
+    assert resolved.path == str(second) and "newest run" in resolved.note and "1 earlier run" in resolved.note
+    assert resolve_lake(str(first)).path == str(first) and resolve_lake(str(first)).note is None
+
+
+def test_the_worker_refuses_another_clusters_lake_before_it_starts(tmp_path: Path) -> None:
+    claim_lake(str(tmp_path), lake_identity(BIG, "clusterpulse"))
+    result = run_cli("worker", "--bootstrap", "127.0.0.1:1", "--data", str(tmp_path),
+                     env={"CLUSTERPULSE_CLUSTER__CARDS": "64", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
+                          "CLUSTERPULSE_CLUSTER__SPINES": "2"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "holds the lake of another cluster" in result.stderr
