@@ -51,8 +51,10 @@ def wait_for_rows(data: Path, dataset: str, sql: str, timeout_s: float = 60) -> 
 
 
 def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, prefix, children, tmp_path) -> None:
+    from pipeline.broker import free_port
+
     data = tmp_path / "lake"
-    env = worker_env(broker.bootstrap, prefix, data)
+    env = {**worker_env(broker.bootstrap, prefix, data), "CLUSTERPULSE_HEALTH_PORT": str(free_port())}
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     worker = children.start("worker", env=env, name="worker")
     sim = children.start("simulate", "--scenario", str(ROOT / "scenarios" / "card-failure-small.yaml"),
@@ -75,6 +77,17 @@ def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, pref
         rows = wait_for_rows(data, "card", "select count(*) from read_parquet({files})")
     assert rows == [(64 * 60 - 40,)]
     wait_for_rows(data, "alerts", "select count(*) from read_parquet({files}) where kind = 'card_failed'")
+
+    # the worker's own log: the alert as one line at info, no terminal escape codes; /healthz answers
+    log = children.log_of(worker)
+    assert "alert 2026-01-01T00:00:20.000Z FIRING   critical card_failed      node0005-card2" in log
+    assert "\x1b" not in log
+    import json
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{env['CLUSTERPULSE_HEALTH_PORT']}/healthz", timeout=5) as resp:
+        health = json.loads(resp.read())
+    assert health["ready"] is True and f"{prefix}.telemetry.card[0]" in health["partitions"]
+    assert health["lag"].get(f"{prefix}.telemetry.card") == 0 and health["alerts"] == {"firing": 1}
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(broker, prefix, children,
@@ -119,16 +132,60 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
     assert worker.poll() is None, "a bad message must not stop the worker"
 
 
-def test_run_command_runs_a_scenario_to_the_end(tmp_path) -> None:
-    """`clusterpulse run --speed max`: its own embedded broker, live alerts, Parquet, exit 0."""
-    data = tmp_path / "lake"
-    done = run_cli("run", "--scenario", str(ROOT / "scenarios" / "card-failure-small.yaml"), "--speed", "max",
-                   "--data", str(data), timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "FIRING   critical card_failed      node0005-card2" in done.stdout
-    assert "clusterpulse query --data" in done.stderr
-    count = duckdb.execute(f"select count(*) from read_parquet('{data}/card/**/*.parquet')").fetchall()
-    assert count == [(64 * 60 - 40,)]
+def lake_rows(lake: Path, dataset: str) -> int:
+    return duckdb.execute(f"select count(*) from read_parquet('{lake}/{dataset}/**/*.parquet')").fetchall()[0][0]
+
+
+def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails(tmp_path) -> None:
+    """`run` twice into one data directory (the second time with a receiver that refuses every
+    notification): both runs' lakes stay whole, the refusals are printed as they happen, counted
+    per receiver, make `run` exit 1, and `alerts replay --data` delivers them after the run."""
+    from pipeline.broker import free_port
+    from pipeline.receiver import WebhookReceiver
+    import threading
+
+    data = tmp_path / "data"
+    scenario = str(ROOT / "scenarios" / "card-failure-small.yaml")
+    first = run_cli("run", "--scenario", scenario, "--speed", "max", "--data", str(data), timeout=240)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "FIRING   critical card_failed      node0005-card2" in first.stdout
+    [first_lake] = [p for p in data.iterdir() if p.name.startswith("run-")]
+    assert f"clusterpulse query --data {first_lake}" in first.stderr
+    files_before = sorted(first_lake.rglob("*.parquet"))
+    assert lake_rows(first_lake, "card") == 64 * 60 - 40 and lake_rows(first_lake, "alerts") == 1
+
+    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=b"right")
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        receivers = f'[{{"name": "ops", "url": "{receiver.url}hook", "secret_env": "OPS_SECRET"}}]'
+        unset = run_cli("run", "--scenario", scenario, "--data", str(data),
+                        env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers}, timeout=60)
+        assert unset.returncode == 2 and "environment variable OPS_SECRET is not set" in unset.stderr
+        second = run_cli("run", "--scenario", scenario, "--speed", "max", "--data", str(data),
+                         env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "wrong"}, timeout=240)
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert "NOT DELIVERED to receiver ops: card_failed node0005-card2 firing after 1 attempt(s): HTTP 401" \
+            in second.stderr
+        assert "receiver ops: 0 delivered, 1 failed (dead-lettered)" in second.stderr
+        assert receiver.rejected == 1 and receiver.received == []
+
+        assert sorted(first_lake.rglob("*.parquet")) == files_before  # the first run's lake is untouched
+        assert lake_rows(first_lake, "card") == 64 * 60 - 40 and lake_rows(first_lake, "alerts") == 1
+        second_lake = max(p for p in data.iterdir() if p.name.startswith("run-"))
+        assert second_lake != first_lake and lake_rows(second_lake, "card") == 64 * 60 - 40
+
+        replay = run_cli("alerts", "replay", "--data", str(data),
+                         env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"})
+        assert replay.returncode == 0, replay.stderr
+        assert f"reading {second_lake}" in replay.stderr and "replayed 1 notification;" in replay.stderr
+        assert [(r["body"]["entity"], r["body"]["status"]) for r in receiver.received] == [
+            ("node0005-card2", "firing")]
+        again = run_cli("alerts", "replay", "--data", str(second_lake),
+                        env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"})
+        assert "replayed 0 notifications;" in again.stderr and len(receiver.received) == 1
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
 
 
 def test_detector_state_survives_a_worker_restart(broker, prefix, children, tmp_path) -> None:
