@@ -318,6 +318,11 @@ def create_app(settings: Settings) -> faust.App:
         @app.on_before_shutdown.connect
         async def stop_notifier(app: faust.App, **kwargs: Any) -> None:
             await notifier.stop()
+            for name, stats in notifier.stats.items():
+                log.log(logging.WARNING if stats.failed else logging.INFO,
+                        "receiver %s: %d delivered, %d failed (%d dead-lettered), %d grouped consequences carried "
+                        "by their root's notification", name, stats.delivered, stats.failed, stats.dead_lettered,
+                        stats.inhibited)
 
         app.clusterpulse_notifier = notifier  # type: ignore[attr-defined]
 

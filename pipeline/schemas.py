@@ -222,7 +222,7 @@ def iso_utc(ts_ms: int) -> str:
 
 @dataclass
 class Alert:
-    """One alert state change, in the format of specs/scenario.md."""
+    """One alert state change, in the format of docs/scenarios.md."""
 
     kind: str
     entity: str

@@ -1,4 +1,4 @@
-"""Score alerts against injected faults, exactly as `specs/scenario.md` says.
+"""Score alerts against injected faults, as `docs/scenarios.md` ("Scoring") describes.
 
 - A fault is detected by the first firing alert whose kind is accepted for it and whose entity is
   its target, with start <= starts_at <= end + 60 s; latency = starts_at - start (event time).

@@ -1,4 +1,4 @@
-"""Cluster topology: entity names, placement and port maps, as `specs/scenario.md` defines them.
+"""Cluster topology: entity names, placement and port maps, as `docs/scenarios.md` describes them.
 
 This is the one place that knows how cards, nodes, NICs, leaves, spines and links are named and
 wired. The simulator, the detectors, the sinks and the SQL all use these names.

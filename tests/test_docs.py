@@ -16,3 +16,22 @@ def test_topics_page_names_every_topic_column_and_header() -> None:
             assert f"| `{column.name}` | `{column.dtype}` | {column.group} |" in page, column
     for header in (DLQ_REASON, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET):
         assert header in page
+
+
+def test_docs_point_only_inside_the_repository() -> None:
+    """Every file a page links or names in backticks exists here; nothing cites the private spec."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    readme = pages[0].read_text()
+    for doc in ("docs/scenarios.md", "docs/inventory.md", "docs/operations.md", "docs/topics.md"):
+        assert f"]({doc})" in readme, f"README does not link {doc}"
+    for page in pages:
+        text = page.read_text()
+        assert "specs/" not in text, f"{page.name} cites specs/, which is not in the repository"
+        links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+        named = re.findall(r"`((?:pipeline|producers|sql|scenarios|docs|bench|tests)/[\w./-]+\.\w+)`", text)
+        for target in links + named:
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists() or (ROOT / target).exists(), f"{page.name}: {target} is missing"

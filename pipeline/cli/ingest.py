@@ -95,8 +95,26 @@ def _require(args: argparse.Namespace, what: str, hint: str) -> None:
         raise UsageError(f"ingest {args.source} needs --{what} ({hint})")
 
 
+def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None:
+    """--host must be an inventory host, or a topology node name (then GPU indexes are cards)."""
+    from pipeline.topology import UnknownEntity
+    from producers.inventory import Host
+
+    if inventory.host(args.host):
+        return
+    try:
+        topology.node_index(args.host)
+    except UnknownEntity:
+        if not args.inventory:
+            raise UsageError(f"--host {args.host!r} is not a node of the topology and no --inventory maps it "
+                             "(give --inventory FILE: docs/inventory.md)") from None
+        raise UsageError(f"--host {args.host!r} is neither in inventory {args.inventory} (hosts: "
+                         f"{inventory.known_hosts()}) nor a node of the topology") from None
+    inventory.hosts[args.host] = Host(args.host)
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.topology import Topology
+    from pipeline.topology import Topology, UnknownEntity
     from producers.inventory import InventoryError, load_inventory
 
     topology = Topology(settings.cluster.shape())
@@ -114,8 +132,15 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"no such file or directory: {path}")
     if args.source in ("xid", "nvidia-smi", "sysfs"):
         _require(args, "host", "the inventory maps it to a node")
+        _check_host(args, inventory, topology)
     if args.source == "perfquery":
         _require(args, "switch", "a topology name, or a GUID the inventory maps")
+        args.switch_name = inventory.switch_of(args.switch) or args.switch
+        try:
+            topology.parse_switch(args.switch_name)
+        except UnknownEntity:
+            raise UsageError(f"--switch {args.switch!r} is neither a switch of the topology ({topology.switch_names[0]}, "
+                             f"..., {topology.switch_names[-1]}) nor a GUID the inventory maps") from None
     if args.source == "steps" and args.detect:
         return _steps_detect(args, settings, topology)
     output = _open_output(args, settings)
@@ -128,91 +153,115 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return 1  # a message the broker did not take fails the command
 
 
+def _finish(summary: Any, reports: list, counts: str) -> int:
+    """Why each input gave nothing or less than all of it (one line each), the counts, and the
+    exit status: 1 when nothing usable came in at all."""
+    for report in reports:
+        line = report.line()
+        if line and line != report.printed:
+            say(f"clusterpulse: {line}")
+    say(counts)
+    if summary.batches == 0:
+        say(f"clusterpulse: nothing ingested from {plural(len(reports), 'input')}")
+        return 1
+    return 0
+
+
 def _prometheus(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
     from producers.ingest import ingest_prometheus
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    summary, converter = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
-                                           args.interval, args.once, lambda: stop["now"])
+    summary, converter, reports = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
+                                                    args.interval, args.once, lambda: stop["now"])
     r = converter.report
-    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'sample')} ({r.mapped:,} mapped); "
-        f"{sum(r.unknown_metrics.values()):,} samples of {plural(len(r.unknown_metrics), 'unmapped metric')} "
-        f"ignored; {plural(r.bad_lines, 'unparseable line')}; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}; "
-        f"{plural(len(summary.errors), 'failed scrape')}")
-    return 1 if summary.errors and not summary.batches else 0
+    gpus = f"; unmapped GPUs: {dict(r.unmapped_gpus)}" if r.unmapped_gpus else ""
+    return _finish(summary, reports,
+                   f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'sample')} "
+                   f"({r.mapped:,} mapped); {sum(r.unknown_metrics.values()):,} samples of "
+                   f"{plural(len(r.unknown_metrics), 'unmapped metric')} ignored; "
+                   f"{plural(r.bad_lines, 'unparseable line')}; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}"
+                   f"{gpus}; {plural(len(summary.errors), 'failed scrape')}")
 
 
 def _xid(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
-    from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
-    from producers.ingest import IngestSummary, send_batches
+    from producers.adapters import FormatError, read_text
+    from producers.adapters.kernel_log import KernelLogReport, no_xid_reason, parse_xids, xid_batches
+    from producers.ingest import ingest_inputs
 
     try:
         boot = int(datetime.fromisoformat(args.boot_time.replace("Z", "+00:00")).timestamp() * 1000) \
             if args.boot_time else None
     except ValueError:
         raise UsageError(f"--boot-time wants an ISO 8601 time, got {args.boot_time!r}") from None
-    report, summary = KernelLogReport(), IngestSummary()
-    for path in args.inputs:
-        events = parse_xids(Path(path).read_text(errors="replace"), boot, report)
-        send_batches(xid_batches(events, args.host, inventory, report), output, summary)
-    say(f"{plural(report.xid_lines, 'Xid line')} in {plural(report.lines, 'line')} -> "
-        f"{plural(summary.batches, 'event batch', 'event batches')}; unmapped PCI ids: {report.unmapped or 'none'}; "
-        f"undated: {report.undated}")
-    return 0
+    total = KernelLogReport()
+
+    def convert(path: str, skips: Any) -> list:
+        text = read_text(path)
+        report = KernelLogReport(skips=skips)
+        events = parse_xids(text, boot, report)
+        total.lines += report.lines
+        total.xid_lines += report.xid_lines
+        total.undated += report.undated
+        if not report.xid_lines:
+            raise FormatError(no_xid_reason(text, report.lines))
+        batches = xid_batches(events, args.host, inventory, report)
+        for pci, n in report.unmapped.items():
+            total.unmapped[pci] = total.unmapped.get(pci, 0) + n
+        return batches
+
+    summary, reports = ingest_inputs(args.inputs, convert, output, topology)
+    return _finish(summary, reports,
+                   f"{plural(total.xid_lines, 'Xid line')} in {plural(total.lines, 'line')} -> "
+                   f"{plural(summary.batches, 'event batch', 'event batches')}; "
+                   f"unmapped PCI ids: {total.unmapped or 'none'}; undated: {total.undated}")
 
 
 def _nvidia_smi(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
-    from producers.adapters.nvidia_smi import parse_query_csv, parse_query_xml
-    from producers.ingest import IngestSummary, send_batches
+    from producers.adapters import read_text
+    from producers.adapters.nvidia_smi import parse_nvidia_smi
+    from producers.ingest import ingest_inputs
 
-    summary = IngestSummary()
     now_ms = int(time.time() * 1000)
-    for path in args.inputs:
-        text = Path(path).read_text(errors="replace")
-        parse_fn = parse_query_xml if text.lstrip().startswith("<?xml") else parse_query_csv
-        send_batches(parse_fn(text, args.host, inventory, now_ms), output, summary)
-    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
-    return 0
+    summary, reports = ingest_inputs(
+        args.inputs, lambda path, skips: parse_nvidia_smi(read_text(path), args.host, inventory, now_ms, skips),
+        output, topology)
+    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
+                                     f"{plural(len(args.inputs), 'input')}")
 
 
 def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters import read_text
     from producers.adapters.network import parse_perfquery
-    from producers.ingest import IngestSummary, send_batches
+    from producers.ingest import ingest_inputs
 
-    summary = IngestSummary()
-    switch = inventory.switch_of(args.switch) or args.switch
-    topology.parse_switch(switch)
     now_ms = int(time.time() * 1000)
-    for path in args.inputs:
-        send_batches([parse_perfquery(Path(path).read_text(), switch, now_ms)], output, summary)
-    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
-    return 0
+    summary, reports = ingest_inputs(
+        args.inputs, lambda path, skips: [parse_perfquery(read_text(path), args.switch_name, now_ms)], output, topology)
+    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
+                                     f"{plural(len(args.inputs), 'input')}")
 
 
 def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
     from producers.adapters.network import read_sysfs
-    from producers.ingest import IngestSummary, send_batches
+    from producers.ingest import ingest_inputs
 
-    summary = IngestSummary()
     now_ms = int(time.time() * 1000)
-    for path in args.inputs:
-        batches, unmapped = read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind)
-        send_batches(batches, output, summary)
-        if unmapped:
-            say(f"clusterpulse: devices not in the inventory (skipped): {', '.join(unmapped)}")
-    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
-    return 0
+    summary, reports = ingest_inputs(
+        args.inputs,
+        lambda path, skips: read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind, skips)[0],
+        output, topology)
+    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
+                                     f"{plural(len(args.inputs), 'input')}")
 
 
 def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
-    from producers.ingest import IngestSummary, send_batches
+    from producers.ingest import ingest_inputs
 
-    summary = IngestSummary()
-    for path in args.inputs:
-        send_batches(_step_batches(args, path, topology), output, summary)
-    say(f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}")
-    return 0
+    summary, reports = ingest_inputs(args.inputs, lambda path, skips: _step_batches(args, path, topology), output,
+                                     topology)
+    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
+                                     f"{plural(len(args.inputs), 'input')}")
 
 
 HANDLERS = {"prometheus": _prometheus, "xid": _xid, "nvidia-smi": _nvidia_smi, "perfquery": _perfquery,
@@ -229,19 +278,31 @@ def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:
 
 
 def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -> int:
+    """Alerts per input on stdout; an input that gives no steps is one line on stderr, and the
+    command fails only when none of its inputs gave steps."""
     from pipeline.detect.straggler import StragglerDetector
+    from producers.ingest import InputReport
 
+    usable = 0
     for path in args.inputs:
         try:
             batches = _step_batches(args, path, topology)
-        except (OSError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            say(f"clusterpulse: {InputReport(path, problem=f'cannot read: {exc.strerror or exc}').line()}")
+            continue
+        except ValueError as exc:
+            say(f"clusterpulse: {InputReport(path, problem=str(exc)).line()}")
+            continue
+        usable += 1
         detector = StragglerDetector(topology, settings.detect.straggler)
         alerts = [a for b in batches for a in detector.push(b)]
         firing = [a for a in alerts if a.status == "firing"]
         ranks = sorted({(a.labels["job"], int(a.labels["rank"])) for a in firing})
         print(f"{path}: {plural(len(firing), 'straggler alert')} on {plural(len(ranks), 'rank')}: "
-              + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"))
+              + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"), flush=True)
         for a in firing:
             print(f"  step {a.evidence['step']}: {a.summary}")
+    if not usable:
+        say(f"clusterpulse: no steps in {plural(len(args.inputs), 'input')}: nothing to detect")
+        return 1
     return 0

@@ -15,7 +15,7 @@ def idempotency_key(alert: Alert) -> str:
 
 
 def clusterpulse_body(alert: Alert) -> bytes:
-    """Our own JSON: the alert record of specs/scenario.md, with evidence and blast radius."""
+    """Our own JSON: the alert record of docs/scenarios.md, with evidence and blast radius."""
     return alert.to_json()
 
 
