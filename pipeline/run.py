@@ -195,8 +195,10 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
 def print_summary(settings: Settings, result: RunResult) -> bool:
     """The end-of-run summary: alerts, files, deliveries per receiver, how to query. True if
     notifications were lost (not delivered, even after retries)."""
-    from pipeline.cli.common import plural
     from pipeline.notify import ledger
+
+    def plural(n: int, word: str) -> str:
+        return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
     firing = sum(1 for a in result.alerts if a.status == "firing")
     resolved = len(result.alerts) - firing
