@@ -1,4 +1,4 @@
-"""Scenario files (`specs/scenario.md`): load, fill defaults, validate before anything runs."""
+"""Scenario files (`docs/scenarios.md`): load, fill defaults, validate before anything runs."""
 
 from __future__ import annotations
 

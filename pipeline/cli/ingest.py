@@ -139,8 +139,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         try:
             topology.parse_switch(args.switch_name)
         except UnknownEntity:
-            raise UsageError(f"--switch {args.switch!r} is neither a switch of the topology ({topology.switch_names[0]}, "
-                             f"..., {topology.switch_names[-1]}) nor a GUID the inventory maps") from None
+            names = topology.switch_names
+            raise UsageError(f"--switch {args.switch!r} is neither a switch of the topology ({names[0]}, ..., "
+                             f"{names[-1]}) nor a GUID the inventory maps") from None
     if args.source == "steps" and args.detect:
         return _steps_detect(args, settings, topology)
     output = _open_output(args, settings)

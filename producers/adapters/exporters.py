@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.schemas import CARD, Batch
 from pipeline.topology import Topology, UnknownEntity
+from producers.adapters import Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample
 from producers.inventory import Inventory
@@ -57,7 +58,8 @@ class ConversionReport:
     samples: int = 0
     mapped: int = 0
     unknown_metrics: Counter = field(default_factory=Counter)
-    unmapped_hosts: Counter = field(default_factory=Counter)
+    unmapped_hosts: Counter = field(default_factory=Counter)  # hosts (and host:NIC) the inventory does not map
+    unmapped_gpus: Counter = field(default_factory=Counter)   # "host PCI id" of known hosts' unmapped GPUs
     bad_lines: int = 0
 
 
@@ -69,38 +71,58 @@ class ExporterConverter:
         self.inventory = inventory
         self.last_code: dict[tuple[str, int], int] = {}
         self.report = ConversionReport()
+        self.skips = Skips()  # of the scrape being converted
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         labels = sample.labels
         host = labels.get("Hostname") or labels.get("hostname") or labels.get("node") or host_hint or ""
-        node = self.inventory.node_of(host) if host else None
-        if node is None and host:
-            try:
-                self.topo.node_index(host)  # already a topology name
-                node = host
-            except UnknownEntity:
-                node = None
         index_text = labels.get("gpu", labels.get("id"))
         index = int(index_text) if index_text not in (None, "") and index_text.isdigit() else None
-        card = self.inventory.card_of(host, index, labels.get("pci_bus_id")) if self.inventory.node_of(host) else index
-        if node is None or card is None or not 0 <= card < self.topo.cards_per_node:
-            self.report.unmapped_hosts[host or "(no host label)"] += 1
+        pci = labels.get("pci_bus_id")
+        if not host:
+            self.report.unmapped_hosts["(no host label)"] += 1
+            self.skips.add("no Hostname label and no --host", "sample")
+            return None
+        if self.inventory.host(host):
+            node = self.inventory.node_of(host)
+            card, why = self.inventory.locate_card(host, index, pci)
+            if card is None and pci and self.inventory.host(host)[1].gpus:  # a known host, an unmapped GPU
+                self.report.unmapped_gpus[f"{host} {pci}"] += 1
+                self.skips.add(why, "sample")
+                return None
+        else:
+            try:
+                self.topo.node_index(host)  # already a topology name
+                node, card, why = host, index, "no GPU index label (gpu or id)"
+            except UnknownEntity:
+                node, card, why = None, None, f"host {host!r} not in the inventory"
+        if node is None or card is None:
+            self.report.unmapped_hosts[host] += 1
+            self.skips.add(why or f"host {host!r} not mapped", "sample")
+            return None
+        if not 0 <= card < self.topo.cards_per_node:
+            self.report.unmapped_hosts[host] += 1
+            self.skips.add(f"card {card} of host {host} outside the topology's {self.topo.cards_per_node} cards "
+                           "per node", "sample")
             return None
         return node, card
 
     def _nic_port(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         """(leaf, port) of the host link behind a node_exporter NIC sample, via the inventory."""
         host = host_hint or sample.labels.get("instance", "").split(":")[0]
-        entry = self.inventory.hosts.get(host) or self.inventory.hosts.get(host.split(".")[0])
-        nic = entry.nics.get(sample.labels.get("device", "")) if entry else None
-        if entry is None or nic is None:
-            self.report.unmapped_hosts[f"{host}:{sample.labels.get('device', '?')}"] += 1
+        device = sample.labels.get("device", "?")
+        nic, why = self.inventory.locate_nic(host, device) if host else (None, "no instance label and no --host")
+        if nic is None:
+            self.report.unmapped_hosts[f"{host}:{device}"] += 1
+            self.skips.add(why, "sample")
             return None
-        node = self.topo.node_index(entry.node)
+        node = self.topo.node_index(self.inventory.node_of(host))
         return self.topo.leaf_name(self.topo.leaf_of(node, nic)), node % self.topo.nodes_per_leaf
 
     def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None) -> list[Batch]:
-        """Card batches (one per node) and port batches (one per host link) of one scrape."""
+        """Card batches (one per node) and port batches (one per host link) of one scrape; what it
+        skipped and why is in `self.skips` (that scrape's) and `self.report` (all scrapes)."""
+        self.skips = Skips()
         nic_rows: dict[tuple[str, int], dict[str, float]] = {}
         nic_ts: dict[tuple[str, int], int] = {}
         gpu_samples = []
@@ -127,6 +149,10 @@ class ExporterConverter:
 
     def _cards(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None) -> list[Batch]:
         self.report.bad_lines += len(exposition.bad_lines)
+        if exposition.bad_lines:
+            number, reason = exposition.bad_lines[0]
+            self.skips.add("unparseable", "line", len(exposition.bad_lines), f"line {number}: {reason}")
+        unknown: Counter = Counter()
         rows: dict[str, dict[int, dict[str, float]]] = {}
         ts_of: dict[str, int] = {}
         events: dict[str, list[tuple[int, int]]] = {}
@@ -135,6 +161,7 @@ class ExporterConverter:
             field_name = GAUGES.get(sample.name) or COUNTERS.get(sample.name)
             if field_name is None and sample.name not in EVENTS:
                 self.report.unknown_metrics[sample.name] += 1
+                unknown[sample.name] += 1
                 continue
             where = self._where(sample, host_hint)
             if where is None:
@@ -152,6 +179,11 @@ class ExporterConverter:
                 row[field_name] = row.get(field_name, 0.0) + sample.value
             else:
                 row[field_name] = sample.value
+        if unknown:
+            names = [name for name, _ in unknown.most_common(3)]
+            self.skips.add(f"metrics ClusterPulse does not map ({', '.join(names)}"
+                           + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "") + ")",
+                           "sample", sum(unknown.values()))
         batches = []
         for node in sorted(set(rows) | set(events)):
             cards = sorted(rows.get(node, {}))

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline.schemas import CARD, Batch
+from producers.adapters import Skips
 from producers.inventory import Inventory
 
 _XID = re.compile(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+),")
@@ -35,8 +36,9 @@ class XidEvent:
 class KernelLogReport:
     lines: int = 0
     xid_lines: int = 0
-    unmapped: dict[str, int] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)  # PCI id -> Xid lines
     undated: int = 0
+    skips: Skips = field(default_factory=Skips)  # why lines were skipped
 
 
 def _timestamp(line: str, boot_ms: int | None) -> int | None:
@@ -59,6 +61,8 @@ def _timestamp(line: str, boot_ms: int | None) -> int | None:
 
 
 def parse_xids(text: str, boot_ms: int | None = None, report: KernelLogReport | None = None) -> list[XidEvent]:
+    """The Xid events of a kernel log; lines without Xids are counted, Xid lines without a time
+    are counted with the reason (`report.skips`)."""
     report = report if report is not None else KernelLogReport()
     out = []
     for line in text.splitlines():
@@ -70,6 +74,11 @@ def parse_xids(text: str, boot_ms: int | None = None, report: KernelLogReport | 
         ts = _timestamp(line, boot_ms)
         if ts is None:
             report.undated += 1
+            if _KMSG.match(line):
+                report.skips.add("/dev/kmsg records carry microseconds since boot: give --boot-time", "Xid line")
+            else:
+                report.skips.add("no timestamp (expected dmesg -T, dmesg --time-format iso or /dev/kmsg)",
+                                 "Xid line", example=line.strip()[:80])
             continue
         out.append(XidEvent(ts, m.group(1), int(m.group(2)), line.strip()))
     return out
@@ -82,9 +91,10 @@ def xid_batches(events: list[XidEvent], host: str, inventory: Inventory,
     node = inventory.node_of(host)
     by_ts: dict[int, list[tuple[int, int]]] = {}
     for ev in events:
-        card = inventory.card_of(host, None, ev.pci) if node else None
+        card, why = inventory.locate_card(host, None, ev.pci)
         if card is None:
             report.unmapped[ev.pci] = report.unmapped.get(ev.pci, 0) + 1
+            report.skips.add(why, "Xid line")
             continue
         by_ts.setdefault(ev.ts_ms, []).append((card, ev.xid))
     batches = []
@@ -94,3 +104,13 @@ def xid_batches(events: list[XidEvent], host: str, inventory: Inventory,
         cols["err_code"] = np.array([x for _, x in evs], "<u4")
         batches.append(Batch("card", node, ts, cols))
     return batches
+
+
+def no_xid_reason(text: str, lines: int) -> str:
+    """Why a kernel log gave no Xid line: what it looks like instead."""
+    looks = ""
+    sample = [ln for ln in text.splitlines() if ln.strip()][:20]
+    if sample and sum(1 for ln in sample if _CTIME.match(ln) or _KMSG.match(ln) or _ISO.search(ln)) >= len(sample) / 2:
+        looks = "a kernel log with "
+    return (f"{looks}no NVIDIA Xid lines among {lines:,} lines (expected `NVRM: Xid (PCI:0000:9b:00): 79, ...` "
+            "from dmesg -T, dmesg --time-format iso or /dev/kmsg)")

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.schemas import PORT, Batch
 from pipeline.topology import Topology
+from producers.adapters import FormatError, Skips, first_line
 from producers.inventory import Inventory
 
 PERFQUERY = {"PortXmitData": ("tx_bytes", 4), "PortRcvData": ("rx_bytes", 4), "SymbolErrorCounter": ("symbol_errors", 1),
@@ -45,7 +46,7 @@ def port_batch(switch: str, ts_ms: int, ports: dict[int, dict[str, int]]) -> Bat
 
 
 def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
-    """`perfquery -x` output for one or more ports of one switch."""
+    """`perfquery -x` output for one or more ports of one switch; FormatError for anything else."""
     ports: dict[int, dict[str, int]] = {}
     current: dict[str, int] | None = None
     for line in text.splitlines():
@@ -56,9 +57,17 @@ def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
         m = _FIELD.match(line.strip())
         if m and current is not None and m.group(1) in PERFQUERY:
             column, scale = PERFQUERY[m.group(1)]
-            current[column] = int(m.group(2), 0) * scale
+            try:
+                current[column] = int(m.group(2), 0) * scale
+            except ValueError:
+                continue
     if not ports:
-        raise ValueError("no '# Port extended counters' section: not `perfquery -x` output")
+        if re.search(r"^# Port counters: ", text, re.M):
+            raise FormatError("perfquery output without -x (32-bit counters that saturate): save `perfquery -x`")
+        raise FormatError(f"no '# Port extended counters' section (first line {first_line(text)}): "
+                          "not `perfquery -x` output; save `perfquery -x -G GUID PORT` (or `perfquery -x -a`)")
+    if not any(ports.values()):
+        raise FormatError(f"'# Port extended counters' sections without any of {', '.join(PERFQUERY)}")
     return port_batch(switch, ts_ms, ports)
 
 
@@ -69,39 +78,69 @@ def _host_link_port(topology: Topology, node: str, nic: int) -> tuple[str, int]:
 
 
 def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topology, ts_ms: int,
-               kind: str = "infiniband") -> tuple[list[Batch], list[str]]:
+               kind: str = "infiniband", skips: Skips | None = None) -> tuple[list[Batch], list[str]]:
     """Host NIC counters from a sysfs tree (`/sys/class/infiniband` or `/sys/class/net`);
-    returns the batches and the devices the inventory does not map."""
+    returns the batches and the devices the inventory does not map (reasons in `skips`).
+    FormatError if `root` is not such a directory."""
+    skips = skips if skips is not None else Skips()
     node = inventory.node_of(host)
-    host_entry = inventory.hosts.get(host)
-    if node is None or host_entry is None:
+    if node is None:
         raise ValueError(f"host {host!r} is not in the inventory")
     root = Path(root)
+    layout = "/sys/class/infiniband (<dev>/ports/<n>/counters)" if kind == "infiniband" else \
+        "/sys/class/net (<if>/statistics)"
+    if not root.is_dir():
+        raise FormatError(f"not a directory: expected a copy of {layout}")
+    devices = sorted(p for p in root.iterdir() if p.is_dir())
+    if not devices:
+        raise FormatError(f"no device directories: expected a copy of {layout}")
+    own = "ports" if kind == "infiniband" else "statistics"
+    if (root / own).is_dir():
+        raise FormatError(f"one device's directory: give its parent, a copy of {layout}")
+    other = "statistics" if kind == "infiniband" else "ports"
+    if all(not (dev / own).is_dir() for dev in devices) and any((dev / other).is_dir() for dev in devices):
+        flag = "--sysfs-kind net" if kind == "infiniband" else "--sysfs-kind infiniband"
+        raise FormatError(f"devices with {other}/ directories, not {own}/: use {flag}")
     batches, unmapped = [], []
-    for dev in sorted(p for p in root.iterdir() if p.is_dir()):
-        nic = host_entry.nics.get(dev.name)
+    for dev in devices:
+        nic, why = inventory.locate_nic(host, dev.name)
         if nic is None:
             unmapped.append(dev.name)
+            skips.add(why, "device")
             continue
         values: dict[str, int] = {}
         if kind == "infiniband":
             port_dir = next(iter(sorted((dev / "ports").iterdir())), None) if (dev / "ports").is_dir() else None
             if port_dir is None:
                 unmapped.append(dev.name)
+                skips.add(f"{dev.name} has no ports/ directory", "device")
                 continue
             for name, (column, scale) in SYSFS_IB.items():
                 path = port_dir / "counters" / name
                 if path.exists():
-                    values[column] = int(path.read_text().split()[0]) * scale
+                    values[column] = _counter(path) * scale
             state = (port_dir / "state").read_text() if (port_dir / "state").exists() else "4: ACTIVE"
             values["oper_up"] = int("ACTIVE" in state)
         else:
             for name, (column, scale) in SYSFS_NET.items():
                 path = dev / name
                 if path.exists():
-                    values[column] = int(path.read_text().split()[0]) * scale
+                    values[column] = _counter(path) * scale
             state = (dev / "operstate").read_text().strip() if (dev / "operstate").exists() else "up"
             values["oper_up"] = int(state == "up")
+        if len(values) == 1:  # only the state: no counter files
+            unmapped.append(dev.name)
+            skips.add(f"{dev.name} has no counter files ({', '.join(SYSFS_IB if kind == 'infiniband' else SYSFS_NET)})",
+                      "device")
+            continue
         switch, port = _host_link_port(topology, node, nic)
         batches.append(port_batch(switch, ts_ms, {port: values}))
     return batches, unmapped
+
+
+def _counter(path: Path) -> int:
+    text = path.read_text(errors="replace").split()
+    try:
+        return int(text[0])
+    except (IndexError, ValueError):
+        raise FormatError(f"{path}: not a counter value: {' '.join(text)[:40]!r}") from None

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline.schemas import CARD, Batch
+from producers.adapters import FormatError, Skips, first_line
 from producers.inventory import Inventory
 
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
@@ -52,30 +53,91 @@ def _ts(text: str) -> int | None:
     return None
 
 
-def parse_query_csv(text: str, host: str, inventory: Inventory, default_ts_ms: int) -> list[Batch]:
-    """`nvidia-smi --query-gpu=...,index,pci.bus_id,... --format=csv[,nounits]` → one batch per timestamp."""
+QUERY = ("timestamp,index,pci.bus_id,utilization.gpu,clocks.sm,power.draw,temperature.gpu,memory.used,"
+         "ecc.errors.corrected.aggregate.total,ecc.errors.uncorrected.aggregate.total")
+EXPECTED = f"save `nvidia-smi --query-gpu={QUERY} --format=csv` or `nvidia-smi -q -x`"
+_TABLE = re.compile(r"^\|\s+NVIDIA-SMI \S+", re.M)
+_QUERY_HEADER = re.compile(r"^timestamp\s*,.*\b(index|pci\.bus_id)\b", re.M)
+
+
+def kind_of_text(text: str) -> str | None:
+    """What human-readable nvidia-smi output (or other text) is, if it is not CSV or XML."""
+    kinds = []
+    if _TABLE.search(text):
+        kinds.append("the default table")
+    if "==============NVSMI LOG==============" in text:
+        kinds.append("`nvidia-smi -q`")
+    if kinds:
+        return "human-readable nvidia-smi output (" + " and ".join(kinds) + ")"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if re.match(r"^# gpu\s+(pwr|sm|fb)\b", first) or re.match(r"^# gpu\s+pid\b", first):
+        return "nvidia-smi dmon/pmon output (columns without PCI ids or timestamps)"
+    if re.match(r"^GPU \d+: .*\(UUID: ", first):
+        return "an `nvidia-smi -L` GPU list (no metrics)"
+    return None
+
+
+def parse_nvidia_smi(text: str, host: str, inventory: Inventory, default_ts_ms: int,
+                     skips: Skips | None = None) -> list[Batch]:
+    """Any saved nvidia-smi output: `-q -x` XML or `--query-gpu` CSV; FormatError (what it looks like
+    and what to save instead) for anything else."""
+    head = text.lstrip()
+    if head.startswith("<"):
+        return parse_query_xml(text, host, inventory, default_ts_ms, skips)
+    human = kind_of_text(text)
+    if human:
+        section = _QUERY_HEADER.search(text)
+        hint = f" (its --query-gpu CSV section starts at line {text.count(chr(10), 0, section.start()) + 1}: " \
+               "save that section alone)" if section and section.start() > 0 else ""
+        raise FormatError(f"{human}, not --query-gpu CSV{hint}; {EXPECTED}")
+    return parse_query_csv(text, host, inventory, default_ts_ms, skips)
+
+
+def parse_query_csv(text: str, host: str, inventory: Inventory, default_ts_ms: int,
+                    skips: Skips | None = None) -> list[Batch]:
+    """`nvidia-smi --query-gpu=...,index,pci.bus_id,... --format=csv[,nounits]` → one batch per timestamp.
+    FormatError if the text is not such a CSV; skipped rows are counted with reasons in `skips`."""
+    skips = skips if skips is not None else Skips()
     node = inventory.node_of(host)
     if node is None:
         raise ValueError(f"host {host!r} is not in the inventory")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not lines:
-        return []
+        raise FormatError(f"no lines but comments: not --query-gpu CSV; {EXPECTED}")
     reader = csv.reader(io.StringIO("\n".join(lines)), skipinitialspace=True)
     header = [h.strip().split(" [")[0] for h in next(reader)]
+    known = [h for h in header if h in CSV_FIELDS]
+    if not known:
+        if header and (_ts(header[0]) is not None or not math.isnan(number(header[0]))):
+            raise FormatError(f"CSV without a header line (saved with --format=csv,noheader?): the header names "
+                              f"the fields; {EXPECTED}")
+        if len(header) <= 1:
+            raise FormatError(f"not nvidia-smi output (first line {first_line(text)}); {EXPECTED}")
+        raise FormatError(f"a CSV whose header ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) has "
+                          f"none of the --query-gpu fields ClusterPulse reads; {EXPECTED}")
+    if "index" not in header and "pci.bus_id" not in header:
+        raise FormatError(f"--query-gpu CSV without index or pci.bus_id: cannot tell the GPUs apart; {EXPECTED}")
     by_ts: dict[int, dict[int, dict[str, float]]] = {}
     for values in reader:
-        if len(values) != len(header) or values[0] == header[0]:
+        if values and values[0].split(" [")[0] == header[0]:
+            continue  # a repeated header (concatenated captures)
+        if len(values) != len(header):
+            skips.add(f"{len(values)} fields where the header has {len(header)}", "row",
+                      example=", ".join(values)[:60])
             continue
         row = dict(zip(header, values))
         index = number(row.get("index"))
-        card = inventory.card_of(host, None if math.isnan(index) else int(index), row.get("pci.bus_id"))
+        card, why = inventory.locate_card(host, None if math.isnan(index) else int(index), row.get("pci.bus_id"))
         if card is None:
+            skips.add(why, "row")
             continue
         ts = _ts(row.get("timestamp", "")) or default_ts_ms
         sample = by_ts.setdefault(ts, {}).setdefault(card, {})
         for field_name, column in CSV_FIELDS.items():
             if field_name in row:
                 sample[column] = number(row[field_name])
+    if not by_ts and not skips:
+        raise FormatError(f"a --query-gpu CSV header without value rows; {EXPECTED}")
     return [_batch(node, ts, rows) for ts, rows in sorted(by_ts.items())]
 
 
@@ -89,21 +151,28 @@ def _find(gpu: ET.Element, *paths: str) -> float:
     return math.nan
 
 
-def parse_query_xml(text: str, host: str, inventory: Inventory, default_ts_ms: int) -> list[Batch]:
+def parse_query_xml(text: str, host: str, inventory: Inventory, default_ts_ms: int,
+                    skips: Skips | None = None) -> list[Batch]:
     """`nvidia-smi -q -x` (DTD v10-v12 field names) → one batch."""
+    skips = skips if skips is not None else Skips()
     node = inventory.node_of(host)
     if node is None:
         raise ValueError(f"host {host!r} is not in the inventory")
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
-        raise ValueError(f"not nvidia-smi -q -x XML: {exc}") from None
+        raise FormatError(f"not nvidia-smi -q -x XML: {exc}") from None
+    if root.tag != "nvidia_smi_log":
+        raise FormatError(f"XML with root element <{root.tag}>, not nvidia-smi -q -x (<nvidia_smi_log>); {EXPECTED}")
+    if not root.findall("gpu"):
+        raise FormatError("nvidia-smi -q -x XML without <gpu> elements")
     ts = _ts(root.findtext("timestamp") or "") or default_ts_ms
     rows: dict[int, dict[str, float]] = {}
     for position, gpu in enumerate(root.findall("gpu")):
         minor = number(gpu.findtext("minor_number"))
-        card = inventory.card_of(host, position if math.isnan(minor) else int(minor), gpu.get("id"))
+        card, why = inventory.locate_card(host, position if math.isnan(minor) else int(minor), gpu.get("id"))
         if card is None:
+            skips.add(why, "GPU")
             continue
         rows[card] = {
             "util": _find(gpu, "utilization/gpu_util"),

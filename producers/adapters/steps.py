@@ -8,6 +8,7 @@ caller says otherwise; traces without wall-clock times get one step per `step_s`
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from pipeline.schemas import Batch
 from pipeline.topology import Topology
+from producers.adapters import FormatError, binary_kind, read_text
 
 COMPUTE_OPS = ("forward-compute", "backward-compute")
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, for traces that carry no wall-clock time
@@ -51,9 +53,22 @@ def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float =
     """Alibaba PAI `job_N_norm.csv`: columns `,worker,gpu,time,batch_time_norm`; `time` is the
     iteration index and `batch_time_norm` the mini-batch time normalised to 0..1000."""
     job = job or Path(path).stem
+    try:
+        text = read_text(path)
+    except FormatError as exc:
+        hint = ": use --format bytedance for op traces" if "Parquet" in str(exc) else ""
+        raise FormatError(f"{path}: {exc}{hint}; expected a PAI mini-batch CSV (worker, time, "
+                          "batch_time_norm)") from None
     out = []
-    with open(path, newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), 2):
+    with io.StringIO(text, newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in ("worker", "time", "batch_time_norm") if c not in header]
+        if missing:
+            shown = ", ".join(header[:5]) + (", ..." if len(header) > 5 else "")
+            raise FormatError(f"{path}: not a PAI mini-batch CSV: its header ({shown[:80]}) lacks "
+                              f"{', '.join(missing)} (expected columns ,worker,gpu,time,batch_time_norm)")
+        for line, row in enumerate(reader, 2):
             try:
                 step = int(row["time"])
                 out.append(StepRecord(job, int(row["worker"]), step, float(row["batch_time_norm"]) / 1000, 0.0,
@@ -61,6 +76,8 @@ def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float =
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{path}:{line}: not a PAI mini-batch row (worker, time, batch_time_norm): "
                                  f"{type(exc).__name__}: {exc}") from None
+    if not out:
+        raise FormatError(f"{path}: a header line without rows: no steps")
     return out
 
 
@@ -71,6 +88,13 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
     import duckdb
 
     name = job or Path(path).stem
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head[:4] != b"PAR1":
+        what = "empty file" if not head else "a text file, not Parquet (a PAI mini-batch CSV? use --format pai)" \
+            if binary_kind(head) is None else f"{binary_kind(head)}, not Parquet"
+        raise FormatError(f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
+                          f"duration): {what}")
     try:
         rows = duckdb.execute(f"""
         select stage, rank, step,
@@ -81,6 +105,8 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
     except duckdb.Error as exc:
         raise ValueError(f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
                          f"duration): {str(exc).splitlines()[0]}") from None
+    if not rows:
+        raise FormatError(f"{path}: a StragglerAnalysis op trace without rows: no steps")
     step_start = {}
     for stage, rank, step, compute, wait, first in rows:
         step_start[step] = min(step_start.get(step, first), first)

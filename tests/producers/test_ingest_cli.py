@@ -43,7 +43,7 @@ def test_one_poll_of_a_live_exporter(metrics_server: str, inventory: Path, tmp_p
     done = cli("ingest", "prometheus", "--target", metrics_server, "--once", "--inventory", str(inventory),
                "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "1 batches from 30 samples (24 mapped)" in done.stderr
+    assert "1 batch from 30 samples (24 mapped)" in done.stderr
     [message] = list(read_message_file(out))
     batch = decode_batch(message.value)
     assert batch.source == "node0000" and len(batch.columns["card"]) == 8
@@ -62,7 +62,8 @@ def test_unparseable_lines_are_counted_and_the_rest_ingested(inventory: Path, tm
     scrape.write_text("this is { not exposition\n" + good + "DCGM_FI_DEV_GPU_TEMP{gpu=\"0\" 12\n")
     done = cli("ingest", "prometheus", str(scrape), "--inventory", str(inventory), "--out", str(tmp_path / "m.bin"))
     assert done.returncode == 0, done.stderr
-    assert "2 unparseable lines" in done.stderr and "1 batches" in done.stderr
+    assert "2 unparseable lines" in done.stderr and "1 batch from" in done.stderr
+    assert "2 lines: unparseable (first: line 1: " in done.stderr  # and the input says what it skipped
 
 
 def test_xid_log_to_events_and_a_bad_inventory(inventory: Path, tmp_path: Path) -> None:
@@ -81,14 +82,14 @@ def test_xid_log_to_events_and_a_bad_inventory(inventory: Path, tmp_path: Path) 
 
 def test_step_tables_report_their_stragglers() -> None:
     done = cli("ingest", "steps", str(FIXTURES / "trace-AR.parquet"), "--detect")
-    assert done.returncode == 0 and "1 straggler alerts on 1 ranks: trace-AR/stage0 rank 0" in done.stdout
+    assert done.returncode == 0 and "1 straggler alert on 1 rank: trace-AR/stage0 rank 0" in done.stdout
 
 
 def test_unreadable_step_tables_and_xml_are_clear_errors(tmp_path: Path, inventory: Path) -> None:
     csv = tmp_path / "wrong.csv"
     csv.write_text("a,b\n1,2\n")
     done = cli("ingest", "steps", str(csv), "--detect")
-    assert done.returncode == 1 and "wrong.csv:2: not a PAI mini-batch row" in done.stderr
+    assert done.returncode == 1 and "wrong.csv: not a PAI mini-batch CSV: its header (a, b) lacks" in done.stderr
     assert "Traceback" not in done.stderr
     parquet = FIXTURES / "job_2_norm.csv"  # not a parquet file
     done = cli("ingest", "steps", str(parquet), "--format", "bytedance", "--out", str(tmp_path / "s.bin"))
