@@ -59,3 +59,17 @@ def test_receivers_from_a_json_environment_variable() -> None:
     assert (r.name, r.url, r.secret_env, r.type) == ("ops", "http://r:8080/hook", "S", "webhook")
     with pytest.raises(SettingsError, match="notify.receivers.0.url"):
         load_settings({}, environ={"CLUSTERPULSE_NOTIFY__RECEIVERS": '[{"name": "ops", "url": "ftp://x"}]'})
+
+
+def test_receivers_are_checked_at_start_up(monkeypatch) -> None:
+    import pytest as _pytest
+
+    from pipeline.settings import ReceiverSettings, SettingsError, load_settings
+
+    for url in ("http://", "https://:8080/hook", "http://host:99999/x", "http://ho st/x"):
+        with _pytest.raises(SettingsError, match="notify.receivers.0.url"):
+            load_settings(environ={"CLUSTERPULSE_NOTIFY__RECEIVERS": f'[{{"name": "ops", "url": "{url}"}}]'})
+    monkeypatch.delenv("OPS_SECRET_UNSET", raising=False)
+    receiver = ReceiverSettings(name="ops", url="http://127.0.0.1:8080/hook", secret_env="OPS_SECRET_UNSET")
+    with _pytest.raises(SettingsError, match="environment variable OPS_SECRET_UNSET is not set"):
+        receiver.check()
