@@ -39,7 +39,11 @@ def new_run_dir(root: str | Path, scenario_name: str, now: datetime | None = Non
 
 
 def is_lake(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or any((path / d).is_dir() for d in DATASETS)
+    return (path / MANIFEST).is_file() or has_data(path)
+
+
+def has_data(path: Path) -> bool:
+    return any((path / d).is_dir() for d in DATASETS)
 
 
 def runs_in(root: Path) -> list[Path]:
@@ -61,7 +65,7 @@ def resolve_lake(data_dir: str) -> ResolvedLake:
     if "://" in data_dir:
         return ResolvedLake(data_dir)
     root = Path(data_dir)
-    if is_lake(root):
+    if has_data(root):
         return ResolvedLake(data_dir)
     runs = runs_in(root)
     if not runs:
@@ -75,8 +79,9 @@ def lake_identity(cluster: dict[str, Any], topic_prefix: str) -> dict[str, Any]:
     return {"cluster": dict(cluster), "topic_prefix": topic_prefix}
 
 
-def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False) -> str | None:
-    """Make sure this lake is ours (or may be appended to) and record whose it is.
+def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, record: bool = True) -> str | None:
+    """Make sure this lake is ours (or may be appended to) and, with `record`, write down whose it
+    is (a check before anything else can fail, then the record once the worker starts).
 
     Returns a note for the user, or None. Raises LakeError for a lake of another cluster."""
     if "://" in data_dir:
@@ -95,10 +100,11 @@ def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False) ->
             raise LakeError(f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
                             f"{_describe(identity)}): give another --data, or --append to add to it anyway")
         return f"appending to {root}, which holds the lake of another cluster ({_describe(found)})"
-    has_data = any((root / d).is_dir() for d in DATASETS)
-    if has_data and not append:
+    if has_data(root) and not append:
         raise LakeError(f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
                         "--data, or --append to add to it anyway")
+    if not record:
+        return None
     root.mkdir(parents=True, exist_ok=True)
     record = {**identity, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -202,6 +202,9 @@ def _used(statement: str, values: dict[str, str]) -> dict[str, str] | None:
 def _explain(exc: Exception, empty: list[str]) -> str:
     """DuckDB's message on one line (its caret line dropped), with the datasets that have no data."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip() and set(line.strip()) != {"^"}]
+    if set(empty) >= {"card", "step", "port", "alerts"} and "does not exist" in str(exc):
+        return ("no Parquet data in this lake yet (no files for card, step, port or alerts): give the lake "
+                "with --data, or write one with `clusterpulse run`")
     hint = f" (no data yet for: {', '.join(empty)})" if empty else ""
     return "; ".join(lines).replace("^", "").strip() + hint
 

@@ -127,15 +127,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.append:
         settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
     _check_receivers(settings)
+    identity = lake_identity(settings.cluster.model_dump(), settings.topic_prefix)
     try:
-        note = claim_lake(settings.data_dir, lake_identity(settings.cluster.model_dump(), settings.topic_prefix),
-                          settings.sink.append)
+        note = claim_lake(settings.data_dir, identity, settings.sink.append, record=False)
     except LakeError as exc:
         raise UsageError(str(exc)) from None
-    if note:
-        say(f"clusterpulse: {note}")
     check_reachable(settings.bootstrap)
     create_topics(settings)
+    claim_lake(settings.data_dir, identity, settings.sink.append)  # recorded once the broker answers
+    if note:
+        say(f"clusterpulse: {note}")
     run_worker(settings)
     return 0
 

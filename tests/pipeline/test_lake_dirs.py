@@ -52,3 +52,22 @@ def test_the_worker_refuses_another_clusters_lake_before_it_starts(tmp_path: Pat
                           "CLUSTERPULSE_CLUSTER__SPINES": "2"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds the lake of another cluster" in result.stderr
+
+
+def test_a_worker_that_cannot_start_writes_nothing_into_the_lake(tmp_path: Path) -> None:
+    result = run_cli("worker", "--bootstrap", "127.0.0.1:1", "--data", str(tmp_path / "lake"))
+    assert result.returncode == 1 and "cannot reach a Kafka broker" in result.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_a_manifest_alone_does_not_hide_the_runs_inside(tmp_path: Path) -> None:
+    claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse"))
+    run = new_run_dir(tmp_path, "small")
+    (run / "card").mkdir()
+    assert resolve_lake(str(tmp_path)).path == str(run)
+
+
+def test_querying_an_empty_lake_says_so_in_one_line(tmp_path: Path) -> None:
+    result = run_cli("query", "SELECT count(*) FROM alerts", "--data", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no Parquet data in this lake yet" in result.stderr
