@@ -32,7 +32,7 @@ PORT_TELEMETRY = TopicSpec(
 )
 FINDINGS = TopicSpec(
     "findings", key="alert id, or the worker for watermarks", value="JSON: a detector finding, a watermark "
-    "or a job placement (pipeline.app)",
+    "or a job placement (pipeline.worker.telemetry)",
     doc="internal: detector findings on their way to the correlator; one partition, so that every "
         "finding meets its root cause",
 )

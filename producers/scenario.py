@@ -281,9 +281,7 @@ def load_scenario(path: str | Path | None) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from None
 
 
-def default_scenario() -> Scenario:
-    """15 minutes of a 10,240-card cluster running three jobs, with a few card and node failures."""
-    return parse_scenario({
+DEFAULT_SCENARIO: dict = {
         "name": "default-10k-few-faults",
         "seed": 1,
         "duration_s": 900,
@@ -298,4 +296,11 @@ def default_scenario() -> Scenario:
             {"kind": "card_failure", "target": "node0154-card3", "start_s": 240},
             {"kind": "node_failure", "target": "node1260", "start_s": 150, "duration_s": 300},
         ],
-    })
+    }
+
+
+def default_scenario() -> Scenario:
+    """15 minutes of a 10,240-card cluster running three jobs, with a few card and node failures."""
+    import copy
+
+    return parse_scenario(copy.deepcopy(DEFAULT_SCENARIO))

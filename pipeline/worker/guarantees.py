@@ -1,0 +1,81 @@
+"""What the worker promises about its input: bad messages become dead letters with a reason, and a
+telemetry message is acknowledged (its offset committed) only once its rows are durable Parquet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from pipeline.sinks.parquet import ParquetSink
+from pipeline.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+
+log = logging.getLogger("clusterpulse.worker")
+
+
+class DeadLetters:
+    """Sends bad messages, unchanged, to the dead-letter topic with the reason in headers.
+
+    Above `loud_after` records a minute it logs an error each minute so a poison flood cannot
+    hide in the dead-letter topic; nothing is ever dropped.
+    """
+
+    def __init__(self, topic: Any, loud_after: int = 100) -> None:
+        self.topic = topic
+        self.loud_after = loud_after
+        self.total = 0
+        self._window_start = 0.0
+        self._window_count = 0
+
+    async def send(self, event: EventT, reason: str) -> None:
+        msg = event.message
+        headers = {DLQ_REASON: reason.encode(), DLQ_TOPIC: msg.topic.encode(),
+                   DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
+        await self.topic.send(key=msg.key, value=msg.value, headers=headers, force=True)
+        self.total += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._window_start >= 60:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        level = logging.ERROR if self._window_count > self.loud_after else logging.WARNING
+        if self._window_count <= 10 or self._window_count % self.loud_after == 0:
+            log.log(level, "dead-lettered %s[%d]@%d: %s (%d this minute)", msg.topic, msg.partition,
+                    msg.offset, reason, self._window_count)
+
+
+class AckAfterFlush:
+    """Holds events until the sink has written their rows, then acknowledges them."""
+
+    def __init__(self, sink: ParquetSink, on_durable: Any = None) -> None:
+        self.sink = sink
+        self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
+        self.on_durable = on_durable  # async callback(topic, partition) after a partition's flush
+
+    def hold(self, stream: StreamT, event: EventT) -> None:
+        self.pending[(event.message.topic, event.message.partition)].append((stream, event))
+
+    async def flush(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            durable = await asyncio.to_thread(self.sink.write, *key, self.sink.take(*key))
+            held = self.pending.get(key, [])
+            keep = []
+            for stream, event in held:
+                if event.message.offset <= durable:
+                    await stream.ack(event)
+                else:
+                    keep.append((stream, event))
+            self.pending[key] = keep
+            if self.on_durable is not None:
+                await self.on_durable(*key)
+
+    async def flush_due(self) -> None:
+        await self.flush(self.sink.due())
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop what a revoked partition held: uncommitted, so its new owner reads it again."""
+        for key in partitions:
+            self.pending.pop(key, None)
+            self.sink.discard(*key)

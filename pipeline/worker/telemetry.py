@@ -1,0 +1,94 @@
+"""What happens to a card, step or port batch: decode (bad input → dead letter with the reason),
+run the partition's detectors, send findings and job placements to the correlator, buffer the rows
+for Parquet, and acknowledge the message only once those rows are on disk. Also the per-partition
+event-time watermarks the correlator's clock runs on."""
+
+from __future__ import annotations
+
+import json
+import logging
+from faust.types import StreamT
+
+from pipeline.schemas import InvalidRecord, check_entities, decode_batch
+from pipeline.topics import TopicSpec
+from pipeline.worker.context import TOPIC_KINDS, WorkerContext
+
+log = logging.getLogger("clusterpulse.worker")
+
+
+def register(ctx: WorkerContext) -> None:
+    watermarks = ctx.watermarks  # "<kind>/<partition>" -> newest sample time processed
+    positions = ctx.positions  # source -> (topic partition, last offset processed)
+    sent_marks: dict[str, tuple[int, bool]] = {}
+    topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
+
+    def telemetry_agent(spec: TopicSpec) -> None:
+        kind = TOPIC_KINDS[spec]
+
+        async def handle(stream: StreamT) -> None:
+            async for event in stream.noack().events():
+                msg = event.message
+                try:
+                    batch = decode_batch(event.value)
+                    if batch.kind != kind:
+                        raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic")
+                    check_entities(batch, topology)
+                except InvalidRecord as exc:
+                    await ctx.dead_letters.send(event, exc.reason)
+                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+                    acks.hold(stream, event)
+                    continue
+                source = f"{kind}/{msg.partition}"
+                partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
+                for finding in partition_detectors.push(batch, msg.partition):
+                    await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(
+                        {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(), force=True)
+                if kind == "step":
+                    for job, nodes in partition_detectors.take_placements().items():
+                        await ctx.findings_topic.send(key=job.encode(), value=json.dumps(
+                            {"t": "placement", "job": job, "nodes": nodes}).encode(), force=True)
+                if batch.ts_ms > watermarks.get(source, -1):
+                    watermarks[source] = batch.ts_ms
+                positions[source] = (event.message.tp, msg.offset)
+                full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
+                acks.hold(stream, event)
+                if full:
+                    await acks.flush([(msg.topic, msg.partition)])
+
+        handle.__name__ = f"{kind}_telemetry"
+        ctx.app.agent(ctx.topic(spec), name=f"clusterpulse.{kind}")(handle)
+
+    for spec in TOPIC_KINDS:
+        telemetry_agent(spec)
+
+    def caught_up(source: str) -> bool:
+        """Has this worker read everything in the source's partition?"""
+        tp, offset = positions.get(source, (None, -1))
+        try:
+            highwater = ctx.app.consumer.highwater(tp) if tp is not None else None
+        except Exception:  # not assigned (any more), or no fetch yet
+            return False
+        return highwater is not None and offset + 1 >= highwater
+
+    @ctx.app.timer(interval=0.5)
+    async def send_watermarks() -> None:
+        marks = {src: (ts, caught_up(src)) for src, ts in watermarks.items()}
+        changed = {src: list(mark) for src, mark in marks.items() if sent_marks.get(src) != mark}
+        if changed:
+            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=json.dumps(
+                {"t": "watermarks", "marks": changed}).encode(), force=True)
+            sent_marks.update({src: marks[src] for src in changed})
+
+    @ctx.app.timer(interval=1.0)
+    async def flush_due() -> None:
+        await acks.flush_due()
+
+    def forget(revoked: set) -> None:
+        for tp in revoked:
+            if tp.topic in ctx.kind_of_topic:
+                source = f"{ctx.kind_of_topic[tp.topic]}/{tp.partition}"
+                watermarks.pop(source, None)
+                positions.pop(source, None)
+                ctx.detectors.drop(tp.topic, tp.partition)
+
+    ctx.on_revoked.append(forget)
