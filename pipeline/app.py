@@ -49,6 +49,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+        for save in ctx.before_revoked:
+            await save(revoked)
         ctx.acks.forget({(tp.topic, tp.partition) for tp in revoked})
         ctx.forget_partitions()
         for forget in ctx.on_revoked:

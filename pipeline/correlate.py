@@ -61,6 +61,43 @@ class Correlator:
         self.moved_at: dict[str, float] = {}  # wall time each source's watermark last moved
         self.caught_up: dict[str, bool] = {}  # source has read everything in its partition
         self.job_nodes: dict[str, set[str]] = {}
+        # alert id -> when its last episode resolved (event ms): a finding replayed after a restart
+        # (detectors re-judge what came after their last saved state) must not fire or resolve it again
+        self.resolved: dict[str, int] = {}
+
+    # ---- state that survives a restart or a rebalance -------------------------------------------
+    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved")
+
+    def reset(self) -> None:
+        """Forget everything (the findings partition moved to another worker)."""
+        self.__init__(self.topo, self.settings, self.wall)  # type: ignore[misc]
+
+    def snapshot(self) -> bytes:
+        """Everything the correlator remembers, compressed (read back with a restricted unpickler)."""
+        import pickle
+        import zlib
+
+        return zlib.compress(pickle.dumps({name: getattr(self, name) for name in self._STATE}, protocol=5), 3)
+
+    def restore(self, data: bytes) -> bool:
+        """Take a snapshot's state (False: unreadable, state unchanged). Wall-clock marks restart now."""
+        import io
+        import zlib
+
+        from pipeline.detect import _SnapshotUnpickler
+
+        try:
+            state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
+            assert isinstance(state, dict) and set(state) == set(self._STATE)
+        except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
+            return False
+        for name, value in state.items():
+            setattr(self, name, value)
+        now = self.wall()
+        self.moved_at = {src: now for src in self.watermarks}
+        for held in self.held.values():
+            held.held_at = now
+        return True
 
     # ---- inputs ------------------------------------------------------------------------------
     def place(self, job: str, nodes: list[str]) -> None:
@@ -69,6 +106,9 @@ class Correlator:
 
     def push(self, finding: Alert, source: str) -> list[Alert]:
         """One detector finding from `source`; returns alerts to publish now."""
+        ended = self.resolved.get(finding.id)
+        if ended is not None and _ms(finding.starts_at) <= ended:
+            return []  # an episode that has already resolved, replayed
         if finding.status == "firing":
             seen = self.sources.get(finding.id)
             if seen is not None:
@@ -90,6 +130,7 @@ class Correlator:
         if held is not None:
             held.resolved = finding
             return []
+        self._remember_resolved(finding)
         firing = self.published.pop(finding.id, None)
         if finding.id in self.roots:
             root, start_ms, _ = self.roots[finding.id]
@@ -146,6 +187,7 @@ class Correlator:
             out.append(firing)
             if held.resolved is not None:
                 self.published.pop(firing.id, None)
+                self._remember_resolved(held.resolved)
                 out.append(replace(held.resolved, root_cause=firing.root_cause, labels=firing.labels))
         return out
 
@@ -179,6 +221,12 @@ class Correlator:
             if start_ms <= at_ms + wait_ms and (end_ms is None or end_ms >= at_ms):
                 return root
         return None
+
+    def _remember_resolved(self, finding: Alert, keep: int = 100_000) -> None:
+        self.resolved[finding.id] = _ms(finding.ends_at or finding.starts_at)
+        if len(self.resolved) > keep:  # bounded: the oldest episodes are forgotten first
+            for key in sorted(self.resolved, key=self.resolved.__getitem__)[:keep // 10]:
+                del self.resolved[key]
 
     def _prune_roots(self, now_ms: int, keep_ms: int = 600_000) -> None:
         for key in [k for k, (_, _, end) in self.roots.items() if end is not None and now_ms - end > keep_ms]:

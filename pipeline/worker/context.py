@@ -57,6 +57,7 @@ class WorkerContext:
         self.watermarks: dict[str, int] = {}
         self.positions: dict[str, tuple[Any, int]] = {}
         self.on_revoked: list = []  # callbacks(revoked topic partitions) of the agents
+        self.before_revoked: list = []  # async callbacks, run first (e.g. to save state)
         self._restore_lock = asyncio.Lock()
         self._snapshots: dict[str, bytes] | None = None
 

@@ -130,3 +130,26 @@ def test_a_caught_up_source_does_not_hold_the_clock() -> None:
     c2.advance("port/9", START_MS + 90_000)  # lagging: its next findings may be older than 105 s
     c2.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
     assert tick(c2, 106) == []
+
+
+def test_state_survives_a_move_and_replayed_findings_change_nothing() -> None:
+    """A new owner restores the snapshot; a finding the detectors re-emit after their own restore
+    (firing or resolution of an episode already resolved) publishes nothing twice."""
+    from pipeline.correlate import Correlator
+    from pipeline.schemas import Alert
+    from pipeline.topology import ClusterShape, Topology
+
+    topo = Topology(ClusterShape(64, 8, 4, 2))
+    firing = Alert(kind="card_failed", entity="node0003-card2", status="firing", starts_at="2026-01-01T00:00:15.000Z",
+                   severity="critical", summary="failed")
+    resolved = Alert(**{**vars(firing), "status": "resolved", "ends_at": "2026-01-01T00:01:25.000Z"})
+    before = Correlator(topo, clock=lambda: 0.0)
+    assert [a.status for a in before.push(firing, "card/0")] == ["firing"]
+    after = Correlator(topo, clock=lambda: 0.0)
+    assert after.restore(before.snapshot())
+    [out] = after.push(resolved, "card/0")
+    assert out.status == "resolved" and out.labels == before.published[firing.id].labels  # the firing is known
+    assert after.push(firing, "card/0") == [] and after.push(resolved, "card/0") == []  # replays
+    later = Alert(**{**vars(firing), "starts_at": "2026-01-01T00:03:00.000Z"})
+    assert [a.status for a in after.push(later, "card/0")] == ["firing"]  # a new episode fires
+    assert not Correlator(topo).restore(b"not a snapshot")
