@@ -70,7 +70,7 @@ async def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[flo
         while messages < expected:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
                 for record in records:
-                    samples += decode_batch(record.value).rows()
+                    samples += sum(part.rows() for part in decode_batch(record.value).split())
                 messages += len(records)
     finally:
         elapsed = time.perf_counter() - started

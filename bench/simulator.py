@@ -49,8 +49,7 @@ def main() -> None:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         samples = 0
         for message in read_message_file(path):
-            batch = decode_batch(message.value)
-            samples += batch.rows()
+            samples += sum(part.rows() for part in decode_batch(message.value).split())
         size = path.stat().st_size
     links = topo.nodes * topo.rails + topo.leaves * topo.spines
     print(f"cluster: {topo.cards:,} cards, {topo.nodes:,} nodes, {topo.leaves} leaves, {topo.spines} spines, "

@@ -8,8 +8,8 @@
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 
 Event time: the correlator's clock is the slowest active source's watermark. A source that has
-read everything in its partition (caught up: a partition with no new data, a stalled job) cannot
-send anything older and does not hold the clock; neither does one silent for `idle_s` of wall
+read everything in its partition and whose watermark has not moved for 2 s (caught up: a
+partition with no new data, a stalled job) cannot send anything older and does not hold the clock; neither does one silent for `idle_s` of wall
 time (a dead worker). A source that lags, however long, holds it. When every source is caught up
 or idle (the input stopped), what is held is released after a short quiet period.
 """
@@ -30,6 +30,10 @@ from pipeline.topology import Topology, UnknownEntity
 log = logging.getLogger("clusterpulse.correlate")
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
 QUIET_RELEASE_S = 2.0  # wall seconds a symptom waits once every source is caught up or idle
+# A source that has read all its partition stops holding the clock only after its watermark has not
+# moved for this long: a partition being written to (a collector's message a second, a replay) is
+# often read to its end for a moment, and must still hold the clock until its next message.
+CAUGHT_UP_GRACE_S = 2.0
 ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 
 
@@ -151,7 +155,8 @@ class Correlator:
         return self._release(lambda h: h.release_ms <= clock)
 
     def _quiet(self, source: str, now: float) -> bool:
-        return self.caught_up.get(source, False) or now - self.moved_at[source] >= self.settings.idle_s
+        still = now - self.moved_at[source]
+        return (self.caught_up.get(source, False) and still >= CAUGHT_UP_GRACE_S) or still >= self.settings.idle_s
 
     def release_stale(self) -> list[Alert]:
         """When every source is caught up or idle (the input stopped), release what has been held a

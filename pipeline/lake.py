@@ -45,10 +45,10 @@ def build_lake(scenario: Scenario, root: str | Path, settings: Settings, flush_e
 
     for tick, (ts_ms, messages) in enumerate(Simulator(scenario).ticks()):
         for message in messages:
-            batch = decode_batch(message.value)
             key = (f"{prefix}.{message.topic.suffix}", partition_of(message.key, partitions))
             offset = offsets.get(key, -1) + 1
             offsets[key] = offset
+            batch = decode_batch(message.value)
             sink.add_batch(*key, offset, batch)
             add_alerts(core.push(batch))
         add_alerts(core.end_tick(ts_ms))

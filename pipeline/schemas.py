@@ -1,10 +1,17 @@
 """Telemetry batch messages and alert records: the wire formats, defined once.
 
-A telemetry message is one batch: one node's card samples, one node's finished job steps, or one
-switch's port samples, all for one tick. On the wire it is a msgpack map whose columns are raw
-little-endian numpy buffers::
+A telemetry message is one batch for one tick: card samples, finished job steps or port samples
+of one source (a node or a switch), or, as a collector sends them, of several sources one after
+the other (a rack's nodes, a job's nodes, a group of switches). On the wire it is a msgpack map
+whose columns are raw little-endian numpy buffers::
 
-    {"v": 1, "k": "card", "src": "node0154", "ts": 1767225600000, "job": "", "c": {name: bytes}}
+    {"v": 2, "k": "card", "src": "node0154", "ts": 1767225600000, "job": "", "c": {name: bytes}}
+    {"v": 2, "k": "card", "src": "node0000..node0031", "ts": ..., "job": "", "c": {name: bytes},
+     "srcs": ["node0000", ..., "node0031"], "n": {"rows": [8, 8, ...], "events": [0, 1, ...]}}
+
+In the second form `src` names the collector, `srcs` the sources in order and `n` how many rows of
+each column group belong to each source. Version 1 (single source only) is still read. The cost
+of a message (Kafka, Faust, decoding) is paid once for all its sources.
 
 `decode_batch` turns bytes back into a `Batch` or raises `InvalidRecord` with the reason, so a
 consumer can dead-letter exactly that message and go on.
@@ -23,7 +30,8 @@ import numpy as np
 
 from pipeline.topology import Topology, UnknownEntity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 
 class InvalidRecord(ValueError):
@@ -111,13 +119,15 @@ SCHEMAS: dict[str, BatchSchema] = {s.kind: s for s in (CARD, STEP, PORT)}
 
 @dataclass
 class Batch:
-    """One tick of one source's samples, column-wise."""
+    """One tick of one source's samples, column-wise; or of several sources (`parts`: each
+    source and its row count per column group, rows in that order)."""
 
     kind: str
     source: str
     ts_ms: int
     columns: dict[str, np.ndarray]
     job: str = ""
+    parts: list[tuple[str, dict[str, int]]] | None = None
 
     @property
     def schema(self) -> BatchSchema:
@@ -126,6 +136,37 @@ class Batch:
     def rows(self, group: str = "rows") -> int:
         cols = self.schema.group_columns(group)
         return len(self.columns[cols[0].name]) if cols else 0
+
+    def split(self) -> list["Batch"]:
+        """One single-source batch per source (views of these columns, no copies)."""
+        if self.parts is None:
+            return [self]
+        out = []
+        start = dict.fromkeys(_groups(self.schema), 0)
+        for source, counts in self.parts:
+            cols = {}
+            for col in self.schema.columns:
+                begin = start[col.group]
+                cols[col.name] = self.columns[col.name][begin:begin + counts[col.group]]
+            for group in start:
+                start[group] += counts[group]
+            out.append(Batch(self.kind, source, self.ts_ms, cols, self.job))
+        return out
+
+
+def _groups(schema: BatchSchema) -> list[str]:
+    return list(dict.fromkeys(c.group for c in schema.columns))
+
+
+def bundle(batches: list[Batch], collector: str) -> Batch:
+    """Single-source batches of one kind, tick and job as one multi-source batch from `collector`."""
+    first = batches[0]
+    schema = first.schema
+    groups = _groups(schema)
+    columns = {c.name: np.concatenate([b.columns[c.name] for b in batches]).astype(c.dtype, copy=False)
+               for c in schema.columns}
+    parts = [(b.source, {g: len(b.columns[schema.group_columns(g)[0].name]) for g in groups}) for b in batches]
+    return Batch(first.kind, collector, first.ts_ms, columns, first.job, parts)
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -136,11 +177,12 @@ def encode_batch(batch: Batch) -> bytes:
         if not isinstance(arr, np.ndarray) or arr.dtype != col.dtype:
             arr = np.asarray(arr, dtype=col.dtype)
         cols[col.name] = arr.tobytes()
-    return msgpack.packb(
-        {"v": SCHEMA_VERSION, "k": batch.kind, "src": batch.source, "ts": int(batch.ts_ms),
-         "job": batch.job, "c": cols},
-        use_bin_type=True,
-    )
+    msg = {"v": SCHEMA_VERSION, "k": batch.kind, "src": batch.source, "ts": int(batch.ts_ms),
+           "job": batch.job, "c": cols}
+    if batch.parts is not None:
+        msg["srcs"] = [source for source, _ in batch.parts]
+        msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in _groups(schema)}
+    return msgpack.packb(msg, use_bin_type=True)
 
 
 def decode_batch(payload: bytes | None) -> Batch:
@@ -154,8 +196,9 @@ def decode_batch(payload: bytes | None) -> Batch:
     if not isinstance(msg, dict):
         raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map")
     version = msg.get("v")
-    if version != SCHEMA_VERSION:
-        raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads {SCHEMA_VERSION})")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads "
+                            f"{', '.join(map(str, READ_VERSIONS))})")
     kind = msg.get("k")
     schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
@@ -183,7 +226,24 @@ def decode_batch(payload: bytes | None) -> Batch:
         if len(arr) != expected:
             raise InvalidRecord(f"column {col.name!r} has {len(arr)} values, others in its group {expected}")
         columns[col.name] = arr
-    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job)
+    parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
+    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts)
+
+
+def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tuple[str, dict[str, int]]]:
+    """The sources of a multi-source message and their row counts, checked against the columns."""
+    sources, counts = msg.get("srcs"), msg.get("n")
+    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
+        raise InvalidRecord("srcs must be a non-empty list of source names")
+    if not isinstance(counts, dict) or set(counts) != set(_groups(schema)):
+        raise InvalidRecord(f"n must give row counts for the groups {', '.join(_groups(schema))}")
+    for group, values in counts.items():
+        if (not isinstance(values, list) or len(values) != len(sources)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)):
+            raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})")
+        if sum(values) != lengths.get(group, 0):
+            raise InvalidRecord(f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}")
+    return [(source, {g: counts[g][i] for g in counts}) for i, source in enumerate(sources)]
 
 
 def check_entities(batch: Batch, topology: Topology) -> None:

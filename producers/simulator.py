@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.schemas import Batch, encode_batch, iso_utc
+from pipeline.schemas import Batch, bundle, encode_batch, iso_utc
 from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec
+
+# Sources per message. Real collectors batch (a rack's exporter gateway, a fabric manager): the
+# simulator sends the nodes under one leaf position (nodes_per_leaf of them, a rack) per card
+# message, a job's nodes per step message, and this many switches per port message. The cost of a
+# message (Kafka, Faust, decoding) is then paid once per collector, not per node (bench/pipeline.py).
+SWITCHES_PER_COLLECTOR = 8
 from producers.scenario import Fault, Scenario
 
 # Fatal error code a failed card reports before it goes silent, and the ECC error code, per vendor.
@@ -237,12 +243,10 @@ class Simulator:
             compute32 = compute.astype("<f4").reshape(-1, k)
             wait32 = wait.astype("<f4").reshape(-1, k)
             steps = np.full(k, step, "<u4")
-            for i in range(js.job.nodes):
-                node = js.job.first_node + i
-                batch = Batch("step", self.topo.node_names[node], ts_ms, {
-                    "rank": js.ranks[i], "step": steps, "compute_s": compute32[i], "wait_s": wait32[i],
-                }, job=js.job.name)
-                out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
+            batches = [Batch("step", self.topo.node_names[js.job.first_node + i], ts_ms, {
+                "rank": js.ranks[i], "step": steps, "compute_s": compute32[i], "wait_s": wait32[i],
+            }, job=js.job.name) for i in range(js.job.nodes)]
+            out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(bundle(batches, js.job.name))))
         return out
 
     # ---- cards -------------------------------------------------------------------------------
@@ -285,7 +289,7 @@ class Simulator:
             by_node.setdefault(node, []).append((card, code))
         all_cards = np.arange(k, dtype="<u1")
         no_events = np.zeros(0, "<u1"), np.zeros(0, "<u4")
-        out: list[Message] = []
+        batches: list[Batch] = []
         for i in np.flatnonzero(node_alive):
             alive = card_alive[i]
             full = bool(alive.all())
@@ -297,9 +301,8 @@ class Simulator:
                 row["err_code"] = np.array([c for _, c in evs], "<u4")
             else:
                 row["err_card"], row["err_code"] = no_events
-            name = topo.node_names[i]
-            out.append(Message(CARD_TELEMETRY, name, encode_batch(Batch("card", name, ts_ms, row))))
-        return out
+            batches.append(Batch("card", topo.node_names[i], ts_ms, row))
+        return self._collected(CARD_TELEMETRY, batches, topo.nodes_per_leaf, topo.node_names, topo.node_index)
 
     # ---- switches ----------------------------------------------------------------------------
     def _port_messages(self, ts_ms: int, switch_alive: np.ndarray, host_up: np.ndarray,
@@ -315,7 +318,7 @@ class Simulator:
         self._background_crc()
         self._port_spikes()
 
-        out: list[Message] = []
+        batches: list[Batch] = []
         npl = topo.nodes_per_leaf
         for leaf in np.flatnonzero(switch_alive[:topo.leaves]):
             rail, block = divmod(int(leaf), topo.leaves_per_rail)
@@ -327,15 +330,33 @@ class Simulator:
             for name in _PortCounters.FIELDS:
                 cols[name] = np.concatenate([getattr(self.host, name)[nodes, rail],
                                              getattr(self.fabric_leaf, name)[leaf]])
-            sw = topo.switch_names[leaf]
-            out.append(Message(PORT_TELEMETRY, sw, encode_batch(Batch("port", sw, ts_ms, cols))))
+            batches.append(Batch("port", topo.switch_names[leaf], ts_ms, cols))
         ports = np.arange(topo.leaves, dtype="<u2")
         for spine in np.flatnonzero(switch_alive[topo.leaves:]):
             cols = {"port": ports, "oper_up": fabric_up[:, spine].astype("<u1")}
             for name in _PortCounters.FIELDS:
                 cols[name] = np.ascontiguousarray(getattr(self.fabric_spine, name)[:, spine])
-            sw = topo.switch_names[topo.leaves + spine]
-            out.append(Message(PORT_TELEMETRY, sw, encode_batch(Batch("port", sw, ts_ms, cols))))
+            batches.append(Batch("port", topo.switch_names[topo.leaves + spine], ts_ms, cols))
+        return self._collected(PORT_TELEMETRY, batches, SWITCHES_PER_COLLECTOR, topo.switch_names, self._switch_index)
+
+    def _switch_index(self, name: str) -> int:
+        kind, index = self.topo.parse_switch(name)
+        return index if kind == "leaf" else self.topo.leaves + index
+
+    @staticmethod
+    def _collected(topic: TopicSpec, batches: list[Batch], per_collector: int, names: list[str],
+                   index_of) -> list[Message]:  # noqa: ANN001
+        """One message per collector, as real collectors send them: the batches of `per_collector`
+        consecutive sources (a rack's nodes, a group of switches), keyed by the collector's name
+        (`first..last` of its sources, whichever of them report), so it always lands in one partition."""
+        groups: dict[int, list[Batch]] = {}
+        for batch in batches:
+            groups.setdefault(index_of(batch.source) // per_collector, []).append(batch)
+        out = []
+        for group, members in groups.items():
+            first, last = group * per_collector, min((group + 1) * per_collector, len(names)) - 1
+            name = names[first] if first == last else f"{names[first]}..{names[last]}"
+            out.append(Message(topic, name, encode_batch(bundle(members, name))))
         return out
 
     def _background_crc(self) -> None:

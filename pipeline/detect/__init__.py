@@ -23,7 +23,7 @@ from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: link counters as one array, error windows kept as running sums
 _NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
           ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
           ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
@@ -64,10 +64,19 @@ class DetectorSet:
             self.detectors["step"] = [self.straggler]
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        """Findings caused by one batch; `stream` names its ordered source (e.g. the partition)."""
+        """Findings caused by one batch (one source's, or a collector's of many sources); `stream`
+        names its ordered source (e.g. the partition). Detectors marked `multi_source` judge a
+        collector's batch whole; the others get it source by source."""
         out: list[Alert] = []
+        parts: list[Batch] | None = None
         for detector in self.detectors[batch.kind]:
-            out += detector.push(batch, stream)
+            if batch.parts is None or getattr(detector, "multi_source", False):
+                out += detector.push(batch, stream)
+                continue
+            if parts is None:
+                parts = batch.split()
+            for part in parts:
+                out += detector.push(part, stream)
         return out
 
     def take_placements(self) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.alerts import AlertBook
+from pipeline.detect.rows import node_rows
 from pipeline.error_codes import describe
 from pipeline.schemas import Alert, Batch
 from pipeline.settings import EccSettings
@@ -14,6 +15,8 @@ KIND = "card_ecc"
 
 
 class EccDetector:
+    multi_source = True  # takes a collector's multi-node batch whole
+
     def __init__(self, topology: Topology, settings: EccSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or EccSettings()
@@ -24,44 +27,51 @@ class EccDetector:
         self.book = AlertBook()
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        node = self.topo.node_index(batch.source)
+        """Judge every node of a (collector's) card batch at once."""
+        r = node_rows(batch, self.topo)
         ts = batch.ts_ms
-        events_only = len(batch.columns["card"]) == 0  # e.g. from a kernel log: no samples, any time
-        if not events_only:
-            if ts <= self.node_last_ms[node]:
+        if batch.rows("rows") == 0:  # error events without samples (e.g. from a kernel log): any time
+            judged = np.ones(len(r.nodes), bool)
+        else:
+            judged = ts > self.node_last_ms[r.nodes]
+            if not judged.any():
                 return []
-            self.node_last_ms[node] = ts
-        cards = batch.columns["card"].astype(np.intp)
-        dbe = batch.columns["ecc_dbe"].astype(np.int64)
+            self.node_last_ms[r.nodes[judged & (r.row_counts > 0)]] = ts
+        rows = judged[r.row_part]
+        node = r.nodes[r.row_part[rows]]
+        cards = batch.columns["card"][rows].astype(np.intp)
+        dbe = batch.columns["ecc_dbe"][rows].astype(np.int64)
         prev = self.last_dbe[node, cards]
         # a counter below its last value was reset (driver reload, reboot): a new baseline, no error
         new_errors = np.where((prev >= 0) & (dbe >= prev), dbe - prev, 0)
         self.last_dbe[node, cards] = dbe
-        reasons: dict[int, dict] = {}
-        for card in cards[new_errors > 0].tolist():
-            reasons[card] = {"dbe_increase": int(new_errors[cards == card][0]),
-                             "dbe_total": int(dbe[cards == card][0])}
-        for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
+        reasons: dict[tuple[int, int], dict] = {}
+        for i in np.flatnonzero(new_errors > 0).tolist():
+            reasons[(int(node[i]), int(cards[i]))] = {"dbe_increase": int(new_errors[i]), "dbe_total": int(dbe[i])}
+        events = judged[r.event_part]
+        for part, card, code in zip(r.event_part[events].tolist(), batch.columns["err_card"][events].tolist(),
+                                    batch.columns["err_code"][events].tolist()):
             info = describe(code)
             if info.alert == KIND:
-                reasons.setdefault(card, {}).update(
+                reasons.setdefault((int(r.nodes[part]), card), {}).update(
                     {"error_code": code, "error_name": info.name, "action": info.action})
         out: list[Alert] = []
-        for card, evidence in reasons.items():
-            self.last_error_ms[node, card] = ts
-            name = self.topo.card_name(node, card)
+        for (n, card), evidence in reasons.items():
+            self.last_error_ms[n, card] = ts
+            name = self.topo.card_name(n, card)
             what = (f"{describe(evidence['error_code']).label()} {evidence['error_name']}" if "error_code" in evidence
                     else f"{evidence['dbe_increase']} new double-bit ECC errors")
             action = evidence.get("action", "reset_gpu").replace("_", " ")
             alert = self.book.fire(KIND, name, ts, severity="critical",
                                    summary=f"{name} uncorrectable ECC errors: {what}; {action}",
-                                   labels={"node": batch.source, "card": str(card)}, evidence=evidence)
+                                   labels={"node": self.topo.node_name(n), "card": str(card)}, evidence=evidence)
             if alert:
                 out.append(alert)
         quiet_ms = int(self.settings.quiet_s * 1000)
+        judged_nodes = set(r.nodes[judged].tolist())
         for alert in self.book.firing():
             n, c = self.topo.parse_card(alert.entity)
-            if n == node and ts - self.last_error_ms[n, c] >= quiet_ms:
+            if n in judged_nodes and ts - self.last_error_ms[n, c] >= quiet_ms:
                 done = self.book.resolve(KIND, alert.entity, ts,
                                          reason=f"no new uncorrectable error for {self.settings.quiet_s:g} s")
                 if done:

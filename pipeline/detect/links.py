@@ -21,11 +21,14 @@ ERROR_COUNTERS = ("crc_errors", "symbol_errors")
 EVIDENCE_COUNTERS = ("fec_corrected", "drops")
 
 
+COUNTERS = ERROR_COUNTERS + EVIDENCE_COUNTERS
+
+
 @dataclass
 class _SwitchState:
     links: list[str | None]
     last_ms: int = -1
-    prev: dict[str, np.ndarray] = field(default_factory=dict)
+    prev: np.ndarray | None = None  # (len(COUNTERS), ports) last counter values, -1: none yet
     oper: np.ndarray | None = None
     up_since_ms: np.ndarray | None = None
     down_times: list[list[int]] = field(default_factory=list)  # per port: times it went down
@@ -33,6 +36,8 @@ class _SwitchState:
     extra: np.ndarray | None = None  # (window, ports, len(EVIDENCE_COUNTERS))
     filled: int = 0
     clean_streak: np.ndarray | None = None
+    window_total: np.ndarray | None = None  # errors in the window per port (kept as the ring turns)
+    window_samples: np.ndarray | None = None  # samples with errors in the window per port
 
 
 class LinkDetector:
@@ -55,6 +60,9 @@ class LinkDetector:
             st.errors = np.zeros((w, ports), np.int64)
             st.extra = np.zeros((w, ports, len(EVIDENCE_COUNTERS)), np.int64)
             st.clean_streak = np.zeros(ports, np.int64)
+            st.prev = np.full((len(COUNTERS), ports), -1, np.int64)
+            st.window_total = np.zeros(ports, np.int64)
+            st.window_samples = np.zeros(ports, np.int64)
         return st
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
@@ -109,9 +117,10 @@ class LinkDetector:
                 if alert:
                     out.append(alert)
         hold_ms = int(s.down_resolve_s * 1000)
-        for port in ports[oper].tolist():
+        since = st.up_since_ms[ports]
+        for port in ports[oper & (since >= 0) & (ts - since >= hold_ms)].tolist():
             link = st.links[port]
-            if link is None or st.up_since_ms[port] < 0 or ts - st.up_since_ms[port] < hold_ms:
+            if link is None:
                 continue
             for kind in ("link_down", "link_flapping"):
                 if kind == "link_flapping" and ts - (st.down_times[port] or [ts])[-1] < window_ms:
@@ -124,29 +133,26 @@ class LinkDetector:
     # ---- degradation -------------------------------------------------------------------------
     def _errors(self, batch: Batch, st: _SwitchState, ports: np.ndarray, oper: np.ndarray, ts: int) -> list[Alert]:
         s = self.settings
+        values = np.stack([batch.columns[name] for name in COUNTERS]).astype(np.int64)
+        before = st.prev[:, ports]
+        # a counter below its previous value was reset (a reboot): a new baseline, not an error
+        delta = np.where((before >= 0) & (values >= before), values - before, 0)
+        st.prev[:, ports] = values
         increments = np.zeros(len(st.links), np.int64)
+        increments[ports] = delta[:len(ERROR_COUNTERS)].sum(axis=0)
         extra = np.zeros((len(st.links), len(EVIDENCE_COUNTERS)), np.int64)
-        for j, name in enumerate(ERROR_COUNTERS + EVIDENCE_COUNTERS):
-            value = batch.columns[name].astype(np.int64)
-            prev = st.prev.get(name)
-            if prev is None:
-                prev = st.prev[name] = np.full(len(st.links), -1, np.int64)
-            before = prev[ports]
-            delta = np.where((before >= 0) & (value >= before), value - before, 0)
-            prev[ports] = value
-            if j < len(ERROR_COUNTERS):
-                increments[ports] += delta
-            else:
-                extra[ports, j - len(ERROR_COUNTERS)] = delta
+        extra[ports] = delta[len(ERROR_COUNTERS):].T
         increments[ports[~oper]] = 0  # a down link's errors are the down alert's business
         row = st.filled % s.error_window_samples
+        leaving = st.errors[row]
+        st.window_total += increments - leaving
+        st.window_samples += (increments > 0).astype(np.int64) - (leaving > 0)
         st.errors[row] = increments
         st.extra[row] = extra
         st.filled += 1
         st.clean_streak = np.where(increments > 0, 0, st.clean_streak + 1)
 
-        total = st.errors.sum(axis=0)
-        samples = (st.errors > 0).sum(axis=0)
+        total, samples = st.window_total, st.window_samples
         bad = (total >= s.error_min_count) & (samples >= s.error_min_samples)
         out: list[Alert] = []
         window_s = s.error_window_samples * 1.0
@@ -167,7 +173,8 @@ class LinkDetector:
                           "seen_by": batch.source, "window_s_at_1hz": window_s})
             if alert:
                 out.append(alert)
-        for port in np.flatnonzero(st.clean_streak >= s.error_clear_samples).tolist():
+        clean = st.clean_streak >= s.error_clear_samples
+        for port in np.flatnonzero(clean).tolist() if self.degraded and clean.any() else []:
             link = st.links[port]
             if link in self.degraded:
                 self.degraded.discard(link)

@@ -69,13 +69,15 @@ def write_options(schema: pa.Schema, dataset: str = "") -> dict:
 
 @dataclass
 class _Pending:
-    """Rows of one dataset waiting for a flush."""
+    """Rows of one dataset waiting for a flush: column chunks (one per batch), and per segment (the
+    rows of one source in one batch) its source, row count, offset, time and job."""
 
     entity_column: str
     offsets: list[int] = field(default_factory=list)
     ts_ms: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
     columns: list[dict[str, np.ndarray]] = field(default_factory=list)
     rows: int = 0
 
@@ -119,7 +121,8 @@ class ParquetSink:
         return buf
 
     def add_batch(self, topic: str, partition: int, offset: int, batch: Batch) -> bool:
-        """Buffer one decoded batch; True if this partition is now due for a flush."""
+        """Buffer one decoded batch (one source's, or a collector's of many); True if this
+        partition is now due for a flush."""
         buf = self._buffer(topic, partition)
         for group, (dataset, entity) in _DATASETS[batch.kind].items():
             cols = {c.name: batch.columns[c.name] for c in batch.schema.group_columns(group)}
@@ -127,10 +130,14 @@ class ParquetSink:
             if n == 0:
                 continue
             pending = buf.datasets.setdefault(dataset, _Pending(entity))
-            pending.offsets.append(offset)
-            pending.ts_ms.append(batch.ts_ms)
-            pending.sources.append(batch.source)
-            pending.jobs.append(batch.job)
+            segments = [(batch.source, n)] if batch.parts is None else \
+                [(source, counts[group]) for source, counts in batch.parts if counts[group]]
+            for source, count in segments:
+                pending.offsets.append(offset)
+                pending.ts_ms.append(batch.ts_ms)
+                pending.sources.append(source)
+                pending.jobs.append(batch.job)
+                pending.counts.append(count)
             pending.columns.append(cols)
             pending.rows += n
             buf.rows += n
@@ -228,7 +235,7 @@ class ParquetSink:
         return {key: self.flush(*key) for key in list(self._buffers)}
 
     def _table(self, dataset: str, p: _Pending) -> pa.Table:
-        counts = np.fromiter((len(next(iter(c.values()))) for c in p.columns), np.int64, len(p.columns))
+        counts = np.asarray(p.counts, np.int64)
         data: dict[str, pa.Array | np.ndarray] = {
             "ts": pa.array(np.repeat(np.asarray(p.ts_ms, np.int64), counts), pa.timestamp("ms", tz="UTC")),
             p.entity_column: pa.array(np.repeat(np.asarray(p.sources), counts)),
@@ -254,9 +261,12 @@ class ParquetSink:
             data["card"] = (data["rank"] % topo.cards_per_node).astype(np.uint8)
         elif dataset == "port":
             links, rails = [], []
-            for source, cols in zip(p.sources, p.columns):
+            all_ports = np.concatenate([cols["port"] for cols in p.columns]).astype(np.intp)
+            start = 0
+            for source, count in zip(p.sources, p.counts):
                 names, rail = self._links_of(source)
-                ports = np.minimum(cols["port"].astype(np.intp), len(names) - 1)
+                ports = np.minimum(all_ports[start:start + count], len(names) - 1)
+                start += count
                 links.append(names[ports])
                 rails.append(rail[ports])
             data["link"] = pa.array(np.concatenate(links), pa.string())

@@ -32,17 +32,31 @@ def register(ctx: WorkerContext) -> None:
                     batch = decode_batch(event.value)
                     if batch.kind != kind:
                         raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic")
-                    check_entities(batch, topology)
                 except InvalidRecord as exc:
                     await ctx.dead_letters.send(event, exc.reason)
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
+                parts, bad = [], []
+                for part in batch.split() if batch.parts else [batch]:  # a collector's message: many sources
+                    try:
+                        check_entities(part, topology)
+                        parts.append(part)
+                    except InvalidRecord as exc:
+                        bad.append(exc.reason)
+                if bad:  # the good sources of the message are processed; the message is kept with why
+                    await ctx.dead_letters.send(event, "; ".join(bad[:3]) + (
+                        f" (and {len(bad) - 3} more)" if len(bad) > 3 else "") + (
+                        f"; the other {len(parts)} sources of the message were processed" if parts else ""))
+                else:
+                    parts = [batch]  # all good: detectors and the sink take the message whole
                 source = f"{kind}/{msg.partition}"
                 partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
-                for finding in partition_detectors.push(batch, msg.partition):
-                    await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(
-                        {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(), force=True)
+                for part in parts:
+                    for finding in partition_detectors.push(part, msg.partition):
+                        await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(
+                            {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(),
+                            force=True)
                 if kind == "step":
                     for job, nodes in partition_detectors.take_placements().items():
                         await ctx.findings_topic.send(key=job.encode(), value=json.dumps(
@@ -50,7 +64,11 @@ def register(ctx: WorkerContext) -> None:
                 if batch.ts_ms > watermarks.get(source, -1):
                     watermarks[source] = batch.ts_ms
                 positions[source] = (event.message.tp, msg.offset)
-                full = sink.add_batch(msg.topic, msg.partition, msg.offset, batch)
+                full = False
+                for part in parts:
+                    full = sink.add_batch(msg.topic, msg.partition, msg.offset, part) or full
+                if not parts:
+                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                 acks.hold(stream, event)
                 if full:
                     await acks.flush([(msg.topic, msg.partition)])

@@ -121,10 +121,13 @@ def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
     assert len(released) == 1  # step/0 idle for 3.5 s (ignored), port/3 at 105 s
 
 
-def test_a_caught_up_source_does_not_hold_the_clock() -> None:
-    c = correlator()
-    c.advance("step/0", START_MS, caught_up=True)  # read everything its partition has: nothing older will come
+def test_a_caught_up_source_does_not_hold_the_clock_once_it_stays_still() -> None:
+    clock = Clock()
+    c = correlator(clock)
+    c.advance("step/0", START_MS, caught_up=True)  # read everything its partition has
     c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    assert tick(c, 106) == []  # only for a moment, maybe: its next message may be on its way
+    clock.now = 2.5  # still nothing new after 2 s: nothing older will come
     assert len(tick(c, 106)) == 1
     c2 = correlator()
     c2.advance("port/9", START_MS + 90_000)  # lagging: its next findings may be older than 105 s

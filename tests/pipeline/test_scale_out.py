@@ -54,8 +54,8 @@ def scenario(tmp_path: Path) -> tuple[Path, Path, list[Alert], dict[str, int]]:
     assert done.returncode == 0, done.stderr
     rows = {"card": 0, "step": 0, "port": 0}
     for message in read_message_file(messages):
-        batch = decode_batch(message.value)
-        rows[batch.kind] += batch.rows()
+        for batch in decode_batch(message.value).split():
+            rows[batch.kind] += batch.rows()
     offline = run_offline(load_scenario(path), load_settings({}, environ={}))
     assert {a.kind for a in offline} >= {"card_failed", "straggler", "node_down", "switch_down", "link_flapping",
                                          "thermal_throttle"}

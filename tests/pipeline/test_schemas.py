@@ -34,7 +34,7 @@ def _raw(**overrides: object) -> bytes:
     (b"", "empty message"),
     (b"\xc1garbage", "not msgpack"),
     (msgpack.packb([1, 2, 3]), "expected a map"),
-    (_raw(v=SCHEMA_VERSION + 1), "unsupported schema version 2"),
+    (_raw(v=SCHEMA_VERSION + 1), "unsupported schema version 3"),
     (_raw(v=None), "unsupported schema version None"),
     (_raw(k="gpu"), "unknown batch kind 'gpu'"),
     (_raw(ts=-5), "bad timestamp"),

@@ -39,8 +39,7 @@ def signals(data: dict) -> dict[tuple[str, str], list]:
     topo = sc.topology
     out: dict[tuple[str, str], list] = defaultdict(list)
     for ts, msgs in Simulator(sc).ticks():
-        for m in msgs:
-            b = decode_batch(m.value)
+        for m, b in ((m, b) for m in msgs for b in decode_batch(m.value).split()):
             if m.topic == CARD_TELEMETRY:
                 rows = [c.name for c in b.schema.group_columns("rows")]
                 for i, card in enumerate(b.columns["card"].tolist()):

@@ -101,10 +101,12 @@ def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(broker, prefix,
     from pipeline.schemas import encode_batch
     from tests.builders import card_batch
     producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
-    for t in range(40, 80):
-        for node in range(8):
-            producer.send(f"{prefix}.telemetry.card", key=f"node{node:04d}".encode(),
-                          value=encode_batch(card_batch(f"node{node:04d}", t)))
+    from pipeline.schemas import bundle
+    for t in range(40, 80):  # as the simulator sends them: one message per rack (4 nodes), same keys
+        for first in (0, 4):
+            rack = f"node{first:04d}..node{first + 3:04d}"
+            producer.send(f"{prefix}.telemetry.card", key=rack.encode(), value=encode_batch(
+                bundle([card_batch(f"node{n:04d}", t) for n in range(first, first + 4)], rack)))
     producer.flush()
     producer.close()
 
