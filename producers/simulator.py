@@ -242,11 +242,14 @@ class Simulator:
         for js, step, compute, wait in self._finished:
             compute32 = compute.astype("<f4").reshape(-1, k)
             wait32 = wait.astype("<f4").reshape(-1, k)
-            steps = np.full(k, step, "<u4")
-            batches = [Batch("step", self.topo.node_names[js.job.first_node + i], ts_ms, {
-                "rank": js.ranks[i], "step": steps, "compute_s": compute32[i], "wait_s": wait32[i],
-            }, job=js.job.name) for i in range(js.job.nodes)]
-            out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(bundle(batches, js.job.name))))
+            nodes = js.job.nodes
+            names = self.topo.node_names[js.job.first_node:js.job.first_node + nodes]
+            columns = {"rank": np.ascontiguousarray(js.ranks, "<u4").reshape(-1),
+                       "step": np.full(nodes * k, step, "<u4"),
+                       "compute_s": compute32.reshape(-1), "wait_s": wait32.reshape(-1)}
+            batch = Batch("step", js.job.name, ts_ms, columns, job=js.job.name,
+                          parts=[(name, {"rows": k}) for name in names])
+            out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
         return out
 
     # ---- cards -------------------------------------------------------------------------------
@@ -287,22 +290,32 @@ class Simulator:
         by_node: dict[int, list[tuple[int, int]]] = {}
         for node, card, code in events:
             by_node.setdefault(node, []).append((card, code))
-        all_cards = np.arange(k, dtype="<u1")
-        no_events = np.zeros(0, "<u1"), np.zeros(0, "<u4")
-        batches: list[Batch] = []
-        for i in np.flatnonzero(node_alive):
-            alive = card_alive[i]
-            full = bool(alive.all())
-            row = {name: (arr[i] if full else arr[i][alive]) for name, arr in cols.items()}
-            row["card"] = all_cards if full else all_cards[alive]
-            evs = by_node.get(int(i))
-            if evs:
-                row["err_card"] = np.array([c for c, _ in evs], "<u1")
-                row["err_code"] = np.array([c for _, c in evs], "<u4")
-            else:
-                row["err_card"], row["err_code"] = no_events
-            batches.append(Batch("card", topo.node_names[i], ts_ms, row))
-        return self._collected(CARD_TELEMETRY, batches, topo.nodes_per_leaf, topo.node_names, topo.node_index)
+        present = card_alive & node_alive[:, None]
+        card_index = np.broadcast_to(np.arange(k, dtype="<u1"), shape)
+        out: list[Message] = []
+        per = topo.nodes_per_leaf  # one collector per rack: the nodes under one leaf position
+        for first in range(0, n, per):
+            nodes = np.flatnonzero(node_alive[first:first + per]) + first
+            if not len(nodes):
+                continue
+            mask = present[nodes]
+            columns = {name: arr[nodes][mask] for name, arr in cols.items()}
+            columns["card"] = card_index[nodes][mask]
+            ev_cards, ev_codes, ev_counts = [], [], []
+            for node in nodes.tolist():
+                evs = by_node.get(node, ())
+                ev_cards += [c for c, _ in evs]
+                ev_codes += [code for _, code in evs]
+                ev_counts.append(len(evs))
+            columns["err_card"] = np.array(ev_cards, "<u1")
+            columns["err_code"] = np.array(ev_codes, "<u4")
+            rows = mask.sum(axis=1).tolist()
+            names = topo.node_names
+            collector = f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
+            parts = [(names[node], {"rows": r, "events": e}) for node, r, e in zip(nodes.tolist(), rows, ev_counts)]
+            out.append(Message(CARD_TELEMETRY, collector, encode_batch(
+                Batch("card", collector, ts_ms, columns, parts=parts))))
+        return out
 
     # ---- switches ----------------------------------------------------------------------------
     def _port_messages(self, ts_ms: int, switch_alive: np.ndarray, host_up: np.ndarray,

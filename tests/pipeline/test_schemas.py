@@ -1,4 +1,5 @@
 import json
+import re
 
 import msgpack
 import numpy as np
@@ -73,3 +74,32 @@ def test_alert_identity_is_stable_and_json_matches_the_spec() -> None:
     assert {"id", "kind", "entity", "status", "starts_at", "root_cause", "severity", "summary", "labels"} <= set(data)
     assert data["starts_at"] == "2026-01-01T00:00:20.000Z"
     assert Alert.from_json(a.to_json()) == a
+
+
+def test_a_collector_message_carries_many_sources_and_splits_back() -> None:
+    from pipeline.schemas import bundle
+    from tests.builders import card_batch
+
+    one, two = card_batch("node0001", 5, errors=[(3, 79)]), card_batch("node0002", 5)
+    back = decode_batch(encode_batch(bundle([one, two], "node0000..node0003")))
+    assert back.source == "node0000..node0003" and back.rows() == 16 and back.rows("events") == 1
+    parts = back.split()
+    assert [p.source for p in parts] == ["node0001", "node0002"]
+    for got, want in zip(parts, (one, two)):
+        for name, column in want.columns.items():
+            assert got.columns[name].tolist() == list(column), name
+
+
+def test_collector_row_counts_must_add_up() -> None:
+    from pipeline.schemas import bundle
+    from tests.builders import card_batch
+
+    good = msgpack.unpackb(encode_batch(bundle([card_batch("node0001", 5), card_batch("node0002", 5)], "r")))
+    for change, reason in ((lambda m: m["n"].update(rows=[8, 9]), "n.rows counts 17 rows, the columns hold 16"),
+                           (lambda m: m.update(srcs=["node0001"]), "one row count per source (1)"),
+                           (lambda m: m.update(srcs=[]), "srcs must be a non-empty list"),
+                           (lambda m: m["n"].pop("events"), "n must give row counts for the groups rows, events")):
+        bad = msgpack.unpackb(msgpack.packb(good, use_bin_type=True))
+        change(bad)
+        with pytest.raises(InvalidRecord, match=re.escape(reason)):
+            decode_batch(msgpack.packb(bad, use_bin_type=True))

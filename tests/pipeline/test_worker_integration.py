@@ -102,33 +102,41 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
     wrong_version = msgpack.packb({**msgpack.unpackb(good_before), "v": 99}, use_bin_type=True)
     unknown_entity = encode_batch(card_batch("node0999", 0))
     good_after = encode_batch(card_batch("node0002", 0, errors=[(1, 79)]))
+    from pipeline.schemas import bundle
+    half_known = encode_batch(bundle([card_batch("node0003", 0, errors=[(5, 79)]), card_batch("node0998", 0)], "rack"))
     topic = f"{prefix}.telemetry.card"
     producer = KafkaProducer(**producer_config(broker.bootstrap, "test"))
     try:  # one key: one partition, in this order, in one produce batch
-        for value in (good_before, malformed, wrong_version, unknown_entity, good_after):
+        for value in (good_before, malformed, wrong_version, unknown_entity, good_after, half_known):
             producer.send(topic, key=b"mixed", value=value)
         producer.flush()
     finally:
         producer.close()
 
-    dead = read_until(broker.bootstrap, f"{prefix}.deadletter", lambda rs: len(rs) >= 3,
+    dead = read_until(broker.bootstrap, f"{prefix}.deadletter", lambda rs: len(rs) >= 4,
                       alive=alive(children, worker))
     reasons = {}
     for record in dead:
         headers = dict(record.headers)
         assert headers[DLQ_TOPIC].decode() == topic
         reasons[int(headers[DLQ_OFFSET])] = headers[DLQ_REASON].decode()
-    assert sorted(reasons) == [1, 2, 3]
+    assert sorted(reasons) == [1, 2, 3, 5]
     assert "not msgpack" in reasons[1] or "expected a map" in reasons[1]
     assert "unsupported schema version 99" in reasons[2]
     assert "unknown entity" in reasons[3] and "node0999" in reasons[3]
+    assert "node0998" in reasons[5] and "the other 1 sources of the message were processed" in reasons[5]
     assert [r.value for r in sorted(dead, key=lambda r: int(dict(r.headers)[DLQ_OFFSET]))] == \
-        [malformed, wrong_version, unknown_entity]
+        [malformed, wrong_version, unknown_entity, half_known]
 
-    alerts = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 2, alive=alive(children, worker))
-    assert sorted(Alert.from_json(r.value).entity for r in alerts) == ["node0001-card3", "node0002-card1"]
+    alerts = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 3, alive=alive(children, worker))
+    assert sorted(Alert.from_json(r.value).entity for r in alerts) == ["node0001-card3", "node0002-card1",
+                                                                       "node0003-card5"]
     rows = wait_for_rows(data, "card", "select count(distinct node), count(*) from read_parquet({files})")
-    assert rows == [(2, 16)]
+    deadline = time.monotonic() + 30
+    while rows != [(3, 24)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = wait_for_rows(data, "card", "select count(distinct node), count(*) from read_parquet({files})")
+    assert rows == [(3, 24)]  # the known node of the half-known collector message is in the lake
     assert worker.poll() is None, "a bad message must not stop the worker"
 
 
