@@ -132,7 +132,10 @@ def main() -> None:
                 while True:
                     stats = [proc_stats(w.pid) if w.poll() is None else s for w, s in zip(workers, stats)]
                     if any(w.poll() is not None for w in workers):
-                        sys.exit(f"a worker exited: {(tmp / 'worker-0.log').read_text()[-2000:]}")
+                        keep = Path(tempfile.mkdtemp(prefix="clusterpulse-bench-logs-"))
+                        for i in range(len(workers)):
+                            (keep / f"worker-{i}.log").write_bytes((tmp / f"worker-{i}.log").read_bytes())
+                        sys.exit(f"a worker exited; its logs are in {keep}/")
                     if consumer_lag(broker.bootstrap, settings.group_id, topics) == 0:
                         break
                     if time.perf_counter() - started > args.timeout:

@@ -73,6 +73,7 @@ def faust_config(bootstrap: str, group_id: str, partitions: int) -> dict[str, An
         "broker_commit_interval": 1.0,
         "producer_compression_type": "lz4",
         "producer_acks": -1,
+        "producer_max_request_size": 64 * 1024 * 1024,  # detector state snapshots (pipeline.topics.STATE_MAX_BYTES)
         "stream_wait_empty": False,  # otherwise a stop can hang forever in wait_empty
         "web_enabled": False,
     }

@@ -23,6 +23,8 @@ from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, Topi
 # message, a job's nodes per step message, and this many switches per port message. The cost of a
 # message (Kafka, Faust, decoding) is then paid once per collector, not per node (bench/pipeline.py).
 SWITCHES_PER_COLLECTOR = 8
+PORTS_PER_MESSAGE = 4096  # ~370 KB of port samples: well under Kafka's 1 MB default message limit
+NODES_PER_STEP_MESSAGE = 512  # a 65,536-rank job's steps in 16 messages of 64 KB, under Kafka's 1 MB limit
 from producers.scenario import Fault, Scenario
 
 # Fatal error code a failed card reports before it goes silent, and the ECC error code, per vendor.
@@ -72,6 +74,7 @@ class Simulator:
         self.rng = np.random.default_rng(cards_seed)
         self.noise_rng = np.random.default_rng(noise_seed)
         self.fault_rng = np.random.default_rng(fault_seed)
+        self._port_collector = self._port_collectors()
         n, k = topo.nodes, topo.cards_per_node
         self.profile = PROFILE[scenario.vendor]
 
@@ -242,14 +245,17 @@ class Simulator:
         for js, step, compute, wait in self._finished:
             compute32 = compute.astype("<f4").reshape(-1, k)
             wait32 = wait.astype("<f4").reshape(-1, k)
-            nodes = js.job.nodes
-            names = self.topo.node_names[js.job.first_node:js.job.first_node + nodes]
-            columns = {"rank": np.ascontiguousarray(js.ranks, "<u4").reshape(-1),
-                       "step": np.full(nodes * k, step, "<u4"),
-                       "compute_s": compute32.reshape(-1), "wait_s": wait32.reshape(-1)}
-            batch = Batch("step", js.job.name, ts_ms, columns, job=js.job.name,
-                          parts=[(name, {"rows": k}) for name in names])
-            out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
+            ranks = np.ascontiguousarray(js.ranks, "<u4").reshape(-1, k)
+            step_ids = np.full(k, step, "<u4")
+            for first in range(0, js.job.nodes, NODES_PER_STEP_MESSAGE):
+                last = min(first + NODES_PER_STEP_MESSAGE, js.job.nodes)
+                nodes = last - first
+                names = self.topo.node_names[js.job.first_node + first:js.job.first_node + last]
+                columns = {"rank": ranks[first:last].reshape(-1), "step": np.tile(step_ids, nodes),
+                           "compute_s": compute32[first:last].reshape(-1), "wait_s": wait32[first:last].reshape(-1)}
+                batch = Batch("step", js.job.name, ts_ms, columns, job=js.job.name,
+                              parts=[(name, {"rows": k}) for name in names])
+                out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
         return out
 
     # ---- cards -------------------------------------------------------------------------------
@@ -350,27 +356,27 @@ class Simulator:
             for name in _PortCounters.FIELDS:
                 cols[name] = np.ascontiguousarray(getattr(self.fabric_spine, name)[:, spine])
             batches.append(Batch("port", topo.switch_names[topo.leaves + spine], ts_ms, cols))
-        return self._collected(PORT_TELEMETRY, batches, SWITCHES_PER_COLLECTOR, topo.switch_names, self._switch_index)
-
-    def _switch_index(self, name: str) -> int:
-        kind, index = self.topo.parse_switch(name)
-        return index if kind == "leaf" else self.topo.leaves + index
-
-    @staticmethod
-    def _collected(topic: TopicSpec, batches: list[Batch], per_collector: int, names: list[str],
-                   index_of) -> list[Message]:  # noqa: ANN001
-        """One message per collector, as real collectors send them: the batches of `per_collector`
-        consecutive sources (a rack's nodes, a group of switches), keyed by the collector's name
-        (`first..last` of its sources, whichever of them report), so it always lands in one partition."""
-        groups: dict[int, list[Batch]] = {}
+        groups: dict[str, list[Batch]] = {}
         for batch in batches:
-            groups.setdefault(index_of(batch.source) // per_collector, []).append(batch)
-        out = []
-        for group, members in groups.items():
-            first, last = group * per_collector, min((group + 1) * per_collector, len(names)) - 1
-            name = names[first] if first == last else f"{names[first]}..{names[last]}"
-            out.append(Message(topic, name, encode_batch(bundle(members, name))))
-        return out
+            groups.setdefault(self._port_collector[batch.source], []).append(batch)
+        return [Message(PORT_TELEMETRY, name, encode_batch(bundle(members, name))) for name, members in groups.items()]
+
+    def _port_collectors(self) -> dict[str, str]:
+        """Switch name -> its collector's name (`first..last`): up to SWITCHES_PER_COLLECTOR
+        consecutive switches and PORTS_PER_MESSAGE ports (a spine of a 100,000-card cluster has
+        3,128), fixed by the topology so a switch always arrives under the same key."""
+        topo, names = self.topo, self.topo.switch_names
+        groups: list[list[str]] = []
+        ports = 0
+        for name in names:
+            n = topo.switch_ports(name)
+            if not groups or len(groups[-1]) >= SWITCHES_PER_COLLECTOR or ports + n > PORTS_PER_MESSAGE \
+                    or name[:4] != groups[-1][0][:4]:  # leaves and spines apart
+                groups.append([])
+                ports = 0
+            groups[-1].append(name)
+            ports += n
+        return {name: (g[0] if len(g) == 1 else f"{g[0]}..{g[-1]}") for g in groups for name in g}
 
     def _background_crc(self) -> None:
         rate = self.sc.noise.background_crc_per_hour * self.sc.tick_s / 3600.0

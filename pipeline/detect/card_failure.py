@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.alerts import AlertBook
+from pipeline.detect.rows import node_rows
 from pipeline.error_codes import describe
 from pipeline.schemas import Alert, Batch
 from pipeline.settings import CardFailureSettings
@@ -18,6 +19,8 @@ KIND = "card_failed"
 
 
 class CardFailureDetector:
+    multi_source = True  # takes a collector's multi-node batch whole
+
     def __init__(self, topology: Topology, settings: CardFailureSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or CardFailureSettings()
@@ -29,27 +32,52 @@ class CardFailureDetector:
         self.book = AlertBook()
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        """Take one node's card batch; return alert state changes it causes."""
-        node = self.topo.node_index(batch.source)
+        """Take a node's card batch, or a collector's of many nodes; return alert state changes.
+
+        The common case (every card reports, no error event, nothing failed) is judged for all
+        nodes of the message at once; only unusual nodes are looked at one by one."""
+        r = node_rows(batch, self.topo)
         ts = batch.ts_ms
-        if len(batch.columns["card"]) == 0:
+        k = self.topo.cards_per_node
+        err_card, err_code = batch.columns["err_card"], batch.columns["err_code"]
+        event_counts = np.bincount(r.event_part, minlength=len(r.nodes))
+        event_starts = np.concatenate(([0], np.cumsum(event_counts)))
+        if batch.rows("rows") == 0:
             # error events without samples (e.g. from a kernel log): judge the codes, leave silence alone
-            return self._fatal_codes(node, batch)[1]
-        if ts <= self.node_last_ms[node]:
-            return []  # a replayed or out-of-order batch: already judged
-        first_report = self.node_last_ms[node] < 0
-        self.node_last_ms[node] = ts
-        present = batch.columns["card"].astype(np.intp)
-        if first_report:
-            self.card_last_ms[node] = ts  # every card of the node gets a full grace period
-        self.card_last_ms[node, present] = ts
+            out: list[Alert] = []
+            for p, node in enumerate(r.nodes.tolist()):
+                events = slice(event_starts[p], event_starts[p + 1])
+                out += self._fatal_codes(node, ts, err_card[events], err_code[events])[1]
+            return out
+        out = []
+        for p in np.flatnonzero((r.row_counts == 0) & (event_counts > 0)).tolist():  # events only, as above
+            events = slice(event_starts[p], event_starts[p + 1])
+            out += self._fatal_codes(int(r.nodes[p]), ts, err_card[events], err_code[events])[1]
+        last = self.node_last_ms[r.nodes]
+        judged = (ts > last) & (r.row_counts > 0)  # older: a replayed or out-of-order batch, already judged
+        if not judged.any():
+            return out
+        self.node_last_ms[r.nodes[judged]] = ts
+        self.card_last_ms[r.nodes[judged & (last < 0)]] = ts  # a node's first report: a full grace period
+        cards = batch.columns["card"].astype(np.intp)
+        rows = judged[r.row_part]
+        self.card_last_ms[r.nodes[r.row_part[rows]], cards[rows]] = ts
+        unusual = judged & ((r.row_counts != k) | (event_counts > 0) | self.failed[r.nodes].any(axis=1))
+        row_starts = np.concatenate(([0], np.cumsum(r.row_counts)))
+        for p in np.flatnonzero(unusual).tolist():
+            events = slice(event_starts[p], event_starts[p + 1])
+            out += self._judge(int(r.nodes[p]), ts, cards[row_starts[p]:row_starts[p + 1]],
+                               err_card[events], err_code[events])
+        return out
 
-        fatal_cards, out = self._fatal_codes(node, batch)
-
+    def _judge(self, node: int, ts: int, present: np.ndarray, err_card: np.ndarray,
+               err_code: np.ndarray) -> list[Alert]:
+        """One node that is not in the common case: fatal codes, silent cards, recoveries."""
+        fatal_cards, out = self._fatal_codes(node, ts, err_card, err_code)
         silent_ms = ts - self.card_last_ms[node]
         limit_ms = int(self.settings.silence_s * 1000)
         if len(present) == self.topo.cards_per_node and not fatal_cards and not self.failed[node].any():
-            return out  # the common case: every card reports, nothing failed
+            return out
         for card in np.flatnonzero((silent_ms >= limit_ms) & ~self.failed[node]).tolist():
             alert = self._fail(node, card, ts, f"card stopped reporting {silent_ms[card] / 1000:.0f} s ago "
                                "while its node still reports (fell off the bus?)",
@@ -75,16 +103,17 @@ class CardFailureDetector:
                 out.append(alert)
         return out
 
-    def _fatal_codes(self, node: int, batch: Batch) -> tuple[set[int], list[Alert]]:
-        """Cards with a fatal error code in this batch, and the alerts they fire."""
+    def _fatal_codes(self, node: int, ts: int, err_card: np.ndarray,
+                     err_code: np.ndarray) -> tuple[set[int], list[Alert]]:
+        """Cards with a fatal error code among these events, and the alerts they fire."""
         fatal_cards: set[int] = set()
         out: list[Alert] = []
-        for card, code in zip(batch.columns["err_card"].tolist(), batch.columns["err_code"].tolist()):
+        for card, code in zip(err_card.tolist(), err_code.tolist()):
             info = describe(code)
             if info.alert != KIND:
                 continue  # ECC codes are the ECC detector's; non-fatal codes are evidence only
             fatal_cards.add(card)
-            alert = self._fail(node, card, batch.ts_ms, f"{info.label()} {info.name}: "
+            alert = self._fail(node, card, ts, f"{info.label()} {info.name}: "
                                f"{info.action.replace('_', ' ')}",
                                {"error_code": code, "error_name": info.name, "action": info.action})
             if alert:

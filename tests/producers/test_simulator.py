@@ -238,3 +238,20 @@ def test_poisson_draws_a_fixed_amount_whatever_the_rate() -> None:
     assert a.random() == b.random()
     x = poisson(np.random.default_rng(4), np.full(100_000, 4.0))
     assert abs(x.mean() - 4.0) < 0.05 and abs(x.var() - 4.0) < 0.15
+
+
+def test_collector_messages_fit_kafkas_default_limit_at_100k_cards() -> None:
+    """A rack, up to 512 nodes of a job, up to 8 switches or 4,096 ports per message: under Kafka's
+    1 MB default even for a 100,000-card cluster, and every source always under the same key."""
+    from pathlib import Path
+
+    from producers.scenario import load_scenario
+
+    sim = Simulator(load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "cluster-100k.yaml"))
+    key_of: dict[tuple[str, str], str] = {}
+    for _, (_, msgs) in zip(range(3), sim.ticks()):
+        for m in msgs:
+            assert len(m.value) < 1_000_000, (m.topic.suffix, m.key, len(m.value))
+            for part in decode_batch(m.value).split():
+                assert key_of.setdefault((m.topic.suffix, part.source), m.key) == m.key
+    assert len({s for t, s in key_of if t == "telemetry.card"}) == 12_500
