@@ -1,0 +1,146 @@
+"""Benchmark: wall-clock alert latency at real-time pace, to the alerts topic and to a webhook.
+
+    .venv/bin/python bench/latency.py [--seconds 75]
+
+On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
+`--speed 1` on the default 10,240-card cluster with three hard failures: a card (XID 79), a host
+link down, a leaf switch. Latency is measured from the moment the tick that carries the fault's
+first faulty sample (or, for a silent switch, the first tick without it) was produced (its Kafka
+timestamp) to the alert's firing record on the alerts topic (its Kafka timestamp) and to the
+webhook's arrival, grouping holds included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
+
+from pipeline.broker import EmbeddedBroker, create_topics, free_port, stop_process  # noqa: E402
+from pipeline.kafka_config import consumer_config  # noqa: E402
+from pipeline.receiver import WebhookReceiver  # noqa: E402
+from pipeline.run import child_env  # noqa: E402
+from pipeline.schemas import Alert, InvalidRecord, decode_batch  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+from pipeline.topics import ALERTS, TELEMETRY_TOPICS  # noqa: E402
+from producers.scenario import DEFAULT_SCENARIO, load_scenario  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = {"card_failure": "card_failed", "link_down": "link_down", "switch_failure": "switch_down"}
+
+
+class TimedReceiver(WebhookReceiver):
+    """The reference receiver, noting when each notification arrived (wall clock, s)."""
+
+    def record(self, path, body, headers=None):  # noqa: ANN001, ANN201
+        self.arrivals = getattr(self, "arrivals", [])
+        self.arrivals.append((time.time(), body))
+        super().record(path, body, headers)
+
+
+def read_all(bootstrap: str, topics: list[str]) -> list:
+    consumer = KafkaConsumer(**consumer_config(bootstrap, "bench-latency-reader", None))
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(tps)
+        records = []
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=75)
+    args = parser.parse_args()
+    data = copy.deepcopy(DEFAULT_SCENARIO)
+    data.update(name="latency", duration_s=args.seconds, faults=[
+        {"kind": "card_failure", "target": "node1100-card6", "start_s": 20},
+        {"kind": "link_down", "target": "node0100-nic2~leaf083", "start_s": 35},
+        {"kind": "switch_failure", "target": "leaf017", "start_s": 50, "duration_s": 15}])
+    with tempfile.TemporaryDirectory(prefix="clusterpulse-latency-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(data))
+        scenario = load_scenario(tmp / "scenario.yaml")
+        receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        health = free_port()
+        with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
+            settings = load_settings({
+                "bootstrap": broker.bootstrap, "group_id": "bench-latency", "data_dir": str(tmp / "lake"),
+                "health_port": health, "notify": {"receivers": [{"name": "bench", "url": receiver.url + "hook"}]},
+            }, environ={})
+            create_topics(settings)
+            config = tmp / "settings.yaml"
+            config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+            worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(config), "worker"],
+                                      env=child_env(), stdout=open(tmp / "worker.log", "wb"), stderr=subprocess.STDOUT,
+                                      cwd=ROOT, start_new_session=True)
+            try:
+                deadline = time.monotonic() + 60
+                while True:  # the worker has its partitions before the clock starts
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2) as resp:
+                            if json.loads(resp.read()).get("ready"):
+                                break
+                    except OSError:
+                        pass
+                    if time.monotonic() > deadline or worker.poll() is not None:
+                        sys.exit(f"the worker did not get ready: {(tmp / 'worker.log').read_text()[-2000:]}")
+                    time.sleep(0.5)
+                sim = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(config), "simulate",
+                                      "--scenario", str(tmp / "scenario.yaml"), "--speed", "1"],
+                                     env=child_env(), cwd=ROOT, capture_output=True, text=True)
+                if sim.returncode != 0:
+                    sys.exit(f"simulator failed: {sim.stderr[-2000:]}")
+                time.sleep(15)  # the last grouping holds and deliveries
+                produced: dict[int, int] = {}
+                for record in read_all(broker.bootstrap, [settings.topic(t) for t in TELEMETRY_TOPICS]):
+                    try:
+                        ts = decode_batch(record.value).ts_ms
+                    except InvalidRecord:
+                        continue
+                    produced[ts] = min(produced.get(ts, record.timestamp), record.timestamp)
+                firing = {}
+                for record in read_all(broker.bootstrap, [settings.topic(ALERTS)]):
+                    alert = Alert.from_json(record.value)
+                    if alert.status == "firing":
+                        firing.setdefault((alert.kind, alert.entity), record.timestamp)
+                hooks = {}
+                for at, body in getattr(receiver, "arrivals", []):
+                    if isinstance(body, dict) and body.get("status") == "firing":
+                        hooks.setdefault((body.get("kind"), body.get("entity")), at * 1000)
+            finally:
+                stop_process(worker, 20)
+                receiver.shutdown()
+    print(f"{scenario.shape.cards:,} cards at real-time pace, one worker; latency from the faulty tick's production")
+    print("| fault | alert | to the alerts topic | to the webhook |")
+    print("|---|---|---|---|")
+    for fault in scenario.faults:
+        tick_ms = scenario.start_ms + int(fault.start_s * 1000)
+        key = (EXPECTED[fault.kind], fault.target)
+        start = produced.get(tick_ms)
+        topic = f"{(firing[key] - start) / 1000:.2f} s" if key in firing and start else "none"
+        hook = f"{(hooks[key] - start) / 1000:.2f} s" if key in hooks and start else "none"
+        print(f"| {fault.kind} {fault.target} | {key[0]} | {topic} | {hook} |")
+
+
+if __name__ == "__main__":
+    main()
