@@ -247,7 +247,19 @@ def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tupl
 
 
 def check_entities(batch: Batch, topology: Topology) -> None:
-    """Raise InvalidRecord if the batch names an entity the topology does not have."""
+    """Raise InvalidRecord if the batch (any of its sources) names an entity the topology does not have."""
+    if batch.parts is not None:
+        sources = [source for source, _ in batch.parts]
+        if batch.schema.source == "switch" or _card_overflow(batch, topology):
+            for part in batch.split():  # the rare or per-switch case: name the first bad source
+                check_entities(part, topology)
+        try:
+            for source in sources:
+                if batch.schema.source == "node":
+                    topology.node_index(source)
+        except UnknownEntity as exc:
+            raise InvalidRecord(f"unknown entity: {exc}") from None
+        return
     try:
         if batch.schema.source == "node":
             topology.node_index(batch.source)
@@ -266,6 +278,14 @@ def check_entities(batch: Batch, topology: Topology) -> None:
                 raise UnknownEntity(f"{batch.source} has no port {int(ports.max())} ({limit} ports)")
     except UnknownEntity as exc:
         raise InvalidRecord(f"unknown entity: {exc}") from None
+
+
+def _card_overflow(batch: Batch, topology: Topology) -> bool:
+    """Does any card index of this (multi-source) card batch exceed the node's cards?"""
+    if batch.kind != "card":
+        return False
+    return any(len(batch.columns[name]) and int(batch.columns[name].max()) >= topology.cards_per_node
+               for name in ("card", "err_card"))
 
 
 # ---- alerts -------------------------------------------------------------------------------------

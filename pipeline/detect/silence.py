@@ -86,19 +86,28 @@ class NodeDownDetector:
         self.tracker = SilenceTracker(topology.nodes, self.settings.silence_s, self.settings.recovery_s)
         self.book = AlertBook()
 
+    multi_source = True  # a collector's batch: each of its nodes has reported
+
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        node = self.topo.node_index(batch.source)
+        sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts]
         out: list[Alert] = []
-        if self.tracker.seen(node, batch.ts_ms, stream):
-            alert = self.book.resolve(self.KIND, batch.source, batch.ts_ms,
+        for source in sources:
+            out += self._seen(source, batch.ts_ms, stream)
+        return out
+
+    def _seen(self, source: str, ts_ms: int, stream: int) -> list[Alert]:
+        node = self.topo.node_index(source)
+        out: list[Alert] = []
+        if self.tracker.seen(node, ts_ms, stream):
+            alert = self.book.resolve(self.KIND, source, ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
-        for index in self.tracker.advance(stream, batch.ts_ms).tolist():
+        for index in self.tracker.advance(stream, ts_ms).tolist():
             name = self.topo.node_name(index)
-            silent_s = (batch.ts_ms - self.tracker.last_ms[index]) / 1000
+            silent_s = (ts_ms - self.tracker.last_ms[index]) / 1000
             alert = self.book.fire(
-                self.KIND, name, batch.ts_ms, severity="critical",
+                self.KIND, name, ts_ms, severity="critical",
                 summary=f"{name} down: no telemetry from any of its {self.topo.cards_per_node} cards for "
                         f"{silent_s:.0f} s while other nodes report",
                 labels={"node": name},

@@ -38,12 +38,16 @@ def register(ctx: WorkerContext) -> None:
                     acks.hold(stream, event)
                     continue
                 parts, bad = [], []
-                for part in batch.split() if batch.parts else [batch]:  # a collector's message: many sources
-                    try:
-                        check_entities(part, topology)
-                        parts.append(part)
-                    except InvalidRecord as exc:
-                        bad.append(exc.reason)
+                try:
+                    check_entities(batch, topology)  # a collector's message: all its sources at once
+                except InvalidRecord as exc:
+                    for part in batch.split() if batch.parts else []:  # which sources are unknown
+                        try:
+                            check_entities(part, topology)
+                            parts.append(part)
+                        except InvalidRecord as again:
+                            bad.append(again.reason)
+                    bad = bad or [exc.reason]
                 if bad:  # the good sources of the message are processed; the message is kept with why
                     await ctx.dead_letters.send(event, "; ".join(bad[:3]) + (
                         f" (and {len(bad) - 3} more)" if len(bad) > 3 else "") + (
