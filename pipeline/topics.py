@@ -18,17 +18,19 @@ class TopicSpec:
 
 
 CARD_TELEMETRY = TopicSpec(
-    "telemetry.card", key="node name", value="msgpack batch, kind card (pipeline.schemas.CARD)",
-    doc="one message per node per tick: every card of the node that reported", telemetry=True,
+    "telemetry.card", key="collector name (a rack: node0000..node0031) or node name",
+    value="msgpack batch, kind card (pipeline.schemas.CARD)",
+    doc="one message per collector per tick: every card of its nodes that reported", telemetry=True,
 )
 STEP_TELEMETRY = TopicSpec(
     "telemetry.step", key="job name", value="msgpack batch, kind step (pipeline.schemas.STEP)",
-    doc="one message per node per tick: the job steps its ranks finished; keyed by job so a job's "
-        "ranks meet in one partition", telemetry=True,
+    doc="one message per job (or per node) per tick: the job steps its ranks finished; keyed by job so "
+        "a job's ranks meet in one partition", telemetry=True,
 )
 PORT_TELEMETRY = TopicSpec(
-    "telemetry.port", key="switch name", value="msgpack batch, kind port (pipeline.schemas.PORT)",
-    doc="one message per switch per tick: every port's status and counters", telemetry=True,
+    "telemetry.port", key="collector name (leaf000..leaf007) or switch name",
+    value="msgpack batch, kind port (pipeline.schemas.PORT)",
+    doc="one message per collector per tick: every port's status and counters of its switches", telemetry=True,
 )
 FINDINGS = TopicSpec(
     "findings", key="alert id, or the worker for watermarks", value="JSON: a detector finding, a watermark "
