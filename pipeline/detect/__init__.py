@@ -23,7 +23,7 @@ from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 2  # 2: link counters as one array, error windows kept as running sums
+SNAPSHOT_VERSION = 3  # 3: link state in flat arrays over the ports of the switches seen
 _NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
           ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
           ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),

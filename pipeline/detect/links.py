@@ -1,14 +1,16 @@
-"""Link health from one switch's port batches: `link_down`, `link_flapping`, `link_degraded`.
+"""Link health from switches' port batches: `link_down`, `link_flapping`, `link_degraded`.
 
 Counters are monotonic, as exporters report them; the detector takes per-sample increments and
 treats a counter below its previous value as a reset (a new baseline, not an error). Degradation
 needs errors in several samples of a window (one burst or one stray CRC error does not fire) and
 resolves only after a long error-free run (hysteresis, so it does not flap).
+
+State lives in flat arrays over every port of the switches this detector has seen (a switch gets
+its block of ports when it first reports), so a collector's message of several switches is judged
+with one numpy pass; only ports that change state are looked at one by one.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,83 +21,103 @@ from pipeline.topology import Topology
 
 ERROR_COUNTERS = ("crc_errors", "symbol_errors")
 EVIDENCE_COUNTERS = ("fec_corrected", "drops")
-
-
 COUNTERS = ERROR_COUNTERS + EVIDENCE_COUNTERS
 
 
-@dataclass
-class _SwitchState:
-    links: list[str | None]
-    last_ms: int = -1
-    prev: np.ndarray | None = None  # (len(COUNTERS), ports) last counter values, -1: none yet
-    oper: np.ndarray | None = None
-    up_since_ms: np.ndarray | None = None
-    down_times: list[list[int]] = field(default_factory=list)  # per port: times it went down
-    errors: np.ndarray | None = None  # (window, ports) ring of error increments
-    extra: np.ndarray | None = None  # (window, ports, len(EVIDENCE_COUNTERS))
-    filled: int = 0
-    clean_streak: np.ndarray | None = None
-    window_total: np.ndarray | None = None  # errors in the window per port (kept as the ring turns)
-    window_samples: np.ndarray | None = None  # samples with errors in the window per port
-
-
 class LinkDetector:
+    multi_source = True  # takes a collector's multi-switch batch whole
+
     def __init__(self, topology: Topology, settings: LinkSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or LinkSettings()
-        self.state: dict[str, _SwitchState] = {}
         self.book = AlertBook()
         self.degraded: set[str] = set()
+        self.block: dict[str, tuple[int, int]] = {}  # switch -> (first flat port, ports)
+        self.switches: list[str] = []
+        self.last_ms = np.zeros(0, np.int64)  # per switch seen
+        self.filled = np.zeros(0, np.int64)  # per switch: samples taken (the ring's position)
+        self.links: list[str | None] = []  # per flat port
+        self.port_switch = np.zeros(0, np.intp)  # per flat port: its switch (index in self.switches)
+        self.port_number = np.zeros(0, np.intp)  # per flat port: its port number on the switch
+        w = self.settings.error_window_samples
+        self.oper = np.ones(0, bool)
+        self.up_since_ms = np.zeros(0, np.int64)
+        self.prev = np.zeros((len(COUNTERS), 0), np.int64)  # last counter values, -1: none yet
+        self.errors = np.zeros((w, 0), np.int64)  # ring of error increments per port
+        self.extra = np.zeros((w, 0, len(EVIDENCE_COUNTERS)), np.int64)
+        self.window_total = np.zeros(0, np.int64)  # errors in the window (kept as the ring turns)
+        self.window_samples = np.zeros(0, np.int64)  # samples with errors in the window
+        self.clean_streak = np.zeros(0, np.int64)
+        self.down_times: dict[int, list[int]] = {}  # flat port -> times it went down (recent)
 
-    def _switch(self, name: str) -> _SwitchState:
-        st = self.state.get(name)
-        if st is None:
-            ports = self.topo.switch_ports(name)
-            st = self.state[name] = _SwitchState(links=[self.topo.port_link(name, p) for p in range(ports)])
-            w = self.settings.error_window_samples
-            st.oper = np.ones(ports, bool)
-            st.up_since_ms = np.full(ports, -1, np.int64)
-            st.down_times = [[] for _ in range(ports)]
-            st.errors = np.zeros((w, ports), np.int64)
-            st.extra = np.zeros((w, ports, len(EVIDENCE_COUNTERS)), np.int64)
-            st.clean_streak = np.zeros(ports, np.int64)
-            st.prev = np.full((len(COUNTERS), ports), -1, np.int64)
-            st.window_total = np.zeros(ports, np.int64)
-            st.window_samples = np.zeros(ports, np.int64)
-        return st
+    def _add_switch(self, name: str) -> tuple[int, int]:
+        """Give a newly seen switch its block of flat ports (arrays grow by doubling)."""
+        ports = self.topo.switch_ports(name)
+        first = len(self.links)
+        if first + ports > len(self.oper):
+            self._grow(max(2 * len(self.oper), first + ports, 1024))
+        self.block[name] = (first, ports)
+        self.switches.append(name)
+        self.links += [self.topo.port_link(name, p) for p in range(ports)]
+        self.last_ms = np.append(self.last_ms, -1)
+        self.filled = np.append(self.filled, 0)
+        self.port_switch[first:first + ports] = len(self.switches) - 1
+        self.port_number[first:first + ports] = np.arange(ports)
+        return first, ports
+
+    def _grow(self, capacity: int) -> None:
+        def grown(old: np.ndarray, fill: int, axis: int) -> np.ndarray:
+            shape = list(old.shape)
+            shape[axis] = capacity - old.shape[axis]
+            return np.concatenate([old, np.full(shape, fill, old.dtype)], axis=axis)
+
+        self.port_switch, self.port_number = grown(self.port_switch, 0, 0), grown(self.port_number, 0, 0)
+        self.oper, self.up_since_ms = grown(self.oper, 1, 0), grown(self.up_since_ms, -1, 0)
+        self.prev = grown(self.prev, -1, 1)
+        self.errors, self.extra = grown(self.errors, 0, 1), grown(self.extra, 0, 1)
+        for attr in ("window_total", "window_samples", "clean_streak"):
+            setattr(self, attr, grown(getattr(self, attr), 0, 0))
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        st = self._switch(batch.source)
         ts = batch.ts_ms
-        if ts <= st.last_ms:
+        parts = [(batch.source, batch.rows())] if batch.parts is None else \
+            [(source, counts["rows"]) for source, counts in batch.parts]
+        blocks = [self.block.get(name) or self._add_switch(name) for name, _ in parts]
+        index = np.array([self.port_switch[first] for first, _ in blocks], np.intp)
+        last = self.last_ms[index]
+        judged = ts > last  # per switch; an older batch was judged already
+        if not judged.any():
             return []
-        first = st.last_ms < 0
-        st.last_ms = ts
-        ports = batch.columns["port"].astype(np.intp)
-        oper = batch.columns["oper_up"].astype(bool)
-        out: list[Alert] = []
-        out += self._status(batch.source, st, ports, oper, ts, first)
-        out += self._errors(batch, st, ports, oper, ts)
+        first_report = judged & (last < 0)
+        self.last_ms[index[judged]] = ts
+        counts = np.array([rows for _, rows in parts], np.intp)
+        row_part = np.repeat(np.arange(len(parts)), counts)
+        rows = judged[row_part]
+        starts = np.array([first for first, _ in blocks], np.intp)
+        flat = starts[row_part[rows]] + batch.columns["port"][rows].astype(np.intp)
+        oper = batch.columns["oper_up"][rows].astype(bool)
+        whole = np.concatenate([np.arange(first, first + ports) for (first, ports), j in zip(blocks, judged) if j])
+        out = self._status(flat, oper, first_report[row_part[rows]], ts)
+        out += self._errors(batch, rows, flat, oper, whole, index[judged], ts)
         return out
 
     # ---- down and flapping -------------------------------------------------------------------
-    def _status(self, switch: str, st: _SwitchState, ports: np.ndarray, oper: np.ndarray, ts: int,
-                first: bool) -> list[Alert]:
+    def _status(self, flat: np.ndarray, oper: np.ndarray, first: np.ndarray, ts: int) -> list[Alert]:
         s = self.settings
         out: list[Alert] = []
-        was_up = st.oper[ports]
-        went_down = ports[~oper & (was_up | first)]
-        came_up = ports[oper & ~was_up]
-        st.oper[ports] = oper
-        st.up_since_ms[came_up] = ts
-        st.up_since_ms[ports[~oper]] = -1
+        was_up = self.oper[flat]
+        went_down = flat[~oper & (was_up | first)]
+        came_up = flat[oper & ~was_up]
+        self.oper[flat] = oper
+        self.up_since_ms[came_up] = ts
+        self.up_since_ms[flat[~oper]] = -1
         window_ms = int(s.flap_window_s * 1000)
         for port in went_down.tolist():
-            link = st.links[port]
+            link = self.links[port]
             if link is None:
                 continue
-            times = st.down_times[port]
+            switch = self.switches[self.port_switch[port]]
+            times = self.down_times.setdefault(port, [])
             times.append(ts)
             while times and ts - times[0] > window_ms:
                 times.pop(0)
@@ -111,77 +133,88 @@ class LinkDetector:
                 if done:
                     out.append(done)
             elif not self.book.is_firing("link_flapping", link):
+                number = int(self.port_number[port])
                 alert = self.book.fire("link_down", link, ts, severity="critical",
-                                       summary=f"{link} down (port {port} of {switch} reports oper down)",
-                                       labels=labels, evidence={"port": port, "seen_by": switch})
+                                       summary=f"{link} down (port {number} of {switch} reports oper down)",
+                                       labels=labels, evidence={"port": number, "seen_by": switch})
                 if alert:
                     out.append(alert)
         hold_ms = int(s.down_resolve_s * 1000)
-        since = st.up_since_ms[ports]
-        for port in ports[oper & (since >= 0) & (ts - since >= hold_ms)].tolist():
-            link = st.links[port]
+        since = self.up_since_ms[flat]
+        for port in flat[oper & (since >= 0) & (ts - since >= hold_ms)].tolist():
+            link = self.links[port]
             if link is None:
                 continue
             for kind in ("link_down", "link_flapping"):
-                if kind == "link_flapping" and ts - (st.down_times[port] or [ts])[-1] < window_ms:
+                if kind == "link_flapping" and ts - (self.down_times.get(port) or [ts])[-1] < window_ms:
                     continue
-                done = self.book.resolve(kind, link, ts, reason=f"up for {(ts - st.up_since_ms[port]) / 1000:.0f} s")
+                done = self.book.resolve(kind, link, ts,
+                                         reason=f"up for {(ts - self.up_since_ms[port]) / 1000:.0f} s")
                 if done:
                     out.append(done)
         return out
 
     # ---- degradation -------------------------------------------------------------------------
-    def _errors(self, batch: Batch, st: _SwitchState, ports: np.ndarray, oper: np.ndarray, ts: int) -> list[Alert]:
+    def _errors(self, batch: Batch, rows: np.ndarray, flat: np.ndarray, oper: np.ndarray, whole: np.ndarray,
+                switches: np.ndarray, ts: int) -> list[Alert]:
+        """Counter increments into each judged switch's error window (every port of the switch:
+        a port missing from the report counts as error-free this sample)."""
         s = self.settings
-        values = np.stack([batch.columns[name] for name in COUNTERS]).astype(np.int64)
-        before = st.prev[:, ports]
+        values = np.stack([batch.columns[name][rows] for name in COUNTERS]).astype(np.int64)
+        before = self.prev[:, flat]
         # a counter below its previous value was reset (a reboot): a new baseline, not an error
         delta = np.where((before >= 0) & (values >= before), values - before, 0)
-        st.prev[:, ports] = values
-        increments = np.zeros(len(st.links), np.int64)
-        increments[ports] = delta[:len(ERROR_COUNTERS)].sum(axis=0)
-        extra = np.zeros((len(st.links), len(EVIDENCE_COUNTERS)), np.int64)
-        extra[ports] = delta[len(ERROR_COUNTERS):].T
-        increments[ports[~oper]] = 0  # a down link's errors are the down alert's business
-        row = st.filled % s.error_window_samples
-        leaving = st.errors[row]
-        st.window_total += increments - leaving
-        st.window_samples += (increments > 0).astype(np.int64) - (leaving > 0)
-        st.errors[row] = increments
-        st.extra[row] = extra
-        st.filled += 1
-        st.clean_streak = np.where(increments > 0, 0, st.clean_streak + 1)
+        self.prev[:, flat] = values
+        row_inc = delta[:len(ERROR_COUNTERS)].sum(axis=0)
+        row_inc[~oper] = 0  # a down link's errors are the down alert's business
+        if len(flat) == len(whole) and np.array_equal(flat, whole):  # the usual case: every port reported
+            inc, extra = row_inc, delta[len(ERROR_COUNTERS):].T
+        else:  # a partial report: the ports it does not name had no errors this sample
+            increments = np.zeros(len(self.oper), np.int64)
+            extras = np.zeros((len(self.oper), len(EVIDENCE_COUNTERS)), np.int64)
+            increments[flat] = row_inc
+            extras[flat] = delta[len(ERROR_COUNTERS):].T
+            inc, extra = increments[whole], extras[whole]
+        ring = (self.filled[self.port_switch[whole]] % s.error_window_samples)
+        self.filled[switches] += 1
+        leaving = self.errors[ring, whole]
+        self.window_total[whole] += inc - leaving
+        self.window_samples[whole] += (inc > 0).astype(np.int64) - (leaving > 0)
+        self.errors[ring, whole] = inc
+        self.extra[ring, whole] = extra
+        self.clean_streak[whole] = np.where(inc > 0, 0, self.clean_streak[whole] + 1)
 
-        total, samples = st.window_total, st.window_samples
-        bad = (total >= s.error_min_count) & (samples >= s.error_min_samples)
+        total, samples = self.window_total[whole], self.window_samples[whole]
         out: list[Alert] = []
         window_s = s.error_window_samples * 1.0
-        for port in np.flatnonzero(bad).tolist():
-            link = st.links[port]
+        for i in np.flatnonzero((total >= s.error_min_count) & (samples >= s.error_min_samples)).tolist():
+            port = int(whole[i])
+            link = self.links[port]
             if link is None or link in self.degraded:
                 continue
             self.degraded.add(link)
-            ev = st.extra.sum(axis=0)[port]
+            switch = self.switches[self.port_switch[port]]
+            ev = self.extra[:, port].sum(axis=0)
             alert = self.book.fire(
                 "link_degraded", link, ts, severity="warning",
-                summary=f"{link} degrading: {int(total[port])} CRC/symbol errors in {int(samples[port])} of the "
-                        f"last {s.error_window_samples} samples (seen by {batch.source})",
-                labels=self._labels(batch.source, link),
-                evidence={"errors_in_window": int(total[port]), "samples_with_errors": int(samples[port]),
+                summary=f"{link} degrading: {int(total[i])} CRC/symbol errors in {int(samples[i])} of the "
+                        f"last {s.error_window_samples} samples (seen by {switch})",
+                labels=self._labels(switch, link),
+                evidence={"errors_in_window": int(total[i]), "samples_with_errors": int(samples[i]),
                           "window_samples": s.error_window_samples, "fec_corrected_in_window": int(ev[0]),
                           "drops_in_window": int(ev[1]), "error_min_count": s.error_min_count,
-                          "seen_by": batch.source, "window_s_at_1hz": window_s})
+                          "seen_by": switch, "window_s_at_1hz": window_s})
             if alert:
                 out.append(alert)
-        clean = st.clean_streak >= s.error_clear_samples
-        for port in np.flatnonzero(clean).tolist() if self.degraded and clean.any() else []:
-            link = st.links[port]
-            if link in self.degraded:
-                self.degraded.discard(link)
-                done = self.book.resolve("link_degraded", link, ts,
-                                         reason=f"no CRC/symbol errors for {s.error_clear_samples} samples")
-                if done:
-                    out.append(done)
+        if self.degraded:
+            for port in whole[self.clean_streak[whole] >= s.error_clear_samples].tolist():
+                link = self.links[port]
+                if link in self.degraded:
+                    self.degraded.discard(link)
+                    done = self.book.resolve("link_degraded", link, ts,
+                                             reason=f"no CRC/symbol errors for {s.error_clear_samples} samples")
+                    if done:
+                        out.append(done)
         return out
 
     def _labels(self, switch: str, link: str) -> dict[str, str]:

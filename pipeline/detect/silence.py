@@ -145,28 +145,40 @@ class SwitchDownDetector:
         return self.book.fire(self.KIND, name, ts_ms, severity="critical", summary=f"{name} down: {why}",
                               labels={"switch": name}, evidence=evidence)
 
+    multi_source = True  # a collector's batch: each of its switches, from its slice of the rows
+
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        index = self.index[batch.source]
+        parts = [(batch.source, batch.rows())] if batch.parts is None else \
+            [(source, counts["rows"]) for source, counts in batch.parts]
+        oper_all = batch.columns["oper_up"]
         out: list[Alert] = []
-        oper = batch.columns["oper_up"]
-        if len(oper) < self.topo.switch_ports(batch.source) - self._unused_ports(batch.source):
+        start = 0
+        for source, rows in parts:
+            out += self._report(source, oper_all[start:start + rows], batch.ts_ms, stream)
+            start += rows
+        return out
+
+    def _report(self, source: str, oper: np.ndarray, ts_ms: int, stream: int) -> list[Alert]:
+        index = self.index[source]
+        out: list[Alert] = []
+        if len(oper) < self.topo.switch_ports(source) - self._unused_ports(source):
             return out  # a partial report (e.g. one host's NIC counters) says nothing about the switch
         all_down = len(oper) > 0 and not oper.any()
-        if self.tracker.seen(index, batch.ts_ms, stream) and not all_down:
-            alert = self.book.resolve(self.KIND, batch.source, batch.ts_ms,
+        if self.tracker.seen(index, ts_ms, stream) and not all_down:
+            alert = self.book.resolve(self.KIND, source, ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
         if all_down and not self.tracker.down[index]:
             self.tracker.down[index] = True
             self.tracker.back_since_ms[index] = -1
-            alert = self._fire(index, batch.ts_ms, f"all {len(oper)} ports report down",
+            alert = self._fire(index, ts_ms, f"all {len(oper)} ports report down",
                                {"ports_down": int(len(oper))})
             if alert:
                 out.append(alert)
-        for silent in self.tracker.advance(stream, batch.ts_ms).tolist():
-            silent_s = (batch.ts_ms - self.tracker.last_ms[silent]) / 1000
-            alert = self._fire(silent, batch.ts_ms, f"no telemetry for {silent_s:.0f} s while other switches report",
+        for silent in self.tracker.advance(stream, ts_ms).tolist():
+            silent_s = (ts_ms - self.tracker.last_ms[silent]) / 1000
+            alert = self._fire(silent, ts_ms, f"no telemetry for {silent_s:.0f} s while other switches report",
                                {"silent_s": silent_s, "silence_threshold_s": self.settings.silence_s,
                                 "last_report": int(self.tracker.last_ms[silent])})
             if alert:
