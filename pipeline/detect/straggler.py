@@ -48,6 +48,8 @@ class _Job:
 
 
 class StragglerDetector:
+    multi_source = True  # takes a job's steps from many nodes in one batch
+
     def __init__(self, topology: Topology, settings: StragglerSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or StragglerSettings()
@@ -62,14 +64,19 @@ class StragglerDetector:
         if not batch.job or not len(batch.columns["rank"]):
             return []
         job = self.jobs.setdefault(batch.job, _Job())
-        node = self.topo.node_index(batch.source)
-        if node not in job.nodes:
-            job.nodes.add(node)
-            self.new_placements.setdefault(batch.job, set()).add(node)
+        if batch.parts is None:
+            names, counts = [batch.source], [len(batch.columns["rank"])]
+        else:
+            names, counts = [source for source, _ in batch.parts], [c["rows"] for _, c in batch.parts]
+        nodes = [self.topo.node_index(name) for name in names]
+        for node in nodes:
+            if node not in job.nodes:
+                job.nodes.add(node)
+                self.new_placements.setdefault(batch.job, set()).add(node)
         ranks = batch.columns["rank"].astype(np.int64)
         steps = batch.columns["step"].astype(np.int64)
         self._grow(job, int(ranks.max()) + 1)
-        job.rank_node[ranks] = node
+        job.rank_node[ranks] = np.repeat(np.array(nodes, np.int64), counts)
         out: list[Alert] = []
         for step in np.unique(steps).tolist():
             if step <= job.last_step:
