@@ -3,8 +3,10 @@ and child processes (workers, simulators) that are always stopped, also when a t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import sys
 import uuid
 from collections.abc import Iterator
@@ -54,6 +56,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         proc.communicate()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def static_http(root: Path) -> Iterator[str]:
+    """Serve the files under `root` on a loopback port (a stand-in exporter); yields the base URL."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class Children:

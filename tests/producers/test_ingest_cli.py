@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,8 @@ import pytest
 from pipeline.broker import free_port
 from pipeline.schemas import decode_batch
 from producers.output import read_message_file
-from tests.conftest import ROOT, run_cli as cli
+from tests.conftest import ROOT, static_http
+from tests.conftest import run_cli as cli
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -29,13 +27,8 @@ def inventory(tmp_path: Path) -> Path:
 def metrics_server(tmp_path: Path):
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "metrics").write_bytes((FIXTURES / "aicr_eks_8xH100_sampled.prom").read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with static_http(tmp_path / "www") as url:
+        yield f"{url}/metrics"
 
 
 def test_one_poll_of_a_live_exporter(metrics_server: str, inventory: Path, tmp_path: Path) -> None:

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from pipeline.schemas import decode_batch
 from producers.output import read_message_file
-from tests.conftest import ROOT, SAMPLES, run_cli
+from tests.conftest import ROOT, SAMPLES, run_cli, static_http
 
 FIXTURES = ROOT / "tests" / "fixtures"
 H200_CAPTURE = SAMPLES / "nvidia_smi" / "linux-x86_64__nvidia-h200__590.48.01.txt"
@@ -220,13 +217,8 @@ def www(tmp_path: Path):
     (root / "node").write_text(UNKNOWN_ONLY)
     (root / "empty").write_text("")
     shutil.copy(FIXTURES / "aicr_eks_8xH100_sampled.prom", root / "dcgm")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with static_http(root) as url:
+        yield url
 
 
 def test_live_scrapes_say_why_per_target(www: str, tmp_path: Path, inventory: Path) -> None:
