@@ -156,6 +156,18 @@ def create_topics(settings: Settings, bootstrap: str | None = None) -> dict[str,
     return wanted
 
 
+def partition_counts(settings: Settings, topics: list[str], bootstrap: str | None = None) -> dict[str, int]:
+    """topic -> its number of partitions, as the broker has it (0: the topic does not exist)."""
+    admin = admin_client(bootstrap or settings.bootstrap)
+    try:
+        described = {d["name"]: d for d in admin.describe_topics(topics)}
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topics on {bootstrap or settings.bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+    return {topic: len(described.get(topic, {}).get("partitions") or ()) for topic in topics}
+
+
 def stream_tags(settings: Settings, topics: list[str], bootstrap: str | None = None) -> dict[str, str]:
     """topic -> a short tag of (consumer group, the topic's id): the same for every worker of a group
     as long as the topic lives; new when the topic is re-created (offsets start again at 0)."""

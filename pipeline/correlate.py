@@ -104,6 +104,17 @@ class Correlator:
         return True
 
     # ---- inputs ------------------------------------------------------------------------------
+    def expect(self, sources: list[str]) -> None:
+        """Sources that exist (every partition of every telemetry topic) hold the clock from now
+        until they first report, are caught up or go idle: otherwise the first workers to report
+        would run the clock ahead of a partition whose worker has not started reading yet."""
+        now = self.wall()
+        for source in sources:
+            if source not in self.watermarks:
+                self.watermarks[source] = -1
+                self.moved_at[source] = now
+                self.caught_up[source] = False
+
     def place(self, job: str, nodes: list[str]) -> None:
         """Nodes running a job (learned from step telemetry), for blast radius."""
         self.job_nodes.setdefault(job, set()).update(nodes)

@@ -55,6 +55,7 @@ class WorkerContext:
         self.alert_counts: dict[str, int] = defaultdict(int)
         self.notifier: Any = None
         self.watermarks: dict[str, int] = {}
+        self.expected_sources: list[str] = []  # "<kind>/<partition>" of every telemetry partition
         self.positions: dict[str, tuple[Any, int]] = {}
         self.on_revoked: list = []  # callbacks(revoked topic partitions) of the agents
         self.before_revoked: list = []  # async callbacks, run first (e.g. to save state)

@@ -39,6 +39,7 @@ def register(ctx: WorkerContext) -> None:
         if data is not None and len(data) > 8 and correlator.restore(data[8:]):
             position["offset"] = int.from_bytes(data[:8], "big", signed=True)
             log.info("correlator: restored its state (findings up to offset %d)", position["offset"])
+        correlator.expect(ctx.expected_sources)
         position["restored"] = True
 
     async def save() -> None:

@@ -92,9 +92,24 @@ def register(ctx: WorkerContext) -> None:
             return False
         return highwater is not None and offset + 1 >= highwater
 
+    def empty_sources() -> list[str]:
+        """Assigned telemetry partitions that hold no message at all: caught up from the start."""
+        empty = []
+        for tp in ctx.app.consumer.assignment():
+            source = f"{ctx.kind_of_topic.get(tp.topic)}/{tp.partition}"
+            if tp.topic not in ctx.kind_of_topic or source in watermarks:
+                continue
+            try:
+                if ctx.app.consumer.highwater(tp) == 0:
+                    empty.append(source)
+            except Exception:  # no fetch yet
+                pass
+        return empty
+
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
         marks = {src: (ts, caught_up(src)) for src, ts in watermarks.items()}
+        marks.update({src: (-1, True) for src in empty_sources()})
         changed = {src: list(mark) for src, mark in marks.items() if sent_marks.get(src) != mark}
         if changed:
             await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=json.dumps(

@@ -135,6 +135,28 @@ def test_a_caught_up_source_does_not_hold_the_clock_once_it_stays_still() -> Non
     assert tick(c2, 106) == []
 
 
+def test_a_partition_whose_worker_has_not_reported_yet_holds_the_clock() -> None:
+    """Two workers: the one reading the ports races to the end while the one reading the cards has
+    not started; the node's death (seen on the cards) must still group its links."""
+    clock = Clock()
+    c = correlator(clock)
+    c.expect(["port/0", "card/0", "card/1"])
+    c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    assert c.advance("port/0", START_MS + 150_000, caught_up=True) == []  # card/0 and card/1: silent
+    c.advance("card/1", -1, caught_up=True)  # an empty partition: caught up from the start
+    clock.now = 2.5
+    assert c.release_stale() == [] and c.advance("card/1", -1, caught_up=True) == []  # card/0 holds it
+    released = c.push(finding("node_down", TOPO.node_name(5), 102), "card/0")
+    released += c.advance("card/0", START_MS + 150_000)
+    assert [(a.kind, a.root_cause is not None) for a in released] == [("node_down", False), ("link_down", True)]
+    idle = correlator(clock)
+    idle.expect(["port/0", "card/0"])  # a worker that never reports goes idle like a dead one
+    idle.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
+    idle.advance("port/0", START_MS + 150_000)
+    clock.now += 3.5
+    assert len(idle.advance("port/0", START_MS + 151_000)) == 1
+
+
 def test_state_survives_a_move_and_replayed_findings_change_nothing() -> None:
     """A new owner restores the snapshot; a finding the detectors re-emit after their own restore
     (firing or resolution of an episode already resolved) publishes nothing twice."""
