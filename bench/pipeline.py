@@ -78,6 +78,16 @@ async def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[flo
     return elapsed, messages, samples
 
 
+def py_spy() -> str:
+    """py-spy beside this Python (pip install py-spy into .venv) or on PATH."""
+    import shutil
+
+    found = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if found is None:
+        sys.exit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="simulated seconds (default 60)")
@@ -122,8 +132,8 @@ def main() -> None:
             logs = [open(tmp / f"worker-{i}.log", "wb") for i in range(args.workers)]
             started = time.perf_counter()
             command = [sys.executable, "-m", "pipeline", "--config", str(config), "worker"]
-            profiled = ["py-spy", "record", "--format", "raw", "-r", "100", "-o", str(args.profile or ""), "--",
-                        *command]
+            profiled = [py_spy(), "record", "--format", "raw", "-r", "100", "-o", str(args.profile), "--",
+                        *command] if args.profile else command
             workers = [subprocess.Popen(profiled if args.profile and i == 0 else command,
                                         env=child_env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                         start_new_session=True) for i, log in enumerate(logs)]

@@ -157,3 +157,25 @@ def test_cleanup_touches_only_files_of_its_own_stream(tmp_path: Path) -> None:
     restarted = ParquetSink(tmp_path, stream_tags={topic: "cccc3333"})  # same stream: its own crash cleanup
     assert [Path(p).name for p in restarted.discard_uncommitted(topic, 3, 0)] == [f"{topic}+3@cccc3333+{0:020d}.parquet"]
     assert len(files(tmp_path, "card")) == 3
+
+
+def test_rows_are_sorted_by_entity_sub_entity_and_time_whatever_order_they_came_in(tmp_path: Path) -> None:
+    """Collectors send ticks in time order and, within a message, ports in any order; the file holds
+    each port's samples together in time order (delta encoding and row-group pruning rely on it).
+    Ports a switch does not have and switches the topology does not know get no link."""
+    from tests.builders import small_topology
+    sink = ParquetSink(tmp_path, topology=small_topology())
+    offset = 0
+    for t in (2, 0, 1):  # late batch first
+        for switch in ("spine001", "leaf004", "leaf999"):
+            batch = port_batch(switch, t, ports=3)
+            batch.columns["port"][:] = batch.columns["port"][::-1] + (40 if switch == "spine001" else 0)
+            sink.add_batch("cp.telemetry.port", 0, offset, batch)
+            offset += 1
+    sink.flush_all()
+    rows = pq.read_table(files(tmp_path, "port")[0]).to_pylist()
+    keys = [(r["switch"], r["port"], r["ts"]) for r in rows]
+    assert keys == sorted(keys) and len(keys) == 27
+    assert {r["link"] for r in rows if r["switch"] in ("leaf999", "spine001")} == {None}
+    assert [r["link"] for r in rows if r["switch"] == "leaf004"][::3] == [
+        "node0000-nic2~leaf004", "node0001-nic2~leaf004", "node0002-nic2~leaf004"]
