@@ -249,13 +249,12 @@ def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tupl
 def check_entities(batch: Batch, topology: Topology) -> None:
     """Raise InvalidRecord if the batch (any of its sources) names an entity the topology does not have."""
     if batch.parts is not None:
-        sources = [source for source, _ in batch.parts]
-        if batch.schema.source == "switch" or _card_overflow(batch, topology):
-            for part in batch.split():  # the rare or per-switch case: name the first bad source
+        if _card_overflow(batch, topology) or (batch.schema.source == "switch" and _port_overflow(batch, topology)):
+            for part in batch.split():  # the rare case: name the first bad source
                 check_entities(part, topology)
         try:
-            for source in sources:
-                if batch.schema.source == "node":
+            if batch.schema.source == "node":
+                for source, _ in batch.parts:
                     topology.node_index(source)
         except UnknownEntity as exc:
             raise InvalidRecord(f"unknown entity: {exc}") from None
@@ -278,6 +277,18 @@ def check_entities(batch: Batch, topology: Topology) -> None:
                 raise UnknownEntity(f"{batch.source} has no port {int(ports.max())} ({limit} ports)")
     except UnknownEntity as exc:
         raise InvalidRecord(f"unknown entity: {exc}") from None
+
+
+def _port_overflow(batch: Batch, topology: Topology) -> bool:
+    """Does any switch of this (multi-source) port batch name a port it does not have, or is any
+    switch unknown? Whole-batch numpy: one comparison against each row's switch's port count."""
+    try:
+        limits = [topology.switch_ports(source) for source, _ in batch.parts or ()]
+    except UnknownEntity:
+        return True
+    counts = [c["rows"] for _, c in batch.parts or ()]
+    ports = batch.columns["port"]
+    return len(ports) != sum(counts) or bool(np.any(ports >= np.repeat(np.asarray(limits, np.int64), counts)))
 
 
 def _card_overflow(batch: Batch, topology: Topology) -> bool:

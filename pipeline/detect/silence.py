@@ -34,21 +34,31 @@ class SilenceTracker:
 
     def seen(self, index: int, ts_ms: int, stream: int) -> bool:
         """Record a report; True if a down entity has now reported for `recovery_s`."""
-        if ts_ms <= self.last_ms[index]:
-            return False
+        return len(self.seen_many(np.array([index], np.intp), ts_ms, stream)) > 0
+
+    def seen_many(self, indices: np.ndarray, ts_ms: int, stream: int, back: bool = True) -> np.ndarray:
+        """Record reports of these entities at one sample time; return those that were down and have
+        now reported for `recovery_s`. With `back=False` (e.g. a switch reporting every port down)
+        the report counts against silence but not towards recovery."""
+        fresh = indices[ts_ms > self.last_ms[indices]]
+        if len(fresh) == 0:
+            return fresh
         self.advance_clock(stream, ts_ms)
-        self.last_ms[index] = ts_ms
-        self.last_flow[index] = self.flow[stream]
-        self.stream[index] = stream
-        if not self.down[index]:
-            return False
-        if self.back_since_ms[index] < 0:
-            self.back_since_ms[index] = ts_ms
-        if ts_ms - self.back_since_ms[index] >= self.recovery_ms:
-            self.down[index] = False
-            self.back_since_ms[index] = -1
-            return True
-        return False
+        self.last_ms[fresh] = ts_ms
+        self.last_flow[fresh] = self.flow[stream]
+        self.stream[fresh] = stream
+        returning = fresh[self.down[fresh]]
+        if not back:
+            self.back_since_ms[returning] = -1
+            return returning[:0]
+        if len(returning) == 0:
+            return returning
+        since = self.back_since_ms[returning]
+        self.back_since_ms[returning] = np.where(since < 0, ts_ms, since)
+        recovered = returning[ts_ms - self.back_since_ms[returning] >= self.recovery_ms]
+        self.down[recovered] = False
+        self.back_since_ms[recovered] = -1
+        return recovered
 
     def advance_clock(self, stream: int, ts_ms: int) -> bool:
         """Move the stream's clocks; False if `ts_ms` is not newer than the stream's watermark."""
@@ -90,19 +100,14 @@ class NodeDownDetector:
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts]
+        nodes = np.fromiter((self.topo.node_index(source) for source in sources), np.intp, len(sources))
         out: list[Alert] = []
-        for source in sources:
-            out += self._seen(source, batch.ts_ms, stream)
-        return out
-
-    def _seen(self, source: str, ts_ms: int, stream: int) -> list[Alert]:
-        node = self.topo.node_index(source)
-        out: list[Alert] = []
-        if self.tracker.seen(node, ts_ms, stream):
-            alert = self.book.resolve(self.KIND, source, ts_ms,
+        for node in self.tracker.seen_many(nodes, batch.ts_ms, stream).tolist():
+            alert = self.book.resolve(self.KIND, self.topo.node_name(node), batch.ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
+        ts_ms = batch.ts_ms
         for index in self.tracker.advance(stream, ts_ms).tolist():
             name = self.topo.node_name(index)
             silent_s = (ts_ms - self.tracker.last_ms[index]) / 1000
@@ -132,12 +137,14 @@ class SwitchDownDetector:
         self.book = AlertBook()
         self._unused: dict[str, int] = {}
 
-    def _unused_ports(self, switch: str) -> int:
-        """Leaf host ports with no node behind them (the last leaf of a rail may be partly empty)."""
+    def _complete_rows(self, switch: str) -> int:
+        """Rows a whole report of the switch has: its ports less leaf host ports with no node behind
+        them (the last leaf of a rail may be partly empty)."""
         found = self._unused.get(switch)
         if found is None:
-            found = self._unused[switch] = sum(
-                1 for p in range(self.topo.switch_ports(switch)) if self.topo.port_link(switch, p) is None)
+            ports = self.topo.switch_ports(switch)
+            found = self._unused[switch] = ports - sum(
+                1 for p in range(ports) if self.topo.port_link(switch, p) is None)
         return found
 
     def _fire(self, index: int, ts_ms: int, why: str, evidence: dict) -> Alert | None:
@@ -150,32 +157,30 @@ class SwitchDownDetector:
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         parts = [(batch.source, batch.rows())] if batch.parts is None else \
             [(source, counts["rows"]) for source, counts in batch.parts]
-        oper_all = batch.columns["oper_up"]
+        ts_ms = batch.ts_ms
+        rows = np.fromiter((n for _, n in parts), np.int64, len(parts))
+        whole = rows >= np.fromiter((self._complete_rows(s) for s, _ in parts), np.int64, len(parts))
+        up = np.asarray(batch.columns["oper_up"]).astype(np.int64)
+        ends = np.cumsum(rows)
+        running = np.concatenate([[0], np.cumsum(up)])
+        ports_up = running[ends] - running[ends - rows]
+        all_down = whole & (rows > 0) & (ports_up == 0)
+        # a partial report (e.g. one host's NIC counters) says nothing about the switch
+        index = np.fromiter((self.index[s] for s, _ in parts), np.intp, len(parts))
         out: list[Alert] = []
-        start = 0
-        for source, rows in parts:
-            out += self._report(source, oper_all[start:start + rows], batch.ts_ms, stream)
-            start += rows
-        return out
-
-    def _report(self, source: str, oper: np.ndarray, ts_ms: int, stream: int) -> list[Alert]:
-        index = self.index[source]
-        out: list[Alert] = []
-        if len(oper) < self.topo.switch_ports(source) - self._unused_ports(source):
-            return out  # a partial report (e.g. one host's NIC counters) says nothing about the switch
-        all_down = len(oper) > 0 and not oper.any()
-        if self.tracker.seen(index, ts_ms, stream) and not all_down:
-            alert = self.book.resolve(self.KIND, source, ts_ms,
+        for i in self.tracker.seen_many(index[whole & ~all_down], ts_ms, stream).tolist():
+            alert = self.book.resolve(self.KIND, self.names[i], ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
-        if all_down and not self.tracker.down[index]:
-            self.tracker.down[index] = True
-            self.tracker.back_since_ms[index] = -1
-            alert = self._fire(index, ts_ms, f"all {len(oper)} ports report down",
-                               {"ports_down": int(len(oper))})
-            if alert:
-                out.append(alert)
+        self.tracker.seen_many(index[all_down], ts_ms, stream, back=False)
+        for i, n in zip(index[all_down].tolist(), rows[all_down].tolist()):
+            if not self.tracker.down[i]:
+                self.tracker.down[i] = True
+                self.tracker.back_since_ms[i] = -1
+                alert = self._fire(i, ts_ms, f"all {n} ports report down", {"ports_down": n})
+                if alert:
+                    out.append(alert)
         for silent in self.tracker.advance(stream, ts_ms).tolist():
             silent_s = (ts_ms - self.tracker.last_ms[silent]) / 1000
             alert = self._fire(silent, ts_ms, f"no telemetry for {silent_s:.0f} s while other switches report",

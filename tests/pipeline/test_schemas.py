@@ -64,6 +64,13 @@ def test_unknown_entities_are_rejected() -> None:
         check_entities(card_batch("node0001", cards=[0, 9]), topo)
     with pytest.raises(InvalidRecord, match="no port"):
         check_entities(port_batch("leaf000", ports=40), topo)
+    from pipeline.schemas import bundle
+    good = [port_batch("leaf000", ports=6), port_batch("spine001", ports=8)]
+    check_entities(bundle(good, "collector"), topo)  # a collector's message: every switch at once
+    with pytest.raises(InvalidRecord, match="spine001 has no port 16"):
+        check_entities(bundle([good[0], port_batch("spine001", ports=17)], "collector"), topo)
+    with pytest.raises(InvalidRecord, match="unknown entity"):
+        check_entities(bundle([good[0], port_batch("leaf099", ports=6)], "collector"), topo)
 
 
 def test_alert_identity_is_stable_and_json_matches_the_spec() -> None:
