@@ -28,7 +28,28 @@ from producers.simulator import Simulator
 
 
 def faults_of(scenario: Scenario) -> list[Fault]:
-    return [Fault(t.kind, t.target, t.start_s, t.end_s) for t in Simulator(scenario).ground_truth()]
+    """The injected faults, each card fault with the step time of the job its card runs."""
+    topo = scenario.topology
+
+    def step_s(target: str) -> float | None:
+        if topo.kind_of(target) != "card":
+            return None
+        node, _ = topo.parse_card(target)
+        return next((j.step_s for j in scenario.jobs if j.first_node <= node < j.first_node + j.nodes), None)
+
+    return [Fault(t.kind, t.target, t.start_s, t.end_s, step_s(t.target))
+            for t in Simulator(scenario).ground_truth()]
+
+
+def grouping_holds(settings: Settings) -> dict[str, float]:
+    """Seconds each alert kind waits before it can be paged: symptoms wait for a root cause in the
+    correlator (event time), root causes wait for their consequences in the notifier."""
+    from pipeline.correlate import ROOT_KINDS, SYMPTOMS
+
+    receiver_wait = max((r.group_wait_s for r in settings.notify.receivers), default=5.0)
+    holds = {kind: settings.detect.correlate.group_wait_s for kind in SYMPTOMS}
+    holds.update({kind: receiver_wait for kind in ROOT_KINDS})
+    return holds
 
 
 class OfflineCore:
@@ -136,21 +157,24 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
             log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
             alerts = run_kafka(path, settings, log_dir)
         faults = faults_of(scenario)
-        runs.append((faults, alerts, scenario.start_ms))
-        outcomes, fps = match(faults, alerts, scenario.start_ms)
-        one = score([(faults, alerts, scenario.start_ms)])
+        holds = grouping_holds(settings)
+        runs.append((faults, alerts, scenario.start_ms, float(scenario.duration_s)))
+        result = match(faults, alerts, scenario.start_ms, float(scenario.duration_s), holds)
+        one = score([runs[-1]], holds)
         per_scenario.append({
             "scenario": scenario.name, "path": path, "mode": "offline" if offline else "kafka",
             "elapsed_s": round(time.monotonic() - started, 1), **one["overall"],
             "faults": [{"kind": o.fault.kind, "target": o.fault.target, "start_s": o.fault.start_s,
-                        "detected_by": o.alert.kind if o.alert else None, "latency_s": o.latency_s}
-                       for o in outcomes],
+                        "detected_by": o.alert.kind if o.alert else None, "latency_s": o.latency_s,
+                        "latency_steps": o.latency_steps, "notify_latency_s": o.notify_latency_s,
+                        "pages": o.pages, "resolved_early": o.resolved_early, "stuck": o.stuck}
+                       for o in result.outcomes],
             "false_positive_alerts": [{"kind": a.kind, "entity": a.entity, "starts_at": a.starts_at,
-                                       "summary": a.summary} for a in fps],
+                                       "summary": a.summary} for a in result.false_positives],
             "alerts": [json.loads(a.to_json()) for a in alerts],
         })
         print(f"{scenario.name}: {one['overall']['detected']}/{one['overall']['injected']} detected, "
               f"{one['overall']['false_positives']} false positives, {one['overall']['grouped']} grouped "
               f"({per_scenario[-1]['elapsed_s']} s)", file=progress, flush=True)
-    report = score(runs)
+    report = score(runs, grouping_holds(settings))
     return {"scenarios": per_scenario, "by_kind": report["by_kind"], "overall": report["overall"]}
