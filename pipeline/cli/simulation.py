@@ -37,14 +37,43 @@ def add_parsers(sub: Any) -> None:
 
     p = new_verb(sub, "eval", "run scenarios and score the alerts against the injected faults",
                  "clusterpulse eval --offline scenarios/*.yaml\n"
-                 "clusterpulse eval --json --report full.json scenarios/straggler.yaml",
+                 "clusterpulse eval --json --report full.json scenarios/straggler.yaml\n"
+                 "clusterpulse eval --offline --random 20      # 20 fresh seeds, printed\n"
+                 "clusterpulse eval --offline --seed 4711      # replay one of them",
                  settings=("data_dir", "partitions"))
-    p.add_argument("scenarios", nargs="+", metavar="SCENARIO.yaml")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO.yaml")
+    p.add_argument("--random", type=int, default=0, metavar="N",
+                   help="also score N scenarios drawn from fresh random seeds (the seeds are printed)")
+    p.add_argument("--seed", type=int, action="append", default=[], metavar="S",
+                   help="also score the random scenario of seed S (repeatable), e.g. to replay a miss")
     p.add_argument("--offline", action="store_true",
                    help="feed the simulator straight into the detector core, no Kafka (fast)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--report", help="also write the full JSON report (with every alert) to this file")
     p.set_defaults(handler=cmd_eval)
+
+
+def random_scenario_files(count: int, seeds: list[int]) -> list[str]:
+    """Scenario files for `count` fresh seeds plus the given ones, in a new temporary directory."""
+    import secrets
+    import tempfile
+
+    import yaml
+
+    from producers.random_scenario import random_scenario
+
+    drawn = [secrets.randbelow(2**31) for _ in range(count)]
+    if not drawn + seeds:
+        return []
+    if drawn:
+        say(f"random seeds: {' '.join(map(str, drawn))} (replay one with --seed S)")
+    folder = Path(tempfile.mkdtemp(prefix="clusterpulse-random-"))
+    paths = []
+    for seed in drawn + seeds:
+        path = folder / f"random-{seed}.yaml"
+        path.write_text(yaml.safe_dump(random_scenario(seed), sort_keys=False))
+        paths.append(str(path))
+    return paths
 
 
 def load_scenario_or_fail(path: str | None) -> Any:
@@ -133,11 +162,16 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.evaluate import evaluate
     from pipeline.scorer import table
 
-    for path in args.scenarios:
+    if args.random < 0:
+        raise UsageError(f"--random must be 0 or more, not {args.random}")
+    paths = list(args.scenarios) + random_scenario_files(args.random, args.seed)
+    if not paths:
+        raise UsageError("give scenario files, --random N or --seed S")
+    for path in paths:
         load_scenario_or_fail(path)
     # SIGTERM unwinds like Ctrl-C, so the broker and worker of a Kafka-mode run are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    report = evaluate(args.scenarios, settings, offline=args.offline)
+    report = evaluate(paths, settings, offline=args.offline)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))
     if args.json:

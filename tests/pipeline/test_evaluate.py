@@ -13,52 +13,9 @@ import yaml
 from pipeline.evaluate import faults_of, run_offline
 from pipeline.scorer import score
 from pipeline.settings import load_settings
+from producers.random_scenario import random_scenario
 from producers.scenario import parse_scenario
 from tests.conftest import run_cli
-
-CLUSTER = {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4}  # 64 nodes, 32 leaves
-KINDS = ["straggler", "thermal_throttle", "link_degradation", "link_flap", "link_down", "card_failure",
-         "ecc_error", "node_failure", "switch_failure"]
-
-
-def random_scenario(seed: int) -> dict:
-    """One fault of every kind, in random order, on random targets, 45 s apart."""
-    rng = np.random.default_rng(seed)
-    split = int(rng.integers(20, 44))
-    step_a, step_b = (float(x) for x in rng.choice([0.8, 1.0, 1.5, 2.0], 2))
-    jobs = [{"name": "pretrain", "first_node": 0, "nodes": split, "step_s": step_a},
-            {"name": "finetune", "first_node": split, "nodes": 60 - split, "step_s": step_b}]  # 4 nodes idle
-    used_nodes: set[int] = set()
-
-    def node(busy: bool = True) -> int:
-        while True:
-            n = int(rng.integers(0, 60 if busy else 64))
-            if n not in used_nodes:
-                used_nodes.add(n)
-                return n
-
-    faults = []
-    for i, kind in enumerate(rng.permutation(KINDS)):
-        start = 20 + 45 * i
-        fault = {"kind": str(kind), "start_s": start, "duration_s": 35}
-        if kind in ("straggler", "thermal_throttle", "card_failure", "ecc_error"):
-            fault["target"] = f"node{node():04d}-card{int(rng.integers(8))}"
-        elif kind == "node_failure":
-            fault["target"] = f"node{node():04d}"
-        elif kind == "switch_failure":
-            fault["target"] = f"leaf{int(rng.integers(32)):03d}" if rng.random() < 0.7 else f"spine{int(rng.integers(4)):03d}"
-        elif rng.random() < 0.6:
-            n, nic = node(), int(rng.integers(8))
-            fault["target"] = f"node{n:04d}-nic{nic}~leaf{nic * 4 + n // 16:03d}"
-        else:
-            fault["target"] = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
-        fault["severity"] = {"straggler": float(rng.uniform(0.1, 0.3)), "thermal_throttle": float(rng.uniform(0.3, 0.7)),
-                             "link_degradation": float(rng.uniform(0.2, 0.6)), "link_flap": float(rng.uniform(0.3, 0.6))
-                             }.get(str(kind), 1.0)
-        faults.append(fault)
-    return {"name": f"random-{seed}", "seed": seed, "duration_s": 20 + 45 * len(KINDS) + 20, "cluster": CLUSTER,
-            "jobs": jobs, "faults": faults}
-
 
 @pytest.fixture(scope="module")
 def offline_runs() -> list:
@@ -144,3 +101,17 @@ def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
 
     assert firing(reports["kafka"]) == firing(reports["offline"])
     assert reports["kafka"]["overall"]["recall"] == 1.0 and reports["kafka"]["overall"]["precision"] == 1.0
+
+
+def test_eval_draws_fresh_seeds_prints_them_and_replays_one(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = run_cli("eval", "--offline", "--random", "1", "--seed", "7", "--json", "--report", str(report), timeout=300)
+    assert done.returncode == 0, done.stderr
+    [drawn] = [line for line in done.stderr.splitlines() if line.startswith("random seeds:")]
+    seed = int(drawn.split(":")[1].split()[0])
+    names = [s["scenario"] for s in json.loads(report.read_text())["scenarios"]]
+    assert names == [f"random-{seed}", "random-7"]
+    printed = json.loads(done.stdout)
+    assert printed["overall"]["injected"] == 18 and "pages_per_fault" in printed["overall"]
+    again = run_cli("eval", "--offline", "--seed", "7", "--json", timeout=300)
+    assert json.loads(again.stdout)["scenarios"][0]["faults"] == printed["scenarios"][1]["faults"]
