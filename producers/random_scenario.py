@@ -19,6 +19,7 @@ def random_scenario(seed: int) -> dict:
     jobs = [{"name": "pretrain", "first_node": 0, "nodes": split, "step_s": step_a},
             {"name": "finetune", "first_node": split, "nodes": 60 - split, "step_s": step_b}]  # 4 nodes idle
     used_nodes: set[int] = set()
+    used_links: set[str] = set()
 
     def node(busy: bool = True) -> int:
         while True:
@@ -40,8 +41,12 @@ def random_scenario(seed: int) -> dict:
         elif rng.random() < 0.6:
             n, nic = node(), int(rng.integers(8))
             fault["target"] = f"node{n:04d}-nic{nic}~leaf{nic * 4 + n // 16:03d}"
-        else:
-            fault["target"] = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
+        else:  # each fault on its own link: a link that flapped a minute ago and goes down is flapping
+            link = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
+            while link in used_links:
+                link = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
+            used_links.add(link)
+            fault["target"] = link
         fault["severity"] = {"straggler": float(rng.uniform(0.1, 0.3)), "thermal_throttle": float(rng.uniform(0.3, 0.7)),
                              "link_degradation": float(rng.uniform(0.2, 0.6)), "link_flap": float(rng.uniform(0.3, 0.6))
                              }.get(str(kind), 1.0)
