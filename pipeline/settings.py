@@ -68,8 +68,14 @@ class EccSettings(BaseModel):
 
 class ThermalSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    temp_over_peers_c: float = Field(1.5, gt=0, description="hotter than the node's other cards' median by this")
-    clock_drop: float = Field(0.03, gt=0, lt=1, description="and clocked this fraction below their median")
+    # 1.5 °C: three times the 0.5 °C sample noise left once a card's own offset is taken out (DCGM
+    # reports whole degrees, so +-0.5 °C of rounding alone)
+    temp_over_peers_c: float = Field(1.5, gt=0, description="hotter than usual against the node's other cards by this")
+    # 3 %: twice the clock spread the realistic profile assumes (no clock capture in the samples)
+    clock_drop: float = Field(0.03, gt=0, lt=1, description="and clocked this fraction below its usual against them")
+    # 60 samples: a minute at 1 Hz to learn where a card usually sits among its peers, then an
+    # exponential average over as many: slow against a throttle that develops over ~30 s
+    baseline_samples: int = Field(60, ge=1, description="samples a card's usual offset from its peers is averaged over")
     temp_limit_c: float = Field(88.0, gt=0, description="or at least this hot, whatever the peers")
     samples: int = Field(3, ge=1, description="consecutive samples to fire")
     recovery_samples: int = Field(10, ge=1, description="consecutive normal samples to resolve")

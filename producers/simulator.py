@@ -103,8 +103,25 @@ class Simulator:
 
         self.jobs = [_JobState(job, topo.cards_per_node, np.random.default_rng(js))
                      for job, js in zip(scenario.jobs, job_seeds)]
+        self._init_realism(seq.spawn(1)[0])
         self.faults = list(scenario.faults)
         self._resolved = [self._resolve_target(f) for f in self.faults]
+
+    def _init_realism(self, seed: np.random.SeedSequence) -> None:
+        """Persistent per-card and per-rank differences of the `realistic` profile, from their own
+        random stream (the clean profile draws nothing from it, so its telemetry is unchanged)."""
+        noise, n, k = self.sc.noise, self.topo.nodes, self.topo.cards_per_node
+        self.real_rng = rng = np.random.default_rng(seed)
+
+        def offsets(sd: float, shape: tuple[int, ...]) -> np.ndarray:
+            return np.clip(rng.standard_normal(shape) * sd, -2 * sd, 2 * sd) if sd else np.zeros(shape)
+
+        self.temp_offset = offsets(noise.card_temp_offset_c, (n, k))
+        self.power_offset = offsets(noise.card_power_offset, (n, k))
+        self.clock_offset = offsets(noise.card_clock_offset, (n, k))
+        for js in self.jobs:
+            js.speed = 1.0 + offsets(noise.rank_speed_offset, (js.job.nodes * k,))
+        self._bursts: dict[tuple[str, int, int], int] = {}  # (which counters, i, j) -> samples left
 
     # ---- ground truth (scorer only) ----------------------------------------------------------
     def ground_truth(self) -> list[TruthRecord]:
@@ -227,6 +244,7 @@ class Simulator:
             while js.next_end <= t + 1e-9:
                 compute = js.job.step_s * 0.85 * slowdown[nodes].reshape(-1)
                 compute = compute * (1.0 + noise.step_jitter * js.rng.standard_normal(compute.shape))
+                compute = compute * self._job_pace(js)
                 compute = np.maximum(compute, 0.01)
                 every = noise.checkpoint_every_s
                 if every and noise.checkpoint_s and int(js.step_started // every) != int(js.next_end // every):
@@ -238,6 +256,20 @@ class Simulator:
                 js.step_started = js.next_end
                 js.next_end = js.step_started + duration
         return progressing
+
+    def _job_pace(self, js: "_JobState") -> np.ndarray | float:
+        """Realism of one step: each rank's persistent speed, a job-wide autocorrelated drift
+        (AR(1)), and job-wide slow phases."""
+        noise = self.sc.noise
+        if not (noise.rank_speed_offset or noise.step_drift or noise.slow_phases_per_hour):
+            return 1.0
+        rng, phi = self.real_rng, noise.step_autocorr
+        js.drift = phi * js.drift + np.sqrt(1 - phi * phi) * noise.step_drift * float(rng.standard_normal())
+        start = js.step_started
+        if start >= js.slow_until and rng.random() < noise.slow_phases_per_hour * js.job.step_s / 3600:
+            js.slow_until = start + noise.slow_phase_s
+        slow = 1.0 + (noise.slow_phase_factor if start < js.slow_until else 0.0)
+        return js.speed * max(1.0 + js.drift, 0.5) * slow
 
     def _step_messages(self, ts_ms: int) -> list[Message]:
         out: list[Message] = []
@@ -270,10 +302,10 @@ class Simulator:
         util = np.where(working, 96.0 * (1 + jitter), np.where(self.busy, 4.0, 1.0) + 2 * np.abs(jitter))
         load = np.clip(util / 100.0, 0, 1)
         clock = (p["clock"][1] + (p["clock"][0] - p["clock"][1]) * load) * (1 - 0.35 * throttle)
-        clock += 10 * rng.standard_normal(shape)
+        clock = clock * (1 + self.clock_offset) + 10 * rng.standard_normal(shape)
         power = (p["power"][1] + (p["power"][0] - p["power"][1]) * load) * (1 - 0.3 * throttle)
-        power *= 1 + 0.02 * rng.standard_normal(shape)
-        target_temp = p["temp"][1] + (p["temp"][0] - p["temp"][1]) * load + 40 * throttle
+        power *= (1 + self.power_offset) * (1 + 0.02 * rng.standard_normal(shape))
+        target_temp = p["temp"][1] + (p["temp"][0] - p["temp"][1]) * load + 40 * throttle + self.temp_offset
         self.temp += (target_temp - self.temp) * 0.1
         temp = self.temp + 0.5 * rng.standard_normal(shape)
         mem = np.where(self.busy, p["mem"][0], p["mem"][1]) * (1 + 0.01 * rng.standard_normal(shape))
@@ -297,6 +329,8 @@ class Simulator:
         for node, card, code in events:
             by_node.setdefault(node, []).append((card, code))
         present = card_alive & node_alive[:, None]
+        if noise.missing_sample_rate:  # a missed scrape: the node's sample of this tick never comes
+            present &= (self.real_rng.random(n) >= noise.missing_sample_rate)[:, None]
         card_index = np.broadcast_to(np.arange(k, dtype="<u1"), shape)
         out: list[Message] = []
         per = topo.nodes_per_leaf  # one collector per rack: the nodes under one leaf position
@@ -336,6 +370,8 @@ class Simulator:
         self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
         self._background_crc()
         self._port_spikes()
+        self._link_baseline(dt)
+        self._counter_resets(dt)
 
         batches: list[Batch] = []
         npl = topo.nodes_per_leaf
@@ -384,6 +420,45 @@ class Simulator:
             node, rail = int(self.noise_rng.integers(self.topo.nodes)), int(self.noise_rng.integers(self.topo.rails))
             self.host.crc_errors[node, rail] += np.uint64(1)
 
+
+    def _link_baseline(self, dt: float) -> None:
+        """Healthy links are not error-free: a low CRC rate on every link end, and now and then a
+        burst of 1-3 errors a sample for 1-3 samples (realistic profile)."""
+        noise, rng = self.sc.noise, self.real_rng
+        ends = (("host", self.host), ("leaf", self.fabric_leaf), ("spine", self.fabric_spine))
+        if noise.link_errors_per_hour:
+            for _, counters in ends:
+                hits = rng.random(counters.crc_errors.shape) < noise.link_errors_per_hour * dt / 3600
+                counters.crc_errors += hits.astype(np.uint64)
+        if noise.link_bursts_per_hour:
+            for name, counters in ends:
+                shape = counters.crc_errors.shape
+                for _ in range(rng.poisson(noise.link_bursts_per_hour * dt / 3600 * shape[0] * shape[1])):
+                    self._bursts[(name, int(rng.integers(shape[0])), int(rng.integers(shape[1])))] = \
+                        int(rng.integers(1, 4))
+            for key in list(self._bursts):
+                name, i, j = key
+                dict(ends)[name].crc_errors[i, j] += np.uint64(rng.integers(1, 4))
+                self._bursts[key] -= 1
+                if not self._bursts[key]:
+                    del self._bursts[key]
+
+    def _counter_resets(self, dt: float) -> None:
+        """Exporter or driver restarts: a node's card counters or a leaf's port counters start
+        again at 0 (realistic profile)."""
+        noise, rng, topo = self.sc.noise, self.real_rng, self.topo
+        for _ in range(rng.poisson(noise.counter_resets_per_hour * dt / 3600) if noise.counter_resets_per_hour else 0):
+            if rng.random() < 0.5:
+                node = int(rng.integers(topo.nodes))
+                for arr in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
+                    arr[node] = 0
+            else:
+                leaf = int(rng.integers(topo.leaves))
+                rail, _ = divmod(leaf, topo.leaves_per_rail)
+                nodes = topo.leaf_host_nodes(leaf)
+                for name in _PortCounters.FIELDS:
+                    getattr(self.host, name)[nodes, rail] = 0
+                    getattr(self.fabric_leaf, name)[leaf] = 0
 
     def _port_spikes(self) -> None:
         """Single-tick congestion bursts (drops, PFC pauses) on random host links: a confounder."""
@@ -478,5 +553,8 @@ class _JobState:
         self.next_end: float | None = None
         self.step_started = 0.0
         self.stalled_until = 0.0
+        self.speed: np.ndarray | float = 1.0  # each rank's persistent compute-time factor
+        self.drift = 0.0  # the job-wide autocorrelated factor - 1
+        self.slow_until = -1.0  # end of the current job-wide slow phase
         ranks = np.arange(job.nodes * cards_per_node, dtype="<u4")
         self.ranks = ranks.reshape(job.nodes, cards_per_node)

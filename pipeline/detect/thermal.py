@@ -1,8 +1,12 @@
 """`thermal_throttle`: a card hotter than its node's other cards and clocked below them, for a while.
 
 Peers are the other cards of the same node, which run the same job at the same load; a
-single-sample spike or a checkpoint pause (every card cools together) does not fire. A collector's
-message (many nodes) is judged at once: per-node medians over all its rows.
+single-sample spike or a checkpoint pause (every card cools together) does not fire. Cards differ
+for good (airflow: a node's H100s idle 3-4 °C apart; clocks and power by a few percent), so each
+card is judged against its own usual place among its peers: its offset from the node's median
+temperature and clock, learned online (a running mean over the first `baseline_samples`, then an
+exponential average over that many) from every sample except those that look like the start of a
+throttle (hotter and slower at once) or come while it fires. A collector's message (many nodes) is judged at once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class ThermalDetector:
         self.cool_streak = np.zeros((n, k), np.int32)
         self.firing = np.zeros((n, k), bool)
         self.node_last_ms = np.full(n, -1, np.int64)
+        self.base_temp = np.zeros((n, k))  # the card's usual temperature over its node's median
+        self.base_clock = np.zeros((n, k))  # its usual clock relative to the median (fraction)
+        self.base_samples = np.zeros((n, k), np.int32)
         self.book = AlertBook()
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
@@ -48,8 +55,11 @@ class ThermalDetector:
         clock = batch.columns["sm_clock_mhz"][rows].astype(np.float64)
         peer_temp = group_medians(temp, part, len(r.nodes))[part]
         peer_clock = group_medians(clock, part, len(r.nodes))[part]
-        hot = (((temp - peer_temp >= s.temp_over_peers_c) & (clock <= peer_clock * (1 - s.clock_drop)))
-               | (temp >= s.temp_limit_c))
+        over = temp - peer_temp - self.base_temp[node, cards]
+        slower = 1 - clock / np.maximum(peer_clock, 1.0) + self.base_clock[node, cards]
+        hot = ((over >= s.temp_over_peers_c) & (slower >= s.clock_drop)) | (temp >= s.temp_limit_c)
+        self._learn(node, cards, temp - peer_temp, clock / np.maximum(peer_clock, 1.0) - 1,
+                    ~((over >= s.temp_over_peers_c / 2) & (slower >= s.clock_drop / 2)) & ~self.firing[node, cards])
         streak = np.where(hot, self.hot_streak[node, cards] + 1, 0)
         cool = np.where(hot, 0, self.cool_streak[node, cards] + 1)
         self.hot_streak[node, cards] = streak
@@ -61,11 +71,12 @@ class ThermalDetector:
             name = self.topo.card_name(n, card)
             alert = self.book.fire(
                 KIND, name, ts, severity="warning",
-                summary=f"{name} thermal throttling: {temp[i]:.0f} °C vs {peer_temp[i]:.0f} °C on its node, "
-                        f"clock {clock[i]:.0f} MHz vs {peer_clock[i]:.0f} MHz",
+                summary=f"{name} thermal throttling: {temp[i]:.0f} °C vs {peer_temp[i]:.0f} °C on its node "
+                        f"({over[i]:+.1f} °C over its usual), clock {clock[i]:.0f} MHz vs {peer_clock[i]:.0f} MHz",
                 labels={"node": r.names[part[i]], "card": str(card)},
                 evidence={"temp_c": round(float(temp[i]), 1), "peer_temp_c": round(float(peer_temp[i]), 1),
                           "sm_clock_mhz": round(float(clock[i])), "peer_sm_clock_mhz": round(float(peer_clock[i])),
+                          "over_usual_c": round(float(over[i]), 1), "clock_below_usual": round(float(slower[i]), 3),
                           "samples": int(streak[i]), "temp_over_peers_c": s.temp_over_peers_c,
                           "clock_drop": s.clock_drop})
             if alert:
@@ -78,3 +89,13 @@ class ThermalDetector:
             if alert:
                 out.append(alert)
         return out
+
+    def _learn(self, node: np.ndarray, cards: np.ndarray, temp_dev: np.ndarray, clock_dev: np.ndarray,
+               usual: np.ndarray) -> None:
+        """Move each usual-looking card's baseline towards this sample's offsets."""
+        node, cards = node[usual], cards[usual]
+        seen = self.base_samples[node, cards] + 1
+        self.base_samples[node, cards] = seen
+        weight = 1.0 / np.minimum(seen, self.settings.baseline_samples)
+        self.base_temp[node, cards] += weight * (temp_dev[usual] - self.base_temp[node, cards])
+        self.base_clock[node, cards] += weight * (clock_dev[usual] - self.base_clock[node, cards])

@@ -255,3 +255,32 @@ def test_collector_messages_fit_kafkas_default_limit_at_100k_cards() -> None:
             for part in decode_batch(m.value).split():
                 assert key_of.setdefault((m.topic.suffix, part.source), m.key) == m.key
     assert len({s for t, s in key_of if t == "telemetry.card"}) == 12_500
+
+
+def test_the_realistic_profile_makes_a_healthy_cluster_untidy() -> None:
+    """Persistent per-card offsets, healthy links with errors now and then, missed samples,
+    counter resets and a job-wide step time that drifts (`noise: {profile: realistic}`); raised
+    rates here so a 5-minute run shows each."""
+    noise = {"profile": "realistic", "link_errors_per_hour": 60, "missing_sample_rate": 0.02,
+             "counter_resets_per_hour": 120, "checkpoint_every_s": 0, "transient_spikes_per_hour": 0}
+    sig = signals(small([], duration_s=300, noise=noise))
+    temps = {e: np.array([r[5] for r in rows]) for (d, e), rows in sig.items() if d == "card"}
+    first = {e: v[60:180].mean() for e, v in temps.items()}
+    second = {e: v[180:].mean() for e, v in temps.items()}
+    names = sorted(first)
+    assert np.corrcoef([first[e] for e in names], [second[e] for e in names])[0, 1] > 0.9  # offsets persist
+    assert min(len(v) for v in temps.values()) < 300  # some samples were never sent
+    crc = [rows[-1][5] - rows[0][5] for (d, _), rows in sig.items() if d == "port"]
+    assert sum(1 for c in crc if c > 0) > len(crc) / 4  # healthy links see errors
+    resets = [e for (d, e), rows in sig.items() if d in ("card", "port")
+              and (np.diff(np.array([r[7 if d == "card" else 3] for r in rows], np.float64)) < 0).any()]
+    assert resets  # counters started again at 0 somewhere
+    steps: dict[int, list[float]] = defaultdict(list)
+    for (d, e), rows in sig.items():
+        if d == "step" and e.startswith("a/"):
+            for _, step, compute, _ in rows:
+                steps[step].append(compute)
+    pace = np.array([np.median(steps[s]) for s in sorted(steps)])
+    assert np.corrcoef(pace[:-1], pace[1:])[0, 1] > 0.5  # slow and fast stretches, not white noise
+    clean = signals(small([], duration_s=60))
+    assert clean == signals(small([], duration_s=60, noise={"profile": "clean"}))

@@ -32,3 +32,15 @@ def test_spikes_and_whole_node_changes_do_not_fire() -> None:
     assert run(spikes) == []
     checkpoint = [batch(t, temp=66 - t, clock=1980 - 20 * t) for t in range(20)]  # every card cools together
     assert run(checkpoint) == []
+
+
+def test_a_card_that_always_runs_hotter_or_slower_than_its_peers_is_its_usual_self() -> None:
+    """Airflow puts a node's cards degrees apart for good (the realistic profile); such a card fires
+    only when it throttles beyond its own usual."""
+    usual = {5: (3.5, 0.01), 2: (1.0, 0.025)}  # hotter at a near-full clock; slower at a near-usual temperature
+    quiet = [batch(t, usual) for t in range(200)]
+    assert run(quiet) == []
+    throttled = {5: (3.5 + 4, 0.01 + 0.06), 2: usual[2]}
+    alerts = run(quiet + [batch(t, throttled) for t in range(200, 210)])
+    assert [(a.entity, a.status) for a in alerts] == [("node0002-card5", "firing")]
+    assert 3.5 <= alerts[0].evidence["over_usual_c"] <= 4.5  # judged against its usual, not the node's median
