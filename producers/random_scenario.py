@@ -11,7 +11,7 @@ KINDS = ["straggler", "thermal_throttle", "link_degradation", "link_flap", "link
          "ecc_error", "node_failure", "switch_failure"]
 
 
-def random_scenario(seed: int) -> dict:
+def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
     """The scenario (as a scenario file's mapping) of this seed: one fault of every kind, 45 s apart."""
     rng = np.random.default_rng(seed)
     split = int(rng.integers(20, 44))
@@ -51,5 +51,5 @@ def random_scenario(seed: int) -> dict:
                              "link_degradation": float(rng.uniform(0.2, 0.6)), "link_flap": float(rng.uniform(0.3, 0.6))
                              }.get(str(kind), 1.0)
         faults.append(fault)
-    return {"name": f"random-{seed}", "seed": seed, "duration_s": 20 + 45 * len(KINDS) + 20, "cluster": CLUSTER,
+    return {"name": f"random-{seed}", "seed": seed, "noise": {"profile": noise_profile}, "duration_s": 20 + 45 * len(KINDS) + 20, "cluster": CLUSTER,
             "jobs": jobs, "faults": faults}

@@ -46,6 +46,8 @@ def add_parsers(sub: Any) -> None:
                    help="also score N scenarios drawn from fresh random seeds (the seeds are printed)")
     p.add_argument("--seed", type=int, action="append", default=[], metavar="S",
                    help="also score the random scenario of seed S (repeatable), e.g. to replay a miss")
+    p.add_argument("--noise", choices=("clean", "realistic"), default="realistic",
+                   help="noise profile of the --random/--seed scenarios (default realistic)")
     p.add_argument("--offline", action="store_true",
                    help="feed the simulator straight into the detector core, no Kafka (fast)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -53,7 +55,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
-def random_scenario_files(count: int, seeds: list[int]) -> list[str]:
+def random_scenario_files(count: int, seeds: list[int], noise_profile: str = "realistic") -> list[str]:
     """Scenario files for `count` fresh seeds plus the given ones, in a new temporary directory."""
     import secrets
     import tempfile
@@ -71,7 +73,7 @@ def random_scenario_files(count: int, seeds: list[int]) -> list[str]:
     paths = []
     for seed in drawn + seeds:
         path = folder / f"random-{seed}.yaml"
-        path.write_text(yaml.safe_dump(random_scenario(seed), sort_keys=False))
+        path.write_text(yaml.safe_dump(random_scenario(seed, noise_profile), sort_keys=False))
         paths.append(str(path))
     return paths
 
@@ -164,7 +166,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.random < 0:
         raise UsageError(f"--random must be 0 or more, not {args.random}")
-    paths = list(args.scenarios) + random_scenario_files(args.random, args.seed)
+    paths = list(args.scenarios) + random_scenario_files(args.random, args.seed, args.noise)
     if not paths:
         raise UsageError("give scenario files, --random N or --seed S")
     for path in paths:

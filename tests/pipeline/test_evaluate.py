@@ -22,7 +22,7 @@ def offline_runs() -> list:
     settings = load_settings({}, environ={})
     runs = []
     for seed in (101, 202, 303, 404):
-        scenario = parse_scenario(random_scenario(seed))
+        scenario = parse_scenario(random_scenario(seed, "realistic"))
         runs.append((scenario, run_offline(scenario, settings)))
     return runs
 
@@ -64,9 +64,9 @@ def test_a_switch_failure_is_one_ungrouped_alert(offline_runs: list) -> None:
             assert sum(1 for a in window if a.root_cause) >= 4  # its uplinks at least, grouped
 
 
-def test_healthy_cluster_with_loud_confounders_raises_nothing() -> None:
+def test_healthy_untidy_cluster_with_loud_confounders_raises_nothing() -> None:
     data = random_scenario(7) | {"faults": [], "duration_s": 600,
-                                 "noise": {"transient_spikes_per_hour": 600, "background_crc_per_hour": 120,
+                                 "noise": {"profile": "realistic", "transient_spikes_per_hour": 600, "background_crc_per_hour": 120,
                                            "checkpoint_every_s": 120, "checkpoint_s": 15, "step_jitter": 0.04}}
     alerts = run_offline(parse_scenario(data), load_settings({}, environ={}))
     assert [(a.kind, a.entity) for a in alerts] == []
