@@ -334,6 +334,7 @@ DEFAULT_SCENARIO: dict = {
         "name": "default-10k-few-faults",
         "seed": 1,
         "duration_s": 900,
+        "noise": {"profile": "realistic"},
         "jobs": [
             {"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
             {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
