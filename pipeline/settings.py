@@ -95,8 +95,17 @@ class LinkSettings(BaseModel):
 class StragglerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     window_steps: int = Field(9, ge=3, description="rolling median of a rank's relative compute time")
+    # 6.5: the peer rule's margin in standard errors of that median (raised from 5.5 when a 30 %
+    # straggler's peers, waiting on it, were flagged too on the shipped scenarios)
     k_sigma: float = Field(6.5, gt=0, description="threshold in standard errors of that median")
+    # 5 %: ranks differ by 1-3 % for good (PAI job 1/3 per-worker offsets, the realistic profile); what
+    # is slower than its own usual by more than this accumulates evidence
     min_slowdown: float = Field(0.05, gt=0, description="never flag less than this relative slowdown")
+    # 1e9 rank-steps: an 8,192-rank job at 1 step/s makes 7e8 a day, so under one false alarm a day
+    # per such job if the noise were Gaussian (it is heavier-tailed: h/3 caps one step's weight)
+    false_alarm_steps: float = Field(1e9, gt=1, description="rank-steps per false alarm the change rule aims at")
+    # 100 steps: long enough that a slow onset cannot teach a rank its own slowdown
+    usual_steps: int = Field(100, ge=1, description="steps a rank's usual relative compute time is averaged over")
     min_ranks: int = Field(4, ge=2, description="jobs with fewer ranks are not compared")
 
 
