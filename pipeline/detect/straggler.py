@@ -3,7 +3,8 @@
 Per job and step, each rank's compute time is divided by the step's median across ranks, so a
 checkpoint or a slow input pipeline (every rank slower together) cancels out. Two rules fire:
 
-- against its peers: the rolling median of that ratio over `window_steps` steps exceeds
+- against its peers: the rolling median of that ratio over `window_steps` steps, less the part of
+  the rank's usual offset that healthy ranks have (up to `min_slowdown`), exceeds
   ``1 + max(min_slowdown, k_sigma * standard error)``, where the noise is the robust spread
   (1.4826 x MAD) of the ratio across ranks, smoothed over steps (a rank slow from the start);
 - against itself (change detection): ranks differ for good by a few percent, so each rank's usual
@@ -12,7 +13,8 @@ checkpoint or a slow input pipeline (every rank slower together) cancels out. Tw
   `min_slowdown`. A rank's first 30 steps only teach its usual. It fires at the threshold h that gives, for Gaussian noise, one false alarm per
   `false_alarm_steps` rank-steps (Siegmund's approximation); one step adds at most h/3, so a
   single slow step cannot fire, and the rolling median of the excess must be past half of
-  `min_slowdown` too, so a burst of a few slow steps cannot either. This is what finds a 10 % straggler under 5 % jitter.
+  `min_slowdown` too, so a burst of a few slow steps cannot either; and the rank must be slower
+  than its peers by that much (a fast rank back at the median holds nobody up). This is what finds a 10 % straggler under 5 % jitter.
 
 It resolves when the rank is back within half the margin of both.
 """
@@ -158,8 +160,13 @@ class StragglerDetector:
             rolling_excess = np.nanmedian(job.excess, axis=0)
         excess = max(s.min_slowdown, s.k_sigma * MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps))
         out: list[Alert] = []
-        changed = (job.cusum >= cusum_limit) & (rolling_excess >= s.min_slowdown / 2)  # and not a burst of steps
-        slow = np.flatnonzero(((rolling > 1 + excess) | changed) & ~job.firing)
+        # and not a burst of steps, and slower than its peers too: a fast rank back to the median holds nobody up
+        changed = (job.cusum >= cusum_limit) & (rolling_excess >= s.min_slowdown) & (rolling >= 1 + s.min_slowdown)
+        # the peer rule forgives a rank the part of its usual offset that healthy ranks have (up to
+        # min_slowdown): a worker always 7 % slower is slower by 2 % against the peer margin
+        # (once its usual is learned: in its first steps a straggler would be forgiven its own slowdown)
+        beyond_usual = rolling - np.clip(job.usual - 1, 0.0, s.min_slowdown) * (job.learned >= LEARN_FIRST_STEPS)
+        slow = np.flatnonzero(((beyond_usual > 1 + excess) | changed) & ~job.firing)
         wait_by_rank = np.full(job.ranks, np.nan)
         wait_by_rank[ranks] = np.concatenate(data.wait)
         peers_wait = float(np.nanmedian(wait_by_rank)) if len(ranks) else 0.0
@@ -184,7 +191,7 @@ class StragglerDetector:
                           "peers_median_wait_s": round(peers_wait, 4)})
             if alert:
                 out.append(alert)
-        recovered = np.flatnonzero(job.firing & (rolling < 1 + excess / 2)
+        recovered = np.flatnonzero(job.firing & (beyond_usual < 1 + excess / 2)
                                    & ~(rolling_excess >= s.min_slowdown / 2))
         for rank in recovered.tolist():
             job.firing[rank] = False
