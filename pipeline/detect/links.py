@@ -31,7 +31,7 @@ class LinkDetector:
         self.topo = topology
         self.settings = settings or LinkSettings()
         self.book = AlertBook()
-        self.degraded: set[str] = set()
+        self.degraded: dict[str, set[int]] = {}  # degraded link -> the ports (its ends) that saw the errors
         self.block: dict[str, tuple[int, int]] = {}  # switch -> (first flat port, ports)
         self.switches: list[str] = []
         self.last_ms = np.zeros(0, np.int64)  # per switch seen
@@ -190,9 +190,12 @@ class LinkDetector:
         for i in np.flatnonzero((total >= s.error_min_count) & (samples >= s.error_min_samples)).tolist():
             port = int(whole[i])
             link = self.links[port]
-            if link is None or link in self.degraded:
+            if link is None or port in self.degraded.get(link, ()):
                 continue
-            self.degraded.add(link)
+            ends = self.degraded.setdefault(link, set())
+            ends.add(port)
+            if len(ends) > 1:
+                continue  # the other end sees it too: already firing
             switch = self.switches[self.port_switch[port]]
             ev = self.extra[:, port].sum(axis=0)
             alert = self.book.fire(
@@ -206,11 +209,15 @@ class LinkDetector:
                           "seen_by": switch, "window_s_at_1hz": window_s})
             if alert:
                 out.append(alert)
-        if self.degraded:
+        if self.degraded:  # a link resolves once every end that saw its errors has been clean
             for port in whole[self.clean_streak[whole] >= s.error_clear_samples].tolist():
                 link = self.links[port]
-                if link in self.degraded:
-                    self.degraded.discard(link)
+                ends = self.degraded.get(link)
+                if ends is not None and port in ends:
+                    ends.discard(port)
+                    if ends:
+                        continue
+                    del self.degraded[link]
                     done = self.book.resolve("link_degraded", link, ts,
                                              reason=f"no CRC/symbol errors for {s.error_clear_samples} samples")
                     if done:

@@ -51,3 +51,19 @@ def test_a_burst_a_stray_error_and_a_counter_reset_do_not_fire() -> None:
     assert run(crc_per_tick={20: 500}) == []  # one burst: one sample
     assert run(crc_per_tick={5: 1, 25: 1, 45: 1}) == []  # background errors
     assert run(crc_per_tick={t: 0 for t in range(60)} | {3: 1000}, resets={30}) == []  # reset to zero
+
+
+def test_errors_seen_at_one_end_of_a_fabric_link_fire_once_while_the_clean_end_reports() -> None:
+    """Errors are counted where frames arrive: the spine's end of leaf000~spine001 sees them and
+    leaf000's end stays clean; the clean end must not resolve what the other end fired."""
+    det = LinkDetector(TOPO, LinkSettings())
+    leaf_crc, spine_crc = np.zeros(PORTS, np.int64), np.zeros(TOPO.leaves, np.int64)
+    out = []
+    for t in range(80):
+        if 10 <= t < 20:
+            spine_crc[0] += 3  # spine001 port 0 = leaf000's uplink
+        out += det.push(counters_batch("leaf000", t, PORTS, crc=leaf_crc.copy()))
+        out += det.push(counters_batch("spine001", t, TOPO.leaves, crc=spine_crc.copy()))
+    assert [(a.kind, a.entity, a.status) for a in out] == [
+        ("link_degraded", "leaf000~spine001", "firing"), ("link_degraded", "leaf000~spine001", "resolved")]
+    assert out[1].ends_at[17:19] == "49"  # 30 clean samples of the end that saw the errors
