@@ -86,9 +86,14 @@ class LinkSettings(BaseModel):
     down_resolve_s: float = Field(30.0, ge=0, description="a down link must stay up this long to resolve")
     flap_transitions: int = Field(3, ge=2, description="down transitions within flap_window_s → flapping")
     flap_window_s: float = Field(120.0, gt=0)
+    # 10 samples at 1 Hz: a degrading link (100 CRC/s at severity 1, `docs/scenarios.md`) fills it at once
     error_window_samples: int = Field(10, ge=2, description="samples in the CRC + symbol error window")
+    # 10 errors: a healthy link end's baseline (about one an hour, see the realistic profile) never
+    # comes near it in 10 samples
     error_min_count: int = Field(10, ge=1, description="errors in the window to fire")
-    error_min_samples: int = Field(3, ge=1, description="samples with errors in the window to fire")
+    # 5 of 10 samples: a sustained rate, not a burst; healthy links burst for 1-3 samples (the
+    # realistic profile's assumption), so only two bursts on one end within 10 s can reach it
+    error_min_samples: int = Field(5, ge=1, description="samples with errors in the window to fire")
     error_clear_samples: int = Field(30, ge=1, description="consecutive error-free samples to resolve")
 
 
