@@ -5,8 +5,10 @@ checkpoint or a slow input pipeline (every rank slower together) cancels out. Tw
 
 - against its peers: the rolling median of that ratio over `window_steps` steps, less the part of
   the rank's usual offset that healthy ranks have (up to `min_slowdown`), exceeds
-  ``1 + max(min_slowdown, k_sigma * standard error)``, where the noise is the robust spread
-  (1.4826 x MAD) of the ratio across ranks, smoothed over steps (a rank slow from the start);
+  ``1 + max(min_slowdown, k_sigma * noise)``, the noise being the larger of the standard error of
+  the rolling median (from the robust spread, 1.4826 x MAD, of the ratio across ranks, smoothed over
+  steps) and the robust spread of the rolling medians across ranks (healthy ranks differ for good);
+  this finds a rank slow from the start;
 - against itself (change detection): ranks differ for good by a few percent, so each rank's usual
   ratio is learned online (from steps that show no sign of a slowdown), and a one-sided CUSUM of
   its excess over that usual, in units of the job's noise, accumulates whatever exceeds
@@ -158,7 +160,11 @@ class StragglerDetector:
             warnings.simplefilter("ignore", RuntimeWarning)  # a rank with no samples in the window yet
             rolling = np.nanmedian(job.ratios, axis=0)
             rolling_excess = np.nanmedian(job.excess, axis=0)
-        excess = max(s.min_slowdown, s.k_sigma * MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps))
+        # the noise of a rank's rolling median: the per-step noise over the window, or, when ranks also
+        # differ for good (healthy offsets of 1-3 %), the robust spread of the rolling medians across ranks
+        known = rolling[np.isfinite(rolling)]
+        spread = 1.4826 * float(np.median(np.abs(known - np.median(known)))) if len(known) else 0.0
+        excess = max(s.min_slowdown, s.k_sigma * max(MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps), spread))
         out: list[Alert] = []
         # and not a burst of steps, and slower than its peers too: a fast rank back to the median holds nobody up
         changed = (job.cusum >= cusum_limit) & (rolling_excess >= s.min_slowdown) & (rolling >= 1 + s.min_slowdown)

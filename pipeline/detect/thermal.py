@@ -6,7 +6,8 @@ for good (airflow: a node's H100s idle 3-4 °C apart; clocks and power by a few 
 card is judged against its own usual place among its peers: its offset from the node's median
 temperature and clock, learned online (a running mean over the first `baseline_samples`, then an
 exponential average over that many) from every sample except those that look like the start of a
-throttle (hotter and slower at once) or come while it fires. A collector's message (many nodes) is judged at once.
+throttle (hotter and slower at once) or come while it fires. Until half of those samples are in,
+a card fires only at the absolute limit. A collector's message (many nodes) is judged at once.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class ThermalDetector:
         peer_clock = group_medians(clock, part, len(r.nodes))[part]
         over = temp - peer_temp - self.base_temp[node, cards]
         slower = 1 - clock / np.maximum(peer_clock, 1.0) + self.base_clock[node, cards]
-        hot = ((over >= s.temp_over_peers_c) & (slower >= s.clock_drop)) | (temp >= s.temp_limit_c)
+        known = self.base_samples[node, cards] >= s.baseline_samples // 2  # its usual is learned
+        hot = ((over >= s.temp_over_peers_c) & (slower >= s.clock_drop) & known) | (temp >= s.temp_limit_c)
         self._learn(node, cards, temp - peer_temp, clock / np.maximum(peer_clock, 1.0) - 1,
                     ~((over >= s.temp_over_peers_c / 2) & (slower >= s.clock_drop / 2)) & ~self.firing[node, cards])
         streak = np.where(hot, self.hot_streak[node, cards] + 1, 0)

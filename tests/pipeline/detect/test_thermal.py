@@ -19,12 +19,17 @@ def run(batches: list) -> list:
 
 
 def test_a_hot_slow_card_fires_after_three_samples_and_resolves() -> None:
-    batches = [batch(t) for t in range(5)] + [batch(t, {5: (6, 0.08)}) for t in range(5, 12)] + \
-        [batch(t) for t in range(12, 20)]
+    """After 30 samples that teach each card its usual place among its peers (before that only the
+    absolute limit fires)."""
+    batches = [batch(t) for t in range(35)] + [batch(t, {5: (6, 0.08)}) for t in range(35, 42)] + \
+        [batch(t) for t in range(42, 50)]
     alerts = run(batches)
     assert [(a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("node0002-card5", "firing", "07"), ("node0002-card5", "resolved", "07")]
-    assert alerts[0].evidence["temp_c"] == 72.0 and alerts[1].ends_at[17:19] == "15"
+        ("node0002-card5", "firing", "37"), ("node0002-card5", "resolved", "37")]
+    assert alerts[0].evidence["temp_c"] == 72.0 and alerts[1].ends_at[17:19] == "45"
+    early = [batch(t, {5: (6, 0.08)} if 5 <= t < 12 else None) for t in range(20)]
+    assert run(early) == []  # its usual is not known yet
+    assert [a.status for a in run([batch(t, {5: (30, 0.3)}) for t in range(5)])] == ["firing"]  # 96 °C: the limit
 
 
 def test_spikes_and_whole_node_changes_do_not_fire() -> None:
