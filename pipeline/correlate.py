@@ -8,7 +8,7 @@
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 
 Event time: the correlator's clock is the slowest active source's watermark. A source that has
-read everything in its partition and whose watermark has not moved for 2 s (caught up: a
+read everything in its partition and whose watermark has not moved for 5 s (caught up: a
 partition with no new data, a stalled job) cannot send anything older and does not hold the clock; neither does one silent for `idle_s` of wall
 time (a dead worker). A source that lags, however long, holds it. When every source is caught up
 or idle (the input stopped), what is held is released after a short quiet period.
@@ -29,11 +29,13 @@ from pipeline.topology import Topology, UnknownEntity
 
 log = logging.getLogger("clusterpulse.correlate")
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
-QUIET_RELEASE_S = 2.0  # wall seconds a symptom waits once every source is caught up or idle
+QUIET_RELEASE_S = 5.0  # wall seconds a symptom waits once every source is caught up or idle
 # A source that has read all its partition stops holding the clock only after its watermark has not
 # moved for this long: a partition being written to (a collector's message a second, a replay) is
-# often read to its end for a moment, and must still hold the clock until its next message.
-CAUGHT_UP_GRACE_S = 2.0
+# often read to its end for a moment, and must still hold the clock until its next message, also
+# when a loaded machine stalls its producer for a few seconds (2 s was seen to be too short in CI:
+# a node's links paged ungrouped). It costs latency only where a partition really stops.
+CAUGHT_UP_GRACE_S = 5.0
 ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 
 
@@ -188,7 +190,8 @@ class Correlator:
             return -1
         now = self.wall()
         active = [w for src, w in self.watermarks.items() if not self._quiet(src, now)]
-        return min(active) if active else max(self.watermarks.values())
+        # all quiet: nothing moves the clock past the slowest source (release_stale decides)
+        return min(active) if active else min(self.watermarks.values())
 
     # ---- decisions ---------------------------------------------------------------------------
     def _release(self, due: Callable[[_Held], bool]) -> list[Alert]:

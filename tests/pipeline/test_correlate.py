@@ -22,8 +22,8 @@ class Clock:
         return self.now
 
 
-def correlator(clock: Clock | None = None) -> Correlator:
-    c = Correlator(TOPO, CorrelateSettings(group_wait_s=5, idle_s=3), clock=clock or Clock())
+def correlator(clock: Clock | None = None, idle_s: float = 3) -> Correlator:
+    c = Correlator(TOPO, CorrelateSettings(group_wait_s=5, idle_s=idle_s), clock=clock or Clock())
     c.place("pretrain-a", [TOPO.node_name(n) for n in range(0, 1024)])
     c.place("finetune-b", [TOPO.node_name(n) for n in range(1024, 1152)])
     return c
@@ -102,7 +102,7 @@ def test_a_symptom_resolved_while_held_is_still_reported_and_released_when_input
     c.push(finding("link_down", link, 11, "resolved"), "port/0")
     assert tick(c, 12) == []
     assert c.release_stale() == []  # input still flowing
-    clock.now = 4.0  # every stream stopped for idle_s: what is held is released
+    clock.now = 6.0  # every stream stopped for idle_s, and all quiet for 5 s: what is held is released
     out = c.release_stale()
     assert [a.status for a in out] == ["firing", "resolved"]
 
@@ -123,11 +123,13 @@ def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
 
 def test_a_caught_up_source_does_not_hold_the_clock_once_it_stays_still() -> None:
     clock = Clock()
-    c = correlator(clock)
+    c = correlator(clock, idle_s=30)
     c.advance("step/0", START_MS, caught_up=True)  # read everything its partition has
     c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
     assert tick(c, 106) == []  # only for a moment, maybe: its next message may be on its way
-    clock.now = 2.5  # still nothing new after 2 s: nothing older will come
+    clock.now = 2.5
+    assert tick(c, 106) == []  # a producer stalled for 2 s (a loaded machine) is not the end of it
+    clock.now = 5.5  # still nothing new after 5 s: nothing older will come
     assert len(tick(c, 106)) == 1
     c2 = correlator()
     c2.advance("port/9", START_MS + 90_000)  # lagging: its next findings may be older than 105 s
@@ -139,12 +141,12 @@ def test_a_partition_whose_worker_has_not_reported_yet_holds_the_clock() -> None
     """Two workers: the one reading the ports races to the end while the one reading the cards has
     not started; the node's death (seen on the cards) must still group its links."""
     clock = Clock()
-    c = correlator(clock)
+    c = correlator(clock, idle_s=30)
     c.expect(["port/0", "card/0", "card/1"])
     c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
     assert c.advance("port/0", START_MS + 150_000, caught_up=True) == []  # card/0 and card/1: silent
     c.advance("card/1", -1, caught_up=True)  # an empty partition: caught up from the start
-    clock.now = 2.5
+    clock.now = 5.5
     assert c.release_stale() == [] and c.advance("card/1", -1, caught_up=True) == []  # card/0 holds it
     released = c.push(finding("node_down", TOPO.node_name(5), 102), "card/0")
     released += c.advance("card/0", START_MS + 150_000)
