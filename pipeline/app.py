@@ -28,7 +28,7 @@ log = logging.getLogger("clusterpulse.worker")
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its agents for these settings."""
-    from pipeline.broker import partition_counts, stream_tags
+    from pipeline.broker import describe_streams
 
     if not settings.bootstrap:
         raise ValueError("the worker needs a bootstrap address")
@@ -39,9 +39,10 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(settings.group_id, datadir=str(faust_dir / settings.group_id),
                     **faust_config(settings.bootstrap, settings.group_id, settings.partitions))
     lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
-    ctx = WorkerContext(app, settings, stream_tags(settings, lake_topics))
-    counts = partition_counts(settings, list(ctx.kind_of_topic))
-    ctx.expected_sources = [f"{ctx.kind_of_topic[topic]}/{p}" for topic, n in counts.items() for p in range(n)]
+    streams = describe_streams(settings, lake_topics)
+    ctx = WorkerContext(app, settings, streams.tags)
+    ctx.expected_sources = [f"{kind}/{p}" for topic, kind in ctx.kind_of_topic.items()
+                            for p in range(streams.partitions[topic])]
 
     telemetry.register(ctx)
     correlator.register(ctx)

@@ -156,21 +156,17 @@ def create_topics(settings: Settings, bootstrap: str | None = None) -> dict[str,
     return wanted
 
 
-def partition_counts(settings: Settings, topics: list[str], bootstrap: str | None = None) -> dict[str, int]:
-    """topic -> its number of partitions, as the broker has it (0: the topic does not exist)."""
-    admin = admin_client(bootstrap or settings.bootstrap)
-    try:
-        described = {d["name"]: d for d in admin.describe_topics(topics)}
-    except KafkaError as exc:
-        raise BrokerError(f"cannot describe topics on {bootstrap or settings.bootstrap}: {exc}") from None
-    finally:
-        admin.close()
-    return {topic: len(described.get(topic, {}).get("partitions") or ()) for topic in topics}
+@dataclass(frozen=True)
+class Streams:
+    """What a worker needs to know of its topics at start-up, from one description of them."""
+
+    tags: dict[str, str]  # topic -> a short tag of (consumer group, the topic's id)
+    partitions: dict[str, int]  # topic -> its number of partitions (0: the topic does not exist)
 
 
-def stream_tags(settings: Settings, topics: list[str], bootstrap: str | None = None) -> dict[str, str]:
-    """topic -> a short tag of (consumer group, the topic's id): the same for every worker of a group
-    as long as the topic lives; new when the topic is re-created (offsets start again at 0)."""
+def describe_streams(settings: Settings, topics: list[str], bootstrap: str | None = None) -> Streams:
+    """Each topic's stream tag and partition count. The tag is the same for every worker of a group
+    as long as the topic lives, and new when the topic is re-created (offsets start again at 0)."""
     import hashlib
 
     bootstrap = bootstrap or settings.bootstrap
@@ -188,4 +184,5 @@ def stream_tags(settings: Settings, topics: list[str], bootstrap: str | None = N
         if not topic_id.strip("0-"):  # a broker without topic ids: the cluster id is the best we have
             topic_id = f"{cluster}/{topic}"
         tags[topic] = hashlib.sha256(f"{settings.group_id}\0{topic_id}".encode()).hexdigest()[:8]
-    return tags
+    partitions = {topic: len(described.get(topic, {}).get("partitions") or ()) for topic in topics}
+    return Streams(tags, partitions)

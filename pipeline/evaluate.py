@@ -144,9 +144,10 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
 def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path | None = None,
              progress=sys.stderr) -> dict:  # noqa: ANN001
     """Score every scenario; returns the JSON report of the CLI."""
-    from pipeline.scorer import match, score
+    from pipeline.scorer import match, summarize
 
-    runs = []
+    results = []
+    holds = grouping_holds(settings)
     per_scenario = []
     for path in paths:
         scenario = load_scenario(path)
@@ -156,11 +157,9 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
         else:
             log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
             alerts = run_kafka(path, settings, log_dir)
-        faults = faults_of(scenario)
-        holds = grouping_holds(settings)
-        runs.append((faults, alerts, scenario.start_ms, float(scenario.duration_s)))
-        result = match(faults, alerts, scenario.start_ms, float(scenario.duration_s), holds)
-        one = score([runs[-1]], holds)
+        result = match(faults_of(scenario), alerts, scenario.start_ms, float(scenario.duration_s), holds)
+        results.append(result)
+        one = summarize([result])
         per_scenario.append({
             "scenario": scenario.name, "path": path, "mode": "offline" if offline else "kafka",
             "elapsed_s": round(time.monotonic() - started, 1), **one["overall"],
@@ -176,5 +175,5 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
         print(f"{scenario.name}: {one['overall']['detected']}/{one['overall']['injected']} detected, "
               f"{one['overall']['false_positives']} false positives, {one['overall']['grouped']} grouped "
               f"({per_scenario[-1]['elapsed_s']} s)", file=progress, flush=True)
-    report = score(runs, grouping_holds(settings))
+    report = summarize(results)
     return {"scenarios": per_scenario, "by_kind": report["by_kind"], "overall": report["overall"]}

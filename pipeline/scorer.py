@@ -177,11 +177,16 @@ def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
 
 def score(runs: list[tuple], holds: dict[str, float] | None = None) -> dict:
     """Per fault kind and overall, over runs of (faults, alerts, origin ms[, run length s])."""
+    return summarize([match(faults, alerts, origin_ms, rest[0] if rest else None, holds)
+                      for faults, alerts, origin_ms, *rest in runs])
+
+
+def summarize(results: list[Match]) -> dict:
+    """Per fault kind and overall, over runs already matched."""
     by_kind_outcomes: dict[str, list[Outcome]] = defaultdict(list)
     by_kind_fp: dict[str, int] = defaultdict(int)
     grouped = 0
-    for faults, alerts, origin_ms, *rest in runs:
-        result = match(faults, alerts, origin_ms, rest[0] if rest else None, holds)
+    for result in results:
         for o in result.outcomes:
             by_kind_outcomes[o.fault.kind].append(o)
         for a in result.false_positives:

@@ -425,20 +425,20 @@ class Simulator:
         """Healthy links are not error-free: a low CRC rate on every link end, and now and then a
         burst of 1-3 errors a sample for 1-3 samples (realistic profile)."""
         noise, rng = self.sc.noise, self.real_rng
-        ends = (("host", self.host), ("leaf", self.fabric_leaf), ("spine", self.fabric_spine))
+        ends = {"host": self.host, "leaf": self.fabric_leaf, "spine": self.fabric_spine}
         if noise.link_errors_per_hour:
-            for _, counters in ends:
+            for counters in ends.values():
                 hits = rng.random(counters.crc_errors.shape) < noise.link_errors_per_hour * dt / 3600
                 counters.crc_errors += hits.astype(np.uint64)
         if noise.link_bursts_per_hour:
-            for name, counters in ends:
+            for name, counters in ends.items():
                 shape = counters.crc_errors.shape
                 for _ in range(rng.poisson(noise.link_bursts_per_hour * dt / 3600 * shape[0] * shape[1])):
                     self._bursts[(name, int(rng.integers(shape[0])), int(rng.integers(shape[1])))] = \
                         int(rng.integers(1, 4))
             for key in list(self._bursts):
                 name, i, j = key
-                dict(ends)[name].crc_errors[i, j] += np.uint64(rng.integers(1, 4))
+                ends[name].crc_errors[i, j] += np.uint64(rng.integers(1, 4))
                 self._bursts[key] -= 1
                 if not self._bursts[key]:
                     del self._bursts[key]
@@ -449,16 +449,9 @@ class Simulator:
         noise, rng, topo = self.sc.noise, self.real_rng, self.topo
         for _ in range(rng.poisson(noise.counter_resets_per_hour * dt / 3600) if noise.counter_resets_per_hour else 0):
             if rng.random() < 0.5:
-                node = int(rng.integers(topo.nodes))
-                for arr in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
-                    arr[node] = 0
+                self._reset_node(int(rng.integers(topo.nodes)))
             else:
-                leaf = int(rng.integers(topo.leaves))
-                rail, _ = divmod(leaf, topo.leaves_per_rail)
-                nodes = topo.leaf_host_nodes(leaf)
-                for name in _PortCounters.FIELDS:
-                    getattr(self.host, name)[nodes, rail] = 0
-                    getattr(self.fabric_leaf, name)[leaf] = 0
+                self._reset_leaf(int(rng.integers(topo.leaves)))
 
     def _port_spikes(self) -> None:
         """Single-tick congestion bursts (drops, PFC pauses) on random host links: a confounder."""
@@ -476,17 +469,26 @@ class Simulator:
             if not (end < self.sc.duration_s and t - dt < end <= t):
                 continue
             if f.kind == "node_failure":
-                for counters in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
-                    counters[a] = 0
+                self._reset_node(a)
             elif f.kind == "switch_failure" and what == "leaf":
-                rail = a // self.topo.leaves_per_rail
-                nodes = self.topo.leaf_host_nodes(a)
-                for name in _PortCounters.FIELDS:
-                    getattr(self.host, name)[nodes, rail] = 0
-                    getattr(self.fabric_leaf, name)[a] = 0
+                self._reset_leaf(a)
             elif f.kind == "switch_failure":
                 for name in _PortCounters.FIELDS:
                     getattr(self.fabric_spine, name)[:, a] = 0
+
+
+    def _reset_node(self, node: int) -> None:
+        """A node's card counters start again at 0 (its exporter or driver restarted)."""
+        for counters in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
+            counters[node] = 0
+
+    def _reset_leaf(self, leaf: int) -> None:
+        """A leaf's port counters (host and uplink ends) start again at 0."""
+        rail = leaf // self.topo.leaves_per_rail
+        nodes = self.topo.leaf_host_nodes(leaf)
+        for name in _PortCounters.FIELDS:
+            getattr(self.host, name)[nodes, rail] = 0
+            getattr(self.fabric_leaf, name)[leaf] = 0
 
 
 class _PortCounters:

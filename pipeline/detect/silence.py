@@ -32,10 +32,6 @@ class SilenceTracker:
         self.flow: dict[int, int] = {}  # per stream: milliseconds the stream has been flowing
         self._checked: dict[int, int] = {}
 
-    def seen(self, index: int, ts_ms: int, stream: int) -> bool:
-        """Record a report; True if a down entity has now reported for `recovery_s`."""
-        return len(self.seen_many(np.array([index], np.intp), ts_ms, stream)) > 0
-
     def seen_many(self, indices: np.ndarray, ts_ms: int, stream: int, back: bool = True) -> np.ndarray:
         """Record reports of these entities at one sample time; return those that were down and have
         now reported for `recovery_s`. With `back=False` (e.g. a switch reporting every port down)
@@ -101,13 +97,13 @@ class NodeDownDetector:
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts]
         nodes = np.fromiter((self.topo.node_index(source) for source in sources), np.intp, len(sources))
+        ts_ms = batch.ts_ms
         out: list[Alert] = []
-        for node in self.tracker.seen_many(nodes, batch.ts_ms, stream).tolist():
-            alert = self.book.resolve(self.KIND, self.topo.node_name(node), batch.ts_ms,
+        for node in self.tracker.seen_many(nodes, ts_ms, stream).tolist():
+            alert = self.book.resolve(self.KIND, self.topo.node_name(node), ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
             if alert:
                 out.append(alert)
-        ts_ms = batch.ts_ms
         for index in self.tracker.advance(stream, ts_ms).tolist():
             name = self.topo.node_name(index)
             silent_s = (ts_ms - self.tracker.last_ms[index]) / 1000
@@ -135,15 +131,15 @@ class SwitchDownDetector:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s)
         self.book = AlertBook()
-        self._unused: dict[str, int] = {}
+        self._complete: dict[str, int] = {}  # switch -> rows in a whole report of it
 
     def _complete_rows(self, switch: str) -> int:
         """Rows a whole report of the switch has: its ports less leaf host ports with no node behind
         them (the last leaf of a rail may be partly empty)."""
-        found = self._unused.get(switch)
+        found = self._complete.get(switch)
         if found is None:
             ports = self.topo.switch_ports(switch)
-            found = self._unused[switch] = ports - sum(
+            found = self._complete[switch] = ports - sum(
                 1 for p in range(ports) if self.topo.port_link(switch, p) is None)
         return found
 

@@ -12,11 +12,12 @@ checkpoint or a slow input pipeline (every rank slower together) cancels out. Tw
 - against itself (change detection): ranks differ for good by a few percent, so each rank's usual
   ratio is learned online (from steps that show no sign of a slowdown), and a one-sided CUSUM of
   its excess over that usual, in units of the job's noise, accumulates whatever exceeds
-  `min_slowdown`. A rank's first 30 steps only teach its usual. It fires at the threshold h that gives, for Gaussian noise, one false alarm per
-  `false_alarm_steps` rank-steps (Siegmund's approximation); one step adds at most h/3, so a
-  single slow step cannot fire, and the rolling median of the excess must be past half of
-  `min_slowdown` too, so a burst of a few slow steps cannot either; and the rank must be slower
-  than its peers by that much (a fast rank back at the median holds nobody up). This is what finds a 10 % straggler under 5 % jitter.
+  `min_slowdown`. A rank's first 30 steps only teach its usual. It fires at the threshold h that
+  gives, for Gaussian noise, one false alarm per `false_alarm_steps` rank-steps (Siegmund's
+  approximation); one step adds at most h/3, so a single slow step cannot fire; the rolling median
+  of the excess must be past `min_slowdown` too, so a burst of a few slow steps cannot either; and
+  the rank must be slower than its peers by as much (a fast rank back at the median holds nobody
+  up). This is what finds a 10 % straggler under 5 % jitter.
 
 It resolves when the rank is back within half the margin of both.
 """
@@ -147,7 +148,7 @@ class StragglerDetector:
         if median <= 0:
             return []
         ratio = compute / median
-        spread = 1.4826 * float(np.median(np.abs(ratio - np.median(ratio))))
+        spread = _robust_sd(ratio)
         job.sigma = spread if job.sigma is None else 0.9 * job.sigma + 0.1 * spread
         row = np.full(job.ranks, np.nan)
         row[ranks] = ratio
@@ -162,8 +163,7 @@ class StragglerDetector:
             rolling_excess = np.nanmedian(job.excess, axis=0)
         # the noise of a rank's rolling median: the per-step noise over the window, or, when ranks also
         # differ for good (healthy offsets of 1-3 %), the robust spread of the rolling medians across ranks
-        known = rolling[np.isfinite(rolling)]
-        spread = 1.4826 * float(np.median(np.abs(known - np.median(known)))) if len(known) else 0.0
+        spread = _robust_sd(rolling[np.isfinite(rolling)])
         excess = max(s.min_slowdown, s.k_sigma * max(MEDIAN_EFFICIENCY * job.sigma / np.sqrt(s.window_steps), spread))
         out: list[Alert] = []
         # and not a burst of steps, and slower than its peers too: a fast rank back to the median holds nobody up
@@ -215,7 +215,7 @@ class StragglerDetector:
         the ranks that show no sign of a slowdown; return the CUSUM's firing threshold h."""
         s = self.settings
         excess = ratio - job.usual[ranks]
-        spread = 1.4826 * float(np.median(np.abs(excess - np.median(excess))))
+        spread = _robust_sd(excess)
         job.excess_sigma = spread if job.excess_sigma is None else 0.9 * job.excess_sigma + 0.1 * spread
         sigma = max(job.excess_sigma, spread, 1e-4)  # the larger: a noisy step is not taken for a slowdown
         k = s.min_slowdown / sigma  # the CUSUM's reference: only excess above min_slowdown accumulates
@@ -233,3 +233,9 @@ class StragglerDetector:
         weight = 1.0 / np.minimum(job.learned[calm], s.usual_steps)
         job.usual[calm] += weight * (ratio[learn] - job.usual[calm])
         return float(limit)
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation of normal values, robust to
+    the few that are not (0 for none)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values)))) if len(values) else 0.0

@@ -56,11 +56,13 @@ class ThermalDetector:
         clock = batch.columns["sm_clock_mhz"][rows].astype(np.float64)
         peer_temp = group_medians(temp, part, len(r.nodes))[part]
         peer_clock = group_medians(clock, part, len(r.nodes))[part]
-        over = temp - peer_temp - self.base_temp[node, cards]
-        slower = 1 - clock / np.maximum(peer_clock, 1.0) + self.base_clock[node, cards]
+        temp_dev = temp - peer_temp  # this sample's offsets from the node's other cards
+        clock_dev = clock / np.maximum(peer_clock, 1.0) - 1
+        over = temp_dev - self.base_temp[node, cards]
+        slower = self.base_clock[node, cards] - clock_dev
         known = self.base_samples[node, cards] >= s.baseline_samples // 2  # its usual is learned
         hot = ((over >= s.temp_over_peers_c) & (slower >= s.clock_drop) & known) | (temp >= s.temp_limit_c)
-        self._learn(node, cards, temp - peer_temp, clock / np.maximum(peer_clock, 1.0) - 1,
+        self._learn(node, cards, temp_dev, clock_dev,
                     ~((over >= s.temp_over_peers_c / 2) & (slower >= s.clock_drop / 2)) & ~self.firing[node, cards])
         streak = np.where(hot, self.hot_streak[node, cards] + 1, 0)
         cool = np.where(hot, 0, self.cool_streak[node, cards] + 1)

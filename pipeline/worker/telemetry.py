@@ -96,8 +96,9 @@ def register(ctx: WorkerContext) -> None:
         """Assigned telemetry partitions that hold no message at all: caught up from the start."""
         empty = []
         for tp in ctx.app.consumer.assignment():
-            source = f"{ctx.kind_of_topic.get(tp.topic)}/{tp.partition}"
-            if tp.topic not in ctx.kind_of_topic or source in watermarks:
+            kind = ctx.kind_of_topic.get(tp.topic)
+            source = f"{kind}/{tp.partition}"
+            if kind is None or source in watermarks:
                 continue
             try:
                 if ctx.app.consumer.highwater(tp) == 0:
