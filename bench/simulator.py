@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     scenario = load_scenario(args.scenario) if args.scenario else load_scenario(None)
     scenario = parse_scenario({"name": scenario.name, "seed": scenario.seed, "duration_s": args.seconds,
-                               "jobs": [j.__dict__ for j in scenario.jobs],
+                               "jobs": [j.__dict__ for j in scenario.jobs], "noise": scenario.noise.__dict__,
                                "cluster": {"cards": scenario.shape.cards, "cards_per_node": scenario.shape.cards_per_node,
                                            "nodes_per_leaf": scenario.shape.nodes_per_leaf, "spines": scenario.shape.spines},
                                "faults": [f.__dict__ | {"duration_s": f.duration_s} for f in scenario.faults

@@ -241,6 +241,10 @@ def parse_scenario(data: Any) -> Scenario:
     noise = Noise(**{k: _number(noise_data, k, "noise", getattr(base, k)) for k in Noise.__dataclass_fields__})
     if noise.checkpoint_every_s and noise.checkpoint_s >= noise.checkpoint_every_s:
         raise _fail("noise.checkpoint_s", noise.checkpoint_s, "must be shorter than noise.checkpoint_every_s")
+    if noise.step_autocorr >= 1:
+        raise _fail("noise.step_autocorr", noise.step_autocorr, "must be below 1 (a lag-1 autocorrelation)")
+    if noise.missing_sample_rate > 1:
+        raise _fail("noise.missing_sample_rate", noise.missing_sample_rate, "must be at most 1 (a fraction)")
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
     return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,

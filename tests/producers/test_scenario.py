@@ -63,6 +63,9 @@ def fault(**over: object) -> dict:
     (scenario(jobs=[{"name": "a"}, {"name": "a", "first_node": 2}]), ["jobs[1].name", "duplicate"]),
     (scenario(noise={"checkpoint_s": 400}), ["noise.checkpoint_s", "400"]),
     (scenario(noise={"step_jitter": -0.1}), ["noise.step_jitter", "-0.1"]),
+    (scenario(noise={"profile": "noisy"}), ["noise.profile", "'noisy'", "clean or realistic"]),
+    (scenario(noise={"profile": "realistic", "step_autocorr": 1.2}), ["noise.step_autocorr", "1.2", "below 1"]),
+    (scenario(noise={"missing_sample_rate": 2}), ["noise.missing_sample_rate", "2", "at most 1"]),
     (scenario(faults={"kind": "straggler"}), ["faults", "expected a list"]),
     (["not", "a", "mapping"], ["scenario", "expected a mapping"]),
 ])
