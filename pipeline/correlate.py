@@ -36,7 +36,7 @@ QUIET_RELEASE_S = 5.0  # wall seconds a symptom waits once every source is caugh
 # when a loaded machine stalls its producer for a few seconds (2 s was seen to be too short in CI:
 # a node's links paged ungrouped). It costs latency only where a partition really stops.
 CAUGHT_UP_GRACE_S = 5.0
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down"})
 
 
 def _ms(iso: str) -> int:
@@ -136,7 +136,8 @@ class Correlator:
                 wait_ms = int(self.settings.group_wait_s * 1000)
                 self.held[finding.id] = _Held(finding, _ms(finding.starts_at) + wait_ms, self.wall())
                 return []
-            return [self._publish(finding)]
+            # not held: grouped only under a cause already firing (a card failing after its ECC errors)
+            return [self._publish(finding, self._root_cause(finding, wait=False))]
         seen = self.sources.get(finding.id)
         if seen is not None:
             seen.discard(source)
@@ -228,10 +229,10 @@ class Correlator:
             self.roots[alert.id] = (alert, _ms(alert.starts_at), None)
         return alert
 
-    def _root_cause(self, alert: Alert) -> Alert | None:
-        """A root alert firing when the symptom started (or starting within group_wait after)."""
+    def _root_cause(self, alert: Alert, wait: bool = True) -> Alert | None:
+        """A root alert firing when the symptom started (or, with `wait`, starting within group_wait after)."""
         at_ms = _ms(alert.starts_at)
-        wait_ms = int(self.settings.group_wait_s * 1000)
+        wait_ms = int(self.settings.group_wait_s * 1000) if wait else 0
         for kind, entity in self._explanations(alert):
             entry = self.roots.get(alert_id(kind, entity))
             if entry is None:
@@ -258,10 +259,15 @@ class Correlator:
             if alert.kind in ("link_down", "link_flapping"):
                 what, a, b = topo.parse_link(alert.entity)
                 if what == "host":
-                    return [("node_down", topo.node_name(a)), ("switch_down", topo.leaf_name(topo.leaf_of(a, b)))]
-                return [("switch_down", topo.leaf_name(a)), ("switch_down", topo.spine_name(b))]
+                    causes = [("node_down", topo.node_name(a)), ("switch_down", topo.leaf_name(topo.leaf_of(a, b)))]
+                else:
+                    causes = [("switch_down", topo.leaf_name(a)), ("switch_down", topo.spine_name(b))]
+                # a link that went down and now flaps: one page (the link_down), the flapping grouped under it
+                return causes + ([("link_down", alert.entity)] if alert.kind == "link_flapping" else [])
             if alert.kind == "straggler":
                 return [("thermal_throttle", alert.entity)]
+            if alert.kind == "card_failed":
+                return [("card_ecc", alert.entity)]
         except UnknownEntity:
             return []
         return []

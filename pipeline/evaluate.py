@@ -41,10 +41,17 @@ def faults_of(scenario: Scenario) -> list[Fault]:
             for t in Simulator(scenario).ground_truth()]
 
 
+def skew_tolerance_s(scenario: Scenario) -> float:
+    """How far a collector's clock may run ahead in this scenario (clipped at 2 sd): a detection
+    stamped that much before its fault began still counts."""
+    return 2 * scenario.noise.clock_skew_ms / 1000
+
+
 def grouping_holds(settings: Settings) -> dict[str, float]:
     """Seconds each alert kind waits before it can be paged: symptoms wait for a root cause in the
     correlator (event time), root causes wait for their consequences in the notifier."""
-    from pipeline.correlate import ROOT_KINDS, SYMPTOMS
+    from pipeline.correlate import SYMPTOMS
+    from pipeline.notify.delivery import ROOT_KINDS  # the roots the notifier holds for their consequences
 
     receiver_wait = max((r.group_wait_s for r in settings.notify.receivers), default=5.0)
     holds = {kind: settings.detect.correlate.group_wait_s for kind in SYMPTOMS}
@@ -157,7 +164,8 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
         else:
             log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
             alerts = run_kafka(path, settings, log_dir)
-        result = match(faults_of(scenario), alerts, scenario.start_ms, float(scenario.duration_s), holds)
+        result = match(faults_of(scenario), alerts, scenario.start_ms, float(scenario.duration_s), holds,
+                       skew_tolerance_s(scenario))
         results.append(result)
         one = summarize([result])
         per_scenario.append({

@@ -87,10 +87,12 @@ def _concerns(entity: str, target: str) -> bool:
 
 
 def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float | None = None,
-          holds: dict[str, float] | None = None) -> Match:
+          holds: dict[str, float] | None = None, skew_s: float = 0.0) -> Match:
     """Each fault's detecting record and what it cost; the false positives. `end_s`: the run's
     length (to judge alerts that never resolved); `holds`: seconds an alert kind waits before it is
-    paged (grouping), added to the notification latency."""
+    paged (grouping), added to the notification latency; `skew_s`: how far a collector's clock may
+    run ahead of the simulator's (a sample stamped that much before the fault began still detects
+    it, with latency 0)."""
     holds = holds or {}
     firing = sorted((a for a in alerts if a.status == "firing"), key=lambda a: (a.starts_at, a.id))
     resolved: dict[str, list[float]] = defaultdict(list)
@@ -103,14 +105,15 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
         fault = faults[n]
         hit = next((i for i, a in enumerate(firing) if i not in used and a.root_cause is None
                     and a.kind in ACCEPTED[fault.kind] and a.entity == fault.target
-                    and fault.start_s <= _seconds(a.starts_at, origin_ms) <= fault.end_s + GRACE_S), None)
+                    and fault.start_s - skew_s <= _seconds(a.starts_at, origin_ms) <= fault.end_s + GRACE_S),
+                   None)
         if hit is None:
             by_fault[n] = Outcome(fault, None, None)
             continue
         used.add(hit)
         first = firing[hit]
         fired_s = _seconds(first.starts_at, origin_ms)
-        latency = fired_s - fault.start_s
+        latency = max(fired_s - fault.start_s, 0.0)
         ends = sorted(t for t in resolved.get(first.id, []) if t >= fired_s)
         stuck = None
         if ends and ends[0] <= fault.end_s + STUCK_AFTER_S:
@@ -141,7 +144,7 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
             pages.append(a)
     for page in pages:  # each page is charged to the one fault it concerns (its own target first)
         at = _seconds(page.starts_at, origin_ms)
-        candidates = [o for o in outcomes if o.fault.start_s <= at <= o.fault.end_s + GRACE_S
+        candidates = [o for o in outcomes if o.fault.start_s - skew_s <= at <= o.fault.end_s + GRACE_S
                       and _concerns(page.entity, o.fault.target)]
         if candidates:
             exact = [o for o in candidates if o.fault.target == page.entity]
@@ -176,8 +179,9 @@ def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
 
 
 def score(runs: list[tuple], holds: dict[str, float] | None = None) -> dict:
-    """Per fault kind and overall, over runs of (faults, alerts, origin ms[, run length s])."""
-    return summarize([match(faults, alerts, origin_ms, rest[0] if rest else None, holds)
+    """Per fault kind and overall, over runs of (faults, alerts, origin ms[, run length s[, skew s]])."""
+    return summarize([match(faults, alerts, origin_ms, rest[0] if rest else None, holds,
+                            rest[1] if len(rest) > 1 else 0.0)
                       for faults, alerts, origin_ms, *rest in runs])
 
 

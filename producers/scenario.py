@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,14 @@ class Noise:
     link_bursts_per_hour: float = 0.0  # per link: a burst of 1-3 errors a sample for 1-3 samples
     missing_sample_rate: float = 0.0  # a node's card sample not sent this tick (a missed scrape)
     counter_resets_per_hour: float = 0.0  # cluster-wide: a node's card counters or a leaf's port counters restart at 0
+    late_message_rate: float = 0.0  # a message delivered one tick late, after the next tick's messages
+    clock_skew_ms: float = 0.0  # sd of each collector's clock offset (clipped at 2 sd): its samples' time stamps
+    silent_failure_share: float = 0.0  # card failures that send no fatal error code: the card just goes silent
+    ecc_failure_share: float = 0.0  # ecc_error faults whose card fails `ecc_failure_after_s` after the first error
+    ecc_failure_after_s: float = 60.0
+    job_restarts_per_hour: float = 0.0  # per job: it stops, waits `restart_s`, resumes from its last checkpoint's step
+    restart_s: float = 120.0
+    restart_warmup_steps: int = 0  # first steps after a restart, twice as slow on every rank
 
 
 # The `realistic` profile: figures and where they come from (../shared/samples, SOURCES.md).
@@ -91,6 +99,24 @@ REALISTIC = {
     # assumptions: one scrape in 1,000 missed; an exporter or driver restart somewhere every 10 minutes
     "missing_sample_rate": 0.001,
     "counter_resets_per_hour": 6.0,
+    # assumptions: a message in 500 is delivered a tick late (a producer retry, a slow scrape); NTP on
+    # a data-centre LAN keeps hosts within milliseconds to tens of milliseconds: sd 10 ms
+    "late_message_rate": 0.002,
+    "clock_skew_ms": 10.0,
+    # stepfun_fault_trace/fault_statistics.json: of the GPU faults that take a card out, 16 name an XID
+    # ("GPU xid Error" 11, "GPU Lost" 5) and 50 do not ("GPU device unknow error" 40, "nvidia-smi
+    # Timeout" 9, "GPU device not found" 1): 0.75 go silent without a fatal code
+    "silent_failure_share": 0.75,
+    # titan_gpu_failures/gc_full.csv.gz: 4,826 cards retired for double-bit ECC against 1,541 that
+    # fell off the bus; how many ECC cards failed outright is not recorded: an assumption of 1 in 4,
+    # a minute after the first error
+    "ecc_failure_share": 0.25,
+    "ecc_failure_after_s": 60.0,
+    # Llama 3 (Meta, 2024, section 3.3.4): 466 interruptions of one 16K-GPU job in 54 days, 0.36 an
+    # hour; restart time and warm-up are assumptions (2 minutes, 3 slow steps)
+    "job_restarts_per_hour": 0.36,
+    "restart_s": 120.0,
+    "restart_warmup_steps": 3,
 }
 
 
@@ -243,8 +269,12 @@ def parse_scenario(data: Any) -> Scenario:
         raise _fail("noise.checkpoint_s", noise.checkpoint_s, "must be shorter than noise.checkpoint_every_s")
     if noise.step_autocorr >= 1:
         raise _fail("noise.step_autocorr", noise.step_autocorr, "must be below 1 (a lag-1 autocorrelation)")
-    if noise.missing_sample_rate > 1:
-        raise _fail("noise.missing_sample_rate", noise.missing_sample_rate, "must be at most 1 (a fraction)")
+    for share in ("missing_sample_rate", "late_message_rate", "silent_failure_share", "ecc_failure_share"):
+        if getattr(noise, share) > 1:
+            raise _fail(f"noise.{share}", getattr(noise, share), "must be at most 1 (a fraction)")
+    if noise.restart_warmup_steps != int(noise.restart_warmup_steps):
+        raise _fail("noise.restart_warmup_steps", noise.restart_warmup_steps, "expected a whole number")
+    noise = replace(noise, restart_warmup_steps=int(noise.restart_warmup_steps))
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
     return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,

@@ -106,6 +106,14 @@ class Simulator:
         self._init_realism(seq.spawn(1)[0])
         self.faults = list(scenario.faults)
         self._resolved = [self._resolve_target(f) for f in self.faults]
+        # per fault, from its own stream (two draws each whatever the shares): a card failure that
+        # sends no fatal code, an ECC fault whose card fails after it
+        draws = np.random.default_rng(seq.spawn(1)[0]).random((len(self.faults), 2))
+        noise = scenario.noise
+        self._silent = [bool(d[0] < noise.silent_failure_share) for d in draws]
+        self._fails_at = [f.start_s + noise.ecc_failure_after_s
+                          if f.kind == "ecc_error" and d[1] < noise.ecc_failure_share else None
+                          for f, d in zip(self.faults, draws)]
 
     def _init_realism(self, seed: np.random.SeedSequence) -> None:
         """Persistent per-card and per-rank differences of the `realistic` profile, from their own
@@ -122,6 +130,13 @@ class Simulator:
         for js in self.jobs:
             js.speed = 1.0 + offsets(noise.rank_speed_offset, (js.job.nodes * k,))
         self._bursts: dict[tuple[str, int, int], int] = {}  # (which counters, i, j) -> samples left
+        # each collector's clock offset (ms): card collectors by rack, port collectors by name
+        skew = noise.clock_skew_ms
+        racks = -(-n // self.topo.nodes_per_leaf)
+        self.card_skew_ms = np.rint(offsets(skew, (racks,))).astype(np.int64).tolist()
+        port_collectors = sorted(set(self._port_collector.values()))
+        self.port_skew_ms = dict(zip(port_collectors,
+                                     np.rint(offsets(skew, (len(port_collectors),))).astype(np.int64).tolist()))
 
     # ---- ground truth (scorer only) ----------------------------------------------------------
     def ground_truth(self) -> list[TruthRecord]:
@@ -150,16 +165,24 @@ class Simulator:
     # ---- the clock ---------------------------------------------------------------------------
     def ticks(self) -> Iterator[tuple[int, list[Message]]]:
         """(event time in ms, messages) for every tick of the scenario, in order."""
+        rate = self.sc.noise.late_message_rate
+        late: list[Message] = []
         for tick in range(self.sc.ticks):
             t = tick * self.sc.tick_s
             ts_ms = self.sc.start_ms + int(round(t * 1000))
-            yield ts_ms, self.step(t, ts_ms)
+            messages = self.step(t, ts_ms)
+            if rate:  # a late message comes after the next tick's (the realistic profile)
+                held = self.real_rng.random(len(messages)) < rate
+                messages, late = ([m for m, h in zip(messages, held) if not h] + late,
+                                  [m for m, h in zip(messages, held) if h])
+            yield ts_ms, messages
+        if late:
+            yield ts_ms, late
 
     def step(self, t: float, ts_ms: int) -> list[Message]:
         topo, k, dt = self.topo, self.topo.cards_per_node, self.sc.tick_s
-        active = [(f, r) for f, r in zip(self.faults, self._resolved)
+        active = [(i, f, r) for i, (f, r) in enumerate(zip(self.faults, self._resolved))
                   if f.start_s <= t < f.end_s(self.sc.duration_s)]
-        starting = [(f, r) for f, r in active if f.start_s > t - dt]
         self._reset_recovered(t, dt)
 
         node_alive = np.ones(topo.nodes, bool)
@@ -173,10 +196,14 @@ class Simulator:
         fabric_degradation = np.zeros((topo.leaves, topo.spines))
         events: list[tuple[int, int, int]] = []
 
-        for f, (what, a, b) in active:
-            if f.kind == "card_failure":
+        lost = CARD_LOST_CODE[self.sc.vendor]
+        for i, f, (what, a, b) in active:
+            fails_at = f.start_s if f.kind == "card_failure" else self._fails_at[i]
+            if fails_at is not None and t >= fails_at:
                 card_alive[a, b] = False
-            elif f.kind == "node_failure":
+                if fails_at > t - dt and not self._silent[i]:  # a silent failure sends no code
+                    events.append((a, b, lost))
+            if f.kind == "node_failure":
                 node_alive[a] = False
             elif f.kind == "switch_failure":
                 switch_alive[a if what == "leaf" else topo.leaves + a] = False
@@ -200,14 +227,13 @@ class Simulator:
                     fabric_up[a, b] &= up
                     if f.kind == "link_degradation":
                         fabric_degradation[a, b] = max(fabric_degradation[a, b], f.severity)
-        for f, (what, a, b) in starting:
-            if f.kind == "card_failure":
-                events.append((a, b, CARD_LOST_CODE[self.sc.vendor]))
-            elif f.kind == "ecc_error":
+        for i, f, (what, a, b) in active:
+            if f.kind == "ecc_error" and f.start_s > t - dt:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1 + int(2 * f.severity))
-        for f, (what, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
-            if f.kind == "ecc_error" and f.start_s <= t - dt and self.fault_rng.random() < 0.05 * f.severity * dt:
+        for i, f, (what, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
+            if f.kind == "ecc_error" and f.start_s <= t - dt and self.fault_rng.random() < 0.05 * f.severity * dt \
+                    and card_alive[a, b]:  # a failed card reports nothing
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1)
 
@@ -233,6 +259,16 @@ class Simulator:
         noise = self.sc.noise
         for js in self.jobs:
             nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
+            if t >= js.restart_until and noise.job_restarts_per_hour \
+                    and self.real_rng.random() < noise.job_restarts_per_hour * self.sc.tick_s / 3600:
+                # the job is stopped and resubmitted: it resumes from its last checkpoint's step
+                js.restart_until = t + noise.restart_s
+                js.step_index = js.checkpoint_step
+                js.warmup = noise.restart_warmup_steps
+            if t < js.restart_until:
+                js.next_end = None
+                js.stalled_until = js.restart_until
+                continue
             if not rank_ok[nodes].all():
                 js.next_end = None  # no collective can complete; the step restarts after the stall
                 js.stalled_until = t + self.sc.tick_s
@@ -249,6 +285,10 @@ class Simulator:
                 every = noise.checkpoint_every_s
                 if every and noise.checkpoint_s and int(js.step_started // every) != int(js.next_end // every):
                     compute = compute + noise.checkpoint_s
+                    js.checkpoint_step = js.step_index + 1
+                if js.warmup:  # the first steps after a restart: compiling, warming caches
+                    compute = compute * 2.0
+                    js.warmup -= 1
                 duration = float(compute.max()) + js.job.step_s * 0.15
                 wait = duration - compute
                 self._finished.append((js, js.step_index, compute, wait))
@@ -353,8 +393,9 @@ class Simulator:
             names = topo.node_names
             collector = f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
             parts = [(names[node], {"rows": r, "events": e}) for node, r, e in zip(nodes.tolist(), rows, ev_counts)]
+            stamp = ts_ms + self.card_skew_ms[first // per]  # the collector's own clock
             out.append(Message(CARD_TELEMETRY, collector, encode_batch(
-                Batch("card", collector, ts_ms, columns, parts=parts))))
+                Batch("card", collector, stamp, columns, parts=parts))))
         return out
 
     # ---- switches ----------------------------------------------------------------------------
@@ -385,13 +426,15 @@ class Simulator:
             for name in _PortCounters.FIELDS:
                 cols[name] = np.concatenate([getattr(self.host, name)[nodes, rail],
                                              getattr(self.fabric_leaf, name)[leaf]])
-            batches.append(Batch("port", topo.switch_names[leaf], ts_ms, cols))
+            name = topo.switch_names[leaf]
+            batches.append(Batch("port", name, ts_ms + self.port_skew_ms[self._port_collector[name]], cols))
         ports = np.arange(topo.leaves, dtype="<u2")
         for spine in np.flatnonzero(switch_alive[topo.leaves:]):
             cols = {"port": ports, "oper_up": fabric_up[:, spine].astype("<u1")}
             for name in _PortCounters.FIELDS:
                 cols[name] = np.ascontiguousarray(getattr(self.fabric_spine, name)[:, spine])
-            batches.append(Batch("port", topo.switch_names[topo.leaves + spine], ts_ms, cols))
+            name = topo.switch_names[topo.leaves + spine]
+            batches.append(Batch("port", name, ts_ms + self.port_skew_ms[self._port_collector[name]], cols))
         groups: dict[str, list[Batch]] = {}
         for batch in batches:
             groups.setdefault(self._port_collector[batch.source], []).append(batch)
@@ -558,5 +601,8 @@ class _JobState:
         self.speed: np.ndarray | float = 1.0  # each rank's persistent compute-time factor
         self.drift = 0.0  # the job-wide autocorrelated factor - 1
         self.slow_until = -1.0  # end of the current job-wide slow phase
+        self.restart_until = -1.0  # stopped for a restart until then
+        self.checkpoint_step = 0  # the step a restart resumes from
+        self.warmup = 0  # slow steps left after a restart
         ranks = np.arange(job.nodes * cards_per_node, dtype="<u4")
         self.ranks = ranks.reshape(job.nodes, cards_per_node)

@@ -68,10 +68,12 @@ class EccDetector:
             if alert:
                 out.append(alert)
         quiet_ms = int(self.settings.quiet_s * 1000)
-        judged_nodes = set(r.nodes[judged].tolist())
-        for alert in self.book.firing():
+        # only a card that reports can be judged quiet (a card that failed after its errors cannot)
+        firing = list(self.book.firing())
+        reporting = set(zip(node.tolist(), cards.tolist())) if firing else set()
+        for alert in firing:
             n, c = self.topo.parse_card(alert.entity)
-            if n in judged_nodes and ts - self.last_error_ms[n, c] >= quiet_ms:
+            if (n, c) in reporting and ts - self.last_error_ms[n, c] >= quiet_ms:
                 done = self.book.resolve(KIND, alert.entity, ts,
                                          reason=f"no new uncorrectable error for {self.settings.quiet_s:g} s")
                 if done:

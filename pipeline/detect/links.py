@@ -127,11 +127,8 @@ class LinkDetector:
                                        summary=f"{link} flapping: down {len(times)} times in {s.flap_window_s:g} s",
                                        labels=labels, evidence={"down_transitions": len(times),
                                                                 "window_s": s.flap_window_s, "seen_by": switch})
-                if alert:
+                if alert:  # a link_down still firing stays (the correlator groups this under it)
                     out.append(alert)
-                done = self.book.resolve("link_down", link, ts, reason="superseded by link_flapping")
-                if done:
-                    out.append(done)
             elif not self.book.is_firing("link_flapping", link):
                 number = int(self.port_number[port])
                 alert = self.book.fire("link_down", link, ts, severity="critical",

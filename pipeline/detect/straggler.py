@@ -57,6 +57,7 @@ class _Job:
     rank_node: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     pending: dict[int, _Step] = field(default_factory=dict)
     last_step: int = -1
+    newest_ms: int = -1  # time of the newest step batch taken
     ratios: np.ndarray | None = None  # (window, ranks)
     filled: int = 0
     sigma: float | None = None
@@ -100,9 +101,15 @@ class StragglerDetector:
         self._grow(job, int(ranks.max()) + 1)
         job.rank_node[ranks] = np.repeat(np.array(nodes, np.int64), counts)
         out: list[Alert] = []
+        if batch.ts_ms > job.newest_ms:
+            if job.newest_ms >= 0 and int(steps.max()) <= job.last_step:
+                # newer steps numbered as judged ones: the job restarted from a checkpoint
+                job.pending.clear()
+                job.last_step = int(steps.min()) - 1
+            job.newest_ms = batch.ts_ms
         for step in np.unique(steps).tolist():
             if step <= job.last_step:
-                continue  # already judged (a redelivery)
+                continue  # already judged (a redelivery, or a message later than the next step's)
             mask = steps == step
             pending = job.pending.setdefault(step, _Step(batch.ts_ms))
             pending.ranks.append(ranks[mask])

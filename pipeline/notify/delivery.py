@@ -48,7 +48,9 @@ class Outcome:
 
 DeadLetter = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
 OnOutcome = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})  # kinds that group consequences
+# roots that wait for their consequences before they are sent (a card_ecc root is not held: the
+# failure it may lead to comes minutes later)
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 GROUPED_SHOWN = 10  # consequences named in a root's notification
 
 

@@ -180,3 +180,23 @@ def test_state_survives_a_move_and_replayed_findings_change_nothing() -> None:
     later = Alert(**{**vars(firing), "starts_at": "2026-01-01T00:03:00.000Z"})
     assert [a.status for a in after.push(later, "card/0")] == ["firing"]  # a new episode fires
     assert not Correlator(topo).restore(b"not a snapshot")
+
+
+def test_a_card_failing_after_its_ecc_errors_is_grouped_under_them() -> None:
+    c = correlator()
+    out = c.push(finding("card_ecc", "node0200-card5", 100), "card/1")
+    out += c.push(finding("card_failed", "node0200-card5", 160), "card/1")
+    out += c.push(finding("card_failed", "node0201-card5", 161), "card/1")  # another card: its own page
+    assert [(a.kind, a.entity, a.root_cause) for a in out] == [
+        ("card_ecc", "node0200-card5", None), ("card_failed", "node0200-card5", out[0].id),
+        ("card_failed", "node0201-card5", None)]
+
+
+def test_a_flapping_link_pages_once_its_flapping_grouped_under_its_link_down() -> None:
+    c = correlator()
+    link = TOPO.host_link_name(154, 3)
+    out = c.push(finding("link_down", link, 200), "port/1")
+    out += tick(c, 206)
+    out += c.push(finding("link_flapping", link, 220), "port/1")
+    out += tick(c, 226)
+    assert [(a.kind, a.root_cause) for a in out] == [("link_down", None), ("link_flapping", out[0].id)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.evaluate import faults_of, run_offline
+from pipeline.evaluate import faults_of, run_offline, skew_tolerance_s
 from pipeline.scorer import score
 from pipeline.settings import load_settings
 from producers.random_scenario import random_scenario
@@ -28,7 +28,7 @@ def offline_runs() -> list:
 
 
 def test_unseen_scenarios_meet_the_targets(offline_runs: list) -> None:
-    report = score([(faults_of(sc), alerts, sc.start_ms) for sc, alerts in offline_runs])
+    report = score([(faults_of(sc), alerts, sc.start_ms, None, skew_tolerance_s(sc)) for sc, alerts in offline_runs])
     for kind, stats in report["by_kind"].items():
         assert stats["recall"] >= 0.95 and stats["precision"] >= 0.95, (kind, stats)
     for kind in ("card_failure", "ecc_error", "node_failure", "switch_failure", "link_down", "link_flap"):

@@ -66,6 +66,8 @@ def fault(**over: object) -> dict:
     (scenario(noise={"profile": "noisy"}), ["noise.profile", "'noisy'", "clean or realistic"]),
     (scenario(noise={"profile": "realistic", "step_autocorr": 1.2}), ["noise.step_autocorr", "1.2", "below 1"]),
     (scenario(noise={"missing_sample_rate": 2}), ["noise.missing_sample_rate", "2", "at most 1"]),
+    (scenario(noise={"silent_failure_share": 1.5}), ["noise.silent_failure_share", "1.5", "at most 1"]),
+    (scenario(noise={"restart_warmup_steps": 2.5}), ["noise.restart_warmup_steps", "2.5", "whole number"]),
     (scenario(faults={"kind": "straggler"}), ["faults", "expected a list"]),
     (["not", "a", "mapping"], ["scenario", "expected a mapping"]),
 ])

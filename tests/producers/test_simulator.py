@@ -284,3 +284,54 @@ def test_the_realistic_profile_makes_a_healthy_cluster_untidy() -> None:
     assert np.corrcoef(pace[:-1], pace[1:])[0, 1] > 0.5  # slow and fast stretches, not white noise
     clean = signals(small([], duration_s=60))
     assert clean == signals(small([], duration_s=60, noise={"profile": "clean"}))
+
+
+def test_late_messages_and_collector_clocks_of_the_realistic_profile() -> None:
+    """A late message arrives after the next tick's, stamped with its own time; each collector
+    stamps with its own clock, off by at most 2 sd; nothing is lost."""
+    noise = {"late_message_rate": 0.05, "clock_skew_ms": 40}
+    sim = Simulator(parse_scenario(small([], noise=noise)))
+    offsets: dict[str, set[int]] = defaultdict(set)
+    late = 0
+    for ts, msgs in sim.ticks():
+        for m in msgs:
+            if m.topic == STEP_TELEMETRY:
+                continue
+            behind = ts - decode_batch(m.value).ts_ms
+            late += behind > 500
+            offsets[m.key].add(behind - 1000 if behind > 500 else behind)
+    assert late > 5
+    assert all(len(o) == 1 and abs(next(iter(o))) <= 80 for o in offsets.values()), offsets  # one clock each
+    assert len({next(iter(o)) for o in offsets.values()}) > 3
+    count = lambda data: sum(1 for _ in messages(data))  # noqa: E731
+    assert count(small([], noise=noise)) == count(small([], noise={"clock_skew_ms": 40}))
+
+
+@pytest.mark.parametrize("silent", [0.0, 1.0])
+def test_card_failures_with_and_without_a_fatal_code(silent: float) -> None:
+    sig = signals(small([{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}],
+                       noise={"silent_failure_share": silent}))
+    assert max(ts for ts, *_ in sig[("card", "node0002-card3")]) == START_MS + 19_000
+    assert sig[("event", "node0002-card3")] == ([] if silent else [(START_MS + 20_000, 79)])
+
+
+def test_an_ecc_fault_whose_card_fails_after_it() -> None:
+    noise = {"ecc_failure_share": 1.0, "ecc_failure_after_s": 15, "silent_failure_share": 0.0}
+    sig = signals(small([{"kind": "ecc_error", "target": "node0002-card3", "start_s": 20}], noise=noise))
+    assert max(ts for ts, *_ in sig[("card", "node0002-card3")]) == START_MS + 34_000
+    events = sig[("event", "node0002-card3")]
+    assert events[0] == (START_MS + 20_000, 48) and events[-1] == (START_MS + 35_000, 79)
+
+
+def test_job_restarts_resume_from_the_last_checkpoint_after_a_pause() -> None:
+    noise = {"job_restarts_per_hour": 30, "restart_s": 30, "restart_warmup_steps": 2,
+             "checkpoint_every_s": 40, "checkpoint_s": 2, "step_jitter": 0.0}
+    sig = signals(small([], duration_s=600, noise=noise))
+    rows = sig[("step", "a/0")]
+    steps = [step for _, step, _, _ in rows]
+    back = [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]
+    assert back, "no restart in 10 minutes at 30 an hour"
+    i = back[0]
+    assert rows[i][0] - rows[i - 1][0] >= 30_000  # paused for the restart
+    assert rows[i][2] > 1.8 * rows[i + 2][2]  # a warm-up step is twice as slow
+    assert steps[i] >= 1 and all(steps[j] == steps[j - 1] + 1 for j in range(i + 1, i + 5))

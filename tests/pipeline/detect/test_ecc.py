@@ -31,3 +31,13 @@ def test_an_uncorrectable_error_event_fires_with_its_action() -> None:
     alerts = det.push(card_batch("node0001", 0, errors=[(6, 48)]))
     assert [(a.entity, a.evidence["action"]) for a in alerts] == [("node0001-card6", "reset_gpu")]
     assert det.push(card_batch("node0001", 1, errors=[(5, 79), (4, 13)])) == []  # not ECC codes
+
+
+def test_a_card_that_fails_after_its_errors_keeps_its_ecc_alert() -> None:
+    """Quiet means reporting without new errors: a card that went silent cannot be judged quiet."""
+    det = EccDetector(small_topology(), EccSettings(quiet_s=10))
+    alerts = det.push(with_dbe(card_batch("node0004", 0), [0] * 8))
+    alerts += det.push(with_dbe(card_batch("node0004", 1), [0, 0, 1, 0, 0, 0, 0, 0]))
+    for t in range(2, 30):  # card 2 fell off the bus: the node reports its other cards
+        alerts += det.push(with_dbe(card_batch("node0004", t, cards=[0, 1, 3, 4, 5, 6, 7]), [0] * 7))
+    assert [(a.entity, a.status) for a in alerts] == [("node0004-card2", "firing")]

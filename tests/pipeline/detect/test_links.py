@@ -31,11 +31,16 @@ def test_a_down_port_fires_link_down_at_once_and_resolves_after_the_hold() -> No
     assert alerts[1].ends_at[17:19] == "45"
 
 
-def test_repeated_downs_become_one_flapping_alert() -> None:
+def test_repeated_downs_become_one_flapping_alert_beside_the_link_down_until_stable() -> None:
+    """The link_down stays firing while the link flaps (the correlator groups the flapping under it:
+    one page); both resolve once the link has stayed up: link_down after 30 s, flapping once no
+    down is left in its 120 s window."""
     down = {t: [1, 0, 1, 1, 1, 1] for t in (10, 11, 20, 21, 30, 31, 40)}
-    alerts = run(oper_by_tick=down, ticks=50)
+    alerts = run(oper_by_tick=down, ticks=200)
     assert [(a.kind, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_down", "firing", "10"), ("link_flapping", "firing", "30"), ("link_down", "resolved", "10")]
+        ("link_down", "firing", "10"), ("link_flapping", "firing", "30"), ("link_down", "resolved", "10"),
+        ("link_flapping", "resolved", "30")]
+    assert [a.ends_at[14:19] for a in alerts[2:]] == ["01:11", "02:40"]
 
 
 def test_persistent_crc_errors_fire_degraded_and_clear_with_hysteresis() -> None:

@@ -58,3 +58,22 @@ def test_a_straggler_that_recovers_resolves() -> None:
         out += det.push(step_batch("node0000", "small", step, list(range(8)), step, compute[:8].tolist()))
         out += det.push(step_batch("node0001", "small", step, list(range(8, 16)), step, compute[8:].tolist()))
     assert [(a.entity, a.status) for a in out] == [("node0000-card5", "firing"), ("node0000-card5", "resolved")]
+
+
+def test_a_job_restarted_from_a_checkpoint_is_judged_again_from_its_earlier_step() -> None:
+    """Step numbers go back after a restart (resumed from the last checkpoint), with newer times:
+    the steps are judged again, and a straggler after the restart is still found."""
+    topo = Topology(ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=32, spines=8))
+    det = StragglerDetector(topo, StragglerSettings())
+    rng = np.random.default_rng(3)
+    out, t = [], 0.0
+    for step in list(range(0, 60)) + list(range(40, 120)):  # restarted at step 40 after step 59
+        t += 2.0 if step != 40 or t < 100 else 120.0
+        compute = 1.7 * (1 + 0.03 * rng.standard_normal(256))
+        if t > 200:  # slow from the restart on
+            compute[77] *= 1.3
+        for node in range(32):
+            r = list(range(node * 8, node * 8 + 8))
+            out += det.push(step_batch(topo.node_name(node), "j", t, r, step, compute[r].tolist()))
+    assert [(a.entity, a.status) for a in out] == [("node0009-card5", "firing")]
+    assert 40 <= out[0].evidence["step"] < 55  # not only once the numbers pass the old ones
