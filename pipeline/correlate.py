@@ -36,6 +36,11 @@ QUIET_RELEASE_S = 5.0  # wall seconds a symptom waits once every source is caugh
 # when a loaded machine stalls its producer for a few seconds (2 s was seen to be too short in CI:
 # a node's links paged ungrouped). It costs latency only where a partition really stops.
 CAUGHT_UP_GRACE_S = 5.0
+# A consequence still firing this long (event time) after its cause resolved is paged on its own:
+# twice the longest recovery hysteresis of a consequence (a link must stay up 30 s to resolve), so
+# links and cards coming back with their switch or node resolve first and page nothing. Like
+# Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
+ORPHAN_AFTER_S = 60.0
 ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down"})
 
 
@@ -70,9 +75,12 @@ class Correlator:
         # alert id -> when its last episode resolved (event ms): a finding replayed after a restart
         # (detectors re-judge what came after their last saved state) must not fire or resolve it again
         self.resolved: dict[str, int] = {}
+        # grouped consequences whose cause resolved: id -> event ms when they page on their own
+        self.orphans: dict[str, int] = {}
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
-    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved")
+    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved", "orphans")
+    _ADDED = {"orphans": dict}  # state newer than some snapshots: empty when restored from one
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
@@ -94,9 +102,10 @@ class Correlator:
 
         try:
             state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
-            assert isinstance(state, dict) and set(state) == set(self._STATE)
+            assert isinstance(state, dict) and set(self._STATE) - set(self._ADDED) <= set(state) <= set(self._STATE)
         except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
             return False
+        state = {**{name: make() for name, make in self._ADDED.items()}, **state}
         for name, value in state.items():
             setattr(self, name, value)
         now = self.wall()
@@ -150,10 +159,15 @@ class Correlator:
             return []
         self._remember_resolved(finding)
         firing = self.published.pop(finding.id, None)
+        self.orphans.pop(finding.id, None)
         if finding.id in self.roots:
             root, start_ms, _ = self.roots[finding.id]
-            self.roots[finding.id] = (root, start_ms, _ms(finding.ends_at or finding.starts_at))
+            end_ms = _ms(finding.ends_at or finding.starts_at)
+            self.roots[finding.id] = (root, start_ms, end_ms)
             self._prune_roots(start_ms)
+            for alert in self.published.values():  # its consequences must now resolve on their own
+                if alert.root_cause == finding.id and alert.entity != root.entity:  # not a flapping link's own
+                    self.orphans[alert.id] = end_ms + int(ORPHAN_AFTER_S * 1000)
         if firing is None:
             return [finding]  # fired before a restart: pass the resolution on
         return [replace(finding, root_cause=firing.root_cause, labels=firing.labels,
@@ -166,7 +180,26 @@ class Correlator:
             self.moved_at[source] = self.wall()
         self.caught_up[source] = caught_up
         clock = self.clock_ms()
-        return self._release(lambda h: h.release_ms <= clock)
+        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+
+    def _page_orphans(self, clock: int) -> list[Alert]:
+        """Consequences still firing `ORPHAN_AFTER_S` after their cause resolved: a firing record
+        again, ungrouped (same id and start), so they page on their own."""
+        out = []
+        for alert_id, due_ms in sorted(self.orphans.items(), key=lambda item: item[1]):
+            if due_ms > clock:
+                continue
+            del self.orphans[alert_id]
+            alert = self.published.get(alert_id)
+            if alert is None or alert.root_cause is None:
+                continue
+            cause = self.roots.get(alert.root_cause)
+            why = f"still firing {ORPHAN_AFTER_S:g} s after {cause[0].kind} {cause[0].entity} resolved" if cause \
+                else f"still firing {ORPHAN_AFTER_S:g} s after its cause resolved"
+            base = alert.summary.split(" (consequence of ")[0]
+            out.append(self._publish(replace(alert, root_cause=None, summary=f"{base} ({why})",
+                                             evidence={**alert.evidence, "was_grouped_under": alert.root_cause})))
+        return out
 
     def _quiet(self, source: str, now: float) -> bool:
         still = now - self.moved_at[source]
@@ -179,7 +212,7 @@ class Correlator:
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
             return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
         clock = self.clock_ms()
-        return self._release(lambda h: h.release_ms <= clock)
+        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
     def flush(self) -> list[Alert]:
         """End of input: release everything held."""

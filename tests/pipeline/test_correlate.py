@@ -200,3 +200,26 @@ def test_a_flapping_link_pages_once_its_flapping_grouped_under_its_link_down() -
     out += c.push(finding("link_flapping", link, 220), "port/1")
     out += tick(c, 226)
     assert [(a.kind, a.root_cause) for a in out] == [("link_down", None), ("link_flapping", out[0].id)]
+
+
+def test_a_consequence_still_firing_a_minute_after_its_cause_resolved_pages_on_its_own() -> None:
+    """A spine comes back but one of its links stays down: that link_down, grouped until now, is
+    published again ungrouped; links that come back with the spine page nothing."""
+    c = correlator()
+    out = c.push(finding("switch_down", "spine003", 100), "port/0")
+    for leaf in range(3):
+        out += c.push(finding("link_down", f"leaf{leaf:03d}~spine003", 100), "port/1")
+    out += tick(c, 106)
+    assert [a.root_cause for a in out] == [None] + [out[0].id] * 3
+    out = c.push(finding("switch_down", "spine003", 200, "resolved"), "port/0")
+    for leaf in range(2):
+        out += c.push(finding("link_down", f"leaf{leaf:03d}~spine003", 230, "resolved"), "port/1")
+    out += tick(c, 259)
+    assert [(a.kind, a.entity, a.status) for a in out] == [
+        ("switch_down", "spine003", "resolved"), ("link_down", "leaf000~spine003", "resolved"),
+        ("link_down", "leaf001~spine003", "resolved")]
+    [again] = tick(c, 260)
+    assert (again.entity, again.status, again.root_cause) == ("leaf002~spine003", "firing", None)
+    assert "still firing 60 s after switch_down spine003 resolved" in again.summary
+    [done] = c.push(finding("link_down", "leaf002~spine003", 300, "resolved"), "port/1")
+    assert done.root_cause is None and done.id == again.id
