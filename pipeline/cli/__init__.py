@@ -1,8 +1,8 @@
 """Command line: `clusterpulse <command>` (also `python -m pipeline <command>`).
 
 One module per group of verbs: `pipeline.cli.pipeline_cmds` (run, broker, worker, topics),
-`simulation` (simulate, replay, eval), `ingest`, `delivery` (alerts, receiver) and `lake` (query,
-sql, compact). Each registers its verbs with `add_parsers(sub)`; the handler is `args.handler`.
+`simulation` (simulate, replay, eval), `ingest`, `delivery` (alerts, receiver), `lake` (query,
+sql, compact) and `fabric` (topology). Each registers its verbs with `add_parsers(sub)`; the handler is `args.handler`.
 User errors are one line on stderr and exit 2; nothing a user does prints a traceback.
 """
 
@@ -16,11 +16,11 @@ import traceback
 from typing import NoReturn
 
 from pipeline.broker import BrokerError
-from pipeline.cli import delivery, ingest, lake, pipeline_cmds, simulation
+from pipeline.cli import delivery, fabric, ingest, lake, pipeline_cmds, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, settings_from
 from pipeline.settings import SettingsError
 
-MODULES = (pipeline_cmds, simulation, ingest, delivery, lake)
+MODULES = (pipeline_cmds, simulation, ingest, delivery, lake, fabric)
 
 
 class Parser(argparse.ArgumentParser):

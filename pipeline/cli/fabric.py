@@ -1,0 +1,112 @@
+"""Verbs over real fabrics: `topology show`, `topology radius`, `topology check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pipeline.cli.common import UsageError, new_verb, plural
+from pipeline.settings import Settings
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("topology", help="real fabrics: read ibnetdiscover, LLDP or cabling files; "
+                                        "tiers, blast radius, plan against discovery",
+                       description="Real fabrics: read ibnetdiscover, LLDP or cabling files.")
+    verbs = p.add_subparsers(dest="topology_command", required=True, metavar="VERB")
+    kind = {"choices": ["ibnetdiscover", "lldp", "cabling"], "help": "the file's kind (default: from its content)"}
+
+    v = new_verb(verbs, "show", "devices per tier, links and what was left out",
+                 "clusterpulse topology show selene.compute.ibnetdiscover.txt.gz", log_level=False)
+    v.add_argument("file", help="ibnetdiscover output (plain or --ports, .gz too), lldpcli json0 "
+                                "(a file, a directory of <host>.json), or a cabling CSV")
+    v.add_argument("--kind", **kind)
+    v.add_argument("--json", action="store_true", help="print the summary as JSON")
+    v.set_defaults(handler=cmd_show)
+
+    v = new_verb(verbs, "radius", "what a switch takes with it when it dies",
+                 "clusterpulse topology radius selene.compute.ibnetdiscover.txt.gz LG01-01", log_level=False)
+    v.add_argument("file")
+    v.add_argument("switch", help="the switch's name as the fabric names it (case-insensitive)")
+    v.add_argument("--kind", **kind)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=cmd_radius)
+
+    v = new_verb(verbs, "check", "compare a cabling plan with the discovered fabric: miswired, missing "
+                                 "and unexpected links (exit 1 when they differ)",
+                 "clusterpulse topology check --plan hosts.ndt --plan spines.ndt --found ibnetdiscover.txt",
+                 log_level=False)
+    v.add_argument("--plan", action="append", required=True, metavar="FILE",
+                   help="cabling plan (UFM NDT or CSV with StartDevice,StartPort,EndDevice,EndPort); repeatable")
+    v.add_argument("--found", required=True, metavar="FILE", help="the discovered fabric (ibnetdiscover or LLDP)")
+    v.add_argument("--json", action="store_true", help="the report as JSON (miswired, missing, unexpected)")
+    v.set_defaults(handler=cmd_check)
+
+
+def _load(path: str, kind: str | None = None) -> Any:
+    from pipeline.fabric.load import load_fabric
+    from pipeline.fabric.model import FabricError
+
+    try:
+        return load_fabric(path, kind)
+    except FabricError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    summary = _load(args.file, args.kind).summary()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    many = {"leaf": "leaves", "switch": "switches", "unreached switch": "unreached switches"}
+    tiers = ", ".join(plural(n, name, many.get(name)) for name, n in summary["by_tier"].items())
+    print(f"{args.file}: {plural(summary['devices'], 'device')} ({tiers}); {plural(summary['links'], 'link')}, "
+          f"{plural(summary['host_ports'], 'host port')}; {summary['tiers']} switch tiers")
+    for why, n in summary["dropped"].items():
+        print(f"  left out: {n:,} x {why}")
+    return 0
+
+
+def cmd_radius(args: argparse.Namespace, settings: Settings) -> int:
+    fabric = _load(args.file, args.kind)
+    names = {name.lower(): name for name, d in fabric.devices.items() if d.kind == "switch"}
+    name = names.get(args.switch.lower())
+    if name is None:
+        raise UsageError(f"no switch {args.switch!r} in {args.file} ({plural(len(names), 'switch', 'switches')})")
+    radius = fabric.blast_radius(name)
+    if args.json:
+        print(json.dumps(radius, indent=1))
+        return 0
+    tier = {1: "leaf", 2: "spine", 3: "core"}.get(radius["tier"], f"tier {radius['tier']}")
+    ports = len(radius["host_ports_down"]) + len(radius["host_ports_isolated"])
+    print(f"{name} ({tier}): {plural(radius['links'], 'link')} down; "
+          f"{plural(ports, 'host port')} of {plural(len(radius['hosts_affected']), 'host')} lose the fabric "
+          f"({len(radius['hosts_cut_off'])} hosts cut off entirely); "
+          f"{plural(len(radius['switches_isolated']), 'switch', 'switches')} below isolated, "
+          f"{plural(len(radius['switches_degraded']), 'switch', 'switches')} below lose some uplinks")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.fabric.cabling_check import check_cabling
+    from pipeline.fabric.cabling_plan import load_cabling_plan
+    from pipeline.fabric.model import FabricError
+
+    try:
+        plan = load_cabling_plan(*args.plan)
+    except FabricError as exc:
+        raise UsageError(str(exc)) from None
+    report = check_cabling(plan, _load(args.found))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1))
+    else:
+        for planned, found in report.miswired:
+            print(f"miswired    planned {planned}   found {found}")
+        for link in report.missing:
+            print(f"missing     {link}")
+        for link in report.unexpected:
+            print(f"unexpected  {link}")
+        print(f"{plural(report.matched, 'link')} as planned; {len(report.miswired)} miswired, "
+              f"{len(report.missing)} missing, {len(report.unexpected)} unexpected")
+    return 0 if report.clean else 1
