@@ -12,7 +12,8 @@ Default form: a record per node, a header line then a line per connected port,
 
     SW  1600 39 0x1c34da0300728866 4x HDR - SW   102 39 0x1c34da030060a40c ( 'MF0;MLG01-02:MQM8700/U1' - 'MF0;CSPINE1-80:MQM8700/U1' )
 
-Every link appears from both ends; it is kept once. SHARP aggregation nodes (a CA named
+A port with nothing cabled has no peer part (`SW  2052 37 0x... 4x ???   'ib-i4l1s01'`) and is
+counted, not linked. Every link appears from both ends; it is kept once. SHARP aggregation nodes (a CA named
 "Mellanox Technologies Aggregation Node" inside a switch) are not hosts and are left out, as are
 links inside a director chassis (its line and spine blades). Tolerated: tabs lost to a terminal
 log (`Switch41 "S-..."#`), CRLF, a banner before the first record and a prompt after the last.
@@ -31,8 +32,9 @@ _CA = re.compile(r'^(?:Ca|Rt)\s*(\d+)\s+"([HR])-([0-9a-fA-F]+)"\s*#\s*"([^"]*)"'
 # [local port](port guid)? "remote id"[remote port](remote port guid)?  # "remote description" ... speed
 _PORT = re.compile(r'^\[(\d+)\](?:\(([0-9a-fA-F]+)\))?\s*"([SHR])-([0-9a-fA-F]+)"\[(\d+)\](?:\(([0-9a-fA-F]+)\))?'
                    r'\s*#\s*(?:lid \d+ lmc \d+ )?"([^"]*)"(?:\s+lid \d+)?\s*(\S+)?')
-_PORTS_FORM = re.compile(r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\S+)\s+(\S+)\s+-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)"
-                         r"\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\)\s*$")
+_PORTS_FORM = re.compile(r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\S+)\s+(\S+)\s*(.*)$")
+# the peer part; descriptions may hold spaces (and " - "), so split at the parentheses' quotes
+_PEER = re.compile(r"^-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\)\s*$")
 _CHASSIS_PORT = re.compile(r"^(.*?)/([LS])(\d+)/U(\d+)$")  # MCS8500/L16/U2: line card 16, ASIC 2
 
 
@@ -79,7 +81,7 @@ def _switch_port(blade: str | None, port: int) -> str:
 def parse_ibnetdiscover(text: str, source: str = "ibnetdiscover") -> Fabric:
     """Either form, told apart by its lines."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if any(_PORTS_FORM.match(line.strip()) for line in lines[:200]):
+    if any(_PORTS_FORM.match(line.strip()) and not line.startswith(("Switch", "Ca", "Rt")) for line in lines[:200]):
         return _parse_ports_form(lines, source)
     return _parse_default_form(lines, source)
 
@@ -155,8 +157,12 @@ def _parse_ports_form(lines: list[str], source: str) -> Fabric:
         if not match:
             continue
         seen += 1
-        (kind_a, _lid_a, port_a, guid_a, _width, speed, kind_b, _lid_b, port_b, guid_b,
-         desc_a, desc_b) = match.groups()
+        kind_a, _lid_a, port_a, guid_a, _width, speed, rest = match.groups()
+        peer = _PEER.match(rest)
+        if peer is None:  # `SW 2052 37 0x... 4x ???   'ib-i4l1s01'`: nothing cabled
+            fabric.drop("unconnected port")
+            continue
+        kind_b, _lid_b, port_b, guid_b, desc_a, desc_b = peer.groups()
         ends = []
         for kind, guid, port, desc in ((kind_a, guid_a, int(port_a), desc_a), (kind_b, guid_b, int(port_b), desc_b)):
             end = _remote_endpoint("S" if kind == "SW" else "H", guid, port, guid, desc, fabric)

@@ -171,3 +171,20 @@ def test_topology_show_and_radius_commands() -> None:
     assert json.loads(out.stdout)["switch"] == "LG01-01"
     out = run_cli("topology", "radius", str(SELENE), "nope")
     assert out.returncode == 2 and "no switch 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+OSC = SAMPLES / "infiniband" / "osc_perfquery_fixtures"
+
+
+@pytest.mark.skipif(not OSC.exists(), reason="../shared/samples/infiniband is not here")
+def test_real_ports_form_excerpts_with_unconnected_ports_and_odd_descriptions() -> None:
+    """infiniband_exporter's `ibnetdiscover -p` fixtures: links seen from both ends or one,
+    unconnected ports, a SHARP node, descriptions with spaces around them."""
+    osc = load_fabric(OSC / "ibnetdiscover__test.out")
+    assert link_set(osc) == {("ib-i1l1s01/10", "o0001/HCA-1"), ("ib-i1l1s01/11", "o0002/HCA-1"),
+                             ("ib-i4l1s01/35", "p0001/HCA-1"), ("ib-i1l1s01/1", "ib-i1l2s01/1")}
+    assert osc.dropped == {"unconnected port": 2}
+    hdr = load_fabric(OSC / "ibnetdiscover__test2.out")
+    assert link_set(hdr) == {("5FB0405-leaf-IB01/79", "worker20/mlx5_3")}
+    assert hdr.dropped == {"link to a SHARP aggregation node": 2, "unconnected port": 3}
+    assert load_fabric(OSC / "ibnetdiscover__test3.out").links == []  # one port, nothing cabled
