@@ -108,8 +108,10 @@ def scrape(url: str, timeout_s: float = 10.0) -> bytes:
         raise OSError(f"cannot scrape {url}: {reason}") from None
 
 
-_EXPECTED_METRICS = ("expected dcgm-exporter DCGM_FI_DEV_*, npu-exporter npu_chip_info_* or node_exporter "
-                     "node_network_* / node_infiniband_* metrics")
+_EXPECTED_METRICS = ("expected dcgm-exporter DCGM_FI_DEV_*, npu-exporter npu_chip_info_*, node_exporter "
+                     "node_network_* / node_infiniband_*, snmp_exporter if_mib (ifHCInOctets, ifInErrors, ...), "
+                     "gnmic OpenConfig interfaces_interface_state_*, infiniband_switch_port_* or UFM "
+                     "*CounterExtended metrics")
 
 
 def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
@@ -128,12 +130,13 @@ def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
     return "no samples (only comments)"
 
 
-def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, report: InputReport) -> list[Batch]:
+def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, report: InputReport,
+                    switch: str | None = None) -> list[Batch]:
     exposition = parse(text)
     problem = _exposition_problem(text, exposition)
     if problem:
         raise FormatError(problem)
-    batches = converter.convert(exposition, int(time.time() * 1000), host)
+    batches = converter.convert(exposition, int(time.time() * 1000), host, switch)
     report.skips.merge(converter.skips)
     if not batches and converter.skips and all(r.startswith("metrics ClusterPulse does not map") or r == "unparseable"
                                                for r in converter.skips.reasons):
@@ -146,7 +149,7 @@ def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, r
 
 def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, inventory: Inventory,
                       output, host: str | None, interval_s: float, once: bool,  # noqa: ANN001
-                      should_stop=lambda: False, log=sys.stderr,  # noqa: ANN001
+                      should_stop=lambda: False, log=sys.stderr, switch: str | None = None,  # noqa: ANN001
                       ) -> tuple[IngestSummary, ExporterConverter, list[InputReport]]:
     """Saved scrapes, then the targets (once, or every `interval_s` until `should_stop()`).
     Polling, a target's new problem is printed to `log` as it happens (`InputReport.printed`)."""
@@ -154,7 +157,7 @@ def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, 
 
     def convert_file(path: str, skips: Skips) -> list[Batch]:
         report = InputReport(path, skips=skips)
-        return _convert_scrape(converter, read_text(path), host, report)
+        return _convert_scrape(converter, read_text(path), host, report, switch)
 
     summary, reports = ingest_inputs(files, convert_file, output, topology)
     live = {url: InputReport(url) for url in targets}
@@ -166,7 +169,7 @@ def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, 
             try:
                 text = decode_text(scrape(url), empty="empty response")
                 target_host = host or url.split("//", 1)[-1].split("/", 1)[0].split(":")[0]
-                batches = _convert_scrape(converter, text, target_host, poll)
+                batches = _convert_scrape(converter, text, target_host, poll, switch)
                 send_batches(batches, output, summary, topology, poll)
             except OSError as exc:
                 summary.errors.append(str(exc))

@@ -36,8 +36,14 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("inputs", nargs="*", metavar="FILE", help="saved scrapes")
     s.add_argument("--target", action="append", default=[], metavar="URL", help="a /metrics URL; repeatable")
     s.add_argument("--host", help="the host of saved scrapes without Hostname labels")
+    s.add_argument("--switch", help="the switch of saved snmp_exporter scrapes (they carry no target label): "
+                                    "a topology name, or a name the inventory maps")
     s.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
     s.add_argument("--once", action="store_true", help="poll every target once and exit")
+
+    s = source("ufm", "NVIDIA UFM Telemetry JSON messages (per-port IB counters of switches)",
+               "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs")
+    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved UFM Telemetry messages")
 
     s = source("xid", "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
                "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs")
@@ -174,7 +180,7 @@ def _prometheus(args: argparse.Namespace, topology: Any, inventory: Any, output:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     summary, converter, reports = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
-                                                    args.interval, args.once, lambda: stop["now"])
+                                                    args.interval, args.once, lambda: stop["now"], switch=args.switch)
     r = converter.report
     gpus = f"; unmapped GPUs: {dict(r.unmapped_gpus)}" if r.unmapped_gpus else ""
     return _finish(summary, reports,
@@ -243,6 +249,25 @@ def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: 
                                      f"{plural(len(args.inputs), 'input')}")
 
 
+def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters import read_text
+    from producers.adapters.switches import SwitchConverter, ufm_messages
+    from producers.ingest import ingest_inputs
+
+    converter = SwitchConverter(topology, inventory)
+
+    def convert(path: str, skips: Any) -> list:
+        exposition, ts_ms = ufm_messages(read_text(path))
+        batches = converter.convert(exposition, ts_ms or int(time.time() * 1000))
+        skips.merge(converter.skips)
+        return batches
+
+    summary, reports = ingest_inputs(args.inputs, convert, output, topology)
+    r = converter.report
+    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'counter')} "
+                                     f"({r.mapped:,} mapped); unmapped switches: {dict(r.unmapped_switches) or 'none'}")
+
+
 def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
     from producers.adapters.network import read_sysfs
     from producers.ingest import ingest_inputs
@@ -266,7 +291,7 @@ def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
 
 
 HANDLERS = {"prometheus": _prometheus, "xid": _xid, "nvidia-smi": _nvidia_smi, "perfquery": _perfquery,
-            "sysfs": _sysfs, "steps": _steps}
+            "sysfs": _sysfs, "steps": _steps, "ufm": _ufm}
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:

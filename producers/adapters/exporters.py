@@ -19,6 +19,7 @@ from pipeline.topology import Topology, UnknownEntity
 from producers.adapters import Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample
+from producers.adapters.switches import SwitchConverter
 from producers.inventory import Inventory
 
 GAUGES = {
@@ -72,6 +73,7 @@ class ExporterConverter:
         self.last_code: dict[tuple[str, int], int] = {}
         self.report = ConversionReport()
         self.skips = Skips()  # of the scrape being converted
+        self.switches = SwitchConverter(topology, inventory)  # switch port metrics in the same scrapes
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         labels = sample.labels
@@ -119,15 +121,19 @@ class ExporterConverter:
         node = self.topo.node_index(self.inventory.node_of(host))
         return self.topo.leaf_name(self.topo.leaf_of(node, nic)), node % self.topo.nodes_per_leaf
 
-    def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None) -> list[Batch]:
-        """Card batches (one per node) and port batches (one per host link) of one scrape; what it
-        skipped and why is in `self.skips` (that scrape's) and `self.report` (all scrapes)."""
+    def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None,
+                switch_hint: str | None = None) -> list[Batch]:
+        """Card batches (one per node), port batches (one per host link) and switch port batches
+        (`producers.adapters.switches`) of one scrape; what it skipped and why is in `self.skips`
+        (that scrape's) and `self.report` (all scrapes)."""
         self.skips = Skips()
         nic_rows: dict[tuple[str, int], dict[str, float]] = {}
         nic_ts: dict[tuple[str, int], int] = {}
-        gpu_samples = []
+        gpu_samples, switch_samples = [], []
         for sample in exposition.samples:
-            if sample.name in NIC_COUNTERS or sample.name in NIC_STATE:
+            if SwitchConverter.recognises(sample):
+                switch_samples.append(sample)
+            elif sample.name in NIC_COUNTERS or sample.name in NIC_STATE:
                 self.report.samples += 1
                 where = self._nic_port(sample, host_hint)
                 if where is None:
@@ -144,8 +150,15 @@ class ExporterConverter:
                 gpu_samples.append(sample)
         ports = [port_batch(switch, nic_ts[(switch, port)], {port: {k: int(v) for k, v in row.items()}})
                  for (switch, port), row in sorted(nic_rows.items())]
-        return self._cards(Exposition(gpu_samples, exposition.types, exposition.bad_lines), scrape_ts_ms,
-                           host_hint) + ports
+        switches: list[Batch] = []
+        if switch_samples:
+            before = (self.switches.report.samples, self.switches.report.mapped)
+            switches = self.switches.convert(Exposition(switch_samples), scrape_ts_ms, switch_hint)
+            self.report.samples += self.switches.report.samples - before[0]
+            self.report.mapped += self.switches.report.mapped - before[1]
+            self.skips.merge(self.switches.skips)
+        cards = self._cards(Exposition(gpu_samples, exposition.types, exposition.bad_lines), scrape_ts_ms, host_hint)
+        return cards + ports + switches
 
     def _cards(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None) -> list[Batch]:
         self.report.bad_lines += len(exposition.bad_lines)
