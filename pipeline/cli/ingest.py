@@ -68,6 +68,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--host", help="the host (required; its NICs are mapped by the inventory)")
     s.add_argument("--sysfs-kind", choices=["infiniband", "net"], default="infiniband",
                    help="/sys/class/infiniband or /sys/class/net layout")
+    s.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="poll the directories every SECONDS until stopped (SIGTERM), instead of reading them once")
 
     s = source("steps", "per-rank step times: Alibaba PAI mini-batch CSVs, ByteDance op traces",
                "clusterpulse ingest steps job_1_norm.csv --detect\n"
@@ -270,15 +272,42 @@ def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -
 
 def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
     from producers.adapters.network import read_sysfs
-    from producers.ingest import ingest_inputs
+    from producers.ingest import IngestSummary, ingest_inputs
 
-    now_ms = int(time.time() * 1000)
-    summary, reports = ingest_inputs(
-        args.inputs,
-        lambda path, skips: read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind, skips)[0],
-        output, topology)
-    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
-                                     f"{plural(len(args.inputs), 'input')}")
+    def poll() -> tuple[Any, list]:
+        now_ms = int(time.time() * 1000)
+        return ingest_inputs(
+            args.inputs,
+            lambda path, skips: read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind, skips)[0],
+            output, topology)
+
+    if args.interval is None:
+        summary, reports = poll()
+        return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
+                                         f"{plural(len(args.inputs), 'input')}")
+    if args.interval <= 0:
+        raise UsageError(f"--interval wants a positive number of seconds, got {args.interval:g}")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    total, printed, polls = IngestSummary(), set(), 0
+    say(f"clusterpulse: polling {', '.join(args.inputs)} every {args.interval:g} s (SIGTERM or Ctrl-C stops)")
+    try:
+        while not stop["now"]:
+            started = time.monotonic()
+            summary, reports = poll()
+            output.flush()
+            polls += 1
+            total.batches += summary.batches
+            for report in reports:  # a problem is said once, when it starts
+                line = report.line()
+                if line and line not in printed:
+                    say(f"clusterpulse: {line}")
+                    printed.add(line)
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        pass
+    say(f"clusterpulse: {plural(total.batches, 'batch', 'batches')} in {plural(polls, 'poll')}")
+    return 0 if total.batches else 1
 
 
 def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
