@@ -13,7 +13,10 @@ from pipeline.settings import Settings
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("topology", help="real fabrics: read ibnetdiscover, LLDP or cabling files; "
                                         "tiers, blast radius, plan against discovery",
-                       description="Real fabrics: read ibnetdiscover, LLDP or cabling files.")
+                       description="Real fabrics: read ibnetdiscover, LLDP or cabling files.",
+                       epilog="example:\n  clusterpulse topology show selene.compute.ibnetdiscover.txt.gz\n"
+                              "  clusterpulse topology check --plan plan.ndt --found ibnetdiscover.txt",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="topology_command", required=True, metavar="VERB")
     kind = {"choices": ["ibnetdiscover", "lldp", "cabling"], "help": "the file's kind (default: from its content)"}
 
