@@ -6,7 +6,8 @@ wired. The simulator, the detectors, the sinks and the SQL all use these names.
 Wiring (leaf-spine, rail-optimised): NIC j of every node is on rail j; node i's NIC j connects to
 leaf ``j * leaves_per_rail + i // nodes_per_leaf``; every leaf has one uplink to every spine.
 Leaf port p < nodes_per_leaf is the host port of the p-th node under that leaf; leaf port
-``nodes_per_leaf + s`` is the uplink to spine s. Spine port L is the downlink to leaf L.
+``nodes_per_leaf + s`` is the uplink to spine s. Spine port L is the downlink to leaf L. A node
+reports the host end of its links as its own ports: port j is NIC j.
 """
 
 from __future__ import annotations
@@ -122,12 +123,20 @@ class Topology:
         return self.nodes_per_leaf + self.spines
 
     def switch_ports(self, switch: str) -> int:
-        """Number of ports the named switch reports."""
+        """Number of ports the named switch reports; a node reports its NICs (the host ends of its
+        links, port j = NIC j)."""
+        if switch in self._node_index:
+            return self.rails
         kind, _ = self.parse_switch(switch)
         return self.leaf_ports() if kind == "leaf" else self.leaves
 
     def port_link(self, switch: str, port: int) -> str | None:
-        """Link name behind a switch port, or None for an unused leaf host port."""
+        """Link name behind a switch port (or a node's NIC), or None for an unused leaf host port."""
+        node = self._node_index.get(switch)
+        if node is not None:
+            if not 0 <= port < self.rails:
+                raise UnknownEntity(f"{switch} has no NIC {port}")
+            return self.host_link_name(node, port)
         kind, index = self.parse_switch(switch)
         if kind == "spine":
             if not 0 <= port < self.leaves:

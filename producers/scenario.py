@@ -73,6 +73,7 @@ class Noise:
     job_restarts_per_hour: float = 0.0  # per job: it stops, waits `restart_s`, resumes from its last checkpoint's step
     restart_s: float = 120.0
     restart_warmup_steps: int = 0  # first steps after a restart, twice as slow on every rank
+    nic_reports: float = 0.0  # 1: hosts report the host end of their links (NIC counters) beside the switches
 
 
 # The `realistic` profile: figures and where they come from (../shared/samples, SOURCES.md).
@@ -117,6 +118,9 @@ REALISTIC = {
     "job_restarts_per_hour": 0.36,
     "restart_s": 120.0,
     "restart_warmup_steps": 3,
+    # node_exporter / sysfs NIC counters are scraped on GPU hosts anyway (infiniband/gpud_sys-class-
+    # infiniband-h100 is such a host's view): both ends of every host link report
+    "nic_reports": 1.0,
 }
 
 
@@ -274,6 +278,8 @@ def parse_scenario(data: Any) -> Scenario:
             raise _fail(f"noise.{share}", getattr(noise, share), "must be at most 1 (a fraction)")
     if noise.restart_warmup_steps != int(noise.restart_warmup_steps):
         raise _fail("noise.restart_warmup_steps", noise.restart_warmup_steps, "expected a whole number")
+    if noise.nic_reports not in (0, 1):
+        raise _fail("noise.nic_reports", noise.nic_reports, "must be 0 or 1")
     noise = replace(noise, restart_warmup_steps=int(noise.restart_warmup_steps))
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)

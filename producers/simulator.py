@@ -114,6 +114,9 @@ class Simulator:
         self._fails_at = [f.start_s + noise.ecc_failure_after_s
                           if f.kind == "ecc_error" and d[1] < noise.ecc_failure_share else None
                           for f, d in zip(self.faults, draws)]
+        # the host end of every host link as the host's own NIC counters report it (its own stream)
+        nic_rng = np.random.default_rng(seq.spawn(1)[0])
+        self.nic = _PortCounters((n, k), nic_rng) if noise.nic_reports else None
 
     def _init_realism(self, seed: np.random.SeedSequence) -> None:
         """Persistent per-card and per-rank differences of the `realistic` profile, from their own
@@ -249,6 +252,8 @@ class Simulator:
         messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
         messages += self._port_messages(ts_ms, switch_alive, host_up, fabric_up, degradation,
                                         fabric_degradation, progressing)
+        if self.nic is not None:
+            messages += self._nic_messages(ts_ms, node_alive)
         return messages
 
     # ---- jobs --------------------------------------------------------------------------------
@@ -260,7 +265,8 @@ class Simulator:
         for js in self.jobs:
             nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
             if t >= js.restart_until and noise.job_restarts_per_hour \
-                    and self.real_rng.random() < noise.job_restarts_per_hour * self.sc.tick_s / 3600:
+                    and self.real_rng.random() < noise.job_restarts_per_hour * self.sc.tick_s / 3600 \
+                    and not self._would_hide_a_fault(js, t):
                 # the job is stopped and resubmitted: it resumes from its last checkpoint's step
                 js.restart_until = t + noise.restart_s
                 js.step_index = js.checkpoint_step
@@ -296,6 +302,15 @@ class Simulator:
                 js.step_started = js.next_end
                 js.next_end = js.step_started + duration
         return progressing
+
+    def _would_hide_a_fault(self, js: "_JobState", t: float) -> bool:
+        """A restart now would pause the job through (part of) a straggler or throttle on its cards:
+        skipped, since the scorer could not tell a fault the pause hid from one the detectors missed."""
+        first, last = js.job.first_node, js.job.first_node + js.job.nodes
+        pause = self.sc.noise.restart_s
+        return any(f.kind in ("straggler", "thermal_throttle") and first <= a < last
+                   and f.start_s - pause <= t <= f.end_s(self.sc.duration_s)
+                   for f, (_, a, _) in zip(self.faults, self._resolved))
 
     def _job_pace(self, js: "_JobState") -> np.ndarray | float:
         """Realism of one step: each rank's persistent speed, a job-wide autocorrelated drift
@@ -408,6 +423,9 @@ class Simulator:
         fabric_load = np.full(fabric_up.shape, float(host_load.mean()))
         self.fabric_leaf.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
         self.fabric_spine.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
+        if self.nic is not None:
+            self.nic.advance(dt, host_up, self.host_up_prev, host_load, degradation)
+        self._nic_up = host_up
         self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
         self._background_crc()
         self._port_spikes()
@@ -440,6 +458,32 @@ class Simulator:
             groups.setdefault(self._port_collector[batch.source], []).append(batch)
         return [Message(PORT_TELEMETRY, name, encode_batch(bundle(members, name))) for name, members in groups.items()]
 
+    def _nic_messages(self, ts_ms: int, node_alive: np.ndarray) -> list[Message]:
+        """Each live node's NICs (port j = NIC j: the host end of its link on rail j), one message
+        per rack collector, as node_exporter or a sysfs poller would send them."""
+        topo, k, nic = self.topo, self.topo.cards_per_node, self.nic
+        n, per = topo.nodes, topo.nodes_per_leaf
+        present = node_alive.copy()
+        if self.sc.noise.missing_sample_rate:
+            present &= self.real_rng.random(n) >= self.sc.noise.missing_sample_rate
+        ports = np.arange(k, dtype="<u2")
+        out: list[Message] = []
+        for first in range(0, n, per):
+            nodes = np.flatnonzero(present[first:first + per]) + first
+            if not len(nodes):
+                continue
+            cols = {"port": np.tile(ports, len(nodes)),
+                    "oper_up": self._nic_up[nodes].reshape(-1).astype("<u1")}
+            for name in _PortCounters.FIELDS:
+                cols[name] = getattr(nic, name)[nodes].reshape(-1)
+            names = topo.node_names
+            collector = f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
+            parts = [(names[node], {"rows": k}) for node in nodes.tolist()]
+            stamp = ts_ms + self.card_skew_ms[first // per]  # the rack's collector, as for its cards
+            out.append(Message(PORT_TELEMETRY, collector, encode_batch(Batch("port", collector, stamp, cols,
+                                                                             parts=parts))))
+        return out
+
     def _port_collectors(self) -> dict[str, str]:
         """Switch name -> its collector's name (`first..last`): up to SWITCHES_PER_COLLECTOR
         consecutive switches and PORTS_PER_MESSAGE ports (a spine of a 100,000-card cluster has
@@ -469,6 +513,8 @@ class Simulator:
         burst of 1-3 errors a sample for 1-3 samples (realistic profile)."""
         noise, rng = self.sc.noise, self.real_rng
         ends = {"host": self.host, "leaf": self.fabric_leaf, "spine": self.fabric_spine}
+        if self.nic is not None:
+            ends["nic"] = self.nic
         if noise.link_errors_per_hour:
             for counters in ends.values():
                 hits = rng.random(counters.crc_errors.shape) < noise.link_errors_per_hour * dt / 3600
@@ -524,6 +570,9 @@ class Simulator:
         """A node's card counters start again at 0 (its exporter or driver restarted)."""
         for counters in (self.ecc_sbe, self.ecc_dbe, self.pcie_replay, self.link_errors):
             counters[node] = 0
+        if self.nic is not None:
+            for name in _PortCounters.FIELDS:
+                getattr(self.nic, name)[node] = 0
 
     def _reset_leaf(self, leaf: int) -> None:
         """A leaf's port counters (host and uplink ends) start again at 0."""

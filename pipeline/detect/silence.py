@@ -153,6 +153,12 @@ class SwitchDownDetector:
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         parts = [(batch.source, batch.rows())] if batch.parts is None else \
             [(source, counts["rows"]) for source, counts in batch.parts]
+        if any(source not in self.index for source, _ in parts):  # hosts' NIC reports: not about a switch
+            if all(source not in self.index for source, _ in parts):
+                return []
+            keep = np.array([source in self.index for source, _ in parts])
+            batch = _only_switches(batch, parts, keep)
+            parts = [part for part, k in zip(parts, keep) if k]
         ts_ms = batch.ts_ms
         rows = np.fromiter((n for _, n in parts), np.int64, len(parts))
         whole = rows >= np.fromiter((self._complete_rows(s) for s, _ in parts), np.int64, len(parts))
@@ -185,3 +191,12 @@ class SwitchDownDetector:
             if alert:
                 out.append(alert)
         return out
+
+
+def _only_switches(batch: Batch, parts: list[tuple[str, int]], keep: np.ndarray) -> Batch:
+    """The rows of a mixed port batch that come from switches (hosts report their NICs too)."""
+    counts = np.array([n for _, n in parts], np.int64)
+    rows = np.repeat(keep, counts)
+    columns = {"oper_up": np.asarray(batch.columns["oper_up"])[rows]}
+    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job,
+                 [p for p, k in zip(batch.parts or [], keep) if k])

@@ -110,7 +110,7 @@ class ExporterConverter:
         return node, card
 
     def _nic_port(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
-        """(leaf, port) of the host link behind a node_exporter NIC sample, via the inventory."""
+        """(node, NIC) of a node_exporter NIC sample via the inventory: the host end of its link."""
         host = host_hint or sample.labels.get("instance", "").split(":")[0]
         device = sample.labels.get("device", "?")
         nic, why = self.inventory.locate_nic(host, device) if host else (None, "no instance label and no --host")
@@ -118,8 +118,9 @@ class ExporterConverter:
             self.report.unmapped_hosts[f"{host}:{device}"] += 1
             self.skips.add(why, "sample")
             return None
-        node = self.topo.node_index(self.inventory.node_of(host))
-        return self.topo.leaf_name(self.topo.leaf_of(node, nic)), node % self.topo.nodes_per_leaf
+        node = self.inventory.node_of(host)
+        self.topo.node_index(node)  # a known node, or UnknownEntity
+        return node, nic  # the host end of its link: the node's own port `nic`
 
     def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None,
                 switch_hint: str | None = None) -> list[Batch]:
@@ -148,8 +149,10 @@ class ExporterConverter:
                     row[column] = row.get(column, 0) + max(sample.value, 0) * scale
             else:
                 gpu_samples.append(sample)
-        ports = [port_batch(switch, nic_ts[(switch, port)], {port: {k: int(v) for k, v in row.items()}})
-                 for (switch, port), row in sorted(nic_rows.items())]
+        by_node: dict[str, dict[int, dict[str, int]]] = {}
+        for (node, nic), row in sorted(nic_rows.items()):
+            by_node.setdefault(node, {})[nic] = {k: int(v) for k, v in row.items()}
+        ports = [port_batch(node, max(nic_ts[(node, nic)] for nic in nics), nics) for node, nics in by_node.items()]
         switches: list[Batch] = []
         if switch_samples:
             before = (self.switches.report.samples, self.switches.report.mapped)

@@ -2,9 +2,9 @@
 
 - `perfquery -x` output of a switch (ports numbered from 1: port N is our port N-1).
 - `/sys/class/infiniband/<dev>/ports/<n>/{counters/*,state}` and `/sys/class/net/<if>/{statistics/*,
-  carrier_changes,operstate}` of a host: each NIC is mapped (inventory `nics`) to its host link and
-  reported as that link's leaf port. Such a batch carries one port, so it never makes a silent
-  switch look alive (switch silence is judged on full reports only).
+  carrier_changes,operstate}` of a host: each NIC is mapped (inventory `nics`) to its index j and
+  reported by the node as its port j, the host end of its link (the switch reports the other end;
+  the link detector keeps the two ends' counters apart, so they are never mixed).
 
 IB data counters count 4-byte words; they are converted to bytes. PortRcvErrors (which includes
 CRC errors) fills `crc_errors`, LinkDownedCounter `carrier_transitions`, PortXmitWait `pfc_pause`
@@ -72,9 +72,9 @@ def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
 
 
 def _host_link_port(topology: Topology, node: str, nic: int) -> tuple[str, int]:
-    index = topology.node_index(node)
-    leaf = topology.leaf_of(index, nic)
-    return topology.leaf_name(leaf), index % topology.nodes_per_leaf
+    """The host end of a NIC's link: the node reports it as its own port `nic`."""
+    topology.node_index(node)  # a known node, or UnknownEntity
+    return node, nic
 
 
 def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topology, ts_ms: int,

@@ -179,13 +179,14 @@ def test_sysfs_infiniband_counters_of_an_h100_node(tmp_path) -> None:
     inv = Inventory(hosts={"h100": Host("node0100", nics=nics)})
     batches, unmapped = read_sysfs(root, "h100", inv, TOPO, 0)
     assert unmapped == ["mlx5_bond_0"] and len(batches) == 8
-    first = batches[0]  # mlx5_0 = NIC 0 of node0100 -> leaf 0 * 4 + 100 // 32 = leaf003, port 100 % 32
-    assert (first.source, first.columns["port"].tolist()) == ("leaf003", [4])
+    first = batches[0]  # mlx5_0 = NIC 0 of node0100: the node reports it as its port 0
+    assert (first.source, first.columns["port"].tolist()) == ("node0100", [0])
+    assert TOPO.port_link("node0100", 0) == "node0100-nic0~leaf003"  # the host end of that link
     assert first.columns["tx_bytes"][0] == 230442669431839 * 4 and first.columns["crc_errors"][0] == 14
     assert first.columns["oper_up"][0] == 1 and first.columns["pfc_pause"][0] == 2489603687
 
 
-def test_node_exporter_nic_counters_become_the_host_links_port() -> None:
+def test_node_exporter_nic_counters_become_the_host_ends_of_the_links() -> None:
     # node_exporter's netdev and infiniband collectors (metric names as node_exporter exposes them)
     scrape = "\n".join([
         '# TYPE node_network_receive_bytes_total counter',
@@ -200,10 +201,11 @@ def test_node_exporter_nic_counters_become_the_host_links_port() -> None:
     inv = Inventory(hosts={"h": Host("node0100", nics={"eth2": 2, "mlx5_0": 0})})
     conv = ExporterConverter(TOPO, inv)
     batches = conv.convert(parse(scrape), 5_000, host_hint="h")
-    by_switch = {b.source: b for b in batches}
-    eth = by_switch["leaf011"]  # rail 2: leaf 2 * 4 + 100 // 32
-    assert eth.columns["port"].tolist() == [4] and eth.columns["oper_up"].tolist() == [0]
-    assert (eth.columns["rx_bytes"][0], eth.columns["carrier_transitions"][0]) == (1_500_000_000_000, 4)
-    ib = by_switch["leaf003"]
-    assert (ib.columns["symbol_errors"][0], ib.columns["crc_errors"][0]) == (7, 3)
+    [node] = [b for b in batches if b.kind == "port"]  # the host ends of its links, NIC j as port j
+    assert node.source == "node0100" and node.columns["port"].tolist() == [0, 2]
+    ib, eth = 0, 1
+    assert node.columns["oper_up"].tolist() == [1, 0]
+    assert (node.columns["rx_bytes"][eth], node.columns["carrier_transitions"][eth]) == (1_500_000_000_000, 4)
+    assert (node.columns["symbol_errors"][ib], node.columns["crc_errors"][ib]) == (7, 3)
+    assert [TOPO.port_link("node0100", p) for p in (0, 2)] == ["node0100-nic0~leaf003", "node0100-nic2~leaf011"]
     assert conv.report.unmapped_hosts == {"h:lo": 1}
