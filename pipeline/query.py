@@ -29,7 +29,8 @@ from pipeline.sinks.parquet import open_filesystem
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEWS = SQL_DIR / "views.sql"
-DATASETS = ("card", "card_events", "step", "port", "alerts")
+FABRIC_VIEWS = SQL_DIR / "fabric_views.sql"  # the dimension tables of `clusterpulse topology export`
+DATASETS = ("card", "card_events", "step", "port", "alerts", "devices", "fabric_links")
 FORMATS = ("table", "csv", "json")
 _PARAM_LINE = re.compile(r"^--\s+\$(\w+)\s*:\s*(.*?)\s*(?:\(default:\s*(.*?)\))?\s*$")
 _PARAM_USE = re.compile(r"\$(\w+)")
@@ -102,7 +103,7 @@ def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duc
     con = duckdb.connect()
     con.execute("SET VARIABLE clusterpulse_data = ?", [str(data_dir)])
     empty = []
-    for sql in _statements(VIEWS.read_text()):
+    for sql in _statements(VIEWS.read_text()) + _statements(FABRIC_VIEWS.read_text()):
         view = sql.split()[4]  # create or replace view NAME
         if exclude is not None:
             excluded = set(exclude)
@@ -150,7 +151,7 @@ def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | N
         raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sql_or_file.strip()):
         if not (SQL_DIR / f"{sql_or_file.strip()}.sql").is_file():
-            canned = ", ".join(sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem != "views"))
+            canned = ", ".join(sorted(p.stem for p in SQL_DIR.glob("*.sql") if not p.stem.endswith("views")))
             raise QueryError(f"no canned query named {sql_or_file!r}; there are: {canned}")
         sql_or_file = sql_or_file.strip() + ".sql"
     path = Path(sql_or_file)

@@ -36,6 +36,15 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_radius)
 
+    v = new_verb(verbs, "export", "write the fabric's dimension tables (devices, fabric_links) into the lake for SQL",
+                 "clusterpulse topology export selene.compute.ibnetdiscover.txt.gz --data lake\n"
+                 "clusterpulse topology export --data lake     # the configured synthetic cluster\n"
+                 "clusterpulse query switch_reach --data lake --param switch=LG01-01",
+                 settings=("data_dir",), log_level=False)
+    v.add_argument("file", nargs="?", help="a topology file (default: the synthetic cluster of the settings)")
+    v.add_argument("--kind", **kind)
+    v.set_defaults(handler=cmd_export)
+
     v = new_verb(verbs, "check", "compare a cabling plan with the discovered fabric: miswired, missing "
                                  "and unexpected links (exit 1 when they differ)",
                  "clusterpulse topology check --plan hosts.ndt --plan spines.ndt --found ibnetdiscover.txt",
@@ -88,6 +97,25 @@ def cmd_radius(args: argparse.Namespace, settings: Settings) -> int:
           f"({len(radius['hosts_cut_off'])} hosts cut off entirely); "
           f"{plural(len(radius['switches_isolated']), 'switch', 'switches')} below isolated, "
           f"{plural(len(radius['switches_degraded']), 'switch', 'switches')} below lose some uplinks")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.cli.common import say
+    from pipeline.fabric.dimensions import fabric_of_topology, write_dimensions
+    from pipeline.lake_dirs import resolve_lake
+    from pipeline.topology import Topology
+
+    if args.file:
+        fabric, names = _load(args.file, args.kind), {}
+    else:
+        fabric, names = fabric_of_topology(Topology(settings.cluster.shape()))
+    lake = resolve_lake(settings.data_dir).path
+    if "://" in str(lake):
+        raise UsageError(f"topology export writes to a local lake directory, not {lake}")
+    paths = write_dimensions(fabric, lake, names)
+    say(f"clusterpulse: {plural(len(fabric.devices), 'device')} and {plural(len(fabric.links), 'link')} "
+        f"written to {', '.join(str(p) for p in paths)}; query them with the devices and fabric_links views")
     return 0
 
 
