@@ -234,11 +234,17 @@ class StragglerDetector:
         job.excess[job.filled % s.window_steps] = row
         young = job.learned[ranks] < LEARN_FIRST_STEPS
         job.cusum[ranks[young]] = 0.0
-        learn = (young | (z < k)) & ~job.firing[ranks]
+        # the usual learns from every step of a rank that is not firing, each step's pull clipped at
+        # +-k sigma: unbiased for noise symmetric about the usual (learning only from steps under k,
+        # as before, biased it low by 0.2 sigma and the CUSUM drifted up: ~100x the false alarms
+        # it aims at), while a slowdown moves it by at most k sigma / usual_steps a step
+        learn = ~job.firing[ranks]
         calm = ranks[learn]
         job.learned[calm] += 1
         weight = 1.0 / np.minimum(job.learned[calm], s.usual_steps)
-        job.usual[calm] += weight * (ratio[learn] - job.usual[calm])
+        pull = ratio[learn] - job.usual[calm]
+        bound = np.where(young[learn], np.inf, k * sigma)
+        job.usual[calm] += weight * np.clip(pull, -bound, bound)
         return float(limit)
 
 

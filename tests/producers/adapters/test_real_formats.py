@@ -109,10 +109,10 @@ def straggling_ranks(records, **settings) -> set:  # noqa: ANN001
 def test_pai_job_1_worker_6_straggles_and_job_2_stays_quiet() -> None:
     records = read_pai_minibatch(FIXTURES / "job_1_norm.csv")
     assert len(records) == 3000 and {r.rank for r in records} == set(range(10))
-    # worker 6 (the label); workers 1 and 2 during iterations ~750-1000, when workers 0-2 all ran
-    # 10-15 % behind the median (a real slow period the labels leave out: GPUs shared at 25 %);
-    # worker 3 near the end, 6 % over the median after running fast: a false alarm (README)
-    assert straggling_ranks(records) == {("job_1_norm", r) for r in (1, 2, 3, 6)}
+    # worker 6 (the label); worker 2 during iterations ~750-1000, when workers 0-2 all ran 10-15 %
+    # behind the median (a real slow period the labels leave out: GPUs shared at 25 %). Workers 1
+    # and 3 were flagged too while a rank's usual was learned only from its fast steps (biased low)
+    assert straggling_ranks(records) == {("job_1_norm", r) for r in (2, 6)}
     assert straggling_ranks(read_pai_minibatch(FIXTURES / "job_2_norm.csv")) == set()
 
 
