@@ -10,7 +10,8 @@ checkpoint or a slow input pipeline (every rank slower together) cancels out. Tw
   steps) and the robust spread of the rolling medians across ranks (healthy ranks differ for good);
   this finds a rank slow from the start;
 - against itself (change detection): ranks differ for good by a few percent, so each rank's usual
-  ratio is learned online (from steps that show no sign of a slowdown), and a one-sided CUSUM of
+  ratio is learned online (from every step while it does not fire, each step's pull clipped at
+  k noise units, so it is unbiased and a slowdown barely moves it), and a one-sided CUSUM of
   its excess over that usual, in units of the job's noise, accumulates whatever exceeds
   `min_slowdown`. A rank's first 30 steps only teach its usual. It fires at the threshold h that
   gives, for Gaussian noise, one false alarm per `false_alarm_steps` rank-steps (Siegmund's
