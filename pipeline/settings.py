@@ -91,9 +91,10 @@ class LinkSettings(BaseModel):
     # 10 errors: a healthy link end's baseline (about one an hour, see the realistic profile) never
     # comes near it in 10 samples
     error_min_count: int = Field(10, ge=1, description="errors in the window to fire")
-    # 5 of 10 samples: a sustained rate, not a burst; healthy links burst for 1-3 samples (the
-    # realistic profile's assumption), so only two bursts on one end within 10 s can reach it
-    error_min_samples: int = Field(5, ge=1, description="samples with errors in the window to fire")
+    # 7 of 10 samples: a sustained rate, not bursts; healthy links burst for 1-3 samples (the
+    # realistic profile's assumption), so even two bursts on one end within 10 s (6 samples, seen
+    # twice in an hour of 10,240 cards with 5 of 10) cannot reach it
+    error_min_samples: int = Field(7, ge=1, description="samples with errors in the window to fire")
     error_clear_samples: int = Field(30, ge=1, description="consecutive error-free samples to resolve")
 
 

@@ -47,14 +47,15 @@ def test_persistent_crc_errors_fire_degraded_and_clear_with_hysteresis() -> None
     errors = {t: 5 for t in range(10, 30)}
     alerts = run(crc_per_tick=errors, ticks=70, settings=LinkSettings(error_clear_samples=30))
     assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_degraded", LINK, "firing", "14"), ("link_degraded", LINK, "resolved", "14")]
-    assert alerts[0].evidence["errors_in_window"] == 25  # 5 samples of 10 with errors: sustained
+        ("link_degraded", LINK, "firing", "16"), ("link_degraded", LINK, "resolved", "16")]
+    assert alerts[0].evidence["errors_in_window"] == 35  # 7 samples of 10 with errors: sustained
     assert alerts[1].ends_at[17:19] == "59"
 
 
 def test_a_burst_a_stray_error_and_a_counter_reset_do_not_fire() -> None:
     assert run(crc_per_tick={20: 500}) == []  # one burst: one sample
     assert run(crc_per_tick={t: 4 for t in (20, 21, 22, 35, 36, 37)}) == []  # multi-sample bursts, apart
+    assert run(crc_per_tick={t: 3 for t in (20, 21, 22, 25, 26, 27)}) == []  # two 3-sample bursts within 10 s
     assert run(crc_per_tick={5: 1, 25: 1, 45: 1}) == []  # background errors
     assert run(crc_per_tick={t: 0 for t in range(60)} | {3: 1000}, resets={30}) == []  # reset to zero
 
