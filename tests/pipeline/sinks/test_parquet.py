@@ -79,7 +79,7 @@ def test_alerts_and_views_are_queryable_with_duckdb(tmp_path: Path) -> None:
     sink.flush_all()
     from pipeline.query import connect
     con, skipped = connect(tmp_path)
-    assert set(skipped) == {"card_events", "step", "port"}
+    assert set(skipped) == {"card_events", "step", "port", "devices", "fabric_links"}  # no topology exported
     assert con.execute("select kind, entity, status from alerts").fetchall() == [("card_failed", "node0001-card2", "firing")]
     assert con.execute("select count(*) from card").fetchall() == [(8,)]
     assert isinstance(con, duckdb.DuckDBPyConnection)
