@@ -253,7 +253,7 @@ class Simulator:
         messages += self._port_messages(ts_ms, switch_alive, host_up, fabric_up, degradation,
                                         fabric_degradation, progressing)
         if self.nic is not None:
-            messages += self._nic_messages(ts_ms, node_alive)
+            messages += self._nic_messages(ts_ms, node_alive, host_up)
         return messages
 
     # ---- jobs --------------------------------------------------------------------------------
@@ -406,7 +406,7 @@ class Simulator:
             columns["err_code"] = np.array(ev_codes, "<u4")
             rows = mask.sum(axis=1).tolist()
             names = topo.node_names
-            collector = f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
+            collector = self._rack_collector(first)
             parts = [(names[node], {"rows": r, "events": e}) for node, r, e in zip(nodes.tolist(), rows, ev_counts)]
             stamp = ts_ms + self.card_skew_ms[first // per]  # the collector's own clock
             out.append(Message(CARD_TELEMETRY, collector, encode_batch(
@@ -425,7 +425,6 @@ class Simulator:
         self.fabric_spine.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
         if self.nic is not None:
             self.nic.advance(dt, host_up, self.host_up_prev, host_load, degradation)
-        self._nic_up = host_up
         self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
         self._background_crc()
         self._port_spikes()
@@ -458,7 +457,12 @@ class Simulator:
             groups.setdefault(self._port_collector[batch.source], []).append(batch)
         return [Message(PORT_TELEMETRY, name, encode_batch(bundle(members, name))) for name, members in groups.items()]
 
-    def _nic_messages(self, ts_ms: int, node_alive: np.ndarray) -> list[Message]:
+    def _rack_collector(self, first: int) -> str:
+        """Name of the collector of the rack whose first node is `first` (`first..last`)."""
+        names, n, per = self.topo.node_names, self.topo.nodes, self.topo.nodes_per_leaf
+        return f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
+
+    def _nic_messages(self, ts_ms: int, node_alive: np.ndarray, host_up: np.ndarray) -> list[Message]:
         """Each live node's NICs (port j = NIC j: the host end of its link on rail j), one message
         per rack collector, as node_exporter or a sysfs poller would send them."""
         topo, k, nic = self.topo, self.topo.cards_per_node, self.nic
@@ -473,11 +477,11 @@ class Simulator:
             if not len(nodes):
                 continue
             cols = {"port": np.tile(ports, len(nodes)),
-                    "oper_up": self._nic_up[nodes].reshape(-1).astype("<u1")}
+                    "oper_up": host_up[nodes].reshape(-1).astype("<u1")}
             for name in _PortCounters.FIELDS:
                 cols[name] = getattr(nic, name)[nodes].reshape(-1)
             names = topo.node_names
-            collector = f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
+            collector = self._rack_collector(first)
             parts = [(names[node], {"rows": k}) for node in nodes.tolist()]
             stamp = ts_ms + self.card_skew_ms[first // per]  # the rack's collector, as for its cards
             out.append(Message(PORT_TELEMETRY, collector, encode_batch(Batch("port", collector, stamp, cols,

@@ -92,10 +92,11 @@ class Fabric:
             out.setdefault(link.b.device, set()).add(link.a.device)
         return out
 
-    def tiers(self) -> dict[str, int | None]:
-        """Hosts 0; a switch one more than its nearest host (breadth first over switches)."""
+    def tiers(self, near: dict[str, set[str]] | None = None) -> dict[str, int | None]:
+        """Hosts 0; a switch one more than its nearest host (breadth first over switches).
+        `near`: `neighbours()`, when the caller has it already."""
         tier: dict[str, int | None] = {name: None for name in self.devices}
-        near = self.neighbours()
+        near = near if near is not None else self.neighbours()
         queue = deque()
         for name, device in self.devices.items():
             if device.kind == "host":
@@ -114,7 +115,8 @@ class Fabric:
         switches below it whose every uplink goes to it or to others so isolated, with their
         host ports (cut off from the rest of the fabric); the switches below that only lose
         some uplinks (capacity). A host is cut off when none of its ports is left in the fabric."""
-        tiers, near = self.tiers(), self.neighbours()
+        near = self.neighbours()
+        tiers = self.tiers(near)
         if switch not in self.devices or self.devices[switch].kind != "switch":
             raise KeyError(switch)
         mine = tiers.get(switch)
