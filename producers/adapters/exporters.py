@@ -144,6 +144,8 @@ class ExporterConverter:
                 nic_ts[where] = max(nic_ts.get(where, 0), sample.ts_ms or scrape_ts_ms)
                 if sample.name in NIC_STATE:
                     row["oper_up"] = min(row.get("oper_up", 1), 1 if sample.value >= 1 else 0)
+                elif not math.isfinite(sample.value):  # a counter is a count: NaN or Inf is not one
+                    self.skips.add(f"{sample.name} is {sample.value} (not a count)", "sample")
                 else:
                     column, scale = NIC_COUNTERS[sample.name]
                     row[column] = row.get(column, 0) + max(sample.value, 0) * scale

@@ -20,6 +20,7 @@ detector takes as a new baseline, not as errors.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,22 +73,22 @@ class SwitchReport:
     wraps: int = 0  # 32-bit counters unwrapped
 
 
-def _family(name: str) -> tuple[str, dict] | None:
-    """(family, its metric table) of a switch metric name; gnmic names may carry any prefix."""
+_GNMIC_NAMES = (*GNMIC, "interfaces_interface_state_oper_status")
+# a column several metrics of a table fill takes the one listed first: its rank in the table
+_RANK = {name: i for table in (SNMP, GNMIC, IB_EXPORTER, UFM) for i, name in enumerate(table)}
+
+
+def _family(name: str) -> tuple[str, dict, str] | None:
+    """(family, its metric table, the name as the table knows it) of a switch metric; gnmic names
+    may carry any prefix."""
     if name in SNMP or name == "ifOperStatus":
-        return "snmp", SNMP
+        return "snmp", SNMP, name
     if name in IB_EXPORTER:
-        return "ib", IB_EXPORTER
+        return "ib", IB_EXPORTER, name
     if name in UFM:
-        return "ufm", UFM
-    for suffix in list(GNMIC) + ["interfaces_interface_state_oper_status"]:
-        if name.endswith(suffix):
-            return "gnmic", GNMIC
-    return None
-
-
-def _gnmic_name(name: str) -> str:
-    return next((s for s in list(GNMIC) + ["interfaces_interface_state_oper_status"] if name.endswith(s)), name)
+        return "ufm", UFM, name
+    suffix = next((s for s in _GNMIC_NAMES if name.endswith(s)), None)
+    return ("gnmic", GNMIC, suffix) if suffix else None
 
 
 class SwitchConverter:
@@ -185,7 +186,7 @@ class SwitchConverter:
             found = _family(sample.name)
             if found is None:
                 continue
-            family, table = found
+            family, table, name = found
             self.report.samples += 1
             switch = self._switch(family, sample.labels, switch_hint)
             if switch is None:
@@ -196,16 +197,18 @@ class SwitchConverter:
             self.report.mapped += 1
             row = rows.setdefault((switch, port), {})
             stamps[switch] = max(stamps.get(switch, 0), sample.ts_ms or scrape_ts_ms)
-            name = _gnmic_name(sample.name) if family == "gnmic" else sample.name
             if name in STATUS:
                 row["oper_up"] = int(sample.labels.get("oper_status", "").upper() == "UP"
                                      or (not sample.labels.get("oper_status") and sample.value == 1))
                 continue
+            if not math.isfinite(sample.value):  # a counter is a count: NaN or Inf is not one
+                self.skips.add(f"{sample.name} is {sample.value} (not a count)", "sample")
+                continue
             column, scale, counter32 = table[name]
-            value = int(max(sample.value, 0)) if sample.value == sample.value else 0  # NaN: 0
+            value = int(max(sample.value, 0))
             if counter32:
                 value = self._unwrap(switch, port, name, value)
-            rank = list(table).index(name)
+            rank = _RANK[name]
             if rank <= priority.get((switch, port, column), rank):
                 priority[(switch, port, column)] = rank
                 row[column] = value * scale

@@ -131,3 +131,27 @@ def test_ingest_prometheus_takes_a_saved_snmp_scrape_with_its_switch(tmp_path) -
     assert "1 batch" in out.stderr and "mgmt0" in out.stderr
     out = run_cli("ingest", "prometheus", str(scrape), "--out", str(tmp_path / "t.msgs"))
     assert out.returncode == 1 and "--switch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_counter_that_is_not_a_count_is_skipped_with_its_reason() -> None:
+    text = """infiniband_switch_port_symbol_error_total{guid="0x506b4b03005c2740",port="1"} +Inf
+infiniband_switch_port_link_downed_total{guid="0x506b4b03005c2740",port="1"} 2
+infiniband_switch_port_receive_errors_total{guid="0x506b4b03005c2740",port="2"} NaN
+"""
+    conv = SwitchConverter(TOPO, INVENTORY)
+    got = rows(conv.convert(parse(text), 5_000))
+    assert got[("leaf003", 0)]["carrier_transitions"] == 2 and got[("leaf003", 0)]["symbol_errors"] == 0
+    assert any("is inf (not a count)" in reason for reason in conv.skips.reasons)
+    assert any("is nan (not a count)" in reason for reason in conv.skips.reasons)
+
+
+def test_a_nic_counter_that_is_not_a_count_does_not_stop_the_ingest(tmp_path) -> None:  # noqa: ANN001
+    scrape = tmp_path / "host.prom"
+    scrape.write_text('node_network_receive_bytes_total{device="eth0"} +Inf\n'
+                      'node_network_transmit_bytes_total{device="eth0"} 1000\n')
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("hosts:\n  h: {node: node0001, nics: {eth0: 0}}\n")
+    out = run_cli("ingest", "prometheus", str(scrape), "--host", "h", "--inventory", str(inventory),
+                  "--out", str(tmp_path / "h.msgs"))
+    assert out.returncode == 0, out.stderr
+    assert "1 batch" in out.stderr and "not a count" in out.stderr and "Error" not in out.stderr
