@@ -290,11 +290,7 @@ class Correlator:
         topo = self.topo
         try:
             if alert.kind in ("link_down", "link_flapping"):
-                what, a, b = topo.parse_link(alert.entity)
-                if what == "host":
-                    causes = [("node_down", topo.node_name(a)), ("switch_down", topo.leaf_name(topo.leaf_of(a, b)))]
-                else:
-                    causes = [("switch_down", topo.leaf_name(a)), ("switch_down", topo.spine_name(b))]
+                causes = topo.link_causes(alert.entity)
                 # a link that went down and now flaps: one page (the link_down), the flapping grouped under it
                 return causes + ([("link_down", alert.entity)] if alert.kind == "link_flapping" else [])
             if alert.kind == "straggler":
@@ -314,16 +310,11 @@ class Correlator:
         topo = self.topo
         try:
             if alert.kind == "switch_down":
-                kind, index = topo.parse_switch(alert.entity)
-                if kind == "leaf":
-                    nodes = [topo.node_name(n) for n in topo.leaf_host_nodes(index).tolist()]
-                    rail = index // topo.leaves_per_rail
-                    return {"cards": len(nodes), "rail": rail, "nodes": len(nodes),
-                            "links": len(nodes) + topo.spines, "jobs": self._jobs_of(set(nodes)),
-                            "card_names": [f"{n}-card{rail}" for n in nodes]}
-                return {"cards": 0, "nodes": 0, "links": topo.leaves, "jobs": []}
+                radius = topo.switch_radius(alert.entity)
+                nodes = radius.pop("node_names")
+                return {**radius, "jobs": self._jobs_of(set(nodes))}
             if alert.kind == "node_down":
-                return {"cards": topo.cards_per_node, "nodes": 1, "links": topo.rails,
+                return {"cards": topo.cards_per_node, "nodes": 1, "links": topo.node_links(topo.node_index(alert.entity)),
                         "jobs": self._jobs_of({alert.entity})}
             if alert.kind in ("card_failed", "card_ecc", "thermal_throttle", "straggler"):
                 node, _ = topo.parse_card(alert.entity)
@@ -331,10 +322,11 @@ class Correlator:
                 return {"cards": 1, "nodes": 0, "links": 0, "jobs": self._jobs_of({topo.node_name(node)}),
                         "impact": impact}
             if alert.kind in ("link_down", "link_flapping"):
-                what, a, b = topo.parse_link(alert.entity)
+                what, a, b = topo.resolve_link(alert.entity)
+                card = topo.link_card(alert.entity)
                 if what == "host":
-                    return {"cards": 1, "nodes": 0, "links": 1, "jobs": self._jobs_of({topo.node_name(a)}),
-                            "card_names": [topo.card_name(a, b)]}
+                    return {"cards": int(card is not None), "nodes": 0, "links": 1,
+                            "jobs": self._jobs_of({topo.node_name(a)}), **({"card_names": [card]} if card else {})}
                 return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
         except UnknownEntity:
             return None

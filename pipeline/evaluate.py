@@ -109,9 +109,7 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
     bootstrap = settings.bootstrap or broker.bootstrap  # type: ignore[union-attr]
     settings = settings.model_copy(update={
         "bootstrap": bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-worker",
-        "data_dir": str(log_dir / "lake"),
-        "cluster": settings.cluster.model_copy(update={"cards": s.cards, "cards_per_node": s.cards_per_node,
-                                                       "nodes_per_leaf": s.nodes_per_leaf, "spines": s.spines})})
+        "data_dir": str(log_dir / "lake")}).for_scenario(scenario)
     procs: list[subprocess.Popen] = []
     printer = AlertPrinter(bootstrap, settings.topic(ALERTS), stream=open(log_dir / "alerts.log", "w"))
     try:

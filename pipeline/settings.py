@@ -221,6 +221,9 @@ class Settings(BaseModel):
                           "understands (s3://bucket/prefix?endpoint_override=...)")
     log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
     cluster: ClusterSettings = ClusterSettings()
+    topology: str | None = Field(None, description="an imported fabric (ibnetdiscover, LLDP json0, cabling CSV or "
+                                 "`topology import --out` YAML) instead of the synthetic cluster shape; "
+                                 "cluster.cards_per_node still applies")
     sink: SinkSettings = SinkSettings()
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()
@@ -238,6 +241,28 @@ class Settings(BaseModel):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
         return value
+
+    def for_scenario(self, scenario: Any) -> "Settings":
+        """These settings with the cluster (shape or imported fabric) of a simulated scenario."""
+        shape = scenario.shape
+        cluster = self.cluster.model_copy(update={"cards": shape.cards, "cards_per_node": shape.cards_per_node,
+                                                  "nodes_per_leaf": shape.nodes_per_leaf, "spines": shape.spines})
+        return self.model_copy(update={"cluster": cluster, "topology": scenario.topology_file})
+
+    def build_topology(self) -> Any:
+        """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape.
+        Raises SettingsError for a fabric file that cannot be read."""
+        if not self.topology:
+            from pipeline.topology import Topology
+
+            return Topology(self.cluster.shape())
+        from pipeline.fabric.model import FabricError
+        from pipeline.fabric.topology import load_topology
+
+        try:
+            return load_topology(self.topology, self.cluster.cards_per_node)
+        except FabricError as exc:
+            raise SettingsError(f"topology: {exc}") from None
 
     def topic(self, spec: Any) -> str:
         """Full topic name for a pipeline.topics.TopicSpec."""

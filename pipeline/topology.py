@@ -56,8 +56,105 @@ _LEAF = re.compile(r"^leaf(\d+)$")
 _SPINE = re.compile(r"^spine(\d+)$")
 
 
-class Topology:
-    """Names and wiring of one cluster. Cheap to build; lookups are O(1)."""
+class Wiring:
+    """What every topology (synthetic or imported) offers the simulator and the correlator, from
+    six arrays a subclass sets: each host NIC's switch and port (`host_switch`, `host_port`, shape
+    (nodes, rails), -1 where a node has no such NIC) and each inter-switch link's lower-tier and
+    upper-tier end (`fabric_lo`, `fabric_lo_port`, `fabric_hi`, `fabric_hi_port`, switch indexes)."""
+
+    host_switch: np.ndarray
+    host_port: np.ndarray
+    fabric_lo: np.ndarray
+    fabric_lo_port: np.ndarray
+    fabric_hi: np.ndarray
+    fabric_hi_port: np.ndarray
+    switch_tier: np.ndarray  # per switch: 1 leaf, 2 spine, 3 core, ...
+
+    @cached_property
+    def host_exists(self) -> np.ndarray:
+        return self.host_switch >= 0
+
+    @cached_property
+    def _switch_ports_index(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per switch: (host NIC flat indexes, lower-end link indexes, upper-end link indexes,
+        port numbers in that order), each in ascending order of what it indexes."""
+        count = len(self.switch_names)  # type: ignore[attr-defined]
+
+        def split(owner: np.ndarray) -> list[np.ndarray]:
+            order = np.argsort(owner, kind="stable")
+            bounds = np.searchsorted(owner[order], np.arange(count + 1))
+            return [order[bounds[s]:bounds[s + 1]] for s in range(count)]
+
+        flat = self.host_switch.reshape(-1)
+        hosts = split(np.where(flat >= 0, flat, count))
+        lows, highs = split(self.fabric_lo), split(self.fabric_hi)
+        host_ports, lo_ports, hi_ports = self.host_port.reshape(-1), self.fabric_lo_port, self.fabric_hi_port
+        return [(h, lo, hi, np.concatenate([host_ports[h], lo_ports[lo], hi_ports[hi]]).astype("<u2"))
+                for h, lo, hi in zip(hosts, lows, highs)]
+
+    def switch_wiring(self, switch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(host NIC flat indexes (node * rails + nic), links it is the lower end of, links it is
+        the upper end of, its port numbers in that order) of switch index `switch`."""
+        return self._switch_ports_index[switch]
+
+    @cached_property
+    def edge_switches(self) -> np.ndarray:
+        """Indexes of the switches that have host ports."""
+        return np.unique(self.host_switch[self.host_switch >= 0])
+
+    def resolve_link(self, name: str) -> tuple[str, int, int]:
+        """('host', node, nic) or ('fabric', link index, 0)."""
+        raise NotImplementedError
+
+    def link_causes(self, name: str) -> list[tuple[str, str]]:
+        """(kind, entity) of the alerts that would explain this link going down: its node, its switches."""
+        what, a, b = self.resolve_link(name)
+        names = self.switch_names  # type: ignore[attr-defined]
+        if what == "host":
+            return [("node_down", self.node_name(a)),  # type: ignore[attr-defined]
+                    ("switch_down", names[int(self.host_switch[a, b])])]
+        return [("switch_down", names[int(self.fabric_lo[a])]), ("switch_down", names[int(self.fabric_hi[a])])]
+
+    def link_card(self, name: str) -> str | None:
+        """The card behind a host link (NIC j serves card j), None for a fabric link or a NIC without a card."""
+        what, a, b = self.resolve_link(name)
+        return self.card_name(a, b) if what == "host" and b < self.cards_per_node else None  # type: ignore[attr-defined]
+
+    def link_rail(self, name: str | None) -> int:
+        """A host link's NIC (rail) number, -1 for anything else."""
+        if not name:
+            return -1
+        try:
+            what, _, nic = self.resolve_link(name)
+        except UnknownEntity:
+            return -1
+        return nic if what == "host" else -1
+
+    def switch_radius(self, name: str) -> dict:
+        """What a dead switch takes with it: its host ports' nodes and cards (NIC j serves card j),
+        its links; `rail` when all its host ports are on one rail."""
+        index = self.switch_index(name)  # type: ignore[attr-defined]
+        hosts, low, high, _ = self.switch_wiring(index)
+        rails = self.host_switch.shape[1]
+        nodes, nics = np.divmod(hosts, rails)
+        node_names = [self.node_name(int(n)) for n in nodes.tolist()]  # type: ignore[attr-defined]
+        cards = [self.card_name(int(n), int(j))  # type: ignore[attr-defined]
+                 for n, j in zip(nodes.tolist(), nics.tolist()) if j < self.cards_per_node]  # type: ignore[attr-defined]
+        radius: dict = {"cards": len(cards), "nodes": len(set(node_names)),
+                        "links": len(hosts) + len(low) + len(high)}
+        if len(hosts) and len(set(nics.tolist())) == 1:
+            radius["rail"] = int(nics[0])
+        if cards:
+            radius["card_names"] = cards
+        radius["node_names"] = sorted(set(node_names))
+        return radius
+
+    def node_links(self, node: int) -> int:
+        return int(self.host_exists[node].sum())
+
+
+class Topology(Wiring):
+    """Names and wiring of one synthetic cluster. Cheap to build; lookups are O(1)."""
 
     def __init__(self, shape: ClusterShape | None = None) -> None:
         self.shape = shape or ClusterShape()
@@ -73,6 +170,41 @@ class Topology:
         self._node_w = _width(self.nodes, 4)
         self._leaf_w = _width(self.leaves, 3)
         self._spine_w = _width(self.spines, 3)
+        self.rack_size = s.nodes_per_leaf  # nodes one collector reports (the nodes under one leaf position)
+
+    # ---- the wiring as arrays (Wiring) ---------------------------------------------------------
+    @cached_property
+    def host_switch(self) -> np.ndarray:  # type: ignore[override]
+        return (np.arange(self.rails)[None, :] * self.leaves_per_rail
+                + (np.arange(self.nodes) // self.nodes_per_leaf)[:, None])
+
+    @cached_property
+    def host_port(self) -> np.ndarray:  # type: ignore[override]
+        return np.broadcast_to((np.arange(self.nodes) % self.nodes_per_leaf)[:, None], (self.nodes, self.rails))
+
+    @cached_property
+    def fabric_lo(self) -> np.ndarray:  # type: ignore[override]
+        return np.repeat(np.arange(self.leaves), self.spines)  # link leaf * spines + spine
+
+    @cached_property
+    def fabric_lo_port(self) -> np.ndarray:  # type: ignore[override]
+        return np.tile(self.nodes_per_leaf + np.arange(self.spines), self.leaves)
+
+    @cached_property
+    def fabric_hi(self) -> np.ndarray:  # type: ignore[override]
+        return np.tile(self.leaves + np.arange(self.spines), self.leaves)
+
+    @cached_property
+    def fabric_hi_port(self) -> np.ndarray:  # type: ignore[override]
+        return np.repeat(np.arange(self.leaves), self.spines)
+
+    @cached_property
+    def switch_tier(self) -> np.ndarray:  # type: ignore[override]
+        return np.concatenate([np.ones(self.leaves, np.int64), np.full(self.spines, 2, np.int64)])
+
+    def resolve_link(self, name: str) -> tuple[str, int, int]:
+        what, a, b = self.parse_link(name)
+        return (what, a, b) if what == "host" else ("fabric", a * self.spines + b, 0)
 
     # ---- names -------------------------------------------------------------------------------
     def node_name(self, node: int) -> str:

@@ -26,7 +26,7 @@ FAULT_KINDS: dict[str, tuple[tuple[str, ...], float]] = {
     "card_failure": (("card",), 1.0),
     "ecc_error": (("card",), 1.0),
     "node_failure": (("node",), 1.0),
-    "switch_failure": (("leaf", "spine"), 1.0),
+    "switch_failure": (("leaf", "spine", "core", "tier 4", "tier 5", "tier 6"), 1.0),
 }
 VENDORS = ("nvidia", "ascend")
 
@@ -150,10 +150,12 @@ class Scenario:
     jobs: tuple[Job, ...] = ()
     noise: Noise = Noise()
     faults: tuple[Fault, ...] = field(default_factory=tuple)
+    topology_file: str | None = None  # an imported fabric (cluster.topology) instead of the shape
 
     @property
-    def topology(self) -> Topology:
-        return Topology(self.shape)
+    def topology(self) -> Any:
+        """The synthetic Topology of `shape`, or the imported fabric's FabricTopology."""
+        return _topology(self.shape, self.topology_file)
 
     @property
     def start_ms(self) -> int:
@@ -247,7 +249,7 @@ def parse_scenario(data: Any) -> Scenario:
         raise _fail("duration_s", duration_s, f"must be a whole number of ticks (tick_s = {tick_s})")
 
     cluster = _mapping(data.get("cluster"), "cluster")
-    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines"})
+    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines", "topology"})
     vendor = cluster.get("vendor", "nvidia")
     if vendor not in VENDORS:
         raise _fail("cluster.vendor", vendor, f"must be one of {', '.join(VENDORS)}")
@@ -255,11 +257,23 @@ def parse_scenario(data: Any) -> Scenario:
             (("cards", 10240), ("cards_per_node", 8), ("nodes_per_leaf", 32), ("spines", 32))}
     if dims["cards_per_node"] > 255:
         raise _fail("cluster.cards_per_node", dims["cards_per_node"], "must be <= 255")
+    topology_file = cluster.get("topology")
+    if topology_file is not None:
+        topology_file = _text(cluster, "topology", "cluster")
+        if "cards" in cluster or "nodes_per_leaf" in cluster or "spines" in cluster:
+            raise _fail("cluster.topology", topology_file, "an imported fabric sets the cluster's size and wiring: "
+                                                           "give cards_per_node only, not cards, nodes_per_leaf or spines")
+        try:
+            topo = _topology(ClusterShape(cards_per_node=dims["cards_per_node"]), topology_file)
+        except ValueError as exc:  # FabricError, UnknownEntity
+            raise _fail("cluster.topology", topology_file, str(exc)) from None
+        dims["cards"] = topo.cards
     try:
         shape = ClusterShape(**dims)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
-    topo = Topology(shape)
+    if topology_file is None:
+        topo = Topology(shape)
 
     jobs = _parse_jobs(data.get("jobs"), topo)
     noise_data = dict(_mapping(data.get("noise"), "noise"))
@@ -284,7 +298,15 @@ def parse_scenario(data: Any) -> Scenario:
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
     return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,
-                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults)
+                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults, topology_file=topology_file)
+
+
+def _topology(shape: ClusterShape, topology_file: str | None) -> Any:
+    if topology_file is None:
+        return Topology(shape)
+    from pipeline.fabric.topology import load_topology
+
+    return load_topology(topology_file, shape.cards_per_node)
 
 
 def _parse_jobs(value: Any, topo: Topology) -> tuple[Job, ...]:
@@ -364,6 +386,9 @@ def load_scenario(path: str | Path | None) -> Scenario:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"scenario {str(path)!r} is not valid YAML: {exc}") from None
+    cluster = data.get("cluster") if isinstance(data, dict) else None
+    if isinstance(cluster, dict) and isinstance(cluster.get("topology"), str):  # relative to the scenario
+        data = {**data, "cluster": {**cluster, "topology": str((path.parent / Path(cluster["topology"]).expanduser()).absolute())}}
     try:
         return parse_scenario(data)
     except ScenarioError as exc:

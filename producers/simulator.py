@@ -91,15 +91,15 @@ class Simulator:
         self.link_errors = np.zeros((n, k), np.uint64)
         self.temp = np.where(self.busy, self.profile["temp"][0], self.profile["temp"][1]).astype(np.float64)
 
-        # links: host links indexed (node, rail); fabric links (leaf, spine) with a leaf and a spine end
-        self.host = _PortCounters((n, k), np.random.default_rng(host_seed))
-        self.fabric_leaf = _PortCounters((topo.leaves, topo.spines), np.random.default_rng(leaf_seed))
-        self.fabric_spine = _PortCounters((topo.leaves, topo.spines), np.random.default_rng(spine_seed))
-        self.host_up_prev = np.ones((n, k), bool)
-        self.fabric_up_prev = np.ones((topo.leaves, topo.spines), bool)
-        # leaf index of every host link
-        self.host_leaf = (np.arange(k)[None, :] * topo.leaves_per_rail
-                          + (np.arange(n) // topo.nodes_per_leaf)[:, None])
+        # links: host links indexed (node, NIC), their switch end; inter-switch links by index, with
+        # a lower-tier end (a leaf's uplink) and an upper-tier end (a spine's downlink)
+        rails, links = topo.rails, len(topo.fabric_lo)
+        self.host = _PortCounters((n, rails), np.random.default_rng(host_seed))
+        self.fabric_low = _PortCounters((links,), np.random.default_rng(leaf_seed))
+        self.fabric_high = _PortCounters((links,), np.random.default_rng(spine_seed))
+        self.host_up_prev = np.ones((n, rails), bool)
+        self.fabric_up_prev = np.ones(links, bool)
+        self.host_switch = np.where(topo.host_exists, topo.host_switch, 0)  # switch of every host link
 
         self.jobs = [_JobState(job, topo.cards_per_node, np.random.default_rng(js))
                      for job, js in zip(scenario.jobs, job_seeds)]
@@ -132,10 +132,10 @@ class Simulator:
         self.clock_offset = offsets(noise.card_clock_offset, (n, k))
         for js in self.jobs:
             js.speed = 1.0 + offsets(noise.rank_speed_offset, (js.job.nodes * k,))
-        self._bursts: dict[tuple[str, int, int], int] = {}  # (which counters, i, j) -> samples left
+        self._bursts: dict[tuple[str, int], int] = {}  # (which counters, flat index) -> samples left
         # each collector's clock offset (ms): card collectors by rack, port collectors by name
         skew = noise.clock_skew_ms
-        racks = -(-n // self.topo.nodes_per_leaf)
+        racks = -(-n // self.topo.rack_size)
         self.card_skew_ms = np.rint(offsets(skew, (racks,))).astype(np.int64).tolist()
         port_collectors = sorted(set(self._port_collector.values()))
         self.port_skew_ms = dict(zip(port_collectors,
@@ -161,9 +161,8 @@ class Simulator:
         if kind == "node":
             return "node", self.topo.node_index(f.target), 0
         if kind == "link":
-            return self.topo.parse_link(f.target)
-        switch_kind, index = self.topo.parse_switch(f.target)
-        return switch_kind, index, 0
+            return self.topo.resolve_link(f.target)
+        return "switch", self.topo.switch_index(f.target), 0
 
     # ---- the clock ---------------------------------------------------------------------------
     def ticks(self) -> Iterator[tuple[int, list[Message]]]:
@@ -184,19 +183,20 @@ class Simulator:
 
     def step(self, t: float, ts_ms: int) -> list[Message]:
         topo, k, dt = self.topo, self.topo.cards_per_node, self.sc.tick_s
+        rails, links = topo.rails, len(topo.fabric_lo)
         active = [(i, f, r) for i, (f, r) in enumerate(zip(self.faults, self._resolved))
                   if f.start_s <= t < f.end_s(self.sc.duration_s)]
         self._reset_recovered(t, dt)
 
         node_alive = np.ones(topo.nodes, bool)
         card_alive = np.ones((topo.nodes, k), bool)
-        switch_alive = np.ones(topo.leaves + topo.spines, bool)
-        host_up = np.ones((topo.nodes, k), bool)
-        fabric_up = np.ones((topo.leaves, topo.spines), bool)
+        switch_alive = np.ones(len(topo.switch_names), bool)
+        host_up = np.ones((topo.nodes, rails), bool)
+        fabric_up = np.ones(links, bool)
         slowdown = np.ones((topo.nodes, k))
         throttle = np.zeros((topo.nodes, k))
-        degradation = np.zeros((topo.nodes, k))
-        fabric_degradation = np.zeros((topo.leaves, topo.spines))
+        degradation = np.zeros((topo.nodes, rails))
+        fabric_degradation = np.zeros(links)
         events: list[tuple[int, int, int]] = []
 
         lost = CARD_LOST_CODE[self.sc.vendor]
@@ -209,7 +209,7 @@ class Simulator:
             if f.kind == "node_failure":
                 node_alive[a] = False
             elif f.kind == "switch_failure":
-                switch_alive[a if what == "leaf" else topo.leaves + a] = False
+                switch_alive[a] = False
             elif f.kind == "straggler":
                 slowdown[a, b] *= 1.0 + f.severity
             elif f.kind == "thermal_throttle":
@@ -227,9 +227,9 @@ class Simulator:
                     if f.kind == "link_degradation":
                         degradation[a, b] = max(degradation[a, b], f.severity)
                 else:
-                    fabric_up[a, b] &= up
+                    fabric_up[a] &= up
                     if f.kind == "link_degradation":
-                        fabric_degradation[a, b] = max(fabric_degradation[a, b], f.severity)
+                        fabric_degradation[a] = max(fabric_degradation[a], f.severity)
         for i, f, (what, a, b) in active:
             if f.kind == "ecc_error" and f.start_s > t - dt:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
@@ -240,14 +240,16 @@ class Simulator:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1)
 
-        # a dead node takes its NICs down, a dead leaf its host links, any dead switch its fabric links
-        host_up &= node_alive[:, None]
-        leaf_alive = switch_alive[:topo.leaves]
-        host_up &= leaf_alive[self.host_leaf]
-        fabric_up &= leaf_alive[:, None] & switch_alive[topo.leaves:][None, :]
+        # a dead node takes its NICs down, a dead switch its host links and its fabric links
+        host_up &= node_alive[:, None] & switch_alive[self.host_switch] & topo.host_exists
+        fabric_up &= switch_alive[topo.fabric_lo] & switch_alive[topo.fabric_hi]
         slowdown *= 1.0 + 0.5 * throttle
 
-        progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & host_up, slowdown)
+        # NIC j serves card j: a card without a working NIC cannot take part in collectives
+        nic_ok = (host_up | ~topo.host_exists)[:, :k]
+        if nic_ok.shape[1] < k:
+            nic_ok = np.pad(nic_ok, ((0, 0), (0, k - nic_ok.shape[1])), constant_values=True)
+        progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & nic_ok, slowdown)
         messages = self._step_messages(ts_ms)
         messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
         messages += self._port_messages(ts_ms, switch_alive, host_up, fabric_up, degradation,
@@ -388,7 +390,7 @@ class Simulator:
             present &= (self.real_rng.random(n) >= noise.missing_sample_rate)[:, None]
         card_index = np.broadcast_to(np.arange(k, dtype="<u1"), shape)
         out: list[Message] = []
-        per = topo.nodes_per_leaf  # one collector per rack: the nodes under one leaf position
+        per = topo.rack_size  # one collector per rack
         for first in range(0, n, per):
             nodes = np.flatnonzero(node_alive[first:first + per]) + first
             if not len(nodes):
@@ -419,10 +421,11 @@ class Simulator:
                        progressing: np.ndarray) -> list[Message]:
         topo, dt = self.topo, self.sc.tick_s
         host_load = (self.busy & progressing[:, None]).astype(float) * 0.9 + 0.05
+        host_load = _fit(host_load, topo.rails)  # NIC j carries card j's traffic
         self.host.advance(dt, host_up, self.host_up_prev, host_load, degradation)
         fabric_load = np.full(fabric_up.shape, float(host_load.mean()))
-        self.fabric_leaf.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
-        self.fabric_spine.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
+        self.fabric_low.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
+        self.fabric_high.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
         if self.nic is not None:
             self.nic.advance(dt, host_up, self.host_up_prev, host_load, degradation)
         self.host_up_prev, self.fabric_up_prev = host_up, fabric_up
@@ -432,25 +435,16 @@ class Simulator:
         self._counter_resets(dt)
 
         batches: list[Batch] = []
-        npl = topo.nodes_per_leaf
-        for leaf in np.flatnonzero(switch_alive[:topo.leaves]):
-            rail, block = divmod(int(leaf), topo.leaves_per_rail)
-            nodes = topo.leaf_host_nodes(int(leaf))
-            host_ports = np.arange(len(nodes), dtype="<u2")
-            up_ports = np.arange(npl, npl + topo.spines, dtype="<u2")
-            cols = {"port": np.concatenate([host_ports, up_ports]),
-                    "oper_up": np.concatenate([host_up[nodes, rail], fabric_up[leaf]]).astype("<u1")}
-            for name in _PortCounters.FIELDS:
-                cols[name] = np.concatenate([getattr(self.host, name)[nodes, rail],
-                                             getattr(self.fabric_leaf, name)[leaf]])
-            name = topo.switch_names[leaf]
-            batches.append(Batch("port", name, ts_ms + self.port_skew_ms[self._port_collector[name]], cols))
-        ports = np.arange(topo.leaves, dtype="<u2")
-        for spine in np.flatnonzero(switch_alive[topo.leaves:]):
-            cols = {"port": ports, "oper_up": fabric_up[:, spine].astype("<u1")}
-            for name in _PortCounters.FIELDS:
-                cols[name] = np.ascontiguousarray(getattr(self.fabric_spine, name)[:, spine])
-            name = topo.switch_names[topo.leaves + spine]
+        host_flat = host_up.reshape(-1)
+        for switch in np.flatnonzero(switch_alive).tolist():
+            hosts, low, high, ports = topo.switch_wiring(switch)
+            cols = {"port": ports,
+                    "oper_up": np.concatenate([host_flat[hosts], fabric_up[low], fabric_up[high]]).astype("<u1")}
+            for field in _PortCounters.FIELDS:
+                cols[field] = np.concatenate([getattr(self.host, field).reshape(-1)[hosts],
+                                              getattr(self.fabric_low, field)[low],
+                                              getattr(self.fabric_high, field)[high]])
+            name = topo.switch_names[switch]
             batches.append(Batch("port", name, ts_ms + self.port_skew_ms[self._port_collector[name]], cols))
         groups: dict[str, list[Batch]] = {}
         for batch in batches:
@@ -459,30 +453,30 @@ class Simulator:
 
     def _rack_collector(self, first: int) -> str:
         """Name of the collector of the rack whose first node is `first` (`first..last`)."""
-        names, n, per = self.topo.node_names, self.topo.nodes, self.topo.nodes_per_leaf
+        names, n, per = self.topo.node_names, self.topo.nodes, self.topo.rack_size
         return f"{names[first]}..{names[min(first + per, n) - 1]}" if per > 1 else names[first]
 
     def _nic_messages(self, ts_ms: int, node_alive: np.ndarray, host_up: np.ndarray) -> list[Message]:
         """Each live node's NICs (port j = NIC j: the host end of its link on rail j), one message
         per rack collector, as node_exporter or a sysfs poller would send them."""
-        topo, k, nic = self.topo, self.topo.cards_per_node, self.nic
-        n, per = topo.nodes, topo.nodes_per_leaf
+        topo, rails, nic = self.topo, self.topo.rails, self.nic
+        n, per = topo.nodes, topo.rack_size
         present = node_alive.copy()
         if self.sc.noise.missing_sample_rate:
             present &= self.real_rng.random(n) >= self.sc.noise.missing_sample_rate
-        ports = np.arange(k, dtype="<u2")
+        ports = np.broadcast_to(np.arange(rails, dtype="<u2"), (n, rails))
         out: list[Message] = []
         for first in range(0, n, per):
             nodes = np.flatnonzero(present[first:first + per]) + first
             if not len(nodes):
                 continue
-            cols = {"port": np.tile(ports, len(nodes)),
-                    "oper_up": host_up[nodes].reshape(-1).astype("<u1")}
+            exists = topo.host_exists[nodes]  # a host reports the NICs it has
+            cols = {"port": ports[nodes][exists], "oper_up": host_up[nodes][exists].astype("<u1")}
             for name in _PortCounters.FIELDS:
-                cols[name] = getattr(nic, name)[nodes].reshape(-1)
+                cols[name] = getattr(nic, name)[nodes][exists]
             names = topo.node_names
             collector = self._rack_collector(first)
-            parts = [(names[node], {"rows": k}) for node in nodes.tolist()]
+            parts = [(names[node], {"rows": r}) for node, r in zip(nodes.tolist(), exists.sum(axis=1).tolist())]
             stamp = ts_ms + self.card_skew_ms[first // per]  # the rack's collector, as for its cards
             out.append(Message(PORT_TELEMETRY, collector, encode_batch(Batch("port", collector, stamp, cols,
                                                                              parts=parts))))
@@ -493,12 +487,13 @@ class Simulator:
         consecutive switches and PORTS_PER_MESSAGE ports (a spine of a 100,000-card cluster has
         3,128), fixed by the topology so a switch always arrives under the same key."""
         topo, names = self.topo, self.topo.switch_names
+        tier = dict(zip(names, topo.switch_tier.tolist()))
         groups: list[list[str]] = []
         ports = 0
         for name in names:
             n = topo.switch_ports(name)
             if not groups or len(groups[-1]) >= SWITCHES_PER_COLLECTOR or ports + n > PORTS_PER_MESSAGE \
-                    or name[:4] != groups[-1][0][:4]:  # leaves and spines apart
+                    or tier[name] != tier[groups[-1][0]]:  # leaves and spines apart
                 groups.append([])
                 ports = 0
             groups[-1].append(name)
@@ -516,7 +511,7 @@ class Simulator:
         """Healthy links are not error-free: a low CRC rate on every link end, and now and then a
         burst of 1-3 errors a sample for 1-3 samples (realistic profile)."""
         noise, rng = self.sc.noise, self.real_rng
-        ends = {"host": self.host, "leaf": self.fabric_leaf, "spine": self.fabric_spine}
+        ends = {"host": self.host, "leaf": self.fabric_low, "spine": self.fabric_high}
         if self.nic is not None:
             ends["nic"] = self.nic
         if noise.link_errors_per_hour:
@@ -525,13 +520,12 @@ class Simulator:
                 counters.crc_errors += hits.astype(np.uint64)
         if noise.link_bursts_per_hour:
             for name, counters in ends.items():
-                shape = counters.crc_errors.shape
-                for _ in range(rng.poisson(noise.link_bursts_per_hour * dt / 3600 * shape[0] * shape[1])):
-                    self._bursts[(name, int(rng.integers(shape[0])), int(rng.integers(shape[1])))] = \
-                        int(rng.integers(1, 4))
+                size = counters.crc_errors.size
+                for _ in range(rng.poisson(noise.link_bursts_per_hour * dt / 3600 * size)):
+                    self._bursts[(name, int(rng.integers(size)))] = int(rng.integers(1, 4))
             for key in list(self._bursts):
-                name, i, j = key
-                ends[name].crc_errors[i, j] += np.uint64(rng.integers(1, 4))
+                name, i = key
+                ends[name].crc_errors.reshape(-1)[i] += np.uint64(rng.integers(1, 4))
                 self._bursts[key] -= 1
                 if not self._bursts[key]:
                     del self._bursts[key]
@@ -544,7 +538,8 @@ class Simulator:
             if rng.random() < 0.5:
                 self._reset_node(int(rng.integers(topo.nodes)))
             else:
-                self._reset_leaf(int(rng.integers(topo.leaves)))
+                edge = topo.edge_switches
+                self._reset_switch(int(edge[int(rng.integers(len(edge)))]))
 
     def _port_spikes(self) -> None:
         """Single-tick congestion bursts (drops, PFC pauses) on random host links: a confounder."""
@@ -563,11 +558,8 @@ class Simulator:
                 continue
             if f.kind == "node_failure":
                 self._reset_node(a)
-            elif f.kind == "switch_failure" and what == "leaf":
-                self._reset_leaf(a)
             elif f.kind == "switch_failure":
-                for name in _PortCounters.FIELDS:
-                    getattr(self.fabric_spine, name)[:, a] = 0
+                self._reset_switch(a)
 
 
     def _reset_node(self, node: int) -> None:
@@ -578,13 +570,22 @@ class Simulator:
             for name in _PortCounters.FIELDS:
                 getattr(self.nic, name)[node] = 0
 
-    def _reset_leaf(self, leaf: int) -> None:
-        """A leaf's port counters (host and uplink ends) start again at 0."""
-        rail = leaf // self.topo.leaves_per_rail
-        nodes = self.topo.leaf_host_nodes(leaf)
+    def _reset_switch(self, switch: int) -> None:
+        """A switch's port counters (its host ports and its ends of fabric links) start again at 0."""
+        hosts, low, high, _ = self.topo.switch_wiring(switch)
         for name in _PortCounters.FIELDS:
-            getattr(self.host, name)[nodes, rail] = 0
-            getattr(self.fabric_leaf, name)[leaf] = 0
+            getattr(self.host, name).reshape(-1)[hosts] = 0
+            getattr(self.fabric_low, name)[low] = 0
+            getattr(self.fabric_high, name)[high] = 0
+
+
+def _fit(per_card: np.ndarray, rails: int) -> np.ndarray:
+    """A (nodes, cards) array as (nodes, rails): NIC j takes card j's value, NICs without a card the mean."""
+    k = per_card.shape[1]
+    if rails <= k:
+        return per_card[:, :rails]
+    extra = np.repeat(per_card.mean(axis=1, keepdims=True), rails - k, axis=1)
+    return np.concatenate([per_card, extra], axis=1)
 
 
 class _PortCounters:

@@ -125,7 +125,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topology import Topology, UnknownEntity
     from producers.inventory import InventoryError, load_inventory
 
-    topology = Topology(settings.cluster.shape())
+    topology = settings.build_topology()
     try:
         inventory = load_inventory(args.inventory)
     except InventoryError as exc:

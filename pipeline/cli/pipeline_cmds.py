@@ -60,9 +60,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except ScenarioError as exc:
         raise UsageError(f"invalid scenario: {exc}") from None
     s = scenario.shape
-    settings = settings.model_copy(update={"cluster": settings.cluster.model_copy(update={
-        "cards": s.cards, "cards_per_node": s.cards_per_node, "nodes_per_leaf": s.nodes_per_leaf,
-        "spines": s.spines})})
+    settings = settings.for_scenario(scenario)
     if args.append:
         settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
     _check_receivers(settings)

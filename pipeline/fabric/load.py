@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pipeline.fabric.model import Fabric, FabricError
 
-KINDS = ("ibnetdiscover", "lldp", "cabling")
+KINDS = ("ibnetdiscover", "lldp", "cabling", "saved")
 
 
 def sniff(path: Path) -> str:
-    """ibnetdiscover, lldp or cabling, from the first bytes of the file (or a directory of LLDP dumps)."""
+    """ibnetdiscover, lldp, cabling or saved (`topology import --out`), from the first bytes of the file (or a directory of LLDP dumps)."""
     if path.is_dir():
         return "lldp"
     try:
@@ -24,6 +24,8 @@ def sniff(path: Path) -> str:
     lower = text.lower()
     if text.lstrip().startswith(("{", "[")):
         return "lldp"
+    if lower.lstrip().startswith("clusterpulse_topology:"):
+        return "saved"
     if "startdevice" in lower and "endport" in lower:
         return "cabling"
     if "switchguid=" in lower or "\nswitch" in lower or "caguid=" in lower or "\nsw " in lower or lower.startswith("sw "):
@@ -36,12 +38,13 @@ def load_fabric(path: str | Path, kind: str | None = None) -> Fabric:
     from pipeline.fabric.cabling_plan import load_cabling_plan
     from pipeline.fabric.ibnetdiscover import load_ibnetdiscover
     from pipeline.fabric.lldp import load_lldp
+    from pipeline.fabric.saved import load_saved
 
     path = Path(path)
     if not path.exists():
         raise FabricError(f"{path}: no such file or directory")
     kind = kind or sniff(path)
-    loaders = {"ibnetdiscover": load_ibnetdiscover, "lldp": load_lldp, "cabling": load_cabling_plan}
+    loaders = {"ibnetdiscover": load_ibnetdiscover, "lldp": load_lldp, "cabling": load_cabling_plan, "saved": load_saved}
     if kind not in loaders:
         raise FabricError(f"unknown topology kind {kind!r} (known: {', '.join(KINDS)})")
     return loaders[kind](path)

@@ -297,7 +297,7 @@ class ParquetSink:
                 names = [topo.port_link(switch, port) for port in range(topo.switch_ports(switch))]
             except UnknownEntity:
                 names = []
-            rails = [topo.parse_link(n)[2] if n and "-nic" in n else -1 for n in names]
+            rails = [topo.link_rail(n) for n in names]
             found = self._port_links[switch] = (len(self._link_list), len(names))
             self._link_list += names + [None]
             self._link_rails += rails + [-1]

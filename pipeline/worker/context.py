@@ -39,7 +39,7 @@ class WorkerContext:
     def __init__(self, app: faust.App, settings: Settings, stream_tags: dict[str, str]) -> None:
         self.app = app
         self.settings = settings
-        self.topology = Topology(settings.cluster.shape())
+        self.topology = settings.build_topology()
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}"
         self.sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
                                 flush_seconds=settings.sink.flush_seconds, topology=self.topology,
