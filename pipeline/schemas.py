@@ -101,7 +101,7 @@ PORT = BatchSchema(
     doc="One switch's ports; counters are monotonic, as exporters report them.",
     columns=(
         Column("port", "<u2", doc="port index on the switch"),
-        Column("oper_up", "<u1", doc="1 if the port is operationally up"),
+        Column("oper_up", "<u1", doc="1 up; 0 down; 2 down, administratively disabled (ifAdminStatus down)"),
         Column("rx_bytes", _COUNTER),
         Column("tx_bytes", _COUNTER),
         Column("crc_errors", _COUNTER, doc="CRC / FCS errors"),

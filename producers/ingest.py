@@ -150,16 +150,19 @@ def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, r
 def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, inventory: Inventory,
                       output, host: str | None, interval_s: float, once: bool,  # noqa: ANN001
                       should_stop=lambda: False, log=sys.stderr, switch: str | None = None,  # noqa: ANN001
+                      ports_as_entities: bool = False,
                       ) -> tuple[IngestSummary, ExporterConverter, list[InputReport]]:
     """Saved scrapes, then the targets (once, or every `interval_s` until `should_stop()`).
-    Polling, a target's new problem is printed to `log` as it happens (`InputReport.printed`)."""
-    converter = ExporterConverter(topology, inventory)
+    Polling, a target's new problem is printed to `log` as it happens (`InputReport.printed`).
+    `ports_as_entities`: switch ports are their own entities (no topology to check them against)."""
+    converter = ExporterConverter(topology, inventory, ports_as_entities)
+    checked = None if ports_as_entities else topology
 
     def convert_file(path: str, skips: Skips) -> list[Batch]:
         report = InputReport(path, skips=skips)
         return _convert_scrape(converter, read_text(path), host, report, switch)
 
-    summary, reports = ingest_inputs(files, convert_file, output, topology)
+    summary, reports = ingest_inputs(files, convert_file, output, checked)
     live = {url: InputReport(url) for url in targets}
     reports += live.values()
     while targets and not should_stop():
@@ -170,7 +173,7 @@ def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, 
                 text = decode_text(scrape(url), empty="empty response")
                 target_host = host or url.split("//", 1)[-1].split("/", 1)[0].split(":")[0]
                 batches = _convert_scrape(converter, text, target_host, poll, switch)
-                send_batches(batches, output, summary, topology, poll)
+                send_batches(batches, output, summary, checked, poll)
             except OSError as exc:
                 summary.errors.append(str(exc))
                 poll.problem = str(exc)

@@ -34,7 +34,7 @@ per_port as (
         and arg_max([crc_errors, symbol_errors, fec_corrected, drops], ts)
             = [max(crc_errors), max(symbol_errors), max(fec_corrected), max(drops)] as monotonic,
         epoch(max(ts)) - epoch(min(ts)) as seconds,
-        avg(oper_up) as up_share
+        avg((oper_up = 1)::int) as up_share
     from samples
     group by switch, port
 ),

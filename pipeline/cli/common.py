@@ -37,6 +37,9 @@ SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "partitions": (("--partitions",), {"type": int, "help": "partitions per telemetry topic (default 12)"}),
     "topic_prefix": (("--topic-prefix",), {"help": "topic name prefix (default clusterpulse)"}),
     "group_id": (("--group-id",), {"help": "the workers' consumer group (default clusterpulse-worker)"}),
+    "topology": (("--topology",), {"metavar": "FILE", "help": "the real fabric (ibnetdiscover, LLDP json0, NDT "
+                                   "cabling CSV or `topology import --out` YAML) instead of the synthetic cluster "
+                                   "shape (env CLUSTERPULSE_TOPOLOGY)"}),
 }
 
 

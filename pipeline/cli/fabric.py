@@ -1,4 +1,4 @@
-"""Verbs over real fabrics: `topology show`, `topology radius`, `topology check`."""
+"""Verbs over real fabrics: `topology import`, `show`, `radius`, `export`, `check`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def add_parsers(sub: Any) -> None:
     verbs = p.add_subparsers(dest="topology_command", required=True, metavar="VERB")
     kind = {"choices": ["ibnetdiscover", "lldp", "cabling"], "help": "the file's kind (default: from its content)"}
 
+    v = new_verb(verbs, "import", "read a real fabric: a summary, and (--out) the topology file that "
+                                  "--topology / settings topology: take",
+                 "clusterpulse topology import selene.compute.ibnetdiscover.txt.gz --format ibnetdiscover "
+                 "--out topology.yaml\n"
+                 "clusterpulse topology import lldp/ --format lldp --json\n"
+                 "clusterpulse worker --bootstrap kafka:9092 --topology topology.yaml", log_level=False)
+    v.add_argument("file", help="ibnetdiscover output (plain or --ports, .gz too), `lldpcli -f json0 show neighbors` "
+                                "(a file, or a directory of <host>.json), or an NDT cabling CSV")
+    v.add_argument("--format", choices=list(FORMATS), help="the file's format (default: from its content)")
+    v.add_argument("--out", metavar="FILE", help="write the topology as YAML (every link once, the fabric's names)")
+    v.add_argument("--json", action="store_true", help="print one JSON object: switches, host_ports, links, tiers, ...")
+    v.set_defaults(handler=cmd_import)
+
     v = new_verb(verbs, "show", "devices per tier, links and what was left out",
                  "clusterpulse topology show selene.compute.ibnetdiscover.txt.gz", log_level=False)
     v.add_argument("file", help="ibnetdiscover output (plain or --ports, .gz too), lldpcli json0 "
@@ -40,8 +53,9 @@ def add_parsers(sub: Any) -> None:
                  "clusterpulse topology export selene.compute.ibnetdiscover.txt.gz --data lake\n"
                  "clusterpulse topology export --data lake     # the configured synthetic cluster\n"
                  "clusterpulse query switch_reach --data lake --param switch=LG01-01",
-                 settings=("data_dir",), log_level=False)
-    v.add_argument("file", nargs="?", help="a topology file (default: the synthetic cluster of the settings)")
+                 settings=("data_dir", "topology"), log_level=False)
+    v.add_argument("file", nargs="?", help="a topology file (default: the settings' topology, else the synthetic "
+                                           "cluster)")
     v.add_argument("--kind", **kind)
     v.set_defaults(handler=cmd_export)
 
@@ -56,6 +70,9 @@ def add_parsers(sub: Any) -> None:
     v.set_defaults(handler=cmd_check)
 
 
+FORMATS = {"ibnetdiscover": "ibnetdiscover", "lldp": "lldp", "ndt": "cabling"}  # --format -> reader
+
+
 def _load(path: str, kind: str | None = None) -> Any:
     from pipeline.fabric.load import load_fabric
     from pipeline.fabric.model import FabricError
@@ -64,6 +81,47 @@ def _load(path: str, kind: str | None = None) -> Any:
         return load_fabric(path, kind)
     except FabricError as exc:
         raise UsageError(str(exc)) from None
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.fabric.load import sniff
+    from pipeline.fabric.saved import save_fabric
+
+    kind = FORMATS[args.format] if args.format else None
+    fabric = _load(args.file, kind)
+    summary = fabric.summary()
+    tiers = {name: n for name, n in summary["by_tier"].items() if name != "host"}
+    result = {"source": args.file, "format": args.format or {v: k for k, v in FORMATS.items()}.get(
+                  kind or _sniffed(sniff, args.file), "saved"),
+              "switches": sum(tiers.values()), "hosts": summary["by_tier"].get("host", 0),
+              "host_ports": summary["host_ports"], "links": summary["links"], "tiers": tiers,
+              "dropped": summary["dropped"], "out": args.out}
+    if not fabric.links:
+        raise UsageError(f"{args.file}: no links found (is it the right --format?)")
+    if args.out:
+        try:
+            save_fabric(fabric, args.out, f"{args.file} ({result['format']})")
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {args.out}: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    many = {"leaf": "leaves", "unreached switch": "unreached switches"}
+    print(f"{args.file} ({result['format']}): {plural(result['switches'], 'switch', 'switches')} ("
+          + ", ".join(plural(n, name, many.get(name)) for name, n in tiers.items())
+          + f"), {plural(result['hosts'], 'host')} with {plural(result['host_ports'], 'host port')}, "
+          f"{plural(result['links'], 'link')}")
+    for why, n in summary["dropped"].items():
+        print(f"  left out: {n:,} x {why}")
+    if args.out:
+        print(f"written to {args.out}: use it with --topology {args.out} or `topology: {args.out}` in the settings")
+    return 0
+
+
+def _sniffed(sniff: Any, path: str) -> str:
+    from pathlib import Path
+
+    return sniff(Path(path))
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,6 +166,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.file:
         fabric, names = _load(args.file, args.kind), {}
+    elif settings.topology:  # the configured real fabric, its links named as the pipeline names them
+        topology = _configured(settings)
+        fabric, names = topology.fabric, topology.link_names_by_key
     else:
         fabric, names = fabric_of_topology(Topology(settings.cluster.shape()))
     lake = resolve_lake(settings.data_dir).path
@@ -117,6 +178,15 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     say(f"clusterpulse: {plural(len(fabric.devices), 'device')} and {plural(len(fabric.links), 'link')} "
         f"written to {', '.join(str(p) for p in paths)}; query them with the devices and fabric_links views")
     return 0
+
+
+def _configured(settings: Settings) -> Any:
+    from pipeline.settings import SettingsError
+
+    try:
+        return settings.build_topology()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,12 +13,12 @@ from pipeline.broker import check_reachable, create_topics
 from pipeline.cli.common import CommandError, UsageError, close_output, new_verb, plural, say
 from pipeline.settings import Settings
 
-NETWORK = ("bootstrap", "partitions", "topic_prefix")
+NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, kernel-log Xids, nvidia-smi, "
-                                      "perfquery, sysfs, step tables",
+    p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, switches (snmp, gnmic, ib-exporter, "
+                                      "ufm, perfquery), kernel-log Xids, nvidia-smi, sysfs, step tables",
                        description="Real telemetry in. `clusterpulse ingest SOURCE --help` shows a source's options.")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
@@ -27,23 +27,55 @@ def add_parsers(sub: Any) -> None:
         s.add_argument("--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names "
                                            "(YAML, docs/inventory.md)")
         s.add_argument("--out", help="write messages to this file instead of Kafka")
-        s.set_defaults(handler=cmd_ingest)
+        s.add_argument("--detect", action="store_true",
+                       help="run the detectors and root cause offline over the input and print the alerts "
+                            "(nothing is sent)")
+        s.add_argument("--json", action="store_true",
+                       help="with --detect: one alert record (docs/scenarios.md alert contract) per line")
+        s.set_defaults(handler=cmd_ingest, host=None, switch=None)
         return s
+
+    def scrapes(s: argparse.ArgumentParser, what: str) -> None:
+        s.add_argument("inputs", nargs="*", metavar="FILE", help=f"saved {what}")
+        s.add_argument("--target", action="append", default=[], metavar="URL", help="a /metrics URL; repeatable")
+        s.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
+        s.add_argument("--once", action="store_true", help="poll every target once and exit")
 
     s = source("prometheus", "dcgm-exporter, npu-exporter and node_exporter /metrics: live or saved scrapes",
                "clusterpulse ingest prometheus --target http://gpu-node-1:9400/metrics --inventory inv.yaml "
                "--bootstrap kafka:9092\nclusterpulse ingest prometheus scrape.prom --host gpu-node-1 --out x.msgs")
-    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved scrapes")
-    s.add_argument("--target", action="append", default=[], metavar="URL", help="a /metrics URL; repeatable")
+    scrapes(s, "scrapes")
     s.add_argument("--host", help="the host of saved scrapes without Hostname labels")
     s.add_argument("--switch", help="the switch of saved snmp_exporter scrapes (they carry no target label): "
                                     "a topology name, or a name the inventory maps")
-    s.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
-    s.add_argument("--once", action="store_true", help="poll every target once and exit")
 
-    s = source("ufm", "NVIDIA UFM Telemetry JSON messages (per-port IB counters of switches)",
-               "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs")
-    s.add_argument("inputs", nargs="*", metavar="FILE", help="saved UFM Telemetry messages")
+    switch_help = "the switch of saved scrapes without a switch label: a topology name, or a name the inventory maps"
+    s = source("snmp", "snmp_exporter if_mib scrapes of switches (ifOperStatus, ifAdminStatus, ifHC*Octets, "
+                       "ifInErrors, ifInDiscards, dot3StatsFCSErrors): live or saved",
+               "clusterpulse ingest snmp leaf01.prom --switch leaf01 --detect\n"
+               "clusterpulse ingest snmp --target 'http://snmp-exporter:9116/snmp?target=leaf01&module=if_mib' "
+               "--switch leaf01 --topology topology.yaml --bootstrap kafka:9092")
+    scrapes(s, "snmp_exporter scrapes")
+    s.add_argument("--switch", help=switch_help + " (a saved snmp_exporter scrape names no switch)")
+    s = source("gnmic", "gnmic Prometheus output of OpenConfig interfaces (in_errors, in_fcs_errors, "
+                        "carrier_transitions, oper_status, admin_status; label source): live or saved",
+               "clusterpulse ingest gnmic gnmic.prom --detect --json\n"
+               "clusterpulse ingest gnmic --target http://gnmic:9804/metrics --topology topology.yaml "
+               "--bootstrap kafka:9092")
+    scrapes(s, "gnmic scrapes")
+    s.add_argument("--switch", help=switch_help)
+    s = source("ib-exporter", "Prometheus infiniband_exporter scrapes (switch port symbol errors, link downed, "
+                              "receive errors; labels guid, port): live or saved",
+               "clusterpulse ingest ib-exporter ib.prom --topology selene.ibnetdiscover --detect\n"
+               "clusterpulse ingest ib-exporter --target http://ufm-host:9315/metrics --bootstrap kafka:9092")
+    scrapes(s, "infiniband_exporter scrapes")
+    s.add_argument("--switch", help=switch_help)
+    s = source("ufm", "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB "
+                      "counters of switches; labels node_guid, port_num)",
+               "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
+               "clusterpulse ingest ufm --target http://ufm:9001/csv/xcset/ib_basic --topology topology.yaml --detect")
+    scrapes(s, "UFM Telemetry JSON messages or Prometheus scrapes")
+    s.add_argument("--switch", help=switch_help)
 
     s = source("xid", "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
                "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs")
@@ -80,12 +112,25 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--first-node", type=int, default=0, help="node of rank 0")
     s.add_argument("--no-stage-groups", action="store_true",
                    help="bytedance: compare all ranks, not ranks of the same pipeline stage")
-    s.add_argument("--detect", action="store_true", help="run the straggler detector and print its alerts")
 
 
-def _open_output(args: argparse.Namespace, settings: Settings) -> Any:
+SWITCH_SOURCES = ("snmp", "gnmic", "ib-exporter", "ufm")
+SCRAPE_SOURCES = ("prometheus", "snmp", "gnmic", "ib-exporter")
+
+
+def _open_output(args: argparse.Namespace, settings: Settings, topology: Any, converter: dict) -> Any:
     from producers.output import FileOutput, KafkaOutput
 
+    if args.detect:
+        from pipeline.offline_detect import DetectOutput, PortEntities
+
+        if args.out:
+            raise UsageError("--detect prints alerts and sends nothing: leave out --out")
+        if args.ports_as_entities:  # the switches and ports seen, once the inputs are read
+            return DetectOutput(lambda: PortEntities(converter["switches"].port_names), settings, args.json)
+        return DetectOutput(lambda: topology, settings, args.json)
+    if args.json:
+        raise UsageError("--json goes with --detect (the alerts as JSON lines)")
     if args.out:
         try:
             return FileOutput(args.out)
@@ -125,14 +170,22 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topology import Topology, UnknownEntity
     from producers.inventory import InventoryError, load_inventory
 
-    topology = settings.build_topology()
+    from pipeline.settings import SettingsError
+
+    try:
+        topology = settings.build_topology()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
     try:
         inventory = load_inventory(args.inventory)
     except InventoryError as exc:
         raise UsageError(str(exc)) from None
-    if args.source == "prometheus":
+    # no fabric to place switch ports on: each port is its own entity, <switch>:<port name>
+    args.ports_as_entities = args.detect and args.source in SWITCH_SOURCES and not settings.topology \
+        and not args.inventory
+    if args.source in SCRAPE_SOURCES or args.source == "ufm":
         if not args.target and not args.inputs:
-            raise UsageError("ingest prometheus needs --target URL or saved scrape files")
+            raise UsageError(f"ingest {args.source} needs --target URL or saved files")
     elif not args.inputs:
         raise UsageError(f"ingest {args.source} needs input files")
     for path in args.inputs:
@@ -143,16 +196,19 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         _check_host(args, inventory, topology)
     if args.source == "perfquery":
         _require(args, "switch", "a topology name, or a GUID the inventory maps")
-        args.switch_name = inventory.switch_of(args.switch) or args.switch
+        by_guid = getattr(topology, "switch_of_guid", lambda guid: None)  # an imported fabric knows its GUIDs
+        args.switch_name = inventory.switch_of(args.switch) or by_guid(args.switch) or args.switch
         try:
             topology.parse_switch(args.switch_name)
         except UnknownEntity:
             names = topology.switch_names
             raise UsageError(f"--switch {args.switch!r} is neither a switch of the topology ({names[0]}, ..., "
                              f"{names[-1]}) nor a GUID the inventory maps") from None
-    if args.source == "steps" and args.detect:
+    if args.source == "steps" and args.detect and not args.json:
         return _steps_detect(args, settings, topology)
-    output = _open_output(args, settings)
+    converter: dict = {}  # the handler's switch converter, for the port entities --detect names
+    output = _open_output(args, settings, topology, converter)
+    args.converter = converter
     try:
         return HANDLERS[args.source](args, topology, inventory, output)
     except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
@@ -182,7 +238,9 @@ def _prometheus(args: argparse.Namespace, topology: Any, inventory: Any, output:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     summary, converter, reports = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
-                                                    args.interval, args.once, lambda: stop["now"], switch=args.switch)
+                                                    args.interval, args.once, lambda: stop["now"], switch=args.switch,
+                                                    ports_as_entities=args.ports_as_entities)
+    args.converter["switches"] = converter.switches
     r = converter.report
     gpus = f"; unmapped GPUs: {dict(r.unmapped_gpus)}" if r.unmapped_gpus else ""
     return _finish(summary, reports,
@@ -252,19 +310,25 @@ def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: 
 
 
 def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    """UFM Telemetry JSON messages (files), or its Prometheus text (files or --target)."""
     from producers.adapters import read_text
     from producers.adapters.switches import SwitchConverter, ufm_messages
+
+    if args.target or any(not read_text(path).lstrip().startswith("{") for path in args.inputs
+                          if Path(path).is_file()):
+        return _prometheus(args, topology, inventory, output)  # UFM's Prometheus endpoint: the same metric names
     from producers.ingest import ingest_inputs
 
-    converter = SwitchConverter(topology, inventory)
+    converter = SwitchConverter(None if args.ports_as_entities else topology, inventory)
+    args.converter["switches"] = converter
 
     def convert(path: str, skips: Any) -> list:
         exposition, ts_ms = ufm_messages(read_text(path))
-        batches = converter.convert(exposition, ts_ms or int(time.time() * 1000))
+        batches = converter.convert(exposition, ts_ms or int(time.time() * 1000), args.switch)
         skips.merge(converter.skips)
         return batches
 
-    summary, reports = ingest_inputs(args.inputs, convert, output, topology)
+    summary, reports = ingest_inputs(args.inputs, convert, output, None if args.ports_as_entities else topology)
     r = converter.report
     return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'counter')} "
                                      f"({r.mapped:,} mapped); unmapped switches: {dict(r.unmapped_switches) or 'none'}")
@@ -320,7 +384,8 @@ def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
 
 
 HANDLERS = {"prometheus": _prometheus, "xid": _xid, "nvidia-smi": _nvidia_smi, "perfquery": _perfquery,
-            "sysfs": _sysfs, "steps": _steps, "ufm": _ufm}
+            "sysfs": _sysfs, "steps": _steps, "ufm": _ufm, "snmp": _prometheus, "gnmic": _prometheus,
+            "ib-exporter": _prometheus}
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:

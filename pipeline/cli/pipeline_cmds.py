@@ -37,8 +37,9 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_broker)
 
     p = new_verb(sub, "worker", "run a Faust worker (detectors, alerts, Parquet, notifications) against a broker",
-                 "clusterpulse worker --bootstrap 127.0.0.1:9092 --data ./lake --log-level info",
-                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id"))
+                 "clusterpulse worker --bootstrap 127.0.0.1:9092 --data ./lake --log-level info\n"
+                 "clusterpulse worker --bootstrap kafka:9092 --topology topology.yaml   # a real fabric",
+                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id", "topology"))
     p.add_argument("--append", action="store_true",
                    help="write into a data directory that holds another cluster's lake")
     p.add_argument("--health-port", type=int, help="serve GET /healthz on this port (setting health_port; "

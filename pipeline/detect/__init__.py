@@ -23,8 +23,8 @@ from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 4  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
-# per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors
+SNAPSHOT_VERSION = 5  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+# per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports
 _NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
           ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
           ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),

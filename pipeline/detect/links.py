@@ -49,6 +49,8 @@ class LinkDetector:
         self.window_samples = np.zeros(0, np.int64)  # samples with errors in the window
         self.clean_streak = np.zeros(0, np.int64)
         self.down_times: dict[int, list[int]] = {}  # flat port -> times it went down (recent)
+        self.admin_down: set[int] = set()  # flat ports reported administratively disabled
+        self._link_labels: dict[str, dict[str, str]] = {}
 
     def _add_switch(self, name: str) -> tuple[int, int]:
         """Give a newly seen switch its block of flat ports (arrays grow by doubling)."""
@@ -95,7 +97,13 @@ class LinkDetector:
         rows = judged[row_part]
         starts = np.array([first for first, _ in blocks], np.intp)
         flat = starts[row_part[rows]] + batch.columns["port"][rows].astype(np.intp)
-        oper = batch.columns["oper_up"][rows].astype(bool)
+        status = batch.columns["oper_up"][rows]
+        oper = status == 1  # 0 down, 2 down and administratively disabled
+        if (status == 2).any():
+            self.admin_down.update(flat[status == 2].tolist())
+            self.admin_down.difference_update(flat[status != 2].tolist())
+        elif self.admin_down:
+            self.admin_down.difference_update(flat.tolist())
         whole = np.concatenate([np.arange(first, first + ports) for (first, ports), j in zip(blocks, judged) if j])
         out = self._status(flat, oper, first_report[row_part[rows]], ts)
         out += self._errors(batch, rows, flat, oper, whole, index[judged], ts)
@@ -131,9 +139,13 @@ class LinkDetector:
                     out.append(alert)
             elif not self.book.is_firing("link_flapping", link):
                 number = int(self.port_number[port])
-                alert = self.book.fire("link_down", link, ts, severity="critical",
-                                       summary=f"{link} down (port {number} of {switch} reports oper down)",
-                                       labels=labels, evidence={"port": number, "seen_by": switch})
+                # a disabled port still cost the fabric a link (and may be the wrong one): a warning
+                admin = port in self.admin_down
+                why = "is administratively disabled" if admin else "reports oper down"
+                alert = self.book.fire("link_down", link, ts, severity="warning" if admin else "critical",
+                                       summary=f"{link} down (port {number} of {switch} {why})",
+                                       labels={**labels, "admin_down": "true"} if admin else labels,
+                                       evidence={"port": number, "seen_by": switch})
                 if alert:
                     out.append(alert)
         hold_ms = int(s.down_resolve_s * 1000)
@@ -222,9 +234,15 @@ class LinkDetector:
         return out
 
     def _labels(self, switch: str, link: str) -> dict[str, str]:
-        a, _, b = link.partition("~")
-        labels = {"switch": switch, "link": link}
-        if "-nic" in a:
-            node, _, nic = a.partition("-nic")
-            labels.update({"node": node, "rail": nic})
-        return labels
+        """switch and link; a host link's node and rail (its NIC) too."""
+        known = self._link_labels.get(link)
+        if known is None:
+            known = {}
+            try:
+                what, node, nic = self.topo.resolve_link(link)
+                if what == "host":
+                    known = {"node": self.topo.node_name(node), "rail": str(nic)}
+            except ValueError:  # UnknownEntity: a port that is its own entity
+                pass
+            self._link_labels[link] = known
+        return {"switch": switch, "link": link, **known}

@@ -162,7 +162,7 @@ class SwitchDownDetector:
         ts_ms = batch.ts_ms
         rows = np.fromiter((n for _, n in parts), np.int64, len(parts))
         whole = rows >= np.fromiter((self._complete_rows(s) for s, _ in parts), np.int64, len(parts))
-        up = np.asarray(batch.columns["oper_up"]).astype(np.int64)
+        up = (np.asarray(batch.columns["oper_up"]) == 1).astype(np.int64)
         ends = np.cumsum(rows)
         running = np.concatenate([[0], np.cumsum(up)])
         ports_up = running[ends] - running[ends - rows]

@@ -50,6 +50,7 @@ class FabricTopology(Wiring):
         self.switch_names = switches
         self._node_index = {name: i for i, name in enumerate(hosts)}
         self._switch_index = {name: i for i, name in enumerate(switches)}
+        self._switch_guid = {_guid(fabric.devices[n].guid): n for n in switches if fabric.devices[n].guid}
         self.switch_tier = np.array([tiers.get(n) or 99 for n in switches], np.int64)
         self.shape = ("fabric", identity or _digest(fabric), cards_per_node)  # what a snapshot must match
 
@@ -143,6 +144,10 @@ class FabricTopology(Wiring):
         except KeyError:
             raise UnknownEntity(f"unknown switch {name!r}") from None
 
+    def switch_of_guid(self, guid: str) -> str | None:
+        """The switch whose node GUID this is (`0x7cfe9003009ce5b0` or without 0x), None if none."""
+        return self._switch_guid.get(_guid(guid))
+
     def parse_switch(self, name: str) -> tuple[str, int]:
         """(tier kind: leaf, spine, core, tier N, unreached; index among all switches)."""
         i = self.switch_index(name)
@@ -217,6 +222,11 @@ def load_topology(path: str | Path, cards_per_node: int = 8) -> FabricTopology:
         fabric = load_fabric(path)
         _CACHE[key] = FabricTopology(fabric, cards_per_node, identity=_digest(fabric))
     return _CACHE[key]
+
+
+def _guid(text: str) -> str:
+    text = text.strip().lower()
+    return text[2:] if text.startswith("0x") else text
 
 
 def _digest(fabric: Fabric) -> str:

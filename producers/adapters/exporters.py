@@ -67,13 +67,16 @@ class ConversionReport:
 class ExporterConverter:
     """Stateful (it remembers the last error code per card) converter of scrapes to card batches."""
 
-    def __init__(self, topology: Topology, inventory: Inventory) -> None:
+    def __init__(self, topology: Topology, inventory: Inventory, ports_as_entities: bool = False) -> None:
+        """`ports_as_entities`: switches are taken as named, their ports as their own entities
+        (`SwitchConverter` without a topology)."""
         self.topo = topology
         self.inventory = inventory
         self.last_code: dict[tuple[str, int], int] = {}
         self.report = ConversionReport()
         self.skips = Skips()  # of the scrape being converted
-        self.switches = SwitchConverter(topology, inventory)  # switch port metrics in the same scrapes
+        # switch port metrics in the same scrapes
+        self.switches = SwitchConverter(None if ports_as_entities else topology, inventory)
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         labels = sample.labels

@@ -61,6 +61,9 @@ UFM = {"SymbolErrorCounterExtended": ("symbol_errors", 1, False),
        "Infiniband_RcvErrors": ("crc_errors", 1, False), "Infiniband_XmtDiscards": ("drops", 1, False),
        "Infiniband_XmitWait": ("pfc_pause", 1, False)}
 STATUS = {"ifOperStatus", "interfaces_interface_state_oper_status"}
+# an administratively disabled port (ifAdminStatus 2 = down; OpenConfig admin-status DOWN) is sent as
+# oper_up 2: down, and disabled on purpose (the link detector pages it as a warning, label admin_down)
+ADMIN = {"ifAdminStatus", "interfaces_interface_state_admin_status"}
 _LAST_NUMBER = re.compile(r"(\d+)\D*$")
 
 
@@ -73,7 +76,7 @@ class SwitchReport:
     wraps: int = 0  # 32-bit counters unwrapped
 
 
-_GNMIC_NAMES = (*GNMIC, "interfaces_interface_state_oper_status")
+_GNMIC_NAMES = (*GNMIC, "interfaces_interface_state_oper_status", "interfaces_interface_state_admin_status")
 # a column several metrics of a table fill takes the one listed first: its rank in the table
 _RANK = {name: i for table in (SNMP, GNMIC, IB_EXPORTER, UFM) for i, name in enumerate(table)}
 
@@ -81,7 +84,7 @@ _RANK = {name: i for table in (SNMP, GNMIC, IB_EXPORTER, UFM) for i, name in enu
 def _family(name: str) -> tuple[str, dict, str] | None:
     """(family, its metric table, the name as the table knows it) of a switch metric; gnmic names
     may carry any prefix."""
-    if name in SNMP or name == "ifOperStatus":
+    if name in SNMP or name in ("ifOperStatus", "ifAdminStatus"):
         return "snmp", SNMP, name
     if name in IB_EXPORTER:
         return "ib", IB_EXPORTER, name
@@ -95,14 +98,18 @@ class SwitchConverter:
     """Scrapes (or UFM messages) of switch port counters to port batches. Stateful: it unwraps
     32-bit counters and remembers switch names announced by info metrics."""
 
-    def __init__(self, topology: Topology, inventory: Inventory) -> None:
+    def __init__(self, topology: Topology | None, inventory: Inventory) -> None:
+        """Without a topology every switch is taken as named and each of its ports is its own
+        entity, `<switch>:<ifName>` (`port_names` keeps them, in the order first seen)."""
         self.topo = topology
+        self.port_names: dict[str, list[str]] = {}  # without a topology: switch -> its ports' names
         self.inventory = inventory
         self.report = SwitchReport()
         self.skips = Skips()
         self._raw: dict[tuple[str, int, str], int] = {}  # last raw value of a 32-bit counter
         self._offset: dict[tuple[str, int, str], int] = {}
         self._names: dict[str, str] = {}  # IB GUID -> switch name (infiniband_switch_info)
+        self._last_stamp: dict[str, int] = {}  # switch -> time of its last batch
 
     @staticmethod
     def recognises(sample: Sample) -> bool:
@@ -130,6 +137,11 @@ class SwitchConverter:
             mapped = self.inventory.switch_of(name)
             if mapped:
                 return mapped
+            if self.topo is None:
+                return name
+            by_guid = getattr(self.topo, "switch_of_guid", None)  # an imported fabric knows its GUIDs
+            if by_guid is not None and by_guid(name):
+                return by_guid(name)
             try:
                 self.topo.switch_index(name)
                 return name
@@ -149,6 +161,14 @@ class SwitchConverter:
             text = labels.get("port", "")
         else:
             text = str(labels.get("port_num", ""))
+        if self.topo is None:  # the port is its own entity, by its name
+            if not text:
+                self.skips.add("a sample without a port name (ifName, interface_name, port)", "sample")
+                return None
+            names = self.port_names.setdefault(switch, [])
+            if text not in names:
+                names.append(text)
+            return names.index(text)
         match = _LAST_NUMBER.search(text)
         port = int(match.group(1)) - 1 if match else -1
         if not 0 <= port < self.topo.switch_ports(switch):
@@ -197,6 +217,10 @@ class SwitchConverter:
             self.report.mapped += 1
             row = rows.setdefault((switch, port), {})
             stamps[switch] = max(stamps.get(switch, 0), sample.ts_ms or scrape_ts_ms)
+            if name in ADMIN:
+                state = sample.labels.get("admin_status", "").upper()
+                row["admin_down"] = int(state == "DOWN" or (not state and sample.value == 2))
+                continue
             if name in STATUS:
                 row["oper_up"] = int(sample.labels.get("oper_status", "").upper() == "UP"
                                      or (not sample.labels.get("oper_status") and sample.value == 1))
@@ -214,7 +238,12 @@ class SwitchConverter:
                 row[column] = value * scale
         by_switch: dict[str, dict[int, dict[str, int]]] = {}
         for (switch, port), row in rows.items():
+            if row.pop("admin_down", 0):
+                row["oper_up"] = 2
             by_switch.setdefault(switch, {})[port] = row
+        for switch in by_switch:  # saved scrapes read in quick succession: each a later sample than the last
+            stamps[switch] = max(stamps[switch], self._last_stamp.get(switch, -1) + 1)
+            self._last_stamp[switch] = stamps[switch]
         return [port_batch(switch, stamps[switch], ports) for switch, ports in sorted(by_switch.items())]
 
 
