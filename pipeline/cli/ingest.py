@@ -73,7 +73,7 @@ def add_parsers(sub: Any) -> None:
     s = source("ufm", "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB "
                       "counters of switches; labels node_guid, port_num)",
                "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
-               "clusterpulse ingest ufm --target http://ufm:9001/csv/xcset/ib_basic --topology topology.yaml --detect")
+               "clusterpulse ingest ufm --target http://ufm-telemetry:9001/metrics --topology topology.yaml --detect")
     scrapes(s, "UFM Telemetry JSON messages or Prometheus scrapes")
     s.add_argument("--switch", help=switch_help)
 

@@ -225,8 +225,12 @@ def load_topology(path: str | Path, cards_per_node: int = 8) -> FabricTopology:
 
 
 def _guid(text: str) -> str:
+    """A GUID as 16 hex digits: UFM's `node_guid` drops the 0x and leading zeros (`2c90300f172a0`)."""
     text = text.strip().lower()
-    return text[2:] if text.startswith("0x") else text
+    try:
+        return f"{int(text, 16):016x}"
+    except ValueError:
+        return text
 
 
 def _digest(fabric: Fabric) -> str:

@@ -82,13 +82,13 @@ def test_gnmic_openconfig_admin_down_and_a_live_scrape(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not OSC.exists(), reason="../shared/samples/infiniband is not here")
 def test_ufm_and_ib_exporter_counters_on_an_imported_fabric_name_its_links(tmp_path: Path) -> None:
-    """Switches by GUID, ports by number, links by the fabric's names: rising receive errors on
-    port 10 of ib-i1l1s01 (to o0001's HCA) degrade that link."""
+    """Switches by GUID (UFM drops the 0x), ports by number, links by the fabric's names: rising
+    receive errors on port 10 of ib-i1l1s01 (to o0001's HCA) degrade that link."""
     fabric = OSC / "ibnetdiscover__test.out"
     files = []
     for i in range(12):
         ts = T0 + i * 1000
-        text = (f'PortRcvErrorsExtended{{node_guid="0x7cfe9003009ce5b0",port_num="10"}} {i * 40} {ts}\n'
+        text = (f'PortRcvErrorsExtended{{node_guid="7cfe9003009ce5b0",port_num="10"}} {i * 40} {ts}\n'
                 f'PortRcvErrorsExtended{{node_guid="0x7cfe9003009ce5b0",port_num="11"}} 2 {ts}\n'
                 f'SymbolErrorCounterExtended{{node_guid="0x7cfe9003009ce5b0",port_num="1"}} 0 {ts}\n')
         files.append(tmp_path / f"ufm{i}.prom")

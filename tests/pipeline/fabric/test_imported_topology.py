@@ -146,3 +146,38 @@ def test_selene_drives_root_cause_for_a_leaf_a_spine_and_a_core() -> None:
         assert grouped == links and len(links) == truth["links"]
     leaf = pages[0].evidence["blast_radius"]
     assert leaf["rail"] == 0 and leaf["nodes"] == 20 and leaf["jobs"] == ["pretrain"]
+
+
+def test_run_on_an_imported_fabric_through_kafka_lands_the_fabrics_names_in_the_lake(tmp_path) -> None:  # noqa: ANN001
+    """`run` with a scenario on an imported fabric: broker, simulator and worker all take the fabric
+    (the worker from the settings' topology); alerts and the lake's port links carry its names, and
+    `topology export` with --topology writes the dimension tables they join."""
+    import duckdb
+    import yaml
+
+    from tests.conftest import run_cli
+
+    fabric = tmp_path / "fabric.yaml"
+    fabric.write_text(yaml.safe_dump(_fabric_yaml(three_tier())))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "tiny-fabric", "seed": 5, "duration_s": 90, "noise": {"nic_reports": 1},
+        "cluster": {"topology": "fabric.yaml", "cards_per_node": 2},  # relative to the scenario file
+        "jobs": [{"name": "train", "first_node": 0, "nodes": 2, "step_s": 1.0}],
+        "faults": [{"kind": "switch_failure", "target": "core-1", "start_s": 20, "duration_s": 40}]}))
+    data = tmp_path / "data"
+    done = run_cli("run", "--scenario", str(scenario), "--speed", "max", "--data", str(data), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FIRING   critical switch_down      core-1" in done.stdout
+    [lake] = [p for p in data.iterdir() if p.name.startswith("run-")]
+    exported = run_cli("topology", "export", "--topology", str(fabric), "--data", str(lake))
+    assert exported.returncode == 0, exported.stderr
+    rows = duckdb.execute(f"""
+        select f.link, count(*) from read_parquet('{lake}/port/**/*.parquet') p
+        join read_parquet('{lake}/fabric_links/*.parquet') f on f.link = p.link
+        where p.switch = 'core-1' group by f.link order by 1""").fetchall()
+    assert [link for link, _ in rows] == ["spine-a/32~core-1/1", "spine-b/32~core-1/2"]
+    alerts = duckdb.execute(f"select kind, entity, root_cause is null from read_parquet('{lake}/alerts/**/*.parquet') "
+                            "where status = 'firing' order by 1, 2").fetchall()
+    assert alerts == [("link_down", "spine-a/32~core-1/1", False), ("link_down", "spine-b/32~core-1/2", False),
+                      ("switch_down", "core-1", True)]
