@@ -75,8 +75,13 @@ def resolve_lake(data_dir: str) -> ResolvedLake:
     return ResolvedLake(str(newest), f"reading {newest} (the newest run in {root}{others})")
 
 
-def lake_identity(cluster: dict[str, Any], topic_prefix: str) -> dict[str, Any]:
-    return {"cluster": dict(cluster), "topic_prefix": topic_prefix}
+def lake_identity(cluster: dict[str, Any], topic_prefix: str, fabric: str | None = None) -> dict[str, Any]:
+    """Whose lake this is: the cluster settings and topics; an imported fabric by its file name and
+    digest (absent for the synthetic shape, so older lakes stay theirs)."""
+    identity = {"cluster": dict(cluster), "topic_prefix": topic_prefix}
+    if fabric:
+        identity["fabric"] = fabric
+    return identity
 
 
 def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, record: bool = True) -> str | None:
@@ -93,8 +98,8 @@ def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, re
             found = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise LakeError(f"{path} cannot be read ({exc}); move it away if this lake is yours") from None
-        mine = {k: found.get(k) for k in identity}
-        if mine == identity:
+        keys = set(identity) | {"fabric"}
+        if {k: found.get(k) for k in keys} == {k: identity.get(k) for k in keys}:
             return None
         if not append:
             raise LakeError(f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
@@ -115,4 +120,6 @@ def _describe(identity: dict[str, Any]) -> str:
     c = identity.get("cluster") or {}
     shape = (f"{c.get('cards', '?')} cards, {c.get('cards_per_node', '?')} per node, "
              f"{c.get('nodes_per_leaf', '?')} nodes per leaf, {c.get('spines', '?')} spines")
+    if identity.get("fabric"):
+        shape = f"fabric {identity['fabric']}, {c.get('cards_per_node', '?')} cards per node"
     return f"{shape}, topics {identity.get('topic_prefix', '?')}.*"

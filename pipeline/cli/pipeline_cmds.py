@@ -126,7 +126,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.append:
         settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
     _check_receivers(settings)
-    identity = lake_identity(settings.cluster.model_dump(), settings.topic_prefix)
+    from pipeline.settings import SettingsError
+
+    try:
+        topology = settings.build_topology()  # a fabric that cannot be read stops the worker here, in one line
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    fabric = f"{Path(settings.topology).name} {topology.shape[1]}" if settings.topology else None
+    identity = lake_identity(settings.cluster.model_dump(), settings.topic_prefix, fabric)
     try:
         note = claim_lake(settings.data_dir, identity, settings.sink.append, record=False)
     except LakeError as exc:

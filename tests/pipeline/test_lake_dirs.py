@@ -25,6 +25,16 @@ def test_a_lake_of_another_cluster_is_refused_unless_appending(tmp_path: Path) -
     assert json.loads((tmp_path / "_lake.json").read_text())["cluster"] == BIG  # the owner stays
 
 
+def test_a_lake_of_an_imported_fabric_is_that_fabrics(tmp_path: Path) -> None:
+    fabric = lake_identity(SMALL, "clusterpulse", "selene.txt.gz 1a2b3c")
+    assert claim_lake(str(tmp_path), fabric) is None
+    assert claim_lake(str(tmp_path), fabric) is None  # a restart: ours
+    with pytest.raises(LakeError, match="fabric selene.txt.gz 1a2b3c"):  # the synthetic shape of the same size
+        claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse"))
+    with pytest.raises(LakeError, match="another cluster"):  # the fabric changed
+        claim_lake(str(tmp_path), lake_identity(SMALL, "clusterpulse", "selene.txt.gz 9f9f9f"))
+
+
 def test_parquet_without_a_manifest_is_not_silently_adopted(tmp_path: Path) -> None:
     (tmp_path / "card" / "date=2026-01-01").mkdir(parents=True)
     with pytest.raises(LakeError, match="unknown cluster"):
