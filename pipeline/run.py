@@ -144,7 +144,7 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
             check_reachable(settings.bootstrap)
             bootstrap = settings.bootstrap
         else:
-            broker = EmbeddedBroker(log_path=logs / "broker.log").start()
+            broker = EmbeddedBroker(log_path=logs / "broker.log", storage=settings.broker_storage).start()
             bootstrap = broker.bootstrap
             print(f"embedded broker (Tansu) on {bootstrap}", file=sys.stderr, flush=True)
         settings = settings.model_copy(update={"bootstrap": bootstrap})

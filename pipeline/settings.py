@@ -221,6 +221,10 @@ class Settings(BaseModel):
                           "understands (s3://bucket/prefix?endpoint_override=...)")
     log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
     cluster: ClusterSettings = ClusterSettings()
+    broker_storage: str = Field("memory://tansu/", pattern=r"^(memory|s3)://.+", description=(
+        "the embedded broker's storage: memory:// (lost when it stops) or s3://BUCKET/ (any "
+        "S3-compatible store; AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, "
+        "AWS_ALLOW_HTTP from the environment): kept across broker restarts"))
     topology: str | None = Field(None, description="an imported fabric (ibnetdiscover, LLDP json0, cabling CSV or "
                                  "`topology import --out` YAML) instead of the synthetic cluster shape; "
                                  "cluster.cards_per_node still applies")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import BinaryIO, Protocol
 
 import msgpack
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.kafka_config import producer_config
 from pipeline.topics import ALL_TOPICS
@@ -31,6 +32,11 @@ class Output(Protocol):
     def close(self) -> None: ...
 
 
+FLUSH_REPORT_S = 5
+DELIVERY_TIMEOUT_S = 120  # producer_config delivery_timeout_ms
+BUFFER_BYTES = 64 * 1024 * 1024  # messages the broker has not acknowledged yet, at most
+
+
 class KafkaOutput:
     """Produces to Kafka with acks=all; counts and reports every failed delivery."""
 
@@ -43,6 +49,12 @@ class KafkaOutput:
         self.sent = 0
         self.failed = 0
         self.first_error: str | None = None
+        self.pending_bytes = 0  # sent, not yet acknowledged (or failed)
+        self._lock = threading.Lock()  # callbacks run on the producer's I/O thread
+
+    def _done(self, size: int) -> None:
+        with self._lock:
+            self.pending_bytes -= size
 
     def _on_error(self, exc: BaseException) -> None:
         self.failed += 1
@@ -59,10 +71,29 @@ class KafkaOutput:
             raise DeliveryError(f"cannot send {len(message.value):,} bytes to {topic} (key {message.key}): "
                                 f"{type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
+        size = len(message.value)
+        with self._lock:
+            self.pending_bytes += size
+        future.add_both(lambda _: self._done(size))
         self.sent += 1
+        if self.pending_bytes > BUFFER_BYTES:  # bounded memory: wait for the broker to take what is buffered
+            log.warning("%d MiB wait for the broker: holding new messages until it takes them",
+                        self.pending_bytes >> 20)
+            self.flush()
 
     def flush(self) -> None:
-        self.producer.flush()
+        waited = 0
+        while True:  # say so while the broker does not take what is buffered (an outage, a restart)
+            try:
+                self.producer.flush(timeout=FLUSH_REPORT_S)
+                break
+            except KafkaTimeoutError:
+                waited += FLUSH_REPORT_S
+                log.warning("the broker has not taken the buffered messages for %d s (%d sent so far): "
+                            "retrying until each is delivered or %d s old", waited, self.sent,
+                            DELIVERY_TIMEOUT_S)
+        if waited:
+            log.warning("the broker took the buffered messages after %d s", waited)
         if self.failed:
             raise DeliveryError(f"{self.failed} of {self.sent} messages were not delivered; "
                                 f"first error: {self.first_error}")

@@ -37,6 +37,11 @@ SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "partitions": (("--partitions",), {"type": int, "help": "partitions per telemetry topic (default 12)"}),
     "topic_prefix": (("--topic-prefix",), {"help": "topic name prefix (default clusterpulse)"}),
     "group_id": (("--group-id",), {"help": "the workers' consumer group (default clusterpulse-worker)"}),
+    "broker_storage": (("--storage", "--broker-storage"), {
+        "metavar": "URL", "help": "the embedded broker's storage: memory://tansu/ (default; a restart loses "
+        "every message) or s3://BUCKET/ on any S3-compatible store, endpoint and credentials from AWS_ENDPOINT, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ALLOW_HTTP "
+        "(env CLUSTERPULSE_BROKER_STORAGE)"}),
     "topology": (("--topology",), {"metavar": "FILE", "help": "the real fabric (ibnetdiscover, LLDP json0, NDT "
                                    "cabling CSV or `topology import --out` YAML) instead of the synthetic cluster "
                                    "shape (env CLUSTERPULSE_TOPOLOGY)"}),

@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> None:
     p = new_verb(sub, "run", "the embedded default: broker, simulator, worker, live alerts, Parquet",
                  "clusterpulse run --scenario scenarios/card-failure-small.yaml --speed max\n"
                  "clusterpulse run --duration 60          # the built-in 10,240-card cluster for a minute",
-                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id"))
+                 settings=("bootstrap", "data_dir", "partitions", "topic_prefix", "group_id", "broker_storage"))
     p.add_argument("--scenario", help="scenario YAML (default: built-in 10,240-card cluster with a few faults)")
     p.add_argument("--speed", default="1", type=parse_speed_arg,
                    help="event-time speed: 1 = real time, N, or max (default 1)")
@@ -30,7 +30,11 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
     p = new_verb(sub, "broker", "run the embedded Kafka-compatible broker (Tansu, memory only) alone",
-                 "clusterpulse broker --port 9092", settings=("partitions", "topic_prefix"))
+                 "clusterpulse broker --port 9092\n"
+                 "AWS_ENDPOINT=http://minio:9000 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... "
+                 "AWS_DEFAULT_REGION=us-east-1 AWS_ALLOW_HTTP=true \\\n"
+                 "  clusterpulse broker --port 9092 --storage s3://tansu/     # kept across restarts",
+                 settings=("partitions", "topic_prefix", "broker_storage"))
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
     p.add_argument("--no-topics", action="store_true", help="do not create the pipeline topics")
@@ -96,7 +100,7 @@ def _check_receivers(settings: Settings) -> None:
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.broker import create_topics as make_topics
 
-    broker = EmbeddedBroker(host=args.host, port=args.port).start()
+    broker = EmbeddedBroker(host=args.host, port=args.port, storage=settings.broker_storage).start()
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -107,10 +111,17 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if not args.no_topics:
             make_topics(settings, broker.bootstrap)
-        print(f"embedded broker (Tansu, memory only: a restart loses every message) listening on "
+        kept = f"storage {broker.storage}: kept across restarts" if broker.durable else \
+            "memory only: a restart loses every message"
+        print(f"embedded broker (Tansu, {kept}) listening on "
               f"{broker.bootstrap}; use --bootstrap {broker.bootstrap}. Ctrl-C stops it.", flush=True)
         while not stop["now"] and broker.process and broker.process.poll() is None:
             time.sleep(0.2)
+        if not stop["now"] and broker.process is not None:
+            lost = "its messages are in the storage; start it again" if broker.durable else \
+                "with memory storage every message is lost"
+            say(f"clusterpulse: the broker process exited with status {broker.process.returncode} ({lost})")
+            return 1
     finally:
         broker.stop()
     return 0

@@ -9,6 +9,7 @@ import json
 import logging
 from faust.types import StreamT
 
+from pipeline.repeats import RepeatFilter
 from pipeline.schemas import InvalidRecord, check_entities, decode_batch
 from pipeline.topics import TopicSpec
 from pipeline.worker.context import TOPIC_KINDS, WorkerContext
@@ -21,6 +22,7 @@ def register(ctx: WorkerContext) -> None:
     positions = ctx.positions  # source -> (topic partition, last offset processed)
     sent_marks: dict[str, tuple[int, bool]] = {}
     topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
+    repeats = RepeatFilter()
 
     def telemetry_agent(spec: TopicSpec) -> None:
         kind = TOPIC_KINDS[spec]
@@ -28,6 +30,14 @@ def register(ctx: WorkerContext) -> None:
         async def handle(stream: StreamT) -> None:
             async for event in stream.noack().events():
                 msg = event.message
+                if repeats.seen(msg.topic, msg.partition, event.value):  # a producer's retry stored twice
+                    if repeats.repeats == 1 or repeats.repeats % 1000 == 0:
+                        log.warning("dropped a repeated message at %s[%d]@%d (%d so far): a producer retried "
+                                    "a request the broker had already stored", msg.topic, msg.partition,
+                                    msg.offset, repeats.repeats)
+                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+                    acks.hold(stream, event)
+                    continue
                 try:
                     batch = decode_batch(event.value)
                     if batch.kind != kind:
@@ -128,5 +138,6 @@ def register(ctx: WorkerContext) -> None:
                 watermarks.pop(source, None)
                 positions.pop(source, None)
                 ctx.detectors.drop(tp.topic, tp.partition)
+                repeats.forget(tp.topic, tp.partition)
 
     ctx.on_revoked.append(forget)

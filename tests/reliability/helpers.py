@@ -1,0 +1,114 @@
+"""What the reliability tests share: a small scenario with faults of every layer, what the simulator
+sends for it, the offline run's alerts, waiting for a worker to catch up, and the lake checks."""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+
+import duckdb
+
+from pipeline.run import consumer_lag
+
+CLUSTER = {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}
+SCENARIO = {
+    "name": "kill-me", "seed": 17, "duration_s": 150, "cluster": CLUSTER, "noise": {"nic_reports": 1},
+    "jobs": [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
+             {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8}],
+    "faults": [{"kind": "card_failure", "target": "node0003-card2", "start_s": 20, "duration_s": 40},
+               {"kind": "switch_failure", "target": "leaf005", "start_s": 50, "duration_s": 30},
+               {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 90, "severity": 0.4},
+               {"kind": "node_failure", "target": "node0030", "start_s": 100, "duration_s": 30}],
+}
+# what identifies a sample in each dataset: a row twice under the same key is a duplicate
+KEYS = {"card": "node, card, ts", "card_events": "node, card, ts, code", "step": "job, rank, step",
+        "port": "switch, port, ts"}
+
+
+def sent_rows(path: Path) -> dict[str, int]:
+    """Rows per lake dataset of everything the simulator sends for the scenario."""
+    from pipeline.schemas import decode_batch
+    from producers.scenario import load_scenario
+    from producers.simulator import Simulator
+
+    rows: collections.Counter = collections.Counter()
+    for _, messages in Simulator(load_scenario(path)).ticks():
+        for m in messages:
+            batch = decode_batch(m.value)
+            rows[batch.kind] += batch.rows()
+            if batch.kind == "card":
+                rows["card_events"] += len(batch.columns["err_code"])
+    return dict(rows)
+
+
+def offline_alerts(path: Path) -> set[tuple[str, str, str, str]]:
+    from pipeline.evaluate import run_offline
+    from pipeline.settings import load_settings
+    from producers.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    alerts = run_offline(scenario, load_settings({}, environ={}).for_scenario(scenario))
+    return {(a.kind, a.entity, a.status, _ms(a.starts_at)) for a in alerts}
+
+
+def _ms(iso: str) -> int:
+    from datetime import datetime
+
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+
+
+def worker_env(bootstrap: str, prefix: str, data: Path, receiver_url: str) -> dict[str, str]:
+    return {"CLUSTERPULSE_BOOTSTRAP": bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
+            "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(data),
+            "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
+            "CLUSTERPULSE_LOG_LEVEL": "info", "HOOK_SECRET": "s3cret",
+            "CLUSTERPULSE_NOTIFY__RECEIVERS":
+                f'[{{"name": "ops", "url": "{receiver_url}hook", "secret_env": "HOOK_SECRET"}}]',
+            **{f"CLUSTERPULSE_CLUSTER__{k.upper()}": str(v) for k, v in CLUSTER.items()}}
+
+
+def wait_caught_up(bootstrap: str, prefix: str, worker, log: callable, why: str,  # noqa: ANN001
+                   timeout_s: float = 180) -> None:
+    """Until the worker has committed every telemetry message, finding and alert; then a quiet
+    moment for the correlator to release what it holds and the notifier to deliver it."""
+    topics = [f"{prefix}.telemetry.{k}" for k in ("card", "port", "step")] + [f"{prefix}.findings"]
+    deadline = time.monotonic() + timeout_s
+    while consumer_lag(bootstrap, f"{prefix}-workers", topics) or \
+            consumer_lag(bootstrap, f"{prefix}-workers", [f"{prefix}.alerts"]):
+        assert worker.poll() is None, log(worker)[-3000:]
+        assert time.monotonic() < deadline, f"the worker did not catch up {why}"
+        time.sleep(1.0)
+    time.sleep(8)
+
+
+def check_lake(data: Path, scenario: Path, why: str) -> dict[str, int]:
+    """Every sample the simulator sent is in Parquet exactly once, and the alerts are the offline
+    run's; returns the rows per dataset."""
+    expected = sent_rows(scenario)
+    found = {}
+    for dataset, key in KEYS.items():
+        files = f"read_parquet('{data}/{dataset}/**/*.parquet', hive_partitioning = true)"
+        rows, distinct = duckdb.execute(f"select count(*), count(distinct ({key})) from {files}").fetchone()
+        assert rows == distinct, f"{dataset}: {rows - distinct} duplicate rows {why}"
+        assert rows == expected[dataset], f"{dataset}: {rows} rows in Parquet, {expected[dataset]} sent {why}"
+        found[dataset] = rows
+    lake = duckdb.execute(f"select kind, entity, status, epoch_ms(starts_at) "
+                          f"from read_parquet('{data}/alerts/**/*.parquet')")
+    assert set(lake.fetchall()) == offline_alerts(scenario), why
+    return found
+
+
+def check_pages(received: list[dict], scenario: Path, why: str) -> None:
+    """Every root-cause page arrived, and each idempotency key always with the same body."""
+    pages = [(entry["headers"].get("Idempotency-Key"), entry["body"]) for entry in received]
+    bodies = collections.defaultdict(list)
+    for key, body in pages:
+        bodies[key].append(body)
+    assert all(key for key, _ in pages) and all(b == found[0] for found in bodies.values() for b in found), why
+    roots = {(a, e) for a, e, s, _ in offline_alerts(scenario)
+             if s == "firing" and a in ("switch_down", "node_down", "card_failed")}
+    paged = {(b["kind"], b["entity"]) for _, b in pages if b.get("status") == "firing"}
+    assert roots <= paged, f"not paged: {roots - paged} {why}"
