@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.append:
         settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
     _check_receivers(settings)
+    if not settings.bootstrap:
+        _check_storage(settings)
     if not settings.bootstrap and "://" not in settings.data_dir:
         # a memory broker starts its topics at offset 0 each time: each run gets its own lake
         lake = new_run_dir(settings.data_dir, scenario.name)
@@ -97,9 +99,20 @@ def _check_receivers(settings: Settings) -> None:
             raise UsageError(str(exc)) from None
 
 
+def _check_storage(settings: Settings) -> None:
+    """The embedded broker's storage exists and has its settings: a one-line usage error otherwise."""
+    from pipeline.broker import BrokerError, check_storage
+
+    try:
+        check_storage(settings.broker_storage)
+    except BrokerError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.broker import create_topics as make_topics
 
+    _check_storage(settings)
     broker = EmbeddedBroker(host=args.host, port=args.port, storage=settings.broker_storage).start()
     stop = {"now": False}
 
