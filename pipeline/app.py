@@ -37,7 +37,8 @@ def create_app(settings: Settings) -> faust.App:
                  else Path(tempfile.gettempdir()) / "clusterpulse-faust")
     faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.group_id, datadir=str(faust_dir / settings.group_id),
-                    **faust_config(settings.bootstrap, settings.group_id, settings.partitions))
+                    **faust_config(settings.bootstrap, settings.group_id, settings.partitions,
+                                   settings.kafka.faust_credentials()))
     lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
     streams = describe_streams(settings, lake_topics)
     ctx = WorkerContext(app, settings, streams.tags)

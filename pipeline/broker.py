@@ -13,7 +13,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.kafka_config import bootstrap_list
+from pipeline.kafka_config import bootstrap_list, security_options
 from pipeline.settings import Settings
 from pipeline.topics import ALL_TOPICS, TOPIC_CONFIGS, partitions_for
 
@@ -174,6 +174,7 @@ def admin_client(bootstrap: str) -> KafkaAdminClient:
     check_reachable(bootstrap)
     try:
         return KafkaAdminClient(bootstrap_servers=bootstrap_list(bootstrap), client_id="clusterpulse-admin",
+                                **security_options(),
                                 request_timeout_ms=10_000)
     except KafkaError as exc:
         raise BrokerError(f"{bootstrap} accepts connections but does not speak Kafka: {exc}") from None

@@ -20,6 +20,21 @@ REBALANCE_TIMEOUT_S = 6.0
 MAX_POLL_INTERVAL_S = 300.0
 
 
+# TLS / SASL options of this process's Kafka clients (settings `kafka.*`), set once at start by
+# `use_security`: every client below is built from a bootstrap address alone.
+_SECURITY: dict[str, Any] = {}
+
+
+def use_security(options: dict[str, Any]) -> None:
+    """The kafka-python security options (KafkaSecuritySettings.client_options) every client gets."""
+    _SECURITY.clear()
+    _SECURITY.update(options)
+
+
+def security_options() -> dict[str, Any]:
+    return dict(_SECURITY)
+
+
 def bootstrap_list(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
@@ -47,6 +62,7 @@ def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
         # may store a batch twice; the worker drops such repeats (pipeline/repeats.py).
         "enable_idempotence": False,
         "request_timeout_ms": 30_000,
+        **_SECURITY,
     }
 
 
@@ -60,15 +76,17 @@ def consumer_config(bootstrap: str, client_id: str, group_id: str | None) -> dic
         "max_poll_interval_ms": int(MAX_POLL_INTERVAL_S * 1000),
         "session_timeout_ms": int(SESSION_TIMEOUT_S * 1000),
         "heartbeat_interval_ms": int(HEARTBEAT_INTERVAL_S * 1000),
+        **_SECURITY,
     }
     if group_id:
         cfg["group_id"] = group_id
     return cfg
 
 
-def faust_config(bootstrap: str, group_id: str, partitions: int) -> dict[str, Any]:
-    """faust.App keyword settings."""
+def faust_config(bootstrap: str, group_id: str, partitions: int, credentials: Any = None) -> dict[str, Any]:
+    """faust.App keyword settings; `credentials`: KafkaSecuritySettings.faust_credentials()."""
     return {
+        **({"broker_credentials": credentials} if credentials is not None else {}),
         "broker": [f"kafka://{server}" for server in bootstrap_list(bootstrap)],
         "store": "memory://",
         "key_serializer": "raw",

@@ -122,6 +122,75 @@ class CorrelateSettings(BaseModel):
                                                   "longer holds the correlator's clock (a dead worker)")
 
 
+class KafkaSecuritySettings(BaseModel):
+    """How every ClusterPulse client talks to Kafka: TLS and SASL, passed to kafka-python and to the
+    worker's aiokafka (Faust). The SASL password comes from an environment variable, read when a
+    client connects, never stored in the settings or logged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    security_protocol: str = Field("PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    sasl_mechanism: str | None = Field(None, pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    sasl_username: str | None = None
+    sasl_password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                          description="the environment variable holding the SASL password")
+    ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    ssl_certfile: str | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: str | None = Field(None, description="its private key")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecuritySettings":
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password_env):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
+                             "and sasl_password_env")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password_env):
+            raise ValueError(f"sasl_* settings need security_protocol SASL_PLAINTEXT or SASL_SSL, "
+                             f"not {self.security_protocol}")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        if (self.ssl_cafile or self.ssl_certfile) and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"ssl_* settings need security_protocol SSL or SASL_SSL, not {self.security_protocol}")
+        return self
+
+    def _password(self, environ: dict[str, str] | None) -> str:
+        environ = os.environ if environ is None else environ
+        value = environ.get(self.sasl_password_env or "")
+        if not value:
+            raise SettingsError(f"kafka.sasl_password_env: environment variable {self.sasl_password_env} is not set")
+        return value
+
+    def client_options(self, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        """kafka-python options (KafkaProducer, KafkaConsumer, KafkaAdminClient)."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self._password(environ))
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, key):
+                options[key] = getattr(self, key)
+        return options
+
+    def faust_credentials(self, environ: dict[str, str] | None = None) -> Any:
+        """faust.App(broker_credentials=...) for aiokafka; None for PLAINTEXT."""
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if self.security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        if self.security_protocol.startswith("SASL_"):
+            return faust.SASLCredentials(username=self.sasl_username, password=self._password(environ),
+                                         mechanism=self.sasl_mechanism, ssl_context=context)
+        return faust.SSLCredentials(context)
+
+
 class ReceiverSettings(BaseModel):
     """One place alerts are delivered to. Secrets come from an environment variable or a file
     and are read when needed, never stored in the settings or logged."""
@@ -221,6 +290,7 @@ class Settings(BaseModel):
                           "understands (s3://bucket/prefix?endpoint_override=...)")
     log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
     cluster: ClusterSettings = ClusterSettings()
+    kafka: KafkaSecuritySettings = KafkaSecuritySettings()
     broker_storage: str = Field("memory://tansu/", pattern=r"^(memory|s3)://.+", description=(
         "the embedded broker's storage: memory:// (lost when it stops) or s3://BUCKET/ (any "
         "S3-compatible store; AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, "

@@ -16,6 +16,7 @@ import traceback
 from typing import NoReturn
 
 from pipeline.broker import BrokerError
+from pipeline.kafka_config import use_security
 from pipeline.cli import delivery, fabric, ingest, lake, pipeline_cmds, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, settings_from
 from pipeline.settings import SettingsError
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         _setup_logging(settings.log_level, args.command)
+        use_security(settings.kafka.client_options())  # TLS / SASL for every Kafka client of this process
         return args.handler(args, settings)
     except (UsageError, SettingsError) as exc:
         print(f"clusterpulse: {exc}", file=sys.stderr)

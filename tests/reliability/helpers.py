@@ -21,6 +21,7 @@ SCENARIO = {
                {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 90, "severity": 0.4},
                {"kind": "node_failure", "target": "node0030", "start_s": 100, "duration_s": 30}],
 }
+HOOK_SECRET = "hook-secret-5b1e0c"  # the webhook's signing secret: must never show in a log
 # what identifies a sample in each dataset: a row twice under the same key is a duplicate
 KEYS = {"card": "node, card, ts", "card_events": "node, card, ts, code", "step": "job, rank, step",
         "port": "switch, port, ts"}
@@ -64,7 +65,7 @@ def worker_env(bootstrap: str, prefix: str, data: Path, receiver_url: str) -> di
     return {"CLUSTERPULSE_BOOTSTRAP": bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
             "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(data),
             "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
-            "CLUSTERPULSE_LOG_LEVEL": "info", "HOOK_SECRET": "s3cret",
+            "CLUSTERPULSE_LOG_LEVEL": "info", "HOOK_SECRET": HOOK_SECRET,
             "CLUSTERPULSE_NOTIFY__RECEIVERS":
                 f'[{{"name": "ops", "url": "{receiver_url}hook", "secret_env": "HOOK_SECRET"}}]',
             **{f"CLUSTERPULSE_CLUSTER__{k.upper()}": str(v) for k, v in CLUSTER.items()}}
@@ -112,3 +113,11 @@ def check_pages(received: list[dict], scenario: Path, why: str) -> None:
              if s == "firing" and a in ("switch_down", "node_down", "card_failed")}
     paged = {(b["kind"], b["entity"]) for _, b in pages if b.get("status") == "firing"}
     assert roots <= paged, f"not paged: {roots - paged} {why}"
+
+
+def check_no_secret(logs: list[Path], *secrets: str) -> None:
+    """No log of the processes the test ran shows a secret."""
+    for log in logs:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for secret in secrets:
+            assert secret not in text, f"{log.name} shows a secret"

@@ -16,7 +16,8 @@ import yaml
 
 from pipeline.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.receiver import WebhookReceiver
-from tests.reliability.helpers import SCENARIO, check_lake, check_pages, wait_caught_up, worker_env
+from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
+                                      wait_caught_up, worker_env)
 
 pytestmark = pytest.mark.broker
 OUTAGE_S = 30
@@ -32,11 +33,11 @@ def s3(tmp_path, monkeypatch) -> Iterator[str]:  # noqa: ANN001
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        env = {"AWS_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        env = {"AWS_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "aws-secret-9d2c71",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="aws-secret-9d2c71",
                               region_name="us-east-1")
         deadline = time.monotonic() + 30
         while True:
@@ -58,7 +59,7 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefi
     data = tmp_path / "lake"
     port = free_port()
     broker = EmbeddedBroker(port=port, storage="s3://tansu/", log_path=tmp_path / "broker.log").start()
-    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=b"s3cret")
+    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=HOOK_SECRET.encode())
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = worker_env(broker.bootstrap, prefix, data, receiver.url)
     why = f"(broker down {OUTAGE_S} s)"
@@ -85,3 +86,4 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefi
         receiver.server_close()
     check_lake(data, path, why)
     check_pages(receiver.received, path, why)
+    check_no_secret([log for _, log in children.procs] + list(tmp_path.glob("*.log")), HOOK_SECRET, "aws-secret-9d2c71")

@@ -14,7 +14,8 @@ import yaml
 
 from pipeline.broker import free_port
 from pipeline.receiver import WebhookReceiver
-from tests.reliability.helpers import SCENARIO, check_lake, check_pages, wait_caught_up, worker_env
+from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
+                                      wait_caught_up, worker_env)
 
 pytestmark = pytest.mark.broker
 
@@ -23,7 +24,7 @@ def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, pref
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = tmp_path / "lake"
-    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=b"s3cret")
+    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=HOOK_SECRET.encode())
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = worker_env(broker.bootstrap, prefix, data, receiver.url)
     kills = sorted([random.uniform(4, 10), random.uniform(13, 20)])  # seconds after the simulator starts
@@ -47,3 +48,4 @@ def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, pref
         receiver.server_close()
     check_lake(data, path, why)
     check_pages(receiver.received, path, why)
+    check_no_secret([log for _, log in children.procs] + list(tmp_path.glob("*.log")), HOOK_SECRET)
