@@ -66,8 +66,8 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefi
     try:
         assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
         worker = children.start("worker", env=env, name="worker")
-        sim = children.start("simulate", "--scenario", str(path), "--speed", "3", env=env, name="simulator")
-        time.sleep(12)  # mid-stream: the worker is busy with what came so far
+        sim = children.start("simulate", "--scenario", str(path), "--speed", "6", env=env, name="simulator")
+        time.sleep(7)  # mid-stream: the worker is busy with what came so far
         broker.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         broker.process.wait(timeout=10)  # type: ignore[union-attr]
         broker.process = None

@@ -27,12 +27,12 @@ def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, pref
     receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=HOOK_SECRET.encode())
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = worker_env(broker.bootstrap, prefix, data, receiver.url)
-    kills = sorted([random.uniform(4, 10), random.uniform(13, 20)])  # seconds after the simulator starts
+    kills = sorted([random.uniform(3, 7), random.uniform(10, 15)])  # seconds after the simulator starts
     why = f"(kills at {', '.join(f'{k:.1f}' for k in kills)} s)"
     try:
         assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
         worker = children.start("worker", env=env, name="worker")
-        sim = children.start("simulate", "--scenario", str(path), "--speed", "6", env=env, name="simulator")
+        sim = children.start("simulate", "--scenario", str(path), "--speed", "8", env=env, name="simulator")
         started = time.monotonic()
         for at in kills:
             time.sleep(max(0.0, started + at - time.monotonic()))
