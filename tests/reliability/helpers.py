@@ -4,6 +4,7 @@ sends for it, the offline run's alerts, waiting for a worker to catch up, and th
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ KEYS = {"card": "node, card, ts", "card_events": "node, card, ts, code", "step":
         "port": "switch, port, ts"}
 
 
+@functools.lru_cache(maxsize=4)
 def sent_rows(path: Path) -> dict[str, int]:
     """Rows per lake dataset of everything the simulator sends for the scenario."""
     from pipeline.schemas import decode_batch
@@ -43,6 +45,7 @@ def sent_rows(path: Path) -> dict[str, int]:
     return dict(rows)
 
 
+@functools.lru_cache(maxsize=4)
 def offline_alerts(path: Path) -> set[tuple[str, str, str, str]]:
     from pipeline.evaluate import run_offline
     from pipeline.settings import load_settings

@@ -122,13 +122,13 @@ def test_selene_drives_root_cause_for_a_leaf_a_spine_and_a_core() -> None:
     topo = load_topology(SELENE)
     assert (topo.nodes, len(topo.switch_names), topo.rails) == (469, 666, 8)
     scenario = parse_scenario({
-        "name": "selene-switches", "seed": 3, "duration_s": 200, "noise": {"profile": "realistic"},
+        "name": "selene-switches", "seed": 3, "duration_s": 160, "noise": {"profile": "realistic"},
         "cluster": {"topology": str(SELENE)},
         "jobs": [{"name": "pretrain", "first_node": 0, "nodes": 400, "step_s": 2.0}],
         # apart: a link resolves 30 s after it is up again, so the next switch's links are new alerts
-        "faults": [{"kind": "switch_failure", "target": "LG01-01", "start_s": 20, "duration_s": 30},
-                   {"kind": "switch_failure", "target": "CSPINE1-01", "start_s": 90, "duration_s": 30},
-                   {"kind": "switch_failure", "target": "CCORE1-001", "start_s": 160, "duration_s": 15}]})
+        "faults": [{"kind": "switch_failure", "target": "LG01-01", "start_s": 10, "duration_s": 20},
+                   {"kind": "switch_failure", "target": "CSPINE1-01", "start_s": 65, "duration_s": 20},
+                   {"kind": "switch_failure", "target": "CCORE1-001", "start_s": 120, "duration_s": 15}]})
     alerts = run_offline(scenario, _settings_for(scenario))
     fabric = load_ibnetdiscover(SELENE)
     pages = [a for a in alerts if a.status == "firing" and a.root_cause is None]
@@ -161,10 +161,10 @@ def test_run_on_an_imported_fabric_through_kafka_lands_the_fabrics_names_in_the_
     fabric.write_text(yaml.safe_dump(_fabric_yaml(three_tier())))
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump({
-        "name": "tiny-fabric", "seed": 5, "duration_s": 90, "noise": {"nic_reports": 1},
+        "name": "tiny-fabric", "seed": 5, "duration_s": 50, "noise": {"nic_reports": 1},
         "cluster": {"topology": "fabric.yaml", "cards_per_node": 2},  # relative to the scenario file
         "jobs": [{"name": "train", "first_node": 0, "nodes": 2, "step_s": 1.0}],
-        "faults": [{"kind": "switch_failure", "target": "core-1", "start_s": 20, "duration_s": 40}]}))
+        "faults": [{"kind": "switch_failure", "target": "core-1", "start_s": 15, "duration_s": 20}]}))
     data = tmp_path / "data"
     done = run_cli("run", "--scenario", str(scenario), "--speed", "max", "--data", str(data), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
