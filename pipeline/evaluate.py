@@ -103,7 +103,6 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
     from pipeline.topics import ALERTS
 
     scenario = load_scenario(scenario_path)
-    s = scenario.shape
     prefix = f"eval{uuid.uuid4().hex[:8]}"
     broker = None if settings.bootstrap else EmbeddedBroker(log_path=log_dir / "broker.log").start()
     bootstrap = settings.bootstrap or broker.bootstrap  # type: ignore[union-attr]

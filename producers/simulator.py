@@ -511,7 +511,7 @@ class Simulator:
         """Healthy links are not error-free: a low CRC rate on every link end, and now and then a
         burst of 1-3 errors a sample for 1-3 samples (realistic profile)."""
         noise, rng = self.sc.noise, self.real_rng
-        ends = {"host": self.host, "leaf": self.fabric_low, "spine": self.fabric_high}
+        ends = {"host": self.host, "low": self.fabric_low, "high": self.fabric_high}
         if self.nic is not None:
             ends["nic"] = self.nic
         if noise.link_errors_per_hour:

@@ -50,32 +50,10 @@ def add_parsers(sub: Any) -> None:
                                     "a topology name, or a name the inventory maps")
 
     switch_help = "the switch of saved scrapes without a switch label: a topology name, or a name the inventory maps"
-    s = source("snmp", "snmp_exporter if_mib scrapes of switches (ifOperStatus, ifAdminStatus, ifHC*Octets, "
-                       "ifInErrors, ifInDiscards, dot3StatsFCSErrors): live or saved",
-               "clusterpulse ingest snmp leaf01.prom --switch leaf01 --detect\n"
-               "clusterpulse ingest snmp --target 'http://snmp-exporter:9116/snmp?target=leaf01&module=if_mib' "
-               "--switch leaf01 --topology topology.yaml --bootstrap kafka:9092")
-    scrapes(s, "snmp_exporter scrapes")
-    s.add_argument("--switch", help=switch_help + " (a saved snmp_exporter scrape names no switch)")
-    s = source("gnmic", "gnmic Prometheus output of OpenConfig interfaces (in_errors, in_fcs_errors, "
-                        "carrier_transitions, oper_status, admin_status; label source): live or saved",
-               "clusterpulse ingest gnmic gnmic.prom --detect --json\n"
-               "clusterpulse ingest gnmic --target http://gnmic:9804/metrics --topology topology.yaml "
-               "--bootstrap kafka:9092")
-    scrapes(s, "gnmic scrapes")
-    s.add_argument("--switch", help=switch_help)
-    s = source("ib-exporter", "Prometheus infiniband_exporter scrapes (switch port symbol errors, link downed, "
-                              "receive errors; labels guid, port): live or saved",
-               "clusterpulse ingest ib-exporter ib.prom --topology selene.ibnetdiscover --detect\n"
-               "clusterpulse ingest ib-exporter --target http://ufm-host:9315/metrics --bootstrap kafka:9092")
-    scrapes(s, "infiniband_exporter scrapes")
-    s.add_argument("--switch", help=switch_help)
-    s = source("ufm", "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB "
-                      "counters of switches; labels node_guid, port_num)",
-               "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
-               "clusterpulse ingest ufm --target http://ufm-telemetry:9001/metrics --topology topology.yaml --detect")
-    scrapes(s, "UFM Telemetry JSON messages or Prometheus scrapes")
-    s.add_argument("--switch", help=switch_help)
+    for name, help_text, example, what in SWITCH_SOURCE_HELP:
+        s = source(name, help_text, example)
+        scrapes(s, what)
+        s.add_argument("--switch", help=switch_help)
 
     s = source("xid", "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
                "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs")
@@ -115,6 +93,29 @@ def add_parsers(sub: Any) -> None:
 
 
 SWITCH_SOURCES = ("snmp", "gnmic", "ib-exporter", "ufm")
+# (source, help, example, what its saved inputs are): the switch telemetry sources, one parser each
+SWITCH_SOURCE_HELP = (
+    ("snmp", "snmp_exporter if_mib scrapes of switches (ifOperStatus, ifAdminStatus, ifHC*Octets, ifInErrors, "
+             "ifInDiscards, dot3StatsFCSErrors): live or saved; a saved scrape names no switch: give --switch",
+     "clusterpulse ingest snmp leaf01.prom --switch leaf01 --detect\n"
+     "clusterpulse ingest snmp --target 'http://snmp-exporter:9116/snmp?target=leaf01&module=if_mib' "
+     "--switch leaf01 --topology topology.yaml --bootstrap kafka:9092", "snmp_exporter scrapes"),
+    ("gnmic", "gnmic Prometheus output of OpenConfig interfaces (in_errors, in_fcs_errors, carrier_transitions, "
+              "oper_status, admin_status; label source): live or saved",
+     "clusterpulse ingest gnmic gnmic.prom --detect --json\n"
+     "clusterpulse ingest gnmic --target http://gnmic:9804/metrics --topology topology.yaml --bootstrap kafka:9092",
+     "gnmic scrapes"),
+    ("ib-exporter", "Prometheus infiniband_exporter scrapes (switch port symbol errors, link downed, receive "
+                    "errors; labels guid, port): live or saved",
+     "clusterpulse ingest ib-exporter ib.prom --topology selene.ibnetdiscover --detect\n"
+     "clusterpulse ingest ib-exporter --target http://ufm-host:9315/metrics --bootstrap kafka:9092",
+     "infiniband_exporter scrapes"),
+    ("ufm", "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB counters of "
+            "switches; labels node_guid, port_num)",
+     "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
+     "clusterpulse ingest ufm --target http://ufm-telemetry:9001/metrics --topology topology.yaml --detect",
+     "UFM Telemetry JSON messages or Prometheus scrapes"),
+)
 SCRAPE_SOURCES = ("prometheus", "snmp", "gnmic", "ib-exporter")
 
 
@@ -167,7 +168,7 @@ def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.topology import Topology, UnknownEntity
+    from pipeline.topology import UnknownEntity
     from producers.inventory import InventoryError, load_inventory
 
     from pipeline.settings import SettingsError

@@ -69,7 +69,6 @@ class FabricTopology(Wiring):
         self.rails = max(len(v) for v in host_links.values())
         self.host_switch = np.full((self.nodes, self.rails), -1, np.int64)
         self.host_port = np.full((self.nodes, self.rails), -1, np.int64)
-        self.nic_names: list[list[str]] = []
         self._port_of: dict[str, dict[str, int]] = {name: {} for name in switches}  # switch -> port name -> index
         self._port_names: dict[str, dict[int, str]] = {name: {} for name in switches}
         self._links: dict[str, tuple[str, int, int]] = {}
@@ -78,7 +77,6 @@ class FabricTopology(Wiring):
         self.link_names_by_key: dict[tuple, str] = {}  # Link.key() -> name (the lake's fabric_links)
         for node, host in enumerate(hosts):
             ports = sorted(host_links[host], key=lambda item: natural_key(item[0]))
-            self.nic_names.append([port for port, _ in ports])
             self._nic_link.append([])
             for nic, (port, end) in enumerate(ports):
                 p = self._port_number(end)
@@ -101,12 +99,12 @@ class FabricTopology(Wiring):
                 self._port_link[end.device][p] = name
         self.fabric_lo, self.fabric_lo_port = np.array(lo_sw, np.int64), np.array(lo_port, np.int64)
         self.fabric_hi, self.fabric_hi_port = np.array(hi_sw, np.int64), np.array(hi_port, np.int64)
-        self.fabric_link_names = [f"{lo}~{hi}" for lo, hi in fabric_links]
         self._ports = {s: (max(links) + 1 if links else 0) for s, links in self._port_link.items()}
 
     def _port_number(self, end: Endpoint) -> int:
         """Port N (a number, or the last number of the name) is our N-1; names without a number, or
-        whose number is taken (a director's `L01/U1/3` and `L02/U1/3`), follow the numbered ones."""
+        whose number is taken (a director's `L01/U1/3` and `L02/U1/3`), get numbers from 1024 on,
+        past any numbered port."""
         known = self._port_of[end.device]
         if end.port in known:
             return known[end.port]
@@ -126,10 +124,6 @@ class FabricTopology(Wiring):
 
     def card_name(self, node: int, card: int) -> str:
         return f"{self.node_names[node]}-card{card}"
-
-    def port_name(self, switch: str, port: int) -> str | None:
-        """The fabric's own name of our port number `port` of `switch`."""
-        return self._port_names.get(switch, {}).get(port)
 
     # ---- lookups -------------------------------------------------------------------------------
     def node_index(self, name: str) -> int:

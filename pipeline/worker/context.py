@@ -20,7 +20,6 @@ from pipeline.sinks.parquet import ParquetSink
 from pipeline.state import PartitionDetectors, read_snapshots, state_key
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DETECTOR_STATE, FINDINGS, PORT_TELEMETRY,
                              STEP_TELEMETRY, TopicSpec)
-from pipeline.topology import Topology
 from pipeline.worker.guarantees import AckAfterFlush, DeadLetters
 
 log = logging.getLogger("clusterpulse.worker")

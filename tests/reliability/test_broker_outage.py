@@ -77,8 +77,7 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefi
         assert sim.wait(timeout=180) == 0, children.log_of(sim)[-3000:]
         assert "has not taken the buffered messages" in children.log_of(sim)  # said while it waited
         wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, why)
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_process(worker, timeout_s=30)  # a graceful stop: the worker flushes what it holds
     finally:
         children.stop_all()
         broker.stop()

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from pipeline.broker import free_port
+from pipeline.broker import free_port, stop_process
 from pipeline.receiver import WebhookReceiver
 from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
                                       wait_caught_up, worker_env)
@@ -41,8 +41,7 @@ def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, pref
             worker = children.start("worker", env=env, name="worker")
         assert sim.wait(timeout=120) == 0, children.log_of(sim)[-2000:]
         wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, why)
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_process(worker, timeout_s=30)  # a graceful stop: the worker flushes what it holds
     finally:
         receiver.shutdown()
         receiver.server_close()
