@@ -64,7 +64,13 @@ def create_app(settings: Settings) -> faust.App:
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
         # The consumer has stopped: write what is buffered. Offsets of these rows may stay
         # uncommitted; a restart re-reads them and rewrites the same file names.
-        written = ctx.sink.flush_all()
+        written = {}
+        for topic_name, partition in ctx.sink.pending():
+            try:
+                written[(topic_name, partition)] = ctx.sink.flush(topic_name, partition)
+            except OSError as exc:  # uncommitted: a restart reads these rows again
+                log.error("could not write %s[%d] at shutdown (%s); a restart reads its rows again",
+                          topic_name, partition, exc)
         for topic_name, partition in list(ctx.detectors.sets):
             await ctx.save_state(topic_name, partition)
         log.info("flushed %d partitions and saved their detector state at shutdown", len(written))

@@ -196,7 +196,7 @@ def decode_batch(payload: bytes | None) -> Batch:
     if not isinstance(msg, dict):
         raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map")
     version = msg.get("v")
-    if version not in READ_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in READ_VERSIONS:  # not 1.0, not True
         raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads "
                             f"{', '.join(map(str, READ_VERSIONS))})")
     kind = msg.get("k")

@@ -49,6 +49,15 @@ class SinkSettings(BaseModel):
     append: bool = Field(False, description="write into a data directory that holds another cluster's lake")
 
 
+class IntakeSettings(BaseModel):
+    """What a worker takes of a well-formed message (pipeline.intake); the rest is dead-lettered."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    future_grace_s: float = Field(600.0, gt=0, description="a message stamped further ahead of the worker's clock "
+                                  "is dead-lettered (10 min, Mimir's and Loki's creation grace period)")
+    allowed_lateness_s: float = Field(3600.0, ge=0, description="a message older than its partition's newest by more "
+                                      "is dead-lettered (a lake file per hour: at most the previous hour's gets late rows)")
+
+
 class CardFailureSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     silence_s: float = Field(3.0, gt=0, description="card missing from its node's reports this long → failed")
@@ -299,6 +308,7 @@ class Settings(BaseModel):
                                  "`topology import --out` YAML) instead of the synthetic cluster shape; "
                                  "cluster.cards_per_node still applies")
     sink: SinkSettings = SinkSettings()
+    intake: IntakeSettings = IntakeSettings()
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")

@@ -47,7 +47,8 @@ class ThermalDetector:
         if not judged.any():
             return []
         self.node_last_ms[r.nodes[judged]] = ts
-        rows = judged[r.row_part]
+        measured = np.isfinite(batch.columns["temp_c"]) & np.isfinite(batch.columns["sm_clock_mhz"])
+        rows = judged[r.row_part] & measured  # NaN: not reported this tick, neither judged nor learned from
         part = r.row_part[rows]
         node = r.nodes[part]
         s = self.settings

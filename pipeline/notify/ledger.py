@@ -10,6 +10,7 @@ resends what is still undelivered after the run's memory broker is gone. DuckDB 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections import defaultdict
@@ -21,6 +22,9 @@ from typing import Any
 from pipeline.schemas import Alert
 
 FOLDER = "_notify"
+BACKLOG_LINES = 10_000  # lines held while the lake's disk refuses them (older ones are dropped past this)
+
+log = logging.getLogger("clusterpulse.notify")
 
 
 def record(receiver: str, alert: Alert, delivered: bool, attempts: int, status: int | None, error: str | None,
@@ -41,16 +45,28 @@ class Ledger:
     def __init__(self, lake: str, writer: str) -> None:
         self.path = None if "://" in lake else Path(lake) / FOLDER / f"{writer}.jsonl"
         self._lock = threading.Lock()
+        self._backlog: list[str] = []  # lines a full disk refused, written with the next line
 
     def append(self, line: dict[str, Any]) -> None:
         if self.path is None:
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(line, sort_keys=True) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            failed_before = bool(self._backlog)
+            self._backlog = self._backlog[-BACKLOG_LINES:] + [json.dumps(line, sort_keys=True)]
+            text = ("\n" if failed_before else "") + "".join(f"{entry}\n" for entry in self._backlog)
+            try:  # after a failure, a half-written line ends on its own (reading skips it)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                if not failed_before:
+                    log.error("cannot append to the notify ledger %s (%s): keeping up to %d lines in memory "
+                              "until it can (older ones dropped); undelivered alerts are on the notify dead-letter topic too",
+                              self.path, exc, BACKLOG_LINES)
+                return
+            self._backlog = []
 
 
 def read(lake: str | Path) -> list[dict[str, Any]]:

@@ -173,6 +173,27 @@ class ParquetSink:
         """Detach a partition's buffer for writing (new rows start a new buffer)."""
         return self._buffers.pop((topic, partition), None)
 
+    def put_back(self, topic: str, partition: int, buf: _PartitionBuffer) -> None:
+        """Re-attach a buffer whose write failed, before any rows buffered since: the next write
+        holds both, under the same first offsets, so its files replace what the failed one left."""
+        newer = self._buffers.get((topic, partition))
+        if newer is not None:
+            for dataset, pending in newer.datasets.items():
+                old = buf.datasets.get(dataset)
+                if old is None:
+                    buf.datasets[dataset] = pending
+                    continue
+                for name in ("offsets", "ts_ms", "sources", "jobs", "counts", "columns"):
+                    getattr(old, name).extend(getattr(pending, name))
+                old.rows += pending.rows
+            buf.alerts.extend(newer.alerts)
+            buf.rows += newer.rows
+            buf.last_offset = max(buf.last_offset, newer.last_offset)
+        self._buffers[(topic, partition)] = buf
+
+    def held_rows(self) -> int:
+        return sum(buf.rows for buf in self._buffers.values())
+
     def discard(self, topic: str, partition: int) -> None:
         """Forget unwritten rows, e.g. of a partition this worker no longer owns."""
         self._buffers.pop((topic, partition), None)
@@ -325,9 +346,13 @@ class ParquetSink:
                 folder = Path(self.root_path) / relative
                 folder.mkdir(parents=True, exist_ok=True)
                 final, tmp = folder / name, folder / f".{name}.tmp"
-                pq.write_table(part, tmp, **write_options(part.schema, dataset))
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
+                try:
+                    pq.write_table(part, tmp, **write_options(part.schema, dataset))
+                    with open(tmp, "rb") as fh:
+                        os.fsync(fh.fileno())
+                except OSError:  # a full disk: leave no half-written file behind
+                    tmp.unlink(missing_ok=True)
+                    raise
                 os.replace(tmp, final)
             else:  # object stores: a PUT is atomic, readers never see half an object
                 pq.write_table(part, f"{self.root_path}/{relative}/{name}", filesystem=self.fs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -49,17 +50,39 @@ class DeadLetters:
 class AckAfterFlush:
     """Holds events until the sink has written their rows, then acknowledges them."""
 
-    def __init__(self, sink: ParquetSink, on_durable: Any = None) -> None:
+    def __init__(self, sink: ParquetSink, on_durable: Any = None, clock: Any = time.monotonic) -> None:
         self.sink = sink
         self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
         self.on_durable = on_durable  # async callback(topic, partition) after a partition's flush
+        self.clock = clock
+        self.write_error: str | None = None  # why the lake cannot be written now (a full disk)
+        self._failing_since = 0.0
+        self._retry_at = 0.0
+        self._said_at = 0.0
 
     def hold(self, stream: StreamT, event: EventT) -> None:
         self.pending[(event.message.topic, event.message.partition)].append((stream, event))
 
     async def flush(self, keys: list[tuple[str, int]]) -> None:
+        """Write these partitions' rows and acknowledge what is durable. A write that fails (a
+        full disk, a lost mount) puts the rows back and commits nothing; detection goes on, the
+        write is tried again every `sink.flush_seconds`, and the log says why until it works."""
+        now = self.clock()
+        if self.write_error is not None and now < self._retry_at:
+            return
         for key in keys:
-            durable = await asyncio.to_thread(self.sink.write, *key, self.sink.take(*key))
+            buf = self.sink.take(*key)
+            try:
+                durable = await asyncio.to_thread(self.sink.write, *key, buf)
+            except OSError as exc:
+                if buf is not None:
+                    self.sink.put_back(*key, buf)
+                self._failed(exc, now)
+                return
+            if self.write_error is not None:
+                log.warning("the lake takes writes again after %.0f s (%s); writing the %d rows held",
+                            now - self._failing_since, self.write_error, self.sink.held_rows())
+                self.write_error = None
             held = self.pending.get(key, [])
             keep = []
             for stream, event in held:
@@ -70,6 +93,18 @@ class AckAfterFlush:
             self.pending[key] = keep
             if self.on_durable is not None:
                 await self.on_durable(*key)
+
+    def _failed(self, exc: OSError, now: float) -> None:
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        if self.write_error is None:
+            self._failing_since = now
+        if self.write_error is None or now - self._said_at >= 60:
+            log.error("cannot write Parquet to the lake (%s): holding %d rows in memory and committing no "
+                      "offsets, alerts go on; trying again every %g s (failing for %.0f s)", reason,
+                      self.sink.held_rows(), self.sink.flush_seconds, now - self._failing_since)
+            self._said_at = now
+        self.write_error = reason
+        self._retry_at = now + self.sink.flush_seconds
 
     async def flush_due(self) -> None:
         await self.flush(self.sink.due())

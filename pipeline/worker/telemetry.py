@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from faust.types import StreamT
 
+from pipeline.intake import admit
 from pipeline.repeats import RepeatFilter
 from pipeline.schemas import InvalidRecord, check_entities, decode_batch
 from pipeline.topics import TopicSpec
@@ -23,6 +25,7 @@ def register(ctx: WorkerContext) -> None:
     sent_marks: dict[str, tuple[int, bool]] = {}
     topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
     repeats = RepeatFilter()
+    intake = ctx.settings.intake
 
     def telemetry_agent(spec: TopicSpec) -> None:
         kind = TOPIC_KINDS[spec]
@@ -38,33 +41,34 @@ def register(ctx: WorkerContext) -> None:
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
+                source = f"{kind}/{msg.partition}"
                 try:
                     batch = decode_batch(event.value)
                     if batch.kind != kind:
                         raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic")
+                    batch, bad_values = admit(batch, int(time.time() * 1000), watermarks.get(source, -1), intake)
                 except InvalidRecord as exc:
                     await ctx.dead_letters.send(event, exc.reason)
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
-                parts, bad = [], []
+                parts, bad = [], [bad_values] if bad_values else []
                 try:
                     check_entities(batch, topology)  # a collector's message: all its sources at once
+                    parts = [batch]  # detectors and the sink take the message whole
                 except InvalidRecord as exc:
+                    unknown = []
                     for part in batch.split() if batch.parts else []:  # which sources are unknown
                         try:
                             check_entities(part, topology)
                             parts.append(part)
                         except InvalidRecord as again:
-                            bad.append(again.reason)
-                    bad = bad or [exc.reason]
-                if bad:  # the good sources of the message are processed; the message is kept with why
-                    await ctx.dead_letters.send(event, "; ".join(bad[:3]) + (
-                        f" (and {len(bad) - 3} more)" if len(bad) > 3 else "") + (
-                        f"; the other {len(parts)} sources of the message were processed" if parts else ""))
-                else:
-                    parts = [batch]  # all good: detectors and the sink take the message whole
-                source = f"{kind}/{msg.partition}"
+                            unknown.append(again.reason)
+                    unknown = unknown or [exc.reason]
+                    bad.append("; ".join(unknown[:3]) + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
+                               + (f"; the other {len(parts)} sources of the message were processed" if parts else ""))
+                if bad:  # what could be taken is processed; the message is kept with why
+                    await ctx.dead_letters.send(event, "; ".join(bad))
                 partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
                 for part in parts:
                     for finding in partition_detectors.push(part, msg.partition):

@@ -88,16 +88,17 @@ def wait_caught_up(bootstrap: str, prefix: str, worker, log: callable, why: str,
     time.sleep(8)
 
 
-def check_lake(data: Path, scenario: Path, why: str) -> dict[str, int]:
-    """Every sample the simulator sent is in Parquet exactly once, and the alerts are the offline
-    run's; returns the rows per dataset."""
-    expected = sent_rows(scenario)
+def check_lake(data: Path, scenario: Path, why: str, extra: dict[str, int] | None = None) -> dict[str, int]:
+    """Every sample the simulator sent is in Parquet exactly once (plus `extra` rows per dataset
+    that a test sent besides), and the alerts are the offline run's; returns the rows per dataset."""
+    expected = collections.Counter(sent_rows(scenario))
+    expected.update(extra or {})
     found = {}
     for dataset, key in KEYS.items():
         files = f"read_parquet('{data}/{dataset}/**/*.parquet', hive_partitioning = true)"
         rows, distinct = duckdb.execute(f"select count(*), count(distinct ({key})) from {files}").fetchone()
         assert rows == distinct, f"{dataset}: {rows - distinct} duplicate rows {why}"
-        assert rows == expected[dataset], f"{dataset}: {rows} rows in Parquet, {expected[dataset]} sent {why}"
+        assert rows == expected[dataset], f"{dataset}: {rows} rows in Parquet, {expected[dataset]} expected {why}"
         found[dataset] = rows
     lake = duckdb.execute(f"select kind, entity, status, epoch_ms(starts_at) "
                           f"from read_parquet('{data}/alerts/**/*.parquet')")

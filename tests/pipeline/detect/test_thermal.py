@@ -1,4 +1,7 @@
+import numpy as np
+
 from pipeline.detect.thermal import ThermalDetector
+from pipeline.schemas import Batch
 from pipeline.settings import ThermalSettings
 from tests.builders import card_batch, small_topology
 
@@ -49,3 +52,16 @@ def test_a_card_that_always_runs_hotter_or_slower_than_its_peers_is_its_usual_se
     alerts = run(quiet + [batch(t, throttled) for t in range(200, 210)])
     assert [(a.entity, a.status) for a in alerts] == [("node0002-card5", "firing")]
     assert 3.5 <= alerts[0].evidence["over_usual_c"] <= 4.5  # judged against its usual, not the node's median
+
+
+def test_a_card_that_does_not_report_its_temperature_is_skipped_not_learned() -> None:
+    """Exporters leave a field out as NaN: that card is not judged that tick, its usual place and
+    its peers' medians are not poisoned, and it fires as before once it reports a throttle."""
+    def gap(t: float) -> Batch:
+        b = batch(t)
+        b.columns["temp_c"][5] = np.nan  # card 5 does not report its temperature
+        b.columns["sm_clock_mhz"][2] = np.nan  # card 2 not its clock
+        return b
+    batches = [batch(t) if t % 3 else gap(t) for t in range(50)] + [gap(50)] + \
+        [batch(t, {5: (6, 0.08)}) for t in range(51, 57)]
+    assert [(a.entity, a.status, a.starts_at[17:19]) for a in run(batches)] == [("node0002-card5", "firing", "53")]

@@ -179,3 +179,30 @@ def test_rows_are_sorted_by_entity_sub_entity_and_time_whatever_order_they_came_
     assert {r["link"] for r in rows if r["switch"] in ("leaf999", "spine001")} == {None}
     assert [r["link"] for r in rows if r["switch"] == "leaf004"][::3] == [
         "node0000-nic2~leaf004", "node0001-nic2~leaf004", "node0002-nic2~leaf004"]
+
+
+def test_a_failed_write_leaves_no_file_and_its_rows_go_back_before_newer_ones(tmp_path: Path, monkeypatch) -> None:
+    """A full disk: the half-written temporary file is removed and the buffer put back; the next
+    write holds the old rows and the new, under the old buffer's first offset."""
+    sink = ParquetSink(tmp_path)
+    sink.add_batch("cp.telemetry.card", 0, 5, card_batch("node0000", 0))
+    buf = sink.take("cp.telemetry.card", 0)
+
+    def no_space(table, where, **options) -> None:  # noqa: ANN001
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(pq, "write_table", no_space)
+    try:
+        sink.write("cp.telemetry.card", 0, buf)
+        raise AssertionError("the write did not fail")
+    except OSError:
+        pass
+    monkeypatch.undo()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    sink.add_batch("cp.telemetry.card", 0, 6, card_batch("node0001", 1))  # came in meanwhile
+    sink.put_back("cp.telemetry.card", 0, buf)
+    assert sink.held_rows() == 16
+    assert sink.flush("cp.telemetry.card", 0) == 6
+    [card_file] = files(tmp_path, "card")
+    assert card_file.name.endswith("+00000000000000000005.parquet")
+    assert pq.read_table(card_file).column("node").to_pylist() == ["node0000"] * 8 + ["node0001"] * 8
