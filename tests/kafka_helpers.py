@@ -38,3 +38,23 @@ def read_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]]
         return records
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[ConsumerRecord]:
+    """Every record of `topic` up to its end offsets now (for a topic nobody writes any more)."""
+    consumer = KafkaConsumer(**consumer_config(bootstrap, "clusterpulse-test-reader", None))
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert parts, f"topic {topic} does not exist"
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(parts)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"gave up reading {topic} after {timeout_s:g} s"
+            for batch in consumer.poll(timeout_ms=250).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

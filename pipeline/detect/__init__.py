@@ -18,13 +18,15 @@ from pipeline.detect.links import LinkDetector
 from pipeline.detect.silence import NodeDownDetector, SwitchDownDetector
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.detect.thermal import ThermalDetector
+from pipeline.repeats import RepeatWindow
 from pipeline.schemas import Alert, Batch
 from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 5  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
-# per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports
+SNAPSHOT_VERSION = 6  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+# per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
+# 6: the partition's window of recent message digests (pipeline.repeats)
 _NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
           ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
           ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
@@ -55,6 +57,7 @@ class DetectorSet:
         self.topology = topology
         self.detectors: dict[str, list] = {}
         self.straggler: StragglerDetector | None = None
+        self.repeats = RepeatWindow()  # the partition's recent messages, to drop a producer's repeat
         if "card" in kinds:
             self.detectors["card"] = [CardFailureDetector(topology, s.card_failure), EccDetector(topology, s.ecc),
                                       ThermalDetector(topology, s.thermal), NodeDownDetector(topology, s.node_down)]
@@ -92,15 +95,16 @@ class DetectorSet:
     def snapshot(self) -> bytes:
         """Every detector's state, compressed (pickle, read back with a restricted unpickler)."""
         return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, self.topology.shape, self.detectors,
-                                           self.straggler), protocol=5), 3)
+                                           self.straggler, self.repeats), protocol=5), 3)
 
     def restore(self, data: bytes) -> bool:
         """Take the state of a snapshot of the same topology; False (state unchanged) otherwise."""
         try:
-            version, shape, detectors, straggler = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
+            version, shape, detectors, straggler, repeats = _SnapshotUnpickler(
+                io.BytesIO(zlib.decompress(data))).load()
         except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
             return False
         if version != SNAPSHOT_VERSION or shape != self.topology.shape or set(detectors) != set(self.detectors):
             return False
-        self.detectors, self.straggler = detectors, straggler
+        self.detectors, self.straggler, self.repeats = detectors, straggler, repeats
         return True

@@ -90,6 +90,7 @@ class WorkerContext:
                     self._snapshots = await asyncio.to_thread(
                         read_snapshots, self.settings.bootstrap, self.settings.topic(DETECTOR_STATE))
                 restored = self.detectors.load(self._snapshots, [(topic_name, partition)])
+                self.detectors.sets[(topic_name, partition)].repeats.resume_at(offset)
                 log.info("%s[%d]: %s", topic_name, partition,
                          "restored detector state" if restored else "no saved detector state; starting fresh")
         return self.detectors.sets[(topic_name, partition)]

@@ -71,26 +71,30 @@ class AckAfterFlush:
         if self.write_error is not None and now < self._retry_at:
             return
         for key in keys:
+            # exactly the events whose rows (or dead letters) the taken buffer holds: events held
+            # while it is written, or after the partition was revoked and assigned again, wait
+            held = self.pending.pop(key, [])
             buf = self.sink.take(*key)
             try:
                 durable = await asyncio.to_thread(self.sink.write, *key, buf)
             except OSError as exc:
                 if buf is not None:
                     self.sink.put_back(*key, buf)
+                self.pending[key] = held + self.pending.get(key, [])
                 self._failed(exc, now)
                 return
             if self.write_error is not None:
                 log.warning("the lake takes writes again after %.0f s (%s); writing the %d rows held",
                             now - self._failing_since, self.write_error, self.sink.held_rows())
                 self.write_error = None
-            held = self.pending.get(key, [])
             keep = []
             for stream, event in held:
                 if event.message.offset <= durable:
                     await stream.ack(event)
                 else:
                     keep.append((stream, event))
-            self.pending[key] = keep
+            if keep or key in self.pending:
+                self.pending[key] = keep + self.pending.get(key, [])
             if self.on_durable is not None:
                 await self.on_durable(*key)
 

@@ -11,7 +11,6 @@ import time
 from faust.types import StreamT
 
 from pipeline.intake import admit
-from pipeline.repeats import RepeatFilter
 from pipeline.schemas import InvalidRecord, check_entities, decode_batch
 from pipeline.topics import TopicSpec
 from pipeline.worker.context import TOPIC_KINDS, WorkerContext
@@ -24,7 +23,6 @@ def register(ctx: WorkerContext) -> None:
     positions = ctx.positions  # source -> (topic partition, last offset processed)
     sent_marks: dict[str, tuple[int, bool]] = {}
     topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
-    repeats = RepeatFilter()
     intake = ctx.settings.intake
 
     def telemetry_agent(spec: TopicSpec) -> None:
@@ -33,10 +31,12 @@ def register(ctx: WorkerContext) -> None:
         async def handle(stream: StreamT) -> None:
             async for event in stream.noack().events():
                 msg = event.message
-                if repeats.seen(msg.topic, msg.partition, event.value):  # a producer's retry stored twice
+                partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
+                repeats = partition_detectors.repeats
+                if repeats.seen(event.value, msg.offset):  # a producer's retry stored twice
                     if repeats.repeats == 1 or repeats.repeats % 1000 == 0:
-                        log.warning("dropped a repeated message at %s[%d]@%d (%d so far): a producer retried "
-                                    "a request the broker had already stored", msg.topic, msg.partition,
+                        log.warning("dropped a repeated message at %s[%d]@%d (%d in this partition): a producer "
+                                    "retried a request the broker had already stored", msg.topic, msg.partition,
                                     msg.offset, repeats.repeats)
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
@@ -69,7 +69,6 @@ def register(ctx: WorkerContext) -> None:
                                + (f"; the other {len(parts)} sources of the message were processed" if parts else ""))
                 if bad:  # what could be taken is processed; the message is kept with why
                     await ctx.dead_letters.send(event, "; ".join(bad))
-                partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
                 for part in parts:
                     for finding in partition_detectors.push(part, msg.partition):
                         await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(
@@ -142,6 +141,5 @@ def register(ctx: WorkerContext) -> None:
                 watermarks.pop(source, None)
                 positions.pop(source, None)
                 ctx.detectors.drop(tp.topic, tp.partition)
-                repeats.forget(tp.topic, tp.partition)
 
     ctx.on_revoked.append(forget)

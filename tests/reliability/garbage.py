@@ -10,9 +10,10 @@ are shorter): the test can then ask for the simulated samples exactly once and t
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import msgpack
@@ -164,38 +165,48 @@ def garbage(draw: st.DrawFn, good: list[Message], kinds: list[str], known: Calla
     return Garbage(what, after, msg=msg, late_ms=late_ms, kept={dataset: rows - counts[which]})
 
 
-def draw_garbage(good: list[Message], kinds: list[str], known: Callable[[str], bool], count: int) -> list[Garbage]:
-    """`count` distinct odd messages, one per hypothesis example (derandomized: the same every run)."""
-    from hypothesis import HealthCheck, Phase, given, settings
+def draw_garbage(good: list[Message], kinds: list[str], known: Callable[[str], bool], count: int,
+                 chunk: int = 1000) -> Iterator[list[Garbage]]:
+    """`count` distinct odd messages, one per hypothesis example, in chunks of about `chunk` as they
+    are drawn (each chunk under its own seed: the same messages every run), each stamped."""
+    from hypothesis import HealthCheck, Phase, given, seed, settings
 
-    drawn: list[Garbage] = []
     now_ms = int(time.time() * 1000)
-
-    @st.composite
-    def one(draw: st.DrawFn) -> Garbage:  # a closure, so that hypothesis never shows the whole stream
-        return garbage(draw, good, kinds, known, now_ms, draw(st.integers(0, len(good) - 1)))
-
-    @settings(max_examples=count * 11 // 10, database=None, derandomize=True, deadline=None,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(one())
-    def collect(found: Garbage) -> None:
-        drawn.append(found)
-
-    collect()
     seen: set[bytes] = set()
-    out = []
-    for g in drawn:  # the same bytes twice in a partition would be a repeat, dropped: keep each once
-        if g.value is not None and g.what != "duplicate":
-            if g.value in seen:
-                continue
-            seen.add(g.value)
-        out.append(g)
-    return out[:count]
-
-
-def stamp(garbage_list: list[Garbage], good: list[Message]) -> None:
-    """Give each kept message a time of its own: late, between ticks, and no source at that time twice."""
     used: set[tuple[str, int]] = set()
+    total = 0
+    for number in itertools.count():
+        drawn: list[Garbage] = []
+
+        @st.composite
+        def one(draw: st.DrawFn) -> Garbage:  # a closure, so that hypothesis never shows the whole stream
+            return garbage(draw, good, kinds, known, now_ms, draw(st.integers(0, len(good) - 1)))
+
+        @seed(number)
+        @settings(max_examples=chunk, database=None, deadline=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(one())
+        def collect(found: Garbage) -> None:
+            drawn.append(found)
+
+        collect()
+        out = []
+        for g in drawn:  # the same bytes twice in a partition would be a repeat, dropped: keep each once
+            if g.value is not None and g.what != "duplicate":
+                if g.value in seen:
+                    continue
+                seen.add(g.value)
+            out.append(g)
+        out = out[:count - total]
+        stamp(out, good, used)
+        total += len(out)
+        yield out
+        if total >= count:
+            return
+
+
+def stamp(garbage_list: list[Garbage], good: list[Message], used: set[tuple[str, int]]) -> None:
+    """Give each kept message a time of its own: late, between ticks, and no source at that time twice."""
     for g in garbage_list:
         if g.msg is None:
             continue

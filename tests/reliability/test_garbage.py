@@ -1,10 +1,13 @@
-"""10,000 malformed and odd messages, drawn by hypothesis, mixed into a live simulated stream: each
+"""10,000 malformed and odd messages, drawn by hypothesis while a simulated stream runs and sent into it,
+each after the simulated message it was made from: each
 is dead-lettered with a reason or handled as docs/topics.md says, the worker never restarts, every
 simulated sample is in Parquet once, and the alerts are the offline run's."""
 
 from __future__ import annotations
 
 import collections
+import heapq
+import queue
 import threading
 import time
 
@@ -18,14 +21,14 @@ from pipeline.topics import DEAD_LETTERS, DLQ_REASON, DLQ_TOPIC
 from producers.output import KafkaOutput
 from producers.scenario import load_scenario
 from producers.simulator import Message, Simulator
-from tests.kafka_helpers import read_until
-from tests.reliability.garbage import draw_garbage, stamp
+from tests.kafka_helpers import read_all
+from tests.reliability.garbage import draw_garbage
 from tests.reliability.helpers import HOOK_SECRET, SCENARIO, check_lake, wait_caught_up, worker_env
 
 pytestmark = pytest.mark.broker
 
 COUNT = 10_000
-SPEED = 8  # simulated seconds per second
+SPEED = 6  # simulated seconds per second: the stream lasts about as long as hypothesis draws
 
 
 def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker, prefix, children,
@@ -45,20 +48,42 @@ def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker,
         ticks = [(t, m) for t, messages in Simulator(scenario).ticks() for m in messages]
         good = [m for _, m in ticks]
         kinds = [m.topic.suffix.rsplit(".", 1)[1] for m in good]
-        garbage = draw_garbage(good, kinds, lambda name: _known(topology, name), COUNT)
-        stamp(garbage, good)
-        assert len(garbage) == COUNT
-        following = collections.defaultdict(list)
-        for g in garbage:
-            following[g.after].append(g)
+        chunks: queue.Queue = queue.Queue()  # hypothesis draws while the stream runs
+
+        def draw() -> None:
+            try:
+                for chunk in draw_garbage(good, kinds, lambda name: _known(topology, name), COUNT):
+                    chunks.put(chunk)
+                chunks.put(None)
+            except BaseException as exc:  # raised by the test, not lost in the thread
+                chunks.put(exc)
+        threading.Thread(target=draw, daemon=True).start()
 
         out = KafkaOutput(broker.bootstrap, prefix, client_id="garbage-test")
+        garbage: list = []
+        waiting: list = []  # drawn, its simulator message not sent yet (a heap by message index)
+        drawing = True
         started, first_tick = time.monotonic(), ticks[0][0]
-        for i, (tick, message) in enumerate(ticks):
-            time.sleep(max(0.0, started + (tick - first_tick) / 1000 / SPEED - time.monotonic()))
-            out.send(message)
-            for g in following[i]:  # under the same key: the same partition, right after it
-                out.send(Message(message.topic, message.key, g.value))
+        for i, (tick, message) in enumerate(ticks + [(None, None)]):
+            while drawing and (message is None or not chunks.empty()):
+                chunk = chunks.get(timeout=300)
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                if chunk is None:
+                    drawing = False
+                    break
+                for g in chunk:
+                    heapq.heappush(waiting, (g.after, len(garbage), g))
+                    garbage.append(g)
+            if message is not None:
+                time.sleep(max(0.0, started + (tick - first_tick) / 1000 / SPEED - time.monotonic()))
+                out.send(message)
+            sent = len(ticks) if message is None else i + 1
+            while waiting and waiting[0][0] < sent:  # under its message's key: the same partition, after it
+                g = heapq.heappop(waiting)[2]
+                source = good[g.after]
+                out.send(Message(source.topic, source.key, g.value))
+        assert len(garbage) == COUNT and not waiting
         out.flush()
         out.producer.close()
 
@@ -74,11 +99,7 @@ def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker,
     assert sum(1 for p, _ in children.procs if p.args[3:4] == ["worker"]) == 1  # never restarted
 
     expected_dead = collections.Counter(g.value for g in garbage if g.dead)
-    letters = read_until(broker.bootstrap, DEAD_LETTERS.name(prefix),
-                         lambda found: len(found) >= sum(expected_dead.values()), timeout_s=60)
-    time.sleep(2)  # nothing more may come
-    letters += read_until(broker.bootstrap, DEAD_LETTERS.name(prefix), lambda found: True, timeout_s=5)[
-        len(letters):]
+    letters = read_all(broker.bootstrap, DEAD_LETTERS.name(prefix))  # the worker has stopped: all of them
     reasons = collections.Counter()
     for record in letters:
         headers = dict(record.headers)
