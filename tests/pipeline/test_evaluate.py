@@ -97,6 +97,7 @@ def test_healthy_untidy_cluster_with_loud_confounders_raises_nothing(all_offline
 
 
 @pytest.mark.broker
+@pytest.mark.slow
 def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
     data = random_scenario(101) | {"cluster": {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}}
     data["jobs"] = [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},

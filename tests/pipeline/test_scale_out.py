@@ -111,6 +111,7 @@ def test_two_workers_give_the_alerts_of_one(broker, prefix, children, tmp_path, 
     assert_lake_has_every_sample_once(tmp_path / "lake", rows)
 
 
+@pytest.mark.slow
 def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(broker, prefix, children, tmp_path,
                                                                    scenario) -> None:
     path, messages, offline, rows = scenario

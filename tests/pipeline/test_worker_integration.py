@@ -160,6 +160,7 @@ def lake_rows(lake: Path, dataset: str) -> int:
     return duckdb.execute(f"select count(*) from read_parquet('{lake}/{dataset}/**/*.parquet')").fetchall()[0][0]
 
 
+@pytest.mark.slow
 def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails(tmp_path) -> None:
     """`run` twice into one data directory (the second time with a receiver that refuses every
     notification): both runs' lakes stay whole, the refusals are printed as they happen, counted

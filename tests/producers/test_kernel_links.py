@@ -68,6 +68,7 @@ def event_s(iso: str) -> float:
     return float(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64)) / 1000
 
 
+@pytest.mark.slow
 def test_flapping_a_veth_link_raises_and_resolves_its_alerts(broker, prefix, children, tmp_path, veth) -> None:  # noqa: ANN001
     host, switch, sysfs = veth
     env = {"CLUSTERPULSE_BOOTSTRAP": broker.bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,

@@ -19,7 +19,7 @@ from pipeline.receiver import WebhookReceiver
 from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
                                       wait_caught_up, worker_env)
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 OUTAGE_S = 30
 
 

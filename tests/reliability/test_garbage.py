@@ -25,7 +25,7 @@ from tests.kafka_helpers import read_all
 from tests.reliability.garbage import draw_garbage
 from tests.reliability.helpers import HOOK_SECRET, SCENARIO, check_lake, wait_caught_up, worker_env
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 COUNT = 10_000
 SPEED = 6  # simulated seconds per second: the stream lasts about as long as hypothesis draws

@@ -20,7 +20,7 @@ from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
 from tests.reliability.helpers import HOOK_SECRET, SCENARIO, check_pages, wait_caught_up, worker_env
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 def test_pages_dead_lettered_while_the_receiver_is_down_are_all_replayed_once(broker, prefix, children,

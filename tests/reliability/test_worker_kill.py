@@ -17,7 +17,7 @@ from pipeline.receiver import WebhookReceiver
 from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
                                       wait_caught_up, worker_env)
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, prefix, children, tmp_path) -> None:
