@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
+# test files run in this many processes (pytest-xdist), each with its own broker: most tests wait
+# on real-time streams, so two halve the suite's time on a 2-core machine
+TEST_PROCESSES ?= 2
 # Debian packages some tests use; installed only when running as root with apt (as CI does).
 APT_PACKAGES := docker-compose prometheus-alertmanager
 
@@ -33,7 +36,7 @@ apt-test-deps:
 	else echo "not root with apt: tests needing$$missing will skip"; fi
 
 test: $(STAMP) apt-test-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
