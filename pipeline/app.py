@@ -80,7 +80,8 @@ def create_app(settings: Settings) -> faust.App:
 
         @app.task
         async def health_server() -> None:
-            await serve_health(settings.health_port, lambda: health_report(ctx))
+            ctx.metrics.watch_lag(lambda: health_report(ctx)["lag"])
+            await serve_health(settings.health_port, lambda: health_report(ctx), metrics=ctx.metrics.exposition)
 
     app.clusterpulse = ctx  # type: ignore[attr-defined]
     return app

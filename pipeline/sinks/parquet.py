@@ -113,6 +113,7 @@ class ParquetSink:
         self.clock = clock
         self._buffers: dict[tuple[str, int], _PartitionBuffer] = {}
         self.files_written = 0
+        self.on_file: Callable[[int, int], None] | None = None  # (rows, bytes) of each file written
         self.rows_written = 0
 
     # ---- buffering ---------------------------------------------------------------------------
@@ -354,10 +355,14 @@ class ParquetSink:
                     tmp.unlink(missing_ok=True)
                     raise
                 os.replace(tmp, final)
+                size = final.stat().st_size
             else:  # object stores: a PUT is atomic, readers never see half an object
-                pq.write_table(part, f"{self.root_path}/{relative}/{name}", filesystem=self.fs,
-                               **write_options(part.schema, dataset))
+                where = f"{self.root_path}/{relative}/{name}"
+                pq.write_table(part, where, filesystem=self.fs, **write_options(part.schema, dataset))
+                size = self.fs.get_file_info(where).size or 0
             self.files_written += 1
+            if self.on_file is not None:
+                self.on_file(part.num_rows, size)
             self.rows_written += part.num_rows
 
 

@@ -17,6 +17,7 @@ from pipeline.detect import DetectorSet
 from pipeline.schemas import Alert
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
+from pipeline.metrics import WorkerMetrics
 from pipeline.state import PartitionDetectors, read_snapshots, state_key
 from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DETECTOR_STATE, FINDINGS, PORT_TELEMETRY,
                              STEP_TELEMETRY, TopicSpec)
@@ -46,11 +47,13 @@ class WorkerContext:
         self.kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
         self.detectors = PartitionDetectors(self.topology, settings.detect, self.kind_of_topic)
         self.correlator = Correlator(self.topology, settings.detect.correlate)
-        self.acks = AckAfterFlush(self.sink, on_durable=self.save_state)
+        self.metrics = WorkerMetrics()
+        self.sink.on_file = self._count_file
+        self.acks = AckAfterFlush(self.sink, on_durable=self.save_state, metrics=self.metrics)
         self.alerts_topic = self.topic(ALERTS)
         self.findings_topic = self.topic(FINDINGS, partitions=1)
         self.state_topic = self.topic(DETECTOR_STATE, partitions=1)
-        self.dead_letters = DeadLetters(self.topic(DEAD_LETTERS))
+        self.dead_letters = DeadLetters(self.topic(DEAD_LETTERS), metrics=self.metrics)
         self.alert_counts: dict[str, int] = defaultdict(int)
         self.notifier: Any = None
         self.watermarks: dict[str, int] = {}
@@ -70,7 +73,12 @@ class WorkerContext:
         for alert in alerts:
             await self.alerts_topic.send(key=alert.id.encode(), value=alert.to_json(), force=True)
             self.alert_counts[alert.status] += 1
+            self.metrics.alerts.labels(alert.kind, alert.status).inc()
             log.info("alert %s", alert.line())
+
+    def _count_file(self, rows: int, size: int) -> None:  # called from the writing thread
+        self.metrics.flush_rows.inc(rows)
+        self.metrics.flush_bytes.inc(size)
 
     async def save_state(self, topic_name: str, partition: int) -> None:
         data = self.detectors.snapshot(topic_name, partition)

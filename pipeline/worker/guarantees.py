@@ -11,6 +11,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from pipeline.metrics import WorkerMetrics, reason_class
 from pipeline.sinks.parquet import ParquetSink
 from pipeline.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 
@@ -24,8 +25,9 @@ class DeadLetters:
     hide in the dead-letter topic; nothing is ever dropped.
     """
 
-    def __init__(self, topic: Any, loud_after: int = 100) -> None:
+    def __init__(self, topic: Any, loud_after: int = 100, metrics: WorkerMetrics | None = None) -> None:
         self.topic = topic
+        self.metrics = metrics
         self.loud_after = loud_after
         self.total = 0
         self._window_start = 0.0
@@ -37,6 +39,8 @@ class DeadLetters:
                    DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
         await self.topic.send(key=msg.key, value=msg.value, headers=headers, force=True)
         self.total += 1
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(reason_class(reason)).inc()
         now = asyncio.get_running_loop().time()
         if now - self._window_start >= 60:
             self._window_start, self._window_count = now, 0
@@ -50,8 +54,10 @@ class DeadLetters:
 class AckAfterFlush:
     """Holds events until the sink has written their rows, then acknowledges them."""
 
-    def __init__(self, sink: ParquetSink, on_durable: Any = None, clock: Any = time.monotonic) -> None:
+    def __init__(self, sink: ParquetSink, on_durable: Any = None, clock: Any = time.monotonic,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.sink = sink
+        self.metrics = metrics
         self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
         self.on_durable = on_durable  # async callback(topic, partition) after a partition's flush
         self.clock = clock
@@ -75,9 +81,12 @@ class AckAfterFlush:
             # while it is written, or after the partition was revoked and assigned again, wait
             held = self.pending.pop(key, [])
             buf = self.sink.take(*key)
+            started = time.perf_counter()
             try:
                 durable = await asyncio.to_thread(self.sink.write, *key, buf)
             except OSError as exc:
+                if self.metrics is not None:
+                    self.metrics.flush_failures.inc()
                 if buf is not None:
                     self.sink.put_back(*key, buf)
                 self.pending[key] = held + self.pending.get(key, [])
@@ -87,6 +96,8 @@ class AckAfterFlush:
                 log.warning("the lake takes writes again after %.0f s (%s); writing the %d rows held",
                             now - self._failing_since, self.write_error, self.sink.held_rows())
                 self.write_error = None
+            if self.metrics is not None and buf is not None:
+                self.metrics.flush_seconds.observe(time.perf_counter() - started)
             keep = []
             for stream, event in held:
                 if event.message.offset <= durable:

@@ -36,6 +36,8 @@ def register(ctx: WorkerContext) -> None:
         line = ledger.record(receiver.name, alert, outcome.delivered, outcome.attempts, outcome.status,
                              outcome.error, idempotency_key(alert))
         await asyncio.to_thread(book.append, line)
+        ctx.metrics.notify_attempts.labels(receiver.name).inc(outcome.attempts)
+        (ctx.metrics.notify_delivered if outcome.delivered else ctx.metrics.notify_failures).labels(receiver.name).inc()
 
     notifier = ctx.notifier = Notifier(ctx.settings.notify.receivers, dead_letter, on_outcome=on_outcome)
 

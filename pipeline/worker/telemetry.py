@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 from faust.types import StreamT
 
 from pipeline.intake import admit
@@ -29,8 +30,15 @@ def register(ctx: WorkerContext) -> None:
         kind = TOPIC_KINDS[spec]
 
         async def handle(stream: StreamT) -> None:
+            counted: dict[str, Any] = {}  # topic -> its message counter
+            processed = ctx.metrics.samples.labels(kind)
+            took = ctx.metrics.batch_seconds.labels(kind)
             async for event in stream.noack().events():
+                started = time.perf_counter()
                 msg = event.message
+                if msg.topic not in counted:
+                    counted[msg.topic] = ctx.metrics.messages.labels(msg.topic)
+                counted[msg.topic].inc()
                 partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
                 repeats = partition_detectors.repeats
                 if repeats.seen(event.value, msg.offset):  # a producer's retry stored twice
@@ -87,6 +95,8 @@ def register(ctx: WorkerContext) -> None:
                 if not parts:
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                 acks.hold(stream, event)
+                processed.inc(sum(part.rows() for part in parts))
+                took.observe(time.perf_counter() - started)
                 if full:
                     await acks.flush([(msg.topic, msg.partition)])
 
