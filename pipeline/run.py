@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kafka import KafkaConsumer, TopicPartition
@@ -122,7 +123,7 @@ class RunResult:
 
 
 def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, duration_s: float | None,
-                 drain_timeout_s: float = 120.0) -> RunResult:
+                 drain_timeout_s: float = 120.0, ui_port: int = 0) -> RunResult:
     """Run everything until the scenario ends (speed max), --duration passes, or a signal."""
     stop = threading.Event()
 
@@ -137,7 +138,7 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
     logs.mkdir(exist_ok=True)
     broker = None
     worker = simulator = None
-    printer = None
+    printer = ui = None
     result = RunResult()
     try:
         if settings.bootstrap:
@@ -155,6 +156,8 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
             worker = spawn(["--config", str(config), "worker"], logs / "worker.log")
             printer = AlertPrinter(bootstrap, settings.topic(ALERTS), dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS))
             printer.start()
+            if ui_port:
+                ui = start_ui(bootstrap, settings, ui_port)
             sim_args = ["--config", str(config), "simulate", "--speed", speed]
             if scenario_path:
                 sim_args += ["--scenario", scenario_path]
@@ -182,6 +185,8 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         for proc in (simulator, worker):
             if proc is not None:
                 stop_process(proc, 5)
+        if ui is not None:
+            ui.stop()
         if printer is not None:
             printer.stop()
             result.alerts = printer.alerts
@@ -190,6 +195,21 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         for s, handler in previous.items():
             signal.signal(s, handler)
     return result
+
+
+def start_ui(bootstrap: str, settings: Settings, port: int) -> Any:
+    """The live page on 127.0.0.1:port, its URL printed; None (and why) if the port is taken."""
+    from pipeline.ui.server import UiServer
+
+    ui = UiServer(bootstrap, settings.topic(ALERTS), settings.build_topology(), "127.0.0.1", port)
+    try:
+        ui.start_in_thread()
+    except OSError as exc:
+        print(f"no live page: port {port} is taken ({exc.strerror or exc}); give --ui-port N (0: none)",
+              file=sys.stderr, flush=True)
+        return None
+    print(f"live page: {ui.url}", file=sys.stderr, flush=True)
+    return ui
 
 
 def print_summary(settings: Settings, result: RunResult) -> bool:

@@ -27,7 +27,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--duration", type=positive_float, help="stop after this many wall-clock seconds")
     p.add_argument("--append", action="store_true",
                    help="with --bootstrap: write into a data directory that holds another cluster's lake")
+    p.add_argument("--ui-port", type=int, default=8088, help="serve the live page on this port (default 8088; 0: none)")
     p.set_defaults(handler=cmd_run)
+
+    p = new_verb(sub, "ui", "the live page: every card by leaf and rail, the fabric, active and resolved alerts",
+                 "clusterpulse ui --bootstrap 127.0.0.1:9092 --ui-port 8088\n"
+                 "clusterpulse ui --bootstrap kafka:9092 --topology topology.yaml --host 0.0.0.0",
+                 settings=("bootstrap", "topic_prefix", "topology"))
+    p.add_argument("--ui-port", type=int, default=8088, help="listen port (default 8088)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for other machines)")
+    p.set_defaults(handler=cmd_ui)
 
     p = new_verb(sub, "broker", "run the embedded Kafka-compatible broker (Tansu, memory only) alone",
                  "clusterpulse broker --port 9092\n"
@@ -78,7 +87,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         say(f"this run's lake: {lake}/ (earlier runs in {Path(lake).parent}/ are kept)")
     say(f"scenario {scenario.name!r}: {s.cards:,} cards, {scenario.duration_s:g} s, "
         f"{plural(len(scenario.faults), 'fault')}, speed {args.speed}")
-    result = run_pipeline(settings, args.scenario, args.speed, args.duration)
+    result = run_pipeline(settings, args.scenario, args.speed, args.duration, ui_port=args.ui_port)
     lost = print_summary(settings, result)
     if result.simulator_status not in (0, None, -signal.SIGTERM):
         say(f"clusterpulse: the simulator failed (status {result.simulator_status})")
@@ -86,6 +95,24 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if result.worker_status not in (0, None, -signal.SIGTERM):
         return 1
     return 1 if lost else 0
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.broker import check_reachable
+    from pipeline.topics import ALERTS
+    from pipeline.ui.server import UiServer
+
+    if not settings.bootstrap:
+        raise UsageError("ui reads the alerts topic of a running pipeline: give --bootstrap HOST:PORT "
+                         "(`clusterpulse run` serves the page itself)")
+    check_reachable(settings.bootstrap)
+    ui = UiServer(settings.bootstrap, settings.topic(ALERTS), settings.build_topology(), args.host, args.ui_port)
+    say(f"live page: {ui.url} (Ctrl-C stops)")
+    try:
+        ui.serve_forever()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.ui_port}: {exc.strerror or exc}") from None
+    return 0
 
 
 def _check_receivers(settings: Settings) -> None:

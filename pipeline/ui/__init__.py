@@ -1,0 +1,1 @@
+"""The live health page (`clusterpulse ui`, started by `clusterpulse run`)."""

@@ -1,0 +1,128 @@
+"""`clusterpulse ui`: the live page, served locally with nothing from the internet (the page's
+script and style are inline). A thread reads the alerts topic from its beginning into a
+ClusterView; the page asks GET /api/state every second and redraws, no reload."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.kafka_config import consumer_config
+from pipeline.schemas import Alert
+from pipeline.ui.view import ClusterView
+
+log = logging.getLogger("clusterpulse.ui")
+
+
+class AlertFeed(threading.Thread):
+    """Reads the alerts topic from the beginning, for as long as the process runs."""
+
+    def __init__(self, bootstrap: str, topic: str, view: ClusterView) -> None:
+        super().__init__(name="ui-alerts", daemon=True)
+        self.bootstrap, self.topic, self.view = bootstrap, topic, view
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        consumer = None
+        while not self.stopping.is_set():
+            try:
+                if consumer is None:
+                    consumer = KafkaConsumer(**consumer_config(self.bootstrap, "clusterpulse-ui", None))
+                    parts = consumer.partitions_for_topic(self.topic)
+                    if not parts:
+                        consumer.close()
+                        consumer = None
+                        self.stopping.wait(1.0)
+                        continue
+                    consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+                    consumer.seek_to_beginning()
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        try:
+                            alert = Alert.from_json(record.value)
+                        except (ValueError, TypeError):
+                            continue  # the alert sink dead-letters it
+                        with self.lock:
+                            self.view.apply(alert)
+                self.error = None
+            except Exception as exc:  # the broker went away: say so on the page, try again
+                self.error = f"{type(exc).__name__}: {exc}"
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self.stopping.wait(2.0)
+        if consumer is not None:
+            consumer.close()
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            body = self.view.snapshot()
+        body["feed_error"] = self.error
+        return body
+
+
+def make_app(feed: AlertFeed, title: str) -> web.Application:
+    page = resources.files("pipeline.ui").joinpath("page.html").read_text().replace("{{title}}", title)
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    async def state(request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(feed.state()), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/api/state", state)
+    return app
+
+
+class UiServer:
+    """The page on host:port in a thread of its own (for `run`) or in the foreground (`ui`)."""
+
+    def __init__(self, bootstrap: str, alerts_topic: str, topology: Any, host: str, port: int,
+                 title: str = "ClusterPulse") -> None:
+        self.feed = AlertFeed(bootstrap, alerts_topic, ClusterView(topology))
+        self.host, self.port, self.title = host, port, title
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        self._runner: web.AppRunner | None = None
+        self._loop: Any = None
+
+    def serve_forever(self) -> None:
+        import asyncio
+
+        self.feed.start()
+        web.run_app(make_app(self.feed, self.title), host=self.host, port=self.port, print=None,
+                    access_log=None, handle_signals=True, loop=asyncio.new_event_loop())
+
+    def start_in_thread(self) -> None:
+        """Serve from a daemon thread; raises OSError now if the port is taken."""
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        runner = web.AppRunner(make_app(self.feed, self.title), access_log=None)
+        loop.run_until_complete(runner.setup())
+        try:
+            loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
+        except OSError:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+            raise
+        self._loop, self._runner = loop, runner
+        self.feed.start()
+        threading.Thread(target=loop.run_forever, name="ui-server", daemon=True).start()
+
+    def stop(self) -> None:
+        self.feed.stopping.set()
+        if self._loop is not None and self._runner is not None:
+            import asyncio
+
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
