@@ -19,7 +19,7 @@ from pipeline.broker import free_port, stop_process
 from pipeline.schemas import Alert
 from pipeline.topology import ClusterShape, Topology
 from pipeline.ui.view import ClusterView
-from tests.conftest import ROOT, clean_env
+from tests.conftest import ROOT, clean_env, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -98,3 +98,10 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
     finally:
         stop_process(run, timeout_s=30)
         log.close()
+
+
+def test_ui_without_a_broker_says_what_it_needs_in_one_line() -> None:
+    done = run_cli("ui", "--ui-port", str(free_port()))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["clusterpulse: ui reads the alerts topic of a running pipeline: give "
+                                                "--bootstrap HOST:PORT (`clusterpulse run` serves the page itself)"]
