@@ -201,7 +201,8 @@ def start_ui(bootstrap: str, settings: Settings, port: int) -> Any:
     """The live page on 127.0.0.1:port, its URL printed; None (and why) if the port is taken."""
     from pipeline.ui.server import UiServer
 
-    ui = UiServer(bootstrap, settings.topic(ALERTS), settings.build_topology(), "127.0.0.1", port)
+    lake = settings.data_dir if "://" not in settings.data_dir else None
+    ui = UiServer(bootstrap, settings.topic(ALERTS), settings.build_topology(), "127.0.0.1", port, lake=lake)
     try:
         ui.start_in_thread()
     except OSError as exc:

@@ -33,7 +33,7 @@ def add_parsers(sub: Any) -> None:
     p = new_verb(sub, "ui", "the live page: every card by leaf and rail, the fabric, active and resolved alerts",
                  "clusterpulse ui --bootstrap 127.0.0.1:9092 --ui-port 8088\n"
                  "clusterpulse ui --bootstrap kafka:9092 --topology topology.yaml --host 0.0.0.0",
-                 settings=("bootstrap", "topic_prefix", "topology"))
+                 settings=("bootstrap", "topic_prefix", "topology", "data_dir"))
     p.add_argument("--ui-port", type=int, default=8088, help="listen port (default 8088)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 for other machines)")
     p.set_defaults(handler=cmd_ui)
@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.broker import check_reachable
+    from pipeline.lake_dirs import resolve_lake
     from pipeline.topics import ALERTS
     from pipeline.ui.server import UiServer
 
@@ -106,7 +107,9 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("ui reads the alerts topic of a running pipeline: give --bootstrap HOST:PORT "
                          "(`clusterpulse run` serves the page itself)")
     check_reachable(settings.bootstrap)
-    ui = UiServer(settings.bootstrap, settings.topic(ALERTS), settings.build_topology(), args.host, args.ui_port)
+    lake = str(resolve_lake(settings.data_dir).path) if "://" not in settings.data_dir else None  # newest run
+    ui = UiServer(settings.bootstrap, settings.topic(ALERTS), settings.build_topology(), args.host, args.ui_port,
+                  lake=lake)
     say(f"live page: {ui.url} (Ctrl-C stops)")
     try:
         ui.serve_forever()

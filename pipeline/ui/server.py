@@ -4,9 +4,11 @@ ClusterView; the page asks GET /api/state every second and redraws, no reload.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
+import time
 from importlib import resources
 from typing import Any
 
@@ -15,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
+from pipeline.ui.latest import METRICS, latest_values
 from pipeline.ui.view import ClusterView
 
 log = logging.getLogger("clusterpulse.ui")
@@ -69,8 +72,9 @@ class AlertFeed(threading.Thread):
         return body
 
 
-def make_app(feed: AlertFeed, title: str) -> web.Application:
+def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Application:
     page = resources.files("pipeline.ui").joinpath("page.html").read_text().replace("{{title}}", title)
+    cache: dict[str, tuple[float, dict]] = {}  # metric -> (when read, values): the lake at most every 5 s
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
@@ -78,9 +82,24 @@ def make_app(feed: AlertFeed, title: str) -> web.Application:
     async def state(request: web.Request) -> web.Response:
         return web.Response(text=json.dumps(feed.state()), content_type="application/json")
 
+    async def metric(request: web.Request) -> web.Response:
+        name = request.query.get("name", "")
+        if name not in METRICS:
+            return web.json_response({"error": f"unknown metric {name!r}; one of {', '.join(METRICS)}"}, status=400)
+        if lake is None:
+            return web.json_response({"error": "no lake: give --data"}, status=404)
+        now = time.monotonic()
+        if name not in cache or now - cache[name][0] >= 5:
+            try:
+                cache[name] = (now, await asyncio.to_thread(latest_values, lake, name))
+            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
+                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
+        return web.json_response({"metric": name, "label": METRICS[name], "values": cache[name][1]})
+
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/api/state", state)
+    app.router.add_get("/api/metric", metric)
     return app
 
 
@@ -88,8 +107,9 @@ class UiServer:
     """The page on host:port in a thread of its own (for `run`) or in the foreground (`ui`)."""
 
     def __init__(self, bootstrap: str, alerts_topic: str, topology: Any, host: str, port: int,
-                 title: str = "ClusterPulse") -> None:
+                 title: str = "ClusterPulse", lake: str | None = None) -> None:
         self.feed = AlertFeed(bootstrap, alerts_topic, ClusterView(topology))
+        self.lake = lake
         self.host, self.port, self.title = host, port, title
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
         self._runner: web.AppRunner | None = None
@@ -99,7 +119,7 @@ class UiServer:
         import asyncio
 
         self.feed.start()
-        web.run_app(make_app(self.feed, self.title), host=self.host, port=self.port, print=None,
+        web.run_app(make_app(self.feed, self.title, self.lake), host=self.host, port=self.port, print=None,
                     access_log=None, handle_signals=True, loop=asyncio.new_event_loop())
 
     def start_in_thread(self) -> None:
@@ -107,7 +127,7 @@ class UiServer:
         import asyncio
 
         loop = asyncio.new_event_loop()
-        runner = web.AppRunner(make_app(self.feed, self.title), access_log=None)
+        runner = web.AppRunner(make_app(self.feed, self.title, self.lake), access_log=None)
         loop.run_until_complete(runner.setup())
         try:
             loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())

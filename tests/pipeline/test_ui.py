@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -84,6 +85,14 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
         page = get(url).decode()
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page loads something from elsewhere"
         assert state["counts"]["failed"] == 1
+        deadline = time.monotonic() + 30
+        temps: dict = {}
+        while len(temps) < 60 and time.monotonic() < deadline:  # the worker's first flushes
+            temps = json.loads(get(url + "api/metric?name=temp_c"))["values"]
+            time.sleep(0.5)
+        assert len(temps) >= 60 and all(20 < t < 100 for t in temps.values()), temps
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            get(url + "api/metric?name=nonsense")
         if CHROMIUM is None:
             pytest.skip("the page's data is checked; a browser check needs chromium (make test installs it when "
                         "run as root with apt)")
@@ -105,3 +114,24 @@ def test_ui_without_a_broker_says_what_it_needs_in_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["clusterpulse: ui reads the alerts topic of a running pipeline: give "
                                                 "--bootstrap HOST:PORT (`clusterpulse run` serves the page itself)"]
+
+
+def test_the_newest_value_of_each_card_comes_from_each_partition_s_newest_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.ui.latest import latest_values
+    from tests.builders import card_batch
+
+    sink = ParquetSink(tmp_path)
+    for offset, (t, temp) in enumerate([(0, 50.0), (1, 60.0)]):  # two flushes: two files of partition 0
+        batch = card_batch("node0001", t)
+        batch.columns["temp_c"][:] = temp
+        batch.columns["temp_c"][3] = np.nan  # card 3 does not report its temperature
+        sink.add_batch("cp.telemetry.card", 0, offset, batch)
+        sink.flush("cp.telemetry.card", 0)
+    sink.add_batch("cp.telemetry.card", 1, 0, card_batch("node0002", 0))  # another partition
+    sink.flush("cp.telemetry.card", 1)
+    values = latest_values(tmp_path, "temp_c")
+    assert values["node0001-card0"] == 60.0 and "node0001-card3" not in values and values["node0002-card5"] == 60.0
+    assert len(values) == 15 and latest_values(tmp_path / "nothing", "util") == {}
