@@ -14,10 +14,10 @@ METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "p
            "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB"}
 
 
-def newest_files(lake: Path) -> list[str]:
-    """The newest card file of each writer partition (file names: `<owner>+<first offset>.parquet`)."""
+def newest_files(lake: Path, dataset: str = "card") -> list[str]:
+    """The newest file of each writer partition (file names: `<owner>+<first offset>.parquet`)."""
     newest: dict[str, tuple[int, str]] = {}
-    for path in (lake / "card").glob("date=*/hour=*/*.parquet"):
+    for path in (lake / dataset).glob("date=*/hour=*/*.parquet"):
         owner, _, first = path.name[:-len(".parquet")].rpartition("+")
         if owner and first.isdigit() and int(first) >= newest.get(owner, (-1, ""))[0]:
             newest[owner] = (int(first), str(path))
@@ -35,3 +35,33 @@ def latest_values(lake: str | Path, metric: str) -> dict[str, float]:
         f"select node || '-card' || card, arg_max({metric}, ts) from read_parquet(?) "
         f"where not isnan({metric}) group by all", [files]).fetchall()
     return {card: float(value) for card, value in rows}
+
+
+def step_history(lake: str | Path, ranks: dict[str, set[int]], last_steps: int = 60,
+                 recent_files: int = 12) -> dict[str, dict]:
+    """Per job, its last `last_steps` steps: the median compute time over its ranks and the compute
+    time of each rank in `ranks[job]` (the straggling ones), from the newest `recent_files` step
+    files of each writer partition (a file is one flush, ~10 s)."""
+    per_owner: dict[str, list[tuple[int, str]]] = {}
+    for path in (Path(lake) / "step").glob("date=*/hour=*/*.parquet"):
+        owner, _, first = path.name[:-len(".parquet")].rpartition("+")
+        if owner and first.isdigit():
+            per_owner.setdefault(owner, []).append((int(first), str(path)))
+    files = sorted(p for found in per_owner.values() for _, p in sorted(found)[-recent_files:])
+    if not files:
+        return {}
+    rows = duckdb.execute(
+        "with s as (select job, step, rank, compute_s from read_parquet(?)), "
+        "last as (select job, max(step) - ? as since from s group by job) "
+        "select s.job, s.step, median(compute_s), list(rank), list(compute_s) from s join last using (job) "
+        "where s.step > last.since group by all order by 1, 2", [files, last_steps]).fetchall()
+    out: dict[str, dict] = {}
+    for job, step, median, rank_list, compute in rows:
+        entry = out.setdefault(job, {"steps": [], "median": [], "ranks": {str(r): [] for r in ranks.get(job, ())}})
+        entry["steps"].append(int(step))
+        entry["median"].append(round(float(median), 4))
+        by_rank = dict(zip(rank_list, compute))
+        for r in ranks.get(job, ()):
+            value = by_rank.get(r)
+            entry["ranks"][str(r)].append(None if value is None else round(float(value), 4))
+    return out

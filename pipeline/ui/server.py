@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
-from pipeline.ui.latest import METRICS, latest_values
+from pipeline.ui.latest import METRICS, latest_values, step_history
 from pipeline.ui.view import ClusterView
 
 log = logging.getLogger("clusterpulse.ui")
@@ -96,7 +96,24 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
                 return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
         return web.json_response({"metric": name, "label": METRICS[name], "values": cache[name][1]})
 
+    async def jobs(request: web.Request) -> web.Response:
+        if lake is None:
+            return web.json_response({"error": "no lake: give --data"}, status=404)
+        with feed.lock:
+            ranks: dict[str, set[int]] = {}
+            for a in feed.view.active.values():
+                if a.kind == "straggler" and "job" in a.labels and a.labels.get("rank", "").isdigit():
+                    ranks.setdefault(a.labels["job"], set()).add(int(a.labels["rank"]))
+        now, key = time.monotonic(), json.dumps(sorted((j, sorted(r)) for j, r in ranks.items()))
+        if "jobs" not in cache or now - cache["jobs"][0] >= 5 or cache["jobs"][1].get("key") != key:
+            try:
+                cache["jobs"] = (now, {"key": key, "jobs": await asyncio.to_thread(step_history, lake, ranks)})
+            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
+                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
+        return web.json_response({"jobs": cache["jobs"][1]["jobs"]})
+
     app = web.Application()
+    app.router.add_get("/api/jobs", jobs)
     app.router.add_get("/", index)
     app.router.add_get("/api/state", state)
     app.router.add_get("/api/metric", metric)

@@ -93,6 +93,11 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
         assert len(temps) >= 60 and all(20 < t < 100 for t in temps.values()), temps
         with pytest.raises(urllib.error.HTTPError, match="400"):
             get(url + "api/metric?name=nonsense")
+        jobs: dict = {}
+        while "train" not in jobs and time.monotonic() < deadline + 30:
+            jobs = json.loads(get(url + "api/jobs"))["jobs"]
+            time.sleep(0.5)
+        assert jobs["train"]["steps"] and len(jobs["train"]["median"]) == len(jobs["train"]["steps"])
         if CHROMIUM is None:
             pytest.skip("the page's data is checked; a browser check needs chromium (make test installs it when "
                         "run as root with apt)")
@@ -101,6 +106,7 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
         dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
         assert '<ul id="cards-failed"><li>node0005-card2</li></ul>' in dom, dom[-3000:]
         assert 'data-entity="node0005-card2"' in dom  # the alert is listed
+        assert 'data-job="train"' in dom  # its step-time chart
         shot = tmp_path / "page.png"
         subprocess.run(browser + [f"--screenshot={shot}", url], capture_output=True, timeout=90)
         assert shot.exists() and shot.stat().st_size > 10_000, "no screenshot"
@@ -135,3 +141,19 @@ def test_the_newest_value_of_each_card_comes_from_each_partition_s_newest_file(t
     values = latest_values(tmp_path, "temp_c")
     assert values["node0001-card0"] == 60.0 and "node0001-card3" not in values and values["node0002-card5"] == 60.0
     assert len(values) == 15 and latest_values(tmp_path / "nothing", "util") == {}
+
+
+def test_step_history_gives_each_job_its_median_and_its_straggling_ranks(tmp_path: Path) -> None:
+    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.ui.latest import step_history
+    from tests.builders import step_batch
+
+    sink = ParquetSink(tmp_path, topology=Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)))
+    for step in range(5):
+        compute = [1.0] * 8
+        compute[3] = 1.5  # rank 3 is slow
+        sink.add_batch("cp.telemetry.step", 0, step, step_batch("node0000", "train", step, list(range(8)), step, compute))
+        sink.flush("cp.telemetry.step", 0)
+    history = step_history(tmp_path, {"train": {3}}, last_steps=3)
+    assert history == {"train": {"steps": [2, 3, 4], "median": [1.0, 1.0, 1.0], "ranks": {"3": [1.5, 1.5, 1.5]}}}
+    assert step_history(tmp_path / "none", {}) == {}
