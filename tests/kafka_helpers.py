@@ -27,8 +27,7 @@ def read_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]]
             if not parts:
                 time.sleep(0.2)
         assert parts, f"topic {topic} never appeared"
-        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
-        consumer.seek_to_beginning()
+        _from_beginning(consumer, topic, parts)
         while not done(records):
             problem = alive()
             assert problem is None, problem
@@ -44,10 +43,9 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Consum
     """Every record of `topic` up to its end offsets now (for a topic nobody writes any more)."""
     consumer = KafkaConsumer(**consumer_config(bootstrap, "clusterpulse-test-reader", None))
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert parts, f"topic {topic} does not exist"
-        consumer.assign(parts)
-        consumer.seek_to_beginning()
+        found = consumer.partitions_for_topic(topic)
+        assert found, f"topic {topic} does not exist"
+        parts = _from_beginning(consumer, topic, found)
         ends = consumer.end_offsets(parts)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
@@ -58,3 +56,11 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Consum
         return records
     finally:
         consumer.close()
+
+
+def _from_beginning(consumer: KafkaConsumer, topic: str, partitions: set[int]) -> list[TopicPartition]:
+    """Assign every partition of `topic` to `consumer`, positioned at the start."""
+    parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    return parts

@@ -14,14 +14,14 @@ METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "p
            "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB"}
 
 
-def newest_files(lake: Path, dataset: str = "card") -> list[str]:
-    """The newest file of each writer partition (file names: `<owner>+<first offset>.parquet`)."""
-    newest: dict[str, tuple[int, str]] = {}
+def newest_files(lake: Path, dataset: str = "card", per_writer: int = 1) -> list[str]:
+    """The newest `per_writer` files of each writer partition (file names: `<owner>+<first offset>.parquet`)."""
+    by_owner: dict[str, list[tuple[int, str]]] = {}
     for path in (lake / dataset).glob("date=*/hour=*/*.parquet"):
         owner, _, first = path.name[:-len(".parquet")].rpartition("+")
-        if owner and first.isdigit() and int(first) >= newest.get(owner, (-1, ""))[0]:
-            newest[owner] = (int(first), str(path))
-    return sorted(path for _, path in newest.values())
+        if owner and first.isdigit():
+            by_owner.setdefault(owner, []).append((int(first), str(path)))
+    return sorted(path for found in by_owner.values() for _, path in sorted(found)[-per_writer:])
 
 
 def latest_values(lake: str | Path, metric: str) -> dict[str, float]:
@@ -42,12 +42,7 @@ def step_history(lake: str | Path, ranks: dict[str, set[int]], last_steps: int =
     """Per job, its last `last_steps` steps: the median compute time over its ranks and the compute
     time of each rank in `ranks[job]` (the straggling ones), from the newest `recent_files` step
     files of each writer partition (a file is one flush, ~10 s)."""
-    per_owner: dict[str, list[tuple[int, str]]] = {}
-    for path in (Path(lake) / "step").glob("date=*/hour=*/*.parquet"):
-        owner, _, first = path.name[:-len(".parquet")].rpartition("+")
-        if owner and first.isdigit():
-            per_owner.setdefault(owner, []).append((int(first), str(path)))
-    files = sorted(p for found in per_owner.values() for _, p in sorted(found)[-recent_files:])
+    files = newest_files(Path(lake), "step", recent_files)
     if not files:
         return {}
     rows = duckdb.execute(
