@@ -66,6 +66,25 @@ def read_all(bootstrap: str, topics: list[str]) -> list:
         consumer.close()
 
 
+def start_worker(config: Path, health_port: int, log: Path) -> subprocess.Popen:
+    """A worker on `config`, returned once it holds its partitions (exits with its log if it never does)."""
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(config), "worker"],
+                              env=child_env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                              cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2) as resp:
+                if json.loads(resp.read()).get("ready"):
+                    return worker
+        except OSError:
+            pass
+        if time.monotonic() > deadline or worker.poll() is not None:
+            stop_process(worker, 20)
+            sys.exit(f"the worker did not get ready: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=75)
@@ -90,21 +109,8 @@ def main() -> None:
             create_topics(settings)
             config = tmp / "settings.yaml"
             config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-            worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(config), "worker"],
-                                      env=child_env(), stdout=open(tmp / "worker.log", "wb"), stderr=subprocess.STDOUT,
-                                      cwd=ROOT, start_new_session=True)
+            worker = start_worker(config, health, tmp / "worker.log")
             try:
-                deadline = time.monotonic() + 60
-                while True:  # the worker has its partitions before the clock starts
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2) as resp:
-                            if json.loads(resp.read()).get("ready"):
-                                break
-                    except OSError:
-                        pass
-                    if time.monotonic() > deadline or worker.poll() is not None:
-                        sys.exit(f"the worker did not get ready: {(tmp / 'worker.log').read_text()[-2000:]}")
-                    time.sleep(0.5)
                 sim = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(config), "simulate",
                                       "--scenario", str(tmp / "scenario.yaml"), "--speed", "1"],
                                      env=child_env(), cwd=ROOT, capture_output=True, text=True)

@@ -60,3 +60,20 @@ def step_history(lake: str | Path, ranks: dict[str, set[int]], last_steps: int =
             value = by_rank.get(r)
             entry["ranks"][str(r)].append(None if value is None else round(float(value), 4))
     return out
+
+
+def switch_error_rates(lake: str | Path) -> dict[str, dict]:
+    """switch -> CRC errors per second over its newest samples (summed over its ports), and its
+    worst link with that link's rate; from the newest port file of each writer partition. A counter
+    that went backwards in the file (a reset) counts as no errors."""
+    files = newest_files(Path(lake), "port")
+    if not files:
+        return {}
+    rows = duckdb.execute(
+        "with per_port as (select switch, any_value(link) as link, "
+        "greatest(arg_max(crc_errors::double, ts) - arg_min(crc_errors::double, ts), 0) "
+        "/ nullif(epoch(max(ts)) - epoch(min(ts)), 0) as rate from read_parquet(?) group by switch, port) "
+        "select switch, sum(rate), arg_max(link, rate), max(rate) from per_port where rate is not null "
+        "group by switch", [files]).fetchall()
+    return {switch: {"crc_per_s": round(total, 3), "worst_link": link, "worst_per_s": round(worst, 3)}
+            for switch, total, link, worst in rows}

@@ -1,6 +1,7 @@
 """What the live page shows, from the alert stream alone: every card's state on a grid of rails by
-nodes (nodes grouped by the leaf of their first NIC), every switch's state, the active alerts with
-their grouped consequences folded under their root, and the recently resolved ones.
+nodes (nodes grouped by the leaf of their first NIC), the cards a failed switch cut off (its blast
+radius), every switch's state, the active alerts with their grouped consequences folded under their
+root, and the recently resolved ones.
 
 Pure: fed Alert records in the order the alerts topic holds them; no Kafka, no clock.
 """
@@ -58,6 +59,18 @@ class ClusterView:
                 continue  # another cluster's alert: not on this page
         return states
 
+    def blast_radius(self) -> set[tuple[int, int]]:
+        """(node, card) of every card behind an active switch_down root cause: cut off from its rail."""
+        cut: set[tuple[int, int]] = set()
+        for alert in self.active.values():
+            if alert.kind == "switch_down" and not alert.root_cause:
+                try:
+                    names = self.topo.switch_radius(alert.entity).get("card_names", [])
+                except UnknownEntity:
+                    continue
+                cut.update(self.topo.parse_card(name) for name in names)
+        return cut
+
     def switch_states(self) -> list[dict[str, Any]]:
         """Each switch: its tier, down or not, and its links with an active link alert."""
         down = {a.entity for a in self.active.values() if a.kind == "switch_down"}
@@ -87,11 +100,16 @@ class ClusterView:
     def snapshot(self) -> dict[str, Any]:
         """The page's data: the card grid as one digit per card, rail by rail, in column order."""
         states = self.card_states()[self.columns]  # columns x cards
+        column_of = np.empty(self.topo.nodes, np.int64)
+        column_of[self.columns] = np.arange(self.topo.nodes)
+        n = self.topo.nodes
+        radius = sorted(card * n + int(column_of[node]) for node, card in self.blast_radius())
         return {
             "nodes": [self.topo.node_name(int(n)) for n in self.columns],
             "rails": int(self.topo.cards_per_node), "leaves": self.leaf_groups, "states": list(STATES),
             "cards": "".join("".join(map(str, row)) for row in states.T.tolist()),
             "counts": {STATES[s]: int(n) for s, n in zip(*np.unique(states, return_counts=True))},
+            "radius": radius,  # positions in `cards` of the cards behind a failed switch
             "switches": self.switch_states(), "active": self.alert_tree(),
             "resolved": [_brief(a) for a in self.resolved], "alerts_seen": self.alerts_seen,
         }
