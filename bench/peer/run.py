@@ -159,16 +159,21 @@ class Incumbent:
 
 
 def feed(simulator: Simulator, output: KafkaOutput, exporters: ClusterExporters,
-         tick_wall: dict[int, float]) -> None:
-    """The simulator at real-time pace into Kafka and the exporters; notes each tick's wall time."""
-    pacer = Pacer(1.0)
+         tick_wall: dict[int, float]) -> float:
+    """The simulator at real-time pace into Kafka and the exporters; notes each tick's wall time.
+    Returns how far, at most, a tick came later than real-time pace (s): a busy machine shows here."""
+    pacer, origin, behind = Pacer(1.0), None, 0.0
     for ts_ms, messages in simulator.ticks():
         pacer.wait_until(ts_ms)
-        tick_wall.setdefault(ts_ms, time.time())
+        now = time.time()
+        origin = origin or (now, ts_ms)
+        behind = max(behind, now - origin[0] - (ts_ms - origin[1]) / 1000)
+        tick_wall.setdefault(ts_ms, now)
         for message in messages:
             output.send(message)
         exporters.apply([decode_batch(m.value) for m in messages])
     output.flush()
+    return behind
 
 
 def main() -> None:
@@ -183,6 +188,14 @@ def main() -> None:
             sys.exit(f"bench/peer needs `{tool}` (Debian: apt install prometheus prometheus-alertmanager)")
     intervals = [int(v) for v in args.intervals.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="clusterpulse-peer-", dir=args.keep))
+    try:
+        run(args, intervals, tmp)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
     if args.scenario:
         scenario = load_scenario(args.scenario)
     else:
@@ -214,8 +227,11 @@ def main() -> None:
                 incumbent.start()
             print(f"{scenario.shape.cards:,} cards, {scenario.duration_s:.0f} s at real-time pace; ClusterPulse and "
                   f"Prometheus at {', '.join(f'{i} s' for i in intervals)} ({len(topo.node_names)} node and "
-                  f"{len(topo.switch_names)} switch targets each); logs in {tmp}", flush=True)
-            feed(simulator, KafkaOutput(broker.bootstrap, settings.topic_prefix, "bench-peer"), exporters, tick_wall)
+                  f"{len(topo.switch_names)} switch targets each); logs in {tmp}"
+                  + ("" if args.keep else " (removed at the end: --keep DIR keeps them)"), flush=True)
+            behind = feed(simulator, KafkaOutput(broker.bootstrap, settings.topic_prefix, "bench-peer"), exporters,
+                          tick_wall)
+            print(f"the simulator ran at most {behind:.1f} s behind real time", flush=True)
             time.sleep(args.grace)  # grouping holds and the last evaluations
             stats = {"ClusterPulse worker": proc_stats(worker.pid),
                      "broker": proc_stats(broker.process.pid)}  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
-"""The newest value of a card metric for every card, from the lake, for the live page's coloring.
+"""The newest values the live page colors by, from the lake: a card metric or step compute time for
+every card, each job's recent steps, each switch's error rate.
 
-Reads only the newest card file of each stream partition (a file is one flush: the partition's nodes
+Reads only the newest files of each stream partition (a file is one flush: the partition's sources
 over about `sink.flush_seconds`), so a scrape costs a few files whatever the lake's size.
 """
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import duckdb
 
 METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "power, W",
-           "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB"}
+           "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB",
+           "compute_s": "step compute time, s"}  # the last from the step dataset
 
 
 def newest_files(lake: Path, dataset: str = "card", per_writer: int = 1) -> list[str]:
@@ -24,15 +26,18 @@ def newest_files(lake: Path, dataset: str = "card", per_writer: int = 1) -> list
     return sorted(path for found in by_owner.values() for _, path in sorted(found)[-per_writer:])
 
 
-def latest_values(lake: str | Path, metric: str) -> dict[str, float]:
-    """card name -> its newest value of `metric` (NaN readings skipped); {} before any file."""
+def latest_values(lake: str | Path, metric: str, cards_per_node: int = 8) -> dict[str, float]:
+    """card name -> its newest value of `metric` (NaN readings skipped); {} before any file. Step
+    compute time is its rank's: rank r runs on card r % cards_per_node of its node."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (one of {', '.join(METRICS)})")
-    files = newest_files(Path(lake))
+    step = metric == "compute_s"
+    files = newest_files(Path(lake), "step" if step else "card")
     if not files:
         return {}
+    card = f"rank % {int(cards_per_node)}" if step else "card"
     rows = duckdb.execute(
-        f"select node || '-card' || card, arg_max({metric}, ts) from read_parquet(?) "
+        f"select node || '-card' || ({card}), arg_max({metric}, ts) from read_parquet(?) "
         f"where not isnan({metric}) group by all", [files]).fetchall()
     return {card: float(value) for card, value in rows}
 

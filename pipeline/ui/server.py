@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
-from pipeline.ui.latest import METRICS, latest_values, step_history
+from pipeline.ui.latest import METRICS, latest_values, step_history, switch_error_rates
 from pipeline.ui.view import ClusterView
 
 log = logging.getLogger("clusterpulse.ui")
@@ -91,7 +91,8 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
         now = time.monotonic()
         if name not in cache or now - cache[name][0] >= 5:
             try:
-                cache[name] = (now, await asyncio.to_thread(latest_values, lake, name))
+                cache[name] = (now, await asyncio.to_thread(latest_values, lake, name,
+                                                            int(feed.view.topo.cards_per_node)))
             except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
                 return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
         return web.json_response({"metric": name, "label": METRICS[name], "values": cache[name][1]})
@@ -112,7 +113,19 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
                 return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
         return web.json_response({"jobs": cache["jobs"][1]["jobs"]})
 
+    async def fabric(request: web.Request) -> web.Response:
+        if lake is None:
+            return web.json_response({"error": "no lake: give --data"}, status=404)
+        now = time.monotonic()
+        if "fabric" not in cache or now - cache["fabric"][0] >= 5:
+            try:
+                cache["fabric"] = (now, await asyncio.to_thread(switch_error_rates, lake))
+            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
+                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
+        return web.json_response({"switches": cache["fabric"][1]})
+
     app = web.Application()
+    app.router.add_get("/api/fabric", fabric)
     app.router.add_get("/api/jobs", jobs)
     app.router.add_get("/", index)
     app.router.add_get("/api/state", state)

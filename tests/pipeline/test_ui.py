@@ -46,9 +46,12 @@ def test_cards_take_the_worst_state_their_alerts_give_and_symptoms_fold_under_th
     roots = state["active"]
     assert [(r["kind"], [g["entity"] for g in r["grouped"]]) for r in roots][:1] == [("switch_down", ["node0003-card2"])]
     assert [s["name"] for s in state["switches"] if s["down"]] == ["leaf001"]
+    # its blast radius: card 0 (rail 0) of nodes 4-7, grid columns 4-7; the silent node's card too
+    assert state["radius"] == [4, 5, 6, 7]
     view.apply(alert("switch_down", "leaf001", status="resolved"))
     state = view.snapshot()
     assert state["resolved"][0]["entity"] == "leaf001" and "node0003-card2" in {r["entity"] for r in state["active"]}
+    assert state["radius"] == []
 
 
 def get(url: str) -> bytes:
@@ -61,7 +64,8 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
     scenario = {"name": "ui-card-fails", "seed": 3, "duration_s": 90,
                 "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
                 "jobs": [{"name": "train", "first_node": 0, "nodes": 8, "step_s": 1.0}],
-                "faults": [{"kind": "card_failure", "target": "node0005-card2", "start_s": 10}]}
+                "faults": [{"kind": "card_failure", "target": "node0005-card2", "start_s": 10},
+                           {"kind": "switch_failure", "target": "leaf003", "start_s": 10}]}  # rail 1 of nodes 4-7
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
     port = free_port()
@@ -73,7 +77,7 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
     try:
         deadline = time.monotonic() + 90
         state: dict = {}
-        while "node0005-card2" not in {a["entity"] for a in state.get("active", [])}:
+        while not {"node0005-card2", "leaf003"} <= {a["entity"] for a in state.get("active", [])}:
             assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             assert time.monotonic() < deadline, f"the page never showed the failure: {state.get('counts')}"
             time.sleep(0.5)
@@ -107,6 +111,9 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
         assert '<ul id="cards-failed"><li>node0005-card2</li></ul>' in dom, dom[-3000:]
         assert 'data-entity="node0005-card2"' in dom  # the alert is listed
         assert 'data-job="train"' in dom  # its step-time chart
+        cut = re.search(r'<ul id="cards-cut">(.*?)</ul>', dom).group(1)  # the failed leaf's blast radius
+        assert sorted(re.findall(r"<li>(.*?)</li>", cut)) == [f"node000{n}-card1" for n in range(4, 8)], cut
+        assert re.search(r'data-switch="leaf003" class="down"', dom)
         shot = tmp_path / "page.png"
         subprocess.run(browser + [f"--screenshot={shot}", url], capture_output=True, timeout=90)
         assert shot.exists() and shot.stat().st_size > 10_000, "no screenshot"
@@ -157,3 +164,26 @@ def test_step_history_gives_each_job_its_median_and_its_straggling_ranks(tmp_pat
     history = step_history(tmp_path, {"train": {3}}, last_steps=3)
     assert history == {"train": {"steps": [2, 3, 4], "median": [1.0, 1.0, 1.0], "ranks": {"3": [1.5, 1.5, 1.5]}}}
     assert step_history(tmp_path / "none", {}) == {}
+    from pipeline.ui.latest import latest_values
+    compute = latest_values(tmp_path, "compute_s", cards_per_node=8)  # rank r on card r % 8
+    assert compute["node0000-card3"] == 1.5 and compute["node0000-card0"] == 1.0 and len(compute) == 8
+
+
+def test_each_switch_s_crc_rate_comes_from_its_newest_samples(tmp_path: Path) -> None:
+    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.ui.latest import switch_error_rates
+    from tests.builders import port_batch
+
+    topo = Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
+    sink = ParquetSink(tmp_path, topology=topo)
+    for t in range(11):  # port 2 of leaf000 gains 30 errors a second; port 4's counter resets at t=5
+        batch = port_batch("leaf000", t)
+        batch.columns["crc_errors"][2] = 30 * t
+        batch.columns["crc_errors"][4] = 1000 if t < 5 else t
+        sink.add_batch("cp.telemetry.port", 0, t, batch)
+        sink.add_batch("cp.telemetry.port", 0, t, port_batch("spine000", t))
+    sink.flush("cp.telemetry.port", 0)
+    rates = switch_error_rates(tmp_path)
+    assert rates["leaf000"] == {"crc_per_s": 30.0, "worst_link": topo.port_link("leaf000", 2), "worst_per_s": 30.0}
+    assert rates["spine000"]["crc_per_s"] == 0
+    assert switch_error_rates(tmp_path / "none") == {}
