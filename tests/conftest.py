@@ -37,6 +37,19 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def commands_keep_their_temp_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What commands under test leave in the temp directory on purpose (eval's logs, drawn random
+    scenarios) lands in pytest's own temp tree, which pytest prunes, not in /tmp."""
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("commands-tmp"))
+    yield
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without CLUSTERPULSE_* settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERPULSE_")}
