@@ -153,6 +153,11 @@ class Simulator:
             ))
         return out
 
+    def silent_card_failures(self) -> set[str]:
+        """Targets of the card failures that send no fatal error code before the card goes silent
+        (ground truth, like `ground_truth()`: for scorers and benchmarks only)."""
+        return {f.target for f, silent in zip(self.faults, self._silent) if silent and f.kind == "card_failure"}
+
     def _resolve_target(self, f: Fault) -> tuple[str, int, int]:
         kind = self.topo.kind_of(f.target)
         if kind == "card":

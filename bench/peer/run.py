@@ -203,7 +203,7 @@ def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
         scenario = load_scenario(tmp / "scenario.yaml")
     topo = scenario.topology
     simulator = Simulator(scenario)
-    silent = {f.target for f, quiet in zip(simulator.faults, simulator._silent) if quiet and f.kind == "card_failure"}
+    silent = simulator.silent_card_failures()
     receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     exporters = ClusterExporters(topo)
@@ -271,7 +271,8 @@ def report(scenario: Scenario, tick_wall: dict[int, float], arrivals: list, inte
             cells.append(f"{result.latency_s:.1f} s, {result.pages}" if result.latency_s is not None
                          else f"missed, {result.pages}")
         span = f", {fault.duration_s:.0f} s" if fault.duration_s is not None else ""
-        span += " (no XID: the card vanished)" if fault.target in silent else " (XID)" if fault.kind == "card_failure" else ""
+        if fault.kind == "card_failure":
+            span += " (no XID: the card vanished)" if fault.target in silent else " (XID)"
         print(f"| {fault.kind} {fault.target}{span} | " + " | ".join(cells) + " |")
     print("| missed faults | " + " | ".join(str(missed[name]) for name in systems) + " |")
     print("| all pages | " + " | ".join(str(len(pages[name])) for name in systems) + " |")

@@ -7,7 +7,6 @@ import shutil
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from bench.peer.exporters import ClusterExporters, ExporterServer
@@ -18,7 +17,7 @@ from pipeline.schemas import decode_batch
 from producers.adapters.prometheus import parse
 from producers.scenario import parse_scenario
 from producers.simulator import Simulator
-from tests.builders import card_batch, port_batch, small_topology
+from tests.builders import card_batch, small_topology
 
 SCENARIO = {"name": "peer-test", "seed": 3, "duration_s": 60, "cluster": {"cards": 64, "cards_per_node": 8,
             "nodes_per_leaf": 4, "spines": 2}, "noise": {"silent_failure_share": 0},

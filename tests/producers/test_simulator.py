@@ -313,6 +313,9 @@ def test_card_failures_with_and_without_a_fatal_code(silent: float) -> None:
                        noise={"silent_failure_share": silent}))
     assert max(ts for ts, *_ in sig[("card", "node0002-card3")]) == START_MS + 19_000
     assert sig[("event", "node0002-card3")] == ([] if silent else [(START_MS + 20_000, 79)])
+    data = small([{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}],
+                 noise={"silent_failure_share": silent})
+    assert Simulator(parse_scenario(data)).silent_card_failures() == ({"node0002-card3"} if silent else set())
 
 
 def test_an_ecc_fault_whose_card_fails_after_it() -> None:

@@ -4,12 +4,17 @@ sends for it, the offline run's alerts, waiting for a worker to catch up, and th
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 
+from pipeline.broker import free_port
+from pipeline.receiver import WebhookReceiver
 from pipeline.run import consumer_lag
 
 CLUSTER = {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}
@@ -23,6 +28,18 @@ SCENARIO = {
                {"kind": "node_failure", "target": "node0030", "start_s": 100, "duration_s": 30}],
 }
 HOOK_SECRET = "hook-secret-5b1e0c"  # the webhook's signing secret: must never show in a log
+
+
+@contextlib.contextmanager
+def signed_receiver(port: int = 0) -> Iterator[WebhookReceiver]:
+    """A webhook receiver that checks HOOK_SECRET's signature, serving until the block ends."""
+    receiver = WebhookReceiver("127.0.0.1", port or free_port(), echo=None, secret=HOOK_SECRET.encode())
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        yield receiver
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
 # what identifies a sample in each dataset: a row twice under the same key is a duplicate
 KEYS = {"card": "node, card, ts", "card_events": "node, card, ts, code", "step": "job, rank, step",
         "port": "switch, port, ts"}

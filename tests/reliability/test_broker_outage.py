@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +14,6 @@ import pytest
 import yaml
 
 from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from pipeline.receiver import WebhookReceiver
 from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
                                       wait_caught_up, worker_env)
 
@@ -53,14 +51,13 @@ def s3(tmp_path, monkeypatch) -> Iterator[str]:  # noqa: ANN001
         log.close()
 
 
-def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefix, children, tmp_path) -> None:  # noqa: ANN001
+def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefix, children, tmp_path,  # noqa: ANN001
+                                                                         receiver) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = tmp_path / "lake"
     port = free_port()
     broker = EmbeddedBroker(port=port, storage="s3://tansu/", log_path=tmp_path / "broker.log").start()
-    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=HOOK_SECRET.encode())
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = worker_env(broker.bootstrap, prefix, data, receiver.url)
     why = f"(broker down {OUTAGE_S} s)"
     try:
@@ -81,8 +78,6 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefi
     finally:
         children.stop_all()
         broker.stop()
-        receiver.shutdown()
-        receiver.server_close()
     check_lake(data, path, why)
     check_pages(receiver.received, path, why)
     check_no_secret([log for _, log in children.procs] + list(tmp_path.glob("*.log")), HOOK_SECRET, "aws-secret-9d2c71")

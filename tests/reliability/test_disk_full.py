@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.broker import free_port, stop_process
-from pipeline.receiver import WebhookReceiver
+from pipeline.broker import stop_process
 from pipeline.run import consumer_lag
 from pipeline.schemas import Alert
 from pipeline.topics import ALERTS, TELEMETRY_TOPICS
 from tests.kafka_helpers import read_until
-from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_pages, offline_alerts,
+from tests.reliability.helpers import (SCENARIO, check_lake, check_pages, offline_alerts,
                                       wait_caught_up, worker_env)
 
 pytestmark = pytest.mark.broker
@@ -57,44 +55,38 @@ def fill(disk: Path) -> Path:
 
 
 def test_a_full_lake_disk_stops_commits_not_alerts_and_loses_nothing(broker, prefix, small_disk, children,
-                                                                     tmp_path) -> None:
+                                                                     tmp_path, receiver) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = small_disk / "lake"
-    receiver = WebhookReceiver("127.0.0.1", free_port(), echo=None, secret=HOOK_SECRET.encode())
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = worker_env(broker.bootstrap, prefix, data, receiver.url)
     telemetry = [t.name(prefix) for t in TELEMETRY_TOPICS]
-    try:
-        assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
-        worker = children.start("worker", env=env, name="worker")
-        deadline = time.monotonic() + 60
-        while not (data / "_lake.json").exists():  # the worker has claimed the lake
-            assert worker.poll() is None and time.monotonic() < deadline, children.log_of(worker)[-3000:]
-            time.sleep(0.2)
-        filler = fill(small_disk)
-        sim = children.start("simulate", "--scenario", str(path), "--speed", "16", env=env, name="simulator")
-        assert sim.wait(timeout=120) == 0, children.log_of(sim)[-2000:]
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+    deadline = time.monotonic() + 60
+    while not (data / "_lake.json").exists():  # the worker has claimed the lake
+        assert worker.poll() is None and time.monotonic() < deadline, children.log_of(worker)[-3000:]
+        time.sleep(0.2)
+    filler = fill(small_disk)
+    sim = children.start("simulate", "--scenario", str(path), "--speed", "16", env=env, name="simulator")
+    assert sim.wait(timeout=120) == 0, children.log_of(sim)[-2000:]
 
-        roots = {(k, e) for k, e, s, _ in offline_alerts(path) if s == "firing"}
-        published = read_until(broker.bootstrap, ALERTS.name(prefix), lambda found: roots <= {
-            (a.kind, a.entity) for a in map(Alert.from_json, (r.value for r in found))}, timeout_s=90,
-            alive=lambda: None if worker.poll() is None else children.log_of(worker)[-3000:])
-        assert published, "no alert while the disk is full"
-        log = children.log_of(worker)
-        assert "cannot write Parquet to the lake" in log and "No space left on device" in log, log[-3000:]
-        assert consumer_lag(broker.bootstrap, f"{prefix}-workers", telemetry) > 0  # nothing committed
-        assert not [p for p in data.rglob("*") if p.is_file() and p.name != "_lake.json"
-                    and not p.is_relative_to(data / "_notify")], "files written on a full disk"
+    roots = {(k, e) for k, e, s, _ in offline_alerts(path) if s == "firing"}
+    published = read_until(broker.bootstrap, ALERTS.name(prefix), lambda found: roots <= {
+        (a.kind, a.entity) for a in map(Alert.from_json, (r.value for r in found))}, timeout_s=90,
+        alive=lambda: None if worker.poll() is None else children.log_of(worker)[-3000:])
+    assert published, "no alert while the disk is full"
+    log = children.log_of(worker)
+    assert "cannot write Parquet to the lake" in log and "No space left on device" in log, log[-3000:]
+    assert consumer_lag(broker.bootstrap, f"{prefix}-workers", telemetry) > 0  # nothing committed
+    assert not [p for p in data.rglob("*") if p.is_file() and p.name != "_lake.json"
+                and not p.is_relative_to(data / "_notify")], "files written on a full disk"
 
-        filler.unlink()  # space returns
-        wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, "after the disk had space again")
-        assert "the lake takes writes again" in children.log_of(worker)
-        assert worker.poll() is None
-        stop_process(worker, timeout_s=30)
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
+    filler.unlink()  # space returns
+    wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, "after the disk had space again")
+    assert "the lake takes writes again" in children.log_of(worker)
+    assert worker.poll() is None
+    stop_process(worker, timeout_s=30)
     assert "Traceback" not in children.log_of(worker)
     assert not list(data.rglob("*.tmp")), "half-written files left behind"
     check_lake(data, path, "(disk full, then space again)")

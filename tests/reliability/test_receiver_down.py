@@ -5,7 +5,6 @@ one under the idempotency key it would have had, and a second replay sends nothi
 from __future__ import annotations
 
 import json
-import threading
 
 import duckdb
 import pytest
@@ -13,12 +12,11 @@ import yaml
 
 from pipeline.broker import free_port, stop_process
 from pipeline.notify.payloads import idempotency_key
-from pipeline.receiver import WebhookReceiver
 from pipeline.schemas import Alert
 from pipeline.topics import NOTIFY_DEAD_LETTERS
 from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
-from tests.reliability.helpers import HOOK_SECRET, SCENARIO, check_pages, wait_caught_up, worker_env
+from tests.reliability.helpers import SCENARIO, check_pages, signed_receiver, wait_caught_up, worker_env
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -48,14 +46,9 @@ def test_pages_dead_lettered_while_the_receiver_is_down_are_all_replayed_once(br
     assert sorted((e["alert"]["id"], e["alert"]["status"]) for e in entries) == sorted(pages)
     assert all(e["attempts"] >= 2 and e["error"] for e in entries), entries[0]  # retried, then given up
 
-    receiver = WebhookReceiver("127.0.0.1", port, echo=None, secret=HOOK_SECRET.encode())
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    try:
+    with signed_receiver(port) as receiver:
         first = run_cli("alerts", "replay", env=env)
         again = run_cli("alerts", "replay", env=env)
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
     assert first.returncode == 0, first.stderr
     assert f"replayed {len(pages)} notifications; 0 failed" in first.stdout + first.stderr
     assert again.returncode == 0 and "replayed 0 notifications" in again.stdout + again.stderr

@@ -1,0 +1,16 @@
+"""The reliability tests' webhook receiver, stopped after the test whatever happens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.receiver import WebhookReceiver
+from tests.reliability.helpers import signed_receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with signed_receiver() as hook:
+        yield hook
