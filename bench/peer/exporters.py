@@ -5,7 +5,7 @@ that also carries the training job's per-rank step metrics, and every switch an 
 `if_mib` target (`ifOperStatus`, `ifHCInOctets`, `ifHCOutOctets`, `ifInErrors`, `ifInDiscards` per
 port, `ifAlias` naming the far end as a cabling description does). The state comes from the very
 batches the simulator sends to Kafka, so both systems see the same cluster. A node or switch that
-has sent nothing for `silent_after` ticks answers 503, as a dead host's exporter answers nothing:
+has sent nothing for more than `silent_after` ticks answers 503, as a dead host's exporter answers nothing:
 Prometheus records `up == 0`. A card that stops reporting keeps its last values, as DCGM's field
 cache serves them for a GPU that stopped answering: a lost card's last XID stays visible (the
 generous reading for the incumbent), and a card lost without one looks healthy and frozen.
@@ -14,6 +14,7 @@ generous reading for the incumbent), and a card lost without one looks healthy a
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,8 +39,9 @@ MODEL = "NVIDIA H100 80GB HBM3"
 
 @dataclass
 class NodeState:
-    xid: dict[int, int] = field(default_factory=dict)  # last XID per card, as DCGM_FI_DEV_XID_ERRORS
+    xid: dict[int, tuple[int, int]] = field(default_factory=dict)  # card -> (ts, last XID): DCGM_FI_DEV_XID_ERRORS
     job: str = ""
+    step_ts: int = -1
     steps: dict[str, np.ndarray] = field(default_factory=dict)  # column -> the node's ranks of its last step
 
 
@@ -104,10 +106,13 @@ class ClusterExporters:
         for column, values in self.card_values.items():
             values[row_nodes, cards] = batch.columns[column][keep]
         event = 0
-        for (name, counts), ok in zip(parts, fresh.tolist()):
+        for name, counts in parts:  # an error event is news even in a late batch: the newest per card wins
             events = counts.get("events", 0)
-            for i in range(event, event + events) if ok else ():
-                self.nodes[name].xid[int(batch.columns["err_card"][i])] = int(batch.columns["err_code"][i])
+            xid = self.nodes[name].xid if name in self.nodes else {}
+            for i in range(event, event + events):
+                card = int(batch.columns["err_card"][i])
+                if batch.ts_ms >= xid.get(card, (-1, 0))[0]:
+                    xid[card] = (batch.ts_ms, int(batch.columns["err_code"][i]))
             event += events
 
     def _apply_ports(self, batch: Batch) -> None:
@@ -125,8 +130,8 @@ class ClusterExporters:
         for source, counts in self._sources(batch):
             rows = counts.get("rows", 0)
             node = self.nodes.get(source)
-            if node is not None:
-                node.job = batch.job
+            if node is not None and batch.ts_ms >= node.step_ts:
+                node.job, node.step_ts = batch.job, batch.ts_ms
                 node.steps = {n: col[row:row + rows] for n, col in batch.columns.items()}
             row += rows
 
@@ -162,14 +167,15 @@ class ClusterExporters:
             out += [f"{metric}{{{lab}}} {value:.3f}" for lab, value in zip(labels, values[column][seen].tolist())]
         out.append("# HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.\n"
                    "# TYPE DCGM_FI_DEV_XID_ERRORS gauge")
-        out += [f"DCGM_FI_DEV_XID_ERRORS{{{lab}}} {node.xid.get(card, 0)}" for lab, card in zip(labels, cards)]
+        out += [f"DCGM_FI_DEV_XID_ERRORS{{{lab}}} {node.xid.get(card, (0, 0))[1]}" for lab, card in zip(labels, cards)]
         for metric, column, help_text in GPU_COUNTERS:
             out.append(f"# HELP {metric} {help_text}\n# TYPE {metric} counter")
             out += [f"{metric}{{{lab}}} {value:.0f}" for lab, value in zip(labels, values[column][seen].tolist())]
         if node.steps:
             k = self.topo.cards_per_node
             ranks = node.steps["rank"].tolist()
-            step_labels = [f'job="{node.job}",rank="{rank}",Hostname="{name}",gpu="{rank % k}"' for rank in ranks]
+            step_labels = [f'training_job="{node.job}",rank="{rank}",Hostname="{name}",gpu="{rank % k}"'
+                           for rank in ranks]  # `job` would clash with Prometheus's own target label
             compute, wait = node.steps["compute_s"].astype(float), node.steps["wait_s"].astype(float)
             out.append("# HELP train_step_compute_seconds Compute time of the rank's last step.\n"
                        "# TYPE train_step_compute_seconds gauge")
@@ -183,7 +189,7 @@ class ClusterExporters:
         labels = [f'ifIndex="{p + 1}",ifName="swp{p + 1}",ifAlias="{aliases[p] if p < len(aliases) else ""}"'
                   for p in ports["port"].tolist()]
         out = ["# HELP ifOperStatus The current operational state of the interface.\n# TYPE ifOperStatus gauge"]
-        out += [f"ifOperStatus{{{lab}}} {1 if up else 2}" for lab, up in zip(labels, ports["oper_up"].tolist())]
+        out += [f"ifOperStatus{{{lab}}} {1 if up == 1 else 2}" for lab, up in zip(labels, ports["oper_up"].tolist())]
         for metric, column in PORT_COUNTERS:
             out.append(f"# TYPE {metric} counter")
             out += [f"{metric}{{{lab}}} {value}" for lab, value in zip(labels, ports[column].tolist())]
@@ -202,7 +208,9 @@ class ExporterServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
-        pass  # a scraper that hung up (Prometheus stopping): nothing to report
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)  # a bug in rendering: say so
+        # else a scraper that hung up (Prometheus stopping): nothing to report
 
     def __init__(self, exporters: ClusterExporters, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)

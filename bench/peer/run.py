@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,9 +85,13 @@ def default_scenario() -> dict:
 class TimedReceiver(WebhookReceiver):
     """Notes when each POST arrived, and on which path (one path per system)."""
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.arrivals: list[tuple[float, str, object]] = []
+
     def record(self, path, body, headers=None):  # noqa: ANN001, ANN201
-        self.arrivals = getattr(self, "arrivals", [])
-        self.arrivals.append((time.time(), path, body))
+        with self.lock:
+            self.arrivals.append((time.time(), path, body))
         super().record(path, body, headers)
 
 
@@ -187,6 +192,7 @@ def main() -> None:
         if not shutil.which(tool):
             sys.exit(f"bench/peer needs `{tool}` (Debian: apt install prometheus prometheus-alertmanager)")
     intervals = [int(v) for v in args.intervals.split(",")]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every child and clean up, as Ctrl-C does
     tmp = Path(tempfile.mkdtemp(prefix="clusterpulse-peer-", dir=args.keep))
     try:
         run(args, intervals, tmp)
@@ -242,7 +248,7 @@ def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
             stop_process(worker, 20)
             server.shutdown()
             receiver.shutdown()
-    report(scenario, tick_wall, getattr(receiver, "arrivals", []), intervals, stats, silent)
+    report(scenario, tick_wall, receiver.arrivals, intervals, stats, silent)
 
 
 def report(scenario: Scenario, tick_wall: dict[int, float], arrivals: list, intervals: list[int],
@@ -260,9 +266,11 @@ def report(scenario: Scenario, tick_wall: dict[int, float], arrivals: list, inte
     print("\n| fault | " + " | ".join(f"{name}: to webhook, pages" for name in systems) + " |")
     print("|---|" + "---|" * len(systems))
     missed = dict.fromkeys(systems, 0)
-    for fault in scenario.faults:
-        started = tick_wall.get(scenario.start_ms + int(round(fault.start_s * 1000)))
+    for fault in scenario.faults:  # from the first tick at or after the fault's start
+        first = scenario.start_ms + fault.start_s * 1000
+        started = min((wall for ts, wall in tick_wall.items() if ts >= first), default=None)
         if started is None:
+            print(f"| {fault.kind} {fault.target} | not reached: the simulator stopped first |")
             continue
         cells = []
         for name in systems:

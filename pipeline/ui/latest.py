@@ -35,9 +35,9 @@ def latest_values(lake: str | Path, metric: str, cards_per_node: int = 8) -> dic
     files = newest_files(Path(lake), "step" if step else "card")
     if not files:
         return {}
-    card = f"rank % {int(cards_per_node)}" if step else "card"
+    card, newest = (f"rank % {int(cards_per_node)}", "step") if step else ("card", "ts")  # two steps may share a tick
     rows = duckdb.execute(
-        f"select node || '-card' || ({card}), arg_max({metric}, ts) from read_parquet(?) "
+        f"select node || '-card' || ({card}), arg_max({metric}, {newest}) from read_parquet(?) "
         f"where not isnan({metric}) group by all", [files]).fetchall()
     return {card: float(value) for card, value in rows}
 

@@ -4,10 +4,13 @@ paging on it."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.peer.exporters import ClusterExporters, ExporterServer
 from bench.peer.pages import Page, alertmanager_page, related, score
@@ -51,7 +54,8 @@ def test_node_target_serves_the_simulated_cards_and_steps_as_dcgm_exporter_does(
     assert set(dict(k)["Hostname"] for k in values(text, "DCGM_FI_DEV_XID_ERRORS")) == {name}
     steps = [b for tick in ticks for b in tick if b.kind == "step"]
     compute = values(exporters.scrape("node", steps[-1].parts[0][0]), "train_step_compute_seconds")
-    assert {dict(k)["job"] for k in compute} == {steps[-1].job} and len(compute) == 8
+    assert {dict(k)["training_job"] for k in compute} == {steps[-1].job} and len(compute) == 8
+    assert not any("job" in dict(k) for k in compute)  # Prometheus's own target label: it would be renamed
 
 
 def test_switch_target_names_each_port_and_its_far_end():
@@ -64,7 +68,7 @@ def test_switch_target_names_each_port_and_its_far_end():
     topo = exporters.topo
     for labels in status:
         link = topo.port_link(name, int(dict(labels)["ifIndex"]) - 1)
-        assert dict(labels)["ifAlias"] in link.split("~")
+        assert dict(labels)["ifAlias"] in link.split("~") and dict(labels)["ifAlias"] != name
 
 
 def test_a_silent_node_answers_nothing_and_a_lost_card_keeps_its_last_xid():
@@ -86,6 +90,11 @@ def test_a_silent_node_answers_nothing_and_a_lost_card_keeps_its_last_xid():
     exporters.apply([ahead])
     exporters.apply([late])
     assert set(values(exporters.scrape("node", "node0001"), "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL").values()) == {9.0}
+    # ... but its error event is news: a late XID is shown, and never over a newer one
+    exporters.apply([card_batch("node0001", 6, errors=[(2, 48)])])
+    exporters.apply([card_batch("node0001", 3, errors=[(2, 79), (4, 79)])])
+    xid = {dict(k)["gpu"]: v for k, v in values(exporters.scrape("node", "node0001"), "DCGM_FI_DEV_XID_ERRORS").items()}
+    assert xid["2"] == 48 and xid["4"] == 79
 
 
 def test_pages_are_scored_by_the_entity_their_labels_name():
@@ -98,6 +107,9 @@ def test_pages_are_scored_by_the_entity_their_labels_name():
     page = alertmanager_page(body, 10.0, topo)
     assert page.entities == {f"{leaf}~{topo.spine_name(0)}", "node0001-card2"}
     assert alertmanager_page({"status": "resolved", "alerts": []}, 11.0, topo) is None
+    down = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "TargetDown", "job": "snmp",
+                                                                         "instance": leaf}}]}
+    assert alertmanager_page(down, 12.0, topo).entities == {leaf}
     assert related(f"{leaf}~{topo.spine_name(0)}", leaf, topo) and related("node0001-card2", leaf, topo)
     assert not related("node0007-card2", leaf, topo)
     fault = parse_scenario({**SCENARIO, "faults": [{"kind": "switch_failure", "target": leaf, "start_s": 5}]}).faults[0]
@@ -134,7 +146,7 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
         deadline, entities = time.monotonic() + 120, set()
         while time.monotonic() < deadline and "node0003-card5" not in entities:
             time.sleep(1)
-            for at, path, body in list(getattr(receiver, "arrivals", [])):
+            for at, path, body in list(receiver.arrivals):
                 page = alertmanager_page(body, at, topo) if path == "/prometheus-1s" else None
                 entities |= set(page.entities) if page else set()
         assert "node0003-card5" in entities, \
@@ -144,5 +156,31 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
     finally:
         stop.set()
         incumbent.stop()
-        server.shutdown()
-        receiver.shutdown()
+        for http in (server, receiver):
+            http.shutdown()
+            http.server_close()
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="needs Debian prometheus's promtool (make test installs it as root)")
+def test_the_slow_rank_rule_compares_a_rank_with_its_own_job(tmp_path):
+    """As Prometheus stores the series: its own `job` label is the scrape job, the same for all."""
+    rules = Path(__file__).resolve().parents[2] / "bench" / "peer" / "rules.yml"
+
+    def series(job: str, rank: int, value: float) -> dict:
+        return {"series": f'train_step_compute_seconds{{job="dcgm",instance="node000{rank}",training_job="{job}",'
+                          f'rank="{rank}",Hostname="node000{rank}",gpu="0"}}', "values": f"{value}+0x20"}
+
+    fast = [series("a", r, 0.85) for r in range(3)] + [series("a", 3, 1.3)]  # rank 3: 53 % over its job's median
+    slow = [series("b", r, 1.7) for r in range(4, 9)]  # a slower job, more ranks: the cluster's median is 1.7
+    test = {"rule_files": [str(rules)], "evaluation_interval": "15s", "tests": [{
+        "interval": "15s", "input_series": fast + slow,
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "TrainingRankSlow", "exp_alerts": []},  # held for 2 min first
+            {"eval_time": "3m", "alertname": "TrainingRankSlow", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "job": "dcgm", "instance": "node0003", "training_job": "a",
+                               "rank": "3", "Hostname": "node0003", "gpu": "0"},
+                "exp_annotations": {"summary": "a rank 3 on node0003 is slow"}}]}]}]}
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test))
+    done = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
