@@ -28,6 +28,7 @@ EARLIEST_MS = 1_000_000_000_000  # 2001-09-09T01:46:40Z: a smaller time is secon
 MAX_COUNTER = 2**63  # a counter at or above this is a negative number read as unsigned
 PORT_STATES = 2  # oper_up: 0 down, 1 up, 2 administratively down
 MAX_NAMED = 3  # bad rows named in a reason
+IMPOSSIBLE = "impossible_values"  # the reason class of rows no sample can have
 
 
 def check_time(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> None:
@@ -35,15 +36,16 @@ def check_time(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings)
     can still take (`newest_ms`: the partition's newest message time, -1 for none yet)."""
     ts = batch.ts_ms
     if ts < EARLIEST_MS:
-        raise InvalidRecord(f"timestamp {ts} is before 2001-09-09 in milliseconds: seconds sent as milliseconds?")
+        raise InvalidRecord(f"timestamp {ts} is before 2001-09-09 in milliseconds: seconds sent as milliseconds?",
+                            "time_unit")
     ahead_s = (ts - now_ms) / 1000
     if ahead_s > rules.future_grace_s:
         raise InvalidRecord(f"timestamp {_iso(ts)} is {ahead_s:.0f} s ahead of this worker's clock "
-                            f"(intake.future_grace_s = {rules.future_grace_s:g})")
+                            f"(intake.future_grace_s = {rules.future_grace_s:g})", "time_ahead")
     late_s = (newest_ms - ts) / 1000 if newest_ms >= 0 else 0.0
     if late_s > rules.allowed_lateness_s:
         raise InvalidRecord(f"timestamp {_iso(ts)} is {late_s:.0f} s older than its partition's newest "
-                            f"sample (intake.allowed_lateness_s = {rules.allowed_lateness_s:g})")
+                            f"sample (intake.allowed_lateness_s = {rules.allowed_lateness_s:g})", "too_late")
 
 
 _GAUGES = {kind: [c.name for c in schema.group_columns("rows") if c.dtype == "<f4"] for kind, schema in SCHEMAS.items()}
@@ -132,7 +134,7 @@ def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> t
         f"; and {count - len(named)} more)" if count > len(named) else ")")
     kept = keep_rows(batch, ~bad)
     if kept is None:
-        raise InvalidRecord(what)
+        raise InvalidRecord(what, IMPOSSIBLE)
     return kept, f"{what}; the other {len(bad) - count} rows were processed"
 
 

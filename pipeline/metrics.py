@@ -2,8 +2,8 @@
 the worker's health port (`health_port`), in the Prometheus text format (prometheus_client).
 
 Counted per message or per flush, never per sample: a label lookup and an add each. Consumer lag is
-read when scraped. Dead-letter reasons are grouped into a few fixed classes (the reason text names
-entities and values, which would make a label without bound).
+read when scraped. Dead letters are counted by their reason's class (InvalidRecord.reason_class), a
+few fixed words: the reason text names entities and values, which would make a label without bound.
 """
 
 from __future__ import annotations
@@ -16,29 +16,6 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()  # no `_created` series beside each counter
-# (start of a dead-letter reason, its class): the reasons pipeline.schemas and pipeline.intake give
-REASON_CLASSES = (
-    ("empty message", "empty"), ("not msgpack", "not_msgpack"), ("message is a", "not_a_map"),
-    ("unsupported schema version", "schema_version"), ("unknown batch kind", "unknown_kind"),
-    ("bad source", "bad_field"), ("bad timestamp", "bad_field"), ("bad job", "bad_field"),
-    ("missing columns", "bad_columns"), ("column", "bad_columns"), ("srcs", "bad_columns"), ("n.", "bad_columns"),
-    ("n must", "bad_columns"), ("unknown entity", "unknown_entity"),
-)
-
-
-def reason_class(reason: str) -> str:
-    """A dead-letter reason's class, for the `reason` label."""
-    if " batch on the " in reason.split(";")[0]:
-        return "wrong_topic"
-    if reason.startswith("timestamp "):
-        first = reason.split(";")[0]
-        return "time_ahead" if " ahead of " in first else "too_late" if " older than " in first else "time_unit"
-    if "values no sample can have" in reason.split(";")[0]:
-        return "impossible_values"
-    for start, name in REASON_CLASSES:
-        if reason.startswith(start):
-            return name
-    return "other"
 
 
 class _Lag(Collector):

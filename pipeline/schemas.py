@@ -35,11 +35,13 @@ READ_VERSIONS = (1, 2)
 
 
 class InvalidRecord(ValueError):
-    """A message that cannot be processed; `reason` says why in one line."""
+    """A message that cannot be processed; `reason` says why in one line, `reason_class` in one word
+    (the dead-letter metric's `reason` label: empty, not_msgpack, bad_columns, unknown_entity, ...)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, reason_class: str = "other") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.reason_class = reason_class
 
 
 @dataclass(frozen=True)
@@ -188,43 +190,45 @@ def encode_batch(batch: Batch) -> bytes:
 def decode_batch(payload: bytes | None) -> Batch:
     """Parse one telemetry message; raises InvalidRecord with the reason."""
     if not payload:
-        raise InvalidRecord("empty message")
+        raise InvalidRecord("empty message", "empty")
     try:
         msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise InvalidRecord(f"not msgpack: {type(exc).__name__}: {exc}") from None
+        raise InvalidRecord(f"not msgpack: {type(exc).__name__}: {exc}", "not_msgpack") from None
     if not isinstance(msg, dict):
-        raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map")
+        raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map", "not_a_map")
     version = msg.get("v")
     if type(version) is not int or version not in READ_VERSIONS:  # not 1.0, not True
         raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads "
-                            f"{', '.join(map(str, READ_VERSIONS))})")
+                            f"{', '.join(map(str, READ_VERSIONS))})", "schema_version")
     kind = msg.get("k")
     schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        raise InvalidRecord(f"unknown batch kind {kind!r}")
+        raise InvalidRecord(f"unknown batch kind {kind!r}", "unknown_kind")
     source, ts, job, raw = msg.get("src"), msg.get("ts"), msg.get("job", ""), msg.get("c")
     if not isinstance(source, str) or not source:
-        raise InvalidRecord(f"bad source {source!r}")
+        raise InvalidRecord(f"bad source {source!r}", "bad_field")
     if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
-        raise InvalidRecord(f"bad timestamp {ts!r}")
+        raise InvalidRecord(f"bad timestamp {ts!r}", "bad_field")
     if not isinstance(job, str):
-        raise InvalidRecord(f"bad job {job!r}")
+        raise InvalidRecord(f"bad job {job!r}", "bad_field")
     if not isinstance(raw, dict):
-        raise InvalidRecord("missing columns")
+        raise InvalidRecord("missing columns", "bad_columns")
     columns: dict[str, np.ndarray] = {}
     lengths: dict[str, int] = {}
     for col in schema.columns:
         buf = raw.get(col.name)
         if not isinstance(buf, bytes):
-            raise InvalidRecord(f"column {col.name!r} missing or not bytes")
+            raise InvalidRecord(f"column {col.name!r} missing or not bytes", "bad_columns")
         dtype = np.dtype(col.dtype)
         if len(buf) % dtype.itemsize:
-            raise InvalidRecord(f"column {col.name!r} has {len(buf)} bytes, not a multiple of {dtype.itemsize}")
+            raise InvalidRecord(f"column {col.name!r} has {len(buf)} bytes, not a multiple of {dtype.itemsize}",
+                                "bad_columns")
         arr = np.frombuffer(buf, dtype=dtype)
         expected = lengths.setdefault(col.group, len(arr))
         if len(arr) != expected:
-            raise InvalidRecord(f"column {col.name!r} has {len(arr)} values, others in its group {expected}")
+            raise InvalidRecord(f"column {col.name!r} has {len(arr)} values, others in its group {expected}",
+                                "bad_columns")
         columns[col.name] = arr
     parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
     return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts)
@@ -234,15 +238,16 @@ def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tupl
     """The sources of a multi-source message and their row counts, checked against the columns."""
     sources, counts = msg.get("srcs"), msg.get("n")
     if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
-        raise InvalidRecord("srcs must be a non-empty list of source names")
+        raise InvalidRecord("srcs must be a non-empty list of source names", "bad_columns")
     if not isinstance(counts, dict) or set(counts) != set(_groups(schema)):
-        raise InvalidRecord(f"n must give row counts for the groups {', '.join(_groups(schema))}")
+        raise InvalidRecord(f"n must give row counts for the groups {', '.join(_groups(schema))}", "bad_columns")
     for group, values in counts.items():
         if (not isinstance(values, list) or len(values) != len(sources)
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)):
-            raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})")
+            raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})", "bad_columns")
         if sum(values) != lengths.get(group, 0):
-            raise InvalidRecord(f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}")
+            raise InvalidRecord(f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}",
+                                "bad_columns")
     return [(source, {g: counts[g][i] for g in counts}) for i, source in enumerate(sources)]
 
 
@@ -257,7 +262,7 @@ def check_entities(batch: Batch, topology: Topology) -> None:
                 for source, _ in batch.parts:
                     topology.node_index(source)
         except UnknownEntity as exc:
-            raise InvalidRecord(f"unknown entity: {exc}") from None
+            raise InvalidRecord(f"unknown entity: {exc}", "unknown_entity") from None
         return
     try:
         if batch.schema.source == "node":
@@ -276,7 +281,7 @@ def check_entities(batch: Batch, topology: Topology) -> None:
             if len(ports) and int(ports.max()) >= limit:
                 raise UnknownEntity(f"{batch.source} has no port {int(ports.max())} ({limit} ports)")
     except UnknownEntity as exc:
-        raise InvalidRecord(f"unknown entity: {exc}") from None
+        raise InvalidRecord(f"unknown entity: {exc}", "unknown_entity") from None
 
 
 def _port_overflow(batch: Batch, topology: Topology) -> bool:

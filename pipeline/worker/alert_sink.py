@@ -22,7 +22,7 @@ def register(ctx: WorkerContext) -> None:
             try:
                 alert = Alert.from_json(event.value)
             except (ValueError, TypeError) as exc:
-                await ctx.dead_letters.send(event, f"not an alert record: {exc}")
+                await ctx.dead_letters.send(event, f"not an alert record: {exc}", "not_an_alert")
                 ctx.sink.mark_consumed(msg.topic, msg.partition, msg.offset)
             else:
                 ctx.sink.add_alert(msg.topic, msg.partition, msg.offset, alert)

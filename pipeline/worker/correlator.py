@@ -77,7 +77,8 @@ def register(ctx: WorkerContext) -> None:
                 else:
                     raise ValueError(f"unknown record type {what!r}")
             except (ValueError, TypeError, KeyError) as exc:
-                await ctx.dead_letters.send(event, f"not a findings record: {type(exc).__name__}: {exc}")
+                await ctx.dead_letters.send(event, f"not a findings record: {type(exc).__name__}: {exc}",
+                                            "not_a_finding")
             position["offset"] = event.message.offset
             held.append((stream, event))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from pipeline.metrics import WorkerMetrics, reason_class
+from pipeline.metrics import WorkerMetrics
 from pipeline.sinks.parquet import ParquetSink
 from pipeline.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 
@@ -33,14 +33,15 @@ class DeadLetters:
         self._window_start = 0.0
         self._window_count = 0
 
-    async def send(self, event: EventT, reason: str) -> None:
+    async def send(self, event: EventT, reason: str, reason_class: str = "other") -> None:
+        """`reason`: one line for people (the header); `reason_class`: one word for the metric."""
         msg = event.message
         headers = {DLQ_REASON: reason.encode(), DLQ_TOPIC: msg.topic.encode(),
                    DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
         await self.topic.send(key=msg.key, value=msg.value, headers=headers, force=True)
         self.total += 1
         if self.metrics is not None:
-            self.metrics.dead_letters.labels(reason_class(reason)).inc()
+            self.metrics.dead_letters.labels(reason_class).inc()
         now = asyncio.get_running_loop().time()
         if now - self._window_start >= 60:
             self._window_start, self._window_count = now, 0

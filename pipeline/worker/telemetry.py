@@ -11,7 +11,7 @@ import time
 from typing import Any
 from faust.types import StreamT
 
-from pipeline.intake import admit
+from pipeline.intake import IMPOSSIBLE, admit
 from pipeline.schemas import InvalidRecord, check_entities, decode_batch
 from pipeline.topics import TopicSpec
 from pipeline.worker.context import TOPIC_KINDS, WorkerContext
@@ -53,10 +53,10 @@ def register(ctx: WorkerContext) -> None:
                 try:
                     batch = decode_batch(event.value)
                     if batch.kind != kind:
-                        raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic")
+                        raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic", "wrong_topic")
                     batch, bad_values = admit(batch, int(time.time() * 1000), watermarks.get(source, -1), intake)
                 except InvalidRecord as exc:
-                    await ctx.dead_letters.send(event, exc.reason)
+                    await ctx.dead_letters.send(event, exc.reason, exc.reason_class)
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
@@ -76,7 +76,7 @@ def register(ctx: WorkerContext) -> None:
                     bad.append("; ".join(unknown[:3]) + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
                                + (f"; the other {len(parts)} sources of the message were processed" if parts else ""))
                 if bad:  # what could be taken is processed; the message is kept with why
-                    await ctx.dead_letters.send(event, "; ".join(bad))
+                    await ctx.dead_letters.send(event, "; ".join(bad), IMPOSSIBLE if bad_values else "unknown_entity")
                 for part in parts:
                     for finding in partition_detectors.push(part, msg.partition):
                         await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(

@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.broker import free_port, stop_process
 from pipeline.intake import check_time
 from pipeline.kafka_config import producer_config
-from pipeline.metrics import reason_class
 from pipeline.schemas import InvalidRecord, bundle, decode_batch, encode_batch
 from pipeline.settings import IntakeSettings
 from tests.builders import START_MS, card_batch
@@ -31,24 +30,28 @@ PROMETHEUS = shutil.which("prometheus")
 
 
 def test_dead_letter_reasons_fall_into_a_few_classes() -> None:
-    def reason(payload: bytes) -> str:
+    def reason_class(payload: bytes) -> str:
         with pytest.raises(InvalidRecord) as caught:
             decode_batch(payload)
-        return caught.value.reason
+        return caught.value.reason_class
     good = encode_batch(card_batch())
-    assert reason_class(reason(b"")) == "empty"
-    assert reason_class(reason(b"\xc1")) == "not_msgpack"
-    assert reason_class(reason(msgpack.packb({**msgpack.unpackb(good), "v": 9}))) == "schema_version"
-    late, ahead = card_batch(), card_batch()
+    assert reason_class(b"") == "empty"
+    assert reason_class(b"\xc1") == "not_msgpack"
+    assert reason_class(msgpack.packb([1])) == "not_a_map"
+    assert reason_class(msgpack.packb({**msgpack.unpackb(good), "v": 9})) == "schema_version"
+    assert reason_class(msgpack.packb({**msgpack.unpackb(good), "k": "nope"})) == "unknown_kind"
+    assert reason_class(msgpack.packb({**msgpack.unpackb(good), "src": 3})) == "bad_field"
+    assert reason_class(msgpack.packb({**msgpack.unpackb(good), "c": {}})) == "bad_columns"
+    late, ahead, seconds = card_batch(), card_batch(), card_batch()
     ahead.ts_ms = START_MS + 10**9
+    seconds.ts_ms = START_MS // 1000
     classes = []
-    for batch, newest in ((late, START_MS + 10**8), (ahead, -1)):
+    for batch, newest in ((late, START_MS + 10**8), (ahead, -1), (seconds, -1)):
         with pytest.raises(InvalidRecord) as caught:
             check_time(batch, START_MS, newest, IntakeSettings())
-        classes.append(reason_class(caught.value.reason))
-    assert classes == ["too_late", "time_ahead"]
-    assert reason_class("a port batch on the card topic") == "wrong_topic"
-    assert reason_class("something new") == "other"
+        classes.append(caught.value.reason_class)
+    assert classes == ["too_late", "time_ahead", "time_unit"]
+    assert InvalidRecord("something new").reason_class == "other"
 
 
 @pytest.fixture(scope="module")
