@@ -51,6 +51,20 @@ def open_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
 ROW_GROUP_ROWS = 128 * 1024
 
 
+def partition_files(fs: pafs.FileSystem, root: str) -> dict[str, list[tuple[int, str]]]:
+    """Under `root`: '<topic>+<partition>' (the writer partition) -> [(first offset, path)] of every
+    worker-written file (`<owner>+<first offset>.parquet`), in no particular order."""
+    listing: dict[str, list[tuple[int, str]]] = {}
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+        name = info.base_name
+        if info.type != pafs.FileType.File or not name.endswith(".parquet"):
+            continue
+        owner, _, first = name[:-len(".parquet")].rpartition("+")
+        if owner and first.isdigit():
+            listing.setdefault(owner, []).append((int(first), info.path))
+    return listing
+
+
 DELTA_DATASETS = ("card", "port", "step")
 
 
@@ -230,17 +244,7 @@ class ParquetSink:
             self._listing = None
 
     def _list_partition_files(self) -> dict[str, list[tuple[int, str]]]:
-        """'<topic>+<partition>' -> [(first offset, path)] of every worker-written file."""
-        listing: dict[str, list[tuple[int, str]]] = {}
-        selector = pafs.FileSelector(self.root_path, recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
-            name = info.base_name
-            if info.type != pafs.FileType.File or not name.endswith(".parquet"):
-                continue
-            owner, _, first = name[:-len(".parquet")].rpartition("+")
-            if owner and first.isdigit():
-                listing.setdefault(owner, []).append((int(first), info.path))
-        return listing
+        return partition_files(self.fs, self.root_path)
 
     def write(self, topic: str, partition: int, buf: _PartitionBuffer | None) -> int:
         """Write a detached buffer; return the last offset now durable (-1: nothing). Thread-safe."""

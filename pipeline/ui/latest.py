@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow.fs as pafs
+
+from pipeline.sinks.parquet import partition_files
 
 METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "power, W",
            "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB",
@@ -17,13 +20,9 @@ METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "p
 
 
 def newest_files(lake: Path, dataset: str = "card", per_writer: int = 1) -> list[str]:
-    """The newest `per_writer` files of each writer partition (file names: `<owner>+<first offset>.parquet`)."""
-    by_owner: dict[str, list[tuple[int, str]]] = {}
-    for path in (lake / dataset).glob("date=*/hour=*/*.parquet"):
-        owner, _, first = path.name[:-len(".parquet")].rpartition("+")
-        if owner and first.isdigit():
-            by_owner.setdefault(owner, []).append((int(first), str(path)))
-    return sorted(path for found in by_owner.values() for _, path in sorted(found)[-per_writer:])
+    """The newest `per_writer` files of each writer partition of a local lake's dataset."""
+    listing = partition_files(pafs.LocalFileSystem(), str((lake / dataset).absolute()))
+    return sorted(path for found in listing.values() for _, path in sorted(found)[-per_writer:])
 
 
 def latest_values(lake: str | Path, metric: str, cards_per_node: int = 8) -> dict[str, float]:
