@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -74,7 +75,21 @@ class AlertFeed(threading.Thread):
 
 def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Application:
     page = resources.files("pipeline.ui").joinpath("page.html").read_text().replace("{{title}}", title)
-    cache: dict[str, tuple[float, dict]] = {}  # metric -> (when read, values): the lake at most every 5 s
+    cache: dict[str, tuple[float, str, Any]] = {}  # what -> (when read, for which variant, value)
+
+    async def from_lake(what: str, read: Callable[[], Any], answer: Callable[[Any], dict],
+                        variant: str = "") -> web.Response:
+        """`answer(read())` as JSON, the lake read at most every 5 s per `what` (and again when its
+        `variant` changes), in a thread; 404 without a lake, 503 with the reason if it cannot be read."""
+        if lake is None:
+            return web.json_response({"error": "no lake: give --data"}, status=404)
+        now = time.monotonic()
+        if what not in cache or now - cache[what][0] >= 5 or cache[what][1] != variant:
+            try:
+                cache[what] = (now, variant, await asyncio.to_thread(read))
+            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
+                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
+        return web.json_response(answer(cache[what][2]))
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
@@ -86,43 +101,20 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
         name = request.query.get("name", "")
         if name not in METRICS:
             return web.json_response({"error": f"unknown metric {name!r}; one of {', '.join(METRICS)}"}, status=400)
-        if lake is None:
-            return web.json_response({"error": "no lake: give --data"}, status=404)
-        now = time.monotonic()
-        if name not in cache or now - cache[name][0] >= 5:
-            try:
-                cache[name] = (now, await asyncio.to_thread(latest_values, lake, name,
-                                                            int(feed.view.topo.cards_per_node)))
-            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
-                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        return web.json_response({"metric": name, "label": METRICS[name], "values": cache[name][1]})
+        return await from_lake(name, lambda: latest_values(lake, name, int(feed.view.topo.cards_per_node)),
+                               lambda values: {"metric": name, "label": METRICS[name], "values": values})
 
     async def jobs(request: web.Request) -> web.Response:
-        if lake is None:
-            return web.json_response({"error": "no lake: give --data"}, status=404)
         with feed.lock:
             ranks: dict[str, set[int]] = {}
             for a in feed.view.active.values():
                 if a.kind == "straggler" and "job" in a.labels and a.labels.get("rank", "").isdigit():
                     ranks.setdefault(a.labels["job"], set()).add(int(a.labels["rank"]))
-        now, key = time.monotonic(), json.dumps(sorted((j, sorted(r)) for j, r in ranks.items()))
-        if "jobs" not in cache or now - cache["jobs"][0] >= 5 or cache["jobs"][1].get("key") != key:
-            try:
-                cache["jobs"] = (now, {"key": key, "jobs": await asyncio.to_thread(step_history, lake, ranks)})
-            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
-                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        return web.json_response({"jobs": cache["jobs"][1]["jobs"]})
+        return await from_lake("jobs", lambda: step_history(lake, ranks), lambda history: {"jobs": history},
+                               variant=json.dumps(sorted((j, sorted(r)) for j, r in ranks.items())))
 
     async def fabric(request: web.Request) -> web.Response:
-        if lake is None:
-            return web.json_response({"error": "no lake: give --data"}, status=404)
-        now = time.monotonic()
-        if "fabric" not in cache or now - cache["fabric"][0] >= 5:
-            try:
-                cache["fabric"] = (now, await asyncio.to_thread(switch_error_rates, lake))
-            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
-                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        return web.json_response({"switches": cache["fabric"][1]})
+        return await from_lake("fabric", lambda: switch_error_rates(lake), lambda rates: {"switches": rates})
 
     app = web.Application()
     app.router.add_get("/api/fabric", fabric)
