@@ -33,20 +33,24 @@ from pipeline.kafka_config import consumer_config  # noqa: E402
 from pipeline.receiver import WebhookReceiver  # noqa: E402
 from pipeline.run import child_env  # noqa: E402
 from pipeline.schemas import Alert, InvalidRecord, decode_batch  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
+from pipeline.settings import Settings, load_settings  # noqa: E402
 from pipeline.topics import ALERTS, TELEMETRY_TOPICS  # noqa: E402
-from producers.scenario import DEFAULT_SCENARIO, load_scenario  # noqa: E402
+from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"card_failure": "card_failed", "link_down": "link_down", "switch_failure": "switch_down"}
 
 
 class TimedReceiver(WebhookReceiver):
-    """The reference receiver, noting when each notification arrived (wall clock, s)."""
+    """The reference receiver, noting when (wall clock, s) and on which path each POST arrived."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.arrivals: list[tuple[float, str, object]] = []
 
     def record(self, path, body, headers=None):  # noqa: ANN001, ANN201
-        self.arrivals = getattr(self, "arrivals", [])
-        self.arrivals.append((time.time(), body))
+        with self.lock:
+            self.arrivals.append((time.time(), path, body))
         super().record(path, body, headers)
 
 
@@ -85,6 +89,21 @@ def start_worker(config: Path, health_port: int, log: Path) -> subprocess.Popen:
         time.sleep(0.5)
 
 
+def start_pipeline(broker: EmbeddedBroker, tmp: Path, group_id: str, hook_url: str,
+                   scenario: Scenario) -> tuple[Settings, Path, subprocess.Popen]:
+    """Topics on `broker` and one ready worker for the scenario's cluster paging `hook_url`, its lake
+    and logs under `tmp`: (settings, the settings file, the worker)."""
+    health = free_port()
+    settings = load_settings({
+        "bootstrap": broker.bootstrap, "group_id": group_id, "data_dir": str(tmp / "lake"), "health_port": health,
+        "notify": {"receivers": [{"name": "bench", "url": hook_url}]},
+    }, environ={}).for_scenario(scenario)
+    create_topics(settings)
+    config = tmp / "settings.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    return settings, config, start_worker(config, health, tmp / "worker.log")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=75)
@@ -100,16 +119,9 @@ def main() -> None:
         scenario = load_scenario(tmp / "scenario.yaml")
         receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
-        health = free_port()
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
-            settings = load_settings({
-                "bootstrap": broker.bootstrap, "group_id": "bench-latency", "data_dir": str(tmp / "lake"),
-                "health_port": health, "notify": {"receivers": [{"name": "bench", "url": receiver.url + "hook"}]},
-            }, environ={})
-            create_topics(settings)
-            config = tmp / "settings.yaml"
-            config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-            worker = start_worker(config, health, tmp / "worker.log")
+            settings, config, worker = start_pipeline(broker, tmp, "bench-latency", receiver.url + "hook",
+                                                      scenario)
             try:
                 sim = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(config), "simulate",
                                       "--scenario", str(tmp / "scenario.yaml"), "--speed", "1"],
@@ -130,7 +142,7 @@ def main() -> None:
                     if alert.status == "firing":
                         firing.setdefault((alert.kind, alert.entity), record.timestamp)
                 hooks = {}
-                for at, body in getattr(receiver, "arrivals", []):
+                for at, _, body in receiver.arrivals:
                     if isinstance(body, dict) and body.get("status") == "firing":
                         hooks.setdefault((body.get("kind"), body.get("entity")), at * 1000)
             finally:

@@ -33,14 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from bench.latency import start_worker  # noqa: E402
+from bench.latency import TimedReceiver, start_pipeline  # noqa: E402
 from bench.peer.exporters import ClusterExporters, ExporterServer  # noqa: E402
 from bench.peer.pages import Page, alertmanager_page, clusterpulse_page, score  # noqa: E402
 from bench.pipeline import proc_stats  # noqa: E402
-from pipeline.broker import EmbeddedBroker, create_topics, free_port, stop_process  # noqa: E402
-from pipeline.receiver import WebhookReceiver  # noqa: E402
+from pipeline.broker import EmbeddedBroker, free_port, stop_process  # noqa: E402
 from pipeline.schemas import decode_batch  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
 from producers.output import KafkaOutput, Pacer  # noqa: E402
 from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
@@ -80,19 +78,6 @@ def default_scenario() -> dict:
         {"kind": "switch_failure", "target": "leaf038", "start_s": start},
     ])
     return data
-
-
-class TimedReceiver(WebhookReceiver):
-    """Notes when each POST arrived, and on which path (one path per system)."""
-
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        self.arrivals: list[tuple[float, str, object]] = []
-
-    def record(self, path, body, headers=None):  # noqa: ANN001, ANN201
-        with self.lock:
-            self.arrivals.append((time.time(), path, body))
-        super().record(path, body, headers)
 
 
 def get_ok(url: str) -> bool:
@@ -217,17 +202,8 @@ def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     incumbents = [Incumbent(i, tmp, server.address, topo, f"{receiver.url}prometheus-{i}s") for i in intervals]
     tick_wall: dict[int, float] = {}
-    health = free_port()
     with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
-        settings = load_settings({
-            "bootstrap": broker.bootstrap, "group_id": "bench-peer", "data_dir": str(tmp / "lake"),
-            "health_port": health,
-            "notify": {"receivers": [{"name": "bench", "url": receiver.url + "clusterpulse"}]},
-        }, environ={})
-        create_topics(settings)
-        config = tmp / "settings.yaml"
-        config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-        worker = start_worker(config, health, tmp / "worker.log")
+        settings, _, worker = start_pipeline(broker, tmp, "bench-peer", receiver.url + "clusterpulse", scenario)
         try:
             for incumbent in incumbents:
                 incumbent.start()

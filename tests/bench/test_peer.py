@@ -14,7 +14,8 @@ import yaml
 
 from bench.peer.exporters import ClusterExporters, ExporterServer
 from bench.peer.pages import Page, alertmanager_page, related, score
-from bench.peer.run import Incumbent, TimedReceiver
+from bench.latency import TimedReceiver
+from bench.peer.run import Incumbent
 from pipeline.broker import free_port
 from pipeline.schemas import decode_batch
 from producers.adapters.prometheus import parse
