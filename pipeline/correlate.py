@@ -6,6 +6,11 @@
   (a dead leaf or node, a thermally throttled card) like Alertmanager's group_wait; a symptom
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
+- Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
+  `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
+  would see it die is down (`Topology.witness_links`); until then it is kept, not paged, and
+  forgotten when it reports again. An exporter that crashed on a healthy host pages nothing here
+  (the collector reports it on its own metrics and log).
 
 Event time: the correlator's clock is the slowest active source's watermark. A source that has
 read everything in its partition and whose watermark has not moved for 5 s (caught up: a
@@ -77,10 +82,14 @@ class Correlator:
         self.resolved: dict[str, int] = {}
         # grouped consequences whose cause resolved: id -> event ms when they page on their own
         self.orphans: dict[str, int] = {}
+        # node_down / switch_down findings of sources that could not be reached, by id, with their
+        # source: paged once the fabric agrees
+        self.unconfirmed: dict[str, tuple[Alert, str]] = {}
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
-    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved", "orphans")
-    _ADDED = {"orphans": dict}  # state newer than some snapshots: empty when restored from one
+    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved", "orphans",
+              "unconfirmed")
+    _ADDED = {"orphans": dict, "unconfirmed": dict}  # state newer than some snapshots: empty when restored from one
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
@@ -132,6 +141,49 @@ class Correlator:
 
     def push(self, finding: Alert, source: str) -> list[Alert]:
         """One detector finding from `source`; returns alerts to publish now."""
+        if finding.evidence.get("unreachable") and finding.id not in self.published:
+            if finding.status != "firing":
+                self.unconfirmed.pop(finding.id, None)  # it answers again: it was never paged
+                return []
+            if not self._fabric_agrees(finding):
+                self.unconfirmed[finding.id] = (finding, source)
+                return []
+            finding = self._confirmed(finding)
+        out = self._push(finding, source)
+        if finding.kind == "link_down" and finding.status == "firing" and self.unconfirmed:
+            out += self._confirm_for(finding.entity)
+        return out
+
+    def _fabric_agrees(self, finding: Alert) -> bool:
+        """Are all the links that would see this node or switch die down (firing, held or paged)?"""
+        try:
+            links = self.topo.witness_links(finding.kind, finding.entity)
+        except UnknownEntity:
+            return False
+        return bool(links) and all(alert_id("link_down", link) in self.sources for link in links)
+
+    def _confirmed(self, finding: Alert) -> Alert:
+        links = len(self.topo.witness_links(finding.kind, finding.entity))
+        return replace(finding, summary=f"{finding.entity} down: its exporter does not answer "
+                                        f"({finding.evidence.get('collector', 'collector')}) and all {links} links "
+                                        "its neighbours see are down",
+                       evidence={**finding.evidence, "witness_links_down": links})
+
+    def _confirm_for(self, link: str) -> list[Alert]:
+        """Unreachable nodes or switches behind a link that just went down, now that the fabric agrees."""
+        out: list[Alert] = []
+        try:
+            causes = self.topo.link_causes(link)
+        except UnknownEntity:
+            return out
+        for kind, entity in causes:
+            waiting = self.unconfirmed.get(alert_id(kind, entity))
+            if waiting is not None and self._fabric_agrees(waiting[0]):
+                del self.unconfirmed[waiting[0].id]
+                out += self._push(self._confirmed(waiting[0]), waiting[1])
+        return out
+
+    def _push(self, finding: Alert, source: str) -> list[Alert]:
         ended = self.resolved.get(finding.id)
         if ended is not None and _ms(finding.starts_at) <= ended:
             return []  # an episode that has already resolved, replayed

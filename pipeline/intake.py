@@ -114,12 +114,13 @@ def keep_rows(batch: Batch, keep: np.ndarray) -> Batch | None:
     owner = np.repeat(np.arange(len(batch.parts)), counts)
     kept = np.bincount(owner[keep], minlength=len(batch.parts))
     parts = []
+    gone = set(batch.unreachable)  # unreachable sources have no rows and stay what they are
     for (source, part), rows in zip(batch.parts, kept.tolist()):
-        if rows or any(v for g, v in part.items() if g != "rows"):
+        if rows or any(v for g, v in part.items() if g != "rows") or source in gone:
             parts.append((source, {**part, "rows": rows}))
     if not parts:
         return None
-    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, parts)
+    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, parts, batch.unreachable)
 
 
 def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> tuple[Batch | None, str | None]:

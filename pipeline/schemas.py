@@ -10,7 +10,10 @@ whose columns are raw little-endian numpy buffers::
      "srcs": ["node0000", ..., "node0031"], "n": {"rows": [8, 8, ...], "events": [0, 1, ...]}}
 
 In the second form `src` names the collector, `srcs` the sources in order and `n` how many rows of
-each column group belong to each source. Version 1 (single source only) is still read. The cost
+each column group belong to each source. A collector that scrapes its sources may add `"gone": [...]`:
+sources it tried this tick and could not reach (listed in `srcs` with no rows). That is not a report
+from them, and not proof that they are dead: an exporter that does not answer is told apart from a
+dead node or switch by the fabric (`pipeline.correlate`). Version 1 (single source only) is still read. The cost
 of a message (Kafka, Faust, decoding) is paid once for all its sources.
 
 `decode_batch` turns bytes back into a `Batch` or raises `InvalidRecord` with the reason, so a
@@ -130,6 +133,7 @@ class Batch:
     columns: dict[str, np.ndarray]
     job: str = ""
     parts: list[tuple[str, dict[str, int]]] | None = None
+    unreachable: tuple[str, ...] = ()  # sources the collector could not reach (parts without rows)
 
     @property
     def schema(self) -> BatchSchema:
@@ -138,6 +142,14 @@ class Batch:
     def rows(self, group: str = "rows") -> int:
         cols = self.schema.group_columns(group)
         return len(self.columns[cols[0].name]) if cols else 0
+
+    def reachable(self) -> "Batch | None":
+        """This batch without the sources the collector could not reach (None if that is all of them)."""
+        if not self.unreachable:
+            return self
+        gone = set(self.unreachable)
+        parts = [part for part in self.parts or () if part[0] not in gone]
+        return Batch(self.kind, self.source, self.ts_ms, self.columns, self.job, parts) if parts else None
 
     def split(self) -> list["Batch"]:
         """One single-source batch per source (views of these columns, no copies)."""
@@ -184,6 +196,8 @@ def encode_batch(batch: Batch) -> bytes:
     if batch.parts is not None:
         msg["srcs"] = [source for source, _ in batch.parts]
         msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in _groups(schema)}
+        if batch.unreachable:
+            msg["gone"] = list(batch.unreachable)
     return msgpack.packb(msg, use_bin_type=True)
 
 
@@ -231,7 +245,22 @@ def decode_batch(payload: bytes | None) -> Batch:
                                 "bad_columns")
         columns[col.name] = arr
     parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
-    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts)
+    gone = _unreachable(msg, parts) if parts is not None and "gone" in msg else ()
+    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts, unreachable=gone)
+
+
+def _unreachable(msg: dict, parts: list[tuple[str, dict[str, int]]]) -> tuple[str, ...]:
+    """The `gone` sources of a collector's message: some of its sources, each without rows."""
+    gone = msg.get("gone")
+    if not isinstance(gone, list) or not all(isinstance(s, str) for s in gone):
+        raise InvalidRecord("gone must be a list of source names", "bad_columns")
+    rows = {source: counts for source, counts in parts}
+    for source in gone:
+        if source not in rows:
+            raise InvalidRecord(f"gone names {source!r}, which is not one of the message's sources", "bad_columns")
+        if any(rows[source].values()):
+            raise InvalidRecord(f"gone names {source!r}, which has rows in the message", "bad_columns")
+    return tuple(gone)
 
 
 def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tuple[str, dict[str, int]]]:

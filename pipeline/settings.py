@@ -68,6 +68,9 @@ class SilenceSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     silence_s: float = Field(3.0, gt=0, description="no report this long while its peers report → down")
     recovery_s: float = Field(10.0, ge=0, description="reporting again this long → resolved")
+    # 3: at the simulator's and a collector's 1 Hz the 3 s of silence_s; a source reporting every
+    # 10 s (a switch target) is down after 30 s of silence, not 3
+    missed_reports: int = Field(3, ge=1, description="or this many of its own reports missed in a row, if longer")
 
 
 class EccSettings(BaseModel):

@@ -152,6 +152,22 @@ class Wiring:
     def node_links(self, node: int) -> int:
         return int(self.host_exists[node].sum())
 
+    def witness_links(self, kind: str, name: str) -> list[str]:
+        """Links whose other ends see this node (its host links, seen by its switches) or switch (its
+        links to other switches) go down with it: what must agree before a source that cannot be
+        reached is called dead. Empty when nothing else could see it."""
+        names = self.switch_names  # type: ignore[attr-defined]
+        if kind == "node_down":
+            node = self.node_index(name)  # type: ignore[attr-defined]
+            ends = [(int(s), int(p)) for s, p in zip(self.host_switch[node].tolist(), self.host_port[node].tolist())
+                    if s >= 0]
+        else:
+            _, low, high, _ = self.switch_wiring(self.switch_index(name))  # type: ignore[attr-defined]
+            ends = [(int(self.fabric_hi[i]), int(self.fabric_hi_port[i])) for i in low.tolist()] + \
+                   [(int(self.fabric_lo[i]), int(self.fabric_lo_port[i])) for i in high.tolist()]
+        links = [self.port_link(names[s], p) for s, p in ends]  # type: ignore[attr-defined]
+        return [link for link in links if link]
+
 
 class Topology(Wiring):
     """Names and wiring of one synthetic cluster. Cheap to build; lookups are O(1)."""

@@ -131,12 +131,14 @@ def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
 
 
 def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, report: InputReport,
-                    switch: str | None = None) -> list[Batch]:
+                    switch: str | None = None, scrape_ts_ms: int | None = None) -> list[Batch]:
+    """One scrape's batches, stamped `scrape_ts_ms` (default now) or the exposition's own times."""
     exposition = parse(text)
     problem = _exposition_problem(text, exposition)
     if problem:
         raise FormatError(problem)
-    batches = converter.convert(exposition, int(time.time() * 1000), host, switch)
+    stamp = int(time.time() * 1000) if scrape_ts_ms is None else scrape_ts_ms
+    batches = converter.convert(exposition, stamp, host, switch)
     report.skips.merge(converter.skips)
     if not batches and converter.skips and all(r.startswith("metrics ClusterPulse does not map") or r == "unparseable"
                                                for r in converter.skips.reasons):

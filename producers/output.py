@@ -50,11 +50,13 @@ class KafkaOutput:
         self.failed = 0
         self.first_error: str | None = None
         self.pending_bytes = 0  # sent, not yet acknowledged (or failed)
+        self.pending = 0  # messages of those
         self._lock = threading.Lock()  # callbacks run on the producer's I/O thread
 
     def _done(self, size: int) -> None:
         with self._lock:
             self.pending_bytes -= size
+            self.pending -= 1
 
     def _on_error(self, exc: BaseException) -> None:
         self.failed += 1
@@ -74,6 +76,7 @@ class KafkaOutput:
         size = len(message.value)
         with self._lock:
             self.pending_bytes += size
+            self.pending += 1
         future.add_both(lambda _: self._done(size))
         self.sent += 1
         if self.pending_bytes > BUFFER_BYTES:  # bounded memory: wait for the broker to take what is buffered
@@ -103,6 +106,16 @@ class KafkaOutput:
             self.flush()
         finally:
             self.producer.close(timeout=10)
+
+    def close_within(self, seconds: float) -> int:
+        """Close, waiting at most `seconds` for the broker; returns the messages it did not take."""
+        try:
+            self.producer.flush(timeout=seconds)
+        except KafkaTimeoutError:
+            pass
+        lost = self.pending + self.failed
+        self.producer.close(timeout=0)
+        return lost
 
 
 class FileOutput:

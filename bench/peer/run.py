@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from bench.latency import TimedReceiver, start_pipeline  # noqa: E402
-from bench.peer.exporters import ClusterExporters, ExporterServer  # noqa: E402
+from producers.served_fleet import ClusterExporters, ExporterServer  # noqa: E402
 from bench.peer.pages import Page, alertmanager_page, clusterpulse_page, score  # noqa: E402
 from bench.pipeline import proc_stats  # noqa: E402
 from pipeline.broker import EmbeddedBroker, free_port, stop_process  # noqa: E402

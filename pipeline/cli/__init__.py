@@ -1,7 +1,7 @@
 """Command line: `clusterpulse <command>` (also `python -m pipeline <command>`).
 
 One module per group of verbs: `pipeline.cli.pipeline_cmds` (run, broker, worker, topics),
-`simulation` (simulate, replay, eval), `ingest`, `delivery` (alerts, receiver), `lake` (query,
+`simulation` (simulate, replay, eval), `ingest`, `collect`, `delivery` (alerts, receiver), `lake` (query,
 sql, compact) and `fabric` (topology). Each registers its verbs with `add_parsers(sub)`; the handler is `args.handler`.
 User errors are one line on stderr and exit 2; nothing a user does prints a traceback.
 """
@@ -17,11 +17,11 @@ from typing import NoReturn
 
 from pipeline.broker import BrokerError
 from pipeline.kafka_config import use_security
-from pipeline.cli import delivery, fabric, ingest, lake, pipeline_cmds, simulation
+from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, settings_from
 from pipeline.settings import SettingsError
 
-MODULES = (pipeline_cmds, simulation, ingest, delivery, lake, fabric)
+MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, lake, fabric)
 
 
 class Parser(argparse.ArgumentParser):

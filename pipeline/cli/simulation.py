@@ -27,6 +27,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", help="write messages to this file instead of Kafka")
     p.add_argument("--truth", help="write the ground truth (fault list) as JSON lines here, for the scorer")
     p.add_argument("--check", action="store_true", help="validate the scenario and exit")
+    p.add_argument("--serve-exporters", action="store_true",
+                   help="serve the cluster as exporters instead (each node a dcgm-exporter, each switch an "
+                        "snmp_exporter if_mib target, a port each) and write their scrape config")
+    p.add_argument("--host", default="127.0.0.1", help="--serve-exporters: the address to serve on (default 127.0.0.1)")
+    p.add_argument("--port-base", type=int, default=19000,
+                   help="--serve-exporters: node i on PORT_BASE+i, switch j after the nodes (default 19000)")
+    p.add_argument("--scrape-config", default="served-fleet.yml",
+                   help="--serve-exporters: write the targets' Prometheus scrape_configs here (default served-fleet.yml)")
+    p.add_argument("--scrape-interval", type=float, default=1.0,
+                   help="--serve-exporters: the node targets' scrape_interval in that file, s (default 1)")
+    p.add_argument("--switch-interval", type=float, default=10.0,
+                   help="--serve-exporters: the switch targets' scrape_interval in that file, s (default 10)")
     p.set_defaults(handler=cmd_simulate)
 
     p = new_verb(sub, "replay", "produce a file written by `simulate --out` into Kafka",
@@ -96,6 +108,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"scenario {scenario.name!r} is valid: {scenario.shape.cards:,} cards, "
               f"{plural(len(scenario.faults), 'fault')}")
         return 0
+    if args.serve_exporters:
+        return _serve_exporters(args, scenario)
     if not args.out:
         need_bootstrap(settings, "simulate without --out FILE")
         check_reachable(settings.bootstrap)
@@ -128,6 +142,51 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     say(f"simulated {summary['simulated_s'] + scenario.tick_s:,.0f} s of {scenario.shape.cards:,} cards: "
         f"{plural(int(summary['messages']), 'message')}, {summary['bytes'] / 1e6:,.1f} MB in "
         f"{summary['elapsed_s']:.1f} s ({summary['msgs_per_s']:,.0f} msg/s)")
+    return 0
+
+
+def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
+    """`simulate --serve-exporters`: the cluster as a fleet of exporter endpoints until stopped."""
+    import threading
+
+    from producers.output import parse_speed
+    from producers.served_fleet import ClusterExporters, FleetServer, serve, write_scrape_config
+    from producers.simulator import Simulator
+
+    if args.out:
+        raise UsageError("--serve-exporters serves the cluster; leave out --out")
+    for flag in ("scrape_interval", "switch_interval"):
+        if not getattr(args, flag) > 0:
+            raise UsageError(f"--{flag.replace('_', '-')} wants a positive number of seconds")
+    topo = scenario.topology
+    fleet = FleetServer(ClusterExporters(topo, lost_cards="drop"), args.host, args.port_base)
+    last = args.port_base + len(fleet.targets) - 1
+    if not 0 < args.port_base <= last <= 65535:
+        raise UsageError(f"--port-base {args.port_base}: the {len(fleet.targets):,} targets need ports "
+                         f"{args.port_base}..{last}, within 1..65535")
+    try:
+        write_scrape_config(args.scrape_config, fleet, args.scrape_interval, args.switch_interval)
+    except OSError as exc:
+        raise UsageError(f"cannot write --scrape-config {args.scrape_config}: {exc.strerror}") from None
+    sim = Simulator(scenario)
+    if args.truth:
+        try:
+            with open(args.truth, "w") as fh:
+                for record in sim.ground_truth():
+                    fh.write(json.dumps(record.__dict__) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write --truth {args.truth}: {exc.strerror}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    say(f"serving {topo.nodes:,} dcgm-exporter targets on {args.host}:{args.port_base}..{args.port_base + topo.nodes - 1} "
+        f"and {len(topo.switch_names):,} snmp_exporter targets up to :{last}; scrape config: {args.scrape_config} "
+        f"(clusterpulse collect --config {args.scrape_config}); SIGTERM or Ctrl-C stops")
+    try:
+        summary = serve(sim, fleet, parse_speed(args.speed), stop, say)
+    except OSError as exc:
+        raise CommandError(str(exc)) from None
+    say(f"served {summary['ticks']:,} ticks, {summary['scrapes']:,} scrapes")
     return 0
 
 

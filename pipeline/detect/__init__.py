@@ -73,12 +73,18 @@ class DetectorSet:
         collector's batch whole; the others get it source by source."""
         out: list[Alert] = []
         parts: list[Batch] | None = None
+        reachable = batch.reachable()  # what the sources reported; who could not be reached is news to few
         for detector in self.detectors[batch.kind]:
-            if batch.parts is None or getattr(detector, "multi_source", False):
+            if getattr(detector, "judges_unreachable", False):
                 out += detector.push(batch, stream)
                 continue
+            if reachable is None:
+                continue
+            if reachable.parts is None or getattr(detector, "multi_source", False):
+                out += detector.push(reachable, stream)
+                continue
             if parts is None:
-                parts = batch.split()
+                parts = reachable.split()
             for part in parts:
                 out += detector.push(part, stream)
         return out

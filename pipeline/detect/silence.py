@@ -5,6 +5,16 @@ e.g. the same Kafka partition), never the wall clock: replaying at any speed giv
 alerts. The clock counts only time the stream was flowing: a gap in the whole stream (a stalled
 producer, a paused exporter) advances it by at most half the silence threshold, so nothing is
 declared dead because everything paused.
+
+Each entity is judged against its own cadence: silent once it has missed `missed_reports` of its
+own reports in a row, and never sooner than `silence_s` (a switch scraped every 10 s beside nodes
+scraped every second is not down after 3 s). A collector's round that runs late moves every
+source's clock with it, so it looks like nothing.
+
+A collector that could not reach a source says so (`Batch.unreachable`): that is not silence but a
+finding marked `unreachable`, which the correlator pages as the node or switch down only when the
+fabric agrees (the links whose other ends see it are down); an exporter that does not answer on a
+host that is up pages nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +30,15 @@ from pipeline.topology import Topology
 class SilenceTracker:
     """Last report time per entity and a watermark per stream; finds entities that went quiet."""
 
-    def __init__(self, entities: int, silence_s: float, recovery_s: float) -> None:
+    def __init__(self, entities: int, silence_s: float, recovery_s: float, missed_reports: int = 3) -> None:
         self.silence_ms = int(silence_s * 1000)
         self.recovery_ms = int(recovery_s * 1000)
+        self.missed_reports = missed_reports
         self.last_ms = np.full(entities, -1, np.int64)  # sample time of the last report
         self.last_flow = np.full(entities, -1, np.int64)  # the stream's flow clock at that report
+        # flow time between an entity's reports (0: not known yet), smoothed so that one missed
+        # report does not double it
+        self.cadence = np.zeros(entities, np.int64)
         self.stream = np.full(entities, -1, np.int64)
         self.down = np.zeros(entities, bool)
         self.back_since_ms = np.full(entities, -1, np.int64)
@@ -40,8 +54,13 @@ class SilenceTracker:
         if len(fresh) == 0:
             return fresh
         self.advance_clock(stream, ts_ms)
+        flow = self.flow[stream]
+        steady = fresh[(self.last_flow[fresh] >= 0) & ~self.down[fresh] & (self.stream[fresh] == stream)]
+        gap = flow - self.last_flow[steady]
+        known = self.cadence[steady]
+        self.cadence[steady] = np.where((known == 0) | (gap <= known), gap, (known + gap) // 2)
         self.last_ms[fresh] = ts_ms
-        self.last_flow[fresh] = self.flow[stream]
+        self.last_flow[fresh] = flow
         self.stream[fresh] = stream
         returning = fresh[self.down[fresh]]
         if not back:
@@ -73,8 +92,9 @@ class SilenceTracker:
         if self._checked.get(stream) == flow:
             return np.zeros(0, np.intp)  # the clock has not moved since the last check
         self._checked[stream] = flow
-        silent = ((self.stream == stream) & (self.last_ms >= 0) & ~self.down
-                  & (flow - self.last_flow >= self.silence_ms))
+        allowed = np.maximum(self.silence_ms, self.missed_reports * self.cadence)
+        silent = ((self.stream == stream) & (self.last_ms >= 0) & ~self.down & (self.cadence > 0)
+                  & (flow - self.last_flow >= allowed))
         found = np.flatnonzero(silent)
         self.down[found] = True
         self.back_since_ms[found] = -1
@@ -89,16 +109,25 @@ class NodeDownDetector:
     def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or SilenceSettings()
-        self.tracker = SilenceTracker(topology.nodes, self.settings.silence_s, self.settings.recovery_s)
+        self.tracker = SilenceTracker(topology.nodes, self.settings.silence_s, self.settings.recovery_s,
+                                      self.settings.missed_reports)
         self.book = AlertBook()
 
     multi_source = True  # a collector's batch: each of its nodes has reported
+    judges_unreachable = True  # ... or could not be reached
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
-        sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts]
+        gone = set(batch.unreachable)
+        sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts
+                                                                if source not in gone]
         nodes = np.fromiter((self.topo.node_index(source) for source in sources), np.intp, len(sources))
         ts_ms = batch.ts_ms
         out: list[Alert] = []
+        for name in batch.unreachable:
+            alert = _unreachable(self.tracker, self.book, self.KIND, name, self.topo.node_index(name), ts_ms,
+                                 batch.source, {"node": name})
+            if alert:
+                out.append(alert)
         for node in self.tracker.seen_many(nodes, ts_ms, stream).tolist():
             alert = self.book.resolve(self.KIND, self.topo.node_name(node), ts_ms,
                                       reason=f"reporting again for {self.settings.recovery_s:g} s")
@@ -129,7 +158,8 @@ class SwitchDownDetector:
         self.settings = settings or SilenceSettings()
         self.names = topology.switch_names
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s)
+        self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s,
+                                      self.settings.missed_reports)
         self.book = AlertBook()
         self._complete: dict[str, int] = {}  # switch -> rows in a whole report of it
 
@@ -149,8 +179,22 @@ class SwitchDownDetector:
                               labels={"switch": name}, evidence=evidence)
 
     multi_source = True  # a collector's batch: each of its switches, from its slice of the rows
+    judges_unreachable = True  # ... or that it could not reach
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
+        out: list[Alert] = []
+        for name in batch.unreachable:
+            if name in self.index:
+                alert = _unreachable(self.tracker, self.book, self.KIND, name, self.index[name], batch.ts_ms,
+                                     batch.source, {"switch": name})
+                if alert:
+                    out.append(alert)
+        reachable = batch.reachable()
+        if reachable is None:
+            return out
+        return out + self._push(reachable, stream)
+
+    def _push(self, batch: Batch, stream: int) -> list[Alert]:
         parts = [(batch.source, batch.rows())] if batch.parts is None else \
             [(source, counts["rows"]) for source, counts in batch.parts]
         if any(source not in self.index for source, _ in parts):  # hosts' NIC reports: not about a switch
@@ -191,6 +235,21 @@ class SwitchDownDetector:
             if alert:
                 out.append(alert)
         return out
+
+
+def _unreachable(tracker: SilenceTracker, book: AlertBook, kind: str, name: str, index: int, ts_ms: int,
+                 collector: str, labels: dict[str, str]) -> Alert | None:
+    """A finding for a source its collector could not reach (once, until it reports again for
+    `recovery_s`): marked `unreachable`, for the correlator to page only when the fabric agrees."""
+    if tracker.down[index]:
+        tracker.back_since_ms[index] = -1  # not back yet
+        return None
+    tracker.down[index] = True
+    tracker.back_since_ms[index] = -1
+    return book.fire(kind, name, ts_ms, severity="critical",
+                     summary=f"{name} down: its exporter does not answer ({collector}) and the fabric sees it down",
+                     labels=labels, evidence={"unreachable": True, "collector": collector,
+                                              "last_report": int(tracker.last_ms[index])})
 
 
 def _only_switches(batch: Batch, parts: list[tuple[str, int]], keep: np.ndarray) -> Batch:

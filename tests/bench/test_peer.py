@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.peer.exporters import ClusterExporters, ExporterServer
+from producers.served_fleet import ClusterExporters, ExporterServer
 from bench.peer.pages import Page, alertmanager_page, related, score
 from bench.latency import TimedReceiver
 from bench.peer.run import Incumbent

@@ -1,14 +1,22 @@
-"""The simulated cluster as the exporters an incumbent Prometheus scrapes.
+"""The simulated cluster served as the exporters operators run, for a collector or a Prometheus.
 
 Every node is a dcgm-exporter target (`DCGM_FI_*` per GPU, labels as dcgm-exporter 3.x writes them)
 that also carries the training job's per-rank step metrics, and every switch an snmp_exporter
 `if_mib` target (`ifOperStatus`, `ifHCInOctets`, `ifHCOutOctets`, `ifInErrors`, `ifInDiscards` per
 port, `ifAlias` naming the far end as a cabling description does). The state comes from the very
-batches the simulator sends to Kafka, so both systems see the same cluster. A node or switch that
-has sent nothing for more than `silent_after` ticks answers 503, as a dead host's exporter answers nothing:
-Prometheus records `up == 0`. A card that stops reporting keeps its last values, as DCGM's field
-cache serves them for a GPU that stopped answering: a lost card's last XID stays visible (the
-generous reading for the incumbent), and a card lost without one looks healthy and frozen.
+batches the simulator produces, so a served fleet and the simulator's own Kafka path see the same
+cluster. A node or switch that has sent nothing for more than `silent_after` ticks answers 503, as
+a dead host's exporter answers nothing: Prometheus records `up == 0`.
+
+A card that stops reporting either disappears from its node's page, as a GPU that fell off the bus
+does (`lost_cards="drop"`, what `clusterpulse simulate --serve-exporters` serves), or keeps its
+last values, as DCGM's field cache serves them for a GPU that stopped answering (`"keep"`, what
+bench/peer gives the incumbent: a lost card's last XID stays visible).
+
+Two ways to serve it: `ExporterServer` (one port, `/node/<name>` and `/switch/<name>`, threads:
+bench/peer's Prometheus) and `FleetServer` (asyncio, every target on a port of its own at
+`/metrics`, as a real fleet: node i at `port_base + i`, switch j at `port_base + nodes + j`), with
+`write_scrape_config` writing the matching Prometheus `scrape_configs`.
 """
 
 from __future__ import annotations
@@ -55,9 +63,12 @@ class SwitchState:
 class ClusterExporters:
     """Latest state of every node and switch, and its exposition text (rendered when scraped)."""
 
-    def __init__(self, topology: Topology, silent_after: int = 3) -> None:
+    def __init__(self, topology: Topology, silent_after: int = 3, lost_cards: str = "keep") -> None:
+        if lost_cards not in ("keep", "drop"):
+            raise ValueError(f"lost_cards is 'keep' or 'drop', not {lost_cards!r}")
         self.topo = topology
         self.silent_after = silent_after
+        self.drop_lost_cards = lost_cards == "drop"
         self.tick = 0
         self.nodes: dict[str, NodeState] = {name: NodeState() for name in topology.node_names}
         self.node_index = {name: i for i, name in enumerate(topology.node_names)}
@@ -66,6 +77,7 @@ class ClusterExporters:
         self.node_ts = np.full(topology.nodes, -1, np.int64)
         # each card's last value per column (NaN: never reported)
         self.card_values = {c: np.full(shape, np.nan) for _, c, _ in GPU_GAUGES + GPU_COUNTERS}
+        self.card_tick = np.full(shape, -1, np.int64)  # the tick of each card's last row
         self.switches: dict[str, SwitchState] = {name: SwitchState() for name in topology.switch_names}
         self._aliases = {name: [self._alias(name, p) for p in range(topology.switch_ports(name))]
                          for name in topology.switch_names}
@@ -100,11 +112,14 @@ class ClusterExporters:
         index = np.array([self.node_index.get(name, -1) for name, _ in parts], np.int64)
         rows = np.array([counts.get("rows", 0) for _, counts in parts], np.int64)
         fresh = (index >= 0) & (batch.ts_ms >= self.node_ts[index])  # a late batch never overwrites newer
+        if self.drop_lost_cards:  # a report without rows is the simulator's missed sample: no news
+            fresh &= rows > 0
         self.node_tick[index[fresh]], self.node_ts[index[fresh]] = self.tick, batch.ts_ms
         keep = np.repeat(fresh, rows)
         row_nodes, cards = np.repeat(index, rows)[keep], batch.columns["card"][keep].astype(np.int64)
         for column, values in self.card_values.items():
             values[row_nodes, cards] = batch.columns[column][keep]
+        self.card_tick[row_nodes, cards] = self.tick
         event = 0
         for name, counts in parts:  # an error event is news even in a late batch: the newest per card wins
             events = counts.get("events", 0)
@@ -157,8 +172,12 @@ class ClusterExporters:
 
     def _node_text(self, name: str, node: NodeState) -> str:
         out: list[str] = []
-        values = {c: v[self.node_index[name]] for c, v in self.card_values.items()}
-        seen = np.flatnonzero(~np.isnan(values["util"]))
+        index = self.node_index[name]
+        values = {c: v[index] for c, v in self.card_values.items()}
+        if self.drop_lost_cards:  # only the cards of the node's last report
+            seen = np.flatnonzero(self.card_tick[index] == self.node_tick[index])
+        else:
+            seen = np.flatnonzero(~np.isnan(values["util"]))
         cards = seen.tolist()
         labels = [f'gpu="{card}",UUID="{_uuid(name, card)}",device="nvidia{card}",modelName="{MODEL}",'
                   f'Hostname="{name}"' for card in cards]
@@ -171,7 +190,7 @@ class ClusterExporters:
         for metric, column, help_text in GPU_COUNTERS:
             out.append(f"# HELP {metric} {help_text}\n# TYPE {metric} counter")
             out += [f"{metric}{{{lab}}} {value:.0f}" for lab, value in zip(labels, values[column][seen].tolist())]
-        if node.steps:
+        if node.steps and not self.drop_lost_cards:  # the incumbent's slow-rank rule reads them (bench/peer)
             k = self.topo.cards_per_node
             ranks = node.steps["rank"].tolist()
             step_labels = [f'training_job="{node.job}",rank="{rank}",Hostname="{name}",gpu="{rank % k}"'
@@ -241,3 +260,123 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
+
+
+class FleetServer:
+    """Every node and switch on a port of its own (`/metrics`), as a fleet of exporters: node i at
+    `port_base + i`, switch j at `port_base + nodes + j`. asyncio: one process serves thousands of
+    targets. A silent target answers 503; any other path 404."""
+
+    def __init__(self, exporters: ClusterExporters, host: str = "127.0.0.1", port_base: int = 19000) -> None:
+        self.exporters = exporters
+        self.host = host
+        self.port_base = port_base
+        topo = exporters.topo
+        self.targets: list[tuple[str, str]] = [("node", n) for n in topo.node_names] + \
+            [("switch", s) for s in topo.switch_names]
+        self._servers: list = []
+        self.scrapes = 0
+
+    def address(self, index: int) -> str:
+        return f"{self.host}:{self.port_base + index}"
+
+    def node_targets(self) -> list[tuple[str, str]]:
+        """(address, node name) of every node target."""
+        return [(self.address(i), name) for i, (kind, name) in enumerate(self.targets) if kind == "node"]
+
+    def switch_targets(self) -> list[tuple[str, str]]:
+        """(address, switch name) of every switch target."""
+        return [(self.address(i), name) for i, (kind, name) in enumerate(self.targets) if kind == "switch"]
+
+    async def start(self) -> None:
+        """Bind every target's port; OSError (with the port) if one is taken."""
+        import asyncio
+
+        from aiohttp import web_server
+
+        loop = asyncio.get_running_loop()
+        server = web_server.Server(self._handle, access_log=None)
+        for index in range(len(self.targets)):
+            port = self.port_base + index
+            try:
+                self._servers.append(await loop.create_server(server, self.host, port, backlog=64))
+            except OSError as exc:
+                await self.stop()
+                raise OSError(f"cannot serve target {self.targets[index][1]} on {self.host}:{port}: "
+                              f"{exc.strerror or exc}") from None
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+
+    async def _handle(self, request):  # noqa: ANN001, ANN202 (aiohttp's low-level handler)
+        from aiohttp import web
+
+        port = request.transport.get_extra_info("sockname")[1] if request.transport else -1
+        index = port - self.port_base
+        if request.path != "/metrics" or not 0 <= index < len(self.targets):
+            return web.Response(status=404, text="not found: the metrics are at /metrics\n")
+        kind, name = self.targets[index]
+        body = self.exporters.scrape(kind, name)
+        self.scrapes += 1
+        if body is None:
+            return web.Response(status=503, text="target down\n")
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def write_scrape_config(path: str, fleet: FleetServer, node_interval_s: float = 1.0,
+                        switch_interval_s: float = 10.0) -> None:
+    """Prometheus `scrape_configs` for the served fleet: job `gpu` (every node, label `node`) and job
+    `switch` (every switch, label `switch`): what `clusterpulse collect --config` and a Prometheus
+    take as they are."""
+    import yaml
+
+    def job(name: str, interval: float, targets: list[tuple[str, str]], label: str) -> dict:
+        return {"job_name": name, "scrape_interval": f"{interval:g}s",
+                "scrape_timeout": f"{min(interval, 10.0):g}s",
+                "static_configs": [{"targets": [address], "labels": {label: entity}} for address, entity in targets]}
+
+    text = ("# The fleet `clusterpulse simulate --serve-exporters` serves: Prometheus scrape_configs.\n"
+            + yaml.safe_dump({"scrape_configs": [job("gpu", node_interval_s, fleet.node_targets(), "node"),
+                                                 job("switch", switch_interval_s, fleet.switch_targets(), "switch")]},
+                             sort_keys=False, default_flow_style=None, width=200))
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def serve(simulator, fleet: FleetServer, speed: float | None, stop: threading.Event,  # noqa: ANN001
+          say=print) -> dict[str, float]:  # noqa: ANN001
+    """Run the simulator at `speed` into the served fleet until its scenario ends, then keep serving
+    its last state, until `stop` is set. Returns how many ticks were simulated and pages served."""
+    import asyncio
+
+    from pipeline.schemas import decode_batch
+    from producers.output import Pacer
+
+    done = {"ticks": 0}
+    pacer = Pacer(speed)
+
+    def feed() -> None:
+        for ts_ms, messages in simulator.ticks():
+            if stop.is_set():
+                return
+            pacer.wait_until(ts_ms)
+            fleet.exporters.apply([decode_batch(m.value) for m in messages])
+            done["ticks"] += 1
+        say("clusterpulse: the scenario has ended; serving its last state until stopped")
+
+    async def main() -> None:
+        await fleet.start()
+        feeder = threading.Thread(target=feed, name="simulator", daemon=True)
+        feeder.start()
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+        finally:
+            await fleet.stop()
+
+    asyncio.run(main())
+    return {"ticks": done["ticks"], "scrapes": fleet.scrapes}

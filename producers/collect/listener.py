@@ -1,0 +1,177 @@
+"""The collector's HTTP port: `GET /metrics`, `GET /-/healthy` and Prometheus remote_write in
+(`POST /api/v1/write`, remote_write 1.0: snappy-compressed protobuf WriteRequest).
+
+remote_write sends a scrape's samples in shards of up to `max_samples_per_send`, mixed across
+targets and seconds apart (`batch_send_deadline`, 5 s by default). So samples are gathered per
+target (`job` and `instance` labels) and timestamp, and a target's scrape is converted whole, like
+a page the collector scraped itself, once a newer scrape of it arrives or `settle_s` after it
+came. Prometheus's own `up` series says when it could not scrape a target: that target's nodes or
+switches are reported `unreachable`, as the collector's own failed scrapes are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.schemas import Batch, InvalidRecord, check_entities
+from pipeline.topology import Topology
+from producers.adapters.exporters import ExporterConverter
+from producers.adapters.prometheus import Exposition, Sample
+from producers.collect.metrics import CollectMetrics
+from producers.collect.remote_write import RemoteWriteError, decode_write_request
+from producers.collect.scraper import Mapper, group_messages
+from producers.inventory import Inventory
+from producers.simulator import Message
+
+log = logging.getLogger("clusterpulse.collect")
+MAX_REQUEST = 32 * 1024 * 1024  # compressed; Prometheus sends at most a few MB
+SETTLE_S = 5.0  # Prometheus's default batch_send_deadline: a scrape's last shard arrives within it
+GROUP_SIZE = 32
+
+
+@dataclass
+class _Scrape:
+    samples: list[Sample] = field(default_factory=list)
+    arrived: float = 0.0
+    up: float | None = None
+
+
+class RemoteWriteIntake:
+    """Samples from remote_write, gathered per target and scrape, converted into messages."""
+
+    def __init__(self, topology: Topology, inventory: Inventory, send: Callable[[Message], None],
+                 metrics: CollectMetrics, settle_s: float = SETTLE_S, say: Callable[[str], None] = print) -> None:
+        self.topo = topology
+        self.mapper = Mapper(topology, inventory)
+        self.converter = ExporterConverter(topology, inventory)
+        self.send = send
+        self.metrics = metrics
+        self.settle_s = settle_s
+        self.say = say
+        self.pending: dict[tuple[str, str], dict[int, _Scrape]] = {}  # (job, instance) -> ts -> samples
+        self.entities: dict[tuple[str, str], tuple[str, ...]] = {}  # what each target's scrapes named
+        self.unmapped_said: set[tuple[str, str]] = set()
+
+    def take(self, body: bytes, encoding: str | None) -> int:
+        """One request's samples (RemoteWriteError if the body is not a WriteRequest); returns how many."""
+        samples, _skipped = decode_write_request(body, encoding)
+        now = time.monotonic()
+        for sample in samples:
+            key = (sample.labels.get("job", ""), sample.labels.get("instance", ""))
+            scrape = self.pending.setdefault(key, {}).setdefault(sample.ts_ms or 0, _Scrape(arrived=now))
+            if sample.name == "up":
+                scrape.up = sample.value
+            else:
+                scrape.samples.append(sample)
+        return len(samples)
+
+    def flush(self, everything: bool = False) -> int:
+        """Convert the scrapes that are complete (a newer one of the same target came, or `settle_s`
+        passed); send them, a message per kind per group of targets. Returns messages sent."""
+        now = time.monotonic()
+        batches: list[Batch] = []
+        gone: dict[str, list[str]] = {"card": [], "port": []}
+        stamp = 0
+        for key in list(self.pending):
+            scrapes = self.pending[key]
+            newest = max(scrapes)
+            for ts in sorted(scrapes):
+                scrape = scrapes[ts]
+                if not (everything or ts < newest or now - scrape.arrived >= self.settle_s):
+                    continue
+                del scrapes[ts]
+                stamp = max(stamp, ts)
+                if scrape.up == 0:
+                    for entity in self.entities.get(key, ()):
+                        gone["port" if self.mapper.switch(entity) else "card"].append(entity)
+                if scrape.samples:
+                    batches += self._convert(key, scrape.samples, ts)
+            if not scrapes:
+                del self.pending[key]
+        if not batches and not gone["card"] and not gone["port"]:
+            return 0
+        sent = 0
+        batches.sort(key=lambda b: b.source)
+        for i in range(0, max(len(batches), 1), GROUP_SIZE):
+            chunk = batches[i:i + GROUP_SIZE]
+            first = chunk[0].source if chunk else "unreachable"
+            for message in group_messages(f"remote_write:{first}", chunk, gone if i == 0 else {}, stamp):
+                self.send(message)
+                self.metrics.messages.labels(message.topic.suffix).inc()
+                sent += 1
+        return sent
+
+    def _convert(self, key: tuple[str, str], samples: list[Sample], ts_ms: int) -> list[Batch]:
+        job, instance = key
+        labels = samples[0].labels
+        host = labels.get("node") or instance.rsplit(":", 1)[0]
+        switch = self.mapper.switch(labels.get("switch")) or self.mapper.switch(instance)
+        batches = self.converter.convert(Exposition(samples), ts_ms, self.mapper.node(host) or host, switch)
+        kept = []
+        for batch in batches:
+            batch.ts_ms = ts_ms
+            try:
+                check_entities(batch, self.topo)
+                kept.append(batch)
+            except InvalidRecord:
+                continue
+        if kept:
+            self.entities[key] = tuple(dict.fromkeys(b.source for b in kept if b.kind in ("card", "port")))
+            self.metrics.samples.labels("remote_write").inc(sum(b.rows() for b in kept))
+        elif key not in self.unmapped_said:
+            self.unmapped_said.add(key)
+            reasons = self.converter.skips.describe() if self.converter.skips else "no metric ClusterPulse maps"
+            self.say(f"clusterpulse: remote_write target {instance} (job {job}) gave nothing usable: {reasons}. "
+                     "Map its hosts with an inventory line (docs/inventory.md) or a node / switch label.")
+        return kept
+
+
+def make_app(metrics: CollectMetrics, intake: RemoteWriteIntake | None) -> web.Application:
+    """`/metrics`, `/-/healthy` and, with an intake, `/api/v1/write`."""
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def write(request: web.Request) -> web.Response:
+        if intake is None:
+            metrics.remote_write.labels("404").inc()
+            return web.Response(status=404, text="remote_write is not enabled on this collector\n")
+        if request.content_length is not None and request.content_length > MAX_REQUEST:
+            metrics.remote_write.labels("413").inc()
+            return web.Response(status=413, text=f"body over {MAX_REQUEST >> 20} MiB\n")
+        body = await request.content.read(MAX_REQUEST + 1)
+        if len(body) > MAX_REQUEST:
+            metrics.remote_write.labels("413").inc()
+            return web.Response(status=413, text=f"body over {MAX_REQUEST >> 20} MiB\n")
+        try:
+            intake.take(body, request.headers.get("Content-Encoding"))
+        except RemoteWriteError as exc:
+            metrics.remote_write.labels("400").inc()
+            return web.Response(status=400, text=f"{exc}\n")
+        metrics.remote_write.labels("204").inc()
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=MAX_REQUEST + 1)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_post("/api/v1/write", write)
+    return app
+
+
+async def flush_every(intake: RemoteWriteIntake, stop: asyncio.Event, seconds: float = 0.5) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+        intake.flush(everything=stop.is_set())

@@ -1,0 +1,363 @@
+"""Scrape a fleet of exporters concurrently, a round per job per `scrape_interval`, into Kafka.
+
+A round starts every target of a job at once (asyncio, keep-alive connections) at the job's
+scheduled tick (aligned to the wall clock, as Prometheus aligns its offsets); each group of
+`group_size` targets becomes one message per batch kind when its last target answers or times
+out, stamped with the round's scheduled time (or the exposition's own timestamps). A target that
+fails is named in its group's message as `unreachable` (`Batch.unreachable`) with the nodes or
+switches it served: not a report, and not a death either (docs/operations.md). A round that ends
+after the next was due skips the ticks it missed and says so (log, `rounds_total{outcome}`): a
+late collector never looks like silent nodes, since a late round moves every source's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+from pipeline.schemas import SCHEMAS, Batch, InvalidRecord, bundle, check_entities, encode_batch
+from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
+from pipeline.topology import Topology, UnknownEntity
+from producers.adapters import FormatError, decode_text
+from producers.adapters.exporters import ExporterConverter
+from producers.collect.config import ScrapeConfig, Target, discover, file_sd_paths, load_config
+from producers.collect.metrics import CollectMetrics
+from producers.ingest import InputReport, _convert_scrape
+from producers.inventory import Inventory
+from producers.simulator import Message
+
+log = logging.getLogger("clusterpulse.collect")
+TOPIC_OF = {"card": CARD_TELEMETRY, "port": PORT_TELEMETRY, "step": STEP_TELEMETRY}
+REPEAT_LOG_S = 60.0  # a target that keeps failing is logged when it starts, then once a minute
+MAX_BODY = 64 * 1024 * 1024  # a page larger than this is refused (a real dcgm-exporter page is ~100 KB)
+
+
+@dataclass
+class TargetState:
+    """What the collector knows of one target across rounds and reloads."""
+
+    target: Target
+    entities: tuple[str, ...] = ()  # nodes / switches its last good scrape named
+    up: bool | None = None
+    failures: int = 0
+    logged_at: float = -math.inf
+    problem: str | None = None
+    unmapped_said: bool = False
+
+
+@dataclass
+class JobPlan:
+    name: str
+    interval_s: float
+    groups: list[list[TargetState]] = field(default_factory=list)
+
+
+class Mapper:
+    """Which topology names a target's scrapes are about: its `node` / `switch` label, its host
+    through the inventory, or what its exposition says (dcgm-exporter's `Hostname`)."""
+
+    def __init__(self, topology: Topology, inventory: Inventory) -> None:
+        self.topo = topology
+        self.inventory = inventory
+
+    def node(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        mapped = self.inventory.node_of(name) if self.inventory.host(name) else name
+        try:
+            self.topo.node_index(mapped or "")
+            return mapped
+        except UnknownEntity:
+            return None
+
+    def switch(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        mapped = self.inventory.switch_of(name) or name
+        try:
+            self.topo.switch_index(mapped)
+            return mapped
+        except UnknownEntity:
+            return None
+
+    def hints(self, target: Target) -> tuple[str | None, str | None]:
+        """(host hint, switch hint) for the converter: the target's labels, else its instance's host."""
+        labels = target.labels
+        host = (labels.get("instance") or target.address).rsplit(":", 1)[0]
+        node = self.node(labels.get("node")) or self.node(labels.get("hostname")) or self.node(host)
+        switch = self.switch(labels.get("switch")) or self.switch(labels.get("instance")) or self.switch(host)
+        return node or labels.get("node") or host, switch
+
+    def declared(self, target: Target) -> tuple[str, ...]:
+        """Entities the target's own labels name (known before it ever answers)."""
+        node, switch = self.node(target.labels.get("node")), self.switch(target.labels.get("switch"))
+        return tuple(name for name in (node, switch) if name)
+
+
+def empty_batch(kind: str, source: str, ts_ms: int) -> Batch:
+    schema = SCHEMAS[kind]
+    return Batch(kind, source, ts_ms, {c.name: np.zeros(0, c.dtype) for c in schema.columns}, "", [])
+
+
+def group_messages(collector: str, batches: list[Batch], gone: dict[str, list[str]], ts_ms: int) -> list[Message]:
+    """One message per batch kind (and job, for steps) of a group's batches, with the sources it
+    could not reach listed as `unreachable` (no rows). All stamped `ts_ms`, or the newest
+    exposition time of the group when that is later."""
+    out: list[Message] = []
+    by_kind: dict[tuple[str, str], list[Batch]] = {}
+    for batch in batches:
+        by_kind.setdefault((batch.kind, batch.job), []).append(batch)
+    for kind in ("card", "port"):
+        if gone.get(kind) and not any(k == kind for k, _ in by_kind):
+            by_kind[(kind, "")] = []
+    for (kind, job), members in by_kind.items():
+        stamp = max([ts_ms] + [b.ts_ms for b in members])
+        merged = bundle(members, collector) if members else empty_batch(kind, collector, stamp)
+        merged.ts_ms = stamp
+        missing = [name for name in gone.get(kind, ()) if all(name != s for s, _ in merged.parts or ())]
+        if missing and not job:
+            groups = list(dict.fromkeys(c.group for c in SCHEMAS[kind].columns))
+            merged.parts = list(merged.parts or []) + [(name, dict.fromkeys(groups, 0)) for name in missing]
+            merged.unreachable = tuple(missing)
+        out.append(Message(TOPIC_OF[kind], collector, encode_batch(merged)))
+    return out
+
+
+class Scraper:
+    """The scrape loop of `clusterpulse collect --config`: discovery, rounds, reloads."""
+
+    def __init__(self, config_path: str, shard: tuple[int, int] | None, topology: Topology, inventory: Inventory,
+                 send: Callable[[Message], None], metrics: CollectMetrics, group_size: int = 32,
+                 say: Callable[[str], None] = print) -> None:
+        self.config_path = config_path
+        self.shard = shard
+        self.topo = topology
+        self.mapper = Mapper(topology, inventory)
+        self.converter = ExporterConverter(topology, inventory)
+        self.send = send
+        self.metrics = metrics
+        self.group_size = group_size
+        self.say = say
+        self.config: ScrapeConfig | None = None
+        self.states: dict[str, TargetState] = {}  # by URL
+        self.jobs: list[JobPlan] = []
+        self.sd_mtimes: dict[str, float] = {}
+        self.reload_requested = False
+        self.partial_said: set[tuple[str, str]] = set()
+        self.session: aiohttp.ClientSession | None = None
+
+    # ---- configuration -----------------------------------------------------------------------
+    def load(self) -> None:
+        """Read the config and discover the targets; ConfigError if the config is bad."""
+        config = load_config(self.config_path)
+        targets, problems = discover(config, self.shard)
+        for problem in problems:
+            self.say(f"clusterpulse: {problem}")
+        self.config = config
+        self.sd_mtimes = self._mtimes()
+        states: dict[str, TargetState] = {}
+        for target in targets:
+            old = self.states.get(target.url)
+            state = TargetState(target) if old is None else old
+            state.target = target
+            if not state.entities:
+                state.entities = self.mapper.declared(target)
+            states[target.url] = state
+        self.states = states
+        jobs: dict[str, JobPlan] = {}
+        for state in states.values():
+            job = jobs.setdefault(state.target.job, JobPlan(state.target.job, state.target.interval_s))
+            if not job.groups or len(job.groups[-1]) >= self.group_size:
+                job.groups.append([])
+            job.groups[-1].append(state)
+        self.jobs = list(jobs.values())
+        self.metrics.set_targets({job.name: sum(len(g) for g in job.groups) for job in self.jobs})
+        shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
+        self.say(f"clusterpulse: collecting {len(states):,} targets{shard} from {self.config_path}: "
+                 + ", ".join(f"{job.name} {sum(len(g) for g in job.groups):,} every {job.interval_s:g} s"
+                             for job in self.jobs))
+
+    def _mtimes(self) -> dict[str, float]:
+        import os
+
+        found = {}
+        for path in file_sd_paths(self.config) if self.config else []:
+            try:
+                found[path] = os.stat(path).st_mtime
+            except OSError:
+                continue
+        return found
+
+    def sd_changed(self) -> bool:
+        return self._mtimes() != self.sd_mtimes
+
+    # ---- running -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop` is set; SIGHUP (`reload_requested`) and file_sd changes reload."""
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+            self.session = session
+            while not stop.is_set():
+                tasks = [asyncio.create_task(self._job_loop(job, stop), name=f"job {job.name}") for job in self.jobs]
+                try:
+                    while not stop.is_set():
+                        await _wait(stop, 1.0)
+                        if self.reload_requested or self.sd_changed():
+                            break
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                if stop.is_set():
+                    break
+                why = "SIGHUP" if self.reload_requested else "a file_sd file changed"
+                self.reload_requested = False
+                try:
+                    self.load()
+                    self.say(f"clusterpulse: reloaded {self.config_path} ({why})")
+                except ValueError as exc:  # ConfigError: keep the running config
+                    self.sd_mtimes = self._mtimes()
+                    self.say(f"clusterpulse: reload failed, still running the previous config: {exc}")
+
+    async def _job_loop(self, job: JobPlan, stop: asyncio.Event) -> None:
+        interval = job.interval_s
+        due = math.ceil(time.time() / interval) * interval
+        while not stop.is_set():
+            await _wait(stop, max(0.0, due - time.time()))
+            if stop.is_set():
+                return
+            started = time.time()
+            self.metrics.round_lag.labels(job.name).set(max(0.0, started - due))
+            await asyncio.gather(*(self._group(job, group, int(due * 1000)) for group in job.groups))
+            finished = time.time()
+            late = finished - due > interval
+            due += interval
+            if finished > due:  # the next round's tick has passed: skip to the next one ahead
+                missed = math.floor((finished - due) / interval) + 1
+                due += missed * interval
+                self.metrics.rounds.labels(job.name, "skipped").inc(missed)
+                log.warning("job %s: a round took %.2f s of its %g s interval; skipped %d round(s): the collector "
+                            "is falling behind (shard the targets: --shard I/N)", job.name, finished - started,
+                            interval, missed)
+            self.metrics.rounds.labels(job.name, "late" if late else "on_time").inc()
+
+    async def _group(self, job: JobPlan, group: list[TargetState], stamp_ms: int) -> None:
+        bodies = await asyncio.gather(*(self._scrape(state) for state in group))
+        batches: list[Batch] = []
+        gone: dict[str, list[str]] = {"card": [], "port": []}
+        for state, body in zip(group, bodies):
+            if body is None:
+                for entity in state.entities:
+                    gone["port" if self.mapper.switch(entity) else "card"].append(entity)
+                continue
+            batches += self._convert(state, body, stamp_ms)
+        if not batches and not gone["card"] and not gone["port"]:
+            return
+        first = group[0].target
+        collector = f"{job.name}:{first.labels.get('node') or first.labels.get('switch') or first.address}"
+        for message in group_messages(collector, batches, gone, stamp_ms):
+            self.send(message)
+            self.metrics.messages.labels(message.topic.suffix).inc()
+
+    async def _scrape(self, state: TargetState) -> str | None:
+        """The target's page, or None (the failure recorded, logged when it starts, then each minute)."""
+        target = state.target
+        assert self.session is not None
+        started = time.perf_counter()
+        problem = None
+        try:
+            async with self.session.get(target.url, timeout=aiohttp.ClientTimeout(total=target.timeout_s),
+                                        headers={"Accept": "text/plain;version=0.0.4"}) as resp:
+                if resp.status != 200:
+                    problem, reason = f"HTTP {resp.status}", "http_status"
+                else:
+                    raw = await resp.content.read(MAX_BODY + 1)
+                    if len(raw) > MAX_BODY:
+                        problem, reason = f"page over {MAX_BODY >> 20} MiB", "too_large"
+        except asyncio.TimeoutError:
+            problem, reason = f"no answer within {target.timeout_s:g} s", "timeout"
+        except aiohttp.ClientError as exc:
+            problem, reason = f"{type(exc).__name__}: {exc}", "connection"
+        except OSError as exc:
+            problem, reason = f"{exc.strerror or exc}", "connection"
+        took = time.perf_counter() - started
+        self.metrics.scrape_seconds.labels(target.job).observe(took)
+        self.metrics.scrapes.labels(target.job).inc()
+        if problem is not None:
+            self._failed(state, problem, reason)
+            return None
+        text = decode_text(raw, empty="empty response")
+        if state.up is False:
+            self.say(f"clusterpulse: target {target.url} answers again after {state.failures} failed scrapes")
+        state.up, state.failures, state.problem = True, 0, None
+        self.metrics.target_up.labels(target.job, target.labels.get("instance", target.address)).set(1)
+        return text
+
+    def _failed(self, state: TargetState, problem: str, reason: str) -> None:
+        target = state.target
+        self.metrics.failures.labels(target.job, reason).inc()
+        self.metrics.target_up.labels(target.job, target.labels.get("instance", target.address)).set(0)
+        state.failures += 1
+        now = time.monotonic()
+        if state.up is not False or now - state.logged_at >= REPEAT_LOG_S:
+            repeat = f" ({state.failures} failed scrapes in a row)" if state.up is False else ""
+            named = f"; reported as unreachable: {', '.join(state.entities)}" if state.entities else \
+                "; it names no node or switch yet (give it a node or switch label, or an inventory line)"
+            self.say(f"clusterpulse: target {target.url} (job {target.job}): {problem}{repeat}{named}")
+            state.logged_at = now
+        state.up, state.problem = False, problem
+
+    def _convert(self, state: TargetState, text: str, stamp_ms: int) -> list[Batch]:
+        target = state.target
+        host, switch = self.mapper.hints(target)
+        report = InputReport(target.url)
+        try:
+            batches = _convert_scrape(self.converter, text, host, report, switch, stamp_ms)
+        except (FormatError, ValueError) as exc:  # it answered: not unreachable, but nothing to take
+            self.metrics.failures.labels(target.job, "bad_page").inc()
+            if state.problem != str(exc):
+                self.say(f"clusterpulse: target {target.url} (job {target.job}): not usable: {exc}")
+                state.problem = str(exc)
+            return []
+        if not target.honor_timestamps:  # the exposition's own timestamps are ignored, as Prometheus does
+            for batch in batches:
+                batch.ts_ms = stamp_ms
+        kept = []
+        for batch in batches:
+            try:
+                check_entities(batch, self.topo)
+                kept.append(batch)
+            except InvalidRecord as exc:
+                report.skips.add(exc.reason, "batch")
+        samples = sum(b.rows() for b in kept)
+        self.metrics.samples.labels("scrape").inc(samples)
+        entities = tuple(dict.fromkeys(b.source for b in kept if b.kind in ("card", "port")))
+        if entities:
+            state.entities = entities
+        if report.skips and not state.unmapped_said:
+            if not kept:  # each such target once, with the fix
+                self.say(f"clusterpulse: target {target.url} (job {target.job}): nothing usable: skipped "
+                         f"{report.skips.describe()}. Map its hosts to topology names with an inventory line "
+                         "(hosts: {<host>: {node: <node>}}, docs/inventory.md) or give the target a node or switch "
+                         "label.")
+                self.metrics.unmapped.labels(target.job).inc()
+            elif (target.job, report.skips.describe()) not in self.partial_said:  # the same skips: once a job
+                self.partial_said.add((target.job, report.skips.describe()))
+                self.say(f"clusterpulse: job {target.job}: {target.url} and maybe others: skipped "
+                         f"{report.skips.describe()}")
+            state.unmapped_said = True
+        return kept
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
