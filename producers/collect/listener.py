@@ -76,9 +76,7 @@ class RemoteWriteIntake:
         """Convert the scrapes that are complete (a newer one of the same target came, or `settle_s`
         passed); send them, a message per kind per group of targets. Returns messages sent."""
         now = time.monotonic()
-        batches: list[Batch] = []
-        gone: dict[str, list[str]] = {"card": [], "port": []}
-        stamp = 0
+        by_ts: dict[int, tuple[list[Batch], dict[str, list[str]]]] = {}
         for key in list(self.pending):
             scrapes = self.pending[key]
             newest = max(scrapes)
@@ -87,7 +85,7 @@ class RemoteWriteIntake:
                 if not (everything or ts < newest or now - scrape.arrived >= self.settle_s):
                     continue
                 del scrapes[ts]
-                stamp = max(stamp, ts)
+                batches, gone = by_ts.setdefault(ts, ([], {"card": [], "port": []}))
                 if scrape.up == 0:
                     for entity in self.entities.get(key, ()):
                         gone["port" if self.mapper.switch(entity) else "card"].append(entity)
@@ -95,17 +93,18 @@ class RemoteWriteIntake:
                     batches += self._convert(key, scrape.samples, ts)
             if not scrapes:
                 del self.pending[key]
-        if not batches and not gone["card"] and not gone["port"]:
-            return 0
         sent = 0
-        batches.sort(key=lambda b: b.source)
-        for i in range(0, max(len(batches), 1), GROUP_SIZE):
-            chunk = batches[i:i + GROUP_SIZE]
-            first = chunk[0].source if chunk else "unreachable"
-            for message in group_messages(f"remote_write:{first}", chunk, gone if i == 0 else {}, stamp):
-                self.send(message)
-                self.metrics.messages.labels(message.topic.suffix).inc()
-                sent += 1
+        for ts, (batches, gone) in sorted(by_ts.items()):  # a message per scrape time, kind and group
+            if not batches and not gone["card"] and not gone["port"]:
+                continue
+            batches.sort(key=lambda b: b.source)
+            for i in range(0, max(len(batches), 1), GROUP_SIZE):
+                chunk = batches[i:i + GROUP_SIZE]
+                first = chunk[0].source if chunk else "unreachable"
+                for message in group_messages(f"remote_write:{first}", chunk, gone if i == 0 else {}, ts):
+                    self.send(message)
+                    self.metrics.messages.labels(message.topic.suffix).inc()
+                    sent += 1
         return sent
 
     def _convert(self, key: tuple[str, str], samples: list[Sample], ts_ms: int) -> list[Batch]:
@@ -149,7 +148,13 @@ def make_app(metrics: CollectMetrics, intake: RemoteWriteIntake | None) -> web.A
         if request.content_length is not None and request.content_length > MAX_REQUEST:
             metrics.remote_write.labels("413").inc()
             return web.Response(status=413, text=f"body over {MAX_REQUEST >> 20} MiB\n")
-        body = await request.content.read(MAX_REQUEST + 1)
+        try:
+            body = await request.content.read(MAX_REQUEST + 1)
+        except Exception as exc:  # aiohttp's own decoding of a Content-Encoding it knows (gzip) failed
+            metrics.remote_write.labels("400").inc()
+            reason = getattr(exc, "message", None) or str(exc)
+            return web.Response(status=400, text=f"cannot read the body ({' '.join(str(reason).split())}); "
+                                                 "remote_write 1.0 sends snappy (Content-Encoding: snappy)\n")
         if len(body) > MAX_REQUEST:
             metrics.remote_write.labels("413").inc()
             return web.Response(status=413, text=f"body over {MAX_REQUEST >> 20} MiB\n")

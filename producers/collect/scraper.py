@@ -36,6 +36,8 @@ from producers.simulator import Message
 log = logging.getLogger("clusterpulse.collect")
 TOPIC_OF = {"card": CARD_TELEMETRY, "port": PORT_TELEMETRY, "step": STEP_TELEMETRY}
 REPEAT_LOG_S = 60.0  # a target that keeps failing is logged when it starts, then once a minute
+# a group's message waits this fraction of the interval after its first target answered for the rest
+GROUP_WAIT = 0.25
 MAX_BODY = 64 * 1024 * 1024  # a page larger than this is refused (a real dcgm-exporter page is ~100 KB)
 
 
@@ -50,6 +52,8 @@ class TargetState:
     logged_at: float = -math.inf
     problem: str | None = None
     unmapped_said: bool = False
+    bad_page: str | None = None  # why its last page was not usable (said once)
+    in_flight: bool = False  # a scrape of it is still open (a target slower than its interval)
 
 
 @dataclass
@@ -227,32 +231,65 @@ class Scraper:
                     self.say(f"clusterpulse: reload failed, still running the previous config: {exc}")
 
     async def _job_loop(self, job: JobPlan, stop: asyncio.Event) -> None:
+        """A round on every tick of the job's interval, each on its own: a round still waiting on a
+        slow target does not hold up the next (that target sits the next round out instead)."""
         interval = job.interval_s
         due = math.ceil(time.time() / interval) * interval
-        while not stop.is_set():
-            await _wait(stop, max(0.0, due - time.time()))
+        rounds: set[asyncio.Task] = set()
+        try:
+            while not stop.is_set():
+                await _wait(stop, max(0.0, due - time.time()))
+                if stop.is_set():
+                    return
+                self.metrics.round_lag.labels(job.name).set(max(0.0, time.time() - due))
+                task = asyncio.create_task(self._round(job, due))
+                rounds.add(task)
+                task.add_done_callback(rounds.discard)
+                due += interval
+                if time.time() > due:  # the loop itself is behind (an overloaded collector): skip ahead
+                    missed = math.floor((time.time() - due) / interval) + 1
+                    due += missed * interval
+                    self.metrics.rounds.labels(job.name, "skipped").inc(missed)
+                    log.warning("job %s: skipped %d round(s) of %g s: the collector is falling behind (shard the "
+                                "targets: --shard I/N)", job.name, missed, interval)
+        finally:  # a reload lets the rounds under way finish; a stop ends them
             if stop.is_set():
-                return
-            started = time.time()
-            self.metrics.round_lag.labels(job.name).set(max(0.0, started - due))
-            await asyncio.gather(*(self._group(job, group, int(due * 1000)) for group in job.groups))
-            finished = time.time()
-            late = finished - due > interval
-            due += interval
-            if finished > due:  # the next round's tick has passed: skip to the next one ahead
-                missed = math.floor((finished - due) / interval) + 1
-                due += missed * interval
-                self.metrics.rounds.labels(job.name, "skipped").inc(missed)
-                log.warning("job %s: a round took %.2f s of its %g s interval; skipped %d round(s): the collector "
-                            "is falling behind (shard the targets: --shard I/N)", job.name, finished - started,
-                            interval, missed)
-            self.metrics.rounds.labels(job.name, "late" if late else "on_time").inc()
+                for task in list(rounds):
+                    task.cancel()
+                await asyncio.gather(*rounds, return_exceptions=True)
+
+    async def _round(self, job: JobPlan, due: float) -> None:
+        await asyncio.gather(*(self._group(job, group, int(due * 1000)) for group in job.groups))
+        took = time.time() - due
+        # a target that times out ends its round at the timeout (at most the interval): late is
+        # what the collector adds beyond that
+        late = took > job.interval_s * (1 + GROUP_WAIT)
+        self.metrics.rounds.labels(job.name, "late" if late else "on_time").inc()
+        if late:
+            log.warning("job %s: the round of %s ended %.2f s after its tick (interval %g s): the collector is "
+                        "falling behind", job.name, time.strftime("%H:%M:%S", time.localtime(due)), took,
+                        job.interval_s)
 
     async def _group(self, job: JobPlan, group: list[TargetState], stamp_ms: int) -> None:
-        bodies = await asyncio.gather(*(self._scrape(state) for state in group))
+        """The group's scrapes as one message per kind, once all have answered or failed, or a
+        moment after the first answered: a target that hangs is sent on its own when it ends, and
+        does not hold up the others for its whole timeout."""
+        tasks = {asyncio.ensure_future(self._scrape(state)): state for state in group if not state.in_flight}
+        pending = set(tasks)
+        first = True
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if first and pending:  # the rest of the group may take up to a quarter of the interval
+                first = False
+                more, pending = await asyncio.wait(pending, timeout=max(0.05, job.interval_s * GROUP_WAIT))
+                done |= more
+            self._send_group(job, group, [(tasks[t], t.result()) for t in done], stamp_ms)
+
+    def _send_group(self, job: JobPlan, group: list[TargetState], results: list[tuple[TargetState, str | None]],
+                    stamp_ms: int) -> None:
         batches: list[Batch] = []
         gone: dict[str, list[str]] = {"card": [], "port": []}
-        for state, body in zip(group, bodies):
+        for state, body in results:
             if body is None:
                 for entity in state.entities:
                     gone["port" if self.mapper.switch(entity) else "card"].append(entity)
@@ -272,6 +309,7 @@ class Scraper:
         assert self.session is not None
         started = time.perf_counter()
         problem = None
+        state.in_flight = True
         try:
             async with self.session.get(target.url, timeout=aiohttp.ClientTimeout(total=target.timeout_s),
                                         headers={"Accept": "text/plain;version=0.0.4"}) as resp:
@@ -287,6 +325,8 @@ class Scraper:
             problem, reason = f"{type(exc).__name__}: {exc}", "connection"
         except OSError as exc:
             problem, reason = f"{exc.strerror or exc}", "connection"
+        finally:
+            state.in_flight = False
         took = time.perf_counter() - started
         self.metrics.scrape_seconds.labels(target.job).observe(took)
         self.metrics.scrapes.labels(target.job).inc()
@@ -322,10 +362,11 @@ class Scraper:
             batches = _convert_scrape(self.converter, text, host, report, switch, stamp_ms)
         except (FormatError, ValueError) as exc:  # it answered: not unreachable, but nothing to take
             self.metrics.failures.labels(target.job, "bad_page").inc()
-            if state.problem != str(exc):
+            if state.bad_page != str(exc):
                 self.say(f"clusterpulse: target {target.url} (job {target.job}): not usable: {exc}")
-                state.problem = str(exc)
+                state.bad_page = str(exc)
             return []
+        state.bad_page = None
         if not target.honor_timestamps:  # the exposition's own timestamps are ignored, as Prometheus does
             for batch in batches:
                 batch.ts_ms = stamp_ms

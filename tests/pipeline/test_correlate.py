@@ -223,3 +223,35 @@ def test_a_consequence_still_firing_a_minute_after_its_cause_resolved_pages_on_i
     assert "still firing 60 s after switch_down spine003 resolved" in again.summary
     [done] = c.push(finding("link_down", "leaf002~spine003", 300, "resolved"), "port/1")
     assert done.root_cause is None and done.id == again.id
+
+
+def unreachable(kind: str, entity: str, t: float, status: str = "firing") -> Alert:
+    alert = finding(kind, entity, t, status)
+    alert.evidence = {"unreachable": True, "collector": "gpu:node0000"}
+    return alert
+
+
+def test_an_unreachable_exporter_pages_only_when_the_fabric_agrees() -> None:
+    c = correlator()
+    out = tick(c, 100)
+    # node0100's exporter stops answering, its host links stay up: an exporter down, no page
+    out += c.push(unreachable("node_down", "node0100", 100), "card/0")
+    out += tick(c, 130)
+    out += c.push(unreachable("node_down", "node0100", 130, "resolved"), "card/0")
+    assert out == [] and c.unconfirmed == {}
+    # node0200 is unreachable and then every link its leaves see goes down: the node is down, once
+    out += c.push(unreachable("node_down", "node0200", 140), "card/0")
+    links = TOPO.witness_links("node_down", "node0200")
+    for link in links:
+        out += c.push(finding("link_down", link, 141), "port/3")
+    assert [(a.kind, a.entity) for a in out] == [("node_down", "node0200")]
+    assert f"all {len(links)} links" in out[0].summary
+    out = tick(c, 150)
+    assert {a.kind for a in out} == {"link_down"} and all(a.root_cause == c.published[
+        next(iter(k for k, v in c.published.items() if v.kind == "node_down"))].id for a in out)
+    # a dead leaf whose target cannot be reached, seen down by every spine: one page
+    out = c.push(unreachable("switch_down", "leaf017", 160), "port/0")
+    for spine in range(32):
+        out += c.push(finding("link_down", f"leaf017~spine{spine:03d}", 160), "port/1")
+    out += tick(c, 170)
+    assert [(a.kind, a.entity, a.root_cause) for a in out if a.root_cause is None] == [("switch_down", "leaf017", None)]

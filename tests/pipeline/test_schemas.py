@@ -110,3 +110,17 @@ def test_collector_row_counts_must_add_up() -> None:
         change(bad)
         with pytest.raises(InvalidRecord, match=re.escape(reason)):
             decode_batch(msgpack.packb(bad, use_bin_type=True))
+
+
+def test_a_collectors_unreachable_sources_round_trip_and_are_checked() -> None:
+    from pipeline.schemas import bundle
+
+    batch = bundle([card_batch("node0001", 1), card_batch("node0002", 1, cards=[])], "gpu:node0001")
+    batch.unreachable = ("node0002",)
+    back = decode_batch(encode_batch(batch))
+    assert back.unreachable == ("node0002",) and [s for s, _ in back.reachable().parts] == ["node0001"]
+    raw = msgpack.unpackb(encode_batch(batch), raw=False)
+    for gone, reason in ((["node0001"], "has rows"), (["node0009"], "not one of the message's sources"),
+                         ("node0002", "list of source names")):
+        with pytest.raises(InvalidRecord, match=reason):
+            decode_batch(msgpack.packb({**raw, "gone": gone}, use_bin_type=True))

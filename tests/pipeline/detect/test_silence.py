@@ -47,3 +47,34 @@ def test_a_silent_switch_and_a_switch_with_every_port_down() -> None:
     alerts = feed(det, batches)
     assert [(a.entity, a.starts_at[17:19]) for a in alerts] == [("leaf001", "06"), ("leaf002", "06")]
     assert "no telemetry" in alerts[0].summary and "all 6 ports report down" in alerts[1].summary
+
+
+def test_a_source_is_judged_against_its_own_cadence() -> None:
+    """A switch scraped every 10 s beside one scraped every second is not down between its reports;
+    it is once it has missed three of them."""
+    topo = small_topology()
+    det = SwitchDownDetector(topo, SilenceSettings(silence_s=3))
+    ports = topo.leaf_ports()
+    batches = []
+    for t in range(120):
+        batches.append((counters_batch("leaf000", t, ports), 0))
+        if t % 10 == 0 and t < 60:
+            batches.append((counters_batch("leaf001", t, ports), 0))
+    alerts = feed(det, batches)
+    assert [(a.entity, a.status) for a in alerts] == [("leaf001", "firing")]
+    assert alerts[0].starts_at[14:19] == "01:20"  # last report at 50 s, three 10 s reports missed
+
+
+def test_an_unreachable_node_is_a_finding_marked_unreachable_not_silence() -> None:
+    from pipeline.schemas import bundle
+
+    det = NodeDownDetector(small_topology(), SilenceSettings(silence_s=3, recovery_s=2))
+    alerts = []
+    for t in range(20):
+        batch = bundle([card_batch("node0001", t), card_batch("node0002", t, cards=[])], "gpu:node0001")
+        if 5 <= t < 10:  # the collector could not reach node0002: a part without rows, named unreachable
+            batch.unreachable = ("node0002",)
+        alerts += det.push(batch, 0)
+    assert [(a.entity, a.status, a.evidence.get("unreachable")) for a in alerts] == [
+        ("node0002", "firing", True), ("node0002", "resolved", True)]
+    assert alerts[0].starts_at[17:19] == "05" and alerts[1].ends_at[17:19] == "12"
