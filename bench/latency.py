@@ -90,12 +90,13 @@ def start_worker(config: Path, health_port: int, log: Path) -> subprocess.Popen:
 
 
 def start_pipeline(broker: EmbeddedBroker, tmp: Path, group_id: str, hook_url: str,
-                   scenario: Scenario) -> tuple[Settings, Path, subprocess.Popen]:
+                   scenario: Scenario, topic_prefix: str = "clusterpulse") -> tuple[Settings, Path, subprocess.Popen]:
     """Topics on `broker` and one ready worker for the scenario's cluster paging `hook_url`, its lake
     and logs under `tmp`: (settings, the settings file, the worker)."""
     health = free_port()
     settings = load_settings({
         "bootstrap": broker.bootstrap, "group_id": group_id, "data_dir": str(tmp / "lake"), "health_port": health,
+        "topic_prefix": topic_prefix,
         "notify": {"receivers": [{"name": "bench", "url": hook_url}]},
     }, environ={}).for_scenario(scenario)
     create_topics(settings)

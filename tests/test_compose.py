@@ -35,7 +35,7 @@ def test_compose_file_is_valid() -> None:
 
 def test_every_service_we_build_runs_a_real_cli_command() -> None:
     ours = {name: svc for name, svc in services().items() if "build" in svc}
-    assert set(ours) >= {"topics", "worker", "simulator", "receiver"}
+    assert set(ours) >= {"topics", "worker", "simulator", "receiver", "fleet", "collector"}
     parser = build_parser()
     for name, svc in ours.items():
         args = parser.parse_args(svc["command"])  # exits (fails the test) on an unknown command or flag
@@ -50,6 +50,32 @@ def test_workers_scale_within_the_partitions() -> None:
     assert svc["kafka"]["image"].startswith("apache/kafka:")
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in svc["kafka"] and "healthcheck" in svc["receiver"]
+
+
+def test_collector_scrapes_the_fleet_it_shares_a_volume_with() -> None:
+    """`fleet` writes its scrape config where `collector` reads it (one named volume, mounted in both)
+    and binds the name the collector reaches it by, so the targets it writes (`--host`:PORT) are
+    reachable as written; both may hold a socket per target; both stay out of a plain `up`, where the
+    simulator feeds the same cluster into the same topics."""
+    from producers.scenario import default_scenario
+
+    config = yaml.safe_load(COMPOSE.read_text())
+    svc = config["services"]
+    fleet, collector = svc["fleet"], svc["collector"]
+    parser = build_parser()
+    served, collect = parser.parse_args(fleet["command"]), parser.parse_args(collector["command"])
+    assert served.command == "simulate" and served.serve_exporters
+    assert served.host == fleet.get("hostname") == "fleet", "its targets must name an address the collector reaches"
+    assert served.scrape_config == collect.scrape_config
+    volume = _volume_of(served.scrape_config, _named_mounts(config, fleet))
+    assert volume and volume == _volume_of(collect.scrape_config, _named_mounts(config, collector))
+    assert collector["depends_on"]["fleet"]["condition"] == "service_healthy"
+    topo = default_scenario().topology
+    targets = topo.nodes + len(topo.switch_names)
+    for name in ("fleet", "collector"):
+        assert int(svc[name]["ulimits"]["nofile"]["soft"]) > 2 * targets, name
+        assert svc[name].get("profiles") == ["collect"], name
+    assert "profiles" not in svc["simulator"]
 
 
 def test_dockerfile_entrypoint_is_the_cli() -> None:

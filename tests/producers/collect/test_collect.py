@@ -107,7 +107,7 @@ def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     procs: list[subprocess.Popen] = []
     try:
-        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario)
+        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
         procs.append(worker)
         base = free_port()
         scrape = tmp_path / "scrape.yml"
@@ -270,7 +270,7 @@ def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker,
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     procs: list[subprocess.Popen] = []
     try:
-        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario)
+        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
         procs.append(worker)
         scrape = tmp_path / "scrape.yml"
         procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),

@@ -262,7 +262,10 @@ V, T = field(1, 1, struct.pack("<d", 1.5)), field(2, 0, 1_700_000_000_000)
     series(NAME, sample(V + T + T), sample(V)),
     series(NAME, sample(field(1, 2, struct.pack("<dd", 1.0, 2.0)) + T)) + series(NAME, sample(T)),
     series(NAME, sample(T + V)) + series(NAME, sample(V + T)),
-    series(NAME, sample(V + T + field(4, 2, b"x" * 200))),  # a sample longer than a one-byte size
+    # samples longer than a one-byte size, the size's second byte 16 or 9 (read as a sample's first byte)
+    series(NAME, sample(V + T + field(4, 2, b"x" * 200))),
+    series(NAME, sample(V + T + field(4, 2, b"x" * 2034)), sample(V + T)) + series(NAME, sample(V + T)),
+    series(NAME, sample(V + T + field(4, 2, b"x" * 1138)), sample(T)) + series(NAME, sample(V + T)),
     series(NAME) + series(NAME, sample(V + T)) + series(sample(V + T)) + series(),
 ])
 def test_tricky_encodings_read_as_plain_protobuf(raw: bytes) -> None:
