@@ -23,7 +23,7 @@ from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
 from pipeline.topology import Topology
 from producers.adapters import FormatError, Skips, decode_text, first_line, plural, read_text
 from producers.adapters.exporters import ExporterConverter
-from producers.adapters.prometheus import parse
+from producers.adapters.prometheus import SeriesCache, parse
 from producers.inventory import Inventory
 from producers.simulator import Message
 
@@ -131,13 +131,20 @@ def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
 
 
 def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, report: InputReport,
-                    switch: str | None = None, scrape_ts_ms: int | None = None) -> list[Batch]:
-    """One scrape's batches, stamped `scrape_ts_ms` (default now) or the exposition's own times."""
-    exposition = parse(text)
+                    switch: str | None = None, scrape_ts_ms: int | None = None,
+                    cache: SeriesCache | None = None) -> list[Batch]:
+    """One scrape's batches, stamped `scrape_ts_ms` (default now) or the exposition's own times;
+    `cache`: the target's series seen before (`parse`)."""
+    stamp = int(time.time() * 1000) if scrape_ts_ms is None else scrape_ts_ms
+    if cache is not None:  # a collector's target: GPU series placed once (ExporterConverter.convert_page)
+        batches = converter.convert_page(text, cache, stamp, host, switch)
+        if batches is not None:
+            report.skips.merge(converter.skips)
+            return batches
+    exposition = parse(text, cache)
     problem = _exposition_problem(text, exposition)
     if problem:
         raise FormatError(problem)
-    stamp = int(time.time() * 1000) if scrape_ts_ms is None else scrape_ts_ms
     batches = converter.convert(exposition, stamp, host, switch)
     report.skips.merge(converter.skips)
     if not batches and converter.skips and all(r.startswith("metrics ClusterPulse does not map") or r == "unparseable"

@@ -378,5 +378,10 @@ def serve(simulator, fleet: FleetServer, speed: float | None, stop: threading.Ev
         finally:
             await fleet.stop()
 
-    asyncio.run(main())
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     return {"ticks": done["ticks"], "scrapes": fleet.scrapes}

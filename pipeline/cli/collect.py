@@ -47,6 +47,16 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_collect)
 
 
+def run_async(main: Any) -> Any:
+    """asyncio.run on uvloop where it is installed (libuv's loop: about twice the HTTP requests a
+    second of asyncio's own on one core), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -96,7 +106,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     except DeliveryError as exc:
         raise CommandError(str(exc)) from None
     try:
-        return asyncio.run(_run(args, shard, listen, topology, inventory, output))
+        return run_async(_run(args, shard, listen, topology, inventory, output))
     except OSError as exc:  # the listen port taken
         raise CommandError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     finally:

@@ -80,6 +80,9 @@ _MAGIC = ((b"\x1f\x8b", "gzip-compressed data (decompress it first)"), (b"PAR1",
           (b"SQLite format 3", "an SQLite database"))
 
 
+_CONTROL = bytes(c for c in range(32) if chr(c) not in "\t\n\r\f\v")
+
+
 def binary_kind(data: bytes) -> str | None:
     """What binary data looks like ('a Parquet file', 'binary data'), or None for text."""
     for magic, what in _MAGIC:
@@ -88,6 +91,11 @@ def binary_kind(data: bytes) -> str | None:
     head = data[:8192]
     if b"\0" in head:
         return "binary data"
+    if head.isascii():  # the common case, counted in C: control characters other than whitespace
+        if len(data) > len(head):
+            head = head[:-3]
+        odd = len(head) - len(head.translate(None, _CONTROL))
+        return "binary data" if head and odd > max(2, len(head) // 20) else None
     text = head.decode("utf-8", errors="replace")
     if len(data) > len(head):
         text = text[:-3]  # a character cut at the end of the head is not binary

@@ -18,7 +18,7 @@ from pipeline.schemas import CARD, Batch
 from pipeline.topology import Topology, UnknownEntity
 from producers.adapters import Skips
 from producers.adapters.network import port_batch
-from producers.adapters.prometheus import Exposition, Sample
+from producers.adapters.prometheus import Exposition, Sample, SeriesCache, _split_series, parse, parse_line
 from producers.adapters.switches import SwitchConverter
 from producers.inventory import Inventory
 
@@ -77,8 +77,22 @@ class ExporterConverter:
         self.skips = Skips()  # of the scrape being converted
         # switch port metrics in the same scrapes
         self.switches = SwitchConverter(None if ports_as_entities else topology, inventory)
+        self._located: dict[int, tuple[dict, str | None, tuple[str, int]]] = {}
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
+        """(node, card) of a GPU sample; remembered per label set (a parser's `SeriesCache` shares
+        one dict per series across scrapes), so a collector's later scrapes look nothing up."""
+        known = self._located.get(id(sample.labels))
+        if known is not None and known[0] is sample.labels and known[1] == host_hint:
+            return known[2]
+        where = self._locate(sample, host_hint)
+        if where is not None:
+            if len(self._located) >= 200_000:
+                self._located.clear()
+            self._located[id(sample.labels)] = (sample.labels, host_hint, where)  # holds the dict: ids stay unique
+        return where
+
+    def _locate(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         labels = sample.labels
         host = labels.get("Hostname") or labels.get("hostname") or labels.get("node") or host_hint or ""
         index_text = labels.get("gpu", labels.get("id"))
@@ -205,6 +219,12 @@ class ExporterConverter:
             self.skips.add(f"metrics ClusterPulse does not map ({', '.join(names)}"
                            + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "") + ")",
                            "sample", sum(unknown.values()))
+        return self._card_batches(rows, ts_of, events, scrape_ts_ms)
+
+    def _card_batches(self, rows: dict[str, dict[int, dict[str, float]]], ts_of: dict[str, int],
+                      events: dict[str, list[tuple[int, int]]], scrape_ts_ms: int) -> list[Batch]:
+        """A card batch per node of what its cards reported (NaN for a gauge not reported, 0 for a
+        counter) and its new error events."""
         batches = []
         for node in sorted(set(rows) | set(events)):
             cards = sorted(rows.get(node, {}))
@@ -219,3 +239,88 @@ class ExporterConverter:
             cols["err_code"] = np.array([code for _, code in evs], "<u4")
             batches.append(Batch("card", node, ts_of.get(node, scrape_ts_ms), cols))
         return batches
+
+    # ---- a collector's fast path -------------------------------------------------------------
+    def convert_page(self, text: str, cache: SeriesCache, scrape_ts_ms: int, host_hint: str | None = None,
+                     switch_hint: str | None = None) -> list[Batch] | None:
+        """`convert` of one target's page for a collector that scrapes it again and again: each
+        GPU series is placed (node, card, column) once and remembered in the target's `cache`, so
+        later scrapes only read values. The other lines (switch ports, NICs, unmapped metrics) take
+        the general path. None when the page has no GPU sample we map (then use `convert`)."""
+        routes = cache.routes
+        rows: dict[str, dict[int, dict[str, float]]] = {}
+        ts_of: dict[str, int] = {}
+        events: dict[str, list[tuple[int, int]]] = {}
+        other: list[str] = []
+        mapped = 0
+        for raw in text.split("\n"):
+            line = raw.strip()
+            if not line or line[0] == "#":
+                if line.startswith("# TYPE"):
+                    other.append(line)
+                continue
+            series, rest = _split_series(line)
+            route = routes.get(series, _UNSEEN)
+            if route is _UNSEEN:
+                route = self._route(line, series, host_hint, cache)
+            if route is None:
+                other.append(line)
+                continue
+            fields = rest.split()
+            try:
+                value = float(fields[0]) if 1 <= len(fields) <= 2 else None
+                ts = int(fields[1]) if len(fields) == 2 else scrape_ts_ms
+            except ValueError:
+                value = None
+            if value is None:
+                other.append(line)  # the full grammar says what is wrong with it
+                continue
+            node, card, column, how = route
+            mapped += 1
+            ts_of[node] = max(ts_of.get(node, 0), ts)
+            row = rows.setdefault(node, {}).setdefault(card, {})
+            if how == "event":
+                code = int(value) if math.isfinite(value) else 0
+                if code and self.last_code.get((node, card)) != code:
+                    events.setdefault(node, []).append((card, code))
+                self.last_code[(node, card)] = code
+            elif how == "counter":
+                row[column] = row.get(column, 0.0) + value
+            else:
+                row[column] = value
+        if not mapped:
+            return None
+        rest_batches: list[Batch] = []
+        if len(other) > sum(1 for line in other if line[0] == "#"):
+            rest_batches = self.convert(parse("\n".join(other), cache), scrape_ts_ms, host_hint, switch_hint)
+        else:
+            self.skips = Skips()
+        self.report.samples += mapped
+        self.report.mapped += mapped
+        return self._card_batches(rows, ts_of, events, scrape_ts_ms) + rest_batches
+
+    def _route(self, line: str, series: str, host_hint: str | None, cache: SeriesCache) -> tuple | None:
+        """(node, card, column, how) of a GPU series we map, remembered; None (also remembered when
+        it is no GPU sample at all) for the general path."""
+        try:
+            sample = parse_line(line)
+        except ValueError:
+            return None
+        column = GAUGES.get(sample.name) or COUNTERS.get(sample.name)
+        if column is None and sample.name not in EVENTS:
+            cache.route(series, None)
+            return None
+        skips, self.skips = self.skips, Skips()  # the general path reports why a sample is not placed
+        try:
+            where = self._where(sample, host_hint)
+        finally:
+            self.skips = skips
+        if where is None:
+            return None
+        how = "event" if sample.name in EVENTS else "counter" if sample.name in COUNTERS else "gauge"
+        route = (where[0], where[1], column, how)
+        cache.route(series, route)
+        return route
+
+
+_UNSEEN = object()

@@ -6,14 +6,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|\})')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
+    """One sample line (a tuple: a scrape makes a hundred thousand a second)."""
+
     name: str
     labels: dict[str, str]
     value: float
@@ -73,20 +75,70 @@ def parse_line(line: str) -> Sample:
     return Sample(name, labels, value, ts)
 
 
-def parse(text: str) -> Exposition:
-    """Every sample of a scrape; unparseable lines are counted with their reason, not fatal."""
+class SeriesCache:
+    """Series text (`name{labels}`) -> (name, labels) of a target's earlier scrapes. A target's pages
+    repeat their series, so with a cache a scrape after the first parses only values (about ten
+    times faster than the label grammar). The labels dicts are shared: read them, never change them."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.known: dict[str, tuple[str, dict[str, str]]] = {}
+        self.routes: dict[str, tuple | None] = {}  # a converter's placement of each series (its own)
+        self.limit = limit
+
+    def remember(self, series: str, sample: Sample) -> None:
+        if len(self.known) >= self.limit:  # a target whose series never repeat: start over
+            self.known.clear()
+        self.known[series] = (sample.name, sample.labels)
+
+    def route(self, series: str, route: tuple | None) -> None:
+        if len(self.routes) >= self.limit:
+            self.routes.clear()
+        self.routes[series] = route
+
+
+def _split_series(line: str) -> tuple[str, str]:
+    """(`name{labels}`, the value and timestamp after it); the last `}` closes the label set."""
+    close = line.rfind("}")
+    if close >= 0:
+        return line[:close + 1], line[close + 1:]
+    space = line.find(" ")
+    return (line, "") if space < 0 else (line[:space], line[space:])
+
+
+def parse(text: str, cache: SeriesCache | None = None) -> Exposition:
+    """Every sample of a scrape; unparseable lines are counted with their reason, not fatal. With a
+    `cache` (one per target), series seen before are not parsed again."""
     out = Exposition()
+    known = cache.known if cache is not None else None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("#"):
+        if line[0] == "#":
             parts = line.split(None, 3)
             if len(parts) >= 4 and parts[1] == "TYPE":
                 out.types[parts[2]] = parts[3].strip()
             continue
+        if known is not None:
+            series, rest = _split_series(line)
+            hit = known.get(series)
+            if hit is not None:
+                fields = rest.split()
+                try:
+                    if len(fields) == 1:
+                        out.samples.append(Sample(hit[0], hit[1], _value(fields[0])))
+                        continue
+                    if len(fields) == 2:
+                        out.samples.append(Sample(hit[0], hit[1], _value(fields[0]), int(fields[1])))
+                        continue
+                except ValueError:
+                    pass  # the full grammar says why
         try:
-            out.samples.append(parse_line(line))
+            sample = parse_line(line)
         except ValueError as exc:
             out.bad_lines.append((number, str(exc)))
+            continue
+        out.samples.append(sample)
+        if cache is not None:
+            cache.remember(_split_series(line)[0], sample)
     return out

@@ -81,9 +81,23 @@ _GNMIC_NAMES = (*GNMIC, "interfaces_interface_state_oper_status", "interfaces_in
 _RANK = {name: i for table in (SNMP, GNMIC, IB_EXPORTER, UFM) for i, name in enumerate(table)}
 
 
+_FAMILIES: dict[str, tuple[str, dict, str] | None] = {}  # metric name -> its family, as found
+
+
 def _family(name: str) -> tuple[str, dict, str] | None:
     """(family, its metric table, the name as the table knows it) of a switch metric; gnmic names
-    may carry any prefix."""
+    may carry any prefix. Remembered per name: every sample of every scrape asks."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        pass
+    found = _find_family(name)
+    if len(_FAMILIES) < 100_000:
+        _FAMILIES[name] = found
+    return found
+
+
+def _find_family(name: str) -> tuple[str, dict, str] | None:
     if name in SNMP or name in ("ifOperStatus", "ifAdminStatus"):
         return "snmp", SNMP, name
     if name in IB_EXPORTER:
