@@ -30,6 +30,8 @@ from pipeline.kafka_config import consumer_config
 from pipeline.schemas import decode_batch
 from pipeline.settings import load_settings
 from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY
+from producers.scenario import default_scenario, load_scenario
+from producers.served_fleet import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,14 +110,15 @@ def main() -> None:
         tmp = Path(tmp_dir)
         settings = load_settings({"bootstrap": broker.bootstrap}, environ={})
         if args.scenario:
-            from producers.scenario import load_scenario
             settings = settings.for_scenario(load_scenario(args.scenario))
         create_topics(settings)
         (tmp / "settings.yaml").write_text(settings.model_dump_json())
         procs: list[subprocess.Popen] = []
         try:
             scrape = tmp / "scrape.yml"
-            fleet_args = ["simulate", "--serve-exporters", "--port-base", "21000", "--scrape-config", str(scrape),
+            topo = (load_scenario(args.scenario) if args.scenario else default_scenario()).topology
+            base = free_port_block(topo.nodes + len(topo.switch_names))
+            fleet_args = ["simulate", "--serve-exporters", "--port-base", str(base), "--scrape-config", str(scrape),
                           "--switch-interval", f"{args.switch_interval:g}"]
             if args.scenario:
                 fleet_args += ["--scenario", args.scenario]

@@ -385,3 +385,26 @@ def serve(simulator, fleet: FleetServer, speed: float | None, stop: threading.Ev
     else:
         uvloop.run(main())
     return {"ticks": done["ticks"], "scrapes": fleet.scrapes}
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", tries: int = 50) -> int:
+    """The first of `count` consecutive ports free on `host` now (below the ephemeral range, so the
+    system does not hand them out meanwhile), for a fleet in a test or a benchmark."""
+    import random
+    import socket
+
+    for _ in range(tries):
+        base = random.randrange(10_000, 32_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise OSError(f"no {count} consecutive free ports on {host}")

@@ -176,6 +176,9 @@ def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
                     fh.write(json.dumps(record.__dict__) + "\n")
         except OSError as exc:
             raise UsageError(f"cannot write --truth {args.truth}: {exc.strerror}") from None
+    from pipeline.cli.collect import raise_open_files_limit
+
+    raise_open_files_limit()  # a listening socket per target, a connection per scraper
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -115,6 +115,12 @@ class ExporterConverter:
                 node, card, why = host, index, "no GPU index label (gpu or id)"
             except UnknownEntity:
                 node, card, why = None, None, f"host {host!r} not in the inventory"
+                if host_hint and host_hint != host:  # the target says which node it is (a `node` label)
+                    try:
+                        self.topo.node_index(host_hint)
+                        node, card, why = host_hint, index, "no GPU index label (gpu or id)"
+                    except UnknownEntity:
+                        pass
         if node is None or card is None:
             self.report.unmapped_hosts[host] += 1
             self.skips.add(why or f"host {host!r} not mapped", "sample")

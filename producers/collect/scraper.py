@@ -170,6 +170,10 @@ class Scraper:
             self.say(f"clusterpulse: {problem}")
         self.config = config
         self.sd_mtimes = self._mtimes()
+        for job in config.jobs:
+            if job.metric_relabel or job.honor_labels:
+                self.say(f"clusterpulse: job {job.name}: metric_relabel_configs and honor_labels are read but not "
+                         "applied (the collector takes the metrics it maps by their exporters' own names and labels)")
         states: dict[str, TargetState] = {}
         for target in targets:
             old = self.states.get(target.url)

@@ -25,6 +25,7 @@ from pipeline.topics import CARD_TELEMETRY
 from producers.adapters.prometheus import Sample
 from producers.collect.remote_write import encode_write_request
 from producers.scenario import load_scenario
+from producers.served_fleet import free_port_block
 from tests.conftest import ROOT, clean_env
 
 pytestmark = pytest.mark.broker
@@ -109,7 +110,7 @@ def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path
     try:
         _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
         procs.append(worker)
-        base = free_port()
+        base = free_port_block(len(scenario.topology.node_names) + len(scenario.topology.switch_names))
         scrape = tmp_path / "scrape.yml"
         procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
                             "--port-base", str(base), "--scrape-config", str(scrape), "--switch-interval", "2"],
@@ -274,7 +275,8 @@ def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker,
         procs.append(worker)
         scrape = tmp_path / "scrape.yml"
         procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
-                            "--port-base", str(free_port()), "--scrape-config", str(scrape)], tmp_path / "fleet.log"))
+                            "--port-base", str(free_port_block(scenario.topology.nodes + len(scenario.topology.switch_names))),
+                            "--scrape-config", str(scrape)], tmp_path / "fleet.log"))
         assert wait_for(scrape.exists, 30, 0.2)
         collect_log = tmp_path / "collect.log"
         procs.append(start(["--config", str(config), "collect", "--listen", "127.0.0.1:0"], collect_log))
