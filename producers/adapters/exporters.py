@@ -78,6 +78,7 @@ class ExporterConverter:
         # switch port metrics in the same scrapes
         self.switches = SwitchConverter(None if ports_as_entities else topology, inventory)
         self._located: dict[int, tuple[dict, str | None, tuple[str, int]]] = {}
+        self._placed: dict[int, tuple[dict, str, str | None, tuple | None]] = {}  # convert_samples' routes
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         """(node, card) of a GPU sample; remembered per label set (a parser's `SeriesCache` shares
@@ -281,19 +282,8 @@ class ExporterConverter:
             if value is None:
                 other.append(line)  # the full grammar says what is wrong with it
                 continue
-            node, card, column, how = route
             mapped += 1
-            ts_of[node] = max(ts_of.get(node, 0), ts)
-            row = rows.setdefault(node, {}).setdefault(card, {})
-            if how == "event":
-                code = int(value) if math.isfinite(value) else 0
-                if code and self.last_code.get((node, card)) != code:
-                    events.setdefault(node, []).append((card, code))
-                self.last_code[(node, card)] = code
-            elif how == "counter":
-                row[column] = row.get(column, 0.0) + value
-            else:
-                row[column] = value
+            self._fill(rows, ts_of, events, route, value, ts)
         if not mapped:
             return None
         rest_batches: list[Batch] = []
@@ -306,15 +296,20 @@ class ExporterConverter:
         return self._card_batches(rows, ts_of, events, scrape_ts_ms) + rest_batches
 
     def _route(self, line: str, series: str, host_hint: str | None, cache: SeriesCache) -> tuple | None:
-        """(node, card, column, how) of a GPU series we map, remembered; None (also remembered when
-        it is no GPU sample at all) for the general path."""
+        """(node, card, column, how) of a GPU series we place, or None for the general path (a
+        line that does not parse, another kind of metric, a GPU we cannot place: it says why);
+        remembered in `cache` unless the line does not parse."""
         try:
             sample = parse_line(line)
         except ValueError:
             return None
+        route = self._place(sample, host_hint)
+        cache.route(series, route)
+        return route
+
+    def _place(self, sample: Sample, host_hint: str | None) -> tuple | None:
         column = GAUGES.get(sample.name) or COUNTERS.get(sample.name)
         if column is None and sample.name not in EVENTS:
-            cache.route(series, None)
             return None
         skips, self.skips = self.skips, Skips()  # the general path reports why a sample is not placed
         try:
@@ -324,9 +319,72 @@ class ExporterConverter:
         if where is None:
             return None
         how = "event" if sample.name in EVENTS else "counter" if sample.name in COUNTERS else "gauge"
-        route = (where[0], where[1], column, how)
-        cache.route(series, route)
-        return route
+        return (where[0], where[1], column, how)
+
+    def _fill(self, rows: dict, ts_of: dict, events: dict, route: tuple, value: float, ts: int) -> None:
+        """One placed sample into its node's rows (and error events), as `_cards` does."""
+        node, card, column, how = route
+        ts_of[node] = max(ts_of.get(node, 0), ts)
+        row = rows.setdefault(node, {}).setdefault(card, {})
+        if how == "event":
+            code = int(value) if math.isfinite(value) else 0
+            if code and self.last_code.get((node, card)) != code:
+                events.setdefault(node, []).append((card, code))
+            self.last_code[(node, card)] = code
+        elif how == "counter":
+            row[column] = row.get(column, 0.0) + value
+        else:
+            row[column] = value
+
+    def convert_samples(self, samples: list[Sample], ts_ms: int, host_hint: str | None = None,
+                        switch_hint: str | None = None) -> list[Batch]:
+        """`convert` of samples that arrive parsed (remote_write), placing each GPU series once per
+        label set (the decoder shares one labels dict per series); the rest takes the general path."""
+        placed = self._placed
+        rows: dict[str, dict[int, dict[str, float]]] = {}
+        ts_of: dict[str, int] = {}
+        events: dict[str, list[tuple[int, int]]] = {}
+        other: list[Sample] = []
+        last_code = self.last_code
+        for sample in samples:
+            name, labels, value, ts = sample
+            known = placed.get(id(labels))
+            if known is not None and known[0] is labels and known[1] == name and known[2] == host_hint:
+                route = known[3]
+            else:
+                route = self._place(sample, host_hint)
+                if len(placed) >= 500_000:
+                    placed.clear()
+                placed[id(labels)] = (labels, name, host_hint, route)  # holds the dict: ids stay unique
+            if route is None:
+                other.append(sample)
+                continue
+            node, card, column, how = route  # as _fill, inline: a hundred thousand samples a second
+            ts = ts or ts_ms
+            if ts_of.get(node, 0) < ts:
+                ts_of[node] = ts
+            by_card = rows.get(node)
+            if by_card is None:
+                by_card = rows[node] = {}
+            row = by_card.get(card)
+            if row is None:
+                row = by_card[card] = {}
+            if how == "gauge":
+                row[column] = value
+            elif how == "counter":
+                row[column] = row.get(column, 0.0) + value
+            else:
+                code = int(value) if math.isfinite(value) else 0
+                if code and last_code.get((node, card)) != code:
+                    events.setdefault(node, []).append((card, code))
+                last_code[(node, card)] = code
+        rest = self.convert(Exposition(other), ts_ms, host_hint, switch_hint) if other else []
+        if not other:
+            self.skips = Skips()
+        mapped = len(samples) - len(other)
+        self.report.samples += mapped
+        self.report.mapped += mapped
+        return self._card_batches(rows, ts_of, events, ts_ms) + rest
 
 
 _UNSEEN = object()

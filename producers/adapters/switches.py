@@ -124,6 +124,9 @@ class SwitchConverter:
         self._offset: dict[tuple[str, int, str], int] = {}
         self._names: dict[str, str] = {}  # IB GUID -> switch name (infiniband_switch_info)
         self._last_stamp: dict[str, int] = {}  # switch -> time of its last batch
+        # (switch, port) of a label set seen before: a collector's parser and remote_write decoder
+        # share one labels dict per series, so later scrapes look nothing up
+        self._placed: dict[int, tuple[dict, str | None, str, tuple[str, int]]] = {}
 
     @staticmethod
     def recognises(sample: Sample) -> bool:
@@ -214,6 +217,7 @@ class SwitchConverter:
                     for s in exposition.samples if s.name in SNMP or s.name == "ifOperStatus"
                     if "ifIndex" in s.labels}
         rows: dict[tuple[str, int], dict[str, int]] = {}
+        placed = self._placed
         priority: dict[tuple[str, int, str], int] = {}  # which metric filled a column (first in the table wins)
         stamps: dict[str, int] = {}
         for sample in exposition.samples:
@@ -222,12 +226,22 @@ class SwitchConverter:
                 continue
             family, table, name = found
             self.report.samples += 1
-            switch = self._switch(family, sample.labels, switch_hint)
-            if switch is None:
-                continue
-            port = self._port(switch, family, sample.labels, if_names)
-            if port is None:
-                continue
+            labels = sample.labels
+            known = placed.get(id(labels))
+            if known is not None and known[0] is labels and known[1] == switch_hint and known[2] == family:
+                switch, port = known[3]
+            else:
+                switch = self._switch(family, labels, switch_hint)
+                if switch is None:
+                    continue
+                port = self._port(switch, family, labels, if_names)
+                if port is None:
+                    continue
+                if self.topo is not None and family != "ib" and (
+                        family != "snmp" or labels.get("ifName") or labels.get("ifDescr")):
+                    if len(placed) >= 500_000:  # (an IB GUID's name and an ifIndex's ifName may change)
+                        placed.clear()
+                    placed[id(labels)] = (labels, switch_hint, family, (switch, port))  # holds the dict
             self.report.mapped += 1
             row = rows.setdefault((switch, port), {})
             stamps[switch] = max(stamps.get(switch, 0), sample.ts_ms or scrape_ts_ms)

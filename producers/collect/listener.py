@@ -58,18 +58,37 @@ class RemoteWriteIntake:
         self.pending: dict[tuple[str, str], dict[int, _Scrape]] = {}  # (job, instance) -> ts -> samples
         self.entities: dict[tuple[str, str], tuple[str, ...]] = {}  # what each target's scrapes named
         self.unmapped_said: set[tuple[str, str]] = set()
+        self._keys: dict[int, tuple[dict, tuple[str, str]]] = {}  # id(labels) -> (labels, (job, instance))
 
     def take(self, body: bytes, encoding: str | None) -> int:
         """One request's samples (RemoteWriteError if the body is not a WriteRequest); returns how many."""
         samples, _skipped = decode_write_request(body, encoding)
         now = time.monotonic()
-        for sample in samples:
-            key = (sample.labels.get("job", ""), sample.labels.get("instance", ""))
-            scrape = self.pending.setdefault(key, {}).setdefault(sample.ts_ms or 0, _Scrape(arrived=now))
-            if sample.name == "up":
-                scrape.up = sample.value
+        pending, keys = self.pending, self._keys
+        last_key: tuple[str, str] | None = None
+        last_ts = -1
+        append = None
+        scrape = None
+        for sample in samples:  # a target's samples of one scrape mostly come in a run: one lookup a run
+            name, labels, value, ts = sample
+            known = keys.get(id(labels))
+            if known is None or known[0] is not labels:  # the decoder shares one labels dict per series
+                if len(keys) >= 500_000:
+                    keys.clear()
+                known = keys[id(labels)] = (labels, (labels.get("job", ""), labels.get("instance", "")))
+            key = known[1]
+            if key is not last_key or ts != last_ts:
+                scrapes = pending.get(key)
+                if scrapes is None:
+                    scrapes = pending[key] = {}
+                scrape = scrapes.get(ts or 0)
+                if scrape is None:
+                    scrape = scrapes[ts or 0] = _Scrape(arrived=now)
+                append, last_key, last_ts = scrape.samples.append, key, ts
+            if name == "up":
+                scrape.up = value  # type: ignore[union-attr]
             else:
-                scrape.samples.append(sample)
+                append(sample)  # type: ignore[misc]
         return len(samples)
 
     def flush(self, everything: bool = False) -> int:
@@ -112,7 +131,7 @@ class RemoteWriteIntake:
         labels = samples[0].labels
         host = labels.get("node") or instance.rsplit(":", 1)[0]
         switch = self.mapper.switch(labels.get("switch")) or self.mapper.switch(instance)
-        batches = self.converter.convert(Exposition(samples), ts_ms, self.mapper.node(host) or host, switch)
+        batches = self.converter.convert_samples(samples, ts_ms, self.mapper.node(host) or host, switch)
         kept = []
         for batch in batches:
             batch.ts_ms = ts_ms

@@ -218,7 +218,8 @@ class Scraper:
             self.session = session
             while not stop.is_set():
                 tasks = [asyncio.create_task(self._job_loop(job, stop), name=f"job {job.name}") for job in self.jobs]
-                tasks.append(asyncio.create_task(self._freeze_when_warm(stop)))
+                longest = max((job.interval_s for job in self.jobs), default=1.0) * 2 + 1
+                tasks.append(asyncio.create_task(freeze_when_warm(stop, longest)))
                 try:
                     while not stop.is_set():
                         await _wait(stop, 1.0)
@@ -238,21 +239,6 @@ class Scraper:
                 except ValueError as exc:  # ConfigError: keep the running config
                     self.sd_mtimes = self._mtimes()
                     self.say(f"clusterpulse: reload failed, still running the previous config: {exc}")
-
-    async def _freeze_when_warm(self, stop: asyncio.Event) -> None:
-        """Once every target has been scraped (its series cached), move what lives on out of the
-        garbage collector's way: a full collection over the caches of a 1,280-target fleet paused
-        the loop 100-190 ms several times a minute, long enough to time scrapes out (measured)."""
-        waited, longest = 0.0, max((job.interval_s for job in self.jobs), default=1.0) * 2 + 1
-        for after in (2.0, 4.0, 8.0, 16.0, 32.0):  # as the caches fill, until every job has had two rounds
-            await _wait(stop, after - waited)
-            waited = after
-            if stop.is_set():
-                return
-            gc.collect()
-            gc.freeze()
-            if after >= longest:
-                return
 
     async def _job_loop(self, job: JobPlan, stop: asyncio.Event) -> None:
         """A round on every tick of the job's interval, each on its own: a round still waiting on a
@@ -430,6 +416,22 @@ class Scraper:
                          f"{report.skips.describe()}")
             state.unmapped_said = True
         return kept
+
+
+async def freeze_when_warm(stop: asyncio.Event, warm_after_s: float) -> None:
+    """As the caches of series fill, move what lives on out of the garbage collector's way, until
+    `warm_after_s`: full collections over the caches of a 1,280-target fleet paused the loop for
+    100-190 ms several times a minute, long enough to time scrapes out (measured)."""
+    waited = 0.0
+    for after in (2.0, 4.0, 8.0, 16.0, 32.0, 64.0):
+        await _wait(stop, after - waited)
+        waited = after
+        if stop.is_set():
+            return
+        gc.collect()
+        gc.freeze()
+        if after >= warm_after_s:
+            return
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
