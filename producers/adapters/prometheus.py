@@ -60,7 +60,8 @@ def parse_line(line: str) -> Sample:
                 lm = _LABEL.match(line, pos)
                 if not lm:
                     raise ValueError(f"bad label set at column {pos}")
-                labels[lm.group(1)] = _unescape(lm.group(2))
+                value = lm.group(2)
+                labels[lm.group(1)] = _unescape(value) if "\\" in value else value
                 pos = lm.end()
                 if lm.group(3) == "}":
                     break

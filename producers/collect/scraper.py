@@ -39,6 +39,8 @@ from producers.simulator import Message
 log = logging.getLogger("clusterpulse.collect")
 TOPIC_OF = {"card": CARD_TELEMETRY, "port": PORT_TELEMETRY, "step": STEP_TELEMETRY}
 REPEAT_LOG_S = 60.0  # a target that keeps failing is logged when it starts, then once a minute
+NO_NEWS = object()  # a scrape that tells nothing about its target (see Scraper._scrape)
+BUSY_LAG_S = 0.2  # the collector's loop waking this late is a stall of its own
 # a group's message waits this fraction of the interval after its first target answered for the rest
 GROUP_WAIT = 0.25
 MAX_BODY = 64 * 1024 * 1024  # a page larger than this is refused (a real dcgm-exporter page is ~100 KB)
@@ -159,6 +161,7 @@ class Scraper:
         self.sd_mtimes: dict[str, float] = {}
         self.reload_requested = False
         self.partial_said: set[tuple[str, str]] = set()
+        self.busy_since = -math.inf  # the last time the loop stalled (`_watch_loop`)
         self.session: aiohttp.ClientSession | None = None
 
     # ---- configuration -----------------------------------------------------------------------
@@ -220,6 +223,7 @@ class Scraper:
                 tasks = [asyncio.create_task(self._job_loop(job, stop), name=f"job {job.name}") for job in self.jobs]
                 longest = max((job.interval_s for job in self.jobs), default=1.0) * 2 + 1
                 tasks.append(asyncio.create_task(freeze_when_warm(stop, longest)))
+                tasks.append(asyncio.create_task(self._watch_loop(stop)))
                 try:
                     while not stop.is_set():
                         await _wait(stop, 1.0)
@@ -239,6 +243,16 @@ class Scraper:
                 except ValueError as exc:  # ConfigError: keep the running config
                     self.sd_mtimes = self._mtimes()
                     self.say(f"clusterpulse: reload failed, still running the previous config: {exc}")
+
+    async def _watch_loop(self, stop: asyncio.Event, every_s: float = 0.05) -> None:
+        """Notes when the collector's own loop stalls (it woke BUSY_LAG_S late): a scrape that
+        timed out meanwhile may have had its answer waiting, unread."""
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(every_s)
+            now = time.monotonic()
+            if now - before - every_s > BUSY_LAG_S:
+                self.busy_since = now
 
     async def _job_loop(self, job: JobPlan, stop: asyncio.Event) -> None:
         """A round on every tick of the job's interval, each on its own: a round still waiting on a
@@ -311,11 +325,13 @@ class Scraper:
         batches: list[Batch] = []
         gone: dict[str, list[str]] = {"card": [], "port": []}
         for state, body in results:
+            if body is NO_NEWS:
+                continue
             if body is None:
                 for entity in state.entities:
                     gone["port" if self.mapper.switch(entity) else "card"].append(entity)
                 continue
-            batches += self._convert(state, body, stamp_ms)
+            batches += self._convert(state, body, stamp_ms)  # type: ignore[arg-type]
         if not batches and not gone["card"] and not gone["port"]:
             return
         first = group[0].target
@@ -324,11 +340,14 @@ class Scraper:
             self.send(message)
             self.metrics.messages.labels(message.topic.suffix).inc()
 
-    async def _scrape(self, state: TargetState) -> str | None:
-        """The target's page, or None (the failure recorded, logged when it starts, then each minute)."""
+    async def _scrape(self, state: TargetState) -> str | None | object:
+        """The target's page; None if it failed (recorded, logged when it starts, then each minute);
+        NO_NEWS if it answered with something unusable, or timed out while the collector itself was
+        too busy to read answers (then the target is not to blame)."""
         target = state.target
         assert self.session is not None
         started = time.perf_counter()
+        started_mono = time.monotonic()
         problem = None
         state.in_flight = True
         try:
@@ -337,8 +356,8 @@ class Scraper:
                 if resp.status != 200:
                     problem, reason = f"HTTP {resp.status}", "http_status"
                 else:
-                    raw = await resp.content.read(MAX_BODY + 1)
-                    if len(raw) > MAX_BODY:
+                    raw = await _read_all(resp.content, MAX_BODY)  # read(n) returns what has come so far
+                    if raw is None:
                         problem, reason = f"page over {MAX_BODY >> 20} MiB", "too_large"
         except asyncio.TimeoutError:
             problem, reason = f"no answer within {target.timeout_s:g} s", "timeout"
@@ -352,14 +371,28 @@ class Scraper:
         self.metrics.scrape_seconds.labels(target.job).observe(took)
         self.metrics.scrapes.labels(target.job).inc()
         if problem is not None:
+            stalled = self.busy_since >= started_mono or took > target.timeout_s + BUSY_LAG_S
+            if reason == "timeout" and stalled:  # our loop stalled (the timeout itself fired late), not the target
+                self.metrics.failures.labels(target.job, "collector_busy").inc()
+                return NO_NEWS
             self._failed(state, problem, reason)
             return None
-        text = decode_text(raw, empty="empty response")
+        try:
+            text = decode_text(raw, empty="empty response")
+        except FormatError as exc:  # it answered: not unreachable, but nothing to take
+            self._bad_page(state, str(exc))
+            return NO_NEWS
         if state.up is False:
             self.say(f"clusterpulse: target {target.url} answers again after {state.failures} failed scrapes")
         state.up, state.failures, state.problem = True, 0, None
         self.metrics.target_up.labels(target.job, target.labels.get("instance", target.address)).set(1)
         return text
+
+    def _bad_page(self, state: TargetState, problem: str) -> None:
+        self.metrics.failures.labels(state.target.job, "bad_page").inc()
+        if state.bad_page != problem:
+            self.say(f"clusterpulse: target {state.target.url} (job {state.target.job}): not usable: {problem}")
+            state.bad_page = problem
 
     def _failed(self, state: TargetState, problem: str, reason: str) -> None:
         target = state.target
@@ -382,10 +415,7 @@ class Scraper:
         try:
             batches = _convert_scrape(self.converter, text, host, report, switch, stamp_ms, state.series)
         except (FormatError, ValueError) as exc:  # it answered: not unreachable, but nothing to take
-            self.metrics.failures.labels(target.job, "bad_page").inc()
-            if state.bad_page != str(exc):
-                self.say(f"clusterpulse: target {target.url} (job {target.job}): not usable: {exc}")
-                state.bad_page = str(exc)
+            self._bad_page(state, str(exc))
             return []
         state.bad_page = None
         if not target.honor_timestamps:  # the exposition's own timestamps are ignored, as Prometheus does
@@ -416,6 +446,17 @@ class Scraper:
                          f"{report.skips.describe()}")
             state.unmapped_said = True
         return kept
+
+
+async def _read_all(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None if it is longer than `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def freeze_when_warm(stop: asyncio.Event, warm_after_s: float) -> None:
