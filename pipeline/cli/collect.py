@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from pipeline.broker import check_reachable, create_topics
-from pipeline.cli.common import SETTING_FLAGS, CommandError, UsageError, say
+from pipeline.cli.common import SETTING_FLAGS, CommandError, UsageError, say, topology_and_inventory
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")
@@ -79,9 +79,7 @@ def _listen_address(text: str) -> tuple[str, int]:
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.settings import SettingsError
     from producers.collect.config import ConfigError, load_config, parse_shard
-    from producers.inventory import InventoryError, load_inventory
 
     if not args.scrape_config and args.no_remote_write:
         raise UsageError("nothing to collect: give --config SCRAPE.yml, or leave remote_write on")
@@ -102,14 +100,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
             load_config(args.scrape_config)  # a bad config fails before anything starts
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-    try:
-        topology = settings.build_topology()
-    except SettingsError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        inventory = load_inventory(args.inventory)
-    except InventoryError as exc:
-        raise UsageError(str(exc)) from None
+    topology, inventory = topology_and_inventory(settings, args.inventory)
     if not settings.bootstrap:
         raise UsageError("give --bootstrap HOST:PORT (or CLUSTERPULSE_BOOTSTRAP): the Kafka to produce into")
     check_reachable(settings.bootstrap)

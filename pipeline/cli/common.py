@@ -110,3 +110,18 @@ def positive_float(value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
     return number
+
+
+def topology_and_inventory(settings: Settings, inventory_path: str | None) -> tuple[Any, Any]:
+    """The settings' topology and the inventory file's mapping, or a one-line UsageError."""
+    from pipeline.settings import SettingsError
+    from producers.inventory import InventoryError, load_inventory
+
+    try:
+        topology = settings.build_topology()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return topology, load_inventory(inventory_path)
+    except InventoryError as exc:
+        raise UsageError(str(exc)) from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.broker import check_reachable, create_topics
-from pipeline.cli.common import CommandError, UsageError, close_output, new_verb, plural, say
+from pipeline.cli.common import CommandError, UsageError, close_output, new_verb, plural, say, topology_and_inventory
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")
@@ -169,18 +169,8 @@ def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topology import UnknownEntity
-    from producers.inventory import InventoryError, load_inventory
 
-    from pipeline.settings import SettingsError
-
-    try:
-        topology = settings.build_topology()
-    except SettingsError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        inventory = load_inventory(args.inventory)
-    except InventoryError as exc:
-        raise UsageError(str(exc)) from None
+    topology, inventory = topology_and_inventory(settings, args.inventory)
     # no fabric to place switch ports on: each port is its own entity, <switch>:<port name>
     args.ports_as_entities = args.detect and args.source in SWITCH_SOURCES and not settings.topology \
         and not args.inventory

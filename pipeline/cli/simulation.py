@@ -115,12 +115,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         check_reachable(settings.bootstrap)
     sim = Simulator(scenario)
     if args.truth:
-        try:
-            with open(args.truth, "w") as fh:
-                for record in sim.ground_truth():
-                    fh.write(json.dumps(record.__dict__) + "\n")
-        except OSError as exc:
-            raise UsageError(f"cannot write --truth {args.truth}: {exc.strerror}") from None
+        write_truth(args.truth, sim)
     if args.out:
         try:
             output: Any = FileOutput(args.out)
@@ -143,6 +138,16 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         f"{plural(int(summary['messages']), 'message')}, {summary['bytes'] / 1e6:,.1f} MB in "
         f"{summary['elapsed_s']:.1f} s ({summary['msgs_per_s']:,.0f} msg/s)")
     return 0
+
+
+def write_truth(path: str, sim: Any) -> None:
+    """The simulator's ground truth (its fault list) as JSON lines, for the scorer."""
+    try:
+        with open(path, "w") as fh:
+            for record in sim.ground_truth():
+                fh.write(json.dumps(record.__dict__) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write --truth {path}: {exc.strerror}") from None
 
 
 def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
@@ -170,12 +175,7 @@ def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
         raise UsageError(f"cannot write --scrape-config {args.scrape_config}: {exc.strerror}") from None
     sim = Simulator(scenario)
     if args.truth:
-        try:
-            with open(args.truth, "w") as fh:
-                for record in sim.ground_truth():
-                    fh.write(json.dumps(record.__dict__) + "\n")
-        except OSError as exc:
-            raise UsageError(f"cannot write --truth {args.truth}: {exc.strerror}") from None
+        write_truth(args.truth, sim)
     from pipeline.cli.collect import raise_open_files_limit
 
     raise_open_files_limit()  # a listening socket per target, a connection per scraper

@@ -27,7 +27,19 @@ class Scripted(ThreadingHTTPServer):
         self.script = list(script or [])
         self.delay_s = delay_s
         self.seen: list[tuple[float, dict, dict]] = []
+        self.handled = 0
         self.lock = threading.Lock()
+
+    def settled(self, requests: int, timeout_s: float = 10.0) -> "Scripted":
+        """Once `requests` requests have been handled to the end: the client may read an answer
+        before the handler thread has recorded it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.handled >= requests:
+                    break
+            time.sleep(0.01)
+        return self
 
     @property
     def url(self) -> str:
@@ -38,6 +50,7 @@ class _Scripted(BaseHTTPRequestHandler):
     server: Scripted
 
     def do_POST(self) -> None:  # noqa: N802
+        arrived = time.monotonic()
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             status, delay = self.server.script.pop(0) if self.server.script else (200, self.server.delay_s)
@@ -49,9 +62,15 @@ class _Scripted(BaseHTTPRequestHandler):
             self.wfile.write(b"{}" if status < 400 else b"no")
         except (BrokenPipeError, ConnectionResetError):
             return
-        if status == 200:
+        if status == 200:  # recorded once the answer is out (a client that gave up never got it)
             with self.server.lock:
-                self.server.seen.append((time.monotonic(), json.loads(body), dict(self.headers)))
+                self.server.seen.append((arrived, json.loads(body), dict(self.headers)))
+                self.server.seen.sort(key=lambda seen: seen[0])  # in the order they came, not answered
+
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.handled += 1
 
     def log_message(self, *args: object) -> None:
         pass
@@ -118,7 +137,7 @@ def test_retries_on_5xx_and_timeouts_then_delivers(servers) -> None:
     flaky = servers(Scripted([(500, 0), (503, 0), (200, 2.0)]))  # two errors, then a reply too slow
     notifier, dead = run([receiver("flaky", flaky.url)], [alert("a~b")])
     assert dead == [] and notifier.delivered == 1
-    assert [s[1]["entity"] for s in flaky.seen] == ["a~b"]
+    assert [s[1]["entity"] for s in flaky.settled(4).seen] == ["a~b"]
 
 
 def test_gives_up_after_the_limit_into_the_dead_letter(servers) -> None:
@@ -132,7 +151,7 @@ def test_gives_up_after_the_limit_into_the_dead_letter(servers) -> None:
 def test_firing_is_delivered_before_resolved(servers) -> None:
     slow_first = servers(Scripted([(500, 0), (500, 0)]))
     run([receiver("r", slow_first.url)], [alert("a~b"), alert("a~b", "resolved"), alert("c~d")])
-    assert [(s[1]["entity"], s[1]["status"]) for s in slow_first.seen] == [
+    assert [(s[1]["entity"], s[1]["status"]) for s in slow_first.settled(5).seen] == [
         ("a~b", "firing"), ("a~b", "resolved"), ("c~d", "firing")]
     assert slow_first.seen[0][2]["Idempotency-Key"] != slow_first.seen[1][2]["Idempotency-Key"]
 
