@@ -273,6 +273,8 @@ class ExporterConverter:
             if route is None:
                 other.append(line)
                 continue
+            if route is DROPPED:
+                continue
             fields = rest.split()
             try:
                 value = float(fields[0]) if 1 <= len(fields) <= 2 else None
@@ -303,8 +305,11 @@ class ExporterConverter:
             sample = parse_line(line)
         except ValueError:
             return None
-        route = self._place(sample, host_hint)
+        admitted = cache.admit(sample)  # the target's metric_relabel_configs
+        route = DROPPED if admitted is None else self._place(admitted, host_hint)
         cache.route(series, route)
+        if route is None and admitted is not sample and admitted is not None:
+            cache.remember(series, admitted)  # the general path reads it as relabelled
         return route
 
     def _place(self, sample: Sample, host_hint: str | None) -> tuple | None:
@@ -388,3 +393,4 @@ class ExporterConverter:
 
 
 _UNSEEN = object()
+DROPPED = ("dropped",)  # a series the target's metric_relabel_configs drop

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import NamedTuple
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -76,20 +77,34 @@ def parse_line(line: str) -> Sample:
     return Sample(name, labels, value, ts)
 
 
+Relabel = Callable[[str, dict[str, str]], "tuple[str, dict[str, str]] | None"]
+_MISS = object()
+
+
 class SeriesCache:
     """Series text (`name{labels}`) -> (name, labels) of a target's earlier scrapes. A target's pages
     repeat their series, so with a cache a scrape after the first parses only values (about ten
     times faster than the label grammar). The labels dicts are shared: read them, never change them."""
 
-    def __init__(self, limit: int = 200_000) -> None:
-        self.known: dict[str, tuple[str, dict[str, str]]] = {}
+    def __init__(self, limit: int = 200_000, relabel: Relabel | None = None) -> None:
+        """`relabel(name, labels)`: the target's `metric_relabel_configs`, applied to each series
+        once: the new (name, labels), or None to drop the series."""
+        self.known: dict[str, tuple[str, dict[str, str]] | None] = {}  # None: the series is dropped
         self.routes: dict[str, tuple | None] = {}  # a converter's placement of each series (its own)
         self.limit = limit
+        self.relabel = relabel
 
-    def remember(self, series: str, sample: Sample) -> None:
+    def admit(self, sample: Sample) -> Sample | None:
+        """The sample as the relabel rules make it, or None if they drop it."""
+        if self.relabel is None:
+            return sample
+        out = self.relabel(sample.name, sample.labels)
+        return None if out is None else Sample(out[0], out[1], sample.value, sample.ts_ms)
+
+    def remember(self, series: str, sample: Sample | None) -> None:
         if len(self.known) >= self.limit:  # a target whose series never repeat: start over
             self.known.clear()
-        self.known[series] = (sample.name, sample.labels)
+        self.known[series] = None if sample is None else (sample.name, sample.labels)
 
     def route(self, series: str, route: tuple | None) -> None:
         if len(self.routes) >= self.limit:
@@ -122,8 +137,10 @@ def parse(text: str, cache: SeriesCache | None = None) -> Exposition:
             continue
         if known is not None:
             series, rest = _split_series(line)
-            hit = known.get(series)
-            if hit is not None:
+            hit = known.get(series, _MISS)
+            if hit is None:  # dropped by the relabel rules
+                continue
+            if hit is not _MISS:
                 fields = rest.split()
                 try:
                     if len(fields) == 1:
@@ -139,7 +156,11 @@ def parse(text: str, cache: SeriesCache | None = None) -> Exposition:
         except ValueError as exc:
             out.bad_lines.append((number, str(exc)))
             continue
-        out.samples.append(sample)
         if cache is not None:
-            cache.remember(_split_series(line)[0], sample)
+            admitted = cache.admit(sample)
+            cache.remember(_split_series(line)[0], admitted)
+            if admitted is None:
+                continue
+            sample = admitted
+        out.samples.append(sample)
     return out

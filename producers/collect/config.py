@@ -17,8 +17,8 @@ Supported subset (Prometheus semantics, from prometheus/prometheus ``config/conf
   ``params`` (name -> list of values), ``honor_labels``, ``honor_timestamps`` (true),
   ``static_configs`` (``targets``, ``labels``), ``file_sd_configs`` (``files``: paths relative to
   the config file, ``*`` only in the last path element, .json/.yml/.yaml; ``refresh_interval`` 5m),
-  ``relabel_configs`` and ``metric_relabel_configs`` (stored; `apply_relabel` applies either, but
-  the collector does not apply ``metric_relabel_configs`` to samples yet and says so at load).
+  ``relabel_configs`` and ``metric_relabel_configs`` (`apply_relabel` applies either; the collector
+  applies a target's ``metric_relabel_configs`` once per series, `producers.collect.scraper.metric_relabel`).
 * relabel actions: replace (default), keep, drop, keepequal, dropequal, hashmod, labelmap,
   labeldrop, labelkeep, lowercase, uppercase; fields ``source_labels``, ``separator`` (``;``),
   ``regex`` (``(.*)``, fully anchored), ``modulus``, ``target_label``, ``replacement`` (``$1``;

@@ -30,7 +30,7 @@ from pipeline.topology import Topology, UnknownEntity
 from producers.adapters import FormatError, decode_text
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache
-from producers.collect.config import ScrapeConfig, Target, discover, file_sd_paths, load_config
+from producers.collect.config import ScrapeConfig, Target, apply_relabel, discover, file_sd_paths, load_config
 from producers.collect.metrics import CollectMetrics
 from producers.ingest import InputReport, _convert_scrape
 from producers.inventory import Inventory
@@ -174,13 +174,15 @@ class Scraper:
         self.config = config
         self.sd_mtimes = self._mtimes()
         for job in config.jobs:
-            if job.metric_relabel or job.honor_labels:
-                self.say(f"clusterpulse: job {job.name}: metric_relabel_configs and honor_labels are read but not "
-                         "applied (the collector takes the metrics it maps by their exporters' own names and labels)")
+            if job.honor_labels:
+                self.say(f"clusterpulse: job {job.name}: honor_labels changes nothing here (a target's labels "
+                         "name what it serves; they are not attached to its samples)")
         states: dict[str, TargetState] = {}
         for target in targets:
             old = self.states.get(target.url)
             state = TargetState(target) if old is None else old
+            if old is None or old.target.metric_relabel != target.metric_relabel:
+                state.series = SeriesCache(relabel=metric_relabel(target.metric_relabel))
             state.target = target
             if not state.entities:
                 state.entities = self.mapper.declared(target)
@@ -446,6 +448,21 @@ class Scraper:
                          f"{report.skips.describe()}")
             state.unmapped_said = True
         return kept
+
+
+def metric_relabel(configs: tuple) -> "Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None] | None":
+    """A target's `metric_relabel_configs` as a function of (name, labels) for its SeriesCache,
+    which applies it once per series: None when there are none."""
+    if not configs:
+        return None
+
+    def relabel(name: str, labels: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+        out = apply_relabel(configs, {**labels, "__name__": name})
+        if out is None or not out.get("__name__"):
+            return None
+        return out.pop("__name__"), out
+
+    return relabel
 
 
 async def _read_all(content: aiohttp.StreamReader, limit: int) -> bytes | None:

@@ -81,3 +81,25 @@ def test_the_collectors_fast_path_gives_what_the_general_path_gives():
         assert [encode_batch(b) for b in quick] == [encode_batch(b) for b in slow]
     assert len(cache.routes) == 8 * 9  # every series seen once: 8 cards, 9 metrics each
     assert fast.report.mapped == plain.report.mapped
+
+
+def test_metric_relabel_configs_apply_once_per_series_on_both_paths():
+    """Prometheus's own rules on the collector's pages: drop a metric, rename a label the
+    converter reads (an exporter that names its host `host`, not `Hostname`)."""
+    from producers.collect.config import RelabelConfig
+    from producers.collect.scraper import metric_relabel
+
+    topo = small_topology()
+    rules = (RelabelConfig(source_labels=("__name__",), regex="DCGM_FI_DEV_GPU_TEMP", action="drop"),
+             RelabelConfig(source_labels=("host",), target_label="Hostname"),
+             RelabelConfig(regex="host", action="labeldrop"))
+    page = "".join(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{c}",host="node0003"}} 50\n'
+                   f'DCGM_FI_DEV_GPU_TEMP{{gpu="{c}",host="node0003"}} 70\n'
+                   f'some_other_metric{{host="node0003"}} 1\n' for c in range(2))
+    converter = ExporterConverter(topo, load_inventory(None))
+    cache = SeriesCache(relabel=metric_relabel(rules))
+    for t in range(2):  # the first scrape places the series, the second reads values only
+        [batch] = _convert_scrape(converter, page, None, InputReport("x"), None, 1000 * t, cache)
+        assert batch.source == "node0003" and batch.columns["util"].tolist() == [50.0, 50.0]
+        assert all(v != v for v in batch.columns["temp_c"].tolist())  # dropped: NaN, not 70
+    assert cache.known['some_other_metric{host="node0003"}'] == ("some_other_metric", {"Hostname": "node0003"})
