@@ -1,4 +1,4 @@
-# ClusterPulse image: worker, simulator, topic init and webhook receiver (see docker-compose.yml).
+# ClusterPulse image: worker, simulator (and its served exporter fleet), collector, topic init and webhook receiver (see docker-compose.yml).
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
