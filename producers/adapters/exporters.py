@@ -77,23 +77,9 @@ class ExporterConverter:
         self.skips = Skips()  # of the scrape being converted
         # switch port metrics in the same scrapes
         self.switches = SwitchConverter(None if ports_as_entities else topology, inventory)
-        self._located: dict[int, tuple[dict, str | None, tuple[str, int]]] = {}
         self._placed: dict[int, tuple[dict, str, str | None, tuple | None]] = {}  # convert_samples' routes
 
     def _where(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
-        """(node, card) of a GPU sample; remembered per label set (a parser's `SeriesCache` shares
-        one dict per series across scrapes), so a collector's later scrapes look nothing up."""
-        known = self._located.get(id(sample.labels))
-        if known is not None and known[0] is sample.labels and known[1] == host_hint:
-            return known[2]
-        where = self._locate(sample, host_hint)
-        if where is not None:
-            if len(self._located) >= 200_000:
-                self._located.clear()
-            self._located[id(sample.labels)] = (sample.labels, host_hint, where)  # holds the dict: ids stay unique
-        return where
-
-    def _locate(self, sample: Sample, host_hint: str | None) -> tuple[str, int] | None:
         labels = sample.labels
         host = labels.get("Hostname") or labels.get("hostname") or labels.get("node") or host_hint or ""
         index_text = labels.get("gpu", labels.get("id"))
@@ -208,19 +194,9 @@ class ExporterConverter:
             where = self._where(sample, host_hint)
             if where is None:
                 continue
-            node, card = where
             self.report.mapped += 1
-            ts_of[node] = max(ts_of.get(node, 0), sample.ts_ms or scrape_ts_ms)
-            row = rows.setdefault(node, {}).setdefault(card, {})
-            if sample.name in EVENTS:
-                code = int(sample.value) if math.isfinite(sample.value) else 0
-                if code and self.last_code.get((node, card)) != code:
-                    events.setdefault(node, []).append((card, code))
-                self.last_code[(node, card)] = code
-            elif sample.name in COUNTERS:
-                row[field_name] = row.get(field_name, 0.0) + sample.value
-            else:
-                row[field_name] = sample.value
+            self._fill(rows, ts_of, events, (*where, field_name, _how(sample.name)), sample.value,
+                       sample.ts_ms or scrape_ts_ms)
         if unknown:
             names = [name for name, _ in unknown.most_common(3)]
             self.skips.add(f"metrics ClusterPulse does not map ({', '.join(names)}"
@@ -289,7 +265,7 @@ class ExporterConverter:
         if not mapped:
             return None
         rest_batches: list[Batch] = []
-        if len(other) > sum(1 for line in other if line[0] == "#"):
+        if any(line[0] != "#" for line in other):  # more than TYPE lines
             rest_batches = self.convert(parse("\n".join(other), cache), scrape_ts_ms, host_hint, switch_hint)
         else:
             self.skips = Skips()
@@ -323,11 +299,11 @@ class ExporterConverter:
             self.skips = skips
         if where is None:
             return None
-        how = "event" if sample.name in EVENTS else "counter" if sample.name in COUNTERS else "gauge"
-        return (where[0], where[1], column, how)
+        return (where[0], where[1], column, _how(sample.name))
 
     def _fill(self, rows: dict, ts_of: dict, events: dict, route: tuple, value: float, ts: int) -> None:
-        """One placed sample into its node's rows (and error events), as `_cards` does."""
+        """One placed sample, `route` = (node, card, column, how), into its node's rows (an error
+        code that changed becomes an event)."""
         node, card, column, how = route
         ts_of[node] = max(ts_of.get(node, 0), ts)
         row = rows.setdefault(node, {}).setdefault(card, {})
@@ -350,7 +326,6 @@ class ExporterConverter:
         ts_of: dict[str, int] = {}
         events: dict[str, list[tuple[int, int]]] = {}
         other: list[Sample] = []
-        last_code = self.last_code
         for sample in samples:
             name, labels, value, ts = sample
             known = placed.get(id(labels))
@@ -364,25 +339,7 @@ class ExporterConverter:
             if route is None:
                 other.append(sample)
                 continue
-            node, card, column, how = route  # as _fill, inline: a hundred thousand samples a second
-            ts = ts or ts_ms
-            if ts_of.get(node, 0) < ts:
-                ts_of[node] = ts
-            by_card = rows.get(node)
-            if by_card is None:
-                by_card = rows[node] = {}
-            row = by_card.get(card)
-            if row is None:
-                row = by_card[card] = {}
-            if how == "gauge":
-                row[column] = value
-            elif how == "counter":
-                row[column] = row.get(column, 0.0) + value
-            else:
-                code = int(value) if math.isfinite(value) else 0
-                if code and last_code.get((node, card)) != code:
-                    events.setdefault(node, []).append((card, code))
-                last_code[(node, card)] = code
+            self._fill(rows, ts_of, events, route, value, ts or ts_ms)
         rest = self.convert(Exposition(other), ts_ms, host_hint, switch_hint) if other else []
         if not other:
             self.skips = Skips()
@@ -390,6 +347,11 @@ class ExporterConverter:
         self.report.samples += mapped
         self.report.mapped += mapped
         return self._card_batches(rows, ts_of, events, ts_ms) + rest
+
+
+def _how(name: str) -> str:
+    """How a GPU metric's value goes into its row: an error event, a counter (summed), a gauge."""
+    return "event" if name in EVENTS else "counter" if name in COUNTERS else "gauge"
 
 
 _UNSEEN = object()

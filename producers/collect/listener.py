@@ -107,7 +107,7 @@ class RemoteWriteIntake:
                 batches, gone = by_ts.setdefault(ts, ([], {"card": [], "port": []}))
                 if scrape.up == 0:
                     for entity in self.entities.get(key, ()):
-                        gone["port" if self.mapper.switch(entity) else "card"].append(entity)
+                        gone[self.mapper.batch_kind(entity)].append(entity)
                 if scrape.samples:
                     batches += self._convert(key, scrape.samples, ts)
             if not scrapes:

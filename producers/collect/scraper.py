@@ -55,7 +55,6 @@ class TargetState:
     up: bool | None = None
     failures: int = 0
     logged_at: float = -math.inf
-    problem: str | None = None
     unmapped_said: bool = False
     bad_page: str | None = None  # why its last page was not usable (said once)
     series: SeriesCache = field(default_factory=SeriesCache)  # its pages' series, parsed once
@@ -96,6 +95,10 @@ class Mapper:
             return mapped
         except UnknownEntity:
             return None
+
+    def batch_kind(self, entity: str) -> str:
+        """The batch kind that reports this node ("card") or switch ("port")."""
+        return "port" if self.switch(entity) else "card"
 
     def hints(self, target: Target) -> tuple[str | None, str | None]:
         """(host hint, switch hint) for the converter: the target's labels, else its instance's host."""
@@ -331,7 +334,7 @@ class Scraper:
                 continue
             if body is None:
                 for entity in state.entities:
-                    gone["port" if self.mapper.switch(entity) else "card"].append(entity)
+                    gone[self.mapper.batch_kind(entity)].append(entity)
                 continue
             batches += self._convert(state, body, stamp_ms)  # type: ignore[arg-type]
         if not batches and not gone["card"] and not gone["port"]:
@@ -386,7 +389,7 @@ class Scraper:
             return NO_NEWS
         if state.up is False:
             self.say(f"clusterpulse: target {target.url} answers again after {state.failures} failed scrapes")
-        state.up, state.failures, state.problem = True, 0, None
+        state.up, state.failures = True, 0
         self.metrics.target_up.labels(target.job, target.labels.get("instance", target.address)).set(1)
         return text
 
@@ -408,7 +411,7 @@ class Scraper:
                 "; it names no node or switch yet (give it a node or switch label, or an inventory line)"
             self.say(f"clusterpulse: target {target.url} (job {target.job}): {problem}{repeat}{named}")
             state.logged_at = now
-        state.up, state.problem = False, problem
+        state.up = False
 
     def _convert(self, state: TargetState, text: str, stamp_ms: int) -> list[Batch]:
         target = state.target

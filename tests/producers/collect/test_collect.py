@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from pipeline.settings import load_settings
 from pipeline.topics import CARD_TELEMETRY
 from producers.adapters.prometheus import Sample
 from producers.collect.remote_write import encode_write_request
-from producers.scenario import load_scenario
+from producers.scenario import load_scenario, parse_scenario
 from producers.served_fleet import free_port_block
 from tests.conftest import ROOT, clean_env
 
@@ -95,27 +96,48 @@ def listen_address(log: Path) -> str:
     return address
 
 
+@pytest.fixture
+def receiver() -> Iterator[TimedReceiver]:
+    """A webhook receiver in this process, stopped after the test whatever happens."""
+    hook = TimedReceiver("127.0.0.1", free_port(), echo=None)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        yield hook
+    finally:
+        hook.shutdown()
+        hook.server_close()
+
+
+def start_served(broker, tmp_path: Path, prefix: str, scenario_data: dict, receiver: TimedReceiver,  # noqa: ANN001
+                 procs: list[subprocess.Popen], *fleet_args: str) -> tuple[Path, int, Path]:
+    """A worker paging `receiver` and the scenario's cluster served as exporters, their processes
+    appended to `procs` (for the caller to stop): (the settings file, the fleet's first port, its
+    scrape config)."""
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario_data))
+    scenario = load_scenario(tmp_path / "scenario.yaml")
+    _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
+    procs.append(worker)
+    base = free_port_block(scenario.topology.nodes + len(scenario.topology.switch_names))
+    scrape = tmp_path / "scrape.yml"
+    procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
+                        "--port-base", str(base), "--scrape-config", str(scrape), *fleet_args], tmp_path / "fleet.log"))
+    assert wait_for(scrape.exists, 30, 0.2), (tmp_path / "fleet.log").read_text()
+    return config, base, scrape
+
+
 @pytest.mark.slow
-def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path_pages(broker, tmp_path, prefix):
+def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path_pages(broker, tmp_path, prefix,
+                                                                                      receiver):
     """Card loss, node loss, a dead leaf and a downed host link: the same root causes, one page each,
     as the simulator's own batches through the same detectors (offline core, same scenario)."""
-    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO))
-    scenario = load_scenario(tmp_path / "scenario.yaml")
+    scenario = parse_scenario(SCENARIO)
     offline = {(a.kind, a.entity) for a in run_offline(scenario, load_settings({}, environ={}).for_scenario(scenario))
                if a.status == "firing" and not a.root_cause}
     assert offline == EXPECTED
-    receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     procs: list[subprocess.Popen] = []
     try:
-        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
-        procs.append(worker)
-        base = free_port_block(len(scenario.topology.node_names) + len(scenario.topology.switch_names))
-        scrape = tmp_path / "scrape.yml"
-        procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
-                            "--port-base", str(base), "--scrape-config", str(scrape), "--switch-interval", "2"],
-                           tmp_path / "fleet.log"))
-        assert wait_for(scrape.exists, 30, 0.2), (tmp_path / "fleet.log").read_text()
+        config, base, scrape = start_served(broker, tmp_path, prefix, SCENARIO, receiver, procs,
+                                            "--switch-interval", "2")
         collect_log = tmp_path / "collect.log"
         collector = start(["--config", str(config), "collect", "--config", str(scrape), "--listen", "127.0.0.1:0"],
                           collect_log)
@@ -263,21 +285,11 @@ def test_remote_write_in_takes_good_bodies_and_refuses_garbage_with_the_reason(b
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="needs Debian prometheus (make test installs it as root)")
-def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker, tmp_path, prefix):
+def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker, tmp_path, prefix, receiver):
     scenario_data = {**SCENARIO, "duration_s": 60, "faults": [SCENARIO["faults"][0]]}
-    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario_data))
-    scenario = load_scenario(tmp_path / "scenario.yaml")
-    receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     procs: list[subprocess.Popen] = []
     try:
-        _, config, worker = start_pipeline(broker, tmp_path, prefix, receiver.url + "hook", scenario, prefix)
-        procs.append(worker)
-        scrape = tmp_path / "scrape.yml"
-        procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
-                            "--port-base", str(free_port_block(scenario.topology.nodes + len(scenario.topology.switch_names))),
-                            "--scrape-config", str(scrape)], tmp_path / "fleet.log"))
-        assert wait_for(scrape.exists, 30, 0.2)
+        config, _, scrape = start_served(broker, tmp_path, prefix, scenario_data, receiver, procs)
         collect_log = tmp_path / "collect.log"
         procs.append(start(["--config", str(config), "collect", "--listen", "127.0.0.1:0"], collect_log))
         listen = listen_address(collect_log)
