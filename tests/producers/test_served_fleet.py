@@ -103,3 +103,24 @@ def test_metric_relabel_configs_apply_once_per_series_on_both_paths():
         assert batch.source == "node0003" and batch.columns["util"].tolist() == [50.0, 50.0]
         assert all(v != v for v in batch.columns["temp_c"].tolist())  # dropped: NaN, not 70
     assert cache.known['some_other_metric{host="node0003"}'] == ("some_other_metric", {"Hostname": "node0003"})
+
+
+def test_the_fast_path_on_real_exporter_captures():
+    """Real dcgm-exporter and npu-exporter scrapes (../shared/samples), scraped three times: the
+    collector's remembered placement gives what the general parser and converter give."""
+    import pytest
+
+    from tests.conftest import SAMPLES
+
+    pages = sorted((SAMPLES / "dcgm_exporter").glob("*.prom")) + sorted((SAMPLES / "npu_exporter").glob("*.prom"))
+    if not pages:
+        pytest.skip("../shared/samples/dcgm_exporter and npu_exporter are not here")
+    topo = small_topology()
+    for path in pages:
+        text = path.read_text()
+        fast, plain = ExporterConverter(topo, load_inventory(None)), ExporterConverter(topo, load_inventory(None))
+        cache = SeriesCache()
+        for t in range(3):
+            quick = _convert_scrape(fast, text, "node0001", InputReport("a"), None, 1000 * t, cache)
+            slow = _convert_scrape(plain, text, "node0001", InputReport("b"), None, 1000 * t)
+            assert quick and [encode_batch(b) for b in quick] == [encode_batch(b) for b in slow], path.name
