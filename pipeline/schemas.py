@@ -11,7 +11,8 @@ whose columns are raw little-endian numpy buffers::
 
 In the second form `src` names the collector, `srcs` the sources in order and `n` how many rows of
 each column group belong to each source. A collector that scrapes its sources may add `"gone": [...]`:
-sources it tried this tick and could not reach (listed in `srcs` with no rows). That is not a report
+sources it owes a report this tick and has none, because it could not reach them or could not
+scrape them in time (listed in `srcs` with no rows). That is not a report
 from them, and not proof that they are dead: an exporter that does not answer is told apart from a
 dead node or switch by the fabric (`pipeline.correlate`). Version 1 (single source only) is still read. The cost
 of a message (Kafka, Faust, decoding) is paid once for all its sources.

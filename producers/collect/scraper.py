@@ -39,7 +39,9 @@ from producers.simulator import Message
 log = logging.getLogger("clusterpulse.collect")
 TOPIC_OF = {"card": CARD_TELEMETRY, "port": PORT_TELEMETRY, "step": STEP_TELEMETRY}
 REPEAT_LOG_S = 60.0  # a target that keeps failing is logged when it starts, then once a minute
-NO_NEWS = object()  # a scrape that tells nothing about its target (see Scraper._scrape)
+# a scrape that tells nothing about its target (see Scraper._scrape): like a failed one, its nodes
+# or switches are named unreachable, so a collector that falls behind never looks like silent nodes
+NO_NEWS = object()
 BUSY_LAG_S = 0.2  # the collector's loop waking this late is a stall of its own
 # a group's message waits this fraction of the interval after its first target answered for the rest
 GROUP_WAIT = 0.25
@@ -315,6 +317,9 @@ class Scraper:
         moment after the first answered: a target that hangs is sent on its own when it ends, and
         does not hold up the others for its whole timeout."""
         tasks = {asyncio.ensure_future(self._scrape(state)): state for state in group if not state.in_flight}
+        behind = [(state, NO_NEWS) for state in group if state.in_flight]  # still on the last round's scrape
+        if behind:
+            self._send_group(job, group, behind, stamp_ms)
         pending = set(tasks)
         first = True
         while pending:
@@ -330,9 +335,7 @@ class Scraper:
         batches: list[Batch] = []
         gone: dict[str, list[str]] = {"card": [], "port": []}
         for state, body in results:
-            if body is NO_NEWS:
-                continue
-            if body is None:
+            if body is None or body is NO_NEWS:  # no report this tick: owed, not a silence to judge
                 for entity in state.entities:
                     gone[self.mapper.batch_kind(entity)].append(entity)
                 continue
