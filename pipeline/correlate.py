@@ -3,7 +3,8 @@
 - Dedup: a finding may come from several sources (both ends of a fabric link); an alert fires
   once when the first source fires and resolves once when the last one resolves.
 - Grouping: symptoms (a link down, a straggler) wait `group_wait_s` of event time for a root cause
-  (a dead leaf or node, a thermally throttled card) like Alertmanager's group_wait; a symptom
+  (a dead leaf or node, a thermally throttled card, the down or degraded link of the NIC serving a
+  straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 - Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
@@ -46,7 +47,7 @@ CAUGHT_UP_GRACE_S = 5.0
 # links and cards coming back with their switch or node resolve first and page nothing. Like
 # Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
 ORPHAN_AFTER_S = 60.0
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down"})
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down", "link_degraded"})
 
 
 def _ms(iso: str) -> int:
@@ -345,8 +346,10 @@ class Correlator:
                 causes = topo.link_causes(alert.entity)
                 # a link that went down and now flaps: one page (the link_down), the flapping grouped under it
                 return causes + ([("link_down", alert.entity)] if alert.kind == "link_flapping" else [])
-            if alert.kind == "straggler":
-                return [("thermal_throttle", alert.entity)]
+            if alert.kind == "straggler":  # its card's heat, or the link of the NIC serving it (maybe shared)
+                link = topo.card_link(alert.entity)
+                return [("thermal_throttle", alert.entity)] + (
+                    [("link_down", link), ("link_degraded", link)] if link else [])
             if alert.kind == "card_failed":
                 return [("card_ecc", alert.entity)]
         except UnknownEntity:
@@ -375,10 +378,10 @@ class Correlator:
                         "impact": impact}
             if alert.kind in ("link_down", "link_flapping"):
                 what, a, b = topo.resolve_link(alert.entity)
-                card = topo.link_card(alert.entity)
-                if what == "host":
-                    return {"cards": int(card is not None), "nodes": 0, "links": 1,
-                            "jobs": self._jobs_of({topo.node_name(a)}), **({"card_names": [card]} if card else {})}
+                if what == "host":  # every card its NIC serves (several where the host has fewer NICs)
+                    cards = topo.link_cards(alert.entity)
+                    return {"cards": len(cards), "nodes": 0, "links": 1,
+                            "jobs": self._jobs_of({topo.node_name(a)}), **({"card_names": cards} if cards else {})}
                 return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
         except UnknownEntity:
             return None

@@ -106,10 +106,11 @@ def keep_rows(batch: Batch, keep: np.ndarray) -> Batch | None:
     row and no event are dropped. None when nothing is left."""
     columns = {c.name: (batch.columns[c.name][keep] if c.group == "rows" else batch.columns[c.name])
                for c in batch.schema.columns}
+    names = None if batch.port_names is None else tuple(np.asarray(batch.port_names, object)[keep].tolist())
     if batch.parts is None:
         if not keep.any() and not any(len(batch.columns[c.name]) for c in batch.schema.columns if c.group != "rows"):
             return None
-        return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job)
+        return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, port_names=names)
     counts = np.array([part["rows"] for _, part in batch.parts], np.int64)
     owner = np.repeat(np.arange(len(batch.parts)), counts)
     kept = np.bincount(owner[keep], minlength=len(batch.parts))
@@ -120,7 +121,7 @@ def keep_rows(batch: Batch, keep: np.ndarray) -> Batch | None:
             parts.append((source, {**part, "rows": rows}))
     if not parts:
         return None
-    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, parts, batch.unreachable)
+    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, parts, batch.unreachable, names)
 
 
 def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> tuple[Batch | None, str | None]:

@@ -2,6 +2,8 @@
 offline, and the alerts printed (a line each, or `--json`: one alert record of the contract per line).
 
 Without a topology, switch ports are their own entities (`PortEntities`): `<switch>:<ifName>`.
+Nothing says which of them are cabled, so a port never seen up is not paged (an empty port, as
+every switch has); their count is printed with the summary.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pipeline.topology import UnknownEntity
 
 class PortEntities:
     """A topology of switches only, each port its own entity `<switch>:<port name>`: what an
-    adapter's scrapes show when no fabric is given. A dead switch explains its ports' links."""
+    adapter's scrapes show when no fabric is given. A dead switch explains its ports' links. Which
+    ports have a cable is not known (`cabling_known`: the link detector pages only ports once up)."""
 
+    cabling_known = False
     cards_per_node = 1
     rails = 0
     nodes = 0
@@ -65,6 +69,12 @@ class PortEntities:
     def link_card(self, name: str) -> None:
         return None
 
+    def link_cards(self, name: str) -> list[str]:
+        return []
+
+    def card_link(self, name: str) -> None:
+        return None
+
     def link_rail(self, name: str | None) -> int:
         return -1
 
@@ -84,6 +94,7 @@ class DetectOutput:
         self.stream = stream
         self.values: list[bytes] = []
         self.alerts: list[Alert] = []
+        self.never_up: list[str] = []  # ports reported, never up, not paged (no cable, as far as is known)
 
     def send(self, message: Any) -> None:
         self.values.append(message.value)
@@ -104,9 +115,16 @@ class DetectOutput:
                 alerts += core.end_tick(batch.ts_ms)
         alerts += core.finish()
         self.alerts = alerts
+        self.never_up = [name for d in core.detectors.detectors.get("port", []) if hasattr(d, "never_up")
+                         for name in d.never_up()]
         for alert in alerts:
             print(json.dumps(json.loads(alert.to_json())) if self.as_json else alert.line(), file=self.stream,
                   flush=True)
         firing = sum(a.status == "firing" for a in alerts)
         print(f"clusterpulse: {len(alerts)} alert records ({firing} firing, {len(alerts) - firing} resolved) "
               f"from {len(batches)} batches of {', '.join(sorted(kinds)) or 'nothing'}", file=sys.stderr, flush=True)
+        if self.never_up:
+            shown = ", ".join(self.never_up[:5]) + (", ..." if len(self.never_up) > 5 else "")
+            count = f"{len(self.never_up)} port{'s' if len(self.never_up) != 1 else ''}"
+            print(f"clusterpulse: {count} never up (no cable?), not paged: {shown}",
+                  file=sys.stderr, flush=True)

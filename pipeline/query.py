@@ -25,12 +25,13 @@ import duckdb
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline import lake_views
+from pipeline.lake_views import SQL_DIR, view_sql
 from pipeline.sinks.parquet import open_filesystem
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEWS = SQL_DIR / "views.sql"
-FABRIC_VIEWS = SQL_DIR / "fabric_views.sql"  # the dimension tables of `clusterpulse topology export`
-DATASETS = ("card", "card_events", "step", "port", "alerts", "devices", "fabric_links")
+VIEWS = lake_views.VIEWS_FILE
+FABRIC_VIEWS = lake_views.FABRIC_VIEWS_FILE  # the dimension tables of `clusterpulse topology export`
+DATASETS = lake_views.TELEMETRY_VIEWS + lake_views.FABRIC_VIEWS
 FORMATS = ("table", "csv", "json")
 _PARAM_LINE = re.compile(r"^--\s+\$(\w+)\s*:\s*(.*?)\s*(?:\(default:\s*(.*?)\))?\s*$")
 _PARAM_USE = re.compile(r"\$(\w+)")
@@ -53,7 +54,8 @@ class QueryResult:
     rows: list[tuple]
     text: str
     skipped_files: list[str]
-    empty_views: list[str]
+    empty_views: list[str]  # datasets without files: their views are empty
+    views_used: list[str]  # the dataset views the query names
 
 
 def parameters(sql: str) -> dict[str, Parameter]:
@@ -95,33 +97,35 @@ def unreadable_files(data_dir: str | Path) -> list[str]:
 
 
 def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
-    """A connection with a view per dataset that has files; also the names of empty datasets.
+    """A connection with a view per dataset (`sql/views.sql`, `sql/fabric_views.sql`); also the
+    datasets that have no files yet (their views are empty, with the dataset's columns).
 
-    Without `exclude` the views are exactly `sql/views.sql` (globs); with it, each view reads an
+    Without `exclude` the views are exactly those files (globs); with it, each view reads an
     explicit list of files without the excluded ones.
     """
     con = duckdb.connect()
     con.execute("SET VARIABLE clusterpulse_data = ?", [str(data_dir)])
-    empty = []
-    for sql in _statements(VIEWS.read_text()) + _statements(FABRIC_VIEWS.read_text()):
-        view = sql.split()[4]  # create or replace view NAME
-        if exclude is not None:
-            excluded = set(exclude)
-            files = [f for f in _files(data_dir, view) if f not in excluded]
-            if not files:
-                empty.append(view)
-                continue
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # views cannot take parameters
-            con.execute(f"create or replace view {view} as select * from read_parquet([{listed}], "
-                        "hive_partitioning = true, union_by_name = true)")
-            continue
-        try:
-            con.execute(sql)
-        except duckdb.IOException as exc:
-            if "No files found" not in str(exc):
-                raise
+    if exclude is None:
+        for statement in _statements(VIEWS.read_text()) + _statements(FABRIC_VIEWS.read_text()):
+            con.execute(statement)
+        return con, [view for view in DATASETS if not _has_folder(data_dir, view)]
+    empty, excluded = [], set(exclude)
+    for view in DATASETS:
+        files = [f for f in _files(data_dir, view) if f not in excluded]
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # views cannot take parameters
+        con.execute(view_sql(view, f"[{listed}]" if files else ""))
+        if not files:
             empty.append(view)
     return con, empty
+
+
+def _has_folder(data_dir: str | Path, dataset: str) -> bool:
+    """Whether the lake has a folder for the dataset (made with its first file), without listing it."""
+    fs, root = open_filesystem(data_dir)
+    try:
+        return fs.get_file_info(f"{root}/{dataset}").type == pafs.FileType.Directory
+    except OSError:
+        return False
 
 
 def bind(sql: str, given: dict[str, str]) -> dict[str, str]:
@@ -160,7 +164,12 @@ def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | N
             path = SQL_DIR / path.name
         if not path.is_file():
             raise QueryError(f"no such query file {sql_or_file!r}")
-        sql = path.read_text()
+        try:
+            sql = path.read_text()
+        except UnicodeDecodeError:
+            raise QueryError(f"query file {sql_or_file!r} is not text (expected SQL)") from None
+        except OSError as exc:
+            raise QueryError(f"cannot read query file {sql_or_file!r}: {exc.strerror}") from None
     else:
         sql = sql_or_file
     values = bind(sql, params or {})
@@ -174,16 +183,17 @@ def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | N
         columns, rows = _execute(con, statements, values)
     except duckdb.Error as exc:
         if ".parquet" not in str(exc):
-            raise QueryError(_explain(exc, empty)) from None
+            raise QueryError(_explain(exc)) from None
         skipped = unreadable_files(data_dir)
         if not skipped:
-            raise QueryError(_explain(exc, empty)) from None
+            raise QueryError(_explain(exc)) from None
         con, empty = connect(data_dir, exclude=skipped)
         try:
             columns, rows = _execute(con, statements, values)
         except duckdb.Error as again:
-            raise QueryError(_explain(again, empty)) from None
-    return QueryResult(columns, rows, _format(columns, rows, fmt), skipped, empty)
+            raise QueryError(_explain(again)) from None
+    used = [view for view in DATASETS if re.search(rf"\b{view}\b", "\n".join(statements), re.IGNORECASE)]
+    return QueryResult(columns, rows, _format(columns, rows, fmt), skipped, empty, used)
 
 
 def _execute(con: duckdb.DuckDBPyConnection, statements: list[str], values: dict[str, str]) -> tuple[list, list]:
@@ -200,14 +210,10 @@ def _used(statement: str, values: dict[str, str]) -> dict[str, str] | None:
     return {k: v for k, v in values.items() if k in names} or None
 
 
-def _explain(exc: Exception, empty: list[str]) -> str:
-    """DuckDB's message on one line (its caret line dropped), with the datasets that have no data."""
+def _explain(exc: Exception) -> str:
+    """DuckDB's message on one line (its caret line dropped)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip() and set(line.strip()) != {"^"}]
-    if set(empty) >= {"card", "step", "port", "alerts"} and "does not exist" in str(exc):
-        return ("no Parquet data in this lake yet (no files for card, step, port or alerts): give the lake "
-                "with --data, or write one with `clusterpulse run`")
-    hint = f" (no data yet for: {', '.join(empty)})" if empty else ""
-    return "; ".join(lines).replace("^", "").strip() + hint
+    return "; ".join(lines).replace("^", "").strip()
 
 
 def _format(columns: list[str], rows: list[tuple], fmt: str) -> str:

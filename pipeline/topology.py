@@ -8,6 +8,10 @@ leaf ``j * leaves_per_rail + i // nodes_per_leaf``; every leaf has one uplink to
 Leaf port p < nodes_per_leaf is the host port of the p-th node under that leaf; leaf port
 ``nodes_per_leaf + s`` is the uplink to spine s. Spine port L is the downlink to leaf L. A node
 reports the host end of its links as its own ports: port j is NIC j.
+
+Which NIC serves which card (`Wiring.card_nic`): card j uses the node's NIC j mod n, n being the
+node's NIC count (NIC j serves card j where every card has its own NIC; one HCA serves all cards of
+a QDR host); an inventory's `nic_cards` says otherwise (`Wiring.with_card_nics`).
 """
 
 from __future__ import annotations
@@ -70,9 +74,56 @@ class Wiring:
     fabric_hi_port: np.ndarray
     switch_tier: np.ndarray  # per switch: 1 leaf, 2 spine, 3 core, ...
 
+    card_nic_overrides: tuple[tuple[int, int, int], ...] = ()  # (node, card, NIC) an inventory sets
+
     @cached_property
     def host_exists(self) -> np.ndarray:
         return self.host_switch >= 0
+
+    @cached_property
+    def card_nic(self) -> np.ndarray:
+        """(nodes, cards_per_node): the NIC index serving each card, -1 on a node without NICs.
+        Card j uses the node's (j mod n)-th NIC, n = its NIC count, unless overridden."""
+        exists = self.host_exists
+        count = exists.sum(axis=1)
+        order = np.argsort(~exists, axis=1, kind="stable")  # each node's NIC indexes, existing first
+        k = self.cards_per_node  # type: ignore[attr-defined]
+        slot = np.arange(k)[None, :] % np.maximum(count, 1)[:, None]
+        out = np.where(count[:, None] > 0, np.take_along_axis(order, slot, axis=1), -1)
+        for node, card, nic in self.card_nic_overrides:
+            out[node, card] = nic
+        return out
+
+    def with_card_nics(self, serves: dict[str, dict[int, int]]) -> "Wiring":
+        """A copy in which node `name`'s card c uses NIC `serves[name][c]` (an inventory's map);
+        cards not named keep the default. Raises UnknownEntity for a node, card or NIC it lacks."""
+        import copy
+
+        k = self.cards_per_node  # type: ignore[attr-defined]
+        overrides = list(self.card_nic_overrides)
+        for name, cards in serves.items():
+            node = self.node_index(name)  # type: ignore[attr-defined]
+            for card, nic in cards.items():
+                if not 0 <= card < k:
+                    raise UnknownEntity(f"{name} has no card {card} (cards_per_node={k})")
+                if not (0 <= nic < self.host_exists.shape[1] and self.host_exists[node, nic]):
+                    raise UnknownEntity(f"{name} has no NIC {nic} in the topology "
+                                        f"(it has {int(self.host_exists[node].sum())})")
+                overrides.append((node, int(card), int(nic)))
+        other = copy.copy(self)
+        other.__dict__.pop("card_nic", None)
+        other.card_nic_overrides = tuple(overrides)
+        return other
+
+    def nic_cards(self, node: int, nic: int) -> list[int]:
+        """The cards of a node that a NIC serves."""
+        return np.flatnonzero(self.card_nic[node] == nic).tolist()
+
+    def card_link(self, name: str) -> str | None:
+        """The host link of the NIC serving a card, None on a node without NICs."""
+        node, card = self.parse_card(name)  # type: ignore[attr-defined]
+        nic = int(self.card_nic[node, card])
+        return self.port_link(self.node_name(node), nic) if nic >= 0 else None  # type: ignore[attr-defined]
 
     @cached_property
     def _switch_ports_index(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -115,10 +166,17 @@ class Wiring:
                     ("switch_down", names[int(self.host_switch[a, b])])]
         return [("switch_down", names[int(self.fabric_lo[a])]), ("switch_down", names[int(self.fabric_hi[a])])]
 
-    def link_card(self, name: str) -> str | None:
-        """The card behind a host link (NIC j serves card j), None for a fabric link or a NIC without a card."""
+    def link_cards(self, name: str) -> list[str]:
+        """The cards a host link's NIC serves (`card_nic`); none for a fabric link or a NIC without a card."""
         what, a, b = self.resolve_link(name)
-        return self.card_name(a, b) if what == "host" and b < self.cards_per_node else None  # type: ignore[attr-defined]
+        if what != "host":
+            return []
+        return [self.card_name(a, c) for c in self.nic_cards(a, b)]  # type: ignore[attr-defined]
+
+    def link_card(self, name: str) -> str | None:
+        """The first card behind a host link (`link_cards`), None if it serves none."""
+        cards = self.link_cards(name)
+        return cards[0] if cards else None
 
     def link_rail(self, name: str | None) -> int:
         """A host link's NIC (rail) number, -1 for anything else."""
@@ -131,15 +189,16 @@ class Wiring:
         return nic if what == "host" else -1
 
     def switch_radius(self, name: str) -> dict:
-        """What a dead switch takes with it: its host ports' nodes and cards (NIC j serves card j),
-        its links; `rail` when all its host ports are on one rail."""
+        """What a dead switch takes with it: its host ports' nodes and the cards their NICs serve
+        (`card_nic`), its links; `rail` when all its host ports are on one rail."""
         index = self.switch_index(name)  # type: ignore[attr-defined]
         hosts, low, high, _ = self.switch_wiring(index)
         rails = self.host_switch.shape[1]
         nodes, nics = np.divmod(hosts, rails)
         node_names = [self.node_name(int(n)) for n in nodes.tolist()]  # type: ignore[attr-defined]
-        cards = [self.card_name(int(n), int(j))  # type: ignore[attr-defined]
-                 for n, j in zip(nodes.tolist(), nics.tolist()) if j < self.cards_per_node]  # type: ignore[attr-defined]
+        port, card = np.nonzero(self.card_nic[nodes] == nics[:, None])  # in host port order, then card
+        cards = [self.card_name(int(n), int(c))  # type: ignore[attr-defined]
+                 for n, c in zip(nodes[port].tolist(), card.tolist())]
         radius: dict = {"cards": len(cards), "nodes": len(set(node_names)),
                         "links": len(hosts) + len(low) + len(high)}
         if len(hosts) and len(set(nics.tolist())) == 1:

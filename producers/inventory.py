@@ -6,6 +6,7 @@ hosts:
     node: node0000
     gpus: {"00000000:53:00.0": 0, "0000:9b:00": 4}   # optional: PCI bus id -> card; default: gpu index
     nics: {mlx5_0: 0, mlx5_1: 1}                      # optional: NIC device -> NIC (rail) index
+    nic_cards: {mlx5_0: [0, 1, 2, 3], mlx5_1: [4, 5, 6, 7]}  # optional: the cards each NIC serves
   cp-bm14r7: node0001          # short form
 switches:
   "0x7cfe9003009ce5b0": leaf003   # switch GUID or name -> switch name
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from pipeline.yaml_errors import yaml_problem
 
 
 class InventoryError(ValueError):
@@ -54,6 +58,7 @@ class Host:
     node: str
     gpus: dict[str, int] = field(default_factory=dict)  # normalised PCI id -> card
     nics: dict[str, int] = field(default_factory=dict)
+    nic_cards: dict[int, list[int]] = field(default_factory=dict)  # NIC index -> the cards it serves
 
 
 @dataclass
@@ -113,12 +118,43 @@ class Inventory:
             return None, Why(f"NIC {device} {rest}", "NIC{s} {items} " + rest, device)
         return nic, None
 
+    def card_nics(self) -> dict[str, dict[int, int]]:
+        """node -> {card: NIC index} of every host with `nic_cards`, for `Topology.with_card_nics`
+        (cards not named keep the topology's default, card j on NIC j mod n)."""
+        return {host.node: {card: nic for nic, cards in host.nic_cards.items() for card in cards}
+                for host in self.hosts.values() if host.nic_cards}
+
     def known_hosts(self) -> str:
         """'a, b, c' (or a note that there is no inventory), for messages."""
         return _listing(self.hosts) if self.hosts else "none: no --inventory given, or it has no hosts"
 
     def switch_of(self, name_or_guid: str) -> str | None:
         return self.switches.get(name_or_guid) or self.switches.get(name_or_guid.lower())
+
+
+def _nic_cards(host: str, value: object, nics: dict[str, int]) -> dict[int, list[int]]:
+    """`nic_cards` of a host entry: NIC (a device of its `nics`, or an index) -> card indexes, each
+    card served by one NIC."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InventoryError(f"hosts.{host}.nic_cards = {value!r}: expected a mapping NIC -> list of cards")
+    out: dict[int, list[int]] = {}
+    seen: dict[int, object] = {}
+    for key, cards in value.items():
+        nic = nics.get(str(key)) if str(key) in nics else key
+        if isinstance(nic, bool) or not isinstance(nic, int) or nic < 0:
+            raise InventoryError(f"hosts.{host}.nic_cards: {key!r} is neither a device of its nics map "
+                                 f"({_listing(nics) or 'empty'}) nor a NIC index")
+        if not isinstance(cards, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                                  for c in cards):
+            raise InventoryError(f"hosts.{host}.nic_cards.{key} = {cards!r}: expected a list of card indexes")
+        for card in cards:
+            if card in seen:
+                raise InventoryError(f"hosts.{host}.nic_cards: card {card} is under both {seen[card]} and {key}")
+            seen[card] = key
+        out.setdefault(nic, []).extend(cards)
+    return out
 
 
 def load_inventory(path: str | Path | None) -> Inventory:
@@ -128,8 +164,10 @@ def load_inventory(path: str | Path | None) -> Inventory:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
         raise InventoryError(f"cannot read inventory {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InventoryError(f"inventory {str(path)!r} is not text (expected YAML)") from None
     except yaml.YAMLError as exc:
-        raise InventoryError(f"inventory {str(path)!r} is not valid YAML: {exc}") from None
+        raise InventoryError(f"inventory {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise InventoryError(f"inventory {str(path)!r} must be a mapping with hosts and switches")
     inv = Inventory()
@@ -142,9 +180,32 @@ def load_inventory(path: str | Path | None) -> Inventory:
                 nics = {str(k): int(v) for k, v in (entry.get("nics") or {}).items()}
             except (TypeError, ValueError):
                 raise InventoryError(f"hosts.{name}: gpus and nics map names to integers") from None
-            inv.hosts[str(name)] = Host(entry["node"], gpus, nics)
+            inv.hosts[str(name)] = Host(entry["node"], gpus, nics, _nic_cards(name, entry.get("nic_cards"), nics))
         else:
             raise InventoryError(f"hosts.{name} = {entry!r}: expected a node name or {{node: ..., gpus: ...}}")
     for key, switch in (data.get("switches") or {}).items():
         inv.switches[str(key).lower() if str(key).startswith("0x") else str(key)] = str(switch)
     return inv
+
+
+_SERVED: dict[tuple, Any] = {}
+
+
+def with_inventory(topology: Any, path: str | Path | None) -> Any:
+    """The topology with the inventory file's `nic_cards` (which NIC serves which card) applied;
+    as is without a file. Cached per topology shape, file and mtime. Raises InventoryError."""
+    if not path:
+        return topology
+    path = Path(path)
+    try:
+        key = (topology.shape, str(path.resolve()), path.stat().st_mtime)
+    except OSError as exc:
+        raise InventoryError(f"cannot read inventory {str(path)!r}: {exc.strerror}") from None
+    if key not in _SERVED:
+        from pipeline.topology import UnknownEntity
+
+        try:
+            _SERVED[key] = topology.with_card_nics(load_inventory(path).card_nics())
+        except UnknownEntity as exc:
+            raise InventoryError(f"inventory {str(path)!r}: nic_cards: {exc}") from None
+    return _SERVED[key]

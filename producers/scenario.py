@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from pipeline.topology import ClusterShape, Topology, UnknownEntity
+from pipeline.yaml_errors import yaml_problem
 
 
 class ScenarioError(ValueError):
@@ -151,11 +152,13 @@ class Scenario:
     noise: Noise = Noise()
     faults: tuple[Fault, ...] = field(default_factory=tuple)
     topology_file: str | None = None  # an imported fabric (cluster.topology) instead of the shape
+    inventory_file: str | None = None  # cluster.inventory: its nic_cards say which NIC serves which card
 
     @property
     def topology(self) -> Any:
-        """The synthetic Topology of `shape`, or the imported fabric's FabricTopology."""
-        return _topology(self.shape, self.topology_file)
+        """The synthetic Topology of `shape`, or the imported fabric's FabricTopology, with the
+        inventory's card-to-NIC map."""
+        return _topology(self.shape, self.topology_file, self.inventory_file)
 
     @property
     def start_ms(self) -> int:
@@ -249,7 +252,8 @@ def parse_scenario(data: Any) -> Scenario:
         raise _fail("duration_s", duration_s, f"must be a whole number of ticks (tick_s = {tick_s})")
 
     cluster = _mapping(data.get("cluster"), "cluster")
-    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines", "topology"})
+    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines", "topology",
+                               "inventory"})
     vendor = cluster.get("vendor", "nvidia")
     if vendor not in VENDORS:
         raise _fail("cluster.vendor", vendor, f"must be one of {', '.join(VENDORS)}")
@@ -274,6 +278,15 @@ def parse_scenario(data: Any) -> Scenario:
         raise ScenarioError(str(exc)) from None
     if topology_file is None:
         topo = Topology(shape)
+    inventory_file = cluster.get("inventory")
+    if inventory_file is not None:
+        inventory_file = _text(cluster, "inventory", "cluster")
+        from producers.inventory import InventoryError, with_inventory
+
+        try:
+            topo = with_inventory(topo, inventory_file)
+        except InventoryError as exc:
+            raise _fail("cluster.inventory", inventory_file, str(exc)) from None
 
     jobs = _parse_jobs(data.get("jobs"), topo)
     noise_data = dict(_mapping(data.get("noise"), "noise"))
@@ -298,15 +311,18 @@ def parse_scenario(data: Any) -> Scenario:
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
     return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,
-                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults, topology_file=topology_file)
+                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults, topology_file=topology_file,
+                    inventory_file=inventory_file)
 
 
-def _topology(shape: ClusterShape, topology_file: str | None) -> Any:
+def _topology(shape: ClusterShape, topology_file: str | None, inventory_file: str | None = None) -> Any:
+    from producers.inventory import with_inventory
+
     if topology_file is None:
-        return Topology(shape)
+        return with_inventory(Topology(shape), inventory_file)
     from pipeline.fabric.topology import load_topology
 
-    return load_topology(topology_file, shape.cards_per_node)
+    return with_inventory(load_topology(topology_file, shape.cards_per_node), inventory_file)
 
 
 def _parse_jobs(value: Any, topo: Topology) -> tuple[Job, ...]:
@@ -382,13 +398,17 @@ def load_scenario(path: str | Path | None) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario {str(path)!r} is not text (expected YAML)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"scenario {str(path)!r} is not valid YAML: {exc}") from None
+        raise ScenarioError(f"scenario {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     cluster = data.get("cluster") if isinstance(data, dict) else None
-    if isinstance(cluster, dict) and isinstance(cluster.get("topology"), str):  # relative to the scenario
-        data = {**data, "cluster": {**cluster, "topology": str((path.parent / Path(cluster["topology"]).expanduser()).absolute())}}
+    for key in ("topology", "inventory"):  # files relative to the scenario
+        if isinstance(cluster, dict) and isinstance(cluster.get(key), str):
+            cluster = {**cluster, key: str((path.parent / Path(cluster[key]).expanduser()).absolute())}
+            data = {**data, "cluster": cluster}
     try:
         return parse_scenario(data)
     except ScenarioError as exc:

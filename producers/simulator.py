@@ -116,7 +116,11 @@ class Simulator:
                           for f, d in zip(self.faults, draws)]
         # the host end of every host link as the host's own NIC counters report it (its own stream)
         nic_rng = np.random.default_rng(seq.spawn(1)[0])
-        self.nic = _PortCounters((n, k), nic_rng) if noise.nic_reports else None
+        self.nic = _PortCounters((n, rails), nic_rng) if noise.nic_reports else None
+        # the NIC each card uses (-1: none), for indexing the (nodes, rails) link state per card
+        self.card_nic = topo.card_nic
+        identity = rails == k and np.array_equal(self.card_nic, np.broadcast_to(np.arange(k), (n, k)))
+        self._load_nic = None if identity else self.card_nic  # None: NIC j carries card j's traffic
 
     def _init_realism(self, seed: np.random.SeedSequence) -> None:
         """Persistent per-card and per-rank differences of the `realistic` profile, from their own
@@ -250,10 +254,9 @@ class Simulator:
         fabric_up &= switch_alive[topo.fabric_lo] & switch_alive[topo.fabric_hi]
         slowdown *= 1.0 + 0.5 * throttle
 
-        # NIC j serves card j: a card without a working NIC cannot take part in collectives
-        nic_ok = (host_up | ~topo.host_exists)[:, :k]
-        if nic_ok.shape[1] < k:
-            nic_ok = np.pad(nic_ok, ((0, 0), (0, k - nic_ok.shape[1])), constant_values=True)
+        # a card whose NIC (`Topology.card_nic`; shared by several cards on a host with fewer NICs
+        # than cards) is down cannot take part in collectives
+        nic_ok = np.take_along_axis(host_up, np.maximum(self.card_nic, 0), axis=1) | (self.card_nic < 0)
         progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & nic_ok, slowdown)
         messages = self._step_messages(ts_ms)
         messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
@@ -426,7 +429,7 @@ class Simulator:
                        progressing: np.ndarray) -> list[Message]:
         topo, dt = self.topo, self.sc.tick_s
         host_load = (self.busy & progressing[:, None]).astype(float) * 0.9 + 0.05
-        host_load = _fit(host_load, topo.rails)  # NIC j carries card j's traffic
+        host_load = _per_nic(host_load, self._load_nic, topo.rails)  # a NIC carries its cards' traffic
         self.host.advance(dt, host_up, self.host_up_prev, host_load, degradation)
         fabric_load = np.full(fabric_up.shape, float(host_load.mean()))
         self.fabric_low.advance(dt, fabric_up, self.fabric_up_prev, fabric_load, fabric_degradation)
@@ -584,13 +587,17 @@ class Simulator:
             getattr(self.fabric_high, name)[high] = 0
 
 
-def _fit(per_card: np.ndarray, rails: int) -> np.ndarray:
-    """A (nodes, cards) array as (nodes, rails): NIC j takes card j's value, NICs without a card the mean."""
-    k = per_card.shape[1]
-    if rails <= k:
-        return per_card[:, :rails]
-    extra = np.repeat(per_card.mean(axis=1, keepdims=True), rails - k, axis=1)
-    return np.concatenate([per_card, extra], axis=1)
+def _per_nic(per_card: np.ndarray, card_nic: np.ndarray | None, rails: int) -> np.ndarray:
+    """A (nodes, cards) array as (nodes, rails): each NIC the mean of the cards it serves
+    (`card_nic`; None: NIC j serves card j alone), a NIC serving none its node's mean."""
+    if card_nic is None:
+        return per_card
+    n = per_card.shape[0]
+    served = card_nic >= 0
+    flat = (np.arange(n)[:, None] * rails + card_nic)[served]
+    total = np.bincount(flat, per_card[served], n * rails).reshape(n, rails)
+    count = np.bincount(flat, minlength=n * rails).reshape(n, rails)
+    return np.where(count > 0, total / np.maximum(count, 1), per_card.mean(axis=1, keepdims=True))
 
 
 class _PortCounters:

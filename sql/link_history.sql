@@ -22,7 +22,7 @@ samples as (
 
 increments as (
     select
-        switch, port, ts, oper_up,
+        ts, switch, port, oper_up,
         case when rx_bytes >= lag(rx_bytes) over w
              then (rx_bytes - lag(rx_bytes) over w) * 8 / 1e9 / nullif(epoch(ts) - epoch(lag(ts) over w), 0)
         end as rx_gbps,

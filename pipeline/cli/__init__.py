@@ -18,7 +18,7 @@ from typing import NoReturn
 from pipeline.broker import BrokerError
 from pipeline.kafka_config import use_security
 from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, simulation
-from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, settings_from
+from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, check_data_dir, one_line, settings_from
 from pipeline.settings import SettingsError
 
 MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, lake, fabric)
@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         _setup_logging(settings.log_level, args.command)
         use_security(settings.kafka.client_options())  # TLS / SASL for every Kafka client of this process
+        if hasattr(args, "data_dir"):  # the verb reads or writes a lake
+            check_data_dir(settings.data_dir)
         return args.handler(args, settings)
     except (UsageError, SettingsError) as exc:
-        print(f"clusterpulse: {exc}", file=sys.stderr)
+        print(f"clusterpulse: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (CommandError, BrokerError) as exc:
-        print(f"clusterpulse: {exc}", file=sys.stderr)
+        print(f"clusterpulse: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # `clusterpulse query ... | head`: the reader left; exit quietly, as cat does
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only when asked for
         if settings is not None and settings.log_level == "debug":
             traceback.print_exc()
-        print(f"clusterpulse: {args.command} failed: {type(exc).__name__}: {exc} "
+        print(f"clusterpulse: {args.command} failed: {type(exc).__name__}: {one_line(str(exc))} "
               "(--log-level debug shows where)", file=sys.stderr)
         return 1
 

@@ -19,6 +19,28 @@ class CommandError(Exception):
     """A failure that is not the user's input (unreachable broker, lost messages): one line, exit 1."""
 
 
+def one_line(message: str) -> str:
+    """A message as the one line a user error is: its lines joined, blank ones dropped."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def check_data_dir(data_dir: str) -> None:
+    """A local data directory must be a directory, or a path that can become one: a UsageError
+    naming a file in the way (`--data results.csv`, `--data results.csv/lake`)."""
+    from pathlib import Path
+
+    if "://" in data_dir:
+        return
+    path = Path(data_dir)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "" if part == path else f": {part} is a file"
+                raise UsageError(f"data directory {data_dir!r} (--data, env CLUSTERPULSE_DATA_DIR) "
+                                 f"is not a directory{where}")
+            return
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """'1 alert', '2 alerts', '1,024 batches'."""
     return f"{n:,} {word if n == 1 else (many or word + 's')}"

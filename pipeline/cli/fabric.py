@@ -15,7 +15,8 @@ def add_parsers(sub: Any) -> None:
                                         "tiers, blast radius, plan against discovery",
                        description="Real fabrics: read ibnetdiscover, LLDP or cabling files.",
                        epilog="example:\n  clusterpulse topology show selene.compute.ibnetdiscover.txt.gz\n"
-                              "  clusterpulse topology check --plan plan.ndt --found ibnetdiscover.txt",
+                              "  clusterpulse topology check --plan plan.ndt --found ibnetdiscover.txt\n"
+                              "  clusterpulse topology check --found ibnetdiscover.txt     # link rates alone",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="topology_command", required=True, metavar="VERB")
     kind = {"choices": ["ibnetdiscover", "lldp", "cabling"], "help": "the file's kind (default: from its content)"}
@@ -30,7 +31,8 @@ def add_parsers(sub: Any) -> None:
                                 "(a file, or a directory of <host>.json), or an NDT cabling CSV")
     v.add_argument("--format", choices=list(FORMATS), help="the file's format (default: from its content)")
     v.add_argument("--out", metavar="FILE", help="write the topology as YAML (every link once, the fabric's names)")
-    v.add_argument("--json", action="store_true", help="print one JSON object: switches, host_ports, links, tiers, ...")
+    v.add_argument("--json", action="store_true", help="print one JSON object: switches, host_ports, links, tiers, "
+                                                       "switch_tier, slow_links, ...")
     v.set_defaults(handler=cmd_import)
 
     v = new_verb(verbs, "show", "devices per tier, links and what was left out",
@@ -59,14 +61,16 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--kind", **kind)
     v.set_defaults(handler=cmd_export)
 
-    v = new_verb(verbs, "check", "compare a cabling plan with the discovered fabric: miswired, missing "
-                                 "and unexpected links (exit 1 when they differ)",
-                 "clusterpulse topology check --plan hosts.ndt --plan spines.ndt --found ibnetdiscover.txt",
-                 log_level=False)
-    v.add_argument("--plan", action="append", required=True, metavar="FILE",
-                   help="cabling plan (UFM NDT or CSV with StartDevice,StartPort,EndDevice,EndPort); repeatable")
+    v = new_verb(verbs, "check", "the discovered fabric's links below their usual speed or width and, with "
+                                 "--plan, miswired, missing and unexpected links (exit 1 when any)",
+                 "clusterpulse topology check --plan hosts.ndt --plan spines.ndt --found ibnetdiscover.txt\n"
+                 "clusterpulse topology check --found ibnetdiscover.txt --json", log_level=False)
+    v.add_argument("--plan", action="append", metavar="FILE",
+                   help="cabling plan (UFM NDT or CSV with StartDevice,StartPort,EndDevice,EndPort); repeatable; "
+                        "without it only link rates are checked")
     v.add_argument("--found", required=True, metavar="FILE", help="the discovered fabric (ibnetdiscover or LLDP)")
-    v.add_argument("--json", action="store_true", help="the report as JSON (miswired, missing, unexpected)")
+    v.add_argument("--json", action="store_true", help="the report as JSON (slow_links; with --plan also matched, "
+                                                       "miswired, missing, unexpected, counts)")
     v.set_defaults(handler=cmd_check)
 
 
@@ -84,18 +88,22 @@ def _load(path: str, kind: str | None = None) -> Any:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.fabric.link_rates import slow_link_report
     from pipeline.fabric.load import sniff
     from pipeline.fabric.saved import save_fabric
+    from pipeline.fabric.tiers import tier_label
 
     kind = FORMATS[args.format] if args.format else None
     fabric = _load(args.file, kind)
     summary = fabric.summary()
     tiers = {name: n for name, n in summary["by_tier"].items() if name != "host"}
+    switch_tier = {name: tier_label(t) for name, t in fabric.tiers().items() if fabric.devices[name].kind == "switch"}
+    slow = slow_link_report(fabric)
     result = {"source": args.file, "format": args.format or {v: k for k, v in FORMATS.items()}.get(
                   kind or _sniffed(sniff, args.file), "saved"),
               "switches": sum(tiers.values()), "hosts": summary["by_tier"].get("host", 0),
               "host_ports": summary["host_ports"], "links": summary["links"], "tiers": tiers,
-              "dropped": summary["dropped"], "out": args.out}
+              "dropped": summary["dropped"], "out": args.out, "switch_tier": switch_tier, "slow_links": slow}
     if not fabric.links:
         raise UsageError(f"{args.file}: no links found (is it the right --format?)")
     if args.out:
@@ -110,9 +118,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{args.file} ({result['format']}): {plural(result['switches'], 'switch', 'switches')} ("
           + ", ".join(plural(n, name, many.get(name)) for name, n in tiers.items())
           + f"), {plural(result['hosts'], 'host')} with {plural(result['host_ports'], 'host port')}, "
-          f"{plural(result['links'], 'link')}")
+          f"{plural(result['links'], 'link')}" + (f", {plural(len(slow), 'slow link')}" if slow else ""))
     for why, n in summary["dropped"].items():
         print(f"  left out: {n:,} x {why}")
+    _print_slow_links(slow, indent="  ")
     if args.out:
         print(f"written to {args.out}: use it with --topology {args.out} or `topology: {args.out}` in the settings")
     return 0
@@ -189,25 +198,43 @@ def _configured(settings: Settings) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def _print_slow_links(slow: list[dict[str, str]], indent: str = "") -> None:
+    for row in slow:
+        print(f"{indent}slow link   {row['link']}   {row['rate']} (usual {row['usual']})")
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.fabric.cabling_check import check_cabling
     from pipeline.fabric.cabling_plan import load_cabling_plan
+    from pipeline.fabric.link_rates import slow_link_report
     from pipeline.fabric.model import FabricError
 
     try:
-        plan = load_cabling_plan(*args.plan)
+        plan = load_cabling_plan(*args.plan) if args.plan else None
     except FabricError as exc:
         raise UsageError(str(exc)) from None
-    report = check_cabling(plan, _load(args.found))
+    found = _load(args.found)
+    if plan is None and not found.links:
+        raise UsageError(f"{args.found}: no links found (is it a topology file?)")
+    slow = slow_link_report(found)
+    report = check_cabling(plan, found) if plan is not None else None
     if args.json:
-        print(json.dumps(report.as_dict(), indent=1))
+        print(json.dumps({**(report.as_dict() if report else {"links": len(found.links)}), "slow_links": slow},
+                         indent=1))
     else:
-        for planned, found in report.miswired:
-            print(f"miswired    planned {planned}   found {found}")
-        for link in report.missing:
-            print(f"missing     {link}")
-        for link in report.unexpected:
-            print(f"unexpected  {link}")
-        print(f"{plural(report.matched, 'link')} as planned; {len(report.miswired)} miswired, "
-              f"{len(report.missing)} missing, {len(report.unexpected)} unexpected")
-    return 0 if report.clean else 1
+        if report:
+            for planned, link in report.miswired:
+                print(f"miswired    planned {planned}   found {link}")
+            for link in report.missing:
+                print(f"missing     {link}")
+            for link in report.unexpected:
+                print(f"unexpected  {link}")
+        _print_slow_links(slow)
+        if report:
+            print(f"{plural(report.matched, 'link')} as planned; {len(report.miswired)} miswired, "
+                  f"{len(report.missing)} missing, {len(report.unexpected)} unexpected; "
+                  f"{plural(len(slow), 'slow link')}")
+        else:
+            print(f"{plural(len(found.links), 'link')}; {plural(len(slow), 'slow link')} "
+                  "(below the usual speed or width of their kind)")
+    return 0 if (report is None or report.clean) and not slow else 1

@@ -209,9 +209,36 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return 1  # a message the broker did not take fails the command
 
 
+def _holds_nothing_to_read(path: str) -> bool:
+    """An input that is a directory, an empty file, or a file this process may not read."""
+    import os
+
+    target = Path(path)
+    try:
+        return target.is_dir() or target.stat().st_size == 0 or not os.access(target, os.R_OK)
+    except OSError:
+        return True
+
+
+def _refuse_if_no_input_was_usable(reports: list) -> None:
+    """Input files each of which holds nothing to read (empty, a directory, unreadable) are a user
+    error: one line naming each, exit 2. Inputs of the wrong format or whose rows map to nothing
+    keep their reasons and exit 1 (`_finish`)."""
+    if not reports or any(not report.problem or "://" in report.name or not _holds_nothing_to_read(report.name)
+                          for report in reports):
+        return
+    if len(reports) == 1:
+        raise UsageError(f"{reports[0].line()}; nothing ingested")
+    raise UsageError(f"nothing ingested from {plural(len(reports), 'input')}: "
+                     + "; ".join(report.line() for report in reports))
+
+
 def _finish(summary: Any, reports: list, counts: str) -> int:
     """Why each input gave nothing or less than all of it (one line each), the counts, and the
-    exit status: 1 when nothing usable came in at all."""
+    exit status: 1 when nothing usable came in at all (2, in one line, when every input file was
+    empty, a directory or unreadable)."""
+    if summary.batches == 0:
+        _refuse_if_no_input_was_usable(reports)
     for report in reports:
         line = report.line()
         if line and line != report.printed:
@@ -394,15 +421,15 @@ def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -
     from pipeline.detect.straggler import StragglerDetector
     from producers.ingest import InputReport
 
-    usable = 0
+    usable, unusable = 0, []
     for path in args.inputs:
         try:
             batches = _step_batches(args, path, topology)
         except OSError as exc:
-            say(f"clusterpulse: {InputReport(path, problem=f'cannot read: {exc.strerror or exc}').line()}")
+            unusable.append(InputReport(path, problem=f"cannot read: {exc.strerror or exc}"))
             continue
         except ValueError as exc:
-            say(f"clusterpulse: {InputReport(path, problem=str(exc)).line()}")
+            unusable.append(InputReport(path, problem=str(exc)))
             continue
         usable += 1
         detector = StragglerDetector(topology, settings.detect.straggler)
@@ -413,6 +440,10 @@ def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -
               + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"), flush=True)
         for a in firing:
             print(f"  step {a.evidence['step']}: {a.summary}")
+    if not usable:
+        _refuse_if_no_input_was_usable(unusable)
+    for report in unusable:
+        say(f"clusterpulse: {report.line()}")
     if not usable:
         say(f"clusterpulse: no steps in {plural(len(args.inputs), 'input')}: nothing to detect")
         return 1

@@ -34,12 +34,28 @@ def add_parsers(sub: Any) -> None:
 
 
 def _lake(settings: Settings) -> str:
+    """The lake to read: the data directory, or its newest run; a UsageError if there is none."""
+    from pathlib import Path
+
     from pipeline.lake_dirs import resolve_lake
 
+    if "://" not in settings.data_dir and not Path(settings.data_dir).is_dir():
+        raise UsageError(f"no lake at {settings.data_dir} (no such directory): give the lake with --data, "
+                         "or write one with `clusterpulse run`")
     lake = resolve_lake(settings.data_dir)
     if lake.note:
         say(lake.note)
     return lake.path
+
+
+def _say_if_no_data(result: Any) -> None:
+    """One line when the query reads views and no telemetry dataset has files: every view is empty
+    (a wrong --data, or a run that has not flushed yet)."""
+    from pipeline.lake_views import TELEMETRY_VIEWS
+
+    if result.views_used and set(result.empty_views) >= set(TELEMETRY_VIEWS):
+        say("clusterpulse: no Parquet data in this lake yet (every view is empty): give the lake with --data, "
+            "or wait for the worker's first flush")
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,6 +73,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from None
     for path in result.skipped_files:
         say(f"clusterpulse: skipped unreadable file {path}")
+    _say_if_no_data(result)
     print(result.text, flush=True)
     return 0
 
@@ -84,7 +101,8 @@ Statements end with ';'."""
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     """A small REPL: statements end with ';', dot commands as in the duckdb CLI. The `duckdb` CLI
-    works too: duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql"."""
+    works too: duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql" (the
+    newest run in data/, like --data data)."""
     from pipeline.query import connect
 
     lake = _lake(settings)

@@ -195,11 +195,22 @@ def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.schemas import InvalidRecord, decode_batch
-    from producers.output import DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
+    from producers.output import FILE_MAGIC, DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
 
     need_bootstrap(settings, "replay")
-    if not Path(args.file).is_file():
+    path = Path(args.file)
+    if path.is_dir():
+        raise UsageError(f"{args.file!r} is a directory, not a message file (written by `simulate --out`)")
+    if not path.is_file():
         raise UsageError(f"no such file {args.file!r}")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(len(FILE_MAGIC))
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file!r}: {exc.strerror}") from None
+    if magic != FILE_MAGIC:
+        raise UsageError(f"{args.file!r} is {'empty' if not magic else 'not a ClusterPulse message file'} "
+                         "(replay takes a file written by `simulate --out`)")
     check_reachable(settings.bootstrap)
     pacer = Pacer(parse_speed(args.speed))
     create_topics(settings)

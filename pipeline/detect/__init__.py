@@ -24,9 +24,9 @@ from pipeline.settings import DetectSettings
 from pipeline.topology import Topology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 6  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+SNAPSHOT_VERSION = 7  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
-# 6: the partition's window of recent message digests (pipeline.repeats)
+# 6: the partition's window of recent message digests (pipeline.repeats); 7: ports seen up, port names
 _NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
           ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
           ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),

@@ -5,6 +5,15 @@ treats a counter below its previous value as a reset (a new baseline, not an err
 needs errors in several samples of a window (one burst or one stray CRC error does not fire) and
 resolves only after a long error-free run (hysteresis, so it does not flap).
 
+A port never seen up is not paged unless the topology says it is cabled (`cabling_known`, true
+for a real topology; `PortEntities`, the ports of scrapes without one, know nothing of cables):
+every switch has ports without a cable, admin up and oper down from the first sample. Once seen up,
+its going down pages as any other port's; `never_up()` lists those ports.
+
+Alerts name the port as its device does (`ifName`, IB port number): from the names a port batch
+brings now and then (`Batch.port_names`, kept here per port), else from the topology's link name
+(`LG01-01/33~SG01-01/5`), in the summary and the label `port`.
+
 State lives in flat arrays over every port of the switches this detector has seen (a switch gets
 its block of ports when it first reports), so a collector's message of several switches is judged
 with one numpy pass; only ports that change state are looked at one by one.
@@ -37,10 +46,13 @@ class LinkDetector:
         self.last_ms = np.zeros(0, np.int64)  # per switch seen
         self.filled = np.zeros(0, np.int64)  # per switch: samples taken (the ring's position)
         self.links: list[str | None] = []  # per flat port
+        self.port_names: list[str] = []  # per flat port: the device's own name for it ("" not known)
+        self.cabling_known = getattr(topology, "cabling_known", True)  # does a port's link mean a cable
         self.port_switch = np.zeros(0, np.intp)  # per flat port: its switch (index in self.switches)
         self.port_number = np.zeros(0, np.intp)  # per flat port: its port number on the switch
         w = self.settings.error_window_samples
         self.oper = np.ones(0, bool)
+        self.seen_up = np.zeros(0, bool)
         self.up_since_ms = np.zeros(0, np.int64)
         self.prev = np.zeros((len(COUNTERS), 0), np.int64)  # last counter values, -1: none yet
         self.errors = np.zeros((w, 0), np.int64)  # ring of error increments per port
@@ -61,6 +73,7 @@ class LinkDetector:
         self.block[name] = (first, ports)
         self.switches.append(name)
         self.links += [self.topo.port_link(name, p) for p in range(ports)]
+        self.port_names += [""] * ports
         self.last_ms = np.append(self.last_ms, -1)
         self.filled = np.append(self.filled, 0)
         self.port_switch[first:first + ports] = len(self.switches) - 1
@@ -75,6 +88,7 @@ class LinkDetector:
 
         self.port_switch, self.port_number = grown(self.port_switch, 0, 0), grown(self.port_number, 0, 0)
         self.oper, self.up_since_ms = grown(self.oper, 1, 0), grown(self.up_since_ms, -1, 0)
+        self.seen_up = grown(self.seen_up, 0, 0)
         self.prev = grown(self.prev, -1, 1)
         self.errors, self.extra = grown(self.errors, 0, 1), grown(self.extra, 0, 1)
         for attr in ("window_total", "window_samples", "clean_streak"):
@@ -86,16 +100,19 @@ class LinkDetector:
             [(source, counts["rows"]) for source, counts in batch.parts]
         blocks = [self.block.get(name) or self._add_switch(name) for name, _ in parts]
         index = np.array([self.port_switch[first] for first, _ in blocks], np.intp)
+        counts = np.array([rows for _, rows in parts], np.intp)
+        row_part = np.repeat(np.arange(len(parts)), counts)
+        starts = np.array([first for first, _ in blocks], np.intp)
+        if batch.port_names is not None:  # sent once per port set: kept per port
+            self._learn_names(starts[row_part], np.array([n for _, n in blocks], np.intp)[row_part],
+                              batch.columns["port"].astype(np.intp), batch.port_names)
         last = self.last_ms[index]
         judged = ts > last  # per switch; an older batch was judged already
         if not judged.any():
             return []
         first_report = judged & (last < 0)
         self.last_ms[index[judged]] = ts
-        counts = np.array([rows for _, rows in parts], np.intp)
-        row_part = np.repeat(np.arange(len(parts)), counts)
         rows = judged[row_part]
-        starts = np.array([first for first, _ in blocks], np.intp)
         flat = starts[row_part[rows]] + batch.columns["port"][rows].astype(np.intp)
         status = batch.columns["oper_up"][rows]
         oper = status == 1  # 0 down, 2 down and administratively disabled
@@ -109,14 +126,40 @@ class LinkDetector:
         out += self._errors(batch, rows, flat, oper, whole, index[judged], ts)
         return out
 
+    def _learn_names(self, starts: np.ndarray, sizes: np.ndarray, ports: np.ndarray, names: tuple[str, ...]) -> None:
+        """Keep each named row's name for its port (rows past their switch's ports are not ours)."""
+        for first, size, port, name in zip(starts.tolist(), sizes.tolist(), ports.tolist(), names):
+            if name and port < size:
+                self.port_names[first + port] = name
+
+    def port_name(self, port: int) -> str:
+        """The device's name of a flat port: as its batches named it, else its end of the link's
+        name (`leaf7/Ethernet1/5` of `host/eth0~leaf7/Ethernet1/5`); "" when neither says."""
+        if self.port_names[port]:
+            return self.port_names[port]
+        prefix = self.switches[self.port_switch[port]] + "/"
+        return next((end[len(prefix):] for end in (self.links[port] or "").split("~") if end.startswith(prefix)), "")
+
+    def never_up(self) -> list[str]:
+        """Ports reported and never seen up that were not paged for it (no cable, as far as
+        anyone knows): their entities."""
+        if self.cabling_known:
+            return []
+        n = len(self.links)
+        quiet = (self.prev[0, :n] >= 0) & ~self.seen_up[:n]
+        return [self.links[p] for p in np.flatnonzero(quiet).tolist() if self.links[p]]
+
     # ---- down and flapping -------------------------------------------------------------------
     def _status(self, flat: np.ndarray, oper: np.ndarray, first: np.ndarray, ts: int) -> list[Alert]:
         s = self.settings
         out: list[Alert] = []
         was_up = self.oper[flat]
         went_down = flat[~oper & (was_up | first)]
+        if not self.cabling_known:  # a port never seen up is one without a cable, not a fault
+            went_down = went_down[self.seen_up[went_down]]
         came_up = flat[oper & ~was_up]
         self.oper[flat] = oper
+        self.seen_up[flat[oper]] = True
         self.up_since_ms[came_up] = ts
         self.up_since_ms[flat[~oper]] = -1
         window_ms = int(s.flap_window_s * 1000)
@@ -129,7 +172,7 @@ class LinkDetector:
             times.append(ts)
             while times and ts - times[0] > window_ms:
                 times.pop(0)
-            labels = self._labels(switch, link)
+            labels = self._labels(switch, link, port)
             if len(times) >= s.flap_transitions and not self.book.is_firing("link_flapping", link):
                 alert = self.book.fire("link_flapping", link, ts, severity="warning",
                                        summary=f"{link} flapping: down {len(times)} times in {s.flap_window_s:g} s",
@@ -143,7 +186,7 @@ class LinkDetector:
                 admin = port in self.admin_down
                 why = "is administratively disabled" if admin else "reports oper down"
                 alert = self.book.fire("link_down", link, ts, severity="warning" if admin else "critical",
-                                       summary=f"{link} down (port {number} of {switch} {why})",
+                                       summary=f"{link} down (port {labels.get('port', number)} of {switch} {why})",
                                        labels={**labels, "admin_down": "true"} if admin else labels,
                                        evidence={"port": number, "seen_by": switch})
                 if alert:
@@ -207,11 +250,13 @@ class LinkDetector:
                 continue  # the other end sees it too: already firing
             switch = self.switches[self.port_switch[port]]
             ev = self.extra[:, port].sum(axis=0)
+            labels = self._labels(switch, link, port)
+            seen_by = f"{switch} port {labels['port']}" if "port" in labels else switch
             alert = self.book.fire(
                 "link_degraded", link, ts, severity="warning",
                 summary=f"{link} degrading: {int(total[i])} CRC/symbol errors in {int(samples[i])} of the "
-                        f"last {s.error_window_samples} samples (seen by {switch})",
-                labels=self._labels(switch, link),
+                        f"last {s.error_window_samples} samples (seen by {seen_by})",
+                labels=labels,
                 evidence={"errors_in_window": int(total[i]), "samples_with_errors": int(samples[i]),
                           "window_samples": s.error_window_samples, "fec_corrected_in_window": int(ev[0]),
                           "drops_in_window": int(ev[1]), "error_min_count": s.error_min_count,
@@ -233,8 +278,9 @@ class LinkDetector:
                         out.append(done)
         return out
 
-    def _labels(self, switch: str, link: str) -> dict[str, str]:
-        """switch and link; a host link's node and rail (its NIC) too."""
+    def _labels(self, switch: str, link: str, port: int) -> dict[str, str]:
+        """switch and link; a host link's node and rail (its NIC) too; `port`, the device's name of
+        the port that saw it, when known."""
         known = self._link_labels.get(link)
         if known is None:
             known = {}
@@ -245,4 +291,5 @@ class LinkDetector:
             except ValueError:  # UnknownEntity: a port that is its own entity
                 pass
             self._link_labels[link] = known
-        return {"switch": switch, "link": link, **known}
+        name = self.port_name(port)
+        return {"switch": switch, "link": link, **known, **({"port": name} if name else {})}

@@ -20,7 +20,14 @@ checkpoint or a slow input pipeline (every rank slower together) cancels out. Tw
   the rank must be slower than its peers by as much (a fast rank back at the median holds nobody
   up). This is what finds a 10 % straggler under 5 % jitter.
 
-It resolves when the rank is back within half the margin of both.
+It resolves when the rank is back within half the peer margin and a second one-sided CUSUM, of
+how far its excess over its usual is below half the slowdown it fired with (at least half of
+`min_slowdown`: the classic reference halfway between the two levels), reaches the same
+false-alarm threshold: a few fast steps of a rank still slow (one step in a checkpoint pause is as
+fast as its peers) cannot resolve it, so it does not resolve and fire again while the fault lasts,
+and a recovered rank resolves within about h/(reference/noise) steps. A rank whose job made no step
+for `stale_s` of event time (the job stalled or ended; the clock is any job's steps) resolves too:
+nothing is left to judge, so it cannot stay firing after its rank recovered.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ class _Job:
     cusum: np.ndarray = field(default_factory=lambda: np.zeros(0))
     excess: np.ndarray | None = None  # (window, ranks): ratio over the rank's usual
     excess_sigma: float | None = None
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's slowdown when it fired
+    recovery: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's CUSUM toward its usual
 
 
 class StragglerDetector:
@@ -87,6 +96,7 @@ class StragglerDetector:
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         if not batch.job or not len(batch.columns["rank"]):
             return []
+        out: list[Alert] = self._resolve_stalled(batch.ts_ms, batch.job)
         job = self.jobs.setdefault(batch.job, _Job())
         if batch.parts is None:
             names, counts = [batch.source], [len(batch.columns["rank"])]
@@ -101,7 +111,6 @@ class StragglerDetector:
         steps = batch.columns["step"].astype(np.int64)
         self._grow(job, int(ranks.max()) + 1)
         job.rank_node[ranks] = np.repeat(np.array(nodes, np.int64), counts)
-        out: list[Alert] = []
         if batch.ts_ms > job.newest_ms:
             if job.newest_ms >= 0 and int(steps.max()) <= job.last_step:
                 # newer steps numbered as judged ones: the job restarted from a checkpoint
@@ -138,6 +147,8 @@ class StragglerDetector:
         job.usual = np.concatenate([job.usual, np.ones(ranks - old)])
         job.learned = np.concatenate([job.learned, np.zeros(ranks - old, np.int64)])
         job.cusum = np.concatenate([job.cusum, np.zeros(ranks - old)])
+        job.shift = np.concatenate([job.shift, np.zeros(ranks - old)])
+        job.recovery = np.concatenate([job.recovery, np.zeros(ranks - old)])
         for attr in ("ratios", "excess"):
             grown = np.full((w, ranks), np.nan)
             if getattr(job, attr) is not None:
@@ -161,7 +172,7 @@ class StragglerDetector:
         row = np.full(job.ranks, np.nan)
         row[ranks] = ratio
         job.ratios[job.filled % s.window_steps] = row
-        cusum_limit = self._change(job, ranks, ratio)
+        cusum_limit, recovery_limit = self._change(job, ranks, ratio)
         job.filled += 1
         if job.filled < s.window_steps:
             return []
@@ -189,6 +200,8 @@ class StragglerDetector:
             if node < 0:
                 continue
             job.firing[rank] = True
+            job.shift[rank] = max(float(rolling_excess[rank]), 0.0) if np.isfinite(rolling_excess[rank]) else 0.0
+            job.recovery[rank] = 0.0
             card = self.topo.card_name(node, rank % self.topo.cards_per_node)
             alert = self.book.fire(
                 KIND, card, data.ts_ms, severity="warning",
@@ -205,31 +218,52 @@ class StragglerDetector:
                           "peers_median_wait_s": round(peers_wait, 4)})
             if alert:
                 out.append(alert)
-        recovered = np.flatnonzero(job.firing & (beyond_usual < 1 + excess / 2)
-                                   & ~(rolling_excess >= s.min_slowdown / 2))
-        for rank in recovered.tolist():
+        recovered = np.flatnonzero(job.firing & (beyond_usual < 1 + excess / 2) & (job.recovery >= recovery_limit))
+        reason = f"back within {100 * excess / 2:.0f} % of the job's median and at its usual pace"
+        return out + self._resolve(job, recovered, data.ts_ms, reason)
+
+    def _resolve(self, job: _Job, ranks: np.ndarray, ts_ms: int, reason: str) -> list[Alert]:
+        out: list[Alert] = []
+        for rank in ranks.tolist():
             job.firing[rank] = False
             job.cusum[rank] = 0.0
+            job.recovery[rank] = 0.0
             node = int(job.rank_node[rank])
             card = self.topo.card_name(node, rank % self.topo.cards_per_node)
-            done = self.book.resolve(KIND, card, data.ts_ms,
-                                     reason=f"back within {100 * excess / 2:.0f} % of the job's median")
+            done = self.book.resolve(KIND, card, ts_ms, reason=reason)
             if done:
                 out.append(done)
         return out
 
-    def _change(self, job: _Job, ranks: np.ndarray, ratio: np.ndarray) -> float:
-        """Update each rank's CUSUM of its excess over its usual ratio, and learn the usual from
-        the ranks that show no sign of a slowdown; return the CUSUM's firing threshold h."""
+    def _resolve_stalled(self, now_ms: int, current: str) -> list[Alert]:
+        """Resolve the firing ranks of every other job that made no step for `stale_s` of event time."""
+        stale_ms = self.settings.stale_s * 1000
+        out: list[Alert] = []
+        for name, job in self.jobs.items():
+            if name != current and 0 <= job.newest_ms < now_ms - stale_ms and job.firing.any():
+                out += self._resolve(job, np.flatnonzero(job.firing), now_ms,
+                                     f"{name} made no step for {self.settings.stale_s:.0f} s: nothing left to judge")
+        return out
+
+    def _change(self, job: _Job, ranks: np.ndarray, ratio: np.ndarray) -> tuple[float, np.ndarray]:
+        """Update each rank's CUSUM of its excess over its usual ratio (and, for a firing rank, the
+        CUSUM of its return), and learn the usual from the ranks that show no sign of a slowdown;
+        return the firing threshold h and each rank's recovery threshold."""
         s = self.settings
         excess = ratio - job.usual[ranks]
         spread = _robust_sd(excess)
         job.excess_sigma = spread if job.excess_sigma is None else 0.9 * job.excess_sigma + 0.1 * spread
         sigma = max(job.excess_sigma, spread, 1e-4)  # the larger: a noisy step is not taken for a slowdown
         k = s.min_slowdown / sigma  # the CUSUM's reference: only excess above min_slowdown accumulates
-        limit = max(np.log(2 * k * k * s.false_alarm_steps) / (2 * k) - 1.166, 1.0)
+        limit = float(_cusum_threshold(np.array([k]), s.false_alarm_steps)[0])
         z = excess / sigma
         job.cusum[ranks] = np.maximum(job.cusum[ranks] + np.minimum(z - k, limit / 3), 0.0)
+        # the return: the reference halfway between its usual and the slowdown it fired with
+        k_back = np.maximum(job.shift, s.min_slowdown) / 2 / sigma
+        back_limit = _cusum_threshold(k_back, s.false_alarm_steps)
+        firing = job.firing[ranks]
+        gain = np.minimum(k_back[ranks] - z, back_limit[ranks] / 3)
+        job.recovery[ranks] = np.where(firing, np.maximum(job.recovery[ranks] + gain, 0.0), 0.0)
         row = np.full(job.ranks, np.nan)
         row[ranks] = excess
         job.excess[job.filled % s.window_steps] = row
@@ -246,7 +280,13 @@ class StragglerDetector:
         pull = ratio[learn] - job.usual[calm]
         bound = np.where(young[learn], np.inf, k * sigma)
         job.usual[calm] += weight * np.clip(pull, -bound, bound)
-        return float(limit)
+        return limit, back_limit
+
+
+def _cusum_threshold(k: np.ndarray, false_alarm_steps: float) -> np.ndarray:
+    """The threshold h of a one-sided CUSUM with reference k (in noise units) that raises one false
+    alarm per `false_alarm_steps` steps of Gaussian noise (Siegmund's approximation), at least 1."""
+    return np.maximum(np.log(2 * k * k * false_alarm_steps) / (2 * k) - 1.166, 1.0)
 
 
 def _robust_sd(values: np.ndarray) -> float:

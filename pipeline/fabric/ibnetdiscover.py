@@ -13,10 +13,13 @@ Default form: a record per node, a header line then a line per connected port,
     SW  1600 39 0x1c34da0300728866 4x HDR - SW   102 39 0x1c34da030060a40c ( 'MF0;MLG01-02:MQM8700/U1' - 'MF0;CSPINE1-80:MQM8700/U1' )
 
 A port with nothing cabled has no peer part (`SW  2052 37 0x... 4x ???   'ib-i4l1s01'`) and is
-counted, not linked. Every link appears from both ends; it is kept once. SHARP aggregation nodes (a CA named
-"Mellanox Technologies Aggregation Node" inside a switch) are not hosts and are left out, as are
-links inside a director chassis (its line and spine blades). Tolerated: tabs lost to a terminal
-log (`Switch41 "S-..."#`), CRLF, a banner before the first record and a prompt after the last.
+counted, not linked. Every link appears from both ends; it is kept once, and a link left out is
+counted once. SHARP aggregation nodes (a CA named "Mellanox Technologies Aggregation Node" inside a
+switch) are not hosts and are left out, as are links inside a director chassis (its line and spine
+blades). An HCA whose description names no host (`MT4123 ConnectX6   Mellanox Technologies`) is
+the host `H-<node GUID>` and its ports are their numbers. A link keeps its rate (`4xHDR`), a
+device its `devid` when the default form gives it. Tolerated: tabs lost to a terminal log
+(`Switch41 "S-..."#`), CRLF, a banner before the first record and a prompt after the last.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ _PORTS_FORM = re.compile(r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\S+
 # the peer part; descriptions may hold spaces (and " - "), so split at the parentheses' quotes
 _PEER = re.compile(r"^-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\)\s*$")
 _CHASSIS_PORT = re.compile(r"^(.*?)/([LS])(\d+)/U(\d+)$")  # MCS8500/L16/U2: line card 16, ASIC 2
+_DEVID = re.compile(r"^devid\s*=\s*(0x[0-9a-fA-F]+)")
+# a description that names no host: the firmware's default (`MT25408 ConnectX Mellanox Technologies`)
+_NO_HOST = re.compile(r"^(MT\d+\b|localhost\b)|mellanox technologies", re.IGNORECASE)
 
 
 def switch_identity(description: str, guid: str) -> tuple[str, str | None, str | None]:
@@ -61,16 +67,15 @@ def switch_identity(description: str, guid: str) -> tuple[str, str | None, str |
 
 def host_identity(description: str, guid: str, port: int) -> tuple[str, str] | None:
     """(host, interface) from a CA's node description: `selene-slurm-02 mlx5_1` -> (`selene-slurm-02`,
-    `mlx5_1`). An HCA that was never named (`MT4123 ConnectX6   Mellanox Technologies`) is its
-    own host `MT4123-<guid>`. None for a SHARP aggregation node."""
+    `mlx5_1`). An HCA whose description names no host (empty, `MT4123 ConnectX6   Mellanox
+    Technologies`, `localhost HCA-1`) is its own host, named as ibnetdiscover names the node,
+    `H-<node guid>`, and the interface is the port number. None for a SHARP aggregation node."""
     text = " ".join(description.split())
     if SHARP in text.lower():
         return None
-    if not text:
+    if not text or _NO_HOST.search(text):
         return f"H-{guid.lower()}", str(port)
     first, _, rest = text.partition(" ")
-    if re.fullmatch(r"MT\d+", first):
-        return f"{first}-{guid.lower()}", rest or str(port)
     return first, rest or str(port)
 
 
@@ -88,12 +93,17 @@ def parse_ibnetdiscover(text: str, source: str = "ibnetdiscover") -> Fabric:
 
 def _parse_default_form(lines: list[str], source: str) -> Fabric:
     fabric = Fabric()
-    current: tuple[str, str, str | None] | None = None  # (kind, device name, blade or interface)
+    current: tuple[str, str, str | None] | None = None  # (kind, name or description, blade)
     current_guid = ""
+    devid: str | None = None  # the `devid=` line before the record
     records = 0
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
+            continue
+        match = _DEVID.match(line)
+        if match:
+            devid = match.group(1).lower()
             continue
         match = _SWITCH.match(line)
         if match:
@@ -101,7 +111,8 @@ def _parse_default_form(lines: list[str], source: str) -> Fabric:
             current_guid = match.group(2)
             name, model, blade = switch_identity(match.group(3), current_guid)
             fabric.add_device(Device(name, "switch", current_guid.lower(), match.group(3), model))
-            current = ("switch", name, blade)
+            fabric.devices[name].devid = fabric.devices[name].devid or devid
+            current, devid = ("switch", name, blade), None
             continue
         match = _CA.match(line)
         if match:
@@ -110,25 +121,30 @@ def _parse_default_form(lines: list[str], source: str) -> Fabric:
             who = host_identity(match.group(4), current_guid, 1)
             if who is None:
                 fabric.drop("SHARP aggregation node")
-                current = None
+                current, devid = None, None
                 continue
             fabric.add_device(Device(who[0], "host", current_guid.lower(), match.group(4).strip()))
-            current = ("host", who[0], who[1])  # the interface this record is
+            fabric.devices[who[0]].devid = fabric.devices[who[0]].devid or devid
+            current, devid = ("host", match.group(4), None), None  # its interface depends on the port
             continue
         match = _PORT.match(line)
         if not match:
-            continue  # vendid=, devid=, sysimgguid=, a banner or a prompt
+            continue  # vendid=, sysimgguid=, a banner or a prompt
         if current is None:
             continue  # a port of a record left out (SHARP)
         local_port, local_guid, kind, remote_guid, remote_port, remote_port_guid, remote_desc, speed = match.groups()
+        ends = ((current_guid.lower(), local_port), (remote_guid.lower(), remote_port))
         remote = _remote_endpoint(kind, remote_guid, int(remote_port), remote_port_guid, remote_desc, fabric)
         if remote is None:
-            fabric.drop("link to a SHARP aggregation node")
+            fabric.drop_link("link to a SHARP aggregation node", ends)
             continue
-        ckind, cname, detail = current
-        here = Endpoint(cname, _switch_port(detail, int(local_port)) if ckind == "switch" else detail or local_port)
+        ckind, what, blade = current
+        if ckind == "switch":
+            here = Endpoint(what, _switch_port(blade, int(local_port)))
+        else:
+            here = Endpoint(*host_identity(what, current_guid, int(local_port)))  # type: ignore[misc]
         if here.device == remote.device:
-            fabric.drop("link inside a director chassis")
+            fabric.drop_link("link inside a director chassis", ends)
             continue
         fabric.add_link(Link(here, remote, speed))
     if not records:
@@ -157,23 +173,24 @@ def _parse_ports_form(lines: list[str], source: str) -> Fabric:
         if not match:
             continue
         seen += 1
-        kind_a, _lid_a, port_a, guid_a, _width, speed, rest = match.groups()
+        kind_a, _lid_a, port_a, guid_a, width, speed, rest = match.groups()
         peer = _PEER.match(rest)
         if peer is None:  # `SW 2052 37 0x... 4x ???   'ib-i4l1s01'`: nothing cabled
             fabric.drop("unconnected port")
             continue
         kind_b, _lid_b, port_b, guid_b, desc_a, desc_b = peer.groups()
+        where = ((guid_a.lower(), port_a), (guid_b.lower(), port_b))
         ends = []
         for kind, guid, port, desc in ((kind_a, guid_a, int(port_a), desc_a), (kind_b, guid_b, int(port_b), desc_b)):
             end = _remote_endpoint("S" if kind == "SW" else "H", guid, port, guid, desc, fabric)
             ends.append(end)
         if ends[0] is None or ends[1] is None:
-            fabric.drop("link to a SHARP aggregation node")
+            fabric.drop_link("link to a SHARP aggregation node", where)
             continue
         if ends[0].device == ends[1].device:
-            fabric.drop("link inside a director chassis")
+            fabric.drop_link("link inside a director chassis", where)
             continue
-        fabric.add_link(Link(ends[0], ends[1], speed))
+        fabric.add_link(Link(ends[0], ends[1], f"{width}{speed}"))
     if not seen:
         raise FabricError(f"{source}: no port lines (`SW  lid port 0xguid ... - ...`): not ibnetdiscover --ports output")
     return _without_orphans(fabric.dedup())

@@ -5,16 +5,23 @@ Names are the fabric's own: a switch by the name in its node description (`MLG01
 host's interface (`mlx5_0`, `ibp11s0f0`). A director chassis is one switch; its line-card ports
 are `L<blade>/U<asic>/<port>` and the links inside the chassis are not fabric links.
 
-Tiers are inferred, not assumed two: hosts are tier 0, a switch is one more than the nearest
-host (leaf 1, spine 2, core 3, ...). A switch that no host reaches is tier None.
+Tiers are inferred from the fabric's structure, not assumed two (`pipeline.fabric.tiers`): hosts
+are tier 0, leaves (the switches carrying the hosts' ports) 1, spines 2, cores 3, ...; a switch
+that no host reaches is tier None.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import re
 from dataclasses import dataclass, field
 
-TIER_NAMES = {0: "host", 1: "leaf", 2: "spine", 3: "core"}
+from pipeline.fabric.tiers import TIER_LABELS as TIER_NAMES
+from pipeline.fabric.tiers import infer_tiers
+
+
+def natural_key(text: str) -> list:
+    """Sorts `dgx2` before `dgx10`."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 class FabricError(ValueError):
@@ -47,6 +54,22 @@ class Link:
         return f"{self.a} - {self.b}"
 
 
+def ordered_ends(link: Link, kinds: dict[str, str], tiers: dict[str, int | None]) -> tuple[Endpoint, Endpoint]:
+    """A link's ends in the order the pipeline names it: the host's first, else the lower tier's
+    (a switch no host reaches last), then by name and port."""
+    if kinds[link.a.device] != kinds[link.b.device]:
+        return (link.a, link.b) if kinds[link.a.device] == "host" else (link.b, link.a)
+    lo, hi = sorted((link.a, link.b), key=lambda e: (tiers.get(e.device) or 99, natural_key(e.device),
+                                                     natural_key(e.port)))
+    return lo, hi
+
+
+def link_name(link: Link, kinds: dict[str, str], tiers: dict[str, int | None]) -> str:
+    """`luna-0001/mlx5_0~LG01-01/1`, `LG01-01/21~CSPINE1-01/1`: as alerts and the lake name links."""
+    lo, hi = ordered_ends(link, kinds, tiers)
+    return f"{lo}~{hi}"
+
+
 @dataclass
 class Device:
     name: str
@@ -54,6 +77,7 @@ class Device:
     guid: str | None = None
     description: str = ""
     model: str | None = None
+    devid: str | None = None  # the hardware's device id (ibnetdiscover's `devid=0x101b`), when the file has it
 
 
 @dataclass
@@ -63,6 +87,7 @@ class Fabric:
     devices: dict[str, Device] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)  # what was left out and why
+    _dropped_links: set = field(default_factory=set, repr=False, compare=False)
 
     def add_device(self, device: Device) -> None:
         self.devices.setdefault(device.name, device)
@@ -72,6 +97,14 @@ class Fabric:
 
     def drop(self, why: str, count: int = 1) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + count
+
+    def drop_link(self, why: str, ends: tuple[tuple[str, str], tuple[str, str]]) -> None:
+        """Count a link left out once, however many times the file lists it (from each end):
+        `ends` are its two (node GUID or name, port)."""
+        key = (why, *sorted(ends))
+        if key not in self._dropped_links:
+            self._dropped_links.add(key)
+            self.drop(why)
 
     def dedup(self) -> Fabric:
         """The same fabric with every link once (first seen kept)."""
@@ -92,23 +125,11 @@ class Fabric:
             out.setdefault(link.b.device, set()).add(link.a.device)
         return out
 
-    def tiers(self, near: dict[str, set[str]] | None = None) -> dict[str, int | None]:
-        """Hosts 0; a switch one more than its nearest host (breadth first over switches).
-        `near`: `neighbours()`, when the caller has it already."""
-        tier: dict[str, int | None] = {name: None for name in self.devices}
-        near = near if near is not None else self.neighbours()
-        queue = deque()
-        for name, device in self.devices.items():
-            if device.kind == "host":
-                tier[name] = 0
-                queue.append(name)
-        while queue:
-            name = queue.popleft()
-            for other in near.get(name, ()):
-                if tier.get(other) is None and self.devices[other].kind == "switch":
-                    tier[other] = tier[name] + 1  # type: ignore[operator]
-                    queue.append(other)
-        return tier
+    def tiers(self) -> dict[str, int | None]:
+        """Hosts 0, leaves 1, spines 2, cores 3, ... from the fabric's structure; None for a switch
+        that no host reaches (see `pipeline.fabric.tiers`)."""
+        return infer_tiers({name: d.kind for name, d in self.devices.items()},
+                           ((link.a.device, link.b.device) for link in self.links))
 
     def blast_radius(self, switch: str) -> dict:
         """What a dead switch takes with it: its links; the host ports cabled to it (down); the
@@ -116,7 +137,7 @@ class Fabric:
         host ports (cut off from the rest of the fabric); the switches below that only lose
         some uplinks (capacity). A host is cut off when none of its ports is left in the fabric."""
         near = self.neighbours()
-        tiers = self.tiers(near)
+        tiers = self.tiers()
         if switch not in self.devices or self.devices[switch].kind != "switch":
             raise KeyError(switch)
         mine = tiers.get(switch)

@@ -4,7 +4,7 @@ ibnetdiscover, LLDP or a cabling plan, every link once, readable and editable by
     clusterpulse_topology: 1
     source: selene.compute.ibnetdiscover.txt.gz (ibnetdiscover)
     devices:
-    - {name: LG01-01, kind: switch, guid: 1c34da0300728966, model: MQM8700}
+    - {name: LG01-01, kind: switch, guid: 1c34da0300728966, model: MQM8700, devid: '0xd2f0'}
     - {name: luna-0001, kind: host}
     links:                 # [device, port, device, port, speed]
     - [LG01-01, '1', luna-0001, mlx5_0, 4xHDR]
@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.fabric.model import Device, Endpoint, Fabric, FabricError, Link
+from pipeline.yaml_errors import yaml_problem
 
 MARK = "clusterpulse_topology"
 VERSION = 1
@@ -27,7 +28,7 @@ def fabric_document(fabric: Fabric, source: str = "") -> dict[str, Any]:
     devices = []
     for d in fabric.devices.values():
         entry: dict[str, Any] = {"name": d.name, "kind": d.kind}
-        for key in ("guid", "model", "description"):
+        for key in ("guid", "model", "description", "devid"):
             if getattr(d, key):
                 entry[key] = getattr(d, key)
         devices.append(entry)
@@ -50,7 +51,7 @@ def load_saved(path: str | Path) -> Fabric:
     except (OSError, UnicodeDecodeError) as exc:
         raise FabricError(f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise FabricError(f"{path}: not valid YAML: {exc}") from None
+        raise FabricError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict) or data.get(MARK) != VERSION:
         raise FabricError(f"{path}: not a saved topology (`{MARK}: {VERSION}` missing)")
     fabric = Fabric()
@@ -58,7 +59,7 @@ def load_saved(path: str | Path) -> Fabric:
         if not isinstance(entry, dict) or not entry.get("name") or entry.get("kind") not in ("switch", "host"):
             raise FabricError(f"{path}: devices[{i}] needs a name and kind switch or host, got {entry!r}")
         fabric.add_device(Device(str(entry["name"]), entry["kind"], entry.get("guid"), entry.get("description", ""),
-                                 entry.get("model")))
+                                 entry.get("model"), entry.get("devid")))
     for i, row in enumerate(data.get("links") or []):
         if not isinstance(row, list) or len(row) not in (4, 5):
             raise FabricError(f"{path}: links[{i}] must be [device, port, device, port(, speed)], got {row!r}")

@@ -19,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.fabric.model import Endpoint, Fabric, FabricError, Link
+from pipeline.fabric.model import Endpoint, Fabric, FabricError, Link, natural_key, ordered_ends
 from pipeline.topology import UnknownEntity, Wiring
 
 TIER_KIND = {1: "leaf", 2: "spine", 3: "core"}
 RACK_SIZE = 32  # nodes one simulated collector reports, as a rack's exporter gateway would
 _LAST_NUMBER = re.compile(r"(\d+)\D*$")
-
-
-def natural_key(text: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 class FabricTopology(Wiring):
@@ -63,9 +59,7 @@ class FabricTopology(Wiring):
             elif kinds == ("switch", "host"):
                 host_links[link.b.device].append((link.b.port, link.a))
             elif kinds == ("switch", "switch"):
-                lo, hi = sorted((link.a, link.b), key=lambda e: (int(self.switch_tier[self._switch_index[e.device]]),
-                                                                 natural_key(e.device), natural_key(e.port)))
-                fabric_links.append((lo, hi))
+                fabric_links.append(ordered_ends(link, {link.a.device: "switch", link.b.device: "switch"}, tiers))
         self.rails = max(len(v) for v in host_links.values())
         self.host_switch = np.full((self.nodes, self.rails), -1, np.int64)
         self.host_port = np.full((self.nodes, self.rails), -1, np.int64)

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.schemas import Alert, Batch
+from pipeline.schemas import SCHEMAS, Alert, Batch
 from pipeline.topology import Topology, UnknownEntity
 
-# dataset name -> (entity column name, row group of the batch)
+# batch kind -> row group of the batch -> (dataset name, entity column name)
 _DATASETS = {
     "card": {"rows": ("card", "node"), "events": ("card_events", "node")},
     "step": {"rows": ("step", "node")},
@@ -36,6 +36,38 @@ _DATASETS = {
 _RENAME = {"err_card": "card", "err_code": "code"}
 # rows are sorted by entity, then this column, then time: DuckDB prunes row groups by their stats
 _SUB_ENTITY = {"card": "card", "card_events": "card", "step": "rank", "port": "port"}
+TIME_TYPE = pa.timestamp("ms", tz="UTC")
+_JOB_DATASETS = ("step",)  # their messages carry the job (a card or port row has none)
+# columns `_enrich` adds from the topology, after the batch's own
+_ENRICHED = {"step": (pa.field("card", pa.uint8()),),
+             "port": (pa.field("link", pa.string()), pa.field("rail", pa.int16()))}
+# the Hive partitions of the path every file is written under (`<dataset>/date=2026-01-01/hour=07/`),
+# typed as readers should take them (DuckDB alone would read hour=07 as text and hour=13 as a number)
+PARTITIONS = pa.schema([pa.field("date", pa.date32()), pa.field("hour", pa.int32())])
+ALERTS_SCHEMA = pa.schema([
+    pa.field("ts", TIME_TYPE), pa.field("id", pa.string()), pa.field("kind", pa.string()),
+    pa.field("entity", pa.string()), pa.field("status", pa.string()), pa.field("starts_at", TIME_TYPE),
+    pa.field("ends_at", TIME_TYPE), pa.field("severity", pa.string()), pa.field("summary", pa.string()),
+    pa.field("root_cause", pa.string()), pa.field("labels", pa.string()), pa.field("evidence", pa.string()),
+    pa.field("_offset", pa.int64())])
+SINK_DATASETS = ("card", "card_events", "step", "port", "alerts")
+
+
+def dataset_schema(dataset: str) -> pa.Schema:
+    """The columns of the sink's files of `dataset` (one of SINK_DATASETS), in file order; the path
+    adds PARTITIONS. Telemetry columns come from the batch schemas (`pipeline.schemas`)."""
+    if dataset == "alerts":
+        return ALERTS_SCHEMA
+    for kind, groups in _DATASETS.items():
+        for group, (name, entity) in groups.items():
+            if name != dataset:
+                continue
+            own = [pa.field(_RENAME.get(c.name, c.name), pa.from_numpy_dtype(np.dtype(c.dtype)))
+                   for c in SCHEMAS[kind].group_columns(group)]
+            job = [pa.field("job", pa.string())] if dataset in _JOB_DATASETS else []
+            return pa.schema([pa.field("ts", TIME_TYPE), pa.field(entity, pa.string()), *job, *own,
+                              *_ENRICHED.get(dataset, ()), pa.field("_offset", pa.int64())])
+    raise KeyError(f"no dataset {dataset!r}; the sink writes {', '.join(SINK_DATASETS)}")
 
 
 def open_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -282,7 +314,7 @@ class ParquetSink:
 
         code, tick = rows(code), rows(tick)
         data: dict[str, pa.Array | np.ndarray] = {
-            "ts": pa.array(ticks[tick], pa.timestamp("ms", tz="UTC")),
+            "ts": pa.array(ticks[tick], TIME_TYPE),
             p.entity_column: pa.array(names, pa.string()).take(pa.array(code)),
         }
         if any(p.jobs):
@@ -391,18 +423,18 @@ def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
         return int(np.datetime64(value.replace("Z", ""), "ms").astype(np.int64))
 
     rows = [a for _, a in alerts]
-    return pa.table({
-        "ts": pa.array([ts(a.ends_at or a.starts_at) for a in rows], pa.timestamp("ms", tz="UTC")),
+    return pa.table({  # typed by ALERTS_SCHEMA: a batch without any root_cause still has a text column
+        "ts": [ts(a.ends_at or a.starts_at) for a in rows],
         "id": [a.id for a in rows],
         "kind": [a.kind for a in rows],
         "entity": [a.entity for a in rows],
         "status": [a.status for a in rows],
-        "starts_at": pa.array([ts(a.starts_at) for a in rows], pa.timestamp("ms", tz="UTC")),
-        "ends_at": pa.array([ts(a.ends_at) for a in rows], pa.timestamp("ms", tz="UTC")),
+        "starts_at": [ts(a.starts_at) for a in rows],
+        "ends_at": [ts(a.ends_at) for a in rows],
         "severity": [a.severity for a in rows],
         "summary": [a.summary for a in rows],
         "root_cause": [a.root_cause for a in rows],
         "labels": [json.dumps(a.labels, sort_keys=True) for a in rows],
         "evidence": [json.dumps(a.evidence, sort_keys=True) for a in rows],
-        "_offset": pa.array([o for o, _ in alerts], pa.int64()),
-    })
+        "_offset": [o for o, _ in alerts],
+    }, schema=ALERTS_SCHEMA)

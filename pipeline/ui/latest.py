@@ -1,5 +1,5 @@
 """The newest values the live page colors by, from the lake: a card metric or step compute time for
-every card, each job's recent steps, each switch's error rate.
+every card, each job's recent steps, each switch's error rate, the event time of the newest sample.
 
 Reads only the newest files of each stream partition (a file is one flush: the partition's sources
 over about `sink.flush_seconds`), so a scrape costs a few files whatever the lake's size.
@@ -17,12 +17,24 @@ from pipeline.sinks.parquet import partition_files
 METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "power, W",
            "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB",
            "compute_s": "step compute time, s"}  # the last from the step dataset
+UNITS = {name: label.rpartition(", ")[2] for name, label in METRICS.items()}  # e.g. temp_c -> °C
 
 
 def newest_files(lake: Path, dataset: str = "card", per_writer: int = 1) -> list[str]:
     """The newest `per_writer` files of each writer partition of a local lake's dataset."""
     listing = partition_files(pafs.LocalFileSystem(), str((lake / dataset).absolute()))
     return sorted(path for found in listing.values() for _, path in sorted(found)[-per_writer:])
+
+
+def newest_event_ms(lake: str | Path) -> int | None:
+    """Epoch ms of the newest sample (card, port or step) in the newest files of the lake; None
+    before any file."""
+    files = [f for dataset in ("card", "port", "step") for f in newest_files(Path(lake), dataset)]
+    if not files:
+        return None
+    query = "select max(epoch_ms(ts)) from read_parquet(?, union_by_name = true)"
+    newest = duckdb.execute(query, [files]).fetchone()[0]
+    return None if newest is None else int(newest)
 
 
 def latest_values(lake: str | Path, metric: str, cards_per_node: int = 8) -> dict[str, float]:

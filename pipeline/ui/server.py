@@ -17,8 +17,8 @@ from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_config import consumer_config
-from pipeline.schemas import Alert
-from pipeline.ui.latest import METRICS, latest_values, step_history, switch_error_rates
+from pipeline.schemas import Alert, iso_utc
+from pipeline.ui.latest import METRICS, UNITS, latest_values, newest_event_ms, step_history, switch_error_rates
 from pipeline.ui.view import ClusterView
 
 log = logging.getLogger("clusterpulse.ui")
@@ -77,32 +77,47 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
     page = resources.files("pipeline.ui").joinpath("page.html").read_text().replace("{{title}}", title)
     cache: dict[str, tuple[float, str, Any]] = {}  # what -> (when read, for which variant, value)
 
-    async def from_lake(what: str, read: Callable[[], Any], answer: Callable[[Any], dict],
-                        variant: str = "") -> web.Response:
-        """`answer(read())` as JSON, the lake read at most every 5 s per `what` (and again when its
-        `variant` changes), in a thread; 404 without a lake, 503 with the reason if it cannot be read."""
-        if lake is None:
-            return web.json_response({"error": "no lake: give --data"}, status=404)
+    async def cached(what: str, read: Callable[[], Any], variant: str = "") -> Any:
+        """`read()` in a thread, at most every 5 s per `what` (and again when its `variant` changes)."""
         now = time.monotonic()
         if what not in cache or now - cache[what][0] >= 5 or cache[what][1] != variant:
-            try:
-                cache[what] = (now, variant, await asyncio.to_thread(read))
-            except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
-                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        return web.json_response(answer(cache[what][2]))
+            cache[what] = (now, variant, await asyncio.to_thread(read))
+        return cache[what][2]
+
+    async def from_lake(what: str, read: Callable[[], Any], answer: Callable[[Any], dict],
+                        variant: str = "") -> web.Response:
+        """`answer(read())` as JSON, the lake read by `cached`; 404 without a lake, 503 with the
+        reason if it cannot be read."""
+        if lake is None:
+            return web.json_response({"error": "no lake: give --data"}, status=404)
+        try:
+            value = await cached(what, read, variant)
+        except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
+        return web.json_response(answer(value))
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
 
     async def state(request: web.Request) -> web.Response:
-        return web.Response(text=json.dumps(feed.state()), content_type="application/json")
+        body = feed.state()
+        body["data_time"] = None  # the event time of the newest sample in the lake
+        if lake is not None:
+            try:
+                newest = await cached("data_time", lambda: newest_event_ms(lake))
+                body["data_time"] = None if newest is None else iso_utc(newest)
+            except Exception:  # an unreadable lake: the alerts' event time still shows
+                pass
+        return web.Response(text=json.dumps(body), content_type="application/json")
 
     async def metric(request: web.Request) -> web.Response:
         name = request.query.get("name", "")
         if name not in METRICS:
             return web.json_response({"error": f"unknown metric {name!r}; one of {', '.join(METRICS)}"}, status=400)
         return await from_lake(name, lambda: latest_values(lake, name, int(feed.view.topo.cards_per_node)),
-                               lambda values: {"metric": name, "label": METRICS[name], "values": values})
+                               lambda values: {"metric": name, "label": METRICS[name], "unit": UNITS[name],
+                                               "min": min(values.values(), default=None),
+                                               "max": max(values.values(), default=None), "values": values})
 
     async def jobs(request: web.Request) -> web.Response:
         with feed.lock:
@@ -110,7 +125,8 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
             for a in feed.view.active.values():
                 if a.kind == "straggler" and "job" in a.labels and a.labels.get("rank", "").isdigit():
                     ranks.setdefault(a.labels["job"], set()).add(int(a.labels["rank"]))
-        return await from_lake("jobs", lambda: step_history(lake, ranks), lambda history: {"jobs": history},
+        return await from_lake("jobs", lambda: step_history(lake, ranks),
+                               lambda history: {"jobs": history, "unit": "s"},
                                variant=json.dumps(sorted((j, sorted(r)) for j, r in ranks.items())))
 
     async def fabric(request: web.Request) -> web.Response:

@@ -11,6 +11,11 @@ The switch is found as for perfquery: a topology name, or a name or GUID the inv
 Ports: IB and Ethernet number their ports from 1, ours from 0: port N (`Ethernet1/5`,
 `swp5`, `Ethernet5`: the last number of the interface name) is our port N-1.
 
+Each port's own name (`ifName`, else `ifDescr`; `interface_name`; the IB port number as the tools
+print it) goes with the batch (`Batch.port_names`) when a switch's ports are new or renamed, and
+every `NAMES_EVERY_MS` again (a detector that starts later learns them): per port set, not per
+sample; the link detector keeps them for its alerts.
+
 Counters stay counters: a 32-bit SNMP counter that wraps (IF-MIB `ifInErrors`, `ifInDiscards`,
 `dot3StatsFCSErrors` are Counter32) is unwrapped here, so the detectors see it go on rising; a
 counter that falls from low (an agent or switch restart) is passed on as a reset, which the link
@@ -33,6 +38,7 @@ from producers.adapters.prometheus import Exposition, Sample
 from producers.inventory import Inventory
 
 WRAP32 = 2 ** 32
+NAMES_EVERY_MS = 600_000  # port names are sent again this often, unchanged
 
 # metric -> (port column, scale, 32-bit counter); a column several metrics fill takes the first present
 SNMP = {"ifHCInOctets": ("rx_bytes", 1, False), "ifHCOutOctets": ("tx_bytes", 1, False),
@@ -124,6 +130,9 @@ class SwitchConverter:
         self._offset: dict[tuple[str, int, str], int] = {}
         self._names: dict[str, str] = {}  # IB GUID -> switch name (infiniband_switch_info)
         self._last_stamp: dict[str, int] = {}  # switch -> time of its last batch
+        self._port_name: dict[tuple[str, int], str] = {}  # (switch, port) -> the device's name for it
+        self._renamed: set[str] = set()  # switches with a port named anew since their last batch
+        self._names_sent: dict[str, int] = {}  # switch -> time its port names were last sent
         # (switch, port) of a label set seen before: a collector's parser and remote_write decoder
         # share one labels dict per series, so later scrapes look nothing up
         self._placed: dict[int, tuple[dict, str | None, str, tuple[str, int]]] = {}
@@ -185,7 +194,7 @@ class SwitchConverter:
             names = self.port_names.setdefault(switch, [])
             if text not in names:
                 names.append(text)
-            return names.index(text)
+            return self._named(switch, names.index(text), text)
         match = _LAST_NUMBER.search(text)
         port = int(match.group(1)) - 1 if match else -1
         if not 0 <= port < self.topo.switch_ports(switch):
@@ -193,6 +202,13 @@ class SwitchConverter:
             self.skips.add(f"port {text!r} of {switch} is not one of its {self.topo.switch_ports(switch)} ports "
                            "(port N of the name is our port N-1)", "sample")
             return None
+        return self._named(switch, port, text)
+
+    def _named(self, switch: str, port: int, text: str) -> int:
+        """Remember the device's name of a port (its switch's next batch sends names if it is news)."""
+        if self._port_name.get((switch, port)) != text:
+            self._port_name[(switch, port)] = text
+            self._renamed.add(switch)
         return port
 
     def _unwrap(self, switch: str, port: int, metric: str, value: int) -> int:
@@ -272,7 +288,20 @@ class SwitchConverter:
         for switch in by_switch:  # saved scrapes read in quick succession: each a later sample than the last
             stamps[switch] = max(stamps[switch], self._last_stamp.get(switch, -1) + 1)
             self._last_stamp[switch] = stamps[switch]
-        return [port_batch(switch, stamps[switch], ports) for switch, ports in sorted(by_switch.items())]
+        batches = [port_batch(switch, stamps[switch], ports) for switch, ports in sorted(by_switch.items())]
+        for batch in batches:
+            self._name_ports(batch)
+        return batches
+
+    def _name_ports(self, batch: Batch) -> None:
+        """Give a batch its ports' names when they are news to the readers (or not sent for a while)."""
+        switch = batch.source
+        sent = self._names_sent.get(switch)
+        if switch not in self._renamed and sent is not None and batch.ts_ms - sent < NAMES_EVERY_MS:
+            return
+        self._renamed.discard(switch)
+        self._names_sent[switch] = batch.ts_ms
+        batch.port_names = tuple(self._port_name.get((switch, p), "") for p in batch.columns["port"].tolist())
 
 
 def ufm_messages(text: str) -> tuple[Exposition, int]:

@@ -1,5 +1,7 @@
 """Root cause, dedup and lifecycle on hand-made findings (no detectors, no broker)."""
 
+import pytest
+
 from pipeline.correlate import Correlator
 from pipeline.schemas import Alert, iso_utc
 from pipeline.settings import CorrelateSettings
@@ -81,6 +83,26 @@ def test_a_throttled_card_explains_its_straggler() -> None:
     out += c.push(finding("straggler", "node0310-card1", 112), "step/0")
     out += tick(c, 120)
     assert [(a.kind, a.root_cause) for a in out] == [("thermal_throttle", None), ("straggler", out[0].id)]
+
+
+@pytest.mark.parametrize("root", ["link_down", "link_degraded"])
+def test_a_shared_nics_bad_link_explains_the_stragglers_of_every_card_it_serves(root: str) -> None:
+    """node0154's cards 0-3 share NIC 0 (an inventory's nic_cards): one page, the link, with their
+    four stragglers under it; card 4 (its own NIC) and another node's card 0 page on their own."""
+    topo = TOPO.with_card_nics({"node0154": {c: 0 for c in range(4)}})
+    c = Correlator(topo, CorrelateSettings(group_wait_s=5, idle_s=3), clock=Clock())
+    link = topo.host_link_name(154, 0)
+    out = c.push(finding(root, link, 200), "port/1")
+    for card in ("node0154-card0", "node0154-card1", "node0154-card2", "node0154-card3", "node0154-card4",
+                 "node0155-card0"):
+        out += c.push(finding("straggler", card, 203), "step/0")
+    out += tick(c, 210)
+    pages = [a for a in out if a.root_cause is None]
+    link_page = next(a for a in pages if a.entity == link)
+    assert {a.entity for a in out if a.root_cause == link_page.id} == {f"node0154-card{j}" for j in range(4)}
+    assert sorted(a.entity for a in pages) == sorted([link, "node0154-card4", "node0155-card0"])
+    if root == "link_down":
+        assert link_page.evidence["blast_radius"]["card_names"] == [f"node0154-card{j}" for j in range(4)]
 
 
 def test_both_ends_of_a_link_fire_once_and_resolve_once() -> None:

@@ -77,7 +77,13 @@ def test_a_manifest_alone_does_not_hide_the_runs_inside(tmp_path: Path) -> None:
     assert resolve_lake(str(tmp_path)).path == str(run)
 
 
-def test_querying_an_empty_lake_says_so_in_one_line(tmp_path: Path) -> None:
-    result = run_cli("query", "SELECT count(*) FROM alerts", "--data", str(tmp_path))
+def test_querying_an_empty_lake_answers_from_empty_views_and_says_so_in_one_line(tmp_path: Path) -> None:
+    result = run_cli("query", "SELECT count(*) AS n FROM alerts", "--data", str(tmp_path), "--format", "csv")
+    assert result.returncode == 0 and result.stdout.split() == ["n", "0"]
+    assert result.stderr.count("\n") == 1 and "no Parquet data in this lake yet" in result.stderr
+
+
+def test_querying_a_lake_that_does_not_exist_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_cli("query", "SELECT count(*) FROM alerts", "--data", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "no Parquet data in this lake yet" in result.stderr
+    assert f"no lake at {tmp_path / 'nowhere'} (no such directory)" in result.stderr

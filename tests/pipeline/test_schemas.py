@@ -124,3 +124,23 @@ def test_a_collectors_unreachable_sources_round_trip_and_are_checked() -> None:
                          ("node0002", "list of source names")):
         with pytest.raises(InvalidRecord, match=reason):
             decode_batch(msgpack.packb({**raw, "gone": gone}, use_bin_type=True))
+
+
+def test_port_names_travel_once_and_a_message_without_them_is_what_it_was() -> None:
+    """`pn` (each row's port as its device names it) is optional: a message without names is byte
+    for byte the old one; names survive bundling, splitting, dropping rows and the wire."""
+    from pipeline.intake import keep_rows
+    from pipeline.schemas import bundle
+
+    plain = port_batch("leaf000", 1, 3)
+    assert "pn" not in msgpack.unpackb(encode_batch(plain)) and decode_batch(encode_batch(plain)).port_names is None
+    named = port_batch("leaf001", 1, 2)
+    named.port_names = ("Ethernet1/1", "Ethernet1/2")
+    back = decode_batch(encode_batch(bundle([plain, named], "switches-a")))
+    assert back.port_names == ("", "", "", "Ethernet1/1", "Ethernet1/2")
+    assert [p.port_names for p in back.split()] == [("", "", ""), ("Ethernet1/1", "Ethernet1/2")]
+    assert keep_rows(back, np.array([1, 0, 0, 0, 1], bool)).port_names == ("", "Ethernet1/2")
+    raw = msgpack.unpackb(encode_batch(named), raw=False)
+    for bad in (["Ethernet1/1"], ["Ethernet1/1", 2], "Ethernet1/1"):
+        with pytest.raises(InvalidRecord, match="one port name"):
+            decode_batch(msgpack.packb({**raw, "pn": bad}, use_bin_type=True))

@@ -63,9 +63,8 @@ def test_a_binary_file_is_named_as_binary_and_fails(tmp_path: Path, inventory: P
 def test_an_empty_file_is_named_as_empty_and_fails(tmp_path: Path, inventory: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    done = smi(empty, inventory, tmp_path / "o.bin")
-    assert done.returncode == 1 and f"clusterpulse: {empty}: empty file" in done.stderr
-    assert "nothing ingested from 1 input" in done.stderr
+    done = smi(empty, inventory, tmp_path / "o.bin")  # nothing to read at all: a user error, one line (issue 25)
+    assert done.returncode == 2 and done.stderr == f"clusterpulse: {empty}: empty file; nothing ingested\n"
 
 
 def test_a_junk_csv_says_what_it_lacks_and_what_to_save(tmp_path: Path, inventory: Path) -> None:
@@ -243,7 +242,8 @@ def test_perfquery_sysfs_and_steps_say_why_too(tmp_path: Path, inventory: Path) 
     inv = tmp_path / "ib.yaml"
     inv.write_text("hosts:\n  h100: {node: node0100, nics: {mlx5_0: 0}}\n")
     done = cli("ingest", "sysfs", "--host", "h100", str(empty), "--inventory", str(inv), "--out", str(tmp_path / "o"))
-    assert done.returncode == 1 and f"{empty}: not a directory: expected a copy of /sys/class/infiniband" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1  # an empty file alone: a user error (issue 25)
+    assert f"{empty}: not a directory: expected a copy of /sys/class/infiniband" in done.stderr
     done = cli("ingest", "steps", str(empty), str(FIXTURES / "trace-AR.parquet"), "--format", "pai",
                "--out", str(tmp_path / "o"))
     assert done.returncode == 1
@@ -332,5 +332,5 @@ def test_steps_detect_reports_a_bad_input_and_goes_on(tmp_path: Path) -> None:
 def test_an_unreadable_input_is_one_line(tmp_path: Path, inventory: Path) -> None:
     folder = tmp_path / "not-a-file.csv"
     folder.mkdir()
-    done = smi(folder, inventory, tmp_path / "o.bin")
-    assert done.returncode == 1 and f"clusterpulse: {folder}: cannot read: Is a directory" in done.stderr
+    done = smi(folder, inventory, tmp_path / "o.bin")  # a user error: exit 2 (issue 25)
+    assert done.returncode == 2 and done.stderr == f"clusterpulse: {folder}: cannot read: Is a directory; nothing ingested\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLES, run_cli, static_http
+from tests.producers import if_mib_leaf as leaf
 
 SELENE = SAMPLES / "selene_ib_topology" / "selene.compute.ibnetdiscover.txt.gz"
 OSC = SAMPLES / "infiniband" / "osc_perfquery_fixtures"
@@ -38,7 +39,7 @@ def test_topology_import_json_and_the_file_it_writes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["switches"], summary["host_ports"], summary["links"]) == (666, 3675, 12186)
-    assert summary["tiers"] == {"leaf": 203, "spine": 321, "core": 140, "tier 4": 1, "tier 5": 1}
+    assert summary["tiers"] == {"leaf": 204, "spine": 322, "core": 140}  # management MLG/MSPINE as named
     again = json.loads(run_cli("topology", "import", str(out), "--json").stdout)  # the saved file reads back
     assert {k: again[k] for k in ("switches", "host_ports", "links", "tiers")} == \
         {k: summary[k] for k in ("switches", "host_ports", "links", "tiers")}
@@ -63,21 +64,31 @@ def test_snmp_without_a_topology_names_ports_and_pages_a_disabled_port_as_a_warn
     assert disabled["severity"] == "warning" and disabled["labels"]["admin_down"] == "true"
     assert got[("tor-a:Ethernet1/4", "resolved")]["ends_at"].startswith("2025-11-24T16:01:00")
     human = run_cli("ingest", "snmp", *map(str, files), "--switch", "tor-a", "--detect")
-    assert "tor-a:Ethernet1/4 down (port 1 of tor-a is administratively disabled)" in human.stdout
+    assert "tor-a:Ethernet1/4 down (port Ethernet1/4 of tor-a is administratively disabled)" in human.stdout
 
 
 def test_gnmic_openconfig_admin_down_and_a_live_scrape(tmp_path: Path) -> None:
-    (tmp_path / "metrics").write_text(
-        'gnmic_interfaces_interface_state_oper_status{interface_name="Ethernet7",oper_status="DOWN",source="spine-2"} 1\n'
-        'gnmic_interfaces_interface_state_admin_status{admin_status="DOWN",interface_name="Ethernet7",source="spine-2"} 1\n'
-        'gnmic_interfaces_interface_state_oper_status{interface_name="Ethernet8",oper_status="UP",source="spine-2"} 1\n'
-        'gnmic_interfaces_interface_state_counters_in_errors{interface_name="Ethernet8",source="spine-2"} 3\n')
+    """Without a topology a port disabled since the first scrape is an unused port (not paged, but
+    counted); one seen up and then disabled pages a warning labelled with its name."""
+    def scrape(admin: str, oper: str) -> str:
+        seven, eight = 'interface_name="Ethernet7"', 'interface_name="Ethernet8"'
+        return (f'gnmic_interfaces_interface_state_oper_status{{{seven},oper_status="{oper}",source="spine-2"}} 1\n'
+                f'gnmic_interfaces_interface_state_admin_status{{admin_status="{admin}",{seven},source="spine-2"}} 1\n'
+                f'gnmic_interfaces_interface_state_oper_status{{{eight},oper_status="UP",source="spine-2"}} 1\n'
+                f'gnmic_interfaces_interface_state_counters_in_errors{{{eight},source="spine-2"}} 3\n')
+
+    (tmp_path / "metrics").write_text(scrape("DOWN", "DOWN"))
     with static_http(tmp_path) as url:
         done = run_cli("ingest", "gnmic", "--target", f"{url}/metrics", "--once", "--detect", "--json")
     assert done.returncode == 0, done.stderr
+    assert alerts_of(done.stdout) == []
+    assert "1 port never up (no cable?), not paged: spine-2:Ethernet7" in done.stderr
+    (tmp_path / "up.prom").write_text(scrape("UP", "UP"))
+    done = run_cli("ingest", "gnmic", str(tmp_path / "up.prom"), str(tmp_path / "metrics"), "--detect", "--json")
+    assert done.returncode == 0, done.stderr
     [alert] = alerts_of(done.stdout)
-    assert (alert["kind"], alert["entity"], alert["severity"], alert["labels"]["admin_down"]) == \
-        ("link_down", "spine-2:Ethernet7", "warning", "true")
+    assert (alert["kind"], alert["entity"], alert["severity"]) == ("link_down", "spine-2:Ethernet7", "warning")
+    assert (alert["labels"]["admin_down"], alert["labels"]["port"]) == ("true", "Ethernet7")
 
 
 @pytest.mark.skipif(not OSC.exists(), reason="../shared/samples/infiniband is not here")
@@ -106,3 +117,60 @@ def test_ufm_and_ib_exporter_counters_on_an_imported_fabric_name_its_links(tmp_p
     assert done.returncode == 0 and "1 batch " in done.stderr, done.stderr
     unknown = run_cli("ingest", "ib-exporter", str(exporter), "--topology", str(tmp_path / "nope.txt"), "--detect")
     assert unknown.returncode == 2 and "nope.txt" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def _leaf_scrapes(tmp_path: Path) -> list[str]:
+    """The 36-port leaf's three hours of if_mib scrapes (tests/producers/if_mib_leaf.py), a file each."""
+    files = []
+    for minute in range(leaf.MINUTES + 1):
+        files.append(tmp_path / f"leaf7-{minute:03d}.prom")
+        files[-1].write_text(leaf.scrape(minute, T0))
+    return list(map(str, files))
+
+
+def _at(minute: int) -> str:
+    return f"2025-11-24T{16 + minute // 60:02d}:{minute % 60:02d}:00.000Z"
+
+
+def test_a_real_leaf_without_a_topology_pages_its_two_shutdowns_by_port_name_and_not_its_empty_ports(
+        tmp_path: Path) -> None:
+    """Issue 25: 12 ports without a cable (admin up, oper down from the first scrape) are not
+    faults; the shut port (ifIndex 3, the 25th port of the scrape) is named as the switch names it."""
+    files = _leaf_scrapes(tmp_path)
+    done = run_cli("ingest", "snmp", *files, "--switch", "leaf7", "--detect", "--json")
+    assert done.returncode == 0, done.stderr
+    alerts = alerts_of(done.stdout)
+    got = [(a["kind"], a["entity"], a["status"], a["severity"], a["starts_at"], a["ends_at"]) for a in alerts]
+    shut = "leaf7:HundredGigE0/0/0/10"
+    assert got == [("link_down", shut, "firing", "warning", _at(40), None),
+                   ("link_down", shut, "resolved", "warning", _at(40), _at(56)),
+                   ("link_down", shut, "firing", "warning", _at(110), None),
+                   ("link_down", shut, "resolved", "warning", _at(110), _at(151))]
+    labels, summary = alerts[0]["labels"], alerts[0]["summary"]
+    assert labels == {"switch": "leaf7", "link": shut, "port": "HundredGigE0/0/0/10", "admin_down": "true"}
+    assert summary.startswith(f"{shut} down (port HundredGigE0/0/0/10 of leaf7 is administratively disabled)")
+    assert "12 ports never up (no cable?), not paged: " in done.stderr
+
+
+def test_a_real_leaf_on_an_lldp_fabric_pages_a_cabled_port_never_up_and_names_ports_as_the_switch_does(
+        tmp_path: Path) -> None:
+    """With a topology, a port the fabric cables pages link_down even if never seen up (a missing
+    link); ports it does not cable do not. Alerts carry the switch's own port name."""
+    hosts = [p for p in range(1, 22) if p not in leaf.UNCABLED or p == 5]  # port 5: cabled, never up
+    lldp = {f"gpu-node{p + 1:02d}": {"lldp": [{"interface": [{
+        "name": "eth0", "chassis": [{"name": [{"value": "leaf7"}]}],
+        "port": [{"id": [{"type": "ifname", "value": f"HundredGigE0/0/0/{p}"}]}]}]}]} for p in hosts}
+    fabric = tmp_path / "lldp.json"
+    fabric.write_text(json.dumps(lldp))
+    files = _leaf_scrapes(tmp_path)
+    done = run_cli("ingest", "snmp", *files, "--switch", "leaf7", "--topology", str(fabric), "--detect", "--json")
+    assert done.returncode == 0, done.stderr
+    alerts = alerts_of(done.stdout)
+    got = [(a["entity"], a["status"], a["severity"], a["labels"].get("port")) for a in alerts]
+    missing, shut = "gpu-node06/eth0~leaf7/HundredGigE0/0/0/5", "gpu-node11/eth0~leaf7/HundredGigE0/0/0/10"
+    ten = "HundredGigE0/0/0/10"
+    assert got == [(missing, "firing", "critical", "HundredGigE0/0/0/5"),
+                   (shut, "firing", "warning", ten), (shut, "resolved", "warning", ten),
+                   (shut, "firing", "warning", ten), (shut, "resolved", "warning", ten)]
+    assert alerts[1]["labels"]["node"] == "gpu-node11" and alerts[1]["labels"]["switch"] == "leaf7"
+    assert "port HundredGigE0/0/0/10 of leaf7 is administratively disabled" in alerts[1]["summary"]

@@ -52,7 +52,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("args,reason", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], reason: str, tmp_path: Path) -> None:
-    result = run_cli(*args, "--data", str(tmp_path / "lake"), timeout=60) if args[0] in ("query", "sql") \
+    result = run_cli(*args, "--data", str(tmp_path), timeout=60) if args[0] in ("query", "sql") \
         else run_cli(*args, timeout=60)
     assert "Traceback" not in result.stderr
     assert result.returncode == 2, result.stderr
@@ -132,3 +132,76 @@ def test_a_canned_query_by_name_and_the_sql_session_dot_commands(tmp_path: Path)
     assert session.returncode == 0 and "Traceback" not in session.stderr
     assert "unknown command '.nonsense'" in session.stdout and "42" in session.stdout
     assert ".schema VIEW" in session.stdout
+
+
+INVALID_YAML = "name: x\nseed: [1, 2\nfoo: bar\n"  # the flow sequence opened on line 2 is never closed
+YAML_PROBLEM = "line 3, column 4: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 2, column 7)"
+# (arguments, with <binary>, <invalid.yaml>, <empty>, <dir> for files made in tmp_path; what the one line says)
+BAD_FILES = [
+    (["run", "--scenario", "<binary>"], "scenario '<binary>' is not text (expected YAML)"),
+    (["simulate", "--check", "--scenario", "<binary>"], "scenario '<binary>' is not text (expected YAML)"),
+    (["eval", "--offline", "<binary>"], "scenario '<binary>' is not text (expected YAML)"),
+    (["run", "--scenario", "<invalid.yaml>"], f"scenario '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
+    (["simulate", "--check", "--scenario", "<invalid.yaml>"], f"is not valid YAML: {YAML_PROBLEM}"),
+    (["eval", "--offline", "<invalid.yaml>"], f"is not valid YAML: {YAML_PROBLEM}"),
+    (["topics", "--config", "<invalid.yaml>"], f"config file '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
+    (["run", "--config", "<invalid.yaml>"], f"config file '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
+    (["run", "--data", "<empty>", "--duration", "1"], "data directory '<empty>' (--data, env CLUSTERPULSE_DATA_DIR) "
+                                                    "is not a directory"),
+    (["run", "--data", "<empty>/lake", "--duration", "1"], "is not a directory: <empty> is a file"),
+    (["query", "fault_timeline", "--data", "<empty>"], "data directory '<empty>'"),
+    (["sql", "--data", "<binary>"], "data directory '<binary>'"),
+    (["compact", "--data", "<empty>"], "data directory '<empty>'"),
+    (["eval", "--offline", "scenarios/healthy.yaml", "--data", "<empty>"], "data directory '<empty>'"),
+    (["query", "<binary>.sql"], "query file '<binary>.sql' is not text (expected SQL)"),
+    (["ingest", "xid", "<empty>", "--host", "node0000", "--out", "/dev/null"], "<empty>: empty file; nothing ingested"),
+    (["ingest", "xid", "<dir>", "--host", "node0000", "--out", "/dev/null"], "<dir>: cannot read: Is a directory; nothing"),
+    (["ingest", "prometheus", "<empty>", "--out", "/dev/null"], "<empty>: empty file; nothing ingested"),
+    (["ingest", "prometheus", "<dir>", "<empty>", "--out", "/dev/null"], "nothing ingested from 2 inputs: <dir>: cannot "
+                                                                      "read: Is a directory; <empty>: empty file"),
+    (["ingest", "nvidia-smi", "<dir>", "--host", "node0000", "--out", "/dev/null"], "<dir>: cannot read: Is a directory"),
+    (["ingest", "perfquery", "<empty>", "--switch", "leaf000", "--out", "/dev/null"], "<empty>: empty file"),
+    (["ingest", "steps", "<empty>", "--detect"], "<empty>: empty file; expected a PAI mini-batch CSV"),
+    (["ingest", "steps", "<dir>", "--out", "/dev/null"], "<dir>: cannot read: Is a directory; nothing ingested"),
+    (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<binary>"], "inventory '<binary>' is not text"),
+    (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<invalid.yaml>"],
+     f"inventory '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
+    (["replay", "<binary>", "--bootstrap", "127.0.0.1:1"], "'<binary>' is not a ClusterPulse message file"),
+    (["replay", "<empty>", "--bootstrap", "127.0.0.1:1"], "'<empty>' is empty (replay takes a file written by"),
+    (["replay", "<dir>", "--bootstrap", "127.0.0.1:1"], "'<dir>' is a directory, not a message file"),
+    (["topology", "show", "<invalid.yaml>"], "not a topology file this knows"),
+    (["collect", "--config", "<invalid.yaml>", "--bootstrap", "127.0.0.1:1"], "bad YAML: expected ',' or ']', "
+                                                                             "but got ':' at line 3, column 4"),
+]
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> dict[str, str]:
+    """A binary file, invalid YAML, an empty file and a directory, by their placeholder names."""
+    (tmp_path / "binary").write_bytes(bytes(range(128, 256)) * 8)
+    (tmp_path / "binary.sql").write_bytes(bytes(range(128, 256)) * 8)
+    (tmp_path / "invalid.yaml").write_text(INVALID_YAML)
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "dir").mkdir()
+    return {"<binary>": str(tmp_path / "binary"), "<invalid.yaml>": str(tmp_path / "invalid.yaml"),
+            "<empty>": str(tmp_path / "empty"), "<dir>": str(tmp_path / "dir")}
+
+
+def _placed(text: str, files: dict[str, str]) -> str:
+    for name in sorted(files, key=len, reverse=True):  # <invalid.yaml> before a shorter name inside it
+        text = text.replace(name, files[name])
+    return text
+
+
+@pytest.mark.parametrize("args,reason", BAD_FILES, ids=[" ".join(a) for a, _ in BAD_FILES])
+def test_a_bad_file_is_one_line_naming_it_and_exit_2(args: list[str], reason: str, bad_files: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """Binary, invalid YAML, empty files and directories where a verb wants a file (or a file where
+    it wants the lake's directory): one line on stderr, exit 2, never a traceback or PyYAML's dump."""
+    extra = ["--data", str(tmp_path)] if args[0] in ("query",) and "--data" not in args else []
+    result = run_cli(*[_placed(a, bad_files) for a in args], *extra, timeout=60)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert _placed(reason, bad_files) in lines[0]

@@ -74,3 +74,59 @@ def test_errors_seen_at_one_end_of_a_fabric_link_fire_once_while_the_clean_end_r
     assert [(a.kind, a.entity, a.status) for a in out] == [
         ("link_degraded", "leaf000~spine001", "firing"), ("link_degraded", "leaf000~spine001", "resolved")]
     assert out[1].ends_at[17:19] == "49"  # 30 clean samples of the end that saw the errors
+
+
+def test_without_cabling_a_port_never_up_is_not_paged_and_pages_once_it_was_up() -> None:
+    """Issue 25: ports of scrapes without a topology (`PortEntities`: nothing says which are
+    cabled). Ethernet1/3 never comes up: an empty port, listed, not paged. Ethernet1/2 is down from
+    the first sample, comes up at 20 s: its going down at 40 s pages, and resolves."""
+    from pipeline.offline_detect import PortEntities
+
+    det = LinkDetector(PortEntities({"tor-a": ["Ethernet1/1", "Ethernet1/2", "Ethernet1/3"]}), LinkSettings())
+    out = []
+    for t in range(120):
+        batch = counters_batch("tor-a", t, 3, oper=[1, int(20 <= t < 40 or t >= 50), 0])
+        if t == 0:  # names come once
+            batch.port_names = ("Ethernet1/1", "Ethernet1/2", "Ethernet1/3")
+        out += det.push(batch)
+    assert [(a.kind, a.entity, a.status, a.severity) for a in out] == [
+        ("link_down", "tor-a:Ethernet1/2", "firing", "critical"),
+        ("link_down", "tor-a:Ethernet1/2", "resolved", "critical")]
+    assert out[0].starts_at[17:19] == "40" and out[1].ends_at[17:19] == "20"  # up at 50 s, held 30 s
+    assert out[0].labels["port"] == "Ethernet1/2" and "(port Ethernet1/2 of tor-a reports oper down)" in out[0].summary
+    assert det.never_up() == ["tor-a:Ethernet1/3"]
+
+
+def test_with_a_topology_a_cabled_port_down_from_the_first_sample_pages_at_once() -> None:
+    """The fabric says the port has a link: never seen up is a missing link, not an empty port."""
+    alerts = run(oper_by_tick={t: [1, 0, 1, 1, 1, 1] for t in range(20)}, ticks=60)
+    assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
+        ("link_down", LINK, "firing", "00"), ("link_down", LINK, "resolved", "00")]
+    assert "port" not in alerts[0].labels and "(port 1 of leaf000 reports oper down)" in alerts[0].summary
+
+
+def test_alerts_name_the_port_as_the_device_does_from_its_batches_else_from_the_fabrics_link() -> None:
+    """Names the batches brought (once) win; without them, the switch's end of an imported
+    fabric's link name (`h1/HCA-1~sw1/10`): IB port 10 is our port 9."""
+    from pipeline.fabric.model import Device, Endpoint, Fabric, Link
+    from pipeline.fabric.topology import FabricTopology
+
+    fabric = Fabric()
+    for name, kind in (("h1", "host"), ("h2", "host"), ("sw1", "switch")):
+        fabric.add_device(Device(name, kind))
+    fabric.add_link(Link(Endpoint("h1", "HCA-1"), Endpoint("sw1", "10")))
+    fabric.add_link(Link(Endpoint("h2", "HCA-1"), Endpoint("sw1", "11")))
+    topo = FabricTopology(fabric)
+    for names, port in ((None, "10"), (("", "", "", "", "", "", "", "", "", "Eth1/10", ""), "Eth1/10")):
+        det = LinkDetector(topo, LinkSettings())
+        crc = np.zeros(11, np.int64)
+        out = []
+        for t in range(20):
+            crc[9] += 5
+            batch = counters_batch("sw1", t, 11, crc=crc.copy())
+            batch.port_names = names if t == 0 else None
+            out += det.push(batch)
+        [alert] = out
+        assert (alert.kind, alert.entity, alert.labels["port"], alert.labels["node"]) == \
+            ("link_degraded", "h1/HCA-1~sw1/10", port, "h1")
+        assert alert.summary.endswith(f"(seen by sw1 port {port})")

@@ -139,9 +139,9 @@ def test_selene_loads_with_three_tiers_and_every_link_once() -> None:
     # 4,341 CA ports, 666 of them SHARP aggregation nodes (one per switch): 3,675 host ports
     assert fabric.summary()["host_ports"] == 3675 and fabric.dropped["SHARP aggregation node"] == 666
     assert len({link.key() for link in fabric.links}) == len(fabric.links)
-    by_prefix = {(d.name.rstrip("0123456789-").rstrip("0123456789"), tiers[d.name]) for d in switches
-                 if not d.name.startswith("M")}  # management switches (MLG, MSPINE) aside
-    assert by_prefix == {("LG", 1), ("CSPINE", 2), ("CCORE", 3)}
+    by_prefix = {(d.name.rstrip("0123456789-").rstrip("0123456789"), tiers[d.name]) for d in switches}
+    # management leaves too: MLG01-05 has no host and hangs off MSPINE4-01, which hangs off the cores
+    assert by_prefix == {("LG", 1), ("CSPINE", 2), ("CCORE", 3), ("MLG", 1), ("MSPINE", 2)}
     luna = [n for n, d in fabric.devices.items() if n.startswith("luna-")]
     ports = {end.port for link in fabric.links for end in (link.a, link.b) if end.device == "luna-0001"}
     # a DGX A100: eight compute HCAs, mlx5_4 and mlx5_5 are on the storage fabric
@@ -166,7 +166,7 @@ def test_selene_blast_radius_of_a_leaf_a_spine_and_a_core() -> None:
 @pytest.mark.skipif(not SELENE.exists(), reason="../shared/samples/selene_ib_topology is not here")
 def test_topology_show_and_radius_commands() -> None:
     out = run_cli("topology", "show", str(SELENE))
-    assert out.returncode == 0 and "469 hosts, 203 leaves, 321 spines, 140 cores" in out.stdout
+    assert out.returncode == 0 and "469 hosts, 204 leaves, 322 spines, 140 cores)" in out.stdout
     out = run_cli("topology", "radius", str(SELENE), "lg01-01", "--json")
     assert json.loads(out.stdout)["switch"] == "LG01-01"
     out = run_cli("topology", "radius", str(SELENE), "nope")

@@ -155,3 +155,27 @@ def test_a_nic_counter_that_is_not_a_count_does_not_stop_the_ingest(tmp_path) ->
                   "--out", str(tmp_path / "h.msgs"))
     assert out.returncode == 0, out.stderr
     assert "1 batch" in out.stderr and "not a count" in out.stderr and "Error" not in out.stderr
+
+
+def test_port_names_go_with_a_switchs_batch_when_its_ports_are_news_not_with_every_scrape() -> None:
+    """Names are per port, not per sample: sent with the first scrape, again when a port is new (or
+    renamed), and every NAMES_EVERY_MS; with a topology the name is the device's, not our number."""
+    from producers.adapters.switches import NAMES_EVERY_MS
+
+    def scrape(*names: str) -> str:
+        return "".join(f'ifOperStatus{{ifDescr="{n}",ifIndex="{40 + i}",ifName="{n}"}} 1\n'
+                       for i, n in enumerate(names))
+
+    for topology in (None, TOPO):
+        conv = SwitchConverter(topology, INVENTORY)
+        sent = []
+        for ts, names in ((0, ("Ethernet1/3", "Ethernet1/5")), (1000, ("Ethernet1/3", "Ethernet1/5")),
+                          (2000, ("Ethernet1/3", "Ethernet1/5", "Ethernet1/2")), (3000, ("Ethernet1/3",)),
+                          (3000 + NAMES_EVERY_MS, ("Ethernet1/3",))):
+            [batch] = conv.convert(parse(scrape(*names)), ts, "tor-a.example")
+            assert batch.source == "leaf001"
+            sent.append(batch.port_names)
+        # with a topology ports go by number (rows in its order), without in the order first seen
+        three, five, two = "Ethernet1/3", "Ethernet1/5", "Ethernet1/2"
+        assert sent[0] == (three, five) and sent[2] == ((two, three, five) if topology else (three, five, two))
+        assert sent[1] is None and sent[3] is None and sent[4] == ("Ethernet1/3",)
