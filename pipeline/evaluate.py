@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from pipeline.correlate import Correlator
 from pipeline.detect import DetectorSet
@@ -27,18 +28,25 @@ from producers.scenario import Scenario, load_scenario
 from producers.simulator import Simulator
 
 
-def faults_of(scenario: Scenario) -> list[Fault]:
-    """The injected faults, each card fault with the step time of the job its card runs."""
+def faults_of(scenario: Scenario, step_times: dict[str, dict[int, float]] | None = None) -> list[Fault]:
+    """The injected faults, each card fault with the step time of the job its card runs and, when
+    `step_times` (job -> step -> seconds since the start it was first reported) is given, the times
+    that job's steps were reported: latency in steps then counts the steps the job made, not a
+    checkpoint pause or a stall in units of its step time."""
     topo = scenario.topology
 
-    def step_s(target: str) -> float | None:
+    def job_of(target: str) -> Any:
         if topo.kind_of(target) != "card":
             return None
         node, _ = topo.parse_card(target)
-        return next((j.step_s for j in scenario.jobs if j.first_node <= node < j.first_node + j.nodes), None)
+        return next((j for j in scenario.jobs if j.first_node <= node < j.first_node + j.nodes), None)
 
-    return [Fault(t.kind, t.target, t.start_s, t.end_s, step_s(t.target))
-            for t in Simulator(scenario).ground_truth()]
+    faults = []
+    for t in Simulator(scenario).ground_truth():
+        job = job_of(t.target)
+        times = tuple(sorted((step_times or {}).get(job.name, {}).values())) if job and step_times is not None else None
+        faults.append(Fault(t.kind, t.target, t.start_s, t.end_s, job.step_s if job else None, times))
+    return faults
 
 
 def skew_tolerance_s(scenario: Scenario) -> float:
@@ -85,13 +93,20 @@ class OfflineCore:
         return self.correlator.flush()
 
 
-def run_offline(scenario: Scenario, settings: Settings) -> list[Alert]:
-    """Alerts of one scenario through the detector and correlation core, no broker."""
+def run_offline(scenario: Scenario, settings: Settings,
+                step_times: dict[str, dict[int, float]] | None = None) -> list[Alert]:
+    """Alerts of one scenario through the detector and correlation core, no broker. `step_times`,
+    when given, collects when each job's steps were first reported (for latency in steps)."""
     core = OfflineCore(scenario.topology, settings)
     alerts: list[Alert] = []
     for ts_ms, messages in Simulator(scenario).ticks():
         for message in messages:
-            alerts += core.push(decode_batch(message.value))  # the same bytes the worker decodes
+            batch = decode_batch(message.value)  # the same bytes the worker decodes
+            if step_times is not None and batch.kind == "step" and batch.job:
+                seen = step_times.setdefault(batch.job, {})
+                for step in set(batch.columns["step"].tolist()) - seen.keys():
+                    seen[step] = (batch.ts_ms - scenario.start_ms) / 1000
+            alerts += core.push(batch)
         alerts += core.end_tick(ts_ms)
     return alerts + core.finish()
 
@@ -156,12 +171,14 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
     for path in paths:
         scenario = load_scenario(path)
         started = time.monotonic()
+        step_times: dict[str, dict[int, float]] | None = None
         if offline:
-            alerts = run_offline(scenario, settings)
+            step_times = {}
+            alerts = run_offline(scenario, settings, step_times)
         else:
             log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
             alerts = run_kafka(path, settings, log_dir)
-        result = match(faults_of(scenario), alerts, scenario.start_ms, float(scenario.duration_s), holds,
+        result = match(faults_of(scenario, step_times), alerts, scenario.start_ms, float(scenario.duration_s), holds,
                        skew_tolerance_s(scenario))
         results.append(result)
         one = summarize([result])

@@ -17,6 +17,7 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.broker import EmbeddedBroker, check_reachable, create_topics, stop_process
+from pipeline.console import ConsoleAlerts
 from pipeline.kafka_config import consumer_config
 from pipeline.schemas import Alert
 from pipeline.settings import Settings
@@ -48,8 +49,9 @@ class AlertPrinter(threading.Thread):
     change, and each notification a receiver did not take, as it happens."""
 
     def __init__(self, bootstrap: str, topic: str, stream=sys.stdout,  # noqa: ANN001
-                 dead_letter_topic: str | None = None) -> None:
+                 dead_letter_topic: str | None = None, verbose: bool = True) -> None:
         super().__init__(daemon=True, name="alert-printer")
+        self.console = ConsoleAlerts(verbose)
         self.bootstrap, self.topic, self.stream = bootstrap, topic, stream
         self.dead_letter_topic = dead_letter_topic
         self.alerts: list[Alert] = []
@@ -68,14 +70,22 @@ class AlertPrinter(threading.Thread):
             consumer.assign(assigned)
             consumer.seek_to_beginning()
             while not self._stop_event.is_set():
-                for tp, records in consumer.poll(timeout_ms=200).items():
+                polled = consumer.poll(timeout_ms=200)
+                if not polled:  # quiet: sum up the consequences counted under their roots
+                    self._print(self.console.flush())
+                for tp, records in polled.items():
                     for record in records:
                         if tp.topic == self.topic:
                             self._alert(record.value)
                         else:
                             self._failed_delivery(record.value)
         finally:
+            self._print(self.console.flush())
             consumer.close()
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line, file=self.stream, flush=True)
 
     def _alert(self, value: bytes) -> None:
         try:
@@ -83,7 +93,7 @@ class AlertPrinter(threading.Thread):
         except (ValueError, TypeError):
             return
         self.alerts.append(alert)
-        print(alert.line(), file=self.stream, flush=True)
+        self._print(self.console.take(alert))
 
     def _failed_delivery(self, value: bytes) -> None:
         import json
@@ -123,7 +133,7 @@ class RunResult:
 
 
 def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, duration_s: float | None,
-                 drain_timeout_s: float = 120.0, ui_port: int = 0) -> RunResult:
+                 drain_timeout_s: float = 120.0, ui_port: int = 0, verbose: bool = False) -> RunResult:
     """Run everything until the scenario ends (speed max), --duration passes, or a signal."""
     stop = threading.Event()
 
@@ -154,7 +164,8 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         with tempfile.TemporaryDirectory(prefix="clusterpulse-run-") as tmp:
             config = write_settings_file(settings, Path(tmp))
             worker = spawn(["--config", str(config), "worker"], logs / "worker.log")
-            printer = AlertPrinter(bootstrap, settings.topic(ALERTS), dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS))
+            printer = AlertPrinter(bootstrap, settings.topic(ALERTS), dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS),
+                                   verbose=verbose)
             printer.start()
             if ui_port:
                 ui = start_ui(bootstrap, settings, ui_port)

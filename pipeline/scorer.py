@@ -46,13 +46,16 @@ STUCK_AFTER_S = 120.0  # an alert still firing this long after its fault ended n
 @dataclass(frozen=True)
 class Fault:
     """One injected fault, as the simulator's ground truth gives it (seconds since the start);
-    `step_s`: the step time of the job the target card runs, for straggler latency in steps."""
+    `step_s`: the step time of the job the target card runs, for straggler latency in steps;
+    `step_times_s`: when known, the times that job's steps were reported (latency in steps then counts
+    them: a checkpoint pause or a stall is no steps)."""
 
     kind: str
     target: str
     start_s: float
     end_s: float
     step_s: float | None = None
+    step_times_s: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -122,7 +125,7 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
             stuck = True
         by_fault[n] = (Outcome(
             fault, first, latency,
-            latency_steps=round(latency / fault.step_s, 1) if fault.step_s else None,
+            latency_steps=_latency_steps(fault, fired_s),
             notify_latency_s=latency + holds.get(first.kind, 0.0),
             resolved_early=bool(ends) and ends[0] < fault.end_s, stuck=stuck))
     outcomes = [by_fault[n] for n in range(len(faults))]  # in the caller's order
@@ -222,3 +225,11 @@ def table(report: dict) -> str:
     lines.append("page p95: latency to the notification, grouping holds included; pages: per detected fault "
                  "(goal 1); early: resolved while the fault lasted; stuck: firing 120 s after it ended")
     return "\n".join(lines)
+
+
+def _latency_steps(fault: Fault, fired_s: float) -> float | None:
+    """Steps of the target's job from the fault's start to the alert: those reported in between when
+    their times are known, else the latency in units of the job's step time."""
+    if fault.step_times_s is not None:
+        return float(sum(fault.start_s < t <= fired_s for t in fault.step_times_s))
+    return round(max(fired_s - fault.start_s, 0.0) / fault.step_s, 1) if fault.step_s else None

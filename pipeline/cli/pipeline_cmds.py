@@ -28,6 +28,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--append", action="store_true",
                    help="with --bootstrap: write into a data directory that holds another cluster's lake")
     p.add_argument("--ui-port", type=int, default=8088, help="serve the live page on this port (default 8088; 0: none)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every grouped consequence under its root cause (default: a count per root)")
     p.set_defaults(handler=cmd_run)
 
     p = new_verb(sub, "ui", "the live page: every card by leaf and rail, the fabric, active and resolved alerts",
@@ -87,7 +89,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         say(f"this run's lake: {lake}/ (earlier runs in {Path(lake).parent}/ are kept)")
     say(f"scenario {scenario.name!r}: {s.cards:,} cards, {scenario.duration_s:g} s, "
         f"{plural(len(scenario.faults), 'fault')}, speed {args.speed}")
-    result = run_pipeline(settings, args.scenario, args.speed, args.duration, ui_port=args.ui_port)
+    result = run_pipeline(settings, args.scenario, args.speed, args.duration, ui_port=args.ui_port,
+                          verbose=args.verbose)
     lost = print_summary(settings, result)
     if result.simulator_status not in (0, None, -signal.SIGTERM):
         say(f"clusterpulse: the simulator failed (status {result.simulator_status})")
