@@ -120,3 +120,18 @@ def children(tmp_path: Path) -> Iterator[Children]:
         yield c
     finally:
         c.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests skipped for want of the real captures in ../shared/samples/ (a fresh
+    clone has none), so a green run does not hide that they did not run."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = [str(r.longrepr[2]) if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped]
+    missing = sorted({reason.split("samples/", 1)[1].split()[0] for reason in reasons if "../shared/samples" in reason
+                      and "samples/" in reason})
+    count = sum("../shared/samples" in reason for reason in reasons)
+    if count:
+        terminalreporter.write_sep("-", "real captures not found")
+        terminalreporter.write_line(
+            f"{count} test(s) skipped: they read real captures from {SAMPLES}/ ({', '.join(missing)}), "
+            "which is not beside this checkout (sources: tests/fixtures/SOURCES.md)")
