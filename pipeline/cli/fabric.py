@@ -1,4 +1,5 @@
-"""Verbs over real fabrics: `topology import`, `show`, `radius`, `export`, `check`."""
+"""Verbs over real fabrics: `topology import`, `show`, `radius`, `export`, `check`, and `write` (the
+synthetic cluster in the real tools' formats)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ from pipeline.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
+    from pipeline.fabric.writers import WRITE_FORMATS
+
     p = sub.add_parser("topology", help="real fabrics: read ibnetdiscover, LLDP or cabling files; "
-                                        "tiers, blast radius, plan against discovery",
-                       description="Real fabrics: read ibnetdiscover, LLDP or cabling files.",
-                       epilog="example:\n  clusterpulse topology show selene.compute.ibnetdiscover.txt.gz\n"
+                                        "tiers, blast radius, plan against discovery; write the synthetic "
+                                        "cluster as such files",
+                       description="Real fabrics: read ibnetdiscover, LLDP or cabling files (`topology write` "
+                                   "makes them from the synthetic cluster).",
+                       epilog="example:\n  clusterpulse topology write --format ibnetdiscover --out ibnetdiscover.txt\n"
+                              "  clusterpulse topology show ibnetdiscover.txt\n"
                               "  clusterpulse topology check --plan plan.ndt --found ibnetdiscover.txt\n"
                               "  clusterpulse topology check --found ibnetdiscover.txt     # link rates alone",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +78,20 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="the report as JSON (slow_links; with --plan also matched, "
                                                        "miswired, missing, unexpected, counts)")
     v.set_defaults(handler=cmd_check)
+
+    v = new_verb(verbs, "write", "write the synthetic cluster's fabric as the real tools print it (ibnetdiscover, "
+                                 "LLDP json0 per host, UFM NDT cabling plan), for import, show, radius and check",
+                 "clusterpulse topology write --format ibnetdiscover --out ibnetdiscover.txt\n"
+                 "clusterpulse topology write --format lldp --out lldp/      # lldp/<host>.json, one per machine\n"
+                 "clusterpulse topology write --format ndt --out hosts.ndt --scenario scenarios/straggler.yaml",
+                 log_level=False)
+    v.add_argument("--format", required=True, choices=list(WRITE_FORMATS),
+                   help="ibnetdiscover (default form), ibnetdiscover-ports (--ports form), lldp (a directory of "
+                        "`lldpcli -f json0 show neighbors` documents) or ndt (UFM NDT cabling CSV)")
+    v.add_argument("--out", required=True, metavar="PATH", help="the file to write (a directory for lldp)")
+    v.add_argument("--scenario", metavar="FILE", help="write this scenario's `cluster:` shape instead of the "
+                                                      "settings' cluster (default: the built-in 10,240 cards)")
+    v.set_defaults(handler=cmd_write)
 
 
 FORMATS = {"ibnetdiscover": "ibnetdiscover", "lldp": "lldp", "ndt": "cabling"}  # --format -> reader
@@ -238,3 +258,32 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{plural(len(found.links), 'link')}; {plural(len(slow), 'slow link')} "
                   "(below the usual speed or width of their kind)")
     return 0 if (report is None or report.clean) and not slow else 1
+
+
+def cmd_write(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.cli.simulation import load_scenario_or_fail
+    from pipeline.fabric.model import FabricError
+    from pipeline.fabric.writers import ETHERNET, INFINIBAND_NDR, synthetic_fabric, write_fabric
+    from pipeline.topology import Topology
+
+    if args.scenario:
+        scenario = load_scenario_or_fail(args.scenario)
+        if scenario.topology_file:
+            raise UsageError(f"{args.scenario}: its cluster is an imported fabric (cluster.topology: "
+                             f"{scenario.topology_file}); topology write writes a synthetic cluster shape")
+        shape = scenario.shape
+    else:
+        shape = settings.cluster.shape()
+    topology = Topology(shape)
+    fabric = synthetic_fabric(topology, ETHERNET if args.format == "lldp" else INFINIBAND_NDR)
+    try:
+        write_fabric(fabric, args.format, args.out)
+    except FabricError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+    print(f"{args.out} ({args.format}): {plural(topology.nodes, 'host')} with "
+          f"{plural(int(topology.host_exists.sum()), 'host port')}, {plural(topology.leaves, 'leaf', 'leaves')}, "
+          f"{plural(topology.spines, 'spine')}, {plural(len(fabric.links), 'link')} "
+          f"({shape.cards:,} cards); read it with `clusterpulse topology import {args.out}`")
+    return 0

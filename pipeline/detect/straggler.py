@@ -78,6 +78,7 @@ class _Job:
     excess_sigma: float | None = None
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's slowdown when it fired
     recovery: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's CUSUM toward its usual
+    cusum_limit: float = float("inf")  # the CUSUM's firing threshold at the last step judged
 
 
 class StragglerDetector:
@@ -251,11 +252,16 @@ class StragglerDetector:
         return the firing threshold h and each rank's recovery threshold."""
         s = self.settings
         excess = ratio - job.usual[ranks]
+        # a rank whose CUSUM is already half way to firing stops teaching its usual: judged on the
+        # state before this step, so no step's own noise decides whether it is learned (unbiased), yet
+        # a slowdown early in a job (when the usual still learns fast) cannot be learned as usual
+        halfway = job.cusum[ranks] >= job.cusum_limit / 2
         spread = _robust_sd(excess)
         job.excess_sigma = spread if job.excess_sigma is None else 0.9 * job.excess_sigma + 0.1 * spread
         sigma = max(job.excess_sigma, spread, 1e-4)  # the larger: a noisy step is not taken for a slowdown
         k = s.min_slowdown / sigma  # the CUSUM's reference: only excess above min_slowdown accumulates
         limit = float(_cusum_threshold(np.array([k]), s.false_alarm_steps)[0])
+        job.cusum_limit = limit
         z = excess / sigma
         job.cusum[ranks] = np.maximum(job.cusum[ranks] + np.minimum(z - k, limit / 3), 0.0)
         # the return: the reference halfway between its usual and the slowdown it fired with
@@ -273,7 +279,7 @@ class StragglerDetector:
         # +-k sigma: unbiased for noise symmetric about the usual (learning only from steps under k,
         # as before, biased it low by 0.2 sigma and the CUSUM drifted up: ~100x the false alarms
         # it aims at), while a slowdown moves it by at most k sigma / usual_steps a step
-        learn = ~job.firing[ranks]
+        learn = ~job.firing[ranks] & ~halfway
         calm = ranks[learn]
         job.learned[calm] += 1
         weight = 1.0 / np.minimum(job.learned[calm], s.usual_steps)
