@@ -86,3 +86,14 @@ def test_an_alert_before_the_fault_does_not_detect_it_and_one_left_firing_is_stu
     on_time = alert("card_failed", "node0001-card1", 11, status="resolved", end=60)
     assert match([fault], [fired, on_time], START_MS, end_s=300).outcomes[0].stuck is False
     assert match([fault], [fired], START_MS, end_s=100).outcomes[0].stuck is None  # the run ended first
+
+
+def test_latency_in_steps_counts_the_steps_the_job_reported_when_their_times_are_known() -> None:
+    """A straggler from 100 s found at 130 s in a 1 s-step job that paused 20 s for a checkpoint
+    (no step reported 101-121 s): 10 steps, not 30."""
+    times = tuple(float(t) for t in list(range(90, 101)) + list(range(121, 140)))
+    fault = Fault("straggler", "node0002-card3", 100, 200, 1.0, times)
+    [outcome] = match([fault], [alert("straggler", "node0002-card3", 130)], START_MS, end_s=400).outcomes
+    assert (outcome.latency_s, outcome.latency_steps) == (30.0, 10.0)
+    nominal = Fault("straggler", "node0002-card3", 100, 200, 1.0)
+    assert match([nominal], [alert("straggler", "node0002-card3", 130)], START_MS, end_s=400).outcomes[0].latency_steps == 30.0
