@@ -105,6 +105,11 @@ def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, re
             raise LakeError(f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
                             f"{_describe(identity)}): give another --data, or --append to add to it anyway")
         return f"appending to {root}, which holds the lake of another cluster ({_describe(found)})"
+    runs = runs_in(root)
+    if runs and not append:
+        raise LakeError(f"{root} holds {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of `clusterpulse run`: "
+                        f"a lake written beside them would hide them from `query --data {root}`; give this one "
+                        f"its own --data (e.g. {root / 'worker'})")
     if has_data(root) and not append:
         raise LakeError(f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
                         "--data, or --append to add to it anyway")

@@ -122,7 +122,7 @@ class DetectOutput:
                   flush=True)
         firing = sum(a.status == "firing" for a in alerts)
         print(f"clusterpulse: {len(alerts)} alert records ({firing} firing, {len(alerts) - firing} resolved) "
-              f"from {len(batches)} batches of {', '.join(sorted(kinds)) or 'nothing'}", file=sys.stderr, flush=True)
+              f"from {len(batches)} batch{'es' if len(batches) != 1 else ''} of {', '.join(sorted(kinds)) or 'nothing'}", file=sys.stderr, flush=True)
         if self.never_up:
             shown = ", ".join(self.never_up[:5]) + (", ..." if len(self.never_up) > 5 else "")
             count = f"{len(self.never_up)} port{'s' if len(self.never_up) != 1 else ''}"

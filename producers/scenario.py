@@ -404,6 +404,8 @@ def load_scenario(path: str | Path | None) -> Scenario:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"scenario {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
+    if isinstance(data, dict) and "faults" not in data:  # the one field without a default (the spec)
+        raise ScenarioError(f"{path}: faults: missing; list the faults to inject (`faults: []` for none)")
     cluster = data.get("cluster") if isinstance(data, dict) else None
     for key in ("topology", "inventory"):  # files relative to the scenario
         if isinstance(cluster, dict) and isinstance(cluster.get(key), str):

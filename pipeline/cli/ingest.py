@@ -128,7 +128,7 @@ def _open_output(args: argparse.Namespace, settings: Settings, topology: Any, co
         if args.out:
             raise UsageError("--detect prints alerts and sends nothing: leave out --out")
         if args.ports_as_entities:  # the switches and ports seen, once the inputs are read
-            return DetectOutput(lambda: PortEntities(converter["switches"].port_names), settings, args.json)
+            return DetectOutput(lambda: PortEntities(converter["switches"].port_names if "switches" in converter else {}), settings, args.json)
         return DetectOutput(lambda: topology, settings, args.json)
     if args.json:
         raise UsageError("--json goes with --detect (the alerts as JSON lines)")
@@ -200,12 +200,15 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     converter: dict = {}  # the handler's switch converter, for the port entities --detect names
     output = _open_output(args, settings, topology, converter)
     args.converter = converter
+    handled = False
     try:
-        return HANDLERS[args.source](args, topology, inventory, output)
+        status = HANDLERS[args.source](args, topology, inventory, output)
+        handled = True
+        return status
     except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
         raise CommandError(str(exc)) from None
-    finally:
-        if not close_output(output):
+    finally:  # --detect judges and prints only what a finished ingest gave; a broker output is flushed
+        if (handled or not args.detect) and not close_output(output):
             return 1  # a message the broker did not take fails the command
 
 
@@ -332,8 +335,13 @@ def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -
     from producers.adapters import read_text
     from producers.adapters.switches import SwitchConverter, ufm_messages
 
-    if args.target or any(not read_text(path).lstrip().startswith("{") for path in args.inputs
-                          if Path(path).is_file()):
+    def json_messages(path: str) -> bool:
+        try:
+            return read_text(path).lstrip().startswith("{")
+        except ValueError:  # empty, binary: the Prometheus path names the file and why
+            return False
+
+    if args.target or any(not json_messages(path) for path in args.inputs if Path(path).is_file()):
         return _prometheus(args, topology, inventory, output)  # UFM's Prometheus endpoint: the same metric names
     from producers.ingest import ingest_inputs
 

@@ -49,11 +49,12 @@ def _lake(settings: Settings) -> str:
 
 
 def _say_if_no_data(result: Any) -> None:
-    """One line when the query reads views and no telemetry dataset has files: every view is empty
-    (a wrong --data, or a run that has not flushed yet)."""
+    """One line when no telemetry dataset has files and every view the query reads is empty (a wrong
+    --data, or a run that has not flushed yet); a lake of the fabric's dimension tables alone is
+    not empty for a query of them."""
     from pipeline.lake_views import TELEMETRY_VIEWS
 
-    if result.views_used and set(result.empty_views) >= set(TELEMETRY_VIEWS):
+    if result.views_used and set(result.empty_views) >= set(TELEMETRY_VIEWS) | set(result.views_used):
         say("clusterpulse: no Parquet data in this lake yet (every view is empty): give the lake with --data, "
             "or wait for the worker's first flush")
 
@@ -91,7 +92,7 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-SQL_HELP = """.tables          the views (card, card_events, step, port, alerts)
+SQL_HELP = """.tables          the views (card, card_events, step, port, alerts; devices, fabric_links)
 .schema VIEW     a view's columns
 .read FILE       run the statements of an .sql file
 .help            this text
@@ -103,11 +104,11 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     """A small REPL: statements end with ';', dot commands as in the duckdb CLI. The `duckdb` CLI
     works too: duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql" (the
     newest run in data/, like --data data)."""
-    from pipeline.query import connect
+    from pipeline.query import DATASETS, connect
 
     lake = _lake(settings)
     con, empty = connect(lake)
-    print(f"views over {lake}: card, card_events, step, port, alerts"
+    print(f"views over {lake}: {', '.join(DATASETS)}"
           + (f" (empty: {', '.join(empty)})" if empty else "") + ". End statements with ';'; .help, .quit.")
     buffer = ""
     while True:

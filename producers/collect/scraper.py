@@ -168,6 +168,7 @@ class Scraper:
         self.partial_said: set[tuple[str, str]] = set()
         self.busy_since = -math.inf  # the last time the loop stalled (`_watch_loop`)
         self.session: aiohttp.ClientSession | None = None
+        self.stopping: asyncio.Event | None = None  # set when the collector stops: failures then are ours
 
     # ---- configuration -----------------------------------------------------------------------
     def load(self) -> None:
@@ -223,6 +224,7 @@ class Scraper:
     # ---- running -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop` is set; SIGHUP (`reload_requested`) and file_sd changes reload."""
+        self.stopping = stop
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
             self.session = session
@@ -379,6 +381,8 @@ class Scraper:
         self.metrics.scrape_seconds.labels(target.job).observe(took)
         self.metrics.scrapes.labels(target.job).inc()
         if problem is not None:
+            if self.stopping is not None and self.stopping.is_set():  # our own session closed under it
+                return NO_NEWS
             stalled = self.busy_since >= started_mono or took > target.timeout_s + BUSY_LAG_S
             if reason == "timeout" and stalled:  # our loop stalled (the timeout itself fired late), not the target
                 self.metrics.failures.labels(target.job, "collector_busy").inc()

@@ -87,3 +87,22 @@ def test_querying_a_lake_that_does_not_exist_is_a_one_line_error(tmp_path: Path)
     result = run_cli("query", "SELECT count(*) FROM alerts", "--data", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"no lake at {tmp_path / 'nowhere'} (no such directory)" in result.stderr
+
+
+def test_a_worker_lake_is_not_written_beside_the_runs_of_clusterpulse_run(tmp_path: Path) -> None:
+    """`query --data data` reads the newest run; a worker's lake written into `data` itself would
+    be read instead of every later run (seen following the README's collector quick start)."""
+    run = new_run_dir(str(tmp_path), "default")
+    assert claim_lake(str(run), lake_identity(BIG, "clusterpulse")) is None  # the run's own worker
+    with pytest.raises(LakeError, match=r"holds 1 run directory .*its own --data \(e.g. .*worker\)"):
+        claim_lake(str(tmp_path), lake_identity(BIG, "clusterpulse"))
+    assert not (tmp_path / "_lake.json").exists()
+    assert claim_lake(str(tmp_path / "worker"), lake_identity(BIG, "clusterpulse")) is None
+
+
+def test_a_lake_of_the_fabric_alone_answers_its_queries_without_calling_itself_empty(tmp_path: Path) -> None:
+    assert run_cli("topology", "export", "--data", str(tmp_path)).returncode == 0  # the built-in cluster
+    reach = run_cli("query", "switch_reach", "--data", str(tmp_path), "--param", "switch=leaf017", "--format", "csv")
+    assert reach.returncode == 0 and "node" in reach.stdout and "no Parquet data" not in reach.stderr
+    alerts = run_cli("query", "SELECT count(*) AS n FROM alerts", "--data", str(tmp_path))
+    assert "no Parquet data in this lake yet" in alerts.stderr  # no telemetry: that one is empty

@@ -89,6 +89,10 @@ def test_bad_files_are_refused_with_their_path(tmp_path: Path) -> None:
     wrong.write_text(yaml.safe_dump(fault(kind="meltdown")))
     with pytest.raises(ScenarioError, match=r"wrong.yaml: faults\[0\].kind"):
         load_scenario(wrong)
+    unfinished = tmp_path / "unfinished.yaml"  # would run the 900 s default cluster with nothing in it
+    unfinished.write_text("name: x\n")
+    with pytest.raises(ScenarioError, match=r"unfinished.yaml: faults: missing; .*`faults: \[\]` for none"):
+        load_scenario(unfinished)
 
 
 def test_json_is_valid_yaml(tmp_path: Path) -> None:

@@ -162,6 +162,8 @@ BAD_FILES = [
     (["ingest", "nvidia-smi", "<dir>", "--host", "node0000", "--out", "/dev/null"], "<dir>: cannot read: Is a directory"),
     (["ingest", "perfquery", "<empty>", "--switch", "leaf000", "--out", "/dev/null"], "<empty>: empty file"),
     (["ingest", "steps", "<empty>", "--detect"], "<empty>: empty file; expected a PAI mini-batch CSV"),
+    (["ingest", "ufm", "<empty>", "--detect"], "<empty>: empty file; nothing ingested"),
+    (["ingest", "snmp", "<empty>", "--switch", "leaf000", "--detect"], "<empty>: empty file; nothing ingested"),
     (["ingest", "steps", "<dir>", "--out", "/dev/null"], "<dir>: cannot read: Is a directory; nothing ingested"),
     (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<binary>"], "inventory '<binary>' is not text"),
     (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<invalid.yaml>"],

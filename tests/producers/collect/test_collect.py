@@ -151,9 +151,11 @@ def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path
         assert metric(text, "clusterpulse_collect_targets", job="gpu") == 32
         assert metric(text, "clusterpulse_collect_target_up", job="gpu", instance=f"127.0.0.1:{base + 20}") == 0
         assert metric(text, "clusterpulse_collect_rounds_total", job="gpu", outcome="on_time") > 30
+        before = len(collect_log.read_text())
         collector.send_signal(signal.SIGTERM)
         assert collector.wait(timeout=10) == 0
         assert "collector stopped" in collect_log.read_text()
+        assert "Connector is closed" not in collect_log.read_text()[before:]  # its own session, not the fleet
     finally:
         for proc in reversed(procs):
             stop_process(proc, timeout_s=10)
