@@ -127,7 +127,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     clone has none), so a green run does not hide that they did not run."""
     skipped = terminalreporter.stats.get("skipped", [])
     reasons = [str(r.longrepr[2]) if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped]
-    missing = sorted({reason.split("samples/", 1)[1].split()[0] for reason in reasons if "../shared/samples" in reason
+    missing = sorted({reason.split("samples/", 1)[1].split()[0].split("/")[0] for reason in reasons if "../shared/samples" in reason
                       and "samples/" in reason})
     count = sum("../shared/samples" in reason for reason in reasons)
     if count:
