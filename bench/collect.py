@@ -42,7 +42,7 @@ def scrape_metrics(address: str) -> dict[tuple[str, tuple], float]:
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
-        m = re.match(r'([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$', line)
+        m = re.match(r"([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", line)
         if m:
             labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(3) or "")))
             out[(m.group(1), labels)] = float(m.group(4))
@@ -105,8 +105,10 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=10.0)
     parser.add_argument("--shard", help="run one collector per shard: N (default 1, no sharding)", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="clusterpulse-bench-collect-") as tmp_dir, \
-            EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="clusterpulse-bench-collect-") as tmp_dir,
+        EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker,
+    ):
         tmp = Path(tmp_dir)
         settings = load_settings({"bootstrap": broker.bootstrap}, environ={})
         if args.scenario:
@@ -118,12 +120,26 @@ def main() -> None:
             scrape = tmp / "scrape.yml"
             topo = (load_scenario(args.scenario) if args.scenario else default_scenario()).topology
             base = free_port_block(topo.nodes + len(topo.switch_names))
-            fleet_args = ["simulate", "--serve-exporters", "--port-base", str(base), "--scrape-config", str(scrape),
-                          "--switch-interval", f"{args.switch_interval:g}"]
+            fleet_args = [
+                "simulate",
+                "--serve-exporters",
+                "--port-base",
+                str(base),
+                "--scrape-config",
+                str(scrape),
+                "--switch-interval",
+                f"{args.switch_interval:g}",
+            ]
             if args.scenario:
                 fleet_args += ["--scenario", args.scenario]
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline", *fleet_args], cwd=ROOT,
-                                          stdout=open(tmp / "fleet.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", *fleet_args],
+                    cwd=ROOT,
+                    stdout=open(tmp / "fleet.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             while not scrape.exists():
                 time.sleep(0.2)
             time.sleep(2)
@@ -132,10 +148,26 @@ def main() -> None:
                 listen = f"127.0.0.1:{free_port()}"
                 listens.append(listen)
                 extra = ["--shard", f"{shard}/{args.shard}"] if args.shard > 1 else []
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "pipeline", "--config", str(tmp / "settings.yaml"), "collect", "--config",
-                     str(scrape), "--listen", listen, *extra], cwd=ROOT,
-                    stdout=open(tmp / f"collect-{shard}.log", "wb"), stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "pipeline",
+                            "--config",
+                            str(tmp / "settings.yaml"),
+                            "collect",
+                            "--config",
+                            str(scrape),
+                            "--listen",
+                            listen,
+                            *extra,
+                        ],
+                        cwd=ROOT,
+                        stdout=open(tmp / f"collect-{shard}.log", "wb"),
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             time.sleep(args.warmup)
             collectors = procs[1:]
             since_ms = int(time.time() * 1000)
@@ -155,30 +187,45 @@ def main() -> None:
     for i, (b, a) in enumerate(zip(before, after)):
         name = f"collector {i}/{args.shard}" if args.shard > 1 else "collector"
         for job in ("gpu", "switch"):
-            done = {o: total(a, "clusterpulse_collect_rounds_total", job=job, outcome=o)
-                    - total(b, "clusterpulse_collect_rounds_total", job=job, outcome=o)
-                    for o in ("on_time", "late", "skipped")}
+            done = {
+                o: total(a, "clusterpulse_collect_rounds_total", job=job, outcome=o)
+                - total(b, "clusterpulse_collect_rounds_total", job=job, outcome=o)
+                for o in ("on_time", "late", "skipped")
+            }
             rounds = sum(done.values())
             targets = total(a, "clusterpulse_collect_targets", job=job)
-            fails = total(a, "clusterpulse_collect_scrape_failures_total", job=job) - \
-                total(b, "clusterpulse_collect_scrape_failures_total", job=job)
-            rows.append(f"| {name} | {job}: {targets:,.0f} targets | rounds {rounds:,.0f}: on time "
-                        f"{done['on_time'] / max(rounds, 1):.1%}, late {done['late']:,.0f}, skipped "
-                        f"{done['skipped']:,.0f}; failed scrapes {fails:,.0f} | scrape p50 "
-                        f"{quantile(b, a, job, 0.5) * 1000:.0f} ms, p99 {quantile(b, a, job, 0.99) * 1000:.0f} ms |")
+            fails = total(a, "clusterpulse_collect_scrape_failures_total", job=job) - total(
+                b, "clusterpulse_collect_scrape_failures_total", job=job
+            )
+            rows.append(
+                f"| {name} | {job}: {targets:,.0f} targets | rounds {rounds:,.0f}: on time "
+                f"{done['on_time'] / max(rounds, 1):.1%}, late {done['late']:,.0f}, skipped "
+                f"{done['skipped']:,.0f}; failed scrapes {fails:,.0f} | scrape p50 "
+                f"{quantile(b, a, job, 0.5) * 1000:.0f} ms, p99 {quantile(b, a, job, 0.99) * 1000:.0f} ms |"
+            )
         seconds = (until_ms - since_ms) / 1000
-        rows_s = (total(a, "clusterpulse_collect_samples_total") - total(b, "clusterpulse_collect_samples_total")) / seconds
-        msgs_s = (total(a, "clusterpulse_collect_messages_total") - total(b, "clusterpulse_collect_messages_total")) / seconds
+        rows_s = (
+            total(a, "clusterpulse_collect_samples_total") - total(b, "clusterpulse_collect_samples_total")
+        ) / seconds
+        msgs_s = (
+            total(a, "clusterpulse_collect_messages_total") - total(b, "clusterpulse_collect_messages_total")
+        ) / seconds
         cpu = (stats[i][0] - cpu0[i]) / seconds
-        rows.append(f"| {name} | CPU {cpu:.2f} core, peak RSS {stats[i][1]:,.0f} MiB | {rows_s:,.0f} rows/s "
-                    f"(card and port rows), {msgs_s:,.0f} messages/s | |")
+        rows.append(
+            f"| {name} | CPU {cpu:.2f} core, peak RSS {stats[i][1]:,.0f} MiB | {rows_s:,.0f} rows/s "
+            f"(card and port rows), {msgs_s:,.0f} messages/s | |"
+        )
     for topic, d in sorted(delays.items()):
         if len(d):
-            rows.append(f"| tick to Kafka | {topic}: {len(d):,} messages | p50 {np.percentile(d, 50):.2f} s, "
-                        f"p99 {np.percentile(d, 99):.2f} s, max {d.max():.2f} s | |")
+            rows.append(
+                f"| tick to Kafka | {topic}: {len(d):,} messages | p50 {np.percentile(d, 50):.2f} s, "
+                f"p99 {np.percentile(d, 99):.2f} s, max {d.max():.2f} s | |"
+            )
     rows.append(f"| served fleet (not the collector) | CPU {fleet_cpu / seconds:.2f} core | | |")
-    print(f"collect benchmark, {time.strftime('%Y-%m-%d')}, {args.seconds:g} s after a {args.warmup:g} s warm-up, "
-          f"command: .venv/bin/python -m bench.collect {' '.join(sys.argv[1:])}")
+    print(
+        f"collect benchmark, {time.strftime('%Y-%m-%d')}, {args.seconds:g} s after a {args.warmup:g} s warm-up, "
+        f"command: .venv/bin/python -m bench.collect {' '.join(sys.argv[1:])}"
+    )
     print("| what | scale | result | scrapes |\n|---|---|---|---|")
     print("\n".join(rows))
 

@@ -32,8 +32,10 @@ def main() -> None:
     topo = scenario.topology
     receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="clusterpulse-collect-latency-") as tmp_dir, \
-            EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="clusterpulse-collect-latency-") as tmp_dir,
+        EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker,
+    ):
         tmp = Path(tmp_dir)
         procs: list[subprocess.Popen] = []
         try:
@@ -41,14 +43,45 @@ def main() -> None:
             procs.append(worker)
             base = free_port_block(topo.nodes + len(topo.switch_names))
             scrape = tmp / "scrape.yml"
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline", "simulate", "--serve-exporters",
-                                           "--port-base", str(base), "--scrape-config", str(scrape)], cwd=ROOT,
-                                          stdout=open(tmp / "fleet.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline",
+                        "simulate",
+                        "--serve-exporters",
+                        "--port-base",
+                        str(base),
+                        "--scrape-config",
+                        str(scrape),
+                    ],
+                    cwd=ROOT,
+                    stdout=open(tmp / "fleet.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             while not scrape.exists():
                 time.sleep(0.1)
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(config), "collect",
-                                           "--config", str(scrape), "--listen", f"127.0.0.1:{free_port()}"],
-                                          cwd=ROOT, stdout=open(tmp / "collect.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline",
+                        "--config",
+                        str(config),
+                        "collect",
+                        "--config",
+                        str(scrape),
+                        "--listen",
+                        f"127.0.0.1:{free_port()}",
+                    ],
+                    cwd=ROOT,
+                    stdout=open(tmp / "collect.log", "wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             lost: dict[str, float] = {}
             paged: dict[str, float] = {}
             deadline = time.time() + 90

@@ -4,7 +4,7 @@
 
 Writes the lake as a worker at real time would (12 partitions, a flush every 10 s), then runs each
 query in sql/ three times and reports the best time, plus bytes per sample on disk.
-Goals (README): each query < 2 s; one card's hour < 200 ms.
+Goals (docs/benchmarks.md): each query < 2 s; one card's hour < 200 ms.
 """
 
 from __future__ import annotations
@@ -25,19 +25,35 @@ from producers.scenario import parse_scenario  # noqa: E402
 
 
 def scenario(seconds: int):  # noqa: ANN201
-    return parse_scenario({
-        "name": "bench-hour", "seed": 5, "duration_s": seconds,
-        "jobs": [{"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
-                 {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
-                 {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5}],
-        "faults": [f for f in [
-            {"kind": "straggler", "target": "node0154-card3", "start_s": 300, "duration_s": 900, "severity": 0.15},
-            {"kind": "link_degradation", "target": "node0530-nic5~leaf216", "start_s": 700, "severity": 0.4},
-            {"kind": "card_failure", "target": "node1200-card0", "start_s": 1000, "duration_s": 600},
-            {"kind": "switch_failure", "target": "leaf017", "start_s": 2100, "duration_s": 300},
-            {"kind": "node_failure", "target": "node1260", "start_s": 2900, "duration_s": 400},
-        ] if f["start_s"] < seconds],
-    })
+    return parse_scenario(
+        {
+            "name": "bench-hour",
+            "seed": 5,
+            "duration_s": seconds,
+            "jobs": [
+                {"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
+                {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
+                {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5},
+            ],
+            "faults": [
+                f
+                for f in [
+                    {
+                        "kind": "straggler",
+                        "target": "node0154-card3",
+                        "start_s": 300,
+                        "duration_s": 900,
+                        "severity": 0.15,
+                    },
+                    {"kind": "link_degradation", "target": "node0530-nic5~leaf216", "start_s": 700, "severity": 0.4},
+                    {"kind": "card_failure", "target": "node1200-card0", "start_s": 1000, "duration_s": 600},
+                    {"kind": "switch_failure", "target": "leaf017", "start_s": 2100, "duration_s": 300},
+                    {"kind": "node_failure", "target": "node1260", "start_s": 2900, "duration_s": 400},
+                ]
+                if f["start_s"] < seconds
+            ],
+        }
+    )
 
 
 QUERIES = {
@@ -64,11 +80,14 @@ def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
         started = time.perf_counter()
         written = build_lake(sc, data, load_settings({}, environ={}))
-        print(f"wrote {written['rows']:,} rows in {written['files']:,} files ({written['alerts']} alert records) "
-              f"in {time.perf_counter() - started:.0f} s")
+        print(
+            f"wrote {written['rows']:,} rows in {written['files']:,} files ({written['alerts']} alert records) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
     size = sum(f.stat().st_size for f in data.rglob("*.parquet"))
-    samples = run_query(data, "select (select count(*) from card) + (select count(*) from port) "
-                              "+ (select count(*) from step) as n").rows[0][0]
+    samples = run_query(
+        data, "select (select count(*) from card) + (select count(*) from port) + (select count(*) from step) as n"
+    ).rows[0][0]
     print(f"lake: {size / 1e6:,.0f} MB, {samples:,} samples, {size / samples:.2f} bytes/sample on disk")
     for dataset in ("card", "port", "step"):
         n = run_query(data, f"select count(*) from {dataset}").rows[0][0]

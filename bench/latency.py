@@ -72,9 +72,14 @@ def read_all(bootstrap: str, topics: list[str]) -> list:
 
 def start_worker(config: Path, health_port: int, log: Path) -> subprocess.Popen:
     """A worker on `config`, returned once it holds its partitions (exits with its log if it never does)."""
-    worker = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(config), "worker"],
-                              env=child_env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                              cwd=ROOT, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--config", str(config), "worker"],
+        env=child_env(),
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -89,16 +94,28 @@ def start_worker(config: Path, health_port: int, log: Path) -> subprocess.Popen:
         time.sleep(0.5)
 
 
-def start_pipeline(broker: EmbeddedBroker, tmp: Path, group_id: str, hook_url: str,
-                   scenario: Scenario, topic_prefix: str = "clusterpulse") -> tuple[Settings, Path, subprocess.Popen]:
+def start_pipeline(
+    broker: EmbeddedBroker,
+    tmp: Path,
+    group_id: str,
+    hook_url: str,
+    scenario: Scenario,
+    topic_prefix: str = "clusterpulse",
+) -> tuple[Settings, Path, subprocess.Popen]:
     """Topics on `broker` and one ready worker for the scenario's cluster paging `hook_url`, its lake
     and logs under `tmp`: (settings, the settings file, the worker)."""
     health = free_port()
-    settings = load_settings({
-        "bootstrap": broker.bootstrap, "group_id": group_id, "data_dir": str(tmp / "lake"), "health_port": health,
-        "topic_prefix": topic_prefix,
-        "notify": {"receivers": [{"name": "bench", "url": hook_url}]},
-    }, environ={}).for_scenario(scenario)
+    settings = load_settings(
+        {
+            "bootstrap": broker.bootstrap,
+            "group_id": group_id,
+            "data_dir": str(tmp / "lake"),
+            "health_port": health,
+            "topic_prefix": topic_prefix,
+            "notify": {"receivers": [{"name": "bench", "url": hook_url}]},
+        },
+        environ={},
+    ).for_scenario(scenario)
     create_topics(settings)
     config = tmp / "settings.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
@@ -110,10 +127,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=75)
     args = parser.parse_args()
     data = copy.deepcopy(DEFAULT_SCENARIO)
-    data.update(name="latency", duration_s=args.seconds, faults=[
-        {"kind": "card_failure", "target": "node1100-card6", "start_s": 20},
-        {"kind": "link_down", "target": "node0100-nic2~leaf083", "start_s": 35},
-        {"kind": "switch_failure", "target": "leaf017", "start_s": 50, "duration_s": 15}])
+    data.update(
+        name="latency",
+        duration_s=args.seconds,
+        faults=[
+            {"kind": "card_failure", "target": "node1100-card6", "start_s": 20},
+            {"kind": "link_down", "target": "node0100-nic2~leaf083", "start_s": 35},
+            {"kind": "switch_failure", "target": "leaf017", "start_s": 50, "duration_s": 15},
+        ],
+    )
     with tempfile.TemporaryDirectory(prefix="clusterpulse-latency-") as tmp_dir:
         tmp = Path(tmp_dir)
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(data))
@@ -121,12 +143,26 @@ def main() -> None:
         receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
-            settings, config, worker = start_pipeline(broker, tmp, "bench-latency", receiver.url + "hook",
-                                                      scenario)
+            settings, config, worker = start_pipeline(broker, tmp, "bench-latency", receiver.url + "hook", scenario)
             try:
-                sim = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(config), "simulate",
-                                      "--scenario", str(tmp / "scenario.yaml"), "--speed", "1"],
-                                     env=child_env(), cwd=ROOT, capture_output=True, text=True)
+                sim = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline",
+                        "--config",
+                        str(config),
+                        "simulate",
+                        "--scenario",
+                        str(tmp / "scenario.yaml"),
+                        "--speed",
+                        "1",
+                    ],
+                    env=child_env(),
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                )
                 if sim.returncode != 0:
                     sys.exit(f"simulator failed: {sim.stderr[-2000:]}")
                 time.sleep(15)  # the last grouping holds and deliveries

@@ -39,6 +39,7 @@ def truncated(scenario_path: str | None, seconds: float, out: Path) -> Scenario:
     import copy
 
     from producers.scenario import DEFAULT_SCENARIO  # noqa: PLC0415
+
     source = yaml.safe_load(Path(scenario_path).read_text()) if scenario_path else copy.deepcopy(DEFAULT_SCENARIO)
     scenario = load_scenario(scenario_path)
     source["duration_s"] = min(seconds, scenario.duration_s)
@@ -51,8 +52,14 @@ def proc_stats(pid: int) -> tuple[float, float]:
     """(CPU seconds, peak RSS MiB) of a running process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    peak = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("VmHWM")) / 1024
+    peak = (
+        next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM")
+        )
+        / 1024
+    )
     return cpu, peak
 
 
@@ -60,9 +67,15 @@ async def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[flo
     """Seconds to consume and decode `expected` messages; (seconds, messages, samples)."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 << 20,
-                                fetch_max_bytes=64 << 20)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
     await consumer.start()
     started = time.perf_counter()
     messages = samples = 0
@@ -103,25 +116,53 @@ def main() -> None:
         scenario = truncated(args.scenario, args.seconds, tmp / "scenario.yaml")
         shape = scenario.shape
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
-            settings = load_settings({
-                "bootstrap": broker.bootstrap, "partitions": args.partitions, "group_id": "bench-workers",
-                "data_dir": str(tmp / "lake"), "log_level": "warning",
-                "cluster": {"cards": shape.cards, "cards_per_node": shape.cards_per_node,
-                            "nodes_per_leaf": shape.nodes_per_leaf, "spines": shape.spines}}, environ={})
+            settings = load_settings(
+                {
+                    "bootstrap": broker.bootstrap,
+                    "partitions": args.partitions,
+                    "group_id": "bench-workers",
+                    "data_dir": str(tmp / "lake"),
+                    "log_level": "warning",
+                    "cluster": {
+                        "cards": shape.cards,
+                        "cards_per_node": shape.cards_per_node,
+                        "nodes_per_leaf": shape.nodes_per_leaf,
+                        "spines": shape.spines,
+                    },
+                },
+                environ={},
+            )
             create_topics(settings)
             config = tmp / "settings.yaml"
             config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
             topics = [settings.topic(t) for t in TELEMETRY_TOPICS]
 
             started = time.perf_counter()
-            sim = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(config), "simulate",
-                                  "--scenario", str(tmp / "scenario.yaml"), "--speed", "max"],
-                                 env=child_env(), capture_output=True, text=True, cwd=ROOT)
+            sim = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "--config",
+                    str(config),
+                    "simulate",
+                    "--scenario",
+                    str(tmp / "scenario.yaml"),
+                    "--speed",
+                    "max",
+                ],
+                env=child_env(),
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             produce_s = time.perf_counter() - started
             if sim.returncode != 0:
                 sys.exit(f"simulator failed: {sim.stderr[-2000:]}")
             from kafka import KafkaConsumer, TopicPartition  # noqa: PLC0415
+
             from pipeline.kafka_config import consumer_config  # noqa: PLC0415
+
             probe = KafkaConsumer(**consumer_config(broker.bootstrap, "bench-probe", None))
             parts = [TopicPartition(t, p) for t in topics for p in probe.partitions_for_topic(t) or ()]
             total = sum(probe.end_offsets(parts).values())
@@ -132,11 +173,22 @@ def main() -> None:
             logs = [open(tmp / f"worker-{i}.log", "wb") for i in range(args.workers)]
             started = time.perf_counter()
             command = [sys.executable, "-m", "pipeline", "--config", str(config), "worker"]
-            profiled = [py_spy(), "record", "--format", "raw", "-r", "100", "-o", str(args.profile), "--",
-                        *command] if args.profile else command
-            workers = [subprocess.Popen(profiled if args.profile and i == 0 else command,
-                                        env=child_env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                        start_new_session=True) for i, log in enumerate(logs)]
+            profiled = (
+                [py_spy(), "record", "--format", "raw", "-r", "100", "-o", str(args.profile), "--", *command]
+                if args.profile
+                else command
+            )
+            workers = [
+                subprocess.Popen(
+                    profiled if args.profile and i == 0 else command,
+                    env=child_env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    start_new_session=True,
+                )
+                for i, log in enumerate(logs)
+            ]
             stats = [(0.0, 0.0)] * len(workers)
             try:
                 while True:
@@ -157,15 +209,21 @@ def main() -> None:
                 for w in workers:
                     stop_process(w, 20, sig=2 if args.profile else 15)
     seconds = scenario.duration_s
-    print(f"scenario: {shape.cards:,} cards, {seconds:g} simulated s, {total:,} telemetry messages, "
-          f"{samples:,} samples; {args.partitions} partitions")
+    print(
+        f"scenario: {shape.cards:,} cards, {seconds:g} simulated s, {total:,} telemetry messages, "
+        f"{samples:,} samples; {args.partitions} partitions"
+    )
     print(f"simulator into Kafka: {produce_s:.1f} s = {seconds / produce_s:.1f}x real time")
     print(f"ceiling (aiokafka consume + decode, one process): {ceiling_s:.1f} s = {seconds / ceiling_s:.1f}x real time")
-    print(f"{args.workers} worker(s) drain to committed end: {drain_s:.1f} s = {seconds / drain_s:.2f}x real time, "
-          f"{ceiling_s / drain_s:.2f} of the ceiling (start-up and group join included)")
+    print(
+        f"{args.workers} worker(s) drain to committed end: {drain_s:.1f} s = {seconds / drain_s:.2f}x real time, "
+        f"{ceiling_s / drain_s:.2f} of the ceiling (start-up and group join included)"
+    )
     for i, (cpu, peak) in enumerate(stats):
-        print(f"  worker {i}: {cpu:.1f} CPU s ({cpu / seconds * 100:.0f} % of one core per simulated s), "
-              f"peak RSS {peak:,.0f} MiB")
+        print(
+            f"  worker {i}: {cpu:.1f} CPU s ({cpu / seconds * 100:.0f} % of one core per simulated s), "
+            f"peak RSS {peak:,.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

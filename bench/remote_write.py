@@ -56,10 +56,11 @@ def requests(rounds: int) -> tuple[list[bytes], list[int]]:
             if text is None:
                 continue
             extra = {"instance": f"{name}:9400", "job": job, kind: name}
-            samples += [Sample(s.name, {**s.labels, **extra}, s.value, base_ms + i * 1000)
-                        for s in parse(text.decode()).samples]
+            samples += [
+                Sample(s.name, {**s.labels, **extra}, s.value, base_ms + i * 1000) for s in parse(text.decode()).samples
+            ]
         for start in range(0, len(samples), PER_REQUEST):
-            chunk = samples[start:start + PER_REQUEST]
+            chunk = samples[start : start + PER_REQUEST]
             bodies.append(encode_write_request(chunk))
             counts.append(len(chunk))
     return bodies, counts
@@ -72,15 +73,20 @@ def main() -> None:
     args = parser.parse_args()
     print("encoding the requests ...", file=sys.stderr, flush=True)
     bodies, counts = requests(args.rounds)
-    with tempfile.TemporaryDirectory(prefix="clusterpulse-bench-rw-") as tmp_dir, \
-            EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="clusterpulse-bench-rw-") as tmp_dir,
+        EmbeddedBroker(log_path=Path(tmp_dir) / "broker.log") as broker,
+    ):
         tmp = Path(tmp_dir)
         settings = load_settings({"bootstrap": broker.bootstrap}, environ={})
         create_topics(settings)
         listen = f"127.0.0.1:{free_port()}"
-        collector = subprocess.Popen([sys.executable, "-m", "pipeline", "collect", "--bootstrap", broker.bootstrap,
-                                      "--listen", listen], cwd=ROOT, stdout=open(tmp / "collect.log", "wb"),
-                                     stderr=subprocess.STDOUT)
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "collect", "--bootstrap", broker.bootstrap, "--listen", listen],
+            cwd=ROOT,
+            stdout=open(tmp / "collect.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 30
             while time.time() < deadline:
@@ -100,9 +106,12 @@ def main() -> None:
                         index[0] += 1
                     if i >= len(bodies):
                         return
-                    request = urllib.request.Request(f"http://{listen}/api/v1/write", data=bodies[i], method="POST",
-                                                     headers={"Content-Encoding": "snappy",
-                                                              "Content-Type": "application/x-protobuf"})
+                    request = urllib.request.Request(
+                        f"http://{listen}/api/v1/write",
+                        data=bodies[i],
+                        method="POST",
+                        headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"},
+                    )
                     with urllib.request.urlopen(request, timeout=60) as resp:
                         ok = resp.status == 204
                     with lock:
@@ -120,13 +129,18 @@ def main() -> None:
             after = scrape_metrics(listen)
         finally:
             stop_process(collector, timeout_s=10)
-    rows = total(after, "clusterpulse_collect_samples_total", source="remote_write") - \
-        total(before, "clusterpulse_collect_samples_total", source="remote_write")
-    print(f"remote_write benchmark, {time.strftime('%Y-%m-%d')}, command: .venv/bin/python -m bench.remote_write "
-          f"{' '.join(sys.argv[1:])}")
-    print(f"| {len(bodies):,} requests, {sum(counts):,} samples ({args.rounds} s of 10,240 cards and the fabric) | "
-          f"{accepted[0] / elapsed:,.0f} samples/s accepted in {elapsed:.1f} s ({refused[0]} refused) | collector CPU "
-          f"{(cpu - cpu0) / elapsed:.2f} core, peak RSS {rss:,.0f} MiB | {rows:,.0f} card and port rows out |")
+    rows = total(after, "clusterpulse_collect_samples_total", source="remote_write") - total(
+        before, "clusterpulse_collect_samples_total", source="remote_write"
+    )
+    print(
+        f"remote_write benchmark, {time.strftime('%Y-%m-%d')}, command: .venv/bin/python -m bench.remote_write "
+        f"{' '.join(sys.argv[1:])}"
+    )
+    print(
+        f"| {len(bodies):,} requests, {sum(counts):,} samples ({args.rounds} s of 10,240 cards and the fabric) | "
+        f"{accepted[0] / elapsed:,.0f} samples/s accepted in {elapsed:.1f} s ({refused[0]} refused) | collector CPU "
+        f"{(cpu - cpu0) / elapsed:.2f} core, peak RSS {rss:,.0f} MiB | {rows:,.0f} card and port rows out |"
+    )
 
 
 if __name__ == "__main__":

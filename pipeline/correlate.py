@@ -15,9 +15,10 @@
 
 Event time: the correlator's clock is the slowest active source's watermark. A source that has
 read everything in its partition and whose watermark has not moved for 5 s (caught up: a
-partition with no new data, a stalled job) cannot send anything older and does not hold the clock; neither does one silent for `idle_s` of wall
-time (a dead worker). A source that lags, however long, holds it. When every source is caught up
-or idle (the input stopped), what is held is released after a short quiet period.
+partition with no new data, a stalled job) cannot send anything older and does not hold the clock;
+neither does one silent for `idle_s` of wall time (a dead worker). A source that lags, however
+long, holds it. When every source is caught up or idle (the input stopped), what is held is
+released after a short quiet period.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ class _Held:
 
 
 class Correlator:
-    def __init__(self, topology: Topology, settings: CorrelateSettings | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, topology: Topology, settings: CorrelateSettings | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.topo = topology
         self.settings = settings or CorrelateSettings()
         self.wall = clock
@@ -88,8 +90,18 @@ class Correlator:
         self.unconfirmed: dict[str, tuple[Alert, str]] = {}
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
-    _STATE = ("held", "published", "roots", "sources", "watermarks", "caught_up", "job_nodes", "resolved", "orphans",
-              "unconfirmed")
+    _STATE = (
+        "held",
+        "published",
+        "roots",
+        "sources",
+        "watermarks",
+        "caught_up",
+        "job_nodes",
+        "resolved",
+        "orphans",
+        "unconfirmed",
+    )
     _ADDED = {"orphans": dict, "unconfirmed": dict}  # state newer than some snapshots: empty when restored from one
 
     def reset(self) -> None:
@@ -165,10 +177,13 @@ class Correlator:
 
     def _confirmed(self, finding: Alert) -> Alert:
         links = len(self.topo.witness_links(finding.kind, finding.entity))
-        return replace(finding, summary=f"{finding.entity} down: its exporter does not answer "
-                                        f"({finding.evidence.get('collector', 'collector')}) and all {links} links "
-                                        "its neighbours see are down",
-                       evidence={**finding.evidence, "witness_links_down": links})
+        return replace(
+            finding,
+            summary=f"{finding.entity} down: its exporter does not answer "
+            f"({finding.evidence.get('collector', 'collector')}) and all {links} links "
+            "its neighbours see are down",
+            evidence={**finding.evidence, "witness_links_down": links},
+        )
 
     def _confirm_for(self, link: str) -> list[Alert]:
         """Unreachable nodes or switches behind a link that just went down, now that the fabric agrees."""
@@ -223,8 +238,14 @@ class Correlator:
                     self.orphans[alert.id] = end_ms + int(ORPHAN_AFTER_S * 1000)
         if firing is None:
             return [finding]  # fired before a restart: pass the resolution on
-        return [replace(finding, root_cause=firing.root_cause, labels=firing.labels,
-                        evidence={**firing.evidence, **finding.evidence})]
+        return [
+            replace(
+                finding,
+                root_cause=firing.root_cause,
+                labels=firing.labels,
+                evidence={**firing.evidence, **finding.evidence},
+            )
+        ]
 
     def advance(self, source: str, ts_ms: int, caught_up: bool = False) -> list[Alert]:
         """A source's watermark (and whether it has read all its partition); release what is due."""
@@ -239,19 +260,30 @@ class Correlator:
         """Consequences still firing `ORPHAN_AFTER_S` after their cause resolved: a firing record
         again, ungrouped (same id and start), so they page on their own."""
         out = []
-        for alert_id, due_ms in sorted(self.orphans.items(), key=lambda item: item[1]):
+        for orphan_id, due_ms in sorted(self.orphans.items(), key=lambda item: item[1]):
             if due_ms > clock:
                 continue
-            del self.orphans[alert_id]
-            alert = self.published.get(alert_id)
+            del self.orphans[orphan_id]
+            alert = self.published.get(orphan_id)
             if alert is None or alert.root_cause is None:
                 continue
             cause = self.roots.get(alert.root_cause)
-            why = f"still firing {ORPHAN_AFTER_S:g} s after {cause[0].kind} {cause[0].entity} resolved" if cause \
+            why = (
+                f"still firing {ORPHAN_AFTER_S:g} s after {cause[0].kind} {cause[0].entity} resolved"
+                if cause
                 else f"still firing {ORPHAN_AFTER_S:g} s after its cause resolved"
+            )
             base = alert.summary.split(" (consequence of ")[0]
-            out.append(self._publish(replace(alert, root_cause=None, summary=f"{base} ({why})",
-                                             evidence={**alert.evidence, "was_grouped_under": alert.root_cause})))
+            out.append(
+                self._publish(
+                    replace(
+                        alert,
+                        root_cause=None,
+                        summary=f"{base} ({why})",
+                        evidence={**alert.evidence, "was_grouped_under": alert.root_cause},
+                    )
+                )
+            )
         return out
 
     def _quiet(self, source: str, now: float) -> bool:
@@ -287,8 +319,15 @@ class Correlator:
         for held in ready:
             del self.held[held.alert.id]
             root = self._root_cause(held.alert)
-            log.debug("release %s %s (held until %d) at clock %d, watermarks %s, root %s", held.alert.kind,
-                      held.alert.entity, held.release_ms, self.clock_ms(), self.watermarks, root and root.entity)
+            log.debug(
+                "release %s %s (held until %d) at clock %d, watermarks %s, root %s",
+                held.alert.kind,
+                held.alert.entity,
+                held.release_ms,
+                self.clock_ms(),
+                self.watermarks,
+                root and root.entity,
+            )
             firing = self._publish(held.alert, root)
             out.append(firing)
             if held.resolved is not None:
@@ -300,16 +339,24 @@ class Correlator:
     def _publish(self, alert: Alert, root: Alert | None = None) -> Alert:
         labels = dict(alert.labels)
         if root is not None:
-            alert = replace(alert, root_cause=root.id, labels=labels,
-                            summary=f"{alert.summary} (consequence of {root.kind} {root.entity})")
+            alert = replace(
+                alert,
+                root_cause=root.id,
+                labels=labels,
+                summary=f"{alert.summary} (consequence of {root.kind} {root.entity})",
+            )
         else:
             radius = self.blast_radius(alert)
             if radius:
                 jobs = radius.get("jobs") or []
                 if len(jobs) == 1:
                     labels.setdefault("job", jobs[0])
-                alert = replace(alert, labels=labels, evidence={**alert.evidence, "blast_radius": radius},
-                                summary=f"{alert.summary}; {_describe(radius)}")
+                alert = replace(
+                    alert,
+                    labels=labels,
+                    evidence={**alert.evidence, "blast_radius": radius},
+                    summary=f"{alert.summary}; {_describe(radius)}",
+                )
         self.published[alert.id] = alert
         if alert.kind in ROOT_KINDS:
             self.roots[alert.id] = (alert, _ms(alert.starts_at), None)
@@ -331,7 +378,7 @@ class Correlator:
     def _remember_resolved(self, finding: Alert, keep: int = 100_000) -> None:
         self.resolved[finding.id] = _ms(finding.ends_at or finding.starts_at)
         if len(self.resolved) > keep:  # bounded: the oldest episodes are forgotten first
-            for key in sorted(self.resolved, key=self.resolved.__getitem__)[:keep // 10]:
+            for key in sorted(self.resolved, key=self.resolved.__getitem__)[: keep // 10]:
                 del self.resolved[key]
 
     def _prune_roots(self, now_ms: int, keep_ms: int = 600_000) -> None:
@@ -349,7 +396,8 @@ class Correlator:
             if alert.kind == "straggler":  # its card's heat, or the link of the NIC serving it (maybe shared)
                 link = topo.card_link(alert.entity)
                 return [("thermal_throttle", alert.entity)] + (
-                    [("link_down", link), ("link_degraded", link)] if link else [])
+                    [("link_down", link), ("link_degraded", link)] if link else []
+                )
             if alert.kind == "card_failed":
                 return [("card_ecc", alert.entity)]
         except UnknownEntity:
@@ -369,19 +417,33 @@ class Correlator:
                 nodes = radius.pop("node_names")
                 return {**radius, "jobs": self._jobs_of(set(nodes))}
             if alert.kind == "node_down":
-                return {"cards": topo.cards_per_node, "nodes": 1, "links": topo.node_links(topo.node_index(alert.entity)),
-                        "jobs": self._jobs_of({alert.entity})}
+                return {
+                    "cards": topo.cards_per_node,
+                    "nodes": 1,
+                    "links": topo.node_links(topo.node_index(alert.entity)),
+                    "jobs": self._jobs_of({alert.entity}),
+                }
             if alert.kind in ("card_failed", "card_ecc", "thermal_throttle", "straggler"):
                 node, _ = topo.parse_card(alert.entity)
                 impact = "stalled" if alert.kind == "card_failed" else "slowed"
-                return {"cards": 1, "nodes": 0, "links": 0, "jobs": self._jobs_of({topo.node_name(node)}),
-                        "impact": impact}
+                return {
+                    "cards": 1,
+                    "nodes": 0,
+                    "links": 0,
+                    "jobs": self._jobs_of({topo.node_name(node)}),
+                    "impact": impact,
+                }
             if alert.kind in ("link_down", "link_flapping"):
                 what, a, b = topo.resolve_link(alert.entity)
                 if what == "host":  # every card its NIC serves (several where the host has fewer NICs)
                     cards = topo.link_cards(alert.entity)
-                    return {"cards": len(cards), "nodes": 0, "links": 1,
-                            "jobs": self._jobs_of({topo.node_name(a)}), **({"card_names": cards} if cards else {})}
+                    return {
+                        "cards": len(cards),
+                        "nodes": 0,
+                        "links": 1,
+                        "jobs": self._jobs_of({topo.node_name(a)}),
+                        **({"card_names": cards} if cards else {}),
+                    }
                 return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
         except UnknownEntity:
             return None

@@ -93,8 +93,9 @@ class OfflineCore:
         return self.correlator.flush()
 
 
-def run_offline(scenario: Scenario, settings: Settings,
-                step_times: dict[str, dict[int, float]] | None = None) -> list[Alert]:
+def run_offline(
+    scenario: Scenario, settings: Settings, step_times: dict[str, dict[int, float]] | None = None
+) -> list[Alert]:
     """Alerts of one scenario through the detector and correlation core, no broker. `step_times`,
     when given, collects when each job's steps were first reported (for latency in steps)."""
     core = OfflineCore(scenario.topology, settings)
@@ -121,9 +122,14 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
     prefix = f"eval{uuid.uuid4().hex[:8]}"
     broker = None if settings.bootstrap else EmbeddedBroker(log_path=log_dir / "broker.log").start()
     bootstrap = settings.bootstrap or broker.bootstrap  # type: ignore[union-attr]
-    settings = settings.model_copy(update={
-        "bootstrap": bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-worker",
-        "data_dir": str(log_dir / "lake")}).for_scenario(scenario)
+    settings = settings.model_copy(
+        update={
+            "bootstrap": bootstrap,
+            "topic_prefix": prefix,
+            "group_id": f"{prefix}-worker",
+            "data_dir": str(log_dir / "lake"),
+        }
+    ).for_scenario(scenario)
     procs: list[subprocess.Popen] = []
     printer = AlertPrinter(bootstrap, settings.topic(ALERTS), stream=open(log_dir / "alerts.log", "w"))
     try:
@@ -160,8 +166,9 @@ def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, time
             broker.stop()
 
 
-def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path | None = None,
-             progress=sys.stderr) -> dict:  # noqa: ANN001
+def evaluate(
+    paths: list[str], settings: Settings, offline: bool, log_root: Path | None = None, progress=sys.stderr
+) -> dict:  # noqa: ANN001
     """Score every scenario; returns the JSON report of the CLI."""
     from pipeline.scorer import match, summarize
 
@@ -178,24 +185,51 @@ def evaluate(paths: list[str], settings: Settings, offline: bool, log_root: Path
         else:
             log_dir = Path(tempfile.mkdtemp(prefix="clusterpulse-eval-", dir=log_root))
             alerts = run_kafka(path, settings, log_dir)
-        result = match(faults_of(scenario, step_times), alerts, scenario.start_ms, float(scenario.duration_s), holds,
-                       skew_tolerance_s(scenario))
+        result = match(
+            faults_of(scenario, step_times),
+            alerts,
+            scenario.start_ms,
+            float(scenario.duration_s),
+            holds,
+            skew_tolerance_s(scenario),
+        )
         results.append(result)
         one = summarize([result])
-        per_scenario.append({
-            "scenario": scenario.name, "path": path, "mode": "offline" if offline else "kafka",
-            "elapsed_s": round(time.monotonic() - started, 1), **one["overall"],
-            "faults": [{"kind": o.fault.kind, "target": o.fault.target, "start_s": o.fault.start_s,
-                        "detected_by": o.alert.kind if o.alert else None, "latency_s": o.latency_s,
-                        "latency_steps": o.latency_steps, "notify_latency_s": o.notify_latency_s,
-                        "pages": o.pages, "resolved_early": o.resolved_early, "stuck": o.stuck}
-                       for o in result.outcomes],
-            "false_positive_alerts": [{"kind": a.kind, "entity": a.entity, "starts_at": a.starts_at,
-                                       "summary": a.summary} for a in result.false_positives],
-            "alerts": [json.loads(a.to_json()) for a in alerts],
-        })
-        print(f"{scenario.name}: {one['overall']['detected']}/{one['overall']['injected']} detected, "
-              f"{one['overall']['false_positives']} false positives, {one['overall']['grouped']} grouped "
-              f"({per_scenario[-1]['elapsed_s']} s)", file=progress, flush=True)
+        per_scenario.append(
+            {
+                "scenario": scenario.name,
+                "path": path,
+                "mode": "offline" if offline else "kafka",
+                "elapsed_s": round(time.monotonic() - started, 1),
+                **one["overall"],
+                "faults": [
+                    {
+                        "kind": o.fault.kind,
+                        "target": o.fault.target,
+                        "start_s": o.fault.start_s,
+                        "detected_by": o.alert.kind if o.alert else None,
+                        "latency_s": o.latency_s,
+                        "latency_steps": o.latency_steps,
+                        "notify_latency_s": o.notify_latency_s,
+                        "pages": o.pages,
+                        "resolved_early": o.resolved_early,
+                        "stuck": o.stuck,
+                    }
+                    for o in result.outcomes
+                ],
+                "false_positive_alerts": [
+                    {"kind": a.kind, "entity": a.entity, "starts_at": a.starts_at, "summary": a.summary}
+                    for a in result.false_positives
+                ],
+                "alerts": [json.loads(a.to_json()) for a in alerts],
+            }
+        )
+        print(
+            f"{scenario.name}: {one['overall']['detected']}/{one['overall']['injected']} detected, "
+            f"{one['overall']['false_positives']} false positives, {one['overall']['grouped']} grouped "
+            f"({per_scenario[-1]['elapsed_s']} s)",
+            file=progress,
+            flush=True,
+        )
     report = summarize(results)
     return {"scenarios": per_scenario, "by_kind": report["by_kind"], "overall": report["overall"]}

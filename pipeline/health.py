@@ -14,8 +14,9 @@ from pipeline.metrics import CONTENT_TYPE
 log = logging.getLogger("clusterpulse.health")
 
 
-async def serve_health(port: int, report: Callable[[], dict[str, Any]], host: str = "0.0.0.0",
-                       metrics: Callable[[], bytes] | None = None) -> None:
+async def serve_health(
+    port: int, report: Callable[[], dict[str, Any]], host: str = "0.0.0.0", metrics: Callable[[], bytes] | None = None
+) -> None:
     """Serve until cancelled. `report()` must return a dict with a boolean "ready"; `metrics()`,
     if given, the Prometheus text exposition served on GET /metrics."""
 

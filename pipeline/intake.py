@@ -17,7 +17,7 @@ rows named, like a collector's message naming an unknown source.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -36,20 +36,29 @@ def check_time(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings)
     can still take (`newest_ms`: the partition's newest message time, -1 for none yet)."""
     ts = batch.ts_ms
     if ts < EARLIEST_MS:
-        raise InvalidRecord(f"timestamp {ts} is before 2001-09-09 in milliseconds: seconds sent as milliseconds?",
-                            "time_unit")
+        raise InvalidRecord(
+            f"timestamp {ts} is before 2001-09-09 in milliseconds: seconds sent as milliseconds?", "time_unit"
+        )
     ahead_s = (ts - now_ms) / 1000
     if ahead_s > rules.future_grace_s:
-        raise InvalidRecord(f"timestamp {_iso(ts)} is {ahead_s:.0f} s ahead of this worker's clock "
-                            f"(intake.future_grace_s = {rules.future_grace_s:g})", "time_ahead")
+        raise InvalidRecord(
+            f"timestamp {_iso(ts)} is {ahead_s:.0f} s ahead of this worker's clock "
+            f"(intake.future_grace_s = {rules.future_grace_s:g})",
+            "time_ahead",
+        )
     late_s = (newest_ms - ts) / 1000 if newest_ms >= 0 else 0.0
     if late_s > rules.allowed_lateness_s:
-        raise InvalidRecord(f"timestamp {_iso(ts)} is {late_s:.0f} s older than its partition's newest "
-                            f"sample (intake.allowed_lateness_s = {rules.allowed_lateness_s:g})", "too_late")
+        raise InvalidRecord(
+            f"timestamp {_iso(ts)} is {late_s:.0f} s older than its partition's newest "
+            f"sample (intake.allowed_lateness_s = {rules.allowed_lateness_s:g})",
+            "too_late",
+        )
 
 
 _GAUGES = {kind: [c.name for c in schema.group_columns("rows") if c.dtype == "<f4"] for kind, schema in SCHEMAS.items()}
-_COUNTERS = {kind: [c.name for c in schema.group_columns("rows") if c.dtype == "<u8"] for kind, schema in SCHEMAS.items()}
+_COUNTERS = {
+    kind: [c.name for c in schema.group_columns("rows") if c.dtype == "<u8"] for kind, schema in SCHEMAS.items()
+}
 
 
 def _all_good(batch: Batch) -> bool:
@@ -104,8 +113,10 @@ def bad_rows(batch: Batch) -> tuple[np.ndarray, list[str]]:
 def keep_rows(batch: Batch, keep: np.ndarray) -> Batch | None:
     """The batch with only the rows `keep` marks (group `rows`; events stay); sources left with no
     row and no event are dropped. None when nothing is left."""
-    columns = {c.name: (batch.columns[c.name][keep] if c.group == "rows" else batch.columns[c.name])
-               for c in batch.schema.columns}
+    columns = {
+        c.name: (batch.columns[c.name][keep] if c.group == "rows" else batch.columns[c.name])
+        for c in batch.schema.columns
+    }
     names = None if batch.port_names is None else tuple(np.asarray(batch.port_names, object)[keep].tolist())
     if batch.parts is None:
         if not keep.any() and not any(len(batch.columns[c.name]) for c in batch.schema.columns if c.group != "rows"):
@@ -133,7 +144,8 @@ def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> t
         return batch, None
     count = int(bad.sum())
     what = f"{count} row{'s' if count > 1 else ''} with values no sample can have ({'; '.join(named)}" + (
-        f"; and {count - len(named)} more)" if count > len(named) else ")")
+        f"; and {count - len(named)} more)" if count > len(named) else ")"
+    )
     kept = keep_rows(batch, ~bad)
     if kept is None:
         raise InvalidRecord(what, IMPOSSIBLE)
@@ -160,6 +172,6 @@ def _value(value: np.generic) -> str:
 
 def _iso(ts_ms: int) -> str:
     try:
-        return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return f"{ts_ms} ms"

@@ -1,6 +1,6 @@
 """Kafka client settings that suit both Tansu (embedded, tests) and Apache Kafka (production).
 
-Measured on this machine (see README, "Broker settings"): kafka-python needs `crc32c` installed
+Measured on this machine (see docs/operations.md, "Broker settings"): kafka-python needs `crc32c` installed
 and lz4 compression for throughput; group members need short session, heartbeat and rebalance
 timeouts or Tansu keeps them waiting ~30 s at join.
 """

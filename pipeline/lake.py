@@ -25,8 +25,9 @@ def partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def build_lake(scenario: Scenario, root: str | Path, settings: Settings, flush_every_ticks: int = 10,
-               partitions: int = 12) -> dict[str, int]:
+def build_lake(
+    scenario: Scenario, root: str | Path, settings: Settings, flush_every_ticks: int = 10, partitions: int = 12
+) -> dict[str, int]:
     topo = scenario.topology
     sink = ParquetSink(root, flush_rows=10**9, flush_seconds=10**9, topology=topo)
     core = OfflineCore(topo, settings)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class LakeError(ValueError):
 
 def new_run_dir(root: str | Path, scenario_name: str, now: datetime | None = None) -> Path:
     """A fresh directory for one `clusterpulse run` under `root` (never an existing one)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-") or "run"
     base = Path(root) / f"{RUN_PREFIX}{now:%Y%m%dT%H%M%SZ}-{safe}"
     path, n = base, 1
@@ -50,8 +50,9 @@ def runs_in(root: Path) -> list[Path]:
     """Run directories under `root`, oldest first."""
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(RUN_PREFIX) and is_lake(p)),
-                  key=lambda p: p.name)
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name.startswith(RUN_PREFIX) and is_lake(p)), key=lambda p: p.name
+    )
 
 
 @dataclass
@@ -102,29 +103,37 @@ def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, re
         if {k: found.get(k) for k in keys} == {k: identity.get(k) for k in keys}:
             return None
         if not append:
-            raise LakeError(f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
-                            f"{_describe(identity)}): give another --data, or --append to add to it anyway")
+            raise LakeError(
+                f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
+                f"{_describe(identity)}): give another --data, or --append to add to it anyway"
+            )
         return f"appending to {root}, which holds the lake of another cluster ({_describe(found)})"
     runs = runs_in(root)
     if runs and not append:
-        raise LakeError(f"{root} holds {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of `clusterpulse run`: "
-                        f"a lake written beside them would hide them from `query --data {root}`; give this one "
-                        f"its own --data (e.g. {root / 'worker'})")
+        raise LakeError(
+            f"{root} holds {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of `clusterpulse run`: "
+            f"a lake written beside them would hide them from `query --data {root}`; give this one "
+            f"its own --data (e.g. {root / 'worker'})"
+        )
     if has_data(root) and not append:
-        raise LakeError(f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
-                        "--data, or --append to add to it anyway")
+        raise LakeError(
+            f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
+            "--data, or --append to add to it anyway"
+        )
     if not record:
         return None
     root.mkdir(parents=True, exist_ok=True)
-    record = {**identity, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {**identity, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return None
 
 
 def _describe(identity: dict[str, Any]) -> str:
     c = identity.get("cluster") or {}
-    shape = (f"{c.get('cards', '?')} cards, {c.get('cards_per_node', '?')} per node, "
-             f"{c.get('nodes_per_leaf', '?')} nodes per leaf, {c.get('spines', '?')} spines")
+    shape = (
+        f"{c.get('cards', '?')} cards, {c.get('cards_per_node', '?')} per node, "
+        f"{c.get('nodes_per_leaf', '?')} nodes per leaf, {c.get('spines', '?')} spines"
+    )
     if identity.get("fabric"):
         shape = f"fabric {identity['fabric']}, {c.get('cards_per_node', '?')} cards per node"
     return f"{shape}, topics {identity.get('topic_prefix', '?')}.*"

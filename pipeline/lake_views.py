@@ -117,16 +117,20 @@ def view_sql(name: str, files: str | None = None) -> str:
     if files == "":
         return f"create or replace view {name} as\n{_typed_empty(name)}"
     if files is not None:
-        return (f"create or replace view {name} as\n{_typed_empty(name)}\nunion all by name\n"
-                f"select * from read_parquet({files}, {_read_options(name)})")
+        return (
+            f"create or replace view {name} as\n{_typed_empty(name)}\nunion all by name\n"
+            f"select * from read_parquet({files}, {_read_options(name)})"
+        )
     variable = f"clusterpulse_view_{name}"
     lake_in_literal = f"replace({LAKE}, {_literal(QUOTE)}, {_literal(QUOTE * 2)})"
     before = "\nunion all by name\nselect * from read_parquet('"
     after = f"/{name}/**/*.parquet', {_read_options(name)})"
-    return (f"set variable {variable} = {_literal(_typed_empty(name))} || coalesce((\n"
-            f"    select {_literal(before)} || {lake_in_literal} || {_literal(after)}\n"
-            f"    from glob({LAKE} || '/{name}/**/*.parquet') limit 1), '');\n"
-            f"create or replace view {name} as select * from query(getvariable('{variable}'))")
+    return (
+        f"set variable {variable} = {_literal(_typed_empty(name))} || coalesce((\n"
+        f"    select {_literal(before)} || {lake_in_literal} || {_literal(after)}\n"
+        f"    from glob({LAKE} || '/{name}/**/*.parquet') limit 1), '');\n"
+        f"create or replace view {name} as select * from query(getvariable('{variable}'))"
+    )
 
 
 def render(names: tuple[str, ...], header: str) -> str:
@@ -135,8 +139,7 @@ def render(names: tuple[str, ...], header: str) -> str:
 
 
 def rendered_files() -> dict[Path, str]:
-    return {VIEWS_FILE: render(TELEMETRY_VIEWS, _VIEWS_HEADER),
-            FABRIC_VIEWS_FILE: render(FABRIC_VIEWS, _FABRIC_HEADER)}
+    return {VIEWS_FILE: render(TELEMETRY_VIEWS, _VIEWS_HEADER), FABRIC_VIEWS_FILE: render(FABRIC_VIEWS, _FABRIC_HEADER)}
 
 
 def main(argv: list[str] | None = None) -> int:

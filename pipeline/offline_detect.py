@@ -86,8 +86,9 @@ class DetectOutput:
     """An ingest output that keeps the messages, and at `close()` runs them through the detectors
     and the correlator in event-time order and prints the alerts."""
 
-    def __init__(self, topology: Callable[[], Any], settings: Settings, as_json: bool,
-                 stream: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, topology: Callable[[], Any], settings: Settings, as_json: bool, stream: TextIO = sys.stdout
+    ) -> None:
         self.topology = topology  # called at close: the port entities are known only then
         self.settings = settings
         self.as_json = as_json
@@ -115,16 +116,21 @@ class DetectOutput:
                 alerts += core.end_tick(batch.ts_ms)
         alerts += core.finish()
         self.alerts = alerts
-        self.never_up = [name for d in core.detectors.detectors.get("port", []) if hasattr(d, "never_up")
-                         for name in d.never_up()]
+        self.never_up = [
+            name for d in core.detectors.detectors.get("port", []) if hasattr(d, "never_up") for name in d.never_up()
+        ]
         for alert in alerts:
-            print(json.dumps(json.loads(alert.to_json())) if self.as_json else alert.line(), file=self.stream,
-                  flush=True)
+            print(
+                json.dumps(json.loads(alert.to_json())) if self.as_json else alert.line(), file=self.stream, flush=True
+            )
         firing = sum(a.status == "firing" for a in alerts)
-        print(f"clusterpulse: {len(alerts)} alert records ({firing} firing, {len(alerts) - firing} resolved) "
-              f"from {len(batches)} batch{'es' if len(batches) != 1 else ''} of {', '.join(sorted(kinds)) or 'nothing'}", file=sys.stderr, flush=True)
+        print(
+            f"clusterpulse: {len(alerts)} alert records ({firing} firing, {len(alerts) - firing} resolved) "
+            f"from {len(batches)} batch{'es' if len(batches) != 1 else ''} of {', '.join(sorted(kinds)) or 'nothing'}",
+            file=sys.stderr,
+            flush=True,
+        )
         if self.never_up:
             shown = ", ".join(self.never_up[:5]) + (", ..." if len(self.never_up) > 5 else "")
             count = f"{len(self.never_up)} port{'s' if len(self.never_up) != 1 else ''}"
-            print(f"clusterpulse: {count} never up (no cable?), not paged: {shown}",
-                  file=sys.stderr, flush=True)
+            print(f"clusterpulse: {count} never up (no cable?), not paged: {shown}", file=sys.stderr, flush=True)

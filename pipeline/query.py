@@ -79,8 +79,11 @@ def _files(data_dir: str | Path, dataset: str) -> list[str]:
         infos = fs.get_file_info(pafs.FileSelector(f"{root}/{dataset}", recursive=True, allow_not_found=True))
     except (OSError, FileNotFoundError):
         return []
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                  and not Path(i.path).name.startswith("."))
+    return sorted(
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File and i.path.endswith(".parquet") and not Path(i.path).name.startswith(".")
+    )
 
 
 def unreadable_files(data_dir: str | Path) -> list[str]:
@@ -134,8 +137,7 @@ def bind(sql: str, given: dict[str, str]) -> dict[str, str]:
     used = list(dict.fromkeys(_PARAM_USE.findall("\n".join(_statements(sql)))))
     unknown = sorted(set(given) - set(used))
     if unknown:
-        raise QueryError(f"unknown parameter(s) {', '.join(unknown)}; this query takes: "
-                         f"{', '.join(used) or 'none'}")
+        raise QueryError(f"unknown parameter(s) {', '.join(unknown)}; this query takes: {', '.join(used) or 'none'}")
     values = {}
     for name in used:
         if name in given:
@@ -148,8 +150,9 @@ def bind(sql: str, given: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def run_query(data_dir: str | Path, sql_or_file: str, params: dict[str, str] | None = None,
-              fmt: str = "table") -> QueryResult:
+def run_query(
+    data_dir: str | Path, sql_or_file: str, params: dict[str, str] | None = None, fmt: str = "table"
+) -> QueryResult:
     """Run one query (an .sql file or SQL text) and format its result."""
     if fmt not in FORMATS:
         raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

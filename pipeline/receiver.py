@@ -23,8 +23,14 @@ class WebhookReceiver(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, out: Path | None = None, echo: TextIO | None = sys.stdout,
-                 secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        out: Path | None = None,
+        echo: TextIO | None = sys.stdout,
+        secret: bytes | None = None,
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.secret = secret
         self.rejected = 0
@@ -77,6 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if self.server.secret is not None:
             from pipeline.notify.signing import HEADER, SignatureError, verify
+
             try:
                 verify(self.server.secret, raw, self.headers.get(HEADER))
             except SignatureError as exc:
@@ -101,6 +108,7 @@ def _describe(body: Any) -> str:
     if isinstance(body, dict) and {"kind", "entity", "status", "starts_at"} <= set(body):
         try:
             from pipeline.schemas import Alert
+
             return Alert(**body).line()
         except TypeError:
             pass

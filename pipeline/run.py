@@ -40,16 +40,27 @@ def child_env() -> dict[str, str]:
 
 def spawn(args: list[str], log_path: Path | None = None) -> subprocess.Popen:
     out = open(log_path, "ab") if log_path else None
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=child_env(),
-                            stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        env=child_env(),
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        start_new_session=True,
+    )
 
 
 class AlertPrinter(threading.Thread):
     """Reads the alerts and notify dead-letter topics from the beginning; prints each alert state
     change, and each notification a receiver did not take, as it happens."""
 
-    def __init__(self, bootstrap: str, topic: str, stream=sys.stdout,  # noqa: ANN001
-                 dead_letter_topic: str | None = None, verbose: bool = True) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        stream=sys.stdout,  # noqa: ANN001
+        dead_letter_topic: str | None = None,
+        verbose: bool = True,
+    ) -> None:
         super().__init__(daemon=True, name="alert-printer")
         self.console = ConsoleAlerts(verbose)
         self.bootstrap, self.topic, self.stream = bootstrap, topic, stream
@@ -64,7 +75,9 @@ class AlertPrinter(threading.Thread):
         try:
             assigned: list[TopicPartition] = []
             while not assigned and not self._stop_event.is_set():
-                assigned = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+                assigned = [
+                    TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+                ]
                 if not assigned:
                     time.sleep(0.2)
             consumer.assign(assigned)
@@ -105,8 +118,12 @@ class AlertPrinter(threading.Thread):
         except (ValueError, TypeError, KeyError):
             return
         self.failed_deliveries += 1
-        print(f"NOT DELIVERED to receiver {entry.get('receiver')}: {what} after {entry.get('attempts')} "
-              f"attempt(s): {entry.get('error')}", file=sys.stderr, flush=True)
+        print(
+            f"NOT DELIVERED to receiver {entry.get('receiver')}: {what} after {entry.get('attempts')} "
+            f"attempt(s): {entry.get('error')}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -132,8 +149,15 @@ class RunResult:
     drained: bool = False
 
 
-def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, duration_s: float | None,
-                 drain_timeout_s: float = 120.0, ui_port: int = 0, verbose: bool = False) -> RunResult:
+def run_pipeline(
+    settings: Settings,
+    scenario_path: str | None,
+    speed: str,
+    duration_s: float | None,
+    drain_timeout_s: float = 120.0,
+    ui_port: int = 0,
+    verbose: bool = False,
+) -> RunResult:
     """Run everything until the scenario ends (speed max), --duration passes, or a signal."""
     stop = threading.Event()
 
@@ -164,8 +188,12 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
         with tempfile.TemporaryDirectory(prefix="clusterpulse-run-") as tmp:
             config = write_settings_file(settings, Path(tmp))
             worker = spawn(["--config", str(config), "worker"], logs / "worker.log")
-            printer = AlertPrinter(bootstrap, settings.topic(ALERTS), dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS),
-                                   verbose=verbose)
+            printer = AlertPrinter(
+                bootstrap,
+                settings.topic(ALERTS),
+                dead_letter_topic=settings.topic(NOTIFY_DEAD_LETTERS),
+                verbose=verbose,
+            )
             printer.start()
             if ui_port:
                 ui = start_ui(bootstrap, settings, ui_port)
@@ -173,15 +201,22 @@ def run_pipeline(settings: Settings, scenario_path: str | None, speed: str, dura
             if scenario_path:
                 sim_args += ["--scenario", scenario_path]
             simulator = spawn(sim_args)
-            print(f"worker pid {worker.pid}, simulator pid {simulator.pid}; logs in {logs}/; "
-                  "alerts follow (Ctrl-C stops)", file=sys.stderr, flush=True)
+            print(
+                f"worker pid {worker.pid}, simulator pid {simulator.pid}; logs in {logs}/; "
+                "alerts follow (Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
             deadline = time.monotonic() + duration_s if duration_s else None
             while not stop.is_set():
                 if deadline and time.monotonic() >= deadline:
                     break
                 if worker.poll() is not None:
-                    print(f"worker exited with status {worker.returncode}; see {logs}/worker.log",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"worker exited with status {worker.returncode}; see {logs}/worker.log",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     break
                 if simulator.poll() is not None:
                     result.simulator_status = simulator.returncode
@@ -217,8 +252,11 @@ def start_ui(bootstrap: str, settings: Settings, port: int) -> Any:
     try:
         ui.start_in_thread()
     except OSError as exc:
-        print(f"no live page: port {port} is taken ({exc.strerror or exc}); give --ui-port N (0: none)",
-              file=sys.stderr, flush=True)
+        print(
+            f"no live page: port {port} is taken ({exc.strerror or exc}); give --ui-port N (0: none)",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     print(f"live page: {ui.url}", file=sys.stderr, flush=True)
     return ui
@@ -238,8 +276,10 @@ def print_summary(settings: Settings, result: RunResult) -> bool:
     files = sorted(Path(data).glob("*/date=*/hour=*/*.parquet")) if "://" not in data else []
     datasets = sorted({f.relative_to(data).parts[0] for f in files})
     say = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    say(f"\n{plural(firing, 'alert')} fired, {resolved} resolved; {plural(len(files), 'Parquet file')} in {data}/ "
-        f"({', '.join(datasets) or 'none'})")
+    say(
+        f"\n{plural(firing, 'alert')} fired, {resolved} resolved; {plural(len(files), 'Parquet file')} in {data}/ "
+        f"({', '.join(datasets) or 'none'})"
+    )
     lost = 0
     if settings.notify.receivers:
         tallies = ledger.tally(ledger.read(data)) if "://" not in data else {}
@@ -248,20 +288,25 @@ def print_summary(settings: Settings, result: RunResult) -> bool:
             lost += t.failed
             say(f"receiver {receiver.name}: {t.delivered} delivered, {t.failed} failed (dead-lettered)")
         if lost:
-            say(f"clusterpulse: {plural(lost, 'notification')} not delivered; after fixing the receiver, resend "
-                f"them with: .venv/bin/clusterpulse alerts replay --data {data} (same receiver settings)")
-    say("query them, e.g.:\n"
+            say(
+                f"clusterpulse: {plural(lost, 'notification')} not delivered; after fixing the receiver, resend "
+                f"them with: .venv/bin/clusterpulse alerts replay --data {data} (same receiver settings)"
+            )
+    say(
+        "query them, e.g.:\n"
         f"  .venv/bin/clusterpulse query --data {data} "
-        "\"SELECT kind, entity, status, starts_at FROM alerts ORDER BY ts\"\n"
+        '"SELECT kind, entity, status, starts_at FROM alerts ORDER BY ts"\n'
         f"  .venv/bin/clusterpulse query --data {data} "
-        "\"SELECT node, card, avg(util), max(temp_c) FROM card GROUP BY ALL ORDER BY 4 DESC LIMIT 10\"\n"
+        '"SELECT node, card, avg(util), max(temp_c) FROM card GROUP BY ALL ORDER BY 4 DESC LIMIT 10"\n'
         f"  .venv/bin/clusterpulse query --data {data} fault_timeline   (canned analyses in sql/)\n"
-        f"  or in DuckDB: SELECT * FROM read_parquet('{data}/card/**/*.parquet', hive_partitioning = true)")
+        f"  or in DuckDB: SELECT * FROM read_parquet('{data}/card/**/*.parquet', hive_partitioning = true)"
+    )
     return lost > 0
 
 
-def drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float,
-          worker: subprocess.Popen) -> bool:
+def drain(
+    bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: float, worker: subprocess.Popen
+) -> bool:
     """Wait until the worker has committed every telemetry message (its rows are on disk) and
     every finding, then for the correlator to release the symptoms it holds."""
     topics = [settings.topic(t) for t in TELEMETRY_TOPICS] + [settings.topic(FINDINGS)]
@@ -269,8 +314,7 @@ def drain(bootstrap: str, settings: Settings, stop: threading.Event, timeout_s: 
     print("scenario finished; draining the worker...", file=sys.stderr, flush=True)
     while time.monotonic() < deadline and not stop.is_set():
         if worker.poll() is not None:
-            print(f"worker exited with status {worker.returncode} before draining",
-                  file=sys.stderr, flush=True)
+            print(f"worker exited with status {worker.returncode} before draining", file=sys.stderr, flush=True)
             return False
         lag = consumer_lag(bootstrap, settings.group_id, topics)
         if lag == 0:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -149,16 +149,19 @@ class Batch:
         cols = self.schema.group_columns(group)
         return len(self.columns[cols[0].name]) if cols else 0
 
-    def reachable(self) -> "Batch | None":
+    def reachable(self) -> Batch | None:
         """This batch without the sources the collector could not reach (None if that is all of them)."""
         if not self.unreachable:
             return self
         gone = set(self.unreachable)
         parts = [part for part in self.parts or () if part[0] not in gone]
-        return Batch(self.kind, self.source, self.ts_ms, self.columns, self.job, parts,
-                     port_names=self.port_names) if parts else None
+        return (
+            Batch(self.kind, self.source, self.ts_ms, self.columns, self.job, parts, port_names=self.port_names)
+            if parts
+            else None
+        )
 
-    def split(self) -> list["Batch"]:
+    def split(self) -> list[Batch]:
         """One single-source batch per source (views of these columns, no copies)."""
         if self.parts is None:
             return [self]
@@ -168,9 +171,8 @@ class Batch:
             cols = {}
             for col in self.schema.columns:
                 begin = start[col.group]
-                cols[col.name] = self.columns[col.name][begin:begin + counts[col.group]]
-            names = None if self.port_names is None else \
-                self.port_names[start["rows"]:start["rows"] + counts["rows"]]
+                cols[col.name] = self.columns[col.name][begin : begin + counts[col.group]]
+            names = None if self.port_names is None else self.port_names[start["rows"] : start["rows"] + counts["rows"]]
             for group in start:
                 start[group] += counts[group]
             out.append(Batch(self.kind, source, self.ts_ms, cols, self.job, port_names=names))
@@ -186,8 +188,9 @@ def bundle(batches: list[Batch], collector: str) -> Batch:
     first = batches[0]
     schema = first.schema
     groups = _groups(schema)
-    columns = {c.name: np.concatenate([b.columns[c.name] for b in batches]).astype(c.dtype, copy=False)
-               for c in schema.columns}
+    columns = {
+        c.name: np.concatenate([b.columns[c.name] for b in batches]).astype(c.dtype, copy=False) for c in schema.columns
+    }
     parts = [(b.source, {g: len(b.columns[schema.group_columns(g)[0].name]) for g in groups}) for b in batches]
     names = None
     if any(b.port_names is not None for b in batches):  # rare: only batches whose port set is news
@@ -203,8 +206,14 @@ def encode_batch(batch: Batch) -> bytes:
         if not isinstance(arr, np.ndarray) or arr.dtype != col.dtype:
             arr = np.asarray(arr, dtype=col.dtype)
         cols[col.name] = arr.tobytes()
-    msg = {"v": SCHEMA_VERSION, "k": batch.kind, "src": batch.source, "ts": int(batch.ts_ms),
-           "job": batch.job, "c": cols}
+    msg = {
+        "v": SCHEMA_VERSION,
+        "k": batch.kind,
+        "src": batch.source,
+        "ts": int(batch.ts_ms),
+        "job": batch.job,
+        "c": cols,
+    }
     if batch.parts is not None:
         msg["srcs"] = [source for source, _ in batch.parts]
         msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in _groups(schema)}
@@ -227,8 +236,10 @@ def decode_batch(payload: bytes | None) -> Batch:
         raise InvalidRecord(f"message is a {type(msg).__name__}, expected a map", "not_a_map")
     version = msg.get("v")
     if type(version) is not int or version not in READ_VERSIONS:  # not 1.0, not True
-        raise InvalidRecord(f"unsupported schema version {version!r} (this worker reads "
-                            f"{', '.join(map(str, READ_VERSIONS))})", "schema_version")
+        raise InvalidRecord(
+            f"unsupported schema version {version!r} (this worker reads {', '.join(map(str, READ_VERSIONS))})",
+            "schema_version",
+        )
     kind = msg.get("k")
     schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
@@ -250,19 +261,29 @@ def decode_batch(payload: bytes | None) -> Batch:
             raise InvalidRecord(f"column {col.name!r} missing or not bytes", "bad_columns")
         dtype = np.dtype(col.dtype)
         if len(buf) % dtype.itemsize:
-            raise InvalidRecord(f"column {col.name!r} has {len(buf)} bytes, not a multiple of {dtype.itemsize}",
-                                "bad_columns")
+            raise InvalidRecord(
+                f"column {col.name!r} has {len(buf)} bytes, not a multiple of {dtype.itemsize}", "bad_columns"
+            )
         arr = np.frombuffer(buf, dtype=dtype)
         expected = lengths.setdefault(col.group, len(arr))
         if len(arr) != expected:
-            raise InvalidRecord(f"column {col.name!r} has {len(arr)} values, others in its group {expected}",
-                                "bad_columns")
+            raise InvalidRecord(
+                f"column {col.name!r} has {len(arr)} values, others in its group {expected}", "bad_columns"
+            )
         columns[col.name] = arr
     parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
     gone = _unreachable(msg, parts) if parts is not None and "gone" in msg else ()
     names = _port_names(msg, lengths.get("rows", 0)) if schema.kind == "port" and "pn" in msg else None
-    return Batch(kind=schema.kind, source=source, ts_ms=ts, columns=columns, job=job, parts=parts, unreachable=gone,
-                 port_names=names)
+    return Batch(
+        kind=schema.kind,
+        source=source,
+        ts_ms=ts,
+        columns=columns,
+        job=job,
+        parts=parts,
+        unreachable=gone,
+        port_names=names,
+    )
 
 
 def _port_names(msg: dict, rows: int) -> tuple[str, ...]:
@@ -295,12 +316,16 @@ def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tupl
     if not isinstance(counts, dict) or set(counts) != set(_groups(schema)):
         raise InvalidRecord(f"n must give row counts for the groups {', '.join(_groups(schema))}", "bad_columns")
     for group, values in counts.items():
-        if (not isinstance(values, list) or len(values) != len(sources)
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)):
+        if (
+            not isinstance(values, list)
+            or len(values) != len(sources)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+        ):
             raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})", "bad_columns")
         if sum(values) != lengths.get(group, 0):
-            raise InvalidRecord(f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}",
-                                "bad_columns")
+            raise InvalidRecord(
+                f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}", "bad_columns"
+            )
     return [(source, {g: counts[g][i] for g in counts}) for i, source in enumerate(sources)]
 
 
@@ -325,8 +350,7 @@ def check_entities(batch: Batch, topology: Topology) -> None:
                     cards = batch.columns[name]
                     if len(cards) and int(cards.max()) >= topology.cards_per_node:
                         raise UnknownEntity(
-                            f"{batch.source} has no card {int(cards.max())} "
-                            f"(cards_per_node={topology.cards_per_node})"
+                            f"{batch.source} has no card {int(cards.max())} (cards_per_node={topology.cards_per_node})"
                         )
         else:
             ports = batch.columns["port"]
@@ -353,11 +377,14 @@ def _card_overflow(batch: Batch, topology: Topology) -> bool:
     """Does any card index of this (multi-source) card batch exceed the node's cards?"""
     if batch.kind != "card":
         return False
-    return any(len(batch.columns[name]) and int(batch.columns[name].max()) >= topology.cards_per_node
-               for name in ("card", "err_card"))
+    return any(
+        len(batch.columns[name]) and int(batch.columns[name].max()) >= topology.cards_per_node
+        for name in ("card", "err_card")
+    )
 
 
 # ---- alerts -------------------------------------------------------------------------------------
+
 
 def alert_id(kind: str, entity: str) -> str:
     """Stable fingerprint of (kind, entity): the same for the firing and the resolved record."""
@@ -365,7 +392,7 @@ def alert_id(kind: str, entity: str) -> str:
 
 
 def iso_utc(ts_ms: int) -> str:
-    dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -393,7 +420,7 @@ class Alert:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, payload: bytes) -> "Alert":
+    def from_json(cls, payload: bytes) -> Alert:
         data = json.loads(payload)
         return cls(**data)
 

@@ -36,9 +36,17 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "node_failure": ("node_down",),
     "switch_failure": ("switch_down",),
 }
-PRIMARY = {"straggler": "straggler", "thermal_throttle": "thermal_throttle", "link_degraded": "link_degradation",
-           "link_flapping": "link_flap", "link_down": "link_down", "card_failed": "card_failure",
-           "card_ecc": "ecc_error", "node_down": "node_failure", "switch_down": "switch_failure"}
+PRIMARY = {
+    "straggler": "straggler",
+    "thermal_throttle": "thermal_throttle",
+    "link_degraded": "link_degradation",
+    "link_flapping": "link_flap",
+    "link_down": "link_down",
+    "card_failed": "card_failure",
+    "card_ecc": "ecc_error",
+    "node_down": "node_failure",
+    "switch_down": "switch_failure",
+}
 GRACE_S = 60.0  # a detection may come up to this long after the fault ended (the spec)
 STUCK_AFTER_S = 120.0  # an alert still firing this long after its fault ended never resolved (the spec)
 
@@ -85,12 +93,22 @@ def _seconds(iso: str | None, origin_ms: int) -> float:
 def _concerns(entity: str, target: str) -> bool:
     """Is the alert's entity the fault's target or a part of it (a node's cards and NICs, a
     switch's links)?"""
-    return entity == target or target in entity.split("~") or entity.startswith(f"{target}-") \
+    return (
+        entity == target
+        or target in entity.split("~")
+        or entity.startswith(f"{target}-")
         or any(side.startswith(f"{target}-") for side in entity.split("~"))
+    )
 
 
-def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float | None = None,
-          holds: dict[str, float] | None = None, skew_s: float = 0.0) -> Match:
+def match(
+    faults: list[Fault],
+    alerts: list[Alert],
+    origin_ms: int,
+    end_s: float | None = None,
+    holds: dict[str, float] | None = None,
+    skew_s: float = 0.0,
+) -> Match:
     """Each fault's detecting record and what it cost; the false positives. `end_s`: the run's
     length (to judge alerts that never resolved); `holds`: seconds an alert kind waits before it is
     paged (grouping), added to the notification latency; `skew_s`: how far a collector's clock may
@@ -106,10 +124,18 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
     by_fault: dict[int, Outcome] = {}
     for n in sorted(range(len(faults)), key=lambda k: (faults[k].start_s, faults[k].target)):  # earliest first
         fault = faults[n]
-        hit = next((i for i, a in enumerate(firing) if i not in used and a.root_cause is None
-                    and a.kind in ACCEPTED[fault.kind] and a.entity == fault.target
-                    and fault.start_s - skew_s <= _seconds(a.starts_at, origin_ms) <= fault.end_s + GRACE_S),
-                   None)
+        hit = next(
+            (
+                i
+                for i, a in enumerate(firing)
+                if i not in used
+                and a.root_cause is None
+                and a.kind in ACCEPTED[fault.kind]
+                and a.entity == fault.target
+                and fault.start_s - skew_s <= _seconds(a.starts_at, origin_ms) <= fault.end_s + GRACE_S
+            ),
+            None,
+        )
         if hit is None:
             by_fault[n] = Outcome(fault, None, None)
             continue
@@ -123,15 +149,22 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
             stuck = False
         elif end_s is not None and end_s >= fault.end_s + STUCK_AFTER_S:
             stuck = True
-        by_fault[n] = (Outcome(
-            fault, first, latency,
+        by_fault[n] = Outcome(
+            fault,
+            first,
+            latency,
             latency_steps=_latency_steps(fault, fired_s),
             notify_latency_s=latency + holds.get(first.kind, 0.0),
-            resolved_early=bool(ends) and ends[0] < fault.end_s, stuck=stuck))
+            resolved_early=bool(ends) and ends[0] < fault.end_s,
+            stuck=stuck,
+        )
     outcomes = [by_fault[n] for n in range(len(faults))]  # in the caller's order
     detectors = {firing[i].id for i in used}
-    flap_links = {o.fault.target for o in outcomes
-                  if o.fault.kind == "link_flap" and o.alert is not None and o.alert.kind == "link_down"}
+    flap_links = {
+        o.fault.target
+        for o in outcomes
+        if o.fault.kind == "link_flap" and o.alert is not None and o.alert.kind == "link_down"
+    }
     false_positives, tolerated, grouped = [], [], 0
     pages: list[Alert] = []
     for i, a in enumerate(firing):
@@ -147,8 +180,11 @@ def match(faults: list[Fault], alerts: list[Alert], origin_ms: int, end_s: float
             pages.append(a)
     for page in pages:  # each page is charged to the one fault it concerns (its own target first)
         at = _seconds(page.starts_at, origin_ms)
-        candidates = [o for o in outcomes if o.fault.start_s - skew_s <= at <= o.fault.end_s + GRACE_S
-                      and _concerns(page.entity, o.fault.target)]
+        candidates = [
+            o
+            for o in outcomes
+            if o.fault.start_s - skew_s <= at <= o.fault.end_s + GRACE_S and _concerns(page.entity, o.fault.target)
+        ]
         if candidates:
             exact = [o for o in candidates if o.fault.target == page.entity]
             (exact or candidates)[0].pages += 1
@@ -159,9 +195,11 @@ def _percentiles(values: list[float], prefix: str, unit: str = "s") -> dict:
     arr = np.array(values, dtype=float)
     if not len(arr):
         return {f"{prefix}_p50_{unit}": None, f"{prefix}_p95_{unit}": None, f"{prefix}_max_{unit}": None}
-    return {f"{prefix}_p50_{unit}": round(float(np.percentile(arr, 50)), 2),
-            f"{prefix}_p95_{unit}": round(float(np.percentile(arr, 95)), 2),
-            f"{prefix}_max_{unit}": round(float(arr.max()), 2)}
+    return {
+        f"{prefix}_p50_{unit}": round(float(np.percentile(arr, 50)), 2),
+        f"{prefix}_p95_{unit}": round(float(np.percentile(arr, 95)), 2),
+        f"{prefix}_max_{unit}": round(float(arr.max()), 2),
+    }
 
 
 def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
@@ -169,7 +207,9 @@ def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
     detected, injected = len(found), len(outcomes)
     steps = [o.latency_steps for o in found if o.latency_steps is not None]
     return {
-        "injected": injected, "detected": detected, "recall": round(detected / injected, 4) if injected else None,
+        "injected": injected,
+        "detected": detected,
+        "recall": round(detected / injected, 4) if injected else None,
         "false_positives": false_positives,
         "precision": round(detected / (detected + false_positives), 4) if detected + false_positives else None,
         **_percentiles([o.latency_s for o in found], "latency"),  # type: ignore[misc]
@@ -183,9 +223,12 @@ def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
 
 def score(runs: list[tuple], holds: dict[str, float] | None = None) -> dict:
     """Per fault kind and overall, over runs of (faults, alerts, origin ms[, run length s[, skew s]])."""
-    return summarize([match(faults, alerts, origin_ms, rest[0] if rest else None, holds,
-                            rest[1] if len(rest) > 1 else 0.0)
-                      for faults, alerts, origin_ms, *rest in runs])
+    return summarize(
+        [
+            match(faults, alerts, origin_ms, rest[0] if rest else None, holds, rest[1] if len(rest) > 1 else 0.0)
+            for faults, alerts, origin_ms, *rest in runs
+        ]
+    )
 
 
 def summarize(results: list[Match]) -> dict:
@@ -209,8 +252,10 @@ def summarize(results: list[Match]) -> dict:
 
 def table(report: dict) -> str:
     """The scoring table as fixed-width text."""
-    head = (f"{'fault kind':18} {'injected':>8} {'detected':>8} {'recall':>7} {'FP':>4} {'precision':>9} "
-            f"{'p50 s':>7} {'p95 s':>7} {'max s':>7} {'page p95':>8} {'pages':>5} {'early':>5} {'stuck':>5}")
+    head = (
+        f"{'fault kind':18} {'injected':>8} {'detected':>8} {'recall':>7} {'FP':>4} {'precision':>9} "
+        f"{'p50 s':>7} {'p95 s':>7} {'max s':>7} {'page p95':>8} {'pages':>5} {'early':>5} {'stuck':>5}"
+    )
     lines = [head, "-" * len(head)]
 
     def fmt(v: object, width: int) -> str:
@@ -218,12 +263,16 @@ def table(report: dict) -> str:
 
     rows = list(report["by_kind"].items()) + [("overall", report["overall"])]
     for kind, s in rows:
-        lines.append(f"{kind:18} {s['injected']:>8} {s['detected']:>8} {fmt(s['recall'], 7)} {s['false_positives']:>4} "
-                     f"{fmt(s['precision'], 9)} {fmt(s['latency_p50_s'], 7)} {fmt(s['latency_p95_s'], 7)} "
-                     f"{fmt(s['latency_max_s'], 7)} {fmt(s['notify_latency_p95_s'], 8)} "
-                     f"{fmt(s['pages_per_fault'], 5)} {s['resolved_early']:>5} {s['stuck']:>5}")
-    lines.append("page p95: latency to the notification, grouping holds included; pages: per detected fault "
-                 "(goal 1); early: resolved while the fault lasted; stuck: firing 120 s after it ended")
+        lines.append(
+            f"{kind:18} {s['injected']:>8} {s['detected']:>8} {fmt(s['recall'], 7)} {s['false_positives']:>4} "
+            f"{fmt(s['precision'], 9)} {fmt(s['latency_p50_s'], 7)} {fmt(s['latency_p95_s'], 7)} "
+            f"{fmt(s['latency_max_s'], 7)} {fmt(s['notify_latency_p95_s'], 8)} "
+            f"{fmt(s['pages_per_fault'], 5)} {s['resolved_early']:>5} {s['stuck']:>5}"
+        )
+    lines.append(
+        "page p95: latency to the notification, grouping holds included; pages: per detected fault "
+        "(goal 1); early: resolved while the fault lasted; stuck: firing 120 s after it ended"
+    )
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ class ClusterSettings(BaseModel):
     spines: int = Field(32, ge=1)
 
     @model_validator(mode="after")
-    def _whole_nodes(self) -> "ClusterSettings":
+    def _whole_nodes(self) -> ClusterSettings:
         if self.cards % self.cards_per_node:
             raise ValueError(f"cards ({self.cards}) must be a multiple of cards_per_node ({self.cards_per_node})")
         return self
@@ -52,11 +52,20 @@ class SinkSettings(BaseModel):
 
 class IntakeSettings(BaseModel):
     """What a worker takes of a well-formed message (pipeline.intake); the rest is dead-lettered."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    future_grace_s: float = Field(600.0, gt=0, description="a message stamped further ahead of the worker's clock "
-                                  "is dead-lettered (10 min, Mimir's and Loki's creation grace period)")
-    allowed_lateness_s: float = Field(3600.0, ge=0, description="a message older than its partition's newest by more "
-                                      "is dead-lettered (a lake file per hour: at most the previous hour's gets late rows)")
+    future_grace_s: float = Field(
+        600.0,
+        gt=0,
+        description="a message stamped further ahead of the worker's clock "
+        "is dead-lettered (10 min, Mimir's and Loki's creation grace period)",
+    )
+    allowed_lateness_s: float = Field(
+        3600.0,
+        ge=0,
+        description="a message older than its partition's newest by more "
+        "is dead-lettered (a lake file per hour: at most the previous hour's gets late rows)",
+    )
 
 
 class CardFailureSettings(BaseModel):
@@ -129,15 +138,20 @@ class StragglerSettings(BaseModel):
     # 90 s: a job paused longer than any checkpoint of the realistic profile (20 s) has stalled or
     # ended; its straggler alerts resolve well inside the scorer's 120 s after the fault (a firing
     # alert of a stalled job was left firing to the end of held-out runs)
-    stale_s: float = Field(90.0, gt=0, description="event time without a step of its job after which a "
-                                                   "straggler alert resolves")
+    stale_s: float = Field(
+        90.0, gt=0, description="event time without a step of its job after which a straggler alert resolves"
+    )
 
 
 class CorrelateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     group_wait_s: float = Field(5.0, ge=0, description="event time a symptom waits for its root cause")
-    idle_s: float = Field(30.0, gt=0, description="wall time a lagging source may stay silent before it no "
-                                                  "longer holds the correlator's clock (a dead worker)")
+    idle_s: float = Field(
+        30.0,
+        gt=0,
+        description="wall time a lagging source may stay silent before it no "
+        "longer holds the correlator's clock (a dead worker)",
+    )
 
 
 class KafkaSecuritySettings(BaseModel):
@@ -149,21 +163,24 @@ class KafkaSecuritySettings(BaseModel):
     security_protocol: str = Field("PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     sasl_mechanism: str | None = Field(None, pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
     sasl_username: str | None = None
-    sasl_password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                                          description="the environment variable holding the SASL password")
+    sasl_password_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the environment variable holding the SASL password"
+    )
     ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates")
     ssl_certfile: str | None = Field(None, description="client certificate (mutual TLS)")
     ssl_keyfile: str | None = Field(None, description="its private key")
 
     @model_validator(mode="after")
-    def _complete(self) -> "KafkaSecuritySettings":
+    def _complete(self) -> KafkaSecuritySettings:
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password_env):
-            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
-                             "and sasl_password_env")
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password_env"
+            )
         if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password_env):
-            raise ValueError(f"sasl_* settings need security_protocol SASL_PLAINTEXT or SASL_SSL, "
-                             f"not {self.security_protocol}")
+            raise ValueError(
+                f"sasl_* settings need security_protocol SASL_PLAINTEXT or SASL_SSL, not {self.security_protocol}"
+            )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("ssl_certfile and ssl_keyfile go together")
         if (self.ssl_cafile or self.ssl_certfile) and not self.security_protocol.endswith("SSL"):
@@ -183,8 +200,11 @@ class KafkaSecuritySettings(BaseModel):
             return {}
         options: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL_"):
-            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                           sasl_plain_password=self._password(environ))
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self._password(environ),
+            )
         for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             if getattr(self, key):
                 options[key] = getattr(self, key)
@@ -204,8 +224,12 @@ class KafkaSecuritySettings(BaseModel):
             if self.ssl_certfile:
                 context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         if self.security_protocol.startswith("SASL_"):
-            return faust.SASLCredentials(username=self.sasl_username, password=self._password(environ),
-                                         mechanism=self.sasl_mechanism, ssl_context=context)
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self._password(environ),
+                mechanism=self.sasl_mechanism,
+                ssl_context=context,
+            )
         return faust.SSLCredentials(context)
 
 
@@ -216,10 +240,16 @@ class ReceiverSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     url: str = Field(pattern=r"^https?://", description="webhook URL, or the Alertmanager base URL")
-    type: str = Field("webhook", pattern=r"^(webhook|alertmanager)$",
-                      description="webhook: one POST per state change; alertmanager: push to its API v2")
-    format: str = Field("clusterpulse", pattern=r"^(clusterpulse|alertmanager)$",
-                        description="webhook body: ClusterPulse JSON, or Alertmanager's webhook payload shape")
+    type: str = Field(
+        "webhook",
+        pattern=r"^(webhook|alertmanager)$",
+        description="webhook: one POST per state change; alertmanager: push to its API v2",
+    )
+    format: str = Field(
+        "clusterpulse",
+        pattern=r"^(clusterpulse|alertmanager)$",
+        description="webhook body: ClusterPulse JSON, or Alertmanager's webhook payload shape",
+    )
     secret_env: str | None = Field(None, description="environment variable holding the HMAC secret")
     secret_file: str | None = Field(None, description="file holding the HMAC secret")
     kinds: tuple[str, ...] = Field((), description="only these alert kinds (empty: all)")
@@ -231,10 +261,17 @@ class ReceiverSettings(BaseModel):
     max_backoff_s: float = Field(30.0, gt=0)
     deadline_s: float = Field(120.0, gt=0, description="give up (dead-letter) after this long")
     resend_s: float = Field(60.0, gt=0, description="alertmanager: re-send firing alerts this often")
-    notify_grouped: bool = Field(False, description="also notify grouped consequences (alerts with a root_cause); "
-                                 "by default they ride along inside their root alert's notification")
-    group_wait_s: float = Field(5.0, ge=0, description="a root-cause alert waits this long (wall clock) for its "
-                                "grouped consequences before it is sent, like Alertmanager's group_wait")
+    notify_grouped: bool = Field(
+        False,
+        description="also notify grouped consequences (alerts with a root_cause); "
+        "by default they ride along inside their root alert's notification",
+    )
+    group_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="a root-cause alert waits this long (wall clock) for its "
+        "grouped consequences before it is sent, like Alertmanager's group_wait",
+    )
 
     @field_validator("url")
     @classmethod
@@ -304,27 +341,41 @@ class Settings(BaseModel):
     topic_prefix: str = Field("clusterpulse", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(12, ge=1, le=1024, description="partitions per telemetry topic (≥ workers)")
     group_id: str = Field("clusterpulse-worker", min_length=1)
-    data_dir: str = Field("data", min_length=1, description="where Parquet goes: a directory, or a URI pyarrow "
-                          "understands (s3://bucket/prefix?endpoint_override=...)")
+    data_dir: str = Field(
+        "data",
+        min_length=1,
+        description="where Parquet goes: a directory, or a URI pyarrow "
+        "understands (s3://bucket/prefix?endpoint_override=...)",
+    )
     log_level: str = Field("warning", pattern=r"^(debug|info|warning|error)$")
     cluster: ClusterSettings = ClusterSettings()
     kafka: KafkaSecuritySettings = KafkaSecuritySettings()
-    broker_storage: str = Field("memory://tansu/", pattern=r"^(memory|s3)://.+", description=(
-        "the embedded broker's storage: memory:// (lost when it stops) or s3://BUCKET/ (any "
-        "S3-compatible store; AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, "
-        "AWS_ALLOW_HTTP from the environment): kept across broker restarts"))
-    topology: str | None = Field(None, description="an imported fabric (ibnetdiscover, LLDP json0, cabling CSV or "
-                                 "`topology import --out` YAML) instead of the synthetic cluster shape; "
-                                 "cluster.cards_per_node still applies")
-    inventory: str | None = Field(None, description="an inventory file whose hosts' `nic_cards` say which NIC "
-                                  "serves which card (default: card j on NIC j mod the host's NIC count)")
+    broker_storage: str = Field(
+        "memory://tansu/",
+        pattern=r"^(memory|s3)://.+",
+        description=(
+            "the embedded broker's storage: memory:// (lost when it stops) or s3://BUCKET/ (any "
+            "S3-compatible store; AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, "
+            "AWS_ALLOW_HTTP from the environment): kept across broker restarts"
+        ),
+    )
+    topology: str | None = Field(
+        None,
+        description="an imported fabric (ibnetdiscover, LLDP json0, cabling CSV or "
+        "`topology import --out` YAML) instead of the synthetic cluster shape; "
+        "cluster.cards_per_node still applies",
+    )
+    inventory: str | None = Field(
+        None,
+        description="an inventory file whose hosts' `nic_cards` say which NIC "
+        "serves which card (default: card j on NIC j mod the host's NIC count)",
+    )
     sink: SinkSettings = SinkSettings()
     intake: IntakeSettings = IntakeSettings()
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
-    health_port: int = Field(0, ge=0, lt=65536, description="the worker serves GET /healthz on this port "
-                             "(0 = off)")
+    health_port: int = Field(0, ge=0, lt=65536, description="the worker serves GET /healthz on this port (0 = off)")
 
     @field_validator("bootstrap")
     @classmethod
@@ -337,13 +388,20 @@ class Settings(BaseModel):
                 raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {value!r}")
         return value
 
-    def for_scenario(self, scenario: Any) -> "Settings":
+    def for_scenario(self, scenario: Any) -> Settings:
         """These settings with the cluster (shape or imported fabric) of a simulated scenario."""
         shape = scenario.shape
-        cluster = self.cluster.model_copy(update={"cards": shape.cards, "cards_per_node": shape.cards_per_node,
-                                                  "nodes_per_leaf": shape.nodes_per_leaf, "spines": shape.spines})
-        return self.model_copy(update={"cluster": cluster, "topology": scenario.topology_file,
-                                       "inventory": scenario.inventory_file})
+        cluster = self.cluster.model_copy(
+            update={
+                "cards": shape.cards,
+                "cards_per_node": shape.cards_per_node,
+                "nodes_per_leaf": shape.nodes_per_leaf,
+                "spines": shape.spines,
+            }
+        )
+        return self.model_copy(
+            update={"cluster": cluster, "topology": scenario.topology_file, "inventory": scenario.inventory_file}
+        )
 
     def build_topology(self) -> Any:
         """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
@@ -409,7 +467,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})

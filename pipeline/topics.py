@@ -18,48 +18,71 @@ class TopicSpec:
 
 
 CARD_TELEMETRY = TopicSpec(
-    "telemetry.card", key="collector name (a rack: node0000..node0031) or node name",
+    "telemetry.card",
+    key="collector name (a rack: node0000..node0031) or node name",
     value="msgpack batch, kind card (pipeline.schemas.CARD)",
-    doc="one message per collector per tick: every card of its nodes that reported", telemetry=True,
+    doc="one message per collector per tick: every card of its nodes that reported",
+    telemetry=True,
 )
 STEP_TELEMETRY = TopicSpec(
-    "telemetry.step", key="job name", value="msgpack batch, kind step (pipeline.schemas.STEP)",
+    "telemetry.step",
+    key="job name",
+    value="msgpack batch, kind step (pipeline.schemas.STEP)",
     doc="one message per job (or per node) per tick: the job steps its ranks finished; keyed by job so "
-        "a job's ranks meet in one partition", telemetry=True,
+    "a job's ranks meet in one partition",
+    telemetry=True,
 )
 PORT_TELEMETRY = TopicSpec(
-    "telemetry.port", key="collector name (leaf000..leaf007) or switch name",
+    "telemetry.port",
+    key="collector name (leaf000..leaf007) or switch name",
     value="msgpack batch, kind port (pipeline.schemas.PORT)",
-    doc="one message per collector per tick: every port's status and counters of its switches", telemetry=True,
+    doc="one message per collector per tick: every port's status and counters of its switches",
+    telemetry=True,
 )
 FINDINGS = TopicSpec(
-    "findings", key="alert id, or the worker for watermarks", value="JSON: a detector finding, a watermark "
-    "or a job placement (pipeline.worker.telemetry)",
+    "findings",
+    key="alert id, or the worker for watermarks",
+    value="JSON: a detector finding, a watermark or a job placement (pipeline.worker.telemetry)",
     doc="internal: detector findings on their way to the correlator; one partition, so that every "
-        "finding meets its root cause",
+    "finding meets its root cause",
 )
 DETECTOR_STATE = TopicSpec(
-    "state", key="<telemetry topic>/<partition>", value="compressed detector state of that partition",
+    "state",
+    key="<telemetry topic>/<partition>",
+    value="compressed detector state of that partition",
     doc="internal, compacted: the latest detector state of each telemetry partition, written after each "
-        "Parquet flush and read when a worker is assigned the partition, so state survives restarts",
+    "Parquet flush and read when a worker is assigned the partition, so state survives restarts",
 )
 ALERTS = TopicSpec(
-    "alerts", key="alert id", value="JSON alert (pipeline.schemas.Alert)",
+    "alerts",
+    key="alert id",
+    value="JSON alert (pipeline.schemas.Alert)",
     doc="one message per alert state change (firing, resolved)",
 )
 DEAD_LETTERS = TopicSpec(
-    "deadletter", key="original key", value="original payload, unchanged",
-    doc="messages a worker could not process; headers carry the reason and the original "
-        "topic, partition and offset",
+    "deadletter",
+    key="original key",
+    value="original payload, unchanged",
+    doc="messages a worker could not process; headers carry the reason and the original topic, partition and offset",
 )
 
 NOTIFY_DEAD_LETTERS = TopicSpec(
-    "notify.deadletter", key="alert id", value='JSON {"receiver", "alert", "error", "attempts"}',
+    "notify.deadletter",
+    key="alert id",
+    value='JSON {"receiver", "alert", "error", "attempts"}',
     doc="notifications a receiver did not accept after the last retry; `clusterpulse alerts replay` resends them",
 )
 
-ALL_TOPICS = (CARD_TELEMETRY, STEP_TELEMETRY, PORT_TELEMETRY, FINDINGS, DETECTOR_STATE, ALERTS, DEAD_LETTERS,
-              NOTIFY_DEAD_LETTERS)
+ALL_TOPICS = (
+    CARD_TELEMETRY,
+    STEP_TELEMETRY,
+    PORT_TELEMETRY,
+    FINDINGS,
+    DETECTOR_STATE,
+    ALERTS,
+    DEAD_LETTERS,
+    NOTIFY_DEAD_LETTERS,
+)
 TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
 
 # Dead-letter headers (bytes values).

@@ -48,8 +48,7 @@ class ClusterShape:
                 raise ValueError(f"cluster.{field} must be a positive integer, got {value!r}")
         if self.cards % self.cards_per_node:
             raise ValueError(
-                f"cluster.cards ({self.cards}) must be a multiple of "
-                f"cluster.cards_per_node ({self.cards_per_node})"
+                f"cluster.cards ({self.cards}) must be a multiple of cluster.cards_per_node ({self.cards_per_node})"
             )
 
 
@@ -94,7 +93,7 @@ class Wiring:
             out[node, card] = nic
         return out
 
-    def with_card_nics(self, serves: dict[str, dict[int, int]]) -> "Wiring":
+    def with_card_nics(self, serves: dict[str, dict[int, int]]) -> Wiring:
         """A copy in which node `name`'s card c uses NIC `serves[name][c]` (an inventory's map);
         cards not named keep the default. Raises UnknownEntity for a node, card or NIC it lacks."""
         import copy
@@ -107,8 +106,9 @@ class Wiring:
                 if not 0 <= card < k:
                     raise UnknownEntity(f"{name} has no card {card} (cards_per_node={k})")
                 if not (0 <= nic < self.host_exists.shape[1] and self.host_exists[node, nic]):
-                    raise UnknownEntity(f"{name} has no NIC {nic} in the topology "
-                                        f"(it has {int(self.host_exists[node].sum())})")
+                    raise UnknownEntity(
+                        f"{name} has no NIC {nic} in the topology (it has {int(self.host_exists[node].sum())})"
+                    )
                 overrides.append((node, int(card), int(nic)))
         other = copy.copy(self)
         other.__dict__.pop("card_nic", None)
@@ -134,14 +134,16 @@ class Wiring:
         def split(owner: np.ndarray) -> list[np.ndarray]:
             order = np.argsort(owner, kind="stable")
             bounds = np.searchsorted(owner[order], np.arange(count + 1))
-            return [order[bounds[s]:bounds[s + 1]] for s in range(count)]
+            return [order[bounds[s] : bounds[s + 1]] for s in range(count)]
 
         flat = self.host_switch.reshape(-1)
         hosts = split(np.where(flat >= 0, flat, count))
         lows, highs = split(self.fabric_lo), split(self.fabric_hi)
         host_ports, lo_ports, hi_ports = self.host_port.reshape(-1), self.fabric_lo_port, self.fabric_hi_port
-        return [(h, lo, hi, np.concatenate([host_ports[h], lo_ports[lo], hi_ports[hi]]).astype("<u2"))
-                for h, lo, hi in zip(hosts, lows, highs)]
+        return [
+            (h, lo, hi, np.concatenate([host_ports[h], lo_ports[lo], hi_ports[hi]]).astype("<u2"))
+            for h, lo, hi in zip(hosts, lows, highs)
+        ]
 
     def switch_wiring(self, switch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(host NIC flat indexes (node * rails + nic), links it is the lower end of, links it is
@@ -162,8 +164,10 @@ class Wiring:
         what, a, b = self.resolve_link(name)
         names = self.switch_names  # type: ignore[attr-defined]
         if what == "host":
-            return [("node_down", self.node_name(a)),  # type: ignore[attr-defined]
-                    ("switch_down", names[int(self.host_switch[a, b])])]
+            return [
+                ("node_down", self.node_name(a)),  # type: ignore[attr-defined]
+                ("switch_down", names[int(self.host_switch[a, b])]),
+            ]
         return [("switch_down", names[int(self.fabric_lo[a])]), ("switch_down", names[int(self.fabric_hi[a])])]
 
     def link_cards(self, name: str) -> list[str]:
@@ -197,10 +201,11 @@ class Wiring:
         nodes, nics = np.divmod(hosts, rails)
         node_names = [self.node_name(int(n)) for n in nodes.tolist()]  # type: ignore[attr-defined]
         port, card = np.nonzero(self.card_nic[nodes] == nics[:, None])  # in host port order, then card
-        cards = [self.card_name(int(n), int(c))  # type: ignore[attr-defined]
-                 for n, c in zip(nodes[port].tolist(), card.tolist())]
-        radius: dict = {"cards": len(cards), "nodes": len(set(node_names)),
-                        "links": len(hosts) + len(low) + len(high)}
+        cards = [
+            self.card_name(int(n), int(c))  # type: ignore[attr-defined]
+            for n, c in zip(nodes[port].tolist(), card.tolist())
+        ]
+        radius: dict = {"cards": len(cards), "nodes": len(set(node_names)), "links": len(hosts) + len(low) + len(high)}
         if len(hosts) and len(set(nics.tolist())) == 1:
             radius["rail"] = int(nics[0])
         if cards:
@@ -218,12 +223,16 @@ class Wiring:
         names = self.switch_names  # type: ignore[attr-defined]
         if kind == "node_down":
             node = self.node_index(name)  # type: ignore[attr-defined]
-            ends = [(int(s), int(p)) for s, p in zip(self.host_switch[node].tolist(), self.host_port[node].tolist())
-                    if s >= 0]
+            ends = [
+                (int(s), int(p))
+                for s, p in zip(self.host_switch[node].tolist(), self.host_port[node].tolist())
+                if s >= 0
+            ]
         else:
             _, low, high, _ = self.switch_wiring(self.switch_index(name))  # type: ignore[attr-defined]
-            ends = [(int(self.fabric_hi[i]), int(self.fabric_hi_port[i])) for i in low.tolist()] + \
-                   [(int(self.fabric_lo[i]), int(self.fabric_lo_port[i])) for i in high.tolist()]
+            ends = [(int(self.fabric_hi[i]), int(self.fabric_hi_port[i])) for i in low.tolist()] + [
+                (int(self.fabric_lo[i]), int(self.fabric_lo_port[i])) for i in high.tolist()
+            ]
         links = [self.port_link(names[s], p) for s, p in ends]  # type: ignore[attr-defined]
         return [link for link in links if link]
 
@@ -250,8 +259,10 @@ class Topology(Wiring):
     # ---- the wiring as arrays (Wiring) ---------------------------------------------------------
     @cached_property
     def host_switch(self) -> np.ndarray:  # type: ignore[override]
-        return (np.arange(self.rails)[None, :] * self.leaves_per_rail
-                + (np.arange(self.nodes) // self.nodes_per_leaf)[:, None])
+        return (
+            np.arange(self.rails)[None, :] * self.leaves_per_rail
+            + (np.arange(self.nodes) // self.nodes_per_leaf)[:, None]
+        )
 
     @cached_property
     def host_port(self) -> np.ndarray:  # type: ignore[override]
@@ -310,9 +321,7 @@ class Topology(Wiring):
     @cached_property
     def switch_names(self) -> list[str]:
         """Leaves first, then spines."""
-        return [self.leaf_name(i) for i in range(self.leaves)] + [
-            self.spine_name(i) for i in range(self.spines)
-        ]
+        return [self.leaf_name(i) for i in range(self.leaves)] + [self.spine_name(i) for i in range(self.spines)]
 
     @cached_property
     def _node_index(self) -> dict[str, int]:

@@ -17,7 +17,10 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     text = where + " ".join((exc.problem or exc.context or "invalid YAML").split())
     if exc.problem and exc.context:
         started = exc.context_mark
-        at = f" started at line {started.line + 1}, column {started.column + 1}" \
-            if started is not None and started is not mark else ""
+        at = (
+            f" started at line {started.line + 1}, column {started.column + 1}"
+            if started is not None and started is not mark
+            else ""
+        )
         text += f" ({exc.context}{at})"
     return text

@@ -57,8 +57,13 @@ class InputReport:
         return None
 
 
-def send_batches(batches: list[Batch], output, summary: IngestSummary,  # noqa: ANN001
-                 topology: Topology | None = None, report: InputReport | None = None) -> None:
+def send_batches(
+    batches: list[Batch],
+    output,
+    summary: IngestSummary,  # noqa: ANN001
+    topology: Topology | None = None,
+    report: InputReport | None = None,
+) -> None:
     """Each batch to its topic with the key the simulator uses (node, job or switch). With a
     topology, a batch naming a card, node or port the cluster does not have is skipped (the workers
     would reject it) and counted in `report`."""
@@ -70,16 +75,23 @@ def send_batches(batches: list[Batch], output, summary: IngestSummary,  # noqa: 
                 if report is not None:
                     report.skips.add(exc.reason, "batch")
                 continue
-        topic, key = {"card": (CARD_TELEMETRY, b.source), "step": (STEP_TELEMETRY, b.job),
-                      "port": (PORT_TELEMETRY, b.source)}[b.kind]
+        topic, key = {
+            "card": (CARD_TELEMETRY, b.source),
+            "step": (STEP_TELEMETRY, b.job),
+            "port": (PORT_TELEMETRY, b.source),
+        }[b.kind]
         output.send(Message(topic, key, encode_batch(b)))
         summary.batches += 1
         if report is not None:
             report.batches += 1
 
 
-def ingest_inputs(paths: list[str], convert: Callable[[str, Skips], list[Batch]], output,  # noqa: ANN001
-                  topology: Topology | None = None) -> tuple[IngestSummary, list[InputReport]]:
+def ingest_inputs(
+    paths: list[str],
+    convert: Callable[[str, Skips], list[Batch]],
+    output,  # noqa: ANN001
+    topology: Topology | None = None,
+) -> tuple[IngestSummary, list[InputReport]]:
     """`convert(path, skips)` for each input; an input that is unreadable or not the expected
     format is reported (its `problem`) and the others still ingested."""
     summary, reports = IngestSummary(), []
@@ -108,10 +120,12 @@ def scrape(url: str, timeout_s: float = 10.0) -> bytes:
         raise OSError(f"cannot scrape {url}: {reason}") from None
 
 
-_EXPECTED_METRICS = ("expected dcgm-exporter DCGM_FI_DEV_*, npu-exporter npu_chip_info_*, node_exporter "
-                     "node_network_* / node_infiniband_*, snmp_exporter if_mib (ifHCInOctets, ifInErrors, ...), "
-                     "gnmic OpenConfig interfaces_interface_state_*, infiniband_switch_port_* or UFM "
-                     "*CounterExtended metrics")
+_EXPECTED_METRICS = (
+    "expected dcgm-exporter DCGM_FI_DEV_*, npu-exporter npu_chip_info_*, node_exporter "
+    "node_network_* / node_infiniband_*, snmp_exporter if_mib (ifHCInOctets, ifInErrors, ...), "
+    "gnmic OpenConfig interfaces_interface_state_*, infiniband_switch_port_* or UFM "
+    "*CounterExtended metrics"
+)
 
 
 def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
@@ -125,14 +139,21 @@ def _exposition_problem(text: str, exposition) -> str | None:  # noqa: ANN001
         return "JSON, not Prometheus text exposition (a Prometheus API response? save the exporter's /metrics)"
     if exposition.bad_lines:
         number, reason = exposition.bad_lines[0]
-        return (f"not Prometheus text exposition: no line parses (line {number}: {reason}; "
-                f"first line {first_line(text)})")
+        return (
+            f"not Prometheus text exposition: no line parses (line {number}: {reason}; first line {first_line(text)})"
+        )
     return "no samples (only comments)"
 
 
-def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, report: InputReport,
-                    switch: str | None = None, scrape_ts_ms: int | None = None,
-                    cache: SeriesCache | None = None) -> list[Batch]:
+def _convert_scrape(
+    converter: ExporterConverter,
+    text: str,
+    host: str | None,
+    report: InputReport,
+    switch: str | None = None,
+    scrape_ts_ms: int | None = None,
+    cache: SeriesCache | None = None,
+) -> list[Batch]:
     """One scrape's batches, stamped `scrape_ts_ms` (default now) or the exposition's own times;
     `cache`: the target's series seen before (`parse`)."""
     stamp = int(time.time() * 1000) if scrape_ts_ms is None else scrape_ts_ms
@@ -147,20 +168,36 @@ def _convert_scrape(converter: ExporterConverter, text: str, host: str | None, r
         raise FormatError(problem)
     batches = converter.convert(exposition, stamp, host, switch)
     report.skips.merge(converter.skips)
-    if not batches and converter.skips and all(r.startswith("metrics ClusterPulse does not map") or r == "unparseable"
-                                               for r in converter.skips.reasons):
+    if (
+        not batches
+        and converter.skips
+        and all(
+            r.startswith("metrics ClusterPulse does not map") or r == "unparseable" for r in converter.skips.reasons
+        )
+    ):
         names = sorted({s.name for s in exposition.samples})
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        raise FormatError(f"only metrics ClusterPulse does not map ({plural(len(exposition.samples), 'sample')} "
-                          f"of {plural(len(names), 'metric')}: {shown}); {_EXPECTED_METRICS}")
+        raise FormatError(
+            f"only metrics ClusterPulse does not map ({plural(len(exposition.samples), 'sample')} "
+            f"of {plural(len(names), 'metric')}: {shown}); {_EXPECTED_METRICS}"
+        )
     return batches
 
 
-def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, inventory: Inventory,
-                      output, host: str | None, interval_s: float, once: bool,  # noqa: ANN001
-                      should_stop=lambda: False, log=sys.stderr, switch: str | None = None,  # noqa: ANN001
-                      ports_as_entities: bool = False,
-                      ) -> tuple[IngestSummary, ExporterConverter, list[InputReport]]:
+def ingest_prometheus(
+    targets: list[str],
+    files: list[str],
+    topology: Topology,
+    inventory: Inventory,
+    output,
+    host: str | None,
+    interval_s: float,
+    once: bool,  # noqa: ANN001
+    should_stop=lambda: False,
+    log=sys.stderr,
+    switch: str | None = None,  # noqa: ANN001
+    ports_as_entities: bool = False,
+) -> tuple[IngestSummary, ExporterConverter, list[InputReport]]:
     """Saved scrapes, then the targets (once, or every `interval_s` until `should_stop()`).
     Polling, a target's new problem is printed to `log` as it happens (`InputReport.printed`).
     `ports_as_entities`: switch ports are their own entities (no topology to check them against)."""
@@ -200,4 +237,3 @@ def ingest_prometheus(targets: list[str], files: list[str], topology: Topology, 
             break
         time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
     return summary, converter, reports
-

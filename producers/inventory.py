@@ -80,8 +80,9 @@ class Inventory:
     def card_of(self, hostname: str, gpu_index: int | None = None, pci_bus_id: str | None = None) -> int | None:
         return self.locate_card(hostname, gpu_index, pci_bus_id)[0]
 
-    def locate_card(self, hostname: str, gpu_index: int | None = None,
-                    pci_bus_id: str | None = None) -> tuple[int | None, str | None]:
+    def locate_card(
+        self, hostname: str, gpu_index: int | None = None, pci_bus_id: str | None = None
+    ) -> tuple[int | None, str | None]:
         """(card, None), or (None, why not): the host is unknown, or its `gpus` map (when it has
         one) lacks this GPU's PCI id, or there is neither a map nor a GPU index."""
         found = self.host(hostname)
@@ -99,8 +100,10 @@ class Inventory:
             return card, None
         if gpu_index is None:
             if pci_bus_id:
-                return None, (f"GPU PCI id {pci_bus_id}: host {name} has no gpus map in the inventory "
-                              f"(add gpus: {{\"{pci_bus_id}\": CARD}})")
+                return None, (
+                    f"GPU PCI id {pci_bus_id}: host {name} has no gpus map in the inventory "
+                    f'(add gpus: {{"{pci_bus_id}": CARD}})'
+                )
             return None, f"no GPU index or PCI id (host {name})"
         return gpu_index, None
 
@@ -121,8 +124,11 @@ class Inventory:
     def card_nics(self) -> dict[str, dict[int, int]]:
         """node -> {card: NIC index} of every host with `nic_cards`, for `Topology.with_card_nics`
         (cards not named keep the topology's default, card j on NIC j mod n)."""
-        return {host.node: {card: nic for nic, cards in host.nic_cards.items() for card in cards}
-                for host in self.hosts.values() if host.nic_cards}
+        return {
+            host.node: {card: nic for nic, cards in host.nic_cards.items() for card in cards}
+            for host in self.hosts.values()
+            if host.nic_cards
+        }
 
     def known_hosts(self) -> str:
         """'a, b, c' (or a note that there is no inventory), for messages."""
@@ -144,10 +150,13 @@ def _nic_cards(host: str, value: object, nics: dict[str, int]) -> dict[int, list
     for key, cards in value.items():
         nic = nics.get(str(key)) if str(key) in nics else key
         if isinstance(nic, bool) or not isinstance(nic, int) or nic < 0:
-            raise InventoryError(f"hosts.{host}.nic_cards: {key!r} is neither a device of its nics map "
-                                 f"({_listing(nics) or 'empty'}) nor a NIC index")
-        if not isinstance(cards, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
-                                                  for c in cards):
+            raise InventoryError(
+                f"hosts.{host}.nic_cards: {key!r} is neither a device of its nics map "
+                f"({_listing(nics) or 'empty'}) nor a NIC index"
+            )
+        if not isinstance(cards, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cards
+        ):
             raise InventoryError(f"hosts.{host}.nic_cards.{key} = {cards!r}: expected a list of card indexes")
         for card in cards:
             if card in seen:

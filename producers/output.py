@@ -70,8 +70,9 @@ class KafkaOutput:
             future = self.producer.send(topic, key=message.key.encode(), value=message.value)
         except KafkaError as exc:
             self.failed += 1
-            raise DeliveryError(f"cannot send {len(message.value):,} bytes to {topic} (key {message.key}): "
-                                f"{type(exc).__name__}: {exc}") from None
+            raise DeliveryError(
+                f"cannot send {len(message.value):,} bytes to {topic} (key {message.key}): {type(exc).__name__}: {exc}"
+            ) from None
         future.add_errback(self._on_error)
         size = len(message.value)
         with self._lock:
@@ -80,8 +81,9 @@ class KafkaOutput:
         future.add_both(lambda _: self._done(size))
         self.sent += 1
         if self.pending_bytes > BUFFER_BYTES:  # bounded memory: wait for the broker to take what is buffered
-            log.warning("%d MiB wait for the broker: holding new messages until it takes them",
-                        self.pending_bytes >> 20)
+            log.warning(
+                "%d MiB wait for the broker: holding new messages until it takes them", self.pending_bytes >> 20
+            )
             self.flush()
 
     def flush(self) -> None:
@@ -92,14 +94,19 @@ class KafkaOutput:
                 break
             except KafkaTimeoutError:
                 waited += FLUSH_REPORT_S
-                log.warning("the broker has not taken the buffered messages for %d s (%d sent so far): "
-                            "retrying until each is delivered or %d s old", waited, self.sent,
-                            DELIVERY_TIMEOUT_S)
+                log.warning(
+                    "the broker has not taken the buffered messages for %d s (%d sent so far): "
+                    "retrying until each is delivered or %d s old",
+                    waited,
+                    self.sent,
+                    DELIVERY_TIMEOUT_S,
+                )
         if waited:
             log.warning("the broker took the buffered messages after %d s", waited)
         if self.failed:
-            raise DeliveryError(f"{self.failed} of {self.sent} messages were not delivered; "
-                                f"first error: {self.first_error}")
+            raise DeliveryError(
+                f"{self.failed} of {self.sent} messages were not delivered; first error: {self.first_error}"
+            )
 
     def close(self) -> None:
         try:
@@ -148,8 +155,13 @@ def read_message_file(path: str | Path) -> Iterator[Message]:
             raise ValueError(f"{path} is not a ClusterPulse message file (written by `simulate --out`)")
         unpacker = msgpack.Unpacker(fh, raw=False, max_buffer_size=64 * 1024 * 1024)
         for i, record in enumerate(unpacker):
-            if (not isinstance(record, list) or len(record) != 3 or record[0] not in by_suffix
-                    or not isinstance(record[1], str) or not isinstance(record[2], bytes)):
+            if (
+                not isinstance(record, list)
+                or len(record) != 3
+                or record[0] not in by_suffix
+                or not isinstance(record[1], str)
+                or not isinstance(record[2], bytes)
+            ):
                 raise ValueError(f"{path}: record {i} is damaged")
             yield Message(by_suffix[record[0]], record[1], record[2])
 
@@ -157,8 +169,12 @@ def read_message_file(path: str | Path) -> Iterator[Message]:
 class Pacer:
     """Sleeps so that event time advances at `speed` x real time (None = as fast as possible)."""
 
-    def __init__(self, speed: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        speed: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.speed = speed
         self.clock = clock
         self.sleep = sleep
@@ -189,9 +205,14 @@ def parse_speed(text: str) -> float | None:
     return speed
 
 
-def pump(ticks: Iterable[tuple[int, list[Message]]], output: Output, pacer: Pacer,
-         progress_every_s: float = 10.0, stream: object = sys.stderr,
-         should_stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+def pump(
+    ticks: Iterable[tuple[int, list[Message]]],
+    output: Output,
+    pacer: Pacer,
+    progress_every_s: float = 10.0,
+    stream: object = sys.stderr,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, float]:
     """Send every tick's messages at the pacer's speed; print progress; return a summary."""
     started = last = time.monotonic()
     messages = nbytes = ticks_done = 0
@@ -211,10 +232,20 @@ def pump(ticks: Iterable[tuple[int, list[Message]]], output: Output, pacer: Pace
         if now - last >= progress_every_s:
             last = now
             sim_s = (ts_ms - first_ts) / 1000
-            print(f"simulated {sim_s:,.0f} s ({sim_s / (now - started):.1f}x real time), {messages:,} messages, "
-                  f"{messages / (now - started):,.0f} msg/s", file=stream, flush=True)  # type: ignore[arg-type]
+            print(
+                f"simulated {sim_s:,.0f} s ({sim_s / (now - started):.1f}x real time), {messages:,} messages, "
+                f"{messages / (now - started):,.0f} msg/s",
+                file=stream,
+                flush=True,
+            )  # type: ignore[arg-type]
     output.flush()
     elapsed = max(time.monotonic() - started, 1e-9)
     simulated = ((last_ts - first_ts) / 1000 + 0.0) if first_ts is not None else 0.0
-    return {"ticks": ticks_done, "messages": messages, "bytes": nbytes, "elapsed_s": elapsed,
-            "simulated_s": simulated, "msgs_per_s": messages / elapsed}
+    return {
+        "ticks": ticks_done,
+        "messages": messages,
+        "bytes": nbytes,
+        "elapsed_s": elapsed,
+        "simulated_s": simulated,
+        "msgs_per_s": messages / elapsed,
+    }

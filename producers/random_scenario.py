@@ -7,8 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 CLUSTER = {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4}  # 64 nodes, 32 leaves
-KINDS = ["straggler", "thermal_throttle", "link_degradation", "link_flap", "link_down", "card_failure",
-         "ecc_error", "node_failure", "switch_failure"]
+KINDS = [
+    "straggler",
+    "thermal_throttle",
+    "link_degradation",
+    "link_flap",
+    "link_down",
+    "card_failure",
+    "ecc_error",
+    "node_failure",
+    "switch_failure",
+]
 
 
 def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
@@ -16,8 +25,10 @@ def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
     rng = np.random.default_rng(seed)
     split = int(rng.integers(20, 44))
     step_a, step_b = (float(x) for x in rng.choice([0.8, 1.0, 1.5, 2.0], 2))
-    jobs = [{"name": "pretrain", "first_node": 0, "nodes": split, "step_s": step_a},
-            {"name": "finetune", "first_node": split, "nodes": 60 - split, "step_s": step_b}]  # 4 nodes idle
+    jobs = [
+        {"name": "pretrain", "first_node": 0, "nodes": split, "step_s": step_a},
+        {"name": "finetune", "first_node": split, "nodes": 60 - split, "step_s": step_b},
+    ]  # 4 nodes idle
     used_nodes: set[int] = set()
     used_links: set[str] = set()
 
@@ -37,7 +48,9 @@ def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
         elif kind == "node_failure":
             fault["target"] = f"node{node():04d}"
         elif kind == "switch_failure":
-            fault["target"] = f"leaf{int(rng.integers(32)):03d}" if rng.random() < 0.7 else f"spine{int(rng.integers(4)):03d}"
+            fault["target"] = (
+                f"leaf{int(rng.integers(32)):03d}" if rng.random() < 0.7 else f"spine{int(rng.integers(4)):03d}"
+            )
         elif rng.random() < 0.6:
             n, nic = node(), int(rng.integers(8))
             fault["target"] = f"node{n:04d}-nic{nic}~leaf{nic * 4 + n // 16:03d}"
@@ -47,9 +60,19 @@ def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
                 link = f"leaf{int(rng.integers(32)):03d}~spine{int(rng.integers(4)):03d}"
             used_links.add(link)
             fault["target"] = link
-        fault["severity"] = {"straggler": float(rng.uniform(0.1, 0.3)), "thermal_throttle": float(rng.uniform(0.3, 0.7)),
-                             "link_degradation": float(rng.uniform(0.2, 0.6)), "link_flap": float(rng.uniform(0.3, 0.6))
-                             }.get(str(kind), 1.0)
+        fault["severity"] = {
+            "straggler": float(rng.uniform(0.1, 0.3)),
+            "thermal_throttle": float(rng.uniform(0.3, 0.7)),
+            "link_degradation": float(rng.uniform(0.2, 0.6)),
+            "link_flap": float(rng.uniform(0.3, 0.6)),
+        }.get(str(kind), 1.0)
         faults.append(fault)
-    return {"name": f"random-{seed}", "seed": seed, "noise": {"profile": noise_profile}, "duration_s": 20 + 45 * len(KINDS) + 20, "cluster": CLUSTER,
-            "jobs": jobs, "faults": faults}
+    return {
+        "name": f"random-{seed}",
+        "seed": seed,
+        "noise": {"profile": noise_profile},
+        "duration_s": 20 + 45 * len(KINDS) + 20,
+        "cluster": CLUSTER,
+        "jobs": jobs,
+        "faults": faults,
+    }

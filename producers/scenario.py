@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ class Fault:
 class Scenario:
     name: str = "default"
     seed: int = 0
-    start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     duration_s: float = 900.0
     tick_s: float = 1.0
     vendor: str = "nvidia"
@@ -171,6 +171,7 @@ class Scenario:
 
 # ---- validation helpers -------------------------------------------------------------------------
 
+
 def _fail(path: str, value: Any, why: str) -> ScenarioError:
     return ScenarioError(f"{path} = {value!r}: {why}")
 
@@ -186,12 +187,23 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
 def _only(data: dict[str, Any], path: str, allowed: set[str]) -> None:
     for key in data:
         if key not in allowed:
-            raise _fail(f"{path}.{key}" if path else str(key), data[key],
-                        f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            raise _fail(
+                f"{path}.{key}" if path else str(key),
+                data[key],
+                f"unknown field (allowed: {', '.join(sorted(allowed))})",
+            )
 
 
-def _number(data: dict[str, Any], key: str, path: str, default: float, *, minimum: float = 0.0,
-            strict_min: bool = False, maximum: float | None = None) -> float:
+def _number(
+    data: dict[str, Any],
+    key: str,
+    path: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    strict_min: bool = False,
+    maximum: float | None = None,
+) -> float:
     value = data.get(key, default)
     where = f"{path}.{key}" if path else key
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -233,10 +245,11 @@ def _start(value: Any) -> datetime:
         raise _fail("start", value, "expected an ISO 8601 time such as 2026-01-01T00:00:00Z")
     if dt.tzinfo is None:
         raise _fail("start", value, "needs a timezone (end it with Z for UTC)")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 # ---- parsing ------------------------------------------------------------------------------------
+
 
 def parse_scenario(data: Any) -> Scenario:
     """Validate a parsed YAML document and return the scenario with defaults filled in."""
@@ -252,21 +265,28 @@ def parse_scenario(data: Any) -> Scenario:
         raise _fail("duration_s", duration_s, f"must be a whole number of ticks (tick_s = {tick_s})")
 
     cluster = _mapping(data.get("cluster"), "cluster")
-    _only(cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines", "topology",
-                               "inventory"})
+    _only(
+        cluster, "cluster", {"vendor", "cards", "cards_per_node", "nodes_per_leaf", "spines", "topology", "inventory"}
+    )
     vendor = cluster.get("vendor", "nvidia")
     if vendor not in VENDORS:
         raise _fail("cluster.vendor", vendor, f"must be one of {', '.join(VENDORS)}")
-    dims = {k: _integer(cluster, k, "cluster", d, minimum=1) for k, d in
-            (("cards", 10240), ("cards_per_node", 8), ("nodes_per_leaf", 32), ("spines", 32))}
+    dims = {
+        k: _integer(cluster, k, "cluster", d, minimum=1)
+        for k, d in (("cards", 10240), ("cards_per_node", 8), ("nodes_per_leaf", 32), ("spines", 32))
+    }
     if dims["cards_per_node"] > 255:
         raise _fail("cluster.cards_per_node", dims["cards_per_node"], "must be <= 255")
     topology_file = cluster.get("topology")
     if topology_file is not None:
         topology_file = _text(cluster, "topology", "cluster")
         if "cards" in cluster or "nodes_per_leaf" in cluster or "spines" in cluster:
-            raise _fail("cluster.topology", topology_file, "an imported fabric sets the cluster's size and wiring: "
-                                                           "give cards_per_node only, not cards, nodes_per_leaf or spines")
+            raise _fail(
+                "cluster.topology",
+                topology_file,
+                "an imported fabric sets the cluster's size and wiring: "
+                "give cards_per_node only, not cards, nodes_per_leaf or spines",
+            )
         try:
             topo = _topology(ClusterShape(cards_per_node=dims["cards_per_node"]), topology_file)
         except ValueError as exc:  # FabricError, UnknownEntity
@@ -310,9 +330,20 @@ def parse_scenario(data: Any) -> Scenario:
     noise = replace(noise, restart_warmup_steps=int(noise.restart_warmup_steps))
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
-    return Scenario(name=name, seed=seed, start=start, duration_s=duration_s, tick_s=tick_s,
-                    vendor=vendor, shape=shape, jobs=jobs, noise=noise, faults=faults, topology_file=topology_file,
-                    inventory_file=inventory_file)
+    return Scenario(
+        name=name,
+        seed=seed,
+        start=start,
+        duration_s=duration_s,
+        tick_s=tick_s,
+        vendor=vendor,
+        shape=shape,
+        jobs=jobs,
+        noise=noise,
+        faults=faults,
+        topology_file=topology_file,
+        inventory_file=inventory_file,
+    )
 
 
 def _topology(shape: ClusterShape, topology_file: str | None, inventory_file: str | None = None) -> Any:
@@ -345,12 +376,16 @@ def _parse_jobs(value: Any, topo: Topology) -> tuple[Job, ...]:
         if any(j.name == job.name for j in jobs):
             raise _fail(f"{path}.name", job.name, "duplicate job name")
         if job.first_node + job.nodes > topo.nodes:
-            raise _fail(f"{path}.nodes", job.nodes,
-                        f"first_node {job.first_node} + nodes exceeds the cluster's {topo.nodes} nodes")
+            raise _fail(
+                f"{path}.nodes",
+                job.nodes,
+                f"first_node {job.first_node} + nodes exceeds the cluster's {topo.nodes} nodes",
+            )
         for n in range(job.first_node, job.first_node + job.nodes):
             if used[n]:
-                raise _fail(f"{path}.first_node", job.first_node,
-                            f"node {topo.node_name(n)} is already in job {used[n]!r}")
+                raise _fail(
+                    f"{path}.first_node", job.first_node, f"node {topo.node_name(n)} is already in job {used[n]!r}"
+                )
             used[n] = job.name
         jobs.append(job)
     return tuple(jobs)
@@ -376,8 +411,9 @@ def _parse_faults(value: Any, topo: Topology, duration_s: float) -> tuple[Fault,
         except UnknownEntity as exc:
             raise _fail(f"{path}.target", target, f"unknown target: {exc}") from None
         if actual not in target_kinds:
-            raise _fail(f"{path}.target", target, f"a {kind} fault needs a {' or '.join(target_kinds)}, "
-                                                  f"this is a {actual}")
+            raise _fail(
+                f"{path}.target", target, f"a {kind} fault needs a {' or '.join(target_kinds)}, this is a {actual}"
+            )
         start_s = _number(item, "start_s", path, 0.0)
         if start_s >= duration_s:
             raise _fail(f"{path}.start_s", start_s, f"outside the run [0, {duration_s:g})")
@@ -418,22 +454,22 @@ def load_scenario(path: str | Path | None) -> Scenario:
 
 
 DEFAULT_SCENARIO: dict = {
-        "name": "default-10k-few-faults",
-        "seed": 1,
-        "duration_s": 900,
-        "noise": {"profile": "realistic"},
-        "jobs": [
-            {"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
-            {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
-            {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5},
-        ],
-        "faults": [
-            {"kind": "card_failure", "target": "node1100-card6", "start_s": 20, "duration_s": 180},
-            {"kind": "card_failure", "target": "node1200-card0", "start_s": 45, "duration_s": 120},
-            {"kind": "card_failure", "target": "node0154-card3", "start_s": 240},
-            {"kind": "node_failure", "target": "node1260", "start_s": 150, "duration_s": 300},
-        ],
-    }
+    "name": "default-10k-few-faults",
+    "seed": 1,
+    "duration_s": 900,
+    "noise": {"profile": "realistic"},
+    "jobs": [
+        {"name": "pretrain-a", "first_node": 0, "nodes": 1024, "step_s": 2.0},
+        {"name": "finetune-b", "first_node": 1024, "nodes": 128, "step_s": 0.8},
+        {"name": "eval-c", "first_node": 1152, "nodes": 96, "step_s": 1.5},
+    ],
+    "faults": [
+        {"kind": "card_failure", "target": "node1100-card6", "start_s": 20, "duration_s": 180},
+        {"kind": "card_failure", "target": "node1200-card0", "start_s": 45, "duration_s": 120},
+        {"kind": "card_failure", "target": "node0154-card3", "start_s": 240},
+        {"kind": "node_failure", "target": "node1260", "start_s": 150, "duration_s": 300},
+    ],
+}
 
 
 def default_scenario() -> Scenario:

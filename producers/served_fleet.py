@@ -32,16 +32,24 @@ import numpy as np
 from pipeline.schemas import Batch
 from pipeline.topology import Topology
 
-GPU_GAUGES = (("DCGM_FI_DEV_GPU_UTIL", "util", "GPU utilization (in %)."),
-              ("DCGM_FI_DEV_SM_CLOCK", "sm_clock_mhz", "SM clock frequency (in MHz)."),
-              ("DCGM_FI_DEV_POWER_USAGE", "power_w", "Power draw (in W)."),
-              ("DCGM_FI_DEV_GPU_TEMP", "temp_c", "GPU temperature (in C)."),
-              ("DCGM_FI_DEV_FB_USED", "mem_used_mib", "Framebuffer memory used (in MiB)."))
-GPU_COUNTERS = (("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "ecc_sbe", "Total number of single-bit volatile ECC errors."),
-                ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc_dbe", "Total number of double-bit volatile ECC errors."),
-                ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "pcie_replay", "Total number of PCIe retries."))
-PORT_COUNTERS = (("ifHCInOctets", "rx_bytes"), ("ifHCOutOctets", "tx_bytes"), ("ifInErrors", "crc_errors"),
-                 ("ifInDiscards", "drops"))
+GPU_GAUGES = (
+    ("DCGM_FI_DEV_GPU_UTIL", "util", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_SM_CLOCK", "sm_clock_mhz", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "power_w", "Power draw (in W)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "temp_c", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_FB_USED", "mem_used_mib", "Framebuffer memory used (in MiB)."),
+)
+GPU_COUNTERS = (
+    ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "ecc_sbe", "Total number of single-bit volatile ECC errors."),
+    ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc_dbe", "Total number of double-bit volatile ECC errors."),
+    ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "pcie_replay", "Total number of PCIe retries."),
+)
+PORT_COUNTERS = (
+    ("ifHCInOctets", "rx_bytes"),
+    ("ifHCOutOctets", "tx_bytes"),
+    ("ifInErrors", "crc_errors"),
+    ("ifInDiscards", "drops"),
+)
 MODEL = "NVIDIA H100 80GB HBM3"
 
 
@@ -79,8 +87,9 @@ class ClusterExporters:
         self.card_values = {c: np.full(shape, np.nan) for _, c, _ in GPU_GAUGES + GPU_COUNTERS}
         self.card_tick = np.full(shape, -1, np.int64)  # the tick of each card's last row
         self.switches: dict[str, SwitchState] = {name: SwitchState() for name in topology.switch_names}
-        self._aliases = {name: [self._alias(name, p) for p in range(topology.switch_ports(name))]
-                         for name in topology.switch_names}
+        self._aliases = {
+            name: [self._alias(name, p) for p in range(topology.switch_ports(name))] for name in topology.switch_names
+        }
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[int, bytes]] = {}
 
@@ -137,7 +146,7 @@ class ClusterExporters:
             switch = self.switches.get(source)  # a node's own NIC counters have no switch target
             if switch is not None and batch.ts_ms >= switch.ts_ms:
                 switch.tick, switch.ts_ms = self.tick, batch.ts_ms
-                switch.ports = {name: np.array(col[row:row + rows]) for name, col in batch.columns.items()}
+                switch.ports = {name: np.array(col[row : row + rows]) for name, col in batch.columns.items()}
             row += rows
 
     def _apply_steps(self, batch: Batch) -> None:
@@ -147,7 +156,7 @@ class ClusterExporters:
             node = self.nodes.get(source)
             if node is not None and batch.ts_ms >= node.step_ts:
                 node.job, node.step_ts = batch.job, batch.ts_ms
-                node.steps = {n: col[row:row + rows] for n, col in batch.columns.items()}
+                node.steps = {n: col[row : row + rows] for n, col in batch.columns.items()}
             row += rows
 
     # ---- exposition ----------------------------------------------------------------------------
@@ -179,13 +188,17 @@ class ClusterExporters:
         else:
             seen = np.flatnonzero(~np.isnan(values["util"]))
         cards = seen.tolist()
-        labels = [f'gpu="{card}",UUID="{_uuid(name, card)}",device="nvidia{card}",modelName="{MODEL}",'
-                  f'Hostname="{name}"' for card in cards]
+        labels = [
+            f'gpu="{card}",UUID="{_uuid(name, card)}",device="nvidia{card}",modelName="{MODEL}",Hostname="{name}"'
+            for card in cards
+        ]
         for metric, column, help_text in GPU_GAUGES:
             out.append(f"# HELP {metric} {help_text}\n# TYPE {metric} gauge")
             out += [f"{metric}{{{lab}}} {value:.3f}" for lab, value in zip(labels, values[column][seen].tolist())]
-        out.append("# HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.\n"
-                   "# TYPE DCGM_FI_DEV_XID_ERRORS gauge")
+        out.append(
+            "# HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.\n"
+            "# TYPE DCGM_FI_DEV_XID_ERRORS gauge"
+        )
         out += [f"DCGM_FI_DEV_XID_ERRORS{{{lab}}} {node.xid.get(card, (0, 0))[1]}" for lab, card in zip(labels, cards)]
         for metric, column, help_text in GPU_COUNTERS:
             out.append(f"# HELP {metric} {help_text}\n# TYPE {metric} counter")
@@ -193,11 +206,14 @@ class ClusterExporters:
         if node.steps and not self.drop_lost_cards:  # the incumbent's slow-rank rule reads them (bench/peer)
             k = self.topo.cards_per_node
             ranks = node.steps["rank"].tolist()
-            step_labels = [f'training_job="{node.job}",rank="{rank}",Hostname="{name}",gpu="{rank % k}"'
-                           for rank in ranks]  # `job` would clash with Prometheus's own target label
+            step_labels = [
+                f'training_job="{node.job}",rank="{rank}",Hostname="{name}",gpu="{rank % k}"' for rank in ranks
+            ]  # `job` would clash with Prometheus's own target label
             compute, wait = node.steps["compute_s"].astype(float), node.steps["wait_s"].astype(float)
-            out.append("# HELP train_step_compute_seconds Compute time of the rank's last step.\n"
-                       "# TYPE train_step_compute_seconds gauge")
+            out.append(
+                "# HELP train_step_compute_seconds Compute time of the rank's last step.\n"
+                "# TYPE train_step_compute_seconds gauge"
+            )
             out += [f"train_step_compute_seconds{{{lab}}} {v:.4f}" for lab, v in zip(step_labels, compute.tolist())]
             out.append("# HELP train_step_seconds Wall time of the rank's last step.\n# TYPE train_step_seconds gauge")
             out += [f"train_step_seconds{{{lab}}} {v:.4f}" for lab, v in zip(step_labels, (compute + wait).tolist())]
@@ -205,8 +221,10 @@ class ClusterExporters:
 
     def _switch_text(self, name: str, switch: SwitchState) -> str:
         ports, aliases = switch.ports, self._aliases[name]
-        labels = [f'ifIndex="{p + 1}",ifName="swp{p + 1}",ifAlias="{aliases[p] if p < len(aliases) else ""}"'
-                  for p in ports["port"].tolist()]
+        labels = [
+            f'ifIndex="{p + 1}",ifName="swp{p + 1}",ifAlias="{aliases[p] if p < len(aliases) else ""}"'
+            for p in ports["port"].tolist()
+        ]
         out = ["# HELP ifOperStatus The current operational state of the interface.\n# TYPE ifOperStatus gauge"]
         out += [f"ifOperStatus{{{lab}}} {1 if up == 1 else 2}" for lab, up in zip(labels, ports["oper_up"].tolist())]
         for metric, column in PORT_COUNTERS:
@@ -247,8 +265,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         _, kind, name = (self.path.split("?", 1)[0].split("/") + ["", ""])[:3]
-        known = name in (self.server.exporters.nodes if kind == "node" else self.server.exporters.switches
-                         if kind == "switch" else ())
+        known = name in (
+            self.server.exporters.nodes
+            if kind == "node"
+            else self.server.exporters.switches
+            if kind == "switch"
+            else ()
+        )
         body = self.server.exporters.scrape(kind, name) if known else None
         status = 200 if body is not None else 503 if known else 404
         body = body if body is not None else b"target down\n"
@@ -272,8 +295,9 @@ class FleetServer:
         self.host = host
         self.port_base = port_base
         topo = exporters.topo
-        self.targets: list[tuple[str, str]] = [("node", n) for n in topo.node_names] + \
-            [("switch", s) for s in topo.switch_names]
+        self.targets: list[tuple[str, str]] = [("node", n) for n in topo.node_names] + [
+            ("switch", s) for s in topo.switch_names
+        ]
         self._servers: list = []
         self.scrapes = 0
 
@@ -302,8 +326,9 @@ class FleetServer:
                 self._servers.append(await loop.create_server(server, self.host, port, backlog=64))
             except OSError as exc:
                 await self.stop()
-                raise OSError(f"cannot serve target {self.targets[index][1]} on {self.host}:{port}: "
-                              f"{exc.strerror or exc}") from None
+                raise OSError(
+                    f"cannot serve target {self.targets[index][1]} on {self.host}:{port}: {exc.strerror or exc}"
+                ) from None
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -327,28 +352,47 @@ class FleetServer:
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-def write_scrape_config(path: str, fleet: FleetServer, node_interval_s: float = 1.0,
-                        switch_interval_s: float = 10.0) -> None:
+def write_scrape_config(
+    path: str, fleet: FleetServer, node_interval_s: float = 1.0, switch_interval_s: float = 10.0
+) -> None:
     """Prometheus `scrape_configs` for the served fleet: job `gpu` (every node, label `node`) and job
     `switch` (every switch, label `switch`): what `clusterpulse collect --config` and a Prometheus
     take as they are."""
     import yaml
 
     def job(name: str, interval: float, targets: list[tuple[str, str]], label: str) -> dict:
-        return {"job_name": name, "scrape_interval": f"{interval:g}s",
-                "scrape_timeout": f"{min(interval, 10.0):g}s",
-                "static_configs": [{"targets": [address], "labels": {label: entity}} for address, entity in targets]}
+        return {
+            "job_name": name,
+            "scrape_interval": f"{interval:g}s",
+            "scrape_timeout": f"{min(interval, 10.0):g}s",
+            "static_configs": [{"targets": [address], "labels": {label: entity}} for address, entity in targets],
+        }
 
-    text = ("# The fleet `clusterpulse simulate --serve-exporters` serves: Prometheus scrape_configs.\n"
-            + yaml.safe_dump({"scrape_configs": [job("gpu", node_interval_s, fleet.node_targets(), "node"),
-                                                 job("switch", switch_interval_s, fleet.switch_targets(), "switch")]},
-                             sort_keys=False, default_flow_style=None, width=200))
+    text = (
+        "# The fleet `clusterpulse simulate --serve-exporters` serves: Prometheus scrape_configs.\n"
+        + yaml.safe_dump(
+            {
+                "scrape_configs": [
+                    job("gpu", node_interval_s, fleet.node_targets(), "node"),
+                    job("switch", switch_interval_s, fleet.switch_targets(), "switch"),
+                ]
+            },
+            sort_keys=False,
+            default_flow_style=None,
+            width=200,
+        )
+    )
     with open(path, "w") as fh:
         fh.write(text)
 
 
-def serve(simulator, fleet: FleetServer, speed: float | None, stop: threading.Event,  # noqa: ANN001
-          say=print) -> dict[str, float]:  # noqa: ANN001
+def serve(
+    simulator,
+    fleet: FleetServer,
+    speed: float | None,
+    stop: threading.Event,  # noqa: ANN001
+    say=print,
+) -> dict[str, float]:  # noqa: ANN001
     """Run the simulator at `speed` into the served fleet until its scenario ends, then keep serving
     its last state, until `stop` is set. Returns how many ticks were simulated and pages served."""
     import asyncio

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.schemas import Batch, bundle, encode_batch, iso_utc
 from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec
+from producers.scenario import Fault, Scenario
 
 # Sources per message. Real collectors batch (a rack's exporter gateway, a fabric manager): the
 # simulator sends the nodes under one leaf position (nodes_per_leaf of them, a rack) per card
@@ -25,7 +26,6 @@ from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, Topi
 SWITCHES_PER_COLLECTOR = 8
 PORTS_PER_MESSAGE = 4096  # ~370 KB of port samples: well under Kafka's 1 MB default message limit
 NODES_PER_STEP_MESSAGE = 512  # a 65,536-rank job's steps in 16 messages of 64 KB, under Kafka's 1 MB limit
-from producers.scenario import Fault, Scenario
 
 # Fatal error code a failed card reports before it goes silent, and the ECC error code, per vendor.
 CARD_LOST_CODE = {"nvidia": 79, "ascend": 0x8C03A000}
@@ -33,10 +33,8 @@ ECC_DBE_CODE = {"nvidia": 48, "ascend": 0x80E01801}
 
 # Healthy operating points per vendor: busy value, idle value.
 PROFILE = {
-    "nvidia": {"clock": (1980.0, 1410.0), "power": (640.0, 75.0), "temp": (66.0, 34.0),
-               "mem": (72_000.0, 600.0)},
-    "ascend": {"clock": (1800.0, 1000.0), "power": (360.0, 90.0), "temp": (62.0, 38.0),
-               "mem": (56_000.0, 3_000.0)},
+    "nvidia": {"clock": (1980.0, 1410.0), "power": (640.0, 75.0), "temp": (66.0, 34.0), "mem": (72_000.0, 600.0)},
+    "ascend": {"clock": (1800.0, 1000.0), "power": (360.0, 90.0), "temp": (62.0, 38.0), "mem": (56_000.0, 3_000.0)},
 }
 LINK_BYTES_PER_S = 2.0e10  # busy host link, both directions each
 FEC_BASE_PER_S = (50.0, 800.0)  # healthy PAM4 links correct codewords all the time
@@ -69,8 +67,9 @@ class Simulator:
         # fault changes only what it touches: same seed with and without a fault gives the same
         # noise everywhere else.
         seq = np.random.SeedSequence(scenario.seed)
-        (cards_seed, host_seed, leaf_seed, spine_seed, noise_seed, fault_seed,
-         *job_seeds) = seq.spawn(6 + len(scenario.jobs))
+        (cards_seed, host_seed, leaf_seed, spine_seed, noise_seed, fault_seed, *job_seeds) = seq.spawn(
+            6 + len(scenario.jobs)
+        )
         self.rng = np.random.default_rng(cards_seed)
         self.noise_rng = np.random.default_rng(noise_seed)
         self.fault_rng = np.random.default_rng(fault_seed)
@@ -81,7 +80,7 @@ class Simulator:
         # job of each node (-1 = idle)
         self.node_job = np.full(n, -1, dtype=np.int64)
         for j, job in enumerate(scenario.jobs):
-            self.node_job[job.first_node:job.first_node + job.nodes] = j
+            self.node_job[job.first_node : job.first_node + job.nodes] = j
         self.busy = np.repeat((self.node_job >= 0)[:, None], k, axis=1)
 
         # card counters
@@ -101,8 +100,9 @@ class Simulator:
         self.fabric_up_prev = np.ones(links, bool)
         self.host_switch = np.where(topo.host_exists, topo.host_switch, 0)  # switch of every host link
 
-        self.jobs = [_JobState(job, topo.cards_per_node, np.random.default_rng(js))
-                     for job, js in zip(scenario.jobs, job_seeds)]
+        self.jobs = [
+            _JobState(job, topo.cards_per_node, np.random.default_rng(js)) for job, js in zip(scenario.jobs, job_seeds)
+        ]
         self._init_realism(seq.spawn(1)[0])
         self.faults = list(scenario.faults)
         self._resolved = [self._resolve_target(f) for f in self.faults]
@@ -111,9 +111,10 @@ class Simulator:
         draws = np.random.default_rng(seq.spawn(1)[0]).random((len(self.faults), 2))
         noise = scenario.noise
         self._silent = [bool(d[0] < noise.silent_failure_share) for d in draws]
-        self._fails_at = [f.start_s + noise.ecc_failure_after_s
-                          if f.kind == "ecc_error" and d[1] < noise.ecc_failure_share else None
-                          for f, d in zip(self.faults, draws)]
+        self._fails_at = [
+            f.start_s + noise.ecc_failure_after_s if f.kind == "ecc_error" and d[1] < noise.ecc_failure_share else None
+            for f, d in zip(self.faults, draws)
+        ]
         # the host end of every host link as the host's own NIC counters report it (its own stream)
         nic_rng = np.random.default_rng(seq.spawn(1)[0])
         self.nic = _PortCounters((n, rails), nic_rng) if noise.nic_reports else None
@@ -142,19 +143,25 @@ class Simulator:
         racks = -(-n // self.topo.rack_size)
         self.card_skew_ms = np.rint(offsets(skew, (racks,))).astype(np.int64).tolist()
         port_collectors = sorted(set(self._port_collector.values()))
-        self.port_skew_ms = dict(zip(port_collectors,
-                                     np.rint(offsets(skew, (len(port_collectors),))).astype(np.int64).tolist()))
+        self.port_skew_ms = dict(
+            zip(port_collectors, np.rint(offsets(skew, (len(port_collectors),))).astype(np.int64).tolist())
+        )
 
     # ---- ground truth (scorer only) ----------------------------------------------------------
     def ground_truth(self) -> list[TruthRecord]:
         out = []
         for f in self.faults:
             end_s = f.end_s(self.sc.duration_s)
-            out.append(TruthRecord(
-                f.kind, f.target,
-                iso_utc(self.sc.start_ms + int(f.start_s * 1000)),
-                iso_utc(self.sc.start_ms + int(end_s * 1000)), f.start_s, end_s,
-            ))
+            out.append(
+                TruthRecord(
+                    f.kind,
+                    f.target,
+                    iso_utc(self.sc.start_ms + int(f.start_s * 1000)),
+                    iso_utc(self.sc.start_ms + int(end_s * 1000)),
+                    f.start_s,
+                    end_s,
+                )
+            )
         return out
 
     def silent_card_failures(self) -> set[str]:
@@ -184,8 +191,10 @@ class Simulator:
             messages = self.step(t, ts_ms)
             if rate:  # a late message comes after the next tick's (the realistic profile)
                 held = self.real_rng.random(len(messages)) < rate
-                messages, late = ([m for m, h in zip(messages, held) if not h] + late,
-                                  [m for m, h in zip(messages, held) if h])
+                messages, late = (
+                    [m for m, h in zip(messages, held) if not h] + late,
+                    [m for m, h in zip(messages, held) if h],
+                )
             yield ts_ms, messages
         if late:
             yield ts_ms, late
@@ -193,8 +202,11 @@ class Simulator:
     def step(self, t: float, ts_ms: int) -> list[Message]:
         topo, k, dt = self.topo, self.topo.cards_per_node, self.sc.tick_s
         rails, links = topo.rails, len(topo.fabric_lo)
-        active = [(i, f, r) for i, (f, r) in enumerate(zip(self.faults, self._resolved))
-                  if f.start_s <= t < f.end_s(self.sc.duration_s)]
+        active = [
+            (i, f, r)
+            for i, (f, r) in enumerate(zip(self.faults, self._resolved))
+            if f.start_s <= t < f.end_s(self.sc.duration_s)
+        ]
         self._reset_recovered(t, dt)
 
         node_alive = np.ones(topo.nodes, bool)
@@ -239,13 +251,17 @@ class Simulator:
                     fabric_up[a] &= up
                     if f.kind == "link_degradation":
                         fabric_degradation[a] = max(fabric_degradation[a], f.severity)
-        for i, f, (what, a, b) in active:
+        for _, f, (_, a, b) in active:
             if f.kind == "ecc_error" and f.start_s > t - dt:
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1 + int(2 * f.severity))
-        for i, f, (what, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
-            if f.kind == "ecc_error" and f.start_s <= t - dt and self.fault_rng.random() < 0.05 * f.severity * dt \
-                    and card_alive[a, b]:  # a failed card reports nothing
+        for _, f, (_, a, b) in active:  # a bad memory page keeps producing uncorrectable errors
+            if (
+                f.kind == "ecc_error"
+                and f.start_s <= t - dt
+                and self.fault_rng.random() < 0.05 * f.severity * dt
+                and card_alive[a, b]
+            ):  # a failed card reports nothing
                 events.append((a, b, ECC_DBE_CODE[self.sc.vendor]))
                 self.ecc_dbe[a, b] += np.uint64(1)
 
@@ -260,8 +276,9 @@ class Simulator:
         progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & nic_ok, slowdown)
         messages = self._step_messages(ts_ms)
         messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
-        messages += self._port_messages(ts_ms, switch_alive, host_up, fabric_up, degradation,
-                                        fabric_degradation, progressing)
+        messages += self._port_messages(
+            ts_ms, switch_alive, host_up, fabric_up, degradation, fabric_degradation, progressing
+        )
         if self.nic is not None:
             messages += self._nic_messages(ts_ms, node_alive, host_up)
         return messages
@@ -274,9 +291,12 @@ class Simulator:
         noise = self.sc.noise
         for js in self.jobs:
             nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
-            if t >= js.restart_until and noise.job_restarts_per_hour \
-                    and self.real_rng.random() < noise.job_restarts_per_hour * self.sc.tick_s / 3600 \
-                    and not self._would_hide_a_fault(js, t):
+            if (
+                t >= js.restart_until
+                and noise.job_restarts_per_hour
+                and self.real_rng.random() < noise.job_restarts_per_hour * self.sc.tick_s / 3600
+                and not self._would_hide_a_fault(js, t)
+            ):
                 # the job is stopped and resubmitted: it resumes from its last checkpoint's step
                 js.restart_until = t + noise.restart_s
                 js.step_index = js.checkpoint_step
@@ -313,16 +333,19 @@ class Simulator:
                 js.next_end = js.step_started + duration
         return progressing
 
-    def _would_hide_a_fault(self, js: "_JobState", t: float) -> bool:
+    def _would_hide_a_fault(self, js: _JobState, t: float) -> bool:
         """A restart now would pause the job through (part of) a straggler or throttle on its cards:
         skipped, since the scorer could not tell a fault the pause hid from one the detectors missed."""
         first, last = js.job.first_node, js.job.first_node + js.job.nodes
         pause = self.sc.noise.restart_s
-        return any(f.kind in ("straggler", "thermal_throttle") and first <= a < last
-                   and f.start_s - pause <= t <= f.end_s(self.sc.duration_s)
-                   for f, (_, a, _) in zip(self.faults, self._resolved))
+        return any(
+            f.kind in ("straggler", "thermal_throttle")
+            and first <= a < last
+            and f.start_s - pause <= t <= f.end_s(self.sc.duration_s)
+            for f, (_, a, _) in zip(self.faults, self._resolved)
+        )
 
-    def _job_pace(self, js: "_JobState") -> np.ndarray | float:
+    def _job_pace(self, js: _JobState) -> np.ndarray | float:
         """Realism of one step: each rank's persistent speed, a job-wide autocorrelated drift
         (AR(1)), and job-wide slow phases."""
         noise = self.sc.noise
@@ -347,18 +370,29 @@ class Simulator:
             for first in range(0, js.job.nodes, NODES_PER_STEP_MESSAGE):
                 last = min(first + NODES_PER_STEP_MESSAGE, js.job.nodes)
                 nodes = last - first
-                names = self.topo.node_names[js.job.first_node + first:js.job.first_node + last]
-                columns = {"rank": ranks[first:last].reshape(-1), "step": np.tile(step_ids, nodes),
-                           "compute_s": compute32[first:last].reshape(-1), "wait_s": wait32[first:last].reshape(-1)}
-                batch = Batch("step", js.job.name, ts_ms, columns, job=js.job.name,
-                              parts=[(name, {"rows": k}) for name in names])
+                names = self.topo.node_names[js.job.first_node + first : js.job.first_node + last]
+                columns = {
+                    "rank": ranks[first:last].reshape(-1),
+                    "step": np.tile(step_ids, nodes),
+                    "compute_s": compute32[first:last].reshape(-1),
+                    "wait_s": wait32[first:last].reshape(-1),
+                }
+                batch = Batch(
+                    "step", js.job.name, ts_ms, columns, job=js.job.name, parts=[(name, {"rows": k}) for name in names]
+                )
                 out.append(Message(STEP_TELEMETRY, js.job.name, encode_batch(batch)))
         return out
 
     # ---- cards -------------------------------------------------------------------------------
-    def _card_messages(self, ts_ms: int, node_alive: np.ndarray, card_alive: np.ndarray,
-                       throttle: np.ndarray, progressing: np.ndarray,
-                       events: list[tuple[int, int, int]]) -> list[Message]:
+    def _card_messages(
+        self,
+        ts_ms: int,
+        node_alive: np.ndarray,
+        card_alive: np.ndarray,
+        throttle: np.ndarray,
+        progressing: np.ndarray,
+        events: list[tuple[int, int, int]],
+    ) -> list[Message]:
         topo, rng, p, noise = self.topo, self.rng, self.profile, self.sc.noise
         n, k = topo.nodes, topo.cards_per_node
         shape = (n, k)
@@ -385,9 +419,14 @@ class Simulator:
             util[node, card] = 0.0
 
         cols = {
-            "util": np.clip(util, 0, 100).astype("<f4"), "sm_clock_mhz": clock.astype("<f4"),
-            "power_w": power.astype("<f4"), "temp_c": temp.astype("<f4"), "mem_used_mib": mem.astype("<f4"),
-            "ecc_sbe": self.ecc_sbe, "ecc_dbe": self.ecc_dbe, "pcie_replay": self.pcie_replay,
+            "util": np.clip(util, 0, 100).astype("<f4"),
+            "sm_clock_mhz": clock.astype("<f4"),
+            "power_w": power.astype("<f4"),
+            "temp_c": temp.astype("<f4"),
+            "mem_used_mib": mem.astype("<f4"),
+            "ecc_sbe": self.ecc_sbe,
+            "ecc_dbe": self.ecc_dbe,
+            "pcie_replay": self.pcie_replay,
             "link_errors": self.link_errors,
         }
         by_node: dict[int, list[tuple[int, int]]] = {}
@@ -400,7 +439,7 @@ class Simulator:
         out: list[Message] = []
         per = topo.rack_size  # one collector per rack
         for first in range(0, n, per):
-            nodes = np.flatnonzero(node_alive[first:first + per]) + first
+            nodes = np.flatnonzero(node_alive[first : first + per]) + first
             if not len(nodes):
                 continue
             mask = present[nodes]
@@ -419,14 +458,22 @@ class Simulator:
             collector = self._rack_collector(first)
             parts = [(names[node], {"rows": r, "events": e}) for node, r, e in zip(nodes.tolist(), rows, ev_counts)]
             stamp = ts_ms + self.card_skew_ms[first // per]  # the collector's own clock
-            out.append(Message(CARD_TELEMETRY, collector, encode_batch(
-                Batch("card", collector, stamp, columns, parts=parts))))
+            out.append(
+                Message(CARD_TELEMETRY, collector, encode_batch(Batch("card", collector, stamp, columns, parts=parts)))
+            )
         return out
 
     # ---- switches ----------------------------------------------------------------------------
-    def _port_messages(self, ts_ms: int, switch_alive: np.ndarray, host_up: np.ndarray,
-                       fabric_up: np.ndarray, degradation: np.ndarray, fabric_degradation: np.ndarray,
-                       progressing: np.ndarray) -> list[Message]:
+    def _port_messages(
+        self,
+        ts_ms: int,
+        switch_alive: np.ndarray,
+        host_up: np.ndarray,
+        fabric_up: np.ndarray,
+        degradation: np.ndarray,
+        fabric_degradation: np.ndarray,
+        progressing: np.ndarray,
+    ) -> list[Message]:
         topo, dt = self.topo, self.sc.tick_s
         host_load = (self.busy & progressing[:, None]).astype(float) * 0.9 + 0.05
         host_load = _per_nic(host_load, self._load_nic, topo.rails)  # a NIC carries its cards' traffic
@@ -446,12 +493,18 @@ class Simulator:
         host_flat = host_up.reshape(-1)
         for switch in np.flatnonzero(switch_alive).tolist():
             hosts, low, high, ports = topo.switch_wiring(switch)
-            cols = {"port": ports,
-                    "oper_up": np.concatenate([host_flat[hosts], fabric_up[low], fabric_up[high]]).astype("<u1")}
+            cols = {
+                "port": ports,
+                "oper_up": np.concatenate([host_flat[hosts], fabric_up[low], fabric_up[high]]).astype("<u1"),
+            }
             for field in _PortCounters.FIELDS:
-                cols[field] = np.concatenate([getattr(self.host, field).reshape(-1)[hosts],
-                                              getattr(self.fabric_low, field)[low],
-                                              getattr(self.fabric_high, field)[high]])
+                cols[field] = np.concatenate(
+                    [
+                        getattr(self.host, field).reshape(-1)[hosts],
+                        getattr(self.fabric_low, field)[low],
+                        getattr(self.fabric_high, field)[high],
+                    ]
+                )
             name = topo.switch_names[switch]
             batches.append(Batch("port", name, ts_ms + self.port_skew_ms[self._port_collector[name]], cols))
         groups: dict[str, list[Batch]] = {}
@@ -475,7 +528,7 @@ class Simulator:
         ports = np.broadcast_to(np.arange(rails, dtype="<u2"), (n, rails))
         out: list[Message] = []
         for first in range(0, n, per):
-            nodes = np.flatnonzero(present[first:first + per]) + first
+            nodes = np.flatnonzero(present[first : first + per]) + first
             if not len(nodes):
                 continue
             exists = topo.host_exists[nodes]  # a host reports the NICs it has
@@ -486,8 +539,9 @@ class Simulator:
             collector = self._rack_collector(first)
             parts = [(names[node], {"rows": r}) for node, r in zip(nodes.tolist(), exists.sum(axis=1).tolist())]
             stamp = ts_ms + self.card_skew_ms[first // per]  # the rack's collector, as for its cards
-            out.append(Message(PORT_TELEMETRY, collector, encode_batch(Batch("port", collector, stamp, cols,
-                                                                             parts=parts))))
+            out.append(
+                Message(PORT_TELEMETRY, collector, encode_batch(Batch("port", collector, stamp, cols, parts=parts)))
+            )
         return out
 
     def _port_collectors(self) -> dict[str, str]:
@@ -500,8 +554,12 @@ class Simulator:
         ports = 0
         for name in names:
             n = topo.switch_ports(name)
-            if not groups or len(groups[-1]) >= SWITCHES_PER_COLLECTOR or ports + n > PORTS_PER_MESSAGE \
-                    or tier[name] != tier[groups[-1][0]]:  # leaves and spines apart
+            if (
+                not groups
+                or len(groups[-1]) >= SWITCHES_PER_COLLECTOR
+                or ports + n > PORTS_PER_MESSAGE
+                or tier[name] != tier[groups[-1][0]]
+            ):  # leaves and spines apart
                 groups.append([])
                 ports = 0
             groups[-1].append(name)
@@ -513,7 +571,6 @@ class Simulator:
         for _ in range(self.noise_rng.poisson(rate)):
             node, rail = int(self.noise_rng.integers(self.topo.nodes)), int(self.noise_rng.integers(self.topo.rails))
             self.host.crc_errors[node, rail] += np.uint64(1)
-
 
     def _link_baseline(self, dt: float) -> None:
         """Healthy links are not error-free: a low CRC rate on every link end, and now and then a
@@ -560,7 +617,7 @@ class Simulator:
     def _reset_recovered(self, t: float, dt: float) -> None:
         """Counters restart from zero where a node or switch comes back, as exporters' do after a
         reboot: a node's card counters; a leaf's port counters (host and uplink ends); a spine's."""
-        for f, (what, a, _) in zip(self.faults, self._resolved):
+        for f, (_, a, _) in zip(self.faults, self._resolved):
             end = f.end_s(self.sc.duration_s)
             if not (end < self.sc.duration_s and t - dt < end <= t):
                 continue
@@ -568,7 +625,6 @@ class Simulator:
                 self._reset_node(a)
             elif f.kind == "switch_failure":
                 self._reset_switch(a)
-
 
     def _reset_node(self, node: int) -> None:
         """A node's card counters start again at 0 (its exporter or driver restarted)."""
@@ -603,8 +659,17 @@ def _per_nic(per_card: np.ndarray, card_nic: np.ndarray | None, rails: int) -> n
 class _PortCounters:
     """Monotonic counters of one end of a set of links."""
 
-    FIELDS = ("rx_bytes", "tx_bytes", "crc_errors", "fec_corrected", "symbol_errors", "drops",
-              "pfc_pause", "ecn_marks", "carrier_transitions")
+    FIELDS = (
+        "rx_bytes",
+        "tx_bytes",
+        "crc_errors",
+        "fec_corrected",
+        "symbol_errors",
+        "drops",
+        "pfc_pause",
+        "ecn_marks",
+        "carrier_transitions",
+    )
 
     def __init__(self, shape: tuple[int, int], rng: np.random.Generator) -> None:
         self.rng = rng
@@ -612,20 +677,21 @@ class _PortCounters:
             setattr(self, name, np.zeros(shape, np.uint64))
         self.fec_base = rng.uniform(*FEC_BASE_PER_S, size=shape)
 
-    def advance(self, dt: float, up: np.ndarray, was_up: np.ndarray, load: np.ndarray,
-                degradation: np.ndarray) -> None:
+    def advance(self, dt: float, up: np.ndarray, was_up: np.ndarray, load: np.ndarray, degradation: np.ndarray) -> None:
         rng, shape = self.rng, up.shape
         goodput = load * (1 - 0.3 * degradation) * up
         for name in ("rx_bytes", "tx_bytes"):
             noise = 1 + 0.05 * rng.standard_normal(shape)
             inc = np.maximum(LINK_BYTES_PER_S * dt * goodput * noise, 0)
             getattr(self, name)[...] += inc.astype(np.uint64)
-        for name, lam in (("crc_errors", 100.0 * degradation * dt),
-                          ("fec_corrected", self.fec_base * (1 + 20 * degradation) * dt),
-                          ("symbol_errors", 10.0 * degradation * dt),
-                          ("drops", (0.01 + 5 * degradation) * dt),
-                          ("pfc_pause", 20.0 * load * dt),
-                          ("ecn_marks", 5.0 * load * dt)):
+        for name, lam in (
+            ("crc_errors", 100.0 * degradation * dt),
+            ("fec_corrected", self.fec_base * (1 + 20 * degradation) * dt),
+            ("symbol_errors", 10.0 * degradation * dt),
+            ("drops", (0.01 + 5 * degradation) * dt),
+            ("pfc_pause", 20.0 * load * dt),
+            ("ecn_marks", 5.0 * load * dt),
+        ):
             getattr(self, name)[...] += (poisson(rng, lam) * up).astype(np.uint64)
         self.carrier_transitions += (up != was_up).astype(np.uint64)
 

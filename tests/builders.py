@@ -11,8 +11,13 @@ SMALL = ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def card_batch(node: str = "node0000", t_s: float = 0.0, cards: list[int] | None = None,
-               errors: list[tuple[int, int]] = (), cards_per_node: int = 8) -> Batch:
+def card_batch(
+    node: str = "node0000",
+    t_s: float = 0.0,
+    cards: list[int] | None = None,
+    errors: list[tuple[int, int]] = (),
+    cards_per_node: int = 8,
+) -> Batch:
     """A healthy card batch; `errors` = [(card, code)] events."""
     idx = np.arange(cards_per_node) if cards is None else np.asarray(cards)
     n = len(idx)
@@ -36,19 +41,26 @@ def small_topology() -> Topology:
     return Topology(SMALL)
 
 
-def step_batch(node: str, job: str, t_s: float, ranks: list[int], step: int, compute: list[float] | float,
-               wait: float = 0.1) -> "Batch":
+def step_batch(
+    node: str, job: str, t_s: float, ranks: list[int], step: int, compute: list[float] | float, wait: float = 0.1
+) -> Batch:
     from pipeline.schemas import STEP
+
     n = len(ranks)
     comp = np.broadcast_to(np.asarray(compute, dtype="<f4"), (n,)).copy()
-    cols = {"rank": np.asarray(ranks, "<u4"), "step": np.full(n, step, "<u4"), "compute_s": comp,
-            "wait_s": np.full(n, wait, "<f4")}
+    cols = {
+        "rank": np.asarray(ranks, "<u4"),
+        "step": np.full(n, step, "<u4"),
+        "compute_s": comp,
+        "wait_s": np.full(n, wait, "<f4"),
+    }
     assert set(cols) == {c.name for c in STEP.columns}
     return Batch(kind="step", source=node, ts_ms=START_MS + int(t_s * 1000), columns=cols, job=job)
 
 
-def counters_batch(switch: str, t_s: float, ports: int, crc: np.ndarray | None = None,
-                   oper: np.ndarray | None = None) -> Batch:
+def counters_batch(
+    switch: str, t_s: float, ports: int, crc: np.ndarray | None = None, oper: np.ndarray | None = None
+) -> Batch:
     """A port batch with given cumulative CRC counters and oper status."""
     b = port_batch(switch, t_s, ports)
     if crc is not None:

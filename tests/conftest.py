@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +60,15 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` to completion, output captured. On timeout the command gets
     SIGTERM first, so that `run` and `eval` stop the broker and workers they started."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=clean_env(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env=clean_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -97,8 +104,14 @@ class Children:
         log = self.tmp / f"{name}-{len(self.procs)}.log"
         full_env = clean_env(env)
         full_env["PYTHONUNBUFFERED"] = "1"
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env,
-                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append((proc, log))
         return proc
 
@@ -127,11 +140,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     clone has none), so a green run does not hide that they did not run."""
     skipped = terminalreporter.stats.get("skipped", [])
     reasons = [str(r.longrepr[2]) if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped]
-    missing = sorted({reason.split("samples/", 1)[1].split()[0].split("/")[0] for reason in reasons if "../shared/samples" in reason
-                      and "samples/" in reason})
+    missing = sorted(
+        {
+            reason.split("samples/", 1)[1].split()[0].split("/")[0]
+            for reason in reasons
+            if "../shared/samples" in reason and "samples/" in reason
+        }
+    )
     count = sum("../shared/samples" in reason for reason in reasons)
     if count:
         terminalreporter.write_sep("-", "real captures not found")
         terminalreporter.write_line(
             f"{count} test(s) skipped: they read real captures from {SAMPLES}/ ({', '.join(missing)}), "
-            "which is not beside this checkout (sources: tests/fixtures/SOURCES.md)")
+            "which is not beside this checkout (sources: tests/fixtures/SOURCES.md)"
+        )

@@ -11,8 +11,13 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pipeline.kafka_config import consumer_config
 
 
-def read_until(bootstrap: str, topic: str, done: Callable[[list[ConsumerRecord]], bool],
-               timeout_s: float = 90.0, alive: Callable[[], str | None] = lambda: None) -> list[ConsumerRecord]:
+def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord]], bool],
+    timeout_s: float = 90.0,
+    alive: Callable[[], str | None] = lambda: None,
+) -> list[ConsumerRecord]:
     """Records of `topic` from the beginning until `done(records)` or the deadline.
 
     `alive()` returns an error text when a process the test relies on has died, to fail early.

@@ -17,9 +17,11 @@ from tests.conftest import ROOT
 COMPOSE = ROOT / "docker-compose.yml"
 # where the apache/kafka image keeps its log dirs when KAFKA_LOG_DIRS is not set (its configureDefaults)
 APACHE_KAFKA_DEFAULT_LOG_DIRS = "/tmp/kraft-combined-logs"
-NO_COMPOSE = pytest.mark.skipif(shutil.which("docker-compose") is None,
-                                reason="docker-compose is not installed (Debian package docker-compose; "
-                                       "`make test` installs it when run as root with apt)")
+NO_COMPOSE = pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (Debian package docker-compose; "
+    "`make test` installs it when run as root with apt)",
+)
 
 
 def services() -> dict:
@@ -28,8 +30,9 @@ def services() -> dict:
 
 @NO_COMPOSE
 def test_compose_file_is_valid() -> None:
-    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -85,10 +88,12 @@ def test_dockerfile_entrypoint_is_the_cli() -> None:
 
 # ---- state on named volumes ---------------------------------------------------------------------
 
+
 def compose_config(path: Path = COMPOSE) -> dict:
     """The file as Compose resolves it (anchors, merges, defaults), from `docker-compose config`."""
-    done = subprocess.run(["docker-compose", "-f", str(path), "config"], capture_output=True, text=True,
-                          cwd=path.parent, timeout=60)
+    done = subprocess.run(
+        ["docker-compose", "-f", str(path), "config"], capture_output=True, text=True, cwd=path.parent, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -155,7 +160,8 @@ def assert_state_on_named_volumes(config: dict) -> None:
         for path in dirs:
             assert _volume_of(path, mounts), (
                 f"{name} keeps state in {path}, which is on no named volume "
-                f"(mounts: {', '.join(f'{v}:{t}' for t, v in mounts.items()) or 'none'}): lost on `docker compose down`")
+                f"(mounts: {', '.join(f'{v}:{t}' for t, v in mounts.items()) or 'none'}): lost on `docker compose down`"
+            )
 
 
 @NO_COMPOSE

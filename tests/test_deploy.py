@@ -55,9 +55,15 @@ def test_prometheus_scrapes_the_port_the_compose_workers_serve() -> None:
     assert "./deploy/prometheus/prometheus.yml:" in mounts and "./deploy/grafana/dashboards:" in mounts
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="needs promtool (Debian's prometheus; make test installs it when run as root with apt)")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="needs promtool (Debian's prometheus; make test installs it when run as root with apt)",
+)
 def test_promtool_accepts_the_scrape_config() -> None:
-    done = subprocess.run(["promtool", "check", "config", str(DEPLOY / "prometheus/prometheus.yml")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["promtool", "check", "config", str(DEPLOY / "prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -35,3 +35,12 @@ def test_docs_point_only_inside_the_repository() -> None:
             if "://" in target:
                 continue
             assert (page.parent / target).exists() or (ROOT / target).exists(), f"{page.name}: {target} is missing"
+
+
+def test_readme_is_short_and_lists_every_page() -> None:
+    """The README is the front page (at most 200 lines, issue 26); everything else is a page under
+    docs/, and its "Documentation" list links each one."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"README does not link docs/{page.name}"

@@ -37,8 +37,9 @@ def alertmanager_page(body: dict, at: float, topology: Topology) -> Page | None:
     """An Alertmanager webhook notification as a page, or None if nothing in it is firing."""
     if body.get("status") != "firing":
         return None
-    entities = {incumbent_entity(a.get("labels", {}), topology) for a in body.get("alerts", [])
-                if a.get("status") == "firing"}
+    entities = {
+        incumbent_entity(a.get("labels", {}), topology) for a in body.get("alerts", []) if a.get("status") == "firing"
+    }
     entities.discard(None)
     return Page(at, frozenset(entities))  # type: ignore[arg-type]
 
@@ -55,8 +56,7 @@ def related(entity: str, target: str, topology: Topology) -> bool:
     cards whose links run to it."""
     ends = entity.split("~")
     hosts = {end.split("-")[0] for end in ends}  # node0001-card3 / node0001-nic3 -> node0001
-    return (entity == target or target in ends or target in hosts
-            or bool(hosts & _behind(target, topology)))
+    return entity == target or target in ends or target in hosts or bool(hosts & _behind(target, topology))
 
 
 def _behind(target: str, topology: Topology) -> set[str]:

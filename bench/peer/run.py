@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from bench.latency import TimedReceiver, start_pipeline  # noqa: E402
-from producers.served_fleet import ClusterExporters, ExporterServer  # noqa: E402
 from bench.peer.pages import Page, alertmanager_page, clusterpulse_page, score  # noqa: E402
 from bench.pipeline import proc_stats  # noqa: E402
 from pipeline.broker import EmbeddedBroker, free_port, stop_process  # noqa: E402
 from pipeline.schemas import decode_batch  # noqa: E402
 from producers.output import KafkaOutput, Pacer  # noqa: E402
 from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
+from producers.served_fleet import ClusterExporters, ExporterServer  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -54,29 +54,40 @@ def default_scenario() -> dict:
     data = copy.deepcopy(DEFAULT_SCENARIO)
     start = FAULT_START_S
     # seed 4: the first whose draws give one lost card with XID 79 and one without
-    data.update(name="peer", seed=4, duration_s=360, jobs=[
-        {"name": "straggle", "first_node": 0, "nodes": 256, "step_s": 2.0},
-        {"name": "lost-a", "first_node": 256, "nodes": 128, "step_s": 2.0},
-        {"name": "lost-b", "first_node": 384, "nodes": 128, "step_s": 2.0},
-        {"name": "ecc", "first_node": 512, "nodes": 256, "step_s": 2.0},
-        {"name": "thermal", "first_node": 768, "nodes": 128, "step_s": 1.5},
-        {"name": "crc", "first_node": 896, "nodes": 128, "step_s": 1.5},
-        {"name": "linkdown", "first_node": 1024, "nodes": 128, "step_s": 1.5},
-        {"name": "node", "first_node": 1152, "nodes": 64, "step_s": 1.0},
-        {"name": "leaf", "first_node": 1216, "nodes": 64, "step_s": 1.0},
-    ], faults=[
-        {"kind": "straggler", "target": "node0100-card5", "start_s": start, "severity": 0.3},
-        {"kind": "card_failure", "target": "node0300-card6", "start_s": start},
-        {"kind": "card_failure", "target": "node0400-card2", "start_s": start},
-        {"kind": "ecc_error", "target": "node0600-card1", "start_s": start},
-        {"kind": "thermal_throttle", "target": "node0800-card2", "start_s": start, "severity": 0.5},
-        {"kind": "link_degradation", "target": "node0900-nic3~leaf148", "start_s": start, "severity": 0.5},
-        {"kind": "link_degradation", "target": "node0950-nic5~leaf229", "start_s": start, "duration_s": 10,
-         "severity": 0.5},  # a CRC burst
-        {"kind": "link_down", "target": "node1100-nic2~leaf114", "start_s": start},
-        {"kind": "node_failure", "target": "node1160", "start_s": start},
-        {"kind": "switch_failure", "target": "leaf038", "start_s": start},
-    ])
+    data.update(
+        name="peer",
+        seed=4,
+        duration_s=360,
+        jobs=[
+            {"name": "straggle", "first_node": 0, "nodes": 256, "step_s": 2.0},
+            {"name": "lost-a", "first_node": 256, "nodes": 128, "step_s": 2.0},
+            {"name": "lost-b", "first_node": 384, "nodes": 128, "step_s": 2.0},
+            {"name": "ecc", "first_node": 512, "nodes": 256, "step_s": 2.0},
+            {"name": "thermal", "first_node": 768, "nodes": 128, "step_s": 1.5},
+            {"name": "crc", "first_node": 896, "nodes": 128, "step_s": 1.5},
+            {"name": "linkdown", "first_node": 1024, "nodes": 128, "step_s": 1.5},
+            {"name": "node", "first_node": 1152, "nodes": 64, "step_s": 1.0},
+            {"name": "leaf", "first_node": 1216, "nodes": 64, "step_s": 1.0},
+        ],
+        faults=[
+            {"kind": "straggler", "target": "node0100-card5", "start_s": start, "severity": 0.3},
+            {"kind": "card_failure", "target": "node0300-card6", "start_s": start},
+            {"kind": "card_failure", "target": "node0400-card2", "start_s": start},
+            {"kind": "ecc_error", "target": "node0600-card1", "start_s": start},
+            {"kind": "thermal_throttle", "target": "node0800-card2", "start_s": start, "severity": 0.5},
+            {"kind": "link_degradation", "target": "node0900-nic3~leaf148", "start_s": start, "severity": 0.5},
+            {
+                "kind": "link_degradation",
+                "target": "node0950-nic5~leaf229",
+                "start_s": start,
+                "duration_s": 10,
+                "severity": 0.5,
+            },  # a CRC burst
+            {"kind": "link_down", "target": "node1100-nic2~leaf114", "start_s": start},
+            {"kind": "node_failure", "target": "node1160", "start_s": start},
+            {"kind": "switch_failure", "target": "leaf038", "start_s": start},
+        ],
+    )
     return data
 
 
@@ -99,42 +110,88 @@ def wait_ready(name: str, url: str, proc: subprocess.Popen, log: Path, timeout_s
 class Incumbent:
     """One Prometheus scraping every 'interval' seconds, and its own Alertmanager."""
 
-    def __init__(self, interval: int, tmp: Path, exporter: str, topology, hook: str,  # noqa: ANN001
-                 group_wait: str = "30s") -> None:
+    def __init__(
+        self,
+        interval: int,
+        tmp: Path,
+        exporter: str,
+        topology,
+        hook: str,  # noqa: ANN001
+        group_wait: str = "30s",
+    ) -> None:
         self.interval, self.dir = interval, tmp / f"prometheus-{interval}s"
         self.dir.mkdir()
         self.am_port, self.prom_port = free_port(), free_port()
-        nodes = [{"targets": [exporter], "labels": {"__metrics_path__": f"/node/{n}", "instance": n}}
-                 for n in topology.node_names]
-        switches = [{"targets": [exporter], "labels": {"__metrics_path__": f"/switch/{s}", "instance": s}}
-                    for s in topology.switch_names]
+        nodes = [
+            {"targets": [exporter], "labels": {"__metrics_path__": f"/node/{n}", "instance": n}}
+            for n in topology.node_names
+        ]
+        switches = [
+            {"targets": [exporter], "labels": {"__metrics_path__": f"/switch/{s}", "instance": s}}
+            for s in topology.switch_names
+        ]
         (self.dir / "nodes.json").write_text(json.dumps(nodes))
         (self.dir / "switches.json").write_text(json.dumps(switches))
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump({
-            "global": {"scrape_interval": f"{interval}s", "evaluation_interval": f"{interval}s",
-                       "scrape_timeout": f"{min(interval, 10)}s"},
-            "rule_files": [str(HERE / "rules.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.am_port}"]}]}]},
-            "scrape_configs": [
-                {"job_name": "dcgm", "file_sd_configs": [{"files": [str(self.dir / "nodes.json")]}]},
-                {"job_name": "snmp", "file_sd_configs": [{"files": [str(self.dir / "switches.json")]}]}]}))
-        (self.dir / "alertmanager.yml").write_text(yaml.safe_dump({
-            "route": {"receiver": "hook", "group_by": ["alertname", "instance"], "group_wait": group_wait,
-                      "group_interval": "5m", "repeat_interval": "4h"},
-            "receivers": [{"name": "hook", "webhook_configs": [{"url": hook, "send_resolved": True}]}]}))
+        (self.dir / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": f"{interval}s",
+                        "evaluation_interval": f"{interval}s",
+                        "scrape_timeout": f"{min(interval, 10)}s",
+                    },
+                    "rule_files": [str(HERE / "rules.yml")],
+                    "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.am_port}"]}]}]},
+                    "scrape_configs": [
+                        {"job_name": "dcgm", "file_sd_configs": [{"files": [str(self.dir / "nodes.json")]}]},
+                        {"job_name": "snmp", "file_sd_configs": [{"files": [str(self.dir / "switches.json")]}]},
+                    ],
+                }
+            )
+        )
+        (self.dir / "alertmanager.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "route": {
+                        "receiver": "hook",
+                        "group_by": ["alertname", "instance"],
+                        "group_wait": group_wait,
+                        "group_interval": "5m",
+                        "repeat_interval": "4h",
+                    },
+                    "receivers": [{"name": "hook", "webhook_configs": [{"url": hook, "send_resolved": True}]}],
+                }
+            )
+        )
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
         am_log, prom_log = self.dir / "alertmanager.log", self.dir / "prometheus.log"
         self.procs["alertmanager"] = subprocess.Popen(
-            ["prometheus-alertmanager", f"--config.file={self.dir / 'alertmanager.yml'}",
-             f"--storage.path={self.dir / 'am-data'}", f"--web.listen-address=127.0.0.1:{self.am_port}",
-             "--cluster.listen-address=", "--log.level=warn"],
-            stdout=open(am_log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "prometheus-alertmanager",
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.am_port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            stdout=open(am_log, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs["prometheus"] = subprocess.Popen(
-            ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.prom_port}", "--log.level=warn"],
-            stdout=open(prom_log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "prometheus",
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prom_port}",
+                "--log.level=warn",
+            ],
+            stdout=open(prom_log, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_ready("alertmanager", f"http://127.0.0.1:{self.am_port}/-/ready", self.procs["alertmanager"], am_log)
         wait_ready("prometheus", f"http://127.0.0.1:{self.prom_port}/-/ready", self.procs["prometheus"], prom_log)
 
@@ -148,8 +205,7 @@ class Incumbent:
             stop_process(proc, 20)
 
 
-def feed(simulator: Simulator, output: KafkaOutput, exporters: ClusterExporters,
-         tick_wall: dict[int, float]) -> float:
+def feed(simulator: Simulator, output: KafkaOutput, exporters: ClusterExporters, tick_wall: dict[int, float]) -> float:
     """The simulator at real-time pace into Kafka and the exporters; notes each tick's wall time.
     Returns how far, at most, a tick came later than real-time pace (s): a busy machine shows here."""
     pacer, origin, behind = Pacer(1.0), None, 0.0
@@ -207,16 +263,19 @@ def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
         try:
             for incumbent in incumbents:
                 incumbent.start()
-            print(f"{scenario.shape.cards:,} cards, {scenario.duration_s:.0f} s at real-time pace; ClusterPulse and "
-                  f"Prometheus at {', '.join(f'{i} s' for i in intervals)} ({len(topo.node_names)} node and "
-                  f"{len(topo.switch_names)} switch targets each); logs in {tmp}"
-                  + ("" if args.keep else " (removed at the end: --keep DIR keeps them)"), flush=True)
-            behind = feed(simulator, KafkaOutput(broker.bootstrap, settings.topic_prefix, "bench-peer"), exporters,
-                          tick_wall)
+            print(
+                f"{scenario.shape.cards:,} cards, {scenario.duration_s:.0f} s at real-time pace; ClusterPulse and "
+                f"Prometheus at {', '.join(f'{i} s' for i in intervals)} ({len(topo.node_names)} node and "
+                f"{len(topo.switch_names)} switch targets each); logs in {tmp}"
+                + ("" if args.keep else " (removed at the end: --keep DIR keeps them)"),
+                flush=True,
+            )
+            behind = feed(
+                simulator, KafkaOutput(broker.bootstrap, settings.topic_prefix, "bench-peer"), exporters, tick_wall
+            )
             print(f"the simulator ran at most {behind:.1f} s behind real time", flush=True)
             time.sleep(args.grace)  # grouping holds and the last evaluations
-            stats = {"ClusterPulse worker": proc_stats(worker.pid),
-                     "broker": proc_stats(broker.process.pid)}  # type: ignore[union-attr]
+            stats = {"ClusterPulse worker": proc_stats(worker.pid), "broker": proc_stats(broker.process.pid)}  # type: ignore[union-attr]
             stats.update({f"Prometheus {i.interval} s + Alertmanager": i.stats() for i in incumbents})
         finally:
             for incumbent in incumbents:
@@ -227,8 +286,14 @@ def run(args: argparse.Namespace, intervals: list[int], tmp: Path) -> None:
     report(scenario, tick_wall, receiver.arrivals, intervals, stats, silent)
 
 
-def report(scenario: Scenario, tick_wall: dict[int, float], arrivals: list, intervals: list[int],
-           stats: dict[str, tuple[float, float]], silent: set[str]) -> None:
+def report(
+    scenario: Scenario,
+    tick_wall: dict[int, float],
+    arrivals: list,
+    intervals: list[int],
+    stats: dict[str, tuple[float, float]],
+    silent: set[str],
+) -> None:
     """The side-by-side tables (markdown); `silent`: card failures that sent no XID."""
     topo = scenario.topology
     systems = {"ClusterPulse": "/clusterpulse", **{f"Prometheus {i} s": f"/prometheus-{i}s" for i in intervals}}
@@ -252,8 +317,11 @@ def report(scenario: Scenario, tick_wall: dict[int, float], arrivals: list, inte
         for name in systems:
             result = score(fault, started, pages[name], topo)
             missed[name] += result.latency_s is None
-            cells.append(f"{result.latency_s:.1f} s, {result.pages}" if result.latency_s is not None
-                         else f"missed, {result.pages}")
+            cells.append(
+                f"{result.latency_s:.1f} s, {result.pages}"
+                if result.latency_s is not None
+                else f"missed, {result.pages}"
+            )
         span = f", {fault.duration_s:.0f} s" if fault.duration_s is not None else ""
         if fault.kind == "card_failure":
             span += " (no XID: the card vanished)" if fault.target in silent else " (XID)"

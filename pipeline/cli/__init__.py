@@ -16,9 +16,9 @@ import traceback
 from typing import NoReturn
 
 from pipeline.broker import BrokerError
-from pipeline.kafka_config import use_security
 from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, check_data_dir, one_line, settings_from
+from pipeline.kafka_config import use_security
 from pipeline.settings import SettingsError
 
 MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, lake, fabric)
@@ -32,12 +32,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="clusterpulse", description=__doc__.split("\n")[0],
-                    epilog="examples:\n  clusterpulse run --scenario scenarios/card-failure-small.yaml --speed max\n"
-                           "  clusterpulse query fault_timeline\n  clusterpulse <command> --help",
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE", help="YAML settings file (env CLUSTERPULSE_CONFIG); "
-                                                         "also accepted after the command")
+    parser = Parser(
+        prog="clusterpulse",
+        description=__doc__.split("\n")[0],
+        epilog="examples:\n  clusterpulse run --scenario scenarios/card-failure-small.yaml --speed max\n"
+        "  clusterpulse query fault_timeline\n  clusterpulse <command> --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML settings file (env CLUSTERPULSE_CONFIG); also accepted after the command"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in MODULES:
         module.add_parsers(sub)
@@ -83,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only when asked for
         if settings is not None and settings.log_level == "debug":
             traceback.print_exc()
-        print(f"clusterpulse: {args.command} failed: {type(exc).__name__}: {one_line(str(exc))} "
-              "(--log-level debug shows where)", file=sys.stderr)
+        print(
+            f"clusterpulse: {args.command} failed: {type(exc).__name__}: {one_line(str(exc))} "
+            "(--log-level debug shows where)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -17,29 +17,44 @@ DEFAULT_LISTEN = "127.0.0.1:9201"
 
 
 def add_parsers(sub: Any) -> None:
-    example = ("clusterpulse collect --config served-fleet.yml --bootstrap 127.0.0.1:9092\n"
-               "clusterpulse collect --config prometheus.yml --shard 0/4 --inventory inventory.yaml\n"
-               "clusterpulse collect --listen 0.0.0.0:9201      # only remote_write: "
-               "remote_write: [{url: http://HOST:9201/api/v1/write}]")
-    p = sub.add_parser("collect", help="scrape a fleet of exporters (Prometheus scrape_configs) and take "
-                                       "Prometheus remote_write, into Kafka",
-                       description="Scrape a fleet of exporters concurrently (a subset of Prometheus's "
-                                   "scrape_configs: docs/operations.md) and take Prometheus remote_write, into "
-                                   "Kafka. The settings file goes before the verb: clusterpulse --config "
-                                   "settings.yaml collect ...",
-                       epilog="example:\n  " + example.replace("\n", "\n  "),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", dest="scrape_config", metavar="SCRAPE.yml",
-                   help="Prometheus-style scrape_configs (a whole prometheus.yml is fine)")
-    p.add_argument("--shard", metavar="I/N", help="take only the targets whose address hashes to I of N "
-                                                  "(Prometheus hashmod): N collectors split a fleet")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"/metrics and POST /api/v1/write (remote_write) here (default {DEFAULT_LISTEN}; "
-                        "port 0 picks a free one)")
+    example = (
+        "clusterpulse collect --config served-fleet.yml --bootstrap 127.0.0.1:9092\n"
+        "clusterpulse collect --config prometheus.yml --shard 0/4 --inventory inventory.yaml\n"
+        "clusterpulse collect --listen 0.0.0.0:9201      # only remote_write: "
+        "remote_write: [{url: http://HOST:9201/api/v1/write}]"
+    )
+    p = sub.add_parser(
+        "collect",
+        help="scrape a fleet of exporters (Prometheus scrape_configs) and take Prometheus remote_write, into Kafka",
+        description="Scrape a fleet of exporters concurrently (a subset of Prometheus's "
+        "scrape_configs: docs/operations.md) and take Prometheus remote_write, into "
+        "Kafka. The settings file goes before the verb: clusterpulse --config "
+        "settings.yaml collect ...",
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        dest="scrape_config",
+        metavar="SCRAPE.yml",
+        help="Prometheus-style scrape_configs (a whole prometheus.yml is fine)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="take only the targets whose address hashes to I of N (Prometheus hashmod): N collectors split a fleet",
+    )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"/metrics and POST /api/v1/write (remote_write) here (default {DEFAULT_LISTEN}; port 0 picks a free one)",
+    )
     p.add_argument("--no-remote-write", action="store_true", help="refuse remote_write (404) on --listen")
     p.add_argument("--inventory", help="hosts and switches to topology names (YAML, docs/inventory.md)")
-    p.add_argument("--group-size", type=int, default=32,
-                   help="targets per Kafka message (per kind), like a rack's (default 32)")
+    p.add_argument(
+        "--group-size", type=int, default=32, help="targets per Kafka message (per kind), like a rack's (default 32)"
+    )
     group = p.add_argument_group("settings (flags > CLUSTERPULSE_* environment > clusterpulse --config FILE collect)")
     for key in NETWORK:
         flags, kwargs = SETTING_FLAGS[key]
@@ -121,8 +136,14 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
             say(f"clusterpulse: {undelivered} messages were not delivered before the collector stopped")
 
 
-async def _run(args: argparse.Namespace, shard: tuple[int, int] | None, listen: tuple[str, int], topology: Any,
-               inventory: Any, output: Any) -> int:
+async def _run(
+    args: argparse.Namespace,
+    shard: tuple[int, int] | None,
+    listen: tuple[str, int],
+    topology: Any,
+    inventory: Any,
+    output: Any,
+) -> int:
     from aiohttp import web
 
     from producers.collect.listener import RemoteWriteIntake, flush_every, make_app
@@ -161,8 +182,11 @@ async def _run(args: argparse.Namespace, shard: tuple[int, int] | None, listen: 
     site = web.TCPSite(runner, listen[0], listen[1])
     await site.start()
     bound = runner.addresses[0][:2] if runner.addresses else listen
-    say(f"clusterpulse: collector listening on {bound[0]}:{bound[1]} (/metrics"
-        + ("" if intake is None else f", remote_write: http://{bound[0]}:{bound[1]}/api/v1/write") + ")")
+    say(
+        f"clusterpulse: collector listening on {bound[0]}:{bound[1]} (/metrics"
+        + ("" if intake is None else f", remote_write: http://{bound[0]}:{bound[1]}/api/v1/write")
+        + ")"
+    )
     tasks = [asyncio.create_task(flush_every(intake, stop))] if intake else []
     if scraper is None:  # remote_write only: its label caches fill as series arrive
         tasks.append(asyncio.create_task(freeze_when_warm(stop, 64.0)))

@@ -36,8 +36,9 @@ def check_data_dir(data_dir: str) -> None:
         if part.exists():
             if not part.is_dir():
                 where = "" if part == path else f": {part} is a file"
-                raise UsageError(f"data directory {data_dir!r} (--data, env CLUSTERPULSE_DATA_DIR) "
-                                 f"is not a directory{where}")
+                raise UsageError(
+                    f"data directory {data_dir!r} (--data, env CLUSTERPULSE_DATA_DIR) is not a directory{where}"
+                )
             return
 
 
@@ -54,32 +55,51 @@ def say(text: str) -> None:
 # The settings a verb may take as flags; each verb lists the ones that apply to it.
 SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "bootstrap": (("--bootstrap",), {"help": "Kafka bootstrap HOST:PORT (env CLUSTERPULSE_BOOTSTRAP)"}),
-    "data_dir": (("--data",), {"dest": "data_dir", "metavar": "DIR",
-                               "help": "the Parquet lake (env CLUSTERPULSE_DATA_DIR; default ./data)"}),
+    "data_dir": (
+        ("--data",),
+        {"dest": "data_dir", "metavar": "DIR", "help": "the Parquet lake (env CLUSTERPULSE_DATA_DIR; default ./data)"},
+    ),
     "partitions": (("--partitions",), {"type": int, "help": "partitions per telemetry topic (default 12)"}),
     "topic_prefix": (("--topic-prefix",), {"help": "topic name prefix (default clusterpulse)"}),
     "group_id": (("--group-id",), {"help": "the workers' consumer group (default clusterpulse-worker)"}),
-    "broker_storage": (("--storage", "--broker-storage"), {
-        "metavar": "URL", "help": "the embedded broker's storage: memory://tansu/ (default; a restart loses "
-        "every message) or s3://BUCKET/ on any S3-compatible store, endpoint and credentials from AWS_ENDPOINT, "
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ALLOW_HTTP "
-        "(env CLUSTERPULSE_BROKER_STORAGE)"}),
-    "topology": (("--topology",), {"metavar": "FILE", "help": "the real fabric (ibnetdiscover, LLDP json0, NDT "
-                                   "cabling CSV or `topology import --out` YAML) instead of the synthetic cluster "
-                                   "shape (env CLUSTERPULSE_TOPOLOGY)"}),
+    "broker_storage": (
+        ("--storage", "--broker-storage"),
+        {
+            "metavar": "URL",
+            "help": "the embedded broker's storage: memory://tansu/ (default; a restart loses "
+            "every message) or s3://BUCKET/ on any S3-compatible store, endpoint and credentials from AWS_ENDPOINT, "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ALLOW_HTTP "
+            "(env CLUSTERPULSE_BROKER_STORAGE)",
+        },
+    ),
+    "topology": (
+        ("--topology",),
+        {
+            "metavar": "FILE",
+            "help": "the real fabric (ibnetdiscover, LLDP json0, NDT "
+            "cabling CSV or `topology import --out` YAML) instead of the synthetic cluster "
+            "shape (env CLUSTERPULSE_TOPOLOGY)",
+        },
+    ),
 }
 
 
-def new_verb(sub: Any, name: str, help_text: str, example: str, settings: tuple[str, ...] = (),
-             log_level: bool = True) -> argparse.ArgumentParser:
+def new_verb(
+    sub: Any, name: str, help_text: str, example: str, settings: tuple[str, ...] = (), log_level: bool = True
+) -> argparse.ArgumentParser:
     """A sub-command with only its own settings flags, --config (also accepted after the verb)
     and an example in its --help."""
-    parser = sub.add_parser(name, help=help_text, description=help_text,
-                            epilog="example:\n  " + example.replace("\n", "\n  "),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     group = parser.add_argument_group("settings (flags > CLUSTERPULSE_* environment > --config file)")
-    group.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                       help="YAML settings file (env CLUSTERPULSE_CONFIG)")
+    group.add_argument(
+        "--config", default=argparse.SUPPRESS, metavar="FILE", help="YAML settings file (env CLUSTERPULSE_CONFIG)"
+    )
     for key in settings:
         flags, kwargs = SETTING_FLAGS[key]
         group.add_argument(*flags, **{"dest": key, **kwargs})
@@ -96,8 +116,10 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def need_bootstrap(settings: Settings, what: str) -> str:
     if not settings.bootstrap:
-        raise UsageError(f"{what} needs --bootstrap HOST:PORT or CLUSTERPULSE_BOOTSTRAP "
-                         "(start the embedded broker with `clusterpulse broker`)")
+        raise UsageError(
+            f"{what} needs --bootstrap HOST:PORT or CLUSTERPULSE_BOOTSTRAP "
+            "(start the embedded broker with `clusterpulse broker`)"
+        )
     return settings.bootstrap
 
 

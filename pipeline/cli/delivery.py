@@ -14,19 +14,28 @@ from pipeline.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
-    p = new_verb(sub, "alerts", "alert delivery: `alerts replay` resends dead-lettered notifications, once",
-                 "clusterpulse alerts replay --config prod.yaml --bootstrap kafka:9092   # from the topic\n"
-                 "clusterpulse alerts replay --config receivers.yaml --data data/run-20260101T000000Z-default"
-                 "   # from a lake",
-                 settings=("bootstrap", "data_dir", "topic_prefix", "group_id"))
+    p = new_verb(
+        sub,
+        "alerts",
+        "alert delivery: `alerts replay` resends dead-lettered notifications, once",
+        "clusterpulse alerts replay --config prod.yaml --bootstrap kafka:9092   # from the topic\n"
+        "clusterpulse alerts replay --config receivers.yaml --data data/run-20260101T000000Z-default"
+        "   # from a lake",
+        settings=("bootstrap", "data_dir", "topic_prefix", "group_id"),
+    )
     p.add_argument("action", choices=["replay"])
     p.add_argument("--receiver", help="only this receiver's notifications (default: all)")
     p.set_defaults(handler=cmd_alerts)
 
-    p = new_verb(sub, "receiver", "a webhook receiver that verifies signatures and prints alerts",
-                 "OPS_SECRET=s3cret clusterpulse receiver --port 8080 --secret-env OPS_SECRET --out hooks.jsonl")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="listen address (default 127.0.0.1; 0.0.0.0 to accept other machines)")
+    p = new_verb(
+        sub,
+        "receiver",
+        "a webhook receiver that verifies signatures and prints alerts",
+        "OPS_SECRET=s3cret clusterpulse receiver --port 8080 --secret-env OPS_SECRET --out hooks.jsonl",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 to accept other machines)"
+    )
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--out", help="also append each notification as a JSON line to this file")
     p.add_argument("--secret-env", help="verify signatures with the secret in this environment variable")
@@ -58,8 +67,10 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"no lake at {lake.path}: give --data DIR, or --bootstrap to read the topic")
         summary = replay_from_lake(lake.path, settings, args.receiver)
         where = f"the lake {lake.path}"
-    say(f"from {where}: replayed {plural(summary['delivered'], 'notification')}; {summary['failed']} failed "
-        f"again (dead-lettered anew); {summary['skipped']} for other or unknown receivers")
+    say(
+        f"from {where}: replayed {plural(summary['delivered'], 'notification')}; {summary['failed']} failed "
+        f"again (dead-lettered anew); {summary['skipped']} for other or unknown receivers"
+    )
     return 1 if summary["failed"] else 0
 
 
@@ -81,8 +92,11 @@ def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"webhook receiver on {server.url} (GET /healthz, GET /received)"
-          + ("; verifying signatures" if secret else ""), flush=True)
+    print(
+        f"webhook receiver on {server.url} (GET /healthz, GET /received)"
+        + ("; verifying signatures" if secret else ""),
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,21 +17,30 @@ NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("ingest", help="real telemetry in: exporter scrapes, switches (snmp, gnmic, ib-exporter, "
-                                      "ufm, perfquery), kernel-log Xids, nvidia-smi, sysfs, step tables",
-                       description="Real telemetry in. `clusterpulse ingest SOURCE --help` shows a source's options.")
+    p = sub.add_parser(
+        "ingest",
+        help="real telemetry in: exporter scrapes, switches (snmp, gnmic, ib-exporter, "
+        "ufm, perfquery), kernel-log Xids, nvidia-smi, sysfs, step tables",
+        description="Real telemetry in. `clusterpulse ingest SOURCE --help` shows a source's options.",
+    )
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
     def source(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         s = new_verb(sources, name, help_text, example, settings=NETWORK)
-        s.add_argument("--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names "
-                                           "(YAML, docs/inventory.md)")
+        s.add_argument(
+            "--inventory", help="hosts, GPUs (PCI ids), NICs and switches to topology names (YAML, docs/inventory.md)"
+        )
         s.add_argument("--out", help="write messages to this file instead of Kafka")
-        s.add_argument("--detect", action="store_true",
-                       help="run the detectors and root cause offline over the input and print the alerts "
-                            "(nothing is sent)")
-        s.add_argument("--json", action="store_true",
-                       help="with --detect: one alert record (docs/scenarios.md alert contract) per line")
+        s.add_argument(
+            "--detect",
+            action="store_true",
+            help="run the detectors and root cause offline over the input and print the alerts (nothing is sent)",
+        )
+        s.add_argument(
+            "--json",
+            action="store_true",
+            help="with --detect: one alert record (docs/scenarios.md alert contract) per line",
+        )
         s.set_defaults(handler=cmd_ingest, host=None, switch=None)
         return s
 
@@ -41,13 +50,19 @@ def add_parsers(sub: Any) -> None:
         s.add_argument("--interval", type=float, default=10.0, help="seconds between polls (default 10)")
         s.add_argument("--once", action="store_true", help="poll every target once and exit")
 
-    s = source("prometheus", "dcgm-exporter, npu-exporter and node_exporter /metrics: live or saved scrapes",
-               "clusterpulse ingest prometheus --target http://gpu-node-1:9400/metrics --inventory inv.yaml "
-               "--bootstrap kafka:9092\nclusterpulse ingest prometheus scrape.prom --host gpu-node-1 --out x.msgs")
+    s = source(
+        "prometheus",
+        "dcgm-exporter, npu-exporter and node_exporter /metrics: live or saved scrapes",
+        "clusterpulse ingest prometheus --target http://gpu-node-1:9400/metrics --inventory inv.yaml "
+        "--bootstrap kafka:9092\nclusterpulse ingest prometheus scrape.prom --host gpu-node-1 --out x.msgs",
+    )
     scrapes(s, "scrapes")
     s.add_argument("--host", help="the host of saved scrapes without Hostname labels")
-    s.add_argument("--switch", help="the switch of saved snmp_exporter scrapes (they carry no target label): "
-                                    "a topology name, or a name the inventory maps")
+    s.add_argument(
+        "--switch",
+        help="the switch of saved snmp_exporter scrapes (they carry no target label): "
+        "a topology name, or a name the inventory maps",
+    )
 
     switch_help = "the switch of saved scrapes without a switch label: a topology name, or a name the inventory maps"
     for name, help_text, example, what in SWITCH_SOURCE_HELP:
@@ -55,66 +70,104 @@ def add_parsers(sub: Any) -> None:
         scrapes(s, what)
         s.add_argument("--switch", help=switch_help)
 
-    s = source("xid", "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
-               "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs")
+    s = source(
+        "xid",
+        "NVIDIA Xid lines from dmesg -T, dmesg --time-format iso or /dev/kmsg",
+        "clusterpulse ingest xid --host gpu-node-1 dmesg.log --inventory inv.yaml --out xid.msgs",
+    )
     s.add_argument("inputs", nargs="*", metavar="FILE", help="kernel logs")
     s.add_argument("--host", help="the host the log comes from (required; the inventory maps its PCI ids)")
     s.add_argument("--boot-time", help="boot time (ISO 8601) for /dev/kmsg records")
 
-    s = source("nvidia-smi", "nvidia-smi --query-gpu=... --format=csv, or nvidia-smi -q -x",
-               "clusterpulse ingest nvidia-smi --host gpu-node-1 query.csv --out smi.msgs")
+    s = source(
+        "nvidia-smi",
+        "nvidia-smi --query-gpu=... --format=csv, or nvidia-smi -q -x",
+        "clusterpulse ingest nvidia-smi --host gpu-node-1 query.csv --out smi.msgs",
+    )
     s.add_argument("inputs", nargs="*", metavar="FILE", help="saved nvidia-smi output")
     s.add_argument("--host", help="the host the output comes from (required)")
 
-    s = source("perfquery", "perfquery -x extended port counters of a switch",
-               "clusterpulse ingest perfquery --switch 0x7cfe9003009ce5b0 perfquery.out --inventory inv.yaml "
-               "--out pq.msgs")
+    s = source(
+        "perfquery",
+        "perfquery -x extended port counters of a switch",
+        "clusterpulse ingest perfquery --switch 0x7cfe9003009ce5b0 perfquery.out --inventory inv.yaml --out pq.msgs",
+    )
     s.add_argument("inputs", nargs="*", metavar="FILE", help="saved perfquery -x output")
     s.add_argument("--switch", help="the switch: a topology name, or a GUID the inventory maps (required)")
 
-    s = source("sysfs", "/sys/class/infiniband/*/ports/*/counters or /sys/class/net/*/statistics of a host",
-               "clusterpulse ingest sysfs --host gpu-node-1 /sys/class/infiniband --inventory inv.yaml --out ib.msgs")
+    s = source(
+        "sysfs",
+        "/sys/class/infiniband/*/ports/*/counters or /sys/class/net/*/statistics of a host",
+        "clusterpulse ingest sysfs --host gpu-node-1 /sys/class/infiniband --inventory inv.yaml --out ib.msgs",
+    )
     s.add_argument("inputs", nargs="*", metavar="DIR", help="sysfs class directories (or copies)")
     s.add_argument("--host", help="the host (required; its NICs are mapped by the inventory)")
-    s.add_argument("--sysfs-kind", choices=["infiniband", "net"], default="infiniband",
-                   help="/sys/class/infiniband or /sys/class/net layout")
-    s.add_argument("--interval", type=float, metavar="SECONDS",
-                   help="poll the directories every SECONDS until stopped (SIGTERM), instead of reading them once")
+    s.add_argument(
+        "--sysfs-kind",
+        choices=["infiniband", "net"],
+        default="infiniband",
+        help="/sys/class/infiniband or /sys/class/net layout",
+    )
+    s.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="poll the directories every SECONDS until stopped (SIGTERM), instead of reading them once",
+    )
 
-    s = source("steps", "per-rank step times: Alibaba PAI mini-batch CSVs, ByteDance op traces",
-               "clusterpulse ingest steps job_1_norm.csv --detect\n"
-               "clusterpulse ingest steps trace-AR.parquet --format bytedance --out steps.msgs")
+    s = source(
+        "steps",
+        "per-rank step times: Alibaba PAI mini-batch CSVs, ByteDance op traces",
+        "clusterpulse ingest steps job_1_norm.csv --detect\n"
+        "clusterpulse ingest steps trace-AR.parquet --format bytedance --out steps.msgs",
+    )
     s.add_argument("inputs", nargs="*", metavar="FILE", help="step tables")
     s.add_argument("--format", choices=["pai", "bytedance"], help="the table's format (default: by suffix)")
     s.add_argument("--job", help="job name (default: from the file name)")
     s.add_argument("--first-node", type=int, default=0, help="node of rank 0")
-    s.add_argument("--no-stage-groups", action="store_true",
-                   help="bytedance: compare all ranks, not ranks of the same pipeline stage")
+    s.add_argument(
+        "--no-stage-groups",
+        action="store_true",
+        help="bytedance: compare all ranks, not ranks of the same pipeline stage",
+    )
 
 
 SWITCH_SOURCES = ("snmp", "gnmic", "ib-exporter", "ufm")
 # (source, help, example, what its saved inputs are): the switch telemetry sources, one parser each
 SWITCH_SOURCE_HELP = (
-    ("snmp", "snmp_exporter if_mib scrapes of switches (ifOperStatus, ifAdminStatus, ifHC*Octets, ifInErrors, "
-             "ifInDiscards, dot3StatsFCSErrors): live or saved; a saved scrape names no switch: give --switch",
-     "clusterpulse ingest snmp leaf01.prom --switch leaf01 --detect\n"
-     "clusterpulse ingest snmp --target 'http://snmp-exporter:9116/snmp?target=leaf01&module=if_mib' "
-     "--switch leaf01 --topology topology.yaml --bootstrap kafka:9092", "snmp_exporter scrapes"),
-    ("gnmic", "gnmic Prometheus output of OpenConfig interfaces (in_errors, in_fcs_errors, carrier_transitions, "
-              "oper_status, admin_status; label source): live or saved",
-     "clusterpulse ingest gnmic gnmic.prom --detect --json\n"
-     "clusterpulse ingest gnmic --target http://gnmic:9804/metrics --topology topology.yaml --bootstrap kafka:9092",
-     "gnmic scrapes"),
-    ("ib-exporter", "Prometheus infiniband_exporter scrapes (switch port symbol errors, link downed, receive "
-                    "errors; labels guid, port): live or saved",
-     "clusterpulse ingest ib-exporter ib.prom --topology selene.ibnetdiscover --detect\n"
-     "clusterpulse ingest ib-exporter --target http://ufm-host:9315/metrics --bootstrap kafka:9092",
-     "infiniband_exporter scrapes"),
-    ("ufm", "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB counters of "
-            "switches; labels node_guid, port_num)",
-     "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
-     "clusterpulse ingest ufm --target http://ufm-telemetry:9001/metrics --topology topology.yaml --detect",
-     "UFM Telemetry JSON messages or Prometheus scrapes"),
+    (
+        "snmp",
+        "snmp_exporter if_mib scrapes of switches (ifOperStatus, ifAdminStatus, ifHC*Octets, ifInErrors, "
+        "ifInDiscards, dot3StatsFCSErrors): live or saved; a saved scrape names no switch: give --switch",
+        "clusterpulse ingest snmp leaf01.prom --switch leaf01 --detect\n"
+        "clusterpulse ingest snmp --target 'http://snmp-exporter:9116/snmp?target=leaf01&module=if_mib' "
+        "--switch leaf01 --topology topology.yaml --bootstrap kafka:9092",
+        "snmp_exporter scrapes",
+    ),
+    (
+        "gnmic",
+        "gnmic Prometheus output of OpenConfig interfaces (in_errors, in_fcs_errors, carrier_transitions, "
+        "oper_status, admin_status; label source): live or saved",
+        "clusterpulse ingest gnmic gnmic.prom --detect --json\n"
+        "clusterpulse ingest gnmic --target http://gnmic:9804/metrics --topology topology.yaml --bootstrap kafka:9092",
+        "gnmic scrapes",
+    ),
+    (
+        "ib-exporter",
+        "Prometheus infiniband_exporter scrapes (switch port symbol errors, link downed, receive "
+        "errors; labels guid, port): live or saved",
+        "clusterpulse ingest ib-exporter ib.prom --topology selene.ibnetdiscover --detect\n"
+        "clusterpulse ingest ib-exporter --target http://ufm-host:9315/metrics --bootstrap kafka:9092",
+        "infiniband_exporter scrapes",
+    ),
+    (
+        "ufm",
+        "NVIDIA UFM Telemetry: its JSON messages or its Prometheus endpoint (per-port IB counters of "
+        "switches; labels node_guid, port_num)",
+        "clusterpulse ingest ufm telemetry.json --inventory inv.yaml --out ufm.msgs\n"
+        "clusterpulse ingest ufm --target http://ufm-telemetry:9001/metrics --topology topology.yaml --detect",
+        "UFM Telemetry JSON messages or Prometheus scrapes",
+    ),
 )
 SCRAPE_SOURCES = ("prometheus", "snmp", "gnmic", "ib-exporter")
 
@@ -128,7 +181,11 @@ def _open_output(args: argparse.Namespace, settings: Settings, topology: Any, co
         if args.out:
             raise UsageError("--detect prints alerts and sends nothing: leave out --out")
         if args.ports_as_entities:  # the switches and ports seen, once the inputs are read
-            return DetectOutput(lambda: PortEntities(converter["switches"].port_names if "switches" in converter else {}), settings, args.json)
+            return DetectOutput(
+                lambda: PortEntities(converter["switches"].port_names if "switches" in converter else {}),
+                settings,
+                args.json,
+            )
         return DetectOutput(lambda: topology, settings, args.json)
     if args.json:
         raise UsageError("--json goes with --detect (the alerts as JSON lines)")
@@ -160,10 +217,14 @@ def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None
         topology.node_index(args.host)
     except UnknownEntity:
         if not args.inventory:
-            raise UsageError(f"--host {args.host!r} is not a node of the topology and no --inventory maps it "
-                             "(give --inventory FILE: docs/inventory.md)") from None
-        raise UsageError(f"--host {args.host!r} is neither in inventory {args.inventory} (hosts: "
-                         f"{inventory.known_hosts()}) nor a node of the topology") from None
+            raise UsageError(
+                f"--host {args.host!r} is not a node of the topology and no --inventory maps it "
+                "(give --inventory FILE: docs/inventory.md)"
+            ) from None
+        raise UsageError(
+            f"--host {args.host!r} is neither in inventory {args.inventory} (hosts: "
+            f"{inventory.known_hosts()}) nor a node of the topology"
+        ) from None
     inventory.hosts[args.host] = Host(args.host)
 
 
@@ -172,8 +233,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     topology, inventory = topology_and_inventory(settings, args.inventory)
     # no fabric to place switch ports on: each port is its own entity, <switch>:<port name>
-    args.ports_as_entities = args.detect and args.source in SWITCH_SOURCES and not settings.topology \
-        and not args.inventory
+    args.ports_as_entities = (
+        args.detect and args.source in SWITCH_SOURCES and not settings.topology and not args.inventory
+    )
     if args.source in SCRAPE_SOURCES or args.source == "ufm":
         if not args.target and not args.inputs:
             raise UsageError(f"ingest {args.source} needs --target URL or saved files")
@@ -193,23 +255,28 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             topology.parse_switch(args.switch_name)
         except UnknownEntity:
             names = topology.switch_names
-            raise UsageError(f"--switch {args.switch!r} is neither a switch of the topology ({names[0]}, ..., "
-                             f"{names[-1]}) nor a GUID the inventory maps") from None
+            raise UsageError(
+                f"--switch {args.switch!r} is neither a switch of the topology ({names[0]}, ..., "
+                f"{names[-1]}) nor a GUID the inventory maps"
+            ) from None
     if args.source == "steps" and args.detect and not args.json:
         return _steps_detect(args, settings, topology)
     converter: dict = {}  # the handler's switch converter, for the port entities --detect names
     output = _open_output(args, settings, topology, converter)
     args.converter = converter
-    handled = False
     try:
         status = HANDLERS[args.source](args, topology, inventory, output)
-        handled = True
-        return status
     except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
+        if not args.detect:  # what was sent still goes out; --detect judges only a finished ingest
+            close_output(output)
         raise CommandError(str(exc)) from None
-    finally:  # --detect judges and prints only what a finished ingest gave; a broker output is flushed
-        if (handled or not args.detect) and not close_output(output):
-            return 1  # a message the broker did not take fails the command
+    except BaseException:
+        if not args.detect:
+            close_output(output)
+        raise
+    if not close_output(output):
+        return 1  # a message the broker did not take fails the command
+    return status
 
 
 def _holds_nothing_to_read(path: str) -> bool:
@@ -227,13 +294,15 @@ def _refuse_if_no_input_was_usable(reports: list) -> None:
     """Input files each of which holds nothing to read (empty, a directory, unreadable) are a user
     error: one line naming each, exit 2. Inputs of the wrong format or whose rows map to nothing
     keep their reasons and exit 1 (`_finish`)."""
-    if not reports or any(not report.problem or "://" in report.name or not _holds_nothing_to_read(report.name)
-                          for report in reports):
+    if not reports or any(
+        not report.problem or "://" in report.name or not _holds_nothing_to_read(report.name) for report in reports
+    ):
         return
     if len(reports) == 1:
         raise UsageError(f"{reports[0].line()}; nothing ingested")
-    raise UsageError(f"nothing ingested from {plural(len(reports), 'input')}: "
-                     + "; ".join(report.line() for report in reports))
+    raise UsageError(
+        f"nothing ingested from {plural(len(reports), 'input')}: " + "; ".join(report.line() for report in reports)
+    )
 
 
 def _finish(summary: Any, reports: list, counts: str) -> int:
@@ -258,18 +327,31 @@ def _prometheus(args: argparse.Namespace, topology: Any, inventory: Any, output:
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    summary, converter, reports = ingest_prometheus(args.target, args.inputs, topology, inventory, output, args.host,
-                                                    args.interval, args.once, lambda: stop["now"], switch=args.switch,
-                                                    ports_as_entities=args.ports_as_entities)
+    summary, converter, reports = ingest_prometheus(
+        args.target,
+        args.inputs,
+        topology,
+        inventory,
+        output,
+        args.host,
+        args.interval,
+        args.once,
+        lambda: stop["now"],
+        switch=args.switch,
+        ports_as_entities=args.ports_as_entities,
+    )
     args.converter["switches"] = converter.switches
     r = converter.report
     gpus = f"; unmapped GPUs: {dict(r.unmapped_gpus)}" if r.unmapped_gpus else ""
-    return _finish(summary, reports,
-                   f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'sample')} "
-                   f"({r.mapped:,} mapped); {sum(r.unknown_metrics.values()):,} samples of "
-                   f"{plural(len(r.unknown_metrics), 'unmapped metric')} ignored; "
-                   f"{plural(r.bad_lines, 'unparseable line')}; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}"
-                   f"{gpus}; {plural(len(summary.errors), 'failed scrape')}")
+    return _finish(
+        summary,
+        reports,
+        f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'sample')} "
+        f"({r.mapped:,} mapped); {sum(r.unknown_metrics.values()):,} samples of "
+        f"{plural(len(r.unknown_metrics), 'unmapped metric')} ignored; "
+        f"{plural(r.bad_lines, 'unparseable line')}; unmapped hosts: {dict(r.unmapped_hosts) or 'none'}"
+        f"{gpus}; {plural(len(summary.errors), 'failed scrape')}",
+    )
 
 
 def _xid(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
@@ -278,8 +360,11 @@ def _xid(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -
     from producers.ingest import ingest_inputs
 
     try:
-        boot = int(datetime.fromisoformat(args.boot_time.replace("Z", "+00:00")).timestamp() * 1000) \
-            if args.boot_time else None
+        boot = (
+            int(datetime.fromisoformat(args.boot_time.replace("Z", "+00:00")).timestamp() * 1000)
+            if args.boot_time
+            else None
+        )
     except ValueError:
         raise UsageError(f"--boot-time wants an ISO 8601 time, got {args.boot_time!r}") from None
     total = KernelLogReport()
@@ -299,10 +384,13 @@ def _xid(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -
         return batches
 
     summary, reports = ingest_inputs(args.inputs, convert, output, topology)
-    return _finish(summary, reports,
-                   f"{plural(total.xid_lines, 'Xid line')} in {plural(total.lines, 'line')} -> "
-                   f"{plural(summary.batches, 'event batch', 'event batches')}; "
-                   f"unmapped PCI ids: {total.unmapped or 'none'}; undated: {total.undated}")
+    return _finish(
+        summary,
+        reports,
+        f"{plural(total.xid_lines, 'Xid line')} in {plural(total.lines, 'line')} -> "
+        f"{plural(summary.batches, 'event batch', 'event batches')}; "
+        f"unmapped PCI ids: {total.unmapped or 'none'}; undated: {total.undated}",
+    )
 
 
 def _nvidia_smi(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
@@ -312,10 +400,14 @@ def _nvidia_smi(args: argparse.Namespace, topology: Any, inventory: Any, output:
 
     now_ms = int(time.time() * 1000)
     summary, reports = ingest_inputs(
-        args.inputs, lambda path, skips: parse_nvidia_smi(read_text(path), args.host, inventory, now_ms, skips),
-        output, topology)
-    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
-                                     f"{plural(len(args.inputs), 'input')}")
+        args.inputs,
+        lambda path, skips: parse_nvidia_smi(read_text(path), args.host, inventory, now_ms, skips),
+        output,
+        topology,
+    )
+    return _finish(
+        summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+    )
 
 
 def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
@@ -325,9 +417,11 @@ def _perfquery(args: argparse.Namespace, topology: Any, inventory: Any, output: 
 
     now_ms = int(time.time() * 1000)
     summary, reports = ingest_inputs(
-        args.inputs, lambda path, skips: [parse_perfquery(read_text(path), args.switch_name, now_ms)], output, topology)
-    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
-                                     f"{plural(len(args.inputs), 'input')}")
+        args.inputs, lambda path, skips: [parse_perfquery(read_text(path), args.switch_name, now_ms)], output, topology
+    )
+    return _finish(
+        summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+    )
 
 
 def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
@@ -356,8 +450,12 @@ def _ufm(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -
 
     summary, reports = ingest_inputs(args.inputs, convert, output, None if args.ports_as_entities else topology)
     r = converter.report
-    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'counter')} "
-                                     f"({r.mapped:,} mapped); unmapped switches: {dict(r.unmapped_switches) or 'none'}")
+    return _finish(
+        summary,
+        reports,
+        f"{plural(summary.batches, 'batch', 'batches')} from {plural(r.samples, 'counter')} "
+        f"({r.mapped:,} mapped); unmapped switches: {dict(r.unmapped_switches) or 'none'}",
+    )
 
 
 def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
@@ -369,12 +467,15 @@ def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
         return ingest_inputs(
             args.inputs,
             lambda path, skips: read_sysfs(path, args.host, inventory, topology, now_ms, args.sysfs_kind, skips)[0],
-            output, topology)
+            output,
+            topology,
+        )
 
     if args.interval is None:
         summary, reports = poll()
-        return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
-                                         f"{plural(len(args.inputs), 'input')}")
+        return _finish(
+            summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+        )
     if args.interval <= 0:
         raise UsageError(f"--interval wants a positive number of seconds, got {args.interval:g}")
     stop = {"now": False}
@@ -403,23 +504,37 @@ def _sysfs(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
 def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
     from producers.ingest import ingest_inputs
 
-    summary, reports = ingest_inputs(args.inputs, lambda path, skips: _step_batches(args, path, topology), output,
-                                     topology)
-    return _finish(summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from "
-                                     f"{plural(len(args.inputs), 'input')}")
+    summary, reports = ingest_inputs(
+        args.inputs, lambda path, skips: _step_batches(args, path, topology), output, topology
+    )
+    return _finish(
+        summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+    )
 
 
-HANDLERS = {"prometheus": _prometheus, "xid": _xid, "nvidia-smi": _nvidia_smi, "perfquery": _perfquery,
-            "sysfs": _sysfs, "steps": _steps, "ufm": _ufm, "snmp": _prometheus, "gnmic": _prometheus,
-            "ib-exporter": _prometheus}
+HANDLERS = {
+    "prometheus": _prometheus,
+    "xid": _xid,
+    "nvidia-smi": _nvidia_smi,
+    "perfquery": _perfquery,
+    "sysfs": _sysfs,
+    "steps": _steps,
+    "ufm": _ufm,
+    "snmp": _prometheus,
+    "gnmic": _prometheus,
+    "ib-exporter": _prometheus,
+}
 
 
 def _step_batches(args: argparse.Namespace, path: str, topology: Any) -> list:
     from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
 
     fmt = args.format or ("bytedance" if path.endswith(".parquet") else "pai")
-    records = read_pai_minibatch(path, args.job) if fmt == "pai" else \
-        read_bytedance_trace(path, args.job, by_stage=not args.no_stage_groups)
+    records = (
+        read_pai_minibatch(path, args.job)
+        if fmt == "pai"
+        else read_bytedance_trace(path, args.job, by_stage=not args.no_stage_groups)
+    )
     return to_batches(records, topology, args.first_node)
 
 
@@ -444,8 +559,11 @@ def _steps_detect(args: argparse.Namespace, settings: Settings, topology: Any) -
         alerts = [a for b in batches for a in detector.push(b)]
         firing = [a for a in alerts if a.status == "firing"]
         ranks = sorted({(a.labels["job"], int(a.labels["rank"])) for a in firing})
-        print(f"{path}: {plural(len(firing), 'straggler alert')} on {plural(len(ranks), 'rank')}: "
-              + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"), flush=True)
+        print(
+            f"{path}: {plural(len(firing), 'straggler alert')} on {plural(len(ranks), 'rank')}: "
+            + (", ".join(f"{job} rank {rank}" for job, rank in ranks) or "none"),
+            flush=True,
+        )
         for a in firing:
             print(f"  step {a.evidence['step']}: {a.summary}")
     if not usable:

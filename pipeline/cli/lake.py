@@ -10,25 +10,43 @@ from pipeline.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
-    p = new_verb(sub, "query", "run SQL over the Parquet lake with the views of sql/views.sql",
-                 "clusterpulse query fault_timeline\n"
-                 "clusterpulse query sql/card_history.sql --param card=node0005-card2 "
-                 "--param at=2026-01-01T00:00:20Z\n"
-                 "clusterpulse query \"SELECT kind, entity, status FROM alerts ORDER BY ts\" --format csv",
-                 settings=("data_dir",))
+    p = new_verb(
+        sub,
+        "query",
+        "run SQL over the Parquet lake with the views of sql/views.sql",
+        "clusterpulse query fault_timeline\n"
+        "clusterpulse query sql/card_history.sql --param card=node0005-card2 "
+        "--param at=2026-01-01T00:00:20Z\n"
+        'clusterpulse query "SELECT kind, entity, status FROM alerts ORDER BY ts" --format csv',
+        settings=("data_dir",),
+    )
     p.add_argument("sql", help="a canned query's name (fault_timeline), a .sql file, or an SQL string")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a query parameter (see the query's header); repeatable")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a query parameter (see the query's header); repeatable",
+    )
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.set_defaults(handler=cmd_query)
 
-    p = new_verb(sub, "sql", "an interactive SQL session over the lake with the views loaded",
-                 "clusterpulse sql --data data      # then: .tables, SELECT * FROM alerts;, .quit",
-                 settings=("data_dir",))
+    p = new_verb(
+        sub,
+        "sql",
+        "an interactive SQL session over the lake with the views loaded",
+        "clusterpulse sql --data data      # then: .tables, SELECT * FROM alerts;, .quit",
+        settings=("data_dir",),
+    )
     p.set_defaults(handler=cmd_sql)
 
-    p = new_verb(sub, "compact", "merge each closed hour's small Parquet files into one sorted file",
-                 "clusterpulse compact --data /lake --older-than 7200", settings=("data_dir",))
+    p = new_verb(
+        sub,
+        "compact",
+        "merge each closed hour's small Parquet files into one sorted file",
+        "clusterpulse compact --data /lake --older-than 7200",
+        settings=("data_dir",),
+    )
     p.add_argument("--older-than", type=float, default=7200, help="only hours that ended this many seconds ago")
     p.set_defaults(handler=cmd_compact)
 
@@ -40,8 +58,10 @@ def _lake(settings: Settings) -> str:
     from pipeline.lake_dirs import resolve_lake
 
     if "://" not in settings.data_dir and not Path(settings.data_dir).is_dir():
-        raise UsageError(f"no lake at {settings.data_dir} (no such directory): give the lake with --data, "
-                         "or write one with `clusterpulse run`")
+        raise UsageError(
+            f"no lake at {settings.data_dir} (no such directory): give the lake with --data, "
+            "or write one with `clusterpulse run`"
+        )
     lake = resolve_lake(settings.data_dir)
     if lake.note:
         say(lake.note)
@@ -55,8 +75,10 @@ def _say_if_no_data(result: Any) -> None:
     from pipeline.lake_views import TELEMETRY_VIEWS
 
     if result.views_used and set(result.empty_views) >= set(TELEMETRY_VIEWS) | set(result.views_used):
-        say("clusterpulse: no Parquet data in this lake yet (every view is empty): give the lake with --data, "
-            "or wait for the worker's first flush")
+        say(
+            "clusterpulse: no Parquet data in this lake yet (every view is empty): give the lake with --data, "
+            "or wait for the worker's first flush"
+        )
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,8 +108,10 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("compact works on a local data directory")
     done = compact(_lake(settings), args.older_than)
     for c in done:
-        print(f"{c.dataset} {c.hour}: {c.files_in} files -> 1, {c.rows:,} rows, "
-              f"{c.bytes_before / 1e6:,.1f} MB -> {c.bytes_after / 1e6:,.1f} MB")
+        print(
+            f"{c.dataset} {c.hour}: {c.files_in} files -> 1, {c.rows:,} rows, "
+            f"{c.bytes_before / 1e6:,.1f} MB -> {c.bytes_after / 1e6:,.1f} MB"
+        )
     say(f"compacted {plural(len(done), 'dataset hour')}")
     return 0
 
@@ -108,8 +132,11 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
     lake = _lake(settings)
     con, empty = connect(lake)
-    print(f"views over {lake}: {', '.join(DATASETS)}"
-          + (f" (empty: {', '.join(empty)})" if empty else "") + ". End statements with ';'; .help, .quit.")
+    print(
+        f"views over {lake}: {', '.join(DATASETS)}"
+        + (f" (empty: {', '.join(empty)})" if empty else "")
+        + ". End statements with ';'; .help, .quit."
+    )
     buffer = ""
     while True:
         try:

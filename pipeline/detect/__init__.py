@@ -27,10 +27,16 @@ KINDS = ("card", "port", "step")
 SNAPSHOT_VERSION = 7  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
 # 6: the partition's window of recent message digests (pipeline.repeats); 7: ports seen up, port names
-_NUMPY = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
-          ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
-          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-          ("numpy.core.multiarray", "scalar")}
+_NUMPY = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+}
 
 
 class _SnapshotUnpickler(pickle.Unpickler):
@@ -51,16 +57,21 @@ class _SnapshotUnpickler(pickle.Unpickler):
 class DetectorSet:
     """Every detector of the given batch kinds."""
 
-    def __init__(self, topology: Topology, settings: DetectSettings | None = None,
-                 kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(
+        self, topology: Topology, settings: DetectSettings | None = None, kinds: tuple[str, ...] = KINDS
+    ) -> None:
         s = settings or DetectSettings()
         self.topology = topology
         self.detectors: dict[str, list] = {}
         self.straggler: StragglerDetector | None = None
         self.repeats = RepeatWindow()  # the partition's recent messages, to drop a producer's repeat
         if "card" in kinds:
-            self.detectors["card"] = [CardFailureDetector(topology, s.card_failure), EccDetector(topology, s.ecc),
-                                      ThermalDetector(topology, s.thermal), NodeDownDetector(topology, s.node_down)]
+            self.detectors["card"] = [
+                CardFailureDetector(topology, s.card_failure),
+                EccDetector(topology, s.ecc),
+                ThermalDetector(topology, s.thermal),
+                NodeDownDetector(topology, s.node_down),
+            ]
         if "port" in kinds:
             self.detectors["port"] = [LinkDetector(topology, s.link), SwitchDownDetector(topology, s.switch_down)]
         if "step" in kinds:
@@ -100,14 +111,17 @@ class DetectorSet:
     # ---- state that survives a restart ---------------------------------------------------------
     def snapshot(self) -> bytes:
         """Every detector's state, compressed (pickle, read back with a restricted unpickler)."""
-        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, self.topology.shape, self.detectors,
-                                           self.straggler, self.repeats), protocol=5), 3)
+        return zlib.compress(
+            pickle.dumps(
+                (SNAPSHOT_VERSION, self.topology.shape, self.detectors, self.straggler, self.repeats), protocol=5
+            ),
+            3,
+        )
 
     def restore(self, data: bytes) -> bool:
         """Take the state of a snapshot of the same topology; False (state unchanged) otherwise."""
         try:
-            version, shape, detectors, straggler, repeats = _SnapshotUnpickler(
-                io.BytesIO(zlib.decompress(data))).load()
+            version, shape, detectors, straggler, repeats = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
         except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
             return False
         if version != SNAPSHOT_VERSION or shape != self.topology.shape or set(detectors) != set(self.detectors):

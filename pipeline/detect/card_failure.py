@@ -66,12 +66,14 @@ class CardFailureDetector:
         row_starts = np.concatenate(([0], np.cumsum(r.row_counts)))
         for p in np.flatnonzero(unusual).tolist():
             events = slice(event_starts[p], event_starts[p + 1])
-            out += self._judge(int(r.nodes[p]), ts, cards[row_starts[p]:row_starts[p + 1]],
-                               err_card[events], err_code[events])
+            out += self._judge(
+                int(r.nodes[p]), ts, cards[row_starts[p] : row_starts[p + 1]], err_card[events], err_code[events]
+            )
         return out
 
-    def _judge(self, node: int, ts: int, present: np.ndarray, err_card: np.ndarray,
-               err_code: np.ndarray) -> list[Alert]:
+    def _judge(
+        self, node: int, ts: int, present: np.ndarray, err_card: np.ndarray, err_code: np.ndarray
+    ) -> list[Alert]:
         """One node that is not in the common case: fatal codes, silent cards, recoveries."""
         fatal_cards, out = self._fatal_codes(node, ts, err_card, err_code)
         silent_ms = ts - self.card_last_ms[node]
@@ -79,10 +81,18 @@ class CardFailureDetector:
         if len(present) == self.topo.cards_per_node and not fatal_cards and not self.failed[node].any():
             return out
         for card in np.flatnonzero((silent_ms >= limit_ms) & ~self.failed[node]).tolist():
-            alert = self._fail(node, card, ts, f"card stopped reporting {silent_ms[card] / 1000:.0f} s ago "
-                               "while its node still reports (fell off the bus?)",
-                               {"silent_s": float(silent_ms[card]) / 1000, "silence_threshold_s":
-                                self.settings.silence_s, "action": "reboot_node"})
+            alert = self._fail(
+                node,
+                card,
+                ts,
+                f"card stopped reporting {silent_ms[card] / 1000:.0f} s ago "
+                "while its node still reports (fell off the bus?)",
+                {
+                    "silent_s": float(silent_ms[card]) / 1000,
+                    "silence_threshold_s": self.settings.silence_s,
+                    "action": "reboot_node",
+                },
+            )
             if alert:
                 out.append(alert)
 
@@ -97,14 +107,19 @@ class CardFailureDetector:
         recovered = self.failed[node] & reporting & (ts - healthy >= recover_ms)
         for card in np.flatnonzero(recovered).tolist():
             self.failed[node, card] = False
-            alert = self.book.resolve(KIND, self.topo.card_name(node, card), ts,
-                                      reason=f"card reported without fatal errors for {self.settings.recovery_s:g} s")
+            alert = self.book.resolve(
+                KIND,
+                self.topo.card_name(node, card),
+                ts,
+                reason=f"card reported without fatal errors for {self.settings.recovery_s:g} s",
+            )
             if alert:
                 out.append(alert)
         return out
 
-    def _fatal_codes(self, node: int, ts: int, err_card: np.ndarray,
-                     err_code: np.ndarray) -> tuple[set[int], list[Alert]]:
+    def _fatal_codes(
+        self, node: int, ts: int, err_card: np.ndarray, err_code: np.ndarray
+    ) -> tuple[set[int], list[Alert]]:
         """Cards with a fatal error code among these events, and the alerts they fire."""
         fatal_cards: set[int] = set()
         out: list[Alert] = []
@@ -113,9 +128,13 @@ class CardFailureDetector:
             if info.alert != KIND:
                 continue  # ECC codes are the ECC detector's; non-fatal codes are evidence only
             fatal_cards.add(card)
-            alert = self._fail(node, card, ts, f"{info.label()} {info.name}: "
-                               f"{info.action.replace('_', ' ')}",
-                               {"error_code": code, "error_name": info.name, "action": info.action})
+            alert = self._fail(
+                node,
+                card,
+                ts,
+                f"{info.label()} {info.name}: {info.action.replace('_', ' ')}",
+                {"error_code": code, "error_name": info.name, "action": info.action},
+            )
             if alert:
                 out.append(alert)
         return fatal_cards, out
@@ -124,6 +143,12 @@ class CardFailureDetector:
         self.failed[node, card] = True
         self.healthy_since_ms[node, card] = -1
         name = self.topo.card_name(node, card)
-        return self.book.fire(KIND, name, ts, severity="critical", summary=f"{name} failed: {why}",
-                              labels={"node": self.topo.node_name(node), "card": str(card)},
-                              evidence=evidence)
+        return self.book.fire(
+            KIND,
+            name,
+            ts,
+            severity="critical",
+            summary=f"{name} failed: {why}",
+            labels={"node": self.topo.node_name(node), "card": str(card)},
+            evidence=evidence,
+        )

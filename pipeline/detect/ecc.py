@@ -49,22 +49,35 @@ class EccDetector:
         for i in np.flatnonzero(new_errors > 0).tolist():
             reasons[(int(node[i]), int(cards[i]))] = {"dbe_increase": int(new_errors[i]), "dbe_total": int(dbe[i])}
         events = judged[r.event_part]
-        for part, card, code in zip(r.event_part[events].tolist(), batch.columns["err_card"][events].tolist(),
-                                    batch.columns["err_code"][events].tolist()):
+        for part, card, code in zip(
+            r.event_part[events].tolist(),
+            batch.columns["err_card"][events].tolist(),
+            batch.columns["err_code"][events].tolist(),
+        ):
             info = describe(code)
             if info.alert == KIND:
                 reasons.setdefault((int(r.nodes[part]), card), {}).update(
-                    {"error_code": code, "error_name": info.name, "action": info.action})
+                    {"error_code": code, "error_name": info.name, "action": info.action}
+                )
         out: list[Alert] = []
         for (n, card), evidence in reasons.items():
             self.last_error_ms[n, card] = ts
             name = self.topo.card_name(n, card)
-            what = (f"{describe(evidence['error_code']).label()} {evidence['error_name']}" if "error_code" in evidence
-                    else f"{evidence['dbe_increase']} new double-bit ECC errors")
+            what = (
+                f"{describe(evidence['error_code']).label()} {evidence['error_name']}"
+                if "error_code" in evidence
+                else f"{evidence['dbe_increase']} new double-bit ECC errors"
+            )
             action = evidence.get("action", "reset_gpu").replace("_", " ")
-            alert = self.book.fire(KIND, name, ts, severity="critical",
-                                   summary=f"{name} uncorrectable ECC errors: {what}; {action}",
-                                   labels={"node": self.topo.node_name(n), "card": str(card)}, evidence=evidence)
+            alert = self.book.fire(
+                KIND,
+                name,
+                ts,
+                severity="critical",
+                summary=f"{name} uncorrectable ECC errors: {what}; {action}",
+                labels={"node": self.topo.node_name(n), "card": str(card)},
+                evidence=evidence,
+            )
             if alert:
                 out.append(alert)
         quiet_ms = int(self.settings.quiet_s * 1000)
@@ -74,8 +87,9 @@ class EccDetector:
         for alert in firing:
             n, c = self.topo.parse_card(alert.entity)
             if (n, c) in reporting and ts - self.last_error_ms[n, c] >= quiet_ms:
-                done = self.book.resolve(KIND, alert.entity, ts,
-                                         reason=f"no new uncorrectable error for {self.settings.quiet_s:g} s")
+                done = self.book.resolve(
+                    KIND, alert.entity, ts, reason=f"no new uncorrectable error for {self.settings.quiet_s:g} s"
+                )
                 if done:
                     out.append(done)
         return out

@@ -76,8 +76,8 @@ class LinkDetector:
         self.port_names += [""] * ports
         self.last_ms = np.append(self.last_ms, -1)
         self.filled = np.append(self.filled, 0)
-        self.port_switch[first:first + ports] = len(self.switches) - 1
-        self.port_number[first:first + ports] = np.arange(ports)
+        self.port_switch[first : first + ports] = len(self.switches) - 1
+        self.port_number[first : first + ports] = np.arange(ports)
         return first, ports
 
     def _grow(self, capacity: int) -> None:
@@ -96,16 +96,23 @@ class LinkDetector:
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         ts = batch.ts_ms
-        parts = [(batch.source, batch.rows())] if batch.parts is None else \
-            [(source, counts["rows"]) for source, counts in batch.parts]
+        parts = (
+            [(batch.source, batch.rows())]
+            if batch.parts is None
+            else [(source, counts["rows"]) for source, counts in batch.parts]
+        )
         blocks = [self.block.get(name) or self._add_switch(name) for name, _ in parts]
         index = np.array([self.port_switch[first] for first, _ in blocks], np.intp)
         counts = np.array([rows for _, rows in parts], np.intp)
         row_part = np.repeat(np.arange(len(parts)), counts)
         starts = np.array([first for first, _ in blocks], np.intp)
         if batch.port_names is not None:  # sent once per port set: kept per port
-            self._learn_names(starts[row_part], np.array([n for _, n in blocks], np.intp)[row_part],
-                              batch.columns["port"].astype(np.intp), batch.port_names)
+            self._learn_names(
+                starts[row_part],
+                np.array([n for _, n in blocks], np.intp)[row_part],
+                batch.columns["port"].astype(np.intp),
+                batch.port_names,
+            )
         last = self.last_ms[index]
         judged = ts > last  # per switch; an older batch was judged already
         if not judged.any():
@@ -138,7 +145,7 @@ class LinkDetector:
         if self.port_names[port]:
             return self.port_names[port]
         prefix = self.switches[self.port_switch[port]] + "/"
-        return next((end[len(prefix):] for end in (self.links[port] or "").split("~") if end.startswith(prefix)), "")
+        return next((end[len(prefix) :] for end in (self.links[port] or "").split("~") if end.startswith(prefix)), "")
 
     def never_up(self) -> list[str]:
         """Ports reported and never seen up that were not paged for it (no cable, as far as
@@ -174,10 +181,15 @@ class LinkDetector:
                 times.pop(0)
             labels = self._labels(switch, link, port)
             if len(times) >= s.flap_transitions and not self.book.is_firing("link_flapping", link):
-                alert = self.book.fire("link_flapping", link, ts, severity="warning",
-                                       summary=f"{link} flapping: down {len(times)} times in {s.flap_window_s:g} s",
-                                       labels=labels, evidence={"down_transitions": len(times),
-                                                                "window_s": s.flap_window_s, "seen_by": switch})
+                alert = self.book.fire(
+                    "link_flapping",
+                    link,
+                    ts,
+                    severity="warning",
+                    summary=f"{link} flapping: down {len(times)} times in {s.flap_window_s:g} s",
+                    labels=labels,
+                    evidence={"down_transitions": len(times), "window_s": s.flap_window_s, "seen_by": switch},
+                )
                 if alert:  # a link_down still firing stays (the correlator groups this under it)
                     out.append(alert)
             elif not self.book.is_firing("link_flapping", link):
@@ -185,10 +197,15 @@ class LinkDetector:
                 # a disabled port still cost the fabric a link (and may be the wrong one): a warning
                 admin = port in self.admin_down
                 why = "is administratively disabled" if admin else "reports oper down"
-                alert = self.book.fire("link_down", link, ts, severity="warning" if admin else "critical",
-                                       summary=f"{link} down (port {labels.get('port', number)} of {switch} {why})",
-                                       labels={**labels, "admin_down": "true"} if admin else labels,
-                                       evidence={"port": number, "seen_by": switch})
+                alert = self.book.fire(
+                    "link_down",
+                    link,
+                    ts,
+                    severity="warning" if admin else "critical",
+                    summary=f"{link} down (port {labels.get('port', number)} of {switch} {why})",
+                    labels={**labels, "admin_down": "true"} if admin else labels,
+                    evidence={"port": number, "seen_by": switch},
+                )
                 if alert:
                     out.append(alert)
         hold_ms = int(s.down_resolve_s * 1000)
@@ -200,15 +217,22 @@ class LinkDetector:
             for kind in ("link_down", "link_flapping"):
                 if kind == "link_flapping" and ts - (self.down_times.get(port) or [ts])[-1] < window_ms:
                     continue
-                done = self.book.resolve(kind, link, ts,
-                                         reason=f"up for {(ts - self.up_since_ms[port]) / 1000:.0f} s")
+                done = self.book.resolve(kind, link, ts, reason=f"up for {(ts - self.up_since_ms[port]) / 1000:.0f} s")
                 if done:
                     out.append(done)
         return out
 
     # ---- degradation -------------------------------------------------------------------------
-    def _errors(self, batch: Batch, rows: np.ndarray, flat: np.ndarray, oper: np.ndarray, whole: np.ndarray,
-                switches: np.ndarray, ts: int) -> list[Alert]:
+    def _errors(
+        self,
+        batch: Batch,
+        rows: np.ndarray,
+        flat: np.ndarray,
+        oper: np.ndarray,
+        whole: np.ndarray,
+        switches: np.ndarray,
+        ts: int,
+    ) -> list[Alert]:
         """Counter increments into each judged switch's error window (every port of the switch:
         a port missing from the report counts as error-free this sample)."""
         s = self.settings
@@ -217,17 +241,17 @@ class LinkDetector:
         # a counter below its previous value was reset (a reboot): a new baseline, not an error
         delta = np.where((before >= 0) & (values >= before), values - before, 0)
         self.prev[:, flat] = values
-        row_inc = delta[:len(ERROR_COUNTERS)].sum(axis=0)
+        row_inc = delta[: len(ERROR_COUNTERS)].sum(axis=0)
         row_inc[~oper] = 0  # a down link's errors are the down alert's business
         if len(flat) == len(whole) and np.array_equal(flat, whole):  # the usual case: every port reported
-            inc, extra = row_inc, delta[len(ERROR_COUNTERS):].T
+            inc, extra = row_inc, delta[len(ERROR_COUNTERS) :].T
         else:  # a partial report: the ports it does not name had no errors this sample
             increments = np.zeros(len(self.oper), np.int64)
             extras = np.zeros((len(self.oper), len(EVIDENCE_COUNTERS)), np.int64)
             increments[flat] = row_inc
-            extras[flat] = delta[len(ERROR_COUNTERS):].T
+            extras[flat] = delta[len(ERROR_COUNTERS) :].T
             inc, extra = increments[whole], extras[whole]
-        ring = (self.filled[self.port_switch[whole]] % s.error_window_samples)
+        ring = self.filled[self.port_switch[whole]] % s.error_window_samples
         self.filled[switches] += 1
         leaving = self.errors[ring, whole]
         self.window_total[whole] += inc - leaving
@@ -253,14 +277,24 @@ class LinkDetector:
             labels = self._labels(switch, link, port)
             seen_by = f"{switch} port {labels['port']}" if "port" in labels else switch
             alert = self.book.fire(
-                "link_degraded", link, ts, severity="warning",
+                "link_degraded",
+                link,
+                ts,
+                severity="warning",
                 summary=f"{link} degrading: {int(total[i])} CRC/symbol errors in {int(samples[i])} of the "
-                        f"last {s.error_window_samples} samples (seen by {seen_by})",
+                f"last {s.error_window_samples} samples (seen by {seen_by})",
                 labels=labels,
-                evidence={"errors_in_window": int(total[i]), "samples_with_errors": int(samples[i]),
-                          "window_samples": s.error_window_samples, "fec_corrected_in_window": int(ev[0]),
-                          "drops_in_window": int(ev[1]), "error_min_count": s.error_min_count,
-                          "seen_by": switch, "window_s_at_1hz": window_s})
+                evidence={
+                    "errors_in_window": int(total[i]),
+                    "samples_with_errors": int(samples[i]),
+                    "window_samples": s.error_window_samples,
+                    "fec_corrected_in_window": int(ev[0]),
+                    "drops_in_window": int(ev[1]),
+                    "error_min_count": s.error_min_count,
+                    "seen_by": switch,
+                    "window_s_at_1hz": window_s,
+                },
+            )
             if alert:
                 out.append(alert)
         if self.degraded:  # a link resolves once every end that saw its errors has been clean
@@ -272,8 +306,9 @@ class LinkDetector:
                     if ends:
                         continue
                     del self.degraded[link]
-                    done = self.book.resolve("link_degraded", link, ts,
-                                             reason=f"no CRC/symbol errors for {s.error_clear_samples} samples")
+                    done = self.book.resolve(
+                        "link_degraded", link, ts, reason=f"no CRC/symbol errors for {s.error_clear_samples} samples"
+                    )
                     if done:
                         out.append(done)
         return out

@@ -13,9 +13,9 @@ from pipeline.topology import Topology
 
 @dataclass
 class NodeRows:
-    nodes: np.ndarray       # node index of each source (part), in message order
-    names: list[str]        # node name of each source
-    row_part: np.ndarray    # part of each sample row
+    nodes: np.ndarray  # node index of each source (part), in message order
+    names: list[str]  # node name of each source
+    row_part: np.ndarray  # part of each sample row
     event_part: np.ndarray  # part of each error-event row
     row_counts: np.ndarray  # sample rows per part
 
@@ -36,8 +36,13 @@ def node_rows(batch: Batch, topology: Topology) -> NodeRows:
         rows = np.array([counts["rows"] for _, counts in batch.parts])
         events = np.array([counts["events"] for _, counts in batch.parts])
     parts = np.arange(len(names))
-    found = NodeRows(nodes=np.array([topology.node_index(n) for n in names], np.intp), names=names,
-                     row_part=np.repeat(parts, rows), event_part=np.repeat(parts, events), row_counts=rows)
+    found = NodeRows(
+        nodes=np.array([topology.node_index(n) for n in names], np.intp),
+        names=names,
+        row_part=np.repeat(parts, rows),
+        event_part=np.repeat(parts, events),
+        row_counts=rows,
+    )
     batch._node_rows = found  # type: ignore[attr-defined]
     return found
 

@@ -93,8 +93,13 @@ class SilenceTracker:
             return np.zeros(0, np.intp)  # the clock has not moved since the last check
         self._checked[stream] = flow
         allowed = np.maximum(self.silence_ms, self.missed_reports * self.cadence)
-        silent = ((self.stream == stream) & (self.last_ms >= 0) & ~self.down & (self.cadence > 0)
-                  & (flow - self.last_flow >= allowed))
+        silent = (
+            (self.stream == stream)
+            & (self.last_ms >= 0)
+            & ~self.down
+            & (self.cadence > 0)
+            & (flow - self.last_flow >= allowed)
+        )
         found = np.flatnonzero(silent)
         self.down[found] = True
         self.back_since_ms[found] = -1
@@ -109,8 +114,9 @@ class NodeDownDetector:
     def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or SilenceSettings()
-        self.tracker = SilenceTracker(topology.nodes, self.settings.silence_s, self.settings.recovery_s,
-                                      self.settings.missed_reports)
+        self.tracker = SilenceTracker(
+            topology.nodes, self.settings.silence_s, self.settings.recovery_s, self.settings.missed_reports
+        )
         self.book = AlertBook()
 
     multi_source = True  # a collector's batch: each of its nodes has reported
@@ -118,31 +124,49 @@ class NodeDownDetector:
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         gone = set(batch.unreachable)
-        sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts
-                                                                if source not in gone]
+        sources = [batch.source] if batch.parts is None else [source for source, _ in batch.parts if source not in gone]
         nodes = np.fromiter((self.topo.node_index(source) for source in sources), np.intp, len(sources))
         ts_ms = batch.ts_ms
         out: list[Alert] = []
         for name in batch.unreachable:
-            alert = _unreachable(self.tracker, self.book, self.KIND, name, self.topo.node_index(name), ts_ms,
-                                 batch.source, {"node": name})
+            alert = _unreachable(
+                self.tracker,
+                self.book,
+                self.KIND,
+                name,
+                self.topo.node_index(name),
+                ts_ms,
+                batch.source,
+                {"node": name},
+            )
             if alert:
                 out.append(alert)
         for node in self.tracker.seen_many(nodes, ts_ms, stream).tolist():
-            alert = self.book.resolve(self.KIND, self.topo.node_name(node), ts_ms,
-                                      reason=f"reporting again for {self.settings.recovery_s:g} s")
+            alert = self.book.resolve(
+                self.KIND,
+                self.topo.node_name(node),
+                ts_ms,
+                reason=f"reporting again for {self.settings.recovery_s:g} s",
+            )
             if alert:
                 out.append(alert)
         for index in self.tracker.advance(stream, ts_ms).tolist():
             name = self.topo.node_name(index)
             silent_s = (ts_ms - self.tracker.last_ms[index]) / 1000
             alert = self.book.fire(
-                self.KIND, name, ts_ms, severity="critical",
+                self.KIND,
+                name,
+                ts_ms,
+                severity="critical",
                 summary=f"{name} down: no telemetry from any of its {self.topo.cards_per_node} cards for "
-                        f"{silent_s:.0f} s while other nodes report",
+                f"{silent_s:.0f} s while other nodes report",
                 labels={"node": name},
-                evidence={"silent_s": silent_s, "silence_threshold_s": self.settings.silence_s,
-                          "last_report": int(self.tracker.last_ms[index])})
+                evidence={
+                    "silent_s": silent_s,
+                    "silence_threshold_s": self.settings.silence_s,
+                    "last_report": int(self.tracker.last_ms[index]),
+                },
+            )
             if alert:
                 out.append(alert)
         return out
@@ -158,8 +182,9 @@ class SwitchDownDetector:
         self.settings = settings or SilenceSettings()
         self.names = topology.switch_names
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.tracker = SilenceTracker(len(self.names), self.settings.silence_s, self.settings.recovery_s,
-                                      self.settings.missed_reports)
+        self.tracker = SilenceTracker(
+            len(self.names), self.settings.silence_s, self.settings.recovery_s, self.settings.missed_reports
+        )
         self.book = AlertBook()
         self._complete: dict[str, int] = {}  # switch -> rows in a whole report of it
 
@@ -170,13 +195,21 @@ class SwitchDownDetector:
         if found is None:
             ports = self.topo.switch_ports(switch)
             found = self._complete[switch] = ports - sum(
-                1 for p in range(ports) if self.topo.port_link(switch, p) is None)
+                1 for p in range(ports) if self.topo.port_link(switch, p) is None
+            )
         return found
 
     def _fire(self, index: int, ts_ms: int, why: str, evidence: dict) -> Alert | None:
         name = self.names[index]
-        return self.book.fire(self.KIND, name, ts_ms, severity="critical", summary=f"{name} down: {why}",
-                              labels={"switch": name}, evidence=evidence)
+        return self.book.fire(
+            self.KIND,
+            name,
+            ts_ms,
+            severity="critical",
+            summary=f"{name} down: {why}",
+            labels={"switch": name},
+            evidence=evidence,
+        )
 
     multi_source = True  # a collector's batch: each of its switches, from its slice of the rows
     judges_unreachable = True  # ... or that it could not reach
@@ -185,8 +218,16 @@ class SwitchDownDetector:
         out: list[Alert] = []
         for name in batch.unreachable:
             if name in self.index:
-                alert = _unreachable(self.tracker, self.book, self.KIND, name, self.index[name], batch.ts_ms,
-                                     batch.source, {"switch": name})
+                alert = _unreachable(
+                    self.tracker,
+                    self.book,
+                    self.KIND,
+                    name,
+                    self.index[name],
+                    batch.ts_ms,
+                    batch.source,
+                    {"switch": name},
+                )
                 if alert:
                     out.append(alert)
         reachable = batch.reachable()
@@ -195,8 +236,11 @@ class SwitchDownDetector:
         return out + self._push(reachable, stream)
 
     def _push(self, batch: Batch, stream: int) -> list[Alert]:
-        parts = [(batch.source, batch.rows())] if batch.parts is None else \
-            [(source, counts["rows"]) for source, counts in batch.parts]
+        parts = (
+            [(batch.source, batch.rows())]
+            if batch.parts is None
+            else [(source, counts["rows"]) for source, counts in batch.parts]
+        )
         if any(source not in self.index for source, _ in parts):  # hosts' NIC reports: not about a switch
             if all(source not in self.index for source, _ in parts):
                 return []
@@ -215,8 +259,9 @@ class SwitchDownDetector:
         index = np.fromiter((self.index[s] for s, _ in parts), np.intp, len(parts))
         out: list[Alert] = []
         for i in self.tracker.seen_many(index[whole & ~all_down], ts_ms, stream).tolist():
-            alert = self.book.resolve(self.KIND, self.names[i], ts_ms,
-                                      reason=f"reporting again for {self.settings.recovery_s:g} s")
+            alert = self.book.resolve(
+                self.KIND, self.names[i], ts_ms, reason=f"reporting again for {self.settings.recovery_s:g} s"
+            )
             if alert:
                 out.append(alert)
         self.tracker.seen_many(index[all_down], ts_ms, stream, back=False)
@@ -229,16 +274,31 @@ class SwitchDownDetector:
                     out.append(alert)
         for silent in self.tracker.advance(stream, ts_ms).tolist():
             silent_s = (ts_ms - self.tracker.last_ms[silent]) / 1000
-            alert = self._fire(silent, ts_ms, f"no telemetry for {silent_s:.0f} s while other switches report",
-                               {"silent_s": silent_s, "silence_threshold_s": self.settings.silence_s,
-                                "last_report": int(self.tracker.last_ms[silent])})
+            alert = self._fire(
+                silent,
+                ts_ms,
+                f"no telemetry for {silent_s:.0f} s while other switches report",
+                {
+                    "silent_s": silent_s,
+                    "silence_threshold_s": self.settings.silence_s,
+                    "last_report": int(self.tracker.last_ms[silent]),
+                },
+            )
             if alert:
                 out.append(alert)
         return out
 
 
-def _unreachable(tracker: SilenceTracker, book: AlertBook, kind: str, name: str, index: int, ts_ms: int,
-                 collector: str, labels: dict[str, str]) -> Alert | None:
+def _unreachable(
+    tracker: SilenceTracker,
+    book: AlertBook,
+    kind: str,
+    name: str,
+    index: int,
+    ts_ms: int,
+    collector: str,
+    labels: dict[str, str],
+) -> Alert | None:
     """A finding for a source its collector could not reach (once, until it reports again for
     `recovery_s`): marked `unreachable`, for the correlator to page only when the fabric agrees."""
     if tracker.down[index]:
@@ -246,10 +306,15 @@ def _unreachable(tracker: SilenceTracker, book: AlertBook, kind: str, name: str,
         return None
     tracker.down[index] = True
     tracker.back_since_ms[index] = -1
-    return book.fire(kind, name, ts_ms, severity="critical",
-                     summary=f"{name} down: its exporter does not answer ({collector}) and the fabric sees it down",
-                     labels=labels, evidence={"unreachable": True, "collector": collector,
-                                              "last_report": int(tracker.last_ms[index])})
+    return book.fire(
+        kind,
+        name,
+        ts_ms,
+        severity="critical",
+        summary=f"{name} down: its exporter does not answer ({collector}) and the fabric sees it down",
+        labels=labels,
+        evidence={"unreachable": True, "collector": collector, "last_report": int(tracker.last_ms[index])},
+    )
 
 
 def _only_switches(batch: Batch, parts: list[tuple[str, int]], keep: np.ndarray) -> Batch:
@@ -257,5 +322,6 @@ def _only_switches(batch: Batch, parts: list[tuple[str, int]], keep: np.ndarray)
     counts = np.array([n for _, n in parts], np.int64)
     rows = np.repeat(keep, counts)
     columns = {"oper_up": np.asarray(batch.columns["oper_up"])[rows]}
-    return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job,
-                 [p for p, k in zip(batch.parts or [], keep) if k])
+    return Batch(
+        batch.kind, batch.source, batch.ts_ms, columns, batch.job, [p for p, k in zip(batch.parts or [], keep) if k]
+    )

@@ -205,18 +205,33 @@ class StragglerDetector:
             job.recovery[rank] = 0.0
             card = self.topo.card_name(node, rank % self.topo.cards_per_node)
             alert = self.book.fire(
-                KIND, card, data.ts_ms, severity="warning",
+                KIND,
+                card,
+                data.ts_ms,
+                severity="warning",
                 summary=f"{card} straggling in {name}: rank {rank} computes {100 * (rolling[rank] - 1):.0f} % slower "
-                        f"than the job's median over the last {s.window_steps} steps (usually "
-                        f"{100 * (job.usual[rank] - 1):+.0f} %)",
-                labels={"job": name, "node": self.topo.node_name(node), "card": str(rank % self.topo.cards_per_node),
-                        "rank": str(rank)},
-                evidence={"rank": rank, "step": step, "relative_compute": round(float(rolling[rank]), 4),
-                          "threshold": round(1 + excess, 4), "noise_sigma": round(job.sigma, 4),
-                          "usual_relative_compute": round(float(job.usual[rank]), 4),
-                          "cusum": round(float(job.cusum[rank]), 2), "cusum_threshold": round(cusum_limit, 2),
-                          "window_steps": s.window_steps, "median_compute_s": round(median, 4),
-                          "peers_median_wait_s": round(peers_wait, 4)})
+                f"than the job's median over the last {s.window_steps} steps (usually "
+                f"{100 * (job.usual[rank] - 1):+.0f} %)",
+                labels={
+                    "job": name,
+                    "node": self.topo.node_name(node),
+                    "card": str(rank % self.topo.cards_per_node),
+                    "rank": str(rank),
+                },
+                evidence={
+                    "rank": rank,
+                    "step": step,
+                    "relative_compute": round(float(rolling[rank]), 4),
+                    "threshold": round(1 + excess, 4),
+                    "noise_sigma": round(job.sigma, 4),
+                    "usual_relative_compute": round(float(job.usual[rank]), 4),
+                    "cusum": round(float(job.cusum[rank]), 2),
+                    "cusum_threshold": round(cusum_limit, 2),
+                    "window_steps": s.window_steps,
+                    "median_compute_s": round(median, 4),
+                    "peers_median_wait_s": round(peers_wait, 4),
+                },
+            )
             if alert:
                 out.append(alert)
         recovered = np.flatnonzero(job.firing & (beyond_usual < 1 + excess / 2) & (job.recovery >= recovery_limit))
@@ -242,8 +257,12 @@ class StragglerDetector:
         out: list[Alert] = []
         for name, job in self.jobs.items():
             if name != current and 0 <= job.newest_ms < now_ms - stale_ms and job.firing.any():
-                out += self._resolve(job, np.flatnonzero(job.firing), now_ms,
-                                     f"{name} made no step for {self.settings.stale_s:.0f} s: nothing left to judge")
+                out += self._resolve(
+                    job,
+                    np.flatnonzero(job.firing),
+                    now_ms,
+                    f"{name} made no step for {self.settings.stale_s:.0f} s: nothing left to judge",
+                )
         return out
 
     def _change(self, job: _Job, ranks: np.ndarray, ratio: np.ndarray) -> tuple[float, np.ndarray]:

@@ -63,8 +63,13 @@ class ThermalDetector:
         slower = self.base_clock[node, cards] - clock_dev
         known = self.base_samples[node, cards] >= s.baseline_samples // 2  # its usual is learned
         hot = ((over >= s.temp_over_peers_c) & (slower >= s.clock_drop) & known) | (temp >= s.temp_limit_c)
-        self._learn(node, cards, temp_dev, clock_dev,
-                    ~((over >= s.temp_over_peers_c / 2) & (slower >= s.clock_drop / 2)) & ~self.firing[node, cards])
+        self._learn(
+            node,
+            cards,
+            temp_dev,
+            clock_dev,
+            ~((over >= s.temp_over_peers_c / 2) & (slower >= s.clock_drop / 2)) & ~self.firing[node, cards],
+        )
         streak = np.where(hot, self.hot_streak[node, cards] + 1, 0)
         cool = np.where(hot, 0, self.cool_streak[node, cards] + 1)
         self.hot_streak[node, cards] = streak
@@ -75,28 +80,43 @@ class ThermalDetector:
             self.firing[n, card] = True
             name = self.topo.card_name(n, card)
             alert = self.book.fire(
-                KIND, name, ts, severity="warning",
+                KIND,
+                name,
+                ts,
+                severity="warning",
                 summary=f"{name} thermal throttling: {temp[i]:.0f} °C vs {peer_temp[i]:.0f} °C on its node "
-                        f"({over[i]:+.1f} °C over its usual), clock {clock[i]:.0f} MHz vs {peer_clock[i]:.0f} MHz",
+                f"({over[i]:+.1f} °C over its usual), clock {clock[i]:.0f} MHz vs {peer_clock[i]:.0f} MHz",
                 labels={"node": r.names[part[i]], "card": str(card)},
-                evidence={"temp_c": round(float(temp[i]), 1), "peer_temp_c": round(float(peer_temp[i]), 1),
-                          "sm_clock_mhz": round(float(clock[i])), "peer_sm_clock_mhz": round(float(peer_clock[i])),
-                          "over_usual_c": round(float(over[i]), 1), "clock_below_usual": round(float(slower[i]), 3),
-                          "samples": int(streak[i]), "temp_over_peers_c": s.temp_over_peers_c,
-                          "clock_drop": s.clock_drop})
+                evidence={
+                    "temp_c": round(float(temp[i]), 1),
+                    "peer_temp_c": round(float(peer_temp[i]), 1),
+                    "sm_clock_mhz": round(float(clock[i])),
+                    "peer_sm_clock_mhz": round(float(peer_clock[i])),
+                    "over_usual_c": round(float(over[i]), 1),
+                    "clock_below_usual": round(float(slower[i]), 3),
+                    "samples": int(streak[i]),
+                    "temp_over_peers_c": s.temp_over_peers_c,
+                    "clock_drop": s.clock_drop,
+                },
+            )
             if alert:
                 out.append(alert)
         for i in np.flatnonzero(self.firing[node, cards] & (cool >= s.recovery_samples)).tolist():
             n, card = int(node[i]), int(cards[i])
             self.firing[n, card] = False
-            alert = self.book.resolve(KIND, self.topo.card_name(n, card), ts,
-                                      reason=f"temperature and clock back with its peers for {s.recovery_samples} samples")
+            alert = self.book.resolve(
+                KIND,
+                self.topo.card_name(n, card),
+                ts,
+                reason=f"temperature and clock back with its peers for {s.recovery_samples} samples",
+            )
             if alert:
                 out.append(alert)
         return out
 
-    def _learn(self, node: np.ndarray, cards: np.ndarray, temp_dev: np.ndarray, clock_dev: np.ndarray,
-               usual: np.ndarray) -> None:
+    def _learn(
+        self, node: np.ndarray, cards: np.ndarray, temp_dev: np.ndarray, clock_dev: np.ndarray, usual: np.ndarray
+    ) -> None:
         """Move each usual-looking card's baseline towards this sample's offsets."""
         node, cards = node[usual], cards[usual]
         seen = self.base_samples[node, cards] + 1

@@ -26,12 +26,17 @@ class CablingReport:
         return not (self.miswired or self.missing or self.unexpected)
 
     def as_dict(self) -> dict:
-        return {"matched": self.matched,
-                "miswired": [{"planned": str(p), "found": str(f)} for p, f in self.miswired],
-                "missing": [str(link) for link in self.missing],
-                "unexpected": [str(link) for link in self.unexpected],
-                "counts": {"miswired": len(self.miswired), "missing": len(self.missing),
-                           "unexpected": len(self.unexpected)}}
+        return {
+            "matched": self.matched,
+            "miswired": [{"planned": str(p), "found": str(f)} for p, f in self.miswired],
+            "missing": [str(link) for link in self.missing],
+            "unexpected": [str(link) for link in self.unexpected],
+            "counts": {
+                "miswired": len(self.miswired),
+                "missing": len(self.missing),
+                "unexpected": len(self.unexpected),
+            },
+        }
 
 
 def check_cabling(plan: Fabric, found: Fabric) -> CablingReport:
@@ -48,8 +53,9 @@ def check_cabling(plan: Fabric, found: Fabric) -> CablingReport:
         if link.key() in found_keys:
             report.matched += 1
             continue
-        instead = next((other for end in (link.a, link.b) for other in by_end.get(end.key(), ())
-                        if other.key() not in used), None)
+        instead = next(
+            (other for end in (link.a, link.b) for other in by_end.get(end.key(), ()) if other.key() not in used), None
+        )
         if instead is None:
             report.missing.append(link)
         else:

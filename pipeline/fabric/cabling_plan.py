@@ -39,21 +39,20 @@ def plan_port(device: str, port: str) -> tuple[str, bool]:
     if number:
         return str(int(number.group(1))), True
     if text.lower().startswith(device.lower() + " "):
-        text = text[len(device) + 1:]
+        text = text[len(device) + 1 :]
     return text, False
 
 
 def parse_cabling_plan(text: str, source: str = "cabling plan") -> Fabric:
     rows = list(csv.reader(io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"))))
-    header_at = next((i for i, row in enumerate(rows)
-                      if set(COLUMNS) <= {_column(cell) for cell in row}), None)
+    header_at = next((i for i, row in enumerate(rows) if set(COLUMNS) <= {_column(cell) for cell in row}), None)
     if header_at is None:
         raise FabricError(f"{source}: no header row with StartDevice, StartPort, EndDevice, EndPort")
     names = [_column(cell) for cell in rows[header_at]]
     index = {name: names.index(name) for name in COLUMNS}
     fabric = Fabric()
     ends: list[tuple[Endpoint, bool, Endpoint, bool]] = []
-    for number, row in enumerate(rows[header_at + 1:], header_at + 2):
+    for number, row in enumerate(rows[header_at + 1 :], header_at + 2):
         if not any(cell.strip() for cell in row):
             continue
         try:

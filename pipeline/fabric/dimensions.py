@@ -18,13 +18,28 @@ from pipeline.fabric.model import Device, Endpoint, Fabric, Link
 from pipeline.topology import Topology
 
 TABLES = ("devices", "fabric_links")
-DEVICES_SCHEMA = pa.schema([
-    pa.field("device", pa.string()), pa.field("kind", pa.string()), pa.field("tier", pa.int16()),
-    pa.field("guid", pa.string()), pa.field("model", pa.string()), pa.field("description", pa.string())])
-FABRIC_LINKS_SCHEMA = pa.schema([
-    pa.field("link", pa.string()), pa.field("a_device", pa.string()), pa.field("a_port", pa.string()),
-    pa.field("b_device", pa.string()), pa.field("b_port", pa.string()), pa.field("a_tier", pa.int16()),
-    pa.field("b_tier", pa.int16()), pa.field("speed", pa.string())])
+DEVICES_SCHEMA = pa.schema(
+    [
+        pa.field("device", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("tier", pa.int16()),
+        pa.field("guid", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("description", pa.string()),
+    ]
+)
+FABRIC_LINKS_SCHEMA = pa.schema(
+    [
+        pa.field("link", pa.string()),
+        pa.field("a_device", pa.string()),
+        pa.field("a_port", pa.string()),
+        pa.field("b_device", pa.string()),
+        pa.field("b_port", pa.string()),
+        pa.field("a_tier", pa.int16()),
+        pa.field("b_tier", pa.int16()),
+        pa.field("speed", pa.string()),
+    ]
+)
 SCHEMAS = {"devices": DEVICES_SCHEMA, "fabric_links": FABRIC_LINKS_SCHEMA}  # by table name
 
 
@@ -59,24 +74,38 @@ def write_dimensions(fabric: Fabric, lake: str | Path, names: dict[tuple, str] |
     """Write (replace) the two tables under `lake`; returns their paths."""
     names = names or {}
     tiers = fabric.tiers()
-    devices = sorted(fabric.devices.values(), key=lambda d: ((tiers.get(d.name) is None), tiers.get(d.name) or 0, d.name))
-    device_table = pa.table({
-        "device": [d.name for d in devices], "kind": [d.kind for d in devices],
-        "tier": [tiers.get(d.name) for d in devices],
-        "guid": [d.guid for d in devices], "model": [d.model for d in devices],
-        "description": [d.description or None for d in devices]}, schema=DEVICES_SCHEMA)
+    devices = sorted(
+        fabric.devices.values(), key=lambda d: ((tiers.get(d.name) is None), tiers.get(d.name) or 0, d.name)
+    )
+    device_table = pa.table(
+        {
+            "device": [d.name for d in devices],
+            "kind": [d.kind for d in devices],
+            "tier": [tiers.get(d.name) for d in devices],
+            "guid": [d.guid for d in devices],
+            "model": [d.model for d in devices],
+            "description": [d.description or None for d in devices],
+        },
+        schema=DEVICES_SCHEMA,
+    )
     links = fabric.links
 
     def end_tier(end: Endpoint) -> int | None:
         return tiers.get(end.device)
 
-    link_table = pa.table({
-        "link": [names.get(link.key(), f"{link.a}~{link.b}") for link in links],
-        "a_device": [link.a.device for link in links], "a_port": [link.a.port for link in links],
-        "b_device": [link.b.device for link in links], "b_port": [link.b.port for link in links],
-        "a_tier": [end_tier(link.a) for link in links],
-        "b_tier": [end_tier(link.b) for link in links],
-        "speed": [link.speed for link in links]}, schema=FABRIC_LINKS_SCHEMA)
+    link_table = pa.table(
+        {
+            "link": [names.get(link.key(), f"{link.a}~{link.b}") for link in links],
+            "a_device": [link.a.device for link in links],
+            "a_port": [link.a.port for link in links],
+            "b_device": [link.b.device for link in links],
+            "b_port": [link.b.port for link in links],
+            "a_tier": [end_tier(link.a) for link in links],
+            "b_tier": [end_tier(link.b) for link in links],
+            "speed": [link.speed for link in links],
+        },
+        schema=FABRIC_LINKS_SCHEMA,
+    )
     written = []
     for table_name, table in zip(TABLES, (device_table, link_table)):
         folder = Path(lake) / table_name

@@ -10,7 +10,7 @@ Default form: a record per node, a header line then a line per connected port,
 
 `--ports` form, a line per port (switches report their own node GUID for every port):
 
-    SW  1600 39 0x1c34da0300728866 4x HDR - SW   102 39 0x1c34da030060a40c ( 'MF0;MLG01-02:MQM8700/U1' - 'MF0;CSPINE1-80:MQM8700/U1' )
+    SW  1600 39 0x1c34da0300728866 4x HDR - SW   102 39 0x1c34da030060a40c ( 'MF0;MLG01-02' - 'MF0;CSPINE1-80' )
 
 A port with nothing cabled has no peer part (`SW  2052 37 0x... 4x ???   'ib-i4l1s01'`) and is
 counted, not linked. Every link appears from both ends; it is kept once, and a link left out is
@@ -33,8 +33,10 @@ SHARP = "aggregation node"
 _SWITCH = re.compile(r'^Switch\s*(\d+)\s+"S-([0-9a-fA-F]+)"\s*#\s*"([^"]*)"')
 _CA = re.compile(r'^(?:Ca|Rt)\s*(\d+)\s+"([HR])-([0-9a-fA-F]+)"\s*#\s*"([^"]*)"')
 # [local port](port guid)? "remote id"[remote port](remote port guid)?  # "remote description" ... speed
-_PORT = re.compile(r'^\[(\d+)\](?:\(([0-9a-fA-F]+)\))?\s*"([SHR])-([0-9a-fA-F]+)"\[(\d+)\](?:\(([0-9a-fA-F]+)\))?'
-                   r'\s*#\s*(?:lid \d+ lmc \d+ )?"([^"]*)"(?:\s+lid \d+)?\s*(\S+)?')
+_PORT = re.compile(
+    r'^\[(\d+)\](?:\(([0-9a-fA-F]+)\))?\s*"([SHR])-([0-9a-fA-F]+)"\[(\d+)\](?:\(([0-9a-fA-F]+)\))?'
+    r'\s*#\s*(?:lid \d+ lmc \d+ )?"([^"]*)"(?:\s+lid \d+)?\s*(\S+)?'
+)
 _PORTS_FORM = re.compile(r"^(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+(\S+)\s+(\S+)\s*(.*)$")
 # the peer part; descriptions may hold spaces (and " - "), so split at the parentheses' quotes
 _PEER = re.compile(r"^-\s+(SW|CA|RT)\s+(\d+)\s+(\d+)\s+0x([0-9a-fA-F]+)\s+\(\s*'(.*)'\s+-\s+'(.*)'\s*\)\s*$")
@@ -97,7 +99,7 @@ def _parse_default_form(lines: list[str], source: str) -> Fabric:
     current_guid = ""
     devid: str | None = None  # the `devid=` line before the record
     records = 0
-    for number, raw in enumerate(lines, 1):
+    for raw in lines:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -152,8 +154,9 @@ def _parse_default_form(lines: list[str], source: str) -> Fabric:
     return _without_orphans(fabric.dedup())
 
 
-def _remote_endpoint(kind: str, guid: str, port: int, port_guid: str | None, description: str,
-                     fabric: Fabric) -> Endpoint | None:
+def _remote_endpoint(
+    kind: str, guid: str, port: int, port_guid: str | None, description: str, fabric: Fabric
+) -> Endpoint | None:
     if kind == "S":
         name, model, blade = switch_identity(description, guid)
         fabric.add_device(Device(name, "switch", guid.lower(), description, model))
@@ -192,7 +195,9 @@ def _parse_ports_form(lines: list[str], source: str) -> Fabric:
             continue
         fabric.add_link(Link(ends[0], ends[1], f"{width}{speed}"))
     if not seen:
-        raise FabricError(f"{source}: no port lines (`SW  lid port 0xguid ... - ...`): not ibnetdiscover --ports output")
+        raise FabricError(
+            f"{source}: no port lines (`SW  lid port 0xguid ... - ...`): not ibnetdiscover --ports output"
+        )
     return _without_orphans(fabric.dedup())
 
 

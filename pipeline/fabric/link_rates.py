@@ -20,8 +20,17 @@ from dataclasses import dataclass
 
 from pipeline.fabric.model import Fabric, Link, link_name
 
-LANE_GBPS = {"SDR": 2.5, "DDR": 5.0, "QDR": 10.0, "FDR10": 10.3125, "FDR": 14.0625, "EDR": 25.78125,
-             "HDR": 53.125, "NDR": 106.25, "XDR": 212.5}
+LANE_GBPS = {
+    "SDR": 2.5,
+    "DDR": 5.0,
+    "QDR": 10.0,
+    "FDR10": 10.3125,
+    "FDR": 14.0625,
+    "EDR": 25.78125,
+    "HDR": 53.125,
+    "NDR": 106.25,
+    "XDR": 212.5,
+}
 COLLAPSED = ("SDR", "DDR")  # where a link lands when it trains down
 _RATE = re.compile(r"^(\d+)x\s*([A-Za-z0-9]+)$")
 _UNNAMED_HOST = re.compile(r"^H-[0-9a-f]+$")  # an HCA that names no host: no family
@@ -94,8 +103,13 @@ def slow_link_report(fabric: Fabric) -> list[dict[str, str]]:
     """[{"link": "H-.../1~leaf-1/3", "rate": "4xSDR", "usual": "4xHDR"}], by link name."""
     tiers = fabric.tiers()
     kinds = {name: d.kind for name, d in fabric.devices.items()}
-    return sorted(({"link": link_name(s.link, kinds, tiers), "rate": str(s.rate), "usual": str(s.usual)}
-                   for s in slow_links(fabric)), key=lambda row: row["link"])
+    return sorted(
+        (
+            {"link": link_name(s.link, kinds, tiers), "rate": str(s.rate), "usual": str(s.usual)}
+            for s in slow_links(fabric)
+        ),
+        key=lambda row: row["link"],
+    )
 
 
 def _end_kind(fabric: Fabric, device: str) -> tuple[str, str]:

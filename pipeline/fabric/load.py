@@ -11,7 +11,8 @@ KINDS = ("ibnetdiscover", "lldp", "cabling", "saved")
 
 
 def sniff(path: Path) -> str:
-    """ibnetdiscover, lldp, cabling or saved (`topology import --out`), from the first bytes of the file (or a directory of LLDP dumps)."""
+    """ibnetdiscover, lldp, cabling or saved (`topology import --out`), from the first bytes of the
+    file (or a directory of LLDP dumps)."""
     if path.is_dir():
         return "lldp"
     try:
@@ -28,10 +29,18 @@ def sniff(path: Path) -> str:
         return "saved"
     if "startdevice" in lower and "endport" in lower:
         return "cabling"
-    if "switchguid=" in lower or "\nswitch" in lower or "caguid=" in lower or "\nsw " in lower or lower.startswith("sw "):
+    if (
+        "switchguid=" in lower
+        or "\nswitch" in lower
+        or "caguid=" in lower
+        or "\nsw " in lower
+        or lower.startswith("sw ")
+    ):
         return "ibnetdiscover"
-    raise FabricError(f"{path}: not a topology file this knows (ibnetdiscover output, "
-                      "`lldpcli -f json0 show neighbors` JSON, or a cabling CSV with StartDevice,StartPort,EndDevice,EndPort)")
+    raise FabricError(
+        f"{path}: not a topology file this knows (ibnetdiscover output, "
+        "`lldpcli -f json0 show neighbors` JSON, or a cabling CSV with StartDevice,StartPort,EndDevice,EndPort)"
+    )
 
 
 def load_fabric(path: str | Path, kind: str | None = None) -> Fabric:
@@ -44,7 +53,12 @@ def load_fabric(path: str | Path, kind: str | None = None) -> Fabric:
     if not path.exists():
         raise FabricError(f"{path}: no such file or directory")
     kind = kind or sniff(path)
-    loaders = {"ibnetdiscover": load_ibnetdiscover, "lldp": load_lldp, "cabling": load_cabling_plan, "saved": load_saved}
+    loaders = {
+        "ibnetdiscover": load_ibnetdiscover,
+        "lldp": load_lldp,
+        "cabling": load_cabling_plan,
+        "saved": load_saved,
+    }
     if kind not in loaders:
         raise FabricError(f"unknown topology kind {kind!r} (known: {', '.join(KINDS)})")
     return loaders[kind](path)

@@ -59,8 +59,9 @@ def ordered_ends(link: Link, kinds: dict[str, str], tiers: dict[str, int | None]
     (a switch no host reaches last), then by name and port."""
     if kinds[link.a.device] != kinds[link.b.device]:
         return (link.a, link.b) if kinds[link.a.device] == "host" else (link.b, link.a)
-    lo, hi = sorted((link.a, link.b), key=lambda e: (tiers.get(e.device) or 99, natural_key(e.device),
-                                                     natural_key(e.port)))
+    lo, hi = sorted(
+        (link.a, link.b), key=lambda e: (tiers.get(e.device) or 99, natural_key(e.device), natural_key(e.port))
+    )
     return lo, hi
 
 
@@ -128,8 +129,9 @@ class Fabric:
     def tiers(self) -> dict[str, int | None]:
         """Hosts 0, leaves 1, spines 2, cores 3, ... from the fabric's structure; None for a switch
         that no host reaches (see `pipeline.fabric.tiers`)."""
-        return infer_tiers({name: d.kind for name, d in self.devices.items()},
-                           ((link.a.device, link.b.device) for link in self.links))
+        return infer_tiers(
+            {name: d.kind for name, d in self.devices.items()}, ((link.a.device, link.b.device) for link in self.links)
+        )
 
     def blast_radius(self, switch: str) -> dict:
         """What a dead switch takes with it: its links; the host ports cabled to it (down); the
@@ -152,18 +154,33 @@ class Fabric:
                             gone.add(name)
 
         def host_ports(switches: set[str]) -> list[str]:
-            return sorted(str(end) for link in self.links for end, other in ((link.a, link.b), (link.b, link.a))
-                          if self.devices[end.device].kind == "host" and other.device in switches)
+            return sorted(
+                str(end)
+                for link in self.links
+                for end, other in ((link.a, link.b), (link.b, link.a))
+                if self.devices[end.device].kind == "host" and other.device in switches
+            )
 
         down, isolated = host_ports({switch}), host_ports(gone - {switch})
         hosts = {port.split("/", 1)[0] for port in down + isolated}
         cut_off = {h for h in hosts if not any(self.devices[n].kind == "switch" and n not in gone for n in near[h])}
-        degraded = {n for g in gone for n in near[g] if self.devices[n].kind == "switch" and n not in gone
-                    and (tiers.get(n) or 0) < (tiers.get(g) or 0)}
-        return {"switch": switch, "tier": mine, "links": links, "host_ports_down": down,
-                "switches_isolated": sorted(gone - {switch}), "host_ports_isolated": isolated,
-                "hosts_affected": sorted(hosts), "hosts_cut_off": sorted(cut_off),
-                "switches_degraded": sorted(degraded)}
+        degraded = {
+            n
+            for g in gone
+            for n in near[g]
+            if self.devices[n].kind == "switch" and n not in gone and (tiers.get(n) or 0) < (tiers.get(g) or 0)
+        }
+        return {
+            "switch": switch,
+            "tier": mine,
+            "links": links,
+            "host_ports_down": down,
+            "switches_isolated": sorted(gone - {switch}),
+            "host_ports_isolated": isolated,
+            "hosts_affected": sorted(hosts),
+            "hosts_cut_off": sorted(cut_off),
+            "switches_degraded": sorted(degraded),
+        }
 
     def summary(self) -> dict:
         tiers = self.tiers()
@@ -171,10 +188,18 @@ class Fabric:
         for t in tiers.values():
             counts[-1 if t is None else t] = counts.get(-1 if t is None else t, 0) + 1
         # hosts, leaves, spines, cores, higher tiers, then switches no host reaches
-        by_tier = {("unreached switch" if t < 0 else TIER_NAMES.get(t, f"tier {t}")): counts[t]
-                   for t in sorted(counts, key=lambda t: (t < 0, t))}
-        host_ports = sum(1 for link in self.links
-                         for end in (link.a, link.b) if self.devices[end.device].kind == "host")
-        return {"devices": len(self.devices), "by_tier": by_tier, "links": len(self.links),
-                "host_ports": host_ports, "tiers": max((t for t in tiers.values() if t is not None), default=0),
-                "dropped": dict(self.dropped)}
+        by_tier = {
+            ("unreached switch" if t < 0 else TIER_NAMES.get(t, f"tier {t}")): counts[t]
+            for t in sorted(counts, key=lambda t: (t < 0, t))
+        }
+        host_ports = sum(
+            1 for link in self.links for end in (link.a, link.b) if self.devices[end.device].kind == "host"
+        )
+        return {
+            "devices": len(self.devices),
+            "by_tier": by_tier,
+            "links": len(self.links),
+            "host_ports": host_ports,
+            "tiers": max((t for t in tiers.values() if t is not None), default=0),
+            "dropped": dict(self.dropped),
+        }

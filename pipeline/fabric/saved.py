@@ -32,15 +32,27 @@ def fabric_document(fabric: Fabric, source: str = "") -> dict[str, Any]:
             if getattr(d, key):
                 entry[key] = getattr(d, key)
         devices.append(entry)
-    links = [[link.a.device, link.a.port, link.b.device, link.b.port] + ([link.speed] if link.speed else [])
-             for link in fabric.links]
-    return {MARK: VERSION, "source": source, "devices": devices, "links": links,
-            **({"dropped": dict(fabric.dropped)} if fabric.dropped else {})}
+    links = [
+        [link.a.device, link.a.port, link.b.device, link.b.port] + ([link.speed] if link.speed else [])
+        for link in fabric.links
+    ]
+    return {
+        MARK: VERSION,
+        "source": source,
+        "devices": devices,
+        "links": links,
+        **({"dropped": dict(fabric.dropped)} if fabric.dropped else {}),
+    }
 
 
 def save_fabric(fabric: Fabric, path: str | Path, source: str = "") -> None:
-    text = yaml.dump(fabric_document(fabric, source), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
-                     sort_keys=False, default_flow_style=None, width=200)
+    text = yaml.dump(
+        fabric_document(fabric, source),
+        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+        sort_keys=False,
+        default_flow_style=None,
+        width=200,
+    )
     Path(path).write_text(text)
 
 
@@ -58,8 +70,16 @@ def load_saved(path: str | Path) -> Fabric:
     for i, entry in enumerate(data.get("devices") or []):
         if not isinstance(entry, dict) or not entry.get("name") or entry.get("kind") not in ("switch", "host"):
             raise FabricError(f"{path}: devices[{i}] needs a name and kind switch or host, got {entry!r}")
-        fabric.add_device(Device(str(entry["name"]), entry["kind"], entry.get("guid"), entry.get("description", ""),
-                                 entry.get("model"), entry.get("devid")))
+        fabric.add_device(
+            Device(
+                str(entry["name"]),
+                entry["kind"],
+                entry.get("guid"),
+                entry.get("description", ""),
+                entry.get("model"),
+                entry.get("devid"),
+            )
+        )
     for i, row in enumerate(data.get("links") or []):
         if not isinstance(row, list) or len(row) not in (4, 5):
             raise FabricError(f"{path}: links[{i}] must be [device, port, device, port(, speed)], got {row!r}")

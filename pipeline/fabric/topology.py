@@ -38,8 +38,10 @@ class FabricTopology(Wiring):
         hosts = sorted((n for n, d in fabric.devices.items() if d.kind == "host"), key=natural_key)
         if not hosts:
             raise FabricError("the fabric has no hosts (host NIC ports): nothing to place cards on")
-        switches = sorted((n for n, d in fabric.devices.items() if d.kind == "switch"),
-                          key=lambda n: (tiers.get(n) is None, tiers.get(n) or 0, natural_key(n)))
+        switches = sorted(
+            (n for n, d in fabric.devices.items() if d.kind == "switch"),
+            key=lambda n: (tiers.get(n) is None, tiers.get(n) or 0, natural_key(n)),
+        )
         self.node_names = hosts
         self.nodes = len(hosts)
         self.cards = self.nodes * cards_per_node
@@ -168,8 +170,10 @@ class FabricTopology(Wiring):
         if name in self._switch_index:
             return self.parse_switch(name)[0]
         if "-card" not in name:
-            raise UnknownEntity(f"{name!r} is not a host, switch, card or link of the fabric "
-                                f"(e.g. {self.node_names[0]}, {self.switch_names[0]}, {self.card_name(0, 0)})")
+            raise UnknownEntity(
+                f"{name!r} is not a host, switch, card or link of the fabric "
+                f"(e.g. {self.node_names[0]}, {self.switch_names[0]}, {self.card_name(0, 0)})"
+            )
         self.parse_card(name)
         return "card"
 

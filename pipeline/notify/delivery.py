@@ -23,12 +23,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 
-from pipeline.notify.payloads import (alertmanager_alert, alertmanager_webhook_body, clusterpulse_body,
-                                      idempotency_key)
+from pipeline.notify.payloads import alertmanager_alert, alertmanager_webhook_body, clusterpulse_body, idempotency_key
 from pipeline.notify.routing import inhibited, matches
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
 from pipeline.schemas import Alert
@@ -57,9 +56,9 @@ GROUPED_SHOWN = 10  # consequences named in a root's notification
 @dataclass
 class ReceiverStats:
     delivered: int = 0
-    failed: int = 0          # not delivered after the last retry (then dead-lettered)
-    dead_lettered: int = 0   # of those, kept in the dead-letter topic for `alerts replay`
-    inhibited: int = 0       # grouped consequences carried by their root's notification
+    failed: int = 0  # not delivered after the last retry (then dead-lettered)
+    dead_lettered: int = 0  # of those, kept in the dead-letter topic for `alerts replay`
+    inhibited: int = 0  # grouped consequences carried by their root's notification
     retries: int = 0
 
 
@@ -74,15 +73,22 @@ class _Group:
         kinds: dict[str, int] = {}
         for a in firing:
             kinds[a.kind] = kinds.get(a.kind, 0) + 1
-        return {"count": len(firing), "kinds": kinds,
-                "first": [{"kind": a.kind, "entity": a.entity, "id": a.id} for a in firing[:GROUPED_SHOWN]]}
+        return {
+            "count": len(firing),
+            "kinds": kinds,
+            "first": [{"kind": a.kind, "entity": a.entity, "id": a.id} for a in firing[:GROUPED_SHOWN]],
+        }
 
 
 def request_for(receiver: ReceiverSettings, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
     """(url, body, headers) of one notification; the signature is added per attempt."""
     import json
-    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key(alert),
-               "User-Agent": "clusterpulse"}
+
+    headers = {
+        "Content-Type": "application/json",
+        IDEMPOTENCY_HEADER: idempotency_key(alert),
+        "User-Agent": "clusterpulse",
+    }
     if receiver.type == "alertmanager":
         keep = 4 * receiver.resend_s
         body = json.dumps([alertmanager_alert(alert, keep_firing_s=keep)]).encode()
@@ -97,9 +103,14 @@ def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> f
     return rng.uniform(0, min(receiver.max_backoff_s, receiver.backoff_s * 2 ** (attempt - 1)))
 
 
-async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, alert: Alert,
-                  rng: random.Random | None = None, sleep: Callable[[float], Awaitable] = asyncio.sleep,
-                  on_retry: Callable[[], None] | None = None) -> Outcome:
+async def deliver(
+    session: aiohttp.ClientSession,
+    receiver: ReceiverSettings,
+    alert: Alert,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable] = asyncio.sleep,
+    on_retry: Callable[[], None] | None = None,
+) -> Outcome:
     """Send one notification with retries; never raises."""
     rng = rng or random.Random()
     url, body, headers = request_for(receiver, alert)
@@ -126,15 +137,23 @@ async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, al
             error = f"HTTP {status}: {text}"
             if 400 <= status < 500 and status not in RETRYABLE_4XX:
                 return Outcome(False, attempt, status, error)  # the request is wrong: retrying won't help
-        except asyncio.TimeoutError:
+        except TimeoutError:
             status, error = None, f"no response within {receiver.timeout_s:g} s"
         except aiohttp.ClientError as exc:
             status, error = None, f"{type(exc).__name__}: {exc}"
         delay = backoff_s(receiver, attempt, rng)
         if attempt >= receiver.max_attempts or loop.time() - started + delay > receiver.deadline_s:
             return Outcome(False, attempt, status, f"gave up after {attempt} attempts: {error}")
-        log.warning("receiver %s: %s %s %s: %s; retry %d in %.1f s", receiver.name, alert.kind, alert.entity,
-                    alert.status, error, attempt, delay)
+        log.warning(
+            "receiver %s: %s %s %s: %s; retry %d in %.1f s",
+            receiver.name,
+            alert.kind,
+            alert.entity,
+            alert.status,
+            error,
+            attempt,
+            delay,
+        )
         if on_retry is not None:
             on_retry()
         await sleep(delay)
@@ -143,9 +162,14 @@ async def deliver(session: aiohttp.ClientSession, receiver: ReceiverSettings, al
 class Notifier:
     """Per-receiver queues and workers; see the module docstring."""
 
-    def __init__(self, receivers: tuple[ReceiverSettings, ...] | list[ReceiverSettings], dead_letter: DeadLetter,
-                 rng: random.Random | None = None, on_outcome: OnOutcome | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        receivers: tuple[ReceiverSettings, ...] | list[ReceiverSettings],
+        dead_letter: DeadLetter,
+        rng: random.Random | None = None,
+        on_outcome: OnOutcome | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.receivers = list(receivers)
         self.dead_letter = dead_letter
         self.on_outcome = on_outcome
@@ -214,8 +238,11 @@ class Notifier:
         if group is None or not group.members:
             return alert
         summary = group.summary()
-        return replace(alert, evidence={**alert.evidence, "grouped": summary},
-                       summary=f"{alert.summary}; {summary['count']} grouped consequences")
+        return replace(
+            alert,
+            evidence={**alert.evidence, "grouped": summary},
+            summary=f"{alert.summary}; {summary['count']} grouped consequences",
+        )
 
     async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue) -> None:
         stats = self.stats[receiver.name]
@@ -227,19 +254,36 @@ class Notifier:
                     if wait > 0:
                         await asyncio.sleep(wait)  # let its consequences arrive and ride along
                 alert = self.with_group(alert)
-                outcome = await deliver(self.session, receiver, alert, self.rng,
-                                        on_retry=lambda: setattr(stats, "retries", stats.retries + 1))
+                outcome = await deliver(
+                    self.session,
+                    receiver,
+                    alert,
+                    self.rng,
+                    on_retry=lambda: setattr(stats, "retries", stats.retries + 1),
+                )
                 if outcome.delivered:
                     self.delivered += 1
                     stats.delivered += 1
                     self._track(receiver, alert)
-                    log.info("receiver %s: delivered %s %s %s (%d attempts)", receiver.name, alert.kind,
-                             alert.entity, alert.status, outcome.attempts)
+                    log.info(
+                        "receiver %s: delivered %s %s %s (%d attempts)",
+                        receiver.name,
+                        alert.kind,
+                        alert.entity,
+                        alert.status,
+                        outcome.attempts,
+                    )
                 else:
                     self.dead_lettered += 1
                     stats.failed += 1
-                    log.error("receiver %s: %s %s %s not delivered: %s", receiver.name, alert.kind, alert.entity,
-                              alert.status, outcome.error)
+                    log.error(
+                        "receiver %s: %s %s %s not delivered: %s",
+                        receiver.name,
+                        alert.kind,
+                        alert.entity,
+                        alert.status,
+                        outcome.error,
+                    )
                     await self.dead_letter(receiver, alert, outcome)
                     stats.dead_lettered += 1
                 if self.on_outcome is not None:
@@ -268,4 +312,4 @@ class Notifier:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -15,7 +15,7 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,31 @@ BACKLOG_LINES = 10_000  # lines held while the lake's disk refuses them (older o
 log = logging.getLogger("clusterpulse.notify")
 
 
-def record(receiver: str, alert: Alert, delivered: bool, attempts: int, status: int | None, error: str | None,
-           key: str, replay: bool = False) -> dict[str, Any]:
+def record(
+    receiver: str,
+    alert: Alert,
+    delivered: bool,
+    attempts: int,
+    status: int | None,
+    error: str | None,
+    key: str,
+    replay: bool = False,
+) -> dict[str, Any]:
     """One ledger line; an undelivered one carries the whole alert so it can be resent."""
-    line: dict[str, Any] = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                            "receiver": receiver, "key": key, "alert_id": alert.id, "kind": alert.kind,
-                            "entity": alert.entity, "status": alert.status, "delivered": delivered,
-                            "attempts": attempts, "http_status": status, "error": error, "replay": replay}
+    line: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "receiver": receiver,
+        "key": key,
+        "alert_id": alert.id,
+        "kind": alert.kind,
+        "entity": alert.entity,
+        "status": alert.status,
+        "delivered": delivered,
+        "attempts": attempts,
+        "http_status": status,
+        "error": error,
+        "replay": replay,
+    }
     if not delivered:
         line["alert"] = json.loads(alert.to_json())
     return line
@@ -62,9 +80,13 @@ class Ledger:
                     os.fsync(fh.fileno())
             except OSError as exc:
                 if not failed_before:
-                    log.error("cannot append to the notify ledger %s (%s): keeping up to %d lines in memory "
-                              "until it can (older ones dropped); undelivered alerts are on the notify dead-letter topic too",
-                              self.path, exc, BACKLOG_LINES)
+                    log.error(
+                        "cannot append to the notify ledger %s (%s): keeping up to %d lines in memory "
+                        "until it can (older ones dropped); undelivered alerts are on the notify dead-letter topic too",
+                        self.path,
+                        exc,
+                        BACKLOG_LINES,
+                    )
                 return
             self._backlog = []
 

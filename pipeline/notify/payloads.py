@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.schemas import Alert
@@ -41,8 +41,9 @@ def _am_annotations(alert: Alert) -> dict[str, str]:
     grouped = alert.evidence.get("grouped")
     if grouped:
         notes["grouped_count"] = str(grouped["count"])
-        notes["grouped"] = ", ".join(f"{g['kind']} {g['entity']}" for g in grouped["first"]) + \
-            (" ..." if grouped["count"] > len(grouped["first"]) else "")
+        notes["grouped"] = ", ".join(f"{g['kind']} {g['entity']}" for g in grouped["first"]) + (
+            " ..." if grouped["count"] > len(grouped["first"]) else ""
+        )
     return notes
 
 
@@ -53,21 +54,46 @@ def generator_url(alert: Alert) -> str:
 def alertmanager_alert(alert: Alert, now: datetime | None = None, keep_firing_s: float = 240.0) -> dict[str, Any]:
     """One element of Alertmanager's `POST /api/v2/alerts` body. A firing alert's endsAt lies a
     few re-send periods ahead, as Prometheus does, so Alertmanager resolves it if we go silent."""
-    now = now or datetime.now(timezone.utc)
-    ends = alert.ends_at if alert.status == "resolved" else \
-        (now + timedelta(seconds=keep_firing_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"labels": _am_labels(alert), "annotations": _am_annotations(alert), "startsAt": alert.starts_at,
-            "endsAt": ends, "generatorURL": generator_url(alert)}
+    now = now or datetime.now(UTC)
+    ends = (
+        alert.ends_at
+        if alert.status == "resolved"
+        else (now + timedelta(seconds=keep_firing_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return {
+        "labels": _am_labels(alert),
+        "annotations": _am_annotations(alert),
+        "startsAt": alert.starts_at,
+        "endsAt": ends,
+        "generatorURL": generator_url(alert),
+    }
 
 
 def alertmanager_webhook_body(alert: Alert, receiver: str) -> bytes:
     """Alertmanager's webhook payload shape (version 4), for receivers that already parse it."""
     labels = _am_labels(alert)
-    item = {"status": alert.status, "labels": labels, "annotations": _am_annotations(alert),
-            "startsAt": alert.starts_at, "endsAt": alert.ends_at or "0001-01-01T00:00:00Z",
-            "generatorURL": generator_url(alert), "fingerprint": alert.id}
-    return json.dumps({"version": "4", "groupKey": f"{{}}:{{alertname=\"{alert.kind}\"}}", "truncatedAlerts": 0,
-                       "status": alert.status, "receiver": receiver, "groupLabels": {"alertname": alert.kind},
-                       "commonLabels": labels, "commonAnnotations": item["annotations"],
-                       "externalURL": "https://clusterpulse.invalid", "alerts": [item]},
-                      separators=(",", ":"), sort_keys=True).encode()
+    item = {
+        "status": alert.status,
+        "labels": labels,
+        "annotations": _am_annotations(alert),
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at or "0001-01-01T00:00:00Z",
+        "generatorURL": generator_url(alert),
+        "fingerprint": alert.id,
+    }
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": f'{{}}:{{alertname="{alert.kind}"}}',
+            "truncatedAlerts": 0,
+            "status": alert.status,
+            "receiver": receiver,
+            "groupLabels": {"alertname": alert.kind},
+            "commonLabels": labels,
+            "commonAnnotations": item["annotations"],
+            "externalURL": "https://clusterpulse.invalid",
+            "alerts": [item],
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()

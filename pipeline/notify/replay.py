@@ -24,8 +24,9 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
 
     topic = settings.topic(NOTIFY_DEAD_LETTERS)
     receivers = {r.name: r for r in settings.notify.receivers}
-    consumer = KafkaConsumer(**consumer_config(settings.bootstrap, "clusterpulse-replay",
-                                               f"{settings.group_id}-notify-replay"))
+    consumer = KafkaConsumer(
+        **consumer_config(settings.bootstrap, "clusterpulse-replay", f"{settings.group_id}-notify-replay")
+    )
     producer = KafkaProducer(**producer_config(settings.bootstrap, "clusterpulse-replay"))
     summary = {"delivered": 0, "failed": 0, "skipped": 0}
     try:
@@ -69,6 +70,7 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
         asyncio.run(resend())
         producer.flush()
         from kafka.structs import OffsetAndMetadata
+
         consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
         return summary
     finally:
@@ -104,8 +106,18 @@ def replay_from_lake(lake: str, settings: Settings, only: str | None = None) -> 
                     continue
                 outcome = await deliver(session, receiver, alert)
                 summary["delivered" if outcome.delivered else "failed"] += 1
-                book.append(ledger.record(receiver.name, alert, outcome.delivered, outcome.attempts,
-                                          outcome.status, outcome.error, idempotency_key(alert), replay=True))
+                book.append(
+                    ledger.record(
+                        receiver.name,
+                        alert,
+                        outcome.delivered,
+                        outcome.attempts,
+                        outcome.status,
+                        outcome.error,
+                        idempotency_key(alert),
+                        replay=True,
+                    )
+                )
 
     asyncio.run(resend())
     return summary

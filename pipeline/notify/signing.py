@@ -23,8 +23,9 @@ def sign(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},v1={digest}"
 
 
-def verify(secret: bytes, body: bytes, header: str | None, now: float | None = None,
-           tolerance_s: float = TOLERANCE_S) -> None:
+def verify(
+    secret: bytes, body: bytes, header: str | None, now: float | None = None, tolerance_s: float = TOLERANCE_S
+) -> None:
     """Raise SignatureError unless `header` signs `body` with `secret` within the tolerance."""
     if not header:
         raise SignatureError(f"missing {HEADER} header")
@@ -37,11 +38,15 @@ def verify(secret: bytes, body: bytes, header: str | None, now: float | None = N
     now = time.time() if now is None else now
     age = now - t
     if age > tolerance_s:
-        raise SignatureError(f"signed {age:.0f} s ago (timestamp {t}; tolerance {tolerance_s:g} s): a replay, "
-                             "or the sender's clock is behind")
+        raise SignatureError(
+            f"signed {age:.0f} s ago (timestamp {t}; tolerance {tolerance_s:g} s): a replay, "
+            "or the sender's clock is behind"
+        )
     if -age > tolerance_s:
-        raise SignatureError(f"signed {-age:.0f} s in the future (timestamp {t}; tolerance {tolerance_s:g} s): "
-                             "the sender's clock is ahead")
+        raise SignatureError(
+            f"signed {-age:.0f} s in the future (timestamp {t}; tolerance {tolerance_s:g} s): "
+            "the sender's clock is ahead"
+        )
     expected = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given):
         raise SignatureError("signature does not match the body")

@@ -15,14 +15,19 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
-ORDER = {"card": "node, card, ts", "card_events": "node, card, ts", "step": "job, node, rank, ts",
-         "port": "switch, port, ts", "alerts": "ts, id"}
+ORDER = {
+    "card": "node, card, ts",
+    "card_events": "node, card, ts",
+    "step": "job, node, rank, ts",
+    "port": "switch, port, ts",
+    "alerts": "ts, id",
+}
 SOURCES_KEY = "clusterpulse.sources"
 
 
@@ -39,7 +44,7 @@ class Compacted:
 def _hour_end(folder: Path) -> datetime:
     date = folder.parent.name.split("=", 1)[1]
     hour = int(folder.name.split("=", 1)[1])
-    return datetime.fromisoformat(f"{date}T{hour:02d}:00:00+00:00").replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(f"{date}T{hour:02d}:00:00+00:00").replace(tzinfo=UTC)
 
 
 def _finish_interrupted(folder: Path) -> None:
@@ -74,12 +79,15 @@ def compact(root: str | Path, older_than_s: float = 7200, now: float | None = No
             names = json.dumps([p.name for p in sources]).replace("'", "''")
             listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in sources)
             con = duckdb.connect()
-            con.execute(f"""copy (select * from read_parquet([{listed}], union_by_name = true, hive_partitioning = false)
+            con.execute(f"""copy (select * from read_parquet([{listed}], union_by_name = true,
+                                                    hive_partitioning = false)
                                   order by {order})
                             to '{str(tmp).replace("'", "''")}'
                             (format parquet, compression zstd, row_group_size 131072, parquet_version v2,
                              kv_metadata {{'{SOURCES_KEY}': '{names}'}})""")
-            rows = con.execute(f"select count(*) from read_parquet('{str(tmp).replace(chr(39), chr(39) * 2)}')").fetchone()[0]
+            rows = con.execute(
+                f"select count(*) from read_parquet('{str(tmp).replace(chr(39), chr(39) * 2)}')"
+            ).fetchone()[0]
             con.close()
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -87,6 +95,9 @@ def compact(root: str | Path, older_than_s: float = 7200, now: float | None = No
             os.replace(tmp, final)
             for p in sources:
                 p.unlink()
-            out.append(Compacted(dataset, f"{folder.parent.name}/{folder.name}", len(sources), rows, before,
-                                 final.stat().st_size))
+            out.append(
+                Compacted(
+                    dataset, f"{folder.parent.name}/{folder.name}", len(sources), rows, before, final.stat().st_size
+                )
+            )
     return out

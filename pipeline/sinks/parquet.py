@@ -39,17 +39,30 @@ _SUB_ENTITY = {"card": "card", "card_events": "card", "step": "rank", "port": "p
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 _JOB_DATASETS = ("step",)  # their messages carry the job (a card or port row has none)
 # columns `_enrich` adds from the topology, after the batch's own
-_ENRICHED = {"step": (pa.field("card", pa.uint8()),),
-             "port": (pa.field("link", pa.string()), pa.field("rail", pa.int16()))}
+_ENRICHED = {
+    "step": (pa.field("card", pa.uint8()),),
+    "port": (pa.field("link", pa.string()), pa.field("rail", pa.int16())),
+}
 # the Hive partitions of the path every file is written under (`<dataset>/date=2026-01-01/hour=07/`),
 # typed as readers should take them (DuckDB alone would read hour=07 as text and hour=13 as a number)
 PARTITIONS = pa.schema([pa.field("date", pa.date32()), pa.field("hour", pa.int32())])
-ALERTS_SCHEMA = pa.schema([
-    pa.field("ts", TIME_TYPE), pa.field("id", pa.string()), pa.field("kind", pa.string()),
-    pa.field("entity", pa.string()), pa.field("status", pa.string()), pa.field("starts_at", TIME_TYPE),
-    pa.field("ends_at", TIME_TYPE), pa.field("severity", pa.string()), pa.field("summary", pa.string()),
-    pa.field("root_cause", pa.string()), pa.field("labels", pa.string()), pa.field("evidence", pa.string()),
-    pa.field("_offset", pa.int64())])
+ALERTS_SCHEMA = pa.schema(
+    [
+        pa.field("ts", TIME_TYPE),
+        pa.field("id", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("entity", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("starts_at", TIME_TYPE),
+        pa.field("ends_at", TIME_TYPE),
+        pa.field("severity", pa.string()),
+        pa.field("summary", pa.string()),
+        pa.field("root_cause", pa.string()),
+        pa.field("labels", pa.string()),
+        pa.field("evidence", pa.string()),
+        pa.field("_offset", pa.int64()),
+    ]
+)
 SINK_DATASETS = ("card", "card_events", "step", "port", "alerts")
 
 
@@ -62,11 +75,21 @@ def dataset_schema(dataset: str) -> pa.Schema:
         for group, (name, entity) in groups.items():
             if name != dataset:
                 continue
-            own = [pa.field(_RENAME.get(c.name, c.name), pa.from_numpy_dtype(np.dtype(c.dtype)))
-                   for c in SCHEMAS[kind].group_columns(group)]
+            own = [
+                pa.field(_RENAME.get(c.name, c.name), pa.from_numpy_dtype(np.dtype(c.dtype)))
+                for c in SCHEMAS[kind].group_columns(group)
+            ]
             job = [pa.field("job", pa.string())] if dataset in _JOB_DATASETS else []
-            return pa.schema([pa.field("ts", TIME_TYPE), pa.field(entity, pa.string()), *job, *own,
-                              *_ENRICHED.get(dataset, ()), pa.field("_offset", pa.int64())])
+            return pa.schema(
+                [
+                    pa.field("ts", TIME_TYPE),
+                    pa.field(entity, pa.string()),
+                    *job,
+                    *own,
+                    *_ENRICHED.get(dataset, ()),
+                    pa.field("_offset", pa.int64()),
+                ]
+            )
     raise KeyError(f"no dataset {dataset!r}; the sink writes {', '.join(SINK_DATASETS)}")
 
 
@@ -91,7 +114,7 @@ def partition_files(fs: pafs.FileSystem, root: str) -> dict[str, list[tuple[int,
         name = info.base_name
         if info.type != pafs.FileType.File or not name.endswith(".parquet"):
             continue
-        owner, _, first = name[:-len(".parquet")].rpartition("+")
+        owner, _, first = name[: -len(".parquet")].rpartition("+")
         if owner and first.isdigit():
             listing.setdefault(owner, []).append((int(first), info.path))
     return listing
@@ -105,8 +128,7 @@ def write_options(schema: pa.Schema, dataset: str = "") -> dict:
     columns: rows are sorted by entity and time, so monotonic counters and offsets become small
     deltas (about 40 % smaller port files than dictionary encoding). Alerts keep dictionary
     encoding: DuckDB 2.0.0 answered `root_cause is null` wrongly on a PLAIN-encoded alerts file."""
-    deltas = {f.name: "DELTA_BINARY_PACKED" for f in schema
-              if pa.types.is_integer(f.type) and f.type.bit_width == 64}
+    deltas = {f.name: "DELTA_BINARY_PACKED" for f in schema if pa.types.is_integer(f.type) and f.type.bit_width == 64}
     options: dict = {"compression": "zstd", "row_group_size": ROW_GROUP_ROWS}
     if deltas and dataset in DELTA_DATASETS:
         options.update(use_dictionary=False, column_encoding=deltas)
@@ -140,9 +162,16 @@ class _PartitionBuffer:
 class ParquetSink:
     """Buffers telemetry batches and alerts; writes them as Parquet datasets under `root`."""
 
-    def __init__(self, root: str | Path, *, flush_rows: int = 500_000,
-                 flush_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 topology: Topology | None = None, stream_tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        flush_rows: int = 500_000,
+        flush_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        topology: Topology | None = None,
+        stream_tags: dict[str, str] | None = None,
+    ) -> None:
         self.fs, self.root_path = open_filesystem(root)
         self.stream_tags = dict(stream_tags or {})  # topic -> tag of (consumer group, topic id)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -180,8 +209,11 @@ class ParquetSink:
             if n == 0:
                 continue
             pending = buf.datasets.setdefault(dataset, _Pending(entity))
-            segments = [(batch.source, n)] if batch.parts is None else \
-                [(source, counts[group]) for source, counts in batch.parts if counts[group]]
+            segments = (
+                [(batch.source, n)]
+                if batch.parts is None
+                else [(source, counts[group]) for source, counts in batch.parts if counts[group]]
+            )
             for source, count in segments:
                 pending.offsets.append(offset)
                 pending.ts_ms.append(batch.ts_ms)
@@ -209,8 +241,11 @@ class ParquetSink:
     def due(self) -> list[tuple[str, int]]:
         """Topic partitions whose buffer is full or old enough to flush."""
         now = self.clock()
-        return [key for key, buf in self._buffers.items()
-                if buf.rows >= self.flush_rows or now - buf.first_seen >= self.flush_seconds]
+        return [
+            key
+            for key, buf in self._buffers.items()
+            if buf.rows >= self.flush_rows or now - buf.first_seen >= self.flush_seconds
+        ]
 
     def pending(self) -> list[tuple[str, int]]:
         return list(self._buffers)
@@ -423,18 +458,21 @@ def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
         return int(np.datetime64(value.replace("Z", ""), "ms").astype(np.int64))
 
     rows = [a for _, a in alerts]
-    return pa.table({  # typed by ALERTS_SCHEMA: a batch without any root_cause still has a text column
-        "ts": [ts(a.ends_at or a.starts_at) for a in rows],
-        "id": [a.id for a in rows],
-        "kind": [a.kind for a in rows],
-        "entity": [a.entity for a in rows],
-        "status": [a.status for a in rows],
-        "starts_at": [ts(a.starts_at) for a in rows],
-        "ends_at": [ts(a.ends_at) for a in rows],
-        "severity": [a.severity for a in rows],
-        "summary": [a.summary for a in rows],
-        "root_cause": [a.root_cause for a in rows],
-        "labels": [json.dumps(a.labels, sort_keys=True) for a in rows],
-        "evidence": [json.dumps(a.evidence, sort_keys=True) for a in rows],
-        "_offset": [o for o, _ in alerts],
-    }, schema=ALERTS_SCHEMA)
+    return pa.table(
+        {  # typed by ALERTS_SCHEMA: a batch without any root_cause still has a text column
+            "ts": [ts(a.ends_at or a.starts_at) for a in rows],
+            "id": [a.id for a in rows],
+            "kind": [a.kind for a in rows],
+            "entity": [a.entity for a in rows],
+            "status": [a.status for a in rows],
+            "starts_at": [ts(a.starts_at) for a in rows],
+            "ends_at": [ts(a.ends_at) for a in rows],
+            "severity": [a.severity for a in rows],
+            "summary": [a.summary for a in rows],
+            "root_cause": [a.root_cause for a in rows],
+            "labels": [json.dumps(a.labels, sort_keys=True) for a in rows],
+            "evidence": [json.dumps(a.evidence, sort_keys=True) for a in rows],
+            "_offset": [o for o, _ in alerts],
+        },
+        schema=ALERTS_SCHEMA,
+    )

@@ -14,9 +14,14 @@ import pyarrow.fs as pafs
 
 from pipeline.sinks.parquet import partition_files
 
-METRICS = {"util": "utilization, %", "temp_c": "temperature, °C", "power_w": "power, W",
-           "sm_clock_mhz": "SM clock, MHz", "mem_used_mib": "memory used, MiB",
-           "compute_s": "step compute time, s"}  # the last from the step dataset
+METRICS = {
+    "util": "utilization, %",
+    "temp_c": "temperature, °C",
+    "power_w": "power, W",
+    "sm_clock_mhz": "SM clock, MHz",
+    "mem_used_mib": "memory used, MiB",
+    "compute_s": "step compute time, s",
+}  # the last from the step dataset
 UNITS = {name: label.rpartition(", ")[2] for name, label in METRICS.items()}  # e.g. temp_c -> °C
 
 
@@ -49,12 +54,15 @@ def latest_values(lake: str | Path, metric: str, cards_per_node: int = 8) -> dic
     card, newest = (f"rank % {int(cards_per_node)}", "step") if step else ("card", "ts")  # two steps may share a tick
     rows = duckdb.execute(
         f"select node || '-card' || ({card}), arg_max({metric}, {newest}) from read_parquet(?) "
-        f"where not isnan({metric}) group by all", [files]).fetchall()
+        f"where not isnan({metric}) group by all",
+        [files],
+    ).fetchall()
     return {card: float(value) for card, value in rows}
 
 
-def step_history(lake: str | Path, ranks: dict[str, set[int]], last_steps: int = 60,
-                 recent_files: int = 12) -> dict[str, dict]:
+def step_history(
+    lake: str | Path, ranks: dict[str, set[int]], last_steps: int = 60, recent_files: int = 12
+) -> dict[str, dict]:
     """Per job, its last `last_steps` steps: the median compute time over its ranks and the compute
     time of each rank in `ranks[job]` (the straggling ones), from the newest `recent_files` step
     files of each writer partition (a file is one flush, ~10 s)."""
@@ -65,7 +73,9 @@ def step_history(lake: str | Path, ranks: dict[str, set[int]], last_steps: int =
         "with s as (select job, step, rank, compute_s from read_parquet(?)), "
         "last as (select job, max(step) - ? as since from s group by job) "
         "select s.job, s.step, median(compute_s), list(rank), list(compute_s) from s join last using (job) "
-        "where s.step > last.since group by all order by 1, 2", [files, last_steps]).fetchall()
+        "where s.step > last.since group by all order by 1, 2",
+        [files, last_steps],
+    ).fetchall()
     out: dict[str, dict] = {}
     for job, step, median, rank_list, compute in rows:
         entry = out.setdefault(job, {"steps": [], "median": [], "ranks": {str(r): [] for r in ranks.get(job, ())}})
@@ -90,6 +100,10 @@ def switch_error_rates(lake: str | Path) -> dict[str, dict]:
         "greatest(arg_max(crc_errors::double, ts) - arg_min(crc_errors::double, ts), 0) "
         "/ nullif(epoch(max(ts)) - epoch(min(ts)), 0) as rate from read_parquet(?) group by switch, port) "
         "select switch, sum(rate), arg_max(link, rate), max(rate) from per_port where rate is not null "
-        "group by switch", [files]).fetchall()
-    return {switch: {"crc_per_s": round(total, 3), "worst_link": link, "worst_per_s": round(worst, 3)}
-            for switch, total, link, worst in rows}
+        "group by switch",
+        [files],
+    ).fetchall()
+    return {
+        switch: {"crc_per_s": round(total, 3), "worst_link": link, "worst_per_s": round(worst, 3)}
+        for switch, total, link, worst in rows
+    }

@@ -84,8 +84,9 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
             cache[what] = (now, variant, await asyncio.to_thread(read))
         return cache[what][2]
 
-    async def from_lake(what: str, read: Callable[[], Any], answer: Callable[[Any], dict],
-                        variant: str = "") -> web.Response:
+    async def from_lake(
+        what: str, read: Callable[[], Any], answer: Callable[[Any], dict], variant: str = ""
+    ) -> web.Response:
         """`answer(read())` as JSON, the lake read by `cached`; 404 without a lake, 503 with the
         reason if it cannot be read."""
         if lake is None:
@@ -114,10 +115,18 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
         name = request.query.get("name", "")
         if name not in METRICS:
             return web.json_response({"error": f"unknown metric {name!r}; one of {', '.join(METRICS)}"}, status=400)
-        return await from_lake(name, lambda: latest_values(lake, name, int(feed.view.topo.cards_per_node)),
-                               lambda values: {"metric": name, "label": METRICS[name], "unit": UNITS[name],
-                                               "min": min(values.values(), default=None),
-                                               "max": max(values.values(), default=None), "values": values})
+        return await from_lake(
+            name,
+            lambda: latest_values(lake, name, int(feed.view.topo.cards_per_node)),
+            lambda values: {
+                "metric": name,
+                "label": METRICS[name],
+                "unit": UNITS[name],
+                "min": min(values.values(), default=None),
+                "max": max(values.values(), default=None),
+                "values": values,
+            },
+        )
 
     async def jobs(request: web.Request) -> web.Response:
         with feed.lock:
@@ -125,9 +134,12 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
             for a in feed.view.active.values():
                 if a.kind == "straggler" and "job" in a.labels and a.labels.get("rank", "").isdigit():
                     ranks.setdefault(a.labels["job"], set()).add(int(a.labels["rank"]))
-        return await from_lake("jobs", lambda: step_history(lake, ranks),
-                               lambda history: {"jobs": history, "unit": "s"},
-                               variant=json.dumps(sorted((j, sorted(r)) for j, r in ranks.items())))
+        return await from_lake(
+            "jobs",
+            lambda: step_history(lake, ranks),
+            lambda history: {"jobs": history, "unit": "s"},
+            variant=json.dumps(sorted((j, sorted(r)) for j, r in ranks.items())),
+        )
 
     async def fabric(request: web.Request) -> web.Response:
         return await from_lake("fabric", lambda: switch_error_rates(lake), lambda rates: {"switches": rates})
@@ -144,8 +156,16 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
 class UiServer:
     """The page on host:port in a thread of its own (for `run`) or in the foreground (`ui`)."""
 
-    def __init__(self, bootstrap: str, alerts_topic: str, topology: Any, host: str, port: int,
-                 title: str = "ClusterPulse", lake: str | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        alerts_topic: str,
+        topology: Any,
+        host: str,
+        port: int,
+        title: str = "ClusterPulse",
+        lake: str | None = None,
+    ) -> None:
         self.feed = AlertFeed(bootstrap, alerts_topic, ClusterView(topology))
         self.lake = lake
         self.host, self.port, self.title = host, port, title
@@ -157,8 +177,15 @@ class UiServer:
         import asyncio
 
         self.feed.start()
-        web.run_app(make_app(self.feed, self.title, self.lake), host=self.host, port=self.port, print=None,
-                    access_log=None, handle_signals=True, loop=asyncio.new_event_loop())
+        web.run_app(
+            make_app(self.feed, self.title, self.lake),
+            host=self.host,
+            port=self.port,
+            print=None,
+            access_log=None,
+            handle_signals=True,
+            loop=asyncio.new_event_loop(),
+        )
 
     def start_in_thread(self) -> None:
         """Serve from a daemon thread; raises OSError now if the port is taken."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -34,8 +34,10 @@ class ClusterView:
         self.columns = np.lexsort((np.arange(topology.nodes), first_leaf))  # heatmap column -> node
         leaves, starts, counts = np.unique(first_leaf[self.columns], return_index=True, return_counts=True)
         names = topology.switch_names
-        self.leaf_groups = [{"leaf": names[int(leaf)] if leaf >= 0 else "-", "first": int(first), "nodes": int(n)}
-                            for leaf, first, n in zip(leaves, starts, counts)]
+        self.leaf_groups = [
+            {"leaf": names[int(leaf)] if leaf >= 0 else "-", "first": int(first), "nodes": int(n)}
+            for leaf, first, n in zip(leaves, starts, counts)
+        ]
         self.alerts_seen = 0
         self.event_time: str | None = None  # the newest starts_at / ends_at read, as written
         self._event_key: datetime | None = None
@@ -90,8 +92,10 @@ class ClusterView:
                 for end in alert.entity.split("~"):
                     switch = end.split("/")[0]
                     bad_links[switch] = bad_links.get(switch, 0) + 1
-        return [{"name": name, "tier": int(tier), "down": name in down, "bad_links": bad_links.get(name, 0)}
-                for name, tier in zip(self.topo.switch_names, self.topo.switch_tier.tolist())]
+        return [
+            {"name": name, "tier": int(tier), "down": name in down, "bad_links": bad_links.get(name, 0)}
+            for name, tier in zip(self.topo.switch_names, self.topo.switch_tier.tolist())
+        ]
 
     def position(self, node: int, card: int) -> int:
         """A card's index in the snapshot's `cards` string (rail by rail, in column order)."""
@@ -136,9 +140,14 @@ class ClusterView:
         for root in roots:
             grouped = sorted(children.get(root.id, []), key=lambda c: c.starts_at)
             kinds = Counter(c.kind for c in grouped)
-            tree.append(_brief(root) | {"pos": self.alert_cards(root),
-                                        "grouped": [_brief(c) | {"pos": self.alert_cards(c)} for c in grouped],
-                                        "grouped_kinds": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))})
+            tree.append(
+                _brief(root)
+                | {
+                    "pos": self.alert_cards(root),
+                    "grouped": [_brief(c) | {"pos": self.alert_cards(c)} for c in grouped],
+                    "grouped_kinds": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+                }
+            )
         return tree
 
     def problems(self, states: np.ndarray) -> list[dict[str, Any]]:
@@ -159,8 +168,15 @@ class ClusterView:
             else:
                 entity, pos = self.topo.card_name(node, card), [self.position(node, card)]
             alerts = sorted(why.get(entity, []), key=lambda a: (-CARD_STATE.get(a.kind, SILENT), a.starts_at))
-            rows.append({"entity": entity, "node": node_name, "state": STATES[state], "pos": pos,
-                         "what": [{"id": a.id, "kind": a.kind, "summary": a.summary} for a in alerts]})
+            rows.append(
+                {
+                    "entity": entity,
+                    "node": node_name,
+                    "state": STATES[state],
+                    "pos": pos,
+                    "what": [{"id": a.id, "kind": a.kind, "summary": a.summary} for a in alerts],
+                }
+            )
         rows.sort(key=lambda r: (-STATES.index(r["state"]), r["entity"]))
         return rows
 
@@ -171,12 +187,16 @@ class ClusterView:
         radius = sorted(self.position(node, card) for node, card in self.blast_radius())
         return {
             "nodes": [self.topo.node_name(int(n)) for n in self.columns],
-            "rails": int(self.topo.cards_per_node), "leaves": self.leaf_groups, "states": list(STATES),
+            "rails": int(self.topo.cards_per_node),
+            "leaves": self.leaf_groups,
+            "states": list(STATES),
             "cards": "".join("".join(map(str, row)) for row in states.T.tolist()),
             "counts": {STATES[s]: int(n) for s, n in zip(*np.unique(states, return_counts=True))},
             "radius": radius,  # positions in `cards` of the cards behind a failed switch
-            "switches": self.switch_states(), "active": self.alert_tree(),
-            "resolved": [_brief(a) for a in self.resolved], "alerts_seen": self.alerts_seen,
+            "switches": self.switch_states(),
+            "active": self.alert_tree(),
+            "resolved": [_brief(a) for a in self.resolved],
+            "alerts_seen": self.alerts_seen,
             "problems": self.problems(by_node),  # the cards not ok, as a list
             "event_time": self.event_time,  # the newest event time of the alerts read
         }
@@ -188,7 +208,7 @@ def _parse_time(stamp: str | None) -> datetime | None:
         when = datetime.fromisoformat(stamp) if stamp else None
     except ValueError:
         return None
-    return when.replace(tzinfo=timezone.utc) if when is not None and when.tzinfo is None else when
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def _brief(alert: Alert) -> dict[str, Any]:

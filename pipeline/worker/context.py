@@ -14,13 +14,21 @@ import faust
 
 from pipeline.correlate import Correlator
 from pipeline.detect import DetectorSet
+from pipeline.metrics import WorkerMetrics
 from pipeline.schemas import Alert
 from pipeline.settings import Settings
 from pipeline.sinks.parquet import ParquetSink
-from pipeline.metrics import WorkerMetrics
 from pipeline.state import PartitionDetectors, read_snapshots, state_key
-from pipeline.topics import (ALERTS, CARD_TELEMETRY, DEAD_LETTERS, DETECTOR_STATE, FINDINGS, PORT_TELEMETRY,
-                             STEP_TELEMETRY, TopicSpec)
+from pipeline.topics import (
+    ALERTS,
+    CARD_TELEMETRY,
+    DEAD_LETTERS,
+    DETECTOR_STATE,
+    FINDINGS,
+    PORT_TELEMETRY,
+    STEP_TELEMETRY,
+    TopicSpec,
+)
 from pipeline.worker.guarantees import AckAfterFlush, DeadLetters
 
 log = logging.getLogger("clusterpulse.worker")
@@ -41,9 +49,13 @@ class WorkerContext:
         self.settings = settings
         self.topology = settings.build_topology()
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}"
-        self.sink = ParquetSink(settings.data_dir, flush_rows=settings.sink.flush_rows,
-                                flush_seconds=settings.sink.flush_seconds, topology=self.topology,
-                                stream_tags=stream_tags)
+        self.sink = ParquetSink(
+            settings.data_dir,
+            flush_rows=settings.sink.flush_rows,
+            flush_seconds=settings.sink.flush_seconds,
+            topology=self.topology,
+            stream_tags=stream_tags,
+        )
         self.kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
         self.detectors = PartitionDetectors(self.topology, settings.detect, self.kind_of_topic)
         self.correlator = Correlator(self.topology, settings.detect.correlate)
@@ -65,8 +77,9 @@ class WorkerContext:
         self._snapshots: dict[str, bytes] | None = None
 
     def topic(self, spec: TopicSpec, partitions: int | None = None) -> Any:
-        return self.app.topic(self.settings.topic(spec), key_type=bytes, value_type=bytes, allow_empty=True,
-                              partitions=partitions)
+        return self.app.topic(
+            self.settings.topic(spec), key_type=bytes, value_type=bytes, allow_empty=True, partitions=partitions
+        )
 
     async def publish(self, alerts: list[Alert]) -> None:
         """Alert state changes to the alerts topic, each logged as one line at info."""
@@ -96,20 +109,31 @@ class WorkerContext:
                 await self.discard_uncommitted(topic_name, partition, offset)
                 if self._snapshots is None:
                     self._snapshots = await asyncio.to_thread(
-                        read_snapshots, self.settings.bootstrap, self.settings.topic(DETECTOR_STATE))
+                        read_snapshots, self.settings.bootstrap, self.settings.topic(DETECTOR_STATE)
+                    )
                 restored = self.detectors.load(self._snapshots, [(topic_name, partition)])
                 self.detectors.sets[(topic_name, partition)].repeats.resume_at(offset)
-                log.info("%s[%d]: %s", topic_name, partition,
-                         "restored detector state" if restored else "no saved detector state; starting fresh")
+                log.info(
+                    "%s[%d]: %s",
+                    topic_name,
+                    partition,
+                    "restored detector state" if restored else "no saved detector state; starting fresh",
+                )
         return self.detectors.sets[(topic_name, partition)]
 
     async def discard_uncommitted(self, topic_name: str, partition: int, offset: int) -> None:
         removed = await asyncio.to_thread(self.sink.discard_uncommitted, topic_name, partition, offset)
         if removed:
-            log.warning("%s[%d]: removed %d Parquet files that this consumer group (%s) wrote after its last "
-                        "commit (offset %d) before a crash; their rows are read again and rewritten: %s",
-                        topic_name, partition, len(removed), self.settings.group_id, offset,
-                        ", ".join(Path(p).name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""))
+            log.warning(
+                "%s[%d]: removed %d Parquet files that this consumer group (%s) wrote after its last "
+                "commit (offset %d) before a crash; their rows are read again and rewritten: %s",
+                topic_name,
+                partition,
+                len(removed),
+                self.settings.group_id,
+                offset,
+                ", ".join(Path(p).name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""),
+            )
 
     def forget_partitions(self) -> None:
         """After a rebalance: partitions assigned again later re-read their latest state and files."""

@@ -33,8 +33,7 @@ def register(ctx: WorkerContext) -> None:
     lock = asyncio.Lock()
 
     async def restore() -> None:
-        snapshots = await asyncio.to_thread(read_snapshots, ctx.settings.bootstrap,
-                                            ctx.settings.topic(DETECTOR_STATE))
+        snapshots = await asyncio.to_thread(read_snapshots, ctx.settings.bootstrap, ctx.settings.topic(DETECTOR_STATE))
         data = snapshots.get(key)
         if data is not None and len(data) > 8 and correlator.restore(data[8:]):
             position["offset"] = int.from_bytes(data[:8], "big", signed=True)
@@ -70,15 +69,16 @@ def register(ctx: WorkerContext) -> None:
                     await ctx.publish(correlator.push(Alert(**record["alert"]), record["src"]))
                 elif what == "watermarks":
                     for src, mark in record["marks"].items():
-                        ts, up_to_date = (mark if isinstance(mark, list) else (mark, False))
+                        ts, up_to_date = mark if isinstance(mark, list) else (mark, False)
                         await ctx.publish(correlator.advance(src, int(ts), bool(up_to_date)))
                 elif what == "placement":
                     correlator.place(record["job"], list(record["nodes"]))
                 else:
                     raise ValueError(f"unknown record type {what!r}")
             except (ValueError, TypeError, KeyError) as exc:
-                await ctx.dead_letters.send(event, f"not a findings record: {type(exc).__name__}: {exc}",
-                                            "not_a_finding")
+                await ctx.dead_letters.send(
+                    event, f"not a findings record: {type(exc).__name__}: {exc}", "not_a_finding"
+                )
             position["offset"] = event.message.offset
             held.append((stream, event))
 

@@ -36,8 +36,12 @@ class DeadLetters:
     async def send(self, event: EventT, reason: str, reason_class: str = "other") -> None:
         """`reason`: one line for people (the header); `reason_class`: one word for the metric."""
         msg = event.message
-        headers = {DLQ_REASON: reason.encode(), DLQ_TOPIC: msg.topic.encode(),
-                   DLQ_PARTITION: str(msg.partition).encode(), DLQ_OFFSET: str(msg.offset).encode()}
+        headers = {
+            DLQ_REASON: reason.encode(),
+            DLQ_TOPIC: msg.topic.encode(),
+            DLQ_PARTITION: str(msg.partition).encode(),
+            DLQ_OFFSET: str(msg.offset).encode(),
+        }
         await self.topic.send(key=msg.key, value=msg.value, headers=headers, force=True)
         self.total += 1
         if self.metrics is not None:
@@ -48,15 +52,27 @@ class DeadLetters:
         self._window_count += 1
         level = logging.ERROR if self._window_count > self.loud_after else logging.WARNING
         if self._window_count <= 10 or self._window_count % self.loud_after == 0:
-            log.log(level, "dead-lettered %s[%d]@%d: %s (%d this minute)", msg.topic, msg.partition,
-                    msg.offset, reason, self._window_count)
+            log.log(
+                level,
+                "dead-lettered %s[%d]@%d: %s (%d this minute)",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                reason,
+                self._window_count,
+            )
 
 
 class AckAfterFlush:
     """Holds events until the sink has written their rows, then acknowledges them."""
 
-    def __init__(self, sink: ParquetSink, on_durable: Any = None, clock: Any = time.monotonic,
-                 metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        sink: ParquetSink,
+        on_durable: Any = None,
+        clock: Any = time.monotonic,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.sink = sink
         self.metrics = metrics
         self.pending: dict[tuple[str, int], list[tuple[StreamT, EventT]]] = defaultdict(list)
@@ -94,8 +110,12 @@ class AckAfterFlush:
                 self._failed(exc, now)
                 return
             if self.write_error is not None:
-                log.warning("the lake takes writes again after %.0f s (%s); writing the %d rows held",
-                            now - self._failing_since, self.write_error, self.sink.held_rows())
+                log.warning(
+                    "the lake takes writes again after %.0f s (%s); writing the %d rows held",
+                    now - self._failing_since,
+                    self.write_error,
+                    self.sink.held_rows(),
+                )
                 self.write_error = None
             if self.metrics is not None and buf is not None:
                 self.metrics.flush_seconds.observe(time.perf_counter() - started)
@@ -115,9 +135,14 @@ class AckAfterFlush:
         if self.write_error is None:
             self._failing_since = now
         if self.write_error is None or now - self._said_at >= 60:
-            log.error("cannot write Parquet to the lake (%s): holding %d rows in memory and committing no "
-                      "offsets, alerts go on; trying again every %g s (failing for %.0f s)", reason,
-                      self.sink.held_rows(), self.sink.flush_seconds, now - self._failing_since)
+            log.error(
+                "cannot write Parquet to the lake (%s): holding %d rows in memory and committing no "
+                "offsets, alerts go on; trying again every %g s (failing for %.0f s)",
+                reason,
+                self.sink.held_rows(),
+                self.sink.flush_seconds,
+                now - self._failing_since,
+            )
             self._said_at = now
         self.write_error = reason
         self._retry_at = now + self.sink.flush_seconds

@@ -28,13 +28,25 @@ def register(ctx: WorkerContext) -> None:
     book = ledger.Ledger(ctx.settings.data_dir, ctx.worker_id)
 
     async def dead_letter(receiver: Any, alert: Alert, outcome: Outcome) -> None:
-        record = {"receiver": receiver.name, "alert": json.loads(alert.to_json()), "error": outcome.error,
-                  "attempts": outcome.attempts, "status": outcome.status}
+        record = {
+            "receiver": receiver.name,
+            "alert": json.loads(alert.to_json()),
+            "error": outcome.error,
+            "attempts": outcome.attempts,
+            "status": outcome.status,
+        }
         await notify_dead_letters.send(key=alert.id.encode(), value=json.dumps(record).encode(), force=True)
 
     async def on_outcome(receiver: Any, alert: Alert, outcome: Outcome) -> None:
-        line = ledger.record(receiver.name, alert, outcome.delivered, outcome.attempts, outcome.status,
-                             outcome.error, idempotency_key(alert))
+        line = ledger.record(
+            receiver.name,
+            alert,
+            outcome.delivered,
+            outcome.attempts,
+            outcome.status,
+            outcome.error,
+            idempotency_key(alert),
+        )
         await asyncio.to_thread(book.append, line)
         ctx.metrics.notify_attempts.labels(receiver.name).inc(outcome.attempts)
         (ctx.metrics.notify_delivered if outcome.delivered else ctx.metrics.notify_failures).labels(receiver.name).inc()
@@ -58,7 +70,13 @@ def register(ctx: WorkerContext) -> None:
     async def stop_notifier(app: faust.App, **kwargs: Any) -> None:
         await notifier.stop()
         for name, stats in notifier.stats.items():
-            log.log(logging.WARNING if stats.failed else logging.INFO,
-                    "receiver %s: %d delivered, %d failed (%d dead-lettered), %d grouped consequences carried "
-                    "by their root's notification", name, stats.delivered, stats.failed, stats.dead_lettered,
-                    stats.inhibited)
+            log.log(
+                logging.WARNING if stats.failed else logging.INFO,
+                "receiver %s: %d delivered, %d failed (%d dead-lettered), %d grouped consequences carried "
+                "by their root's notification",
+                name,
+                stats.delivered,
+                stats.failed,
+                stats.dead_lettered,
+                stats.inhibited,
+            )

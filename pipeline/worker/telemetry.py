@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from typing import Any
+
 from faust.types import StreamT
 
 from pipeline.intake import IMPOSSIBLE, admit
@@ -43,9 +44,14 @@ def register(ctx: WorkerContext) -> None:
                 repeats = partition_detectors.repeats
                 if repeats.seen(event.value, msg.offset):  # a producer's retry stored twice
                     if repeats.repeats == 1 or repeats.repeats % 1000 == 0:
-                        log.warning("dropped a repeated message at %s[%d]@%d (%d in this partition): a producer "
-                                    "retried a request the broker had already stored", msg.topic, msg.partition,
-                                    msg.offset, repeats.repeats)
+                        log.warning(
+                            "dropped a repeated message at %s[%d]@%d (%d in this partition): a producer "
+                            "retried a request the broker had already stored",
+                            msg.topic,
+                            msg.partition,
+                            msg.offset,
+                            repeats.repeats,
+                        )
                     sink.mark_consumed(msg.topic, msg.partition, msg.offset)
                     acks.hold(stream, event)
                     continue
@@ -73,19 +79,29 @@ def register(ctx: WorkerContext) -> None:
                         except InvalidRecord as again:
                             unknown.append(again.reason)
                     unknown = unknown or [exc.reason]
-                    bad.append("; ".join(unknown[:3]) + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
-                               + (f"; the other {len(parts)} sources of the message were processed" if parts else ""))
+                    bad.append(
+                        "; ".join(unknown[:3])
+                        + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
+                        + (f"; the other {len(parts)} sources of the message were processed" if parts else "")
+                    )
                 if bad:  # what could be taken is processed; the message is kept with why
                     await ctx.dead_letters.send(event, "; ".join(bad), IMPOSSIBLE if bad_values else "unknown_entity")
                 for part in parts:
                     for finding in partition_detectors.push(part, msg.partition):
-                        await ctx.findings_topic.send(key=finding.id.encode(), value=json.dumps(
-                            {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}).encode(),
-                            force=True)
+                        await ctx.findings_topic.send(
+                            key=finding.id.encode(),
+                            value=json.dumps(
+                                {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}
+                            ).encode(),
+                            force=True,
+                        )
                 if kind == "step":
                     for job, nodes in partition_detectors.take_placements().items():
-                        await ctx.findings_topic.send(key=job.encode(), value=json.dumps(
-                            {"t": "placement", "job": job, "nodes": nodes}).encode(), force=True)
+                        await ctx.findings_topic.send(
+                            key=job.encode(),
+                            value=json.dumps({"t": "placement", "job": job, "nodes": nodes}).encode(),
+                            force=True,
+                        )
                 if batch.ts_ms > watermarks.get(source, -1):
                     watermarks[source] = batch.ts_ms
                 positions[source] = (event.message.tp, msg.offset)
@@ -136,8 +152,9 @@ def register(ctx: WorkerContext) -> None:
         marks.update({src: (-1, True) for src in empty_sources()})
         changed = {src: list(mark) for src, mark in marks.items() if sent_marks.get(src) != mark}
         if changed:
-            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=json.dumps(
-                {"t": "watermarks", "marks": changed}).encode(), force=True)
+            await ctx.findings_topic.send(
+                key=ctx.worker_id.encode(), value=json.dumps({"t": "watermarks", "marks": changed}).encode(), force=True
+            )
             sent_marks.update({src: marks[src] for src in changed})
 
     @ctx.app.timer(interval=1.0)

@@ -63,21 +63,29 @@ class Skips:
         for reason, (count, unit, example, items) in list(self.reasons.items())[:limit]:
             if items:
                 names = list(items)
-                reason = reason.format(s="s" if len(names) > 1 else "", items=", ".join(names[:4])
-                                       + (f" and {len(names) - 4} more" if len(names) > 4 else ""))
+                reason = reason.format(
+                    s="s" if len(names) > 1 else "",
+                    items=", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else ""),
+                )
             parts.append(f"{plural(count, unit)}: {reason}" + (f" (first: {example})" if example else ""))
         more = len(self.reasons) - limit
         return "; ".join(parts) + (f"; and {plural(more, 'other reason')}" if more > 0 else "")
 
 
 # What a binary file is, by its first bytes.
-_MAGIC = ((b"\x1f\x8b", "gzip-compressed data (decompress it first)"), (b"PAR1", "a Parquet file"),
-          (b"PK\x03\x04", "a zip archive"), (b"\x7fELF", "an executable (ELF)"), (b"\x89PNG", "a PNG image"),
-          (b"%PDF", "a PDF document"), (b"BZh", "bzip2-compressed data (decompress it first)"),
-          (b"\xfd7zXZ", "xz-compressed data (decompress it first)"),
-          (b"\x28\xb5\x2f\xfd", "zstd-compressed data (decompress it first)"),
-          (b"CPMSG1\n", "a ClusterPulse message file"),
-          (b"SQLite format 3", "an SQLite database"))
+_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+    (b"PAR1", "a Parquet file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"%PDF", "a PDF document"),
+    (b"BZh", "bzip2-compressed data (decompress it first)"),
+    (b"\xfd7zXZ", "xz-compressed data (decompress it first)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data (decompress it first)"),
+    (b"CPMSG1\n", "a ClusterPulse message file"),
+    (b"SQLite format 3", "an SQLite database"),
+)
 
 
 _CONTROL = bytes(c for c in range(32) if chr(c) not in "\t\n\r\f\v")

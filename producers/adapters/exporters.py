@@ -23,14 +23,20 @@ from producers.adapters.switches import SwitchConverter
 from producers.inventory import Inventory
 
 GAUGES = {
-    "DCGM_FI_DEV_GPU_UTIL": "util", "DCGM_FI_DEV_SM_CLOCK": "sm_clock_mhz", "DCGM_FI_DEV_POWER_USAGE": "power_w",
-    "DCGM_FI_DEV_GPU_TEMP": "temp_c", "DCGM_FI_DEV_FB_USED": "mem_used_mib",
-    "npu_chip_info_utilization": "util", "npu_chip_info_aicore_current_freq": "sm_clock_mhz",
-    "npu_chip_info_power": "power_w", "npu_chip_info_temperature": "temp_c",
+    "DCGM_FI_DEV_GPU_UTIL": "util",
+    "DCGM_FI_DEV_SM_CLOCK": "sm_clock_mhz",
+    "DCGM_FI_DEV_POWER_USAGE": "power_w",
+    "DCGM_FI_DEV_GPU_TEMP": "temp_c",
+    "DCGM_FI_DEV_FB_USED": "mem_used_mib",
+    "npu_chip_info_utilization": "util",
+    "npu_chip_info_aicore_current_freq": "sm_clock_mhz",
+    "npu_chip_info_power": "power_w",
+    "npu_chip_info_temperature": "temp_c",
     "npu_chip_info_hbm_used_memory": "mem_used_mib",
 }
 COUNTERS = {  # several exporter fields may add up to one of ours
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "ecc_sbe", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "ecc_dbe",
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "ecc_sbe",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "ecc_dbe",
     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": "pcie_replay",
     "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL": "link_errors",
     "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL": "link_errors",
@@ -40,8 +46,10 @@ COUNTERS = {  # several exporter fields may add up to one of ours
 EVENTS = {"DCGM_FI_DEV_XID_ERRORS", "npu_chip_info_error_code"}
 # node_exporter NIC counters (netdev, infiniband collectors) -> the host link's port columns
 NIC_COUNTERS = {
-    "node_network_receive_bytes_total": ("rx_bytes", 1), "node_network_transmit_bytes_total": ("tx_bytes", 1),
-    "node_network_receive_errs_total": ("crc_errors", 1), "node_network_receive_drop_total": ("drops", 1),
+    "node_network_receive_bytes_total": ("rx_bytes", 1),
+    "node_network_transmit_bytes_total": ("tx_bytes", 1),
+    "node_network_receive_errs_total": ("crc_errors", 1),
+    "node_network_receive_drop_total": ("drops", 1),
     "node_network_carrier_changes_total": ("carrier_transitions", 1),
     "node_infiniband_port_data_received_bytes_total": ("rx_bytes", 1),
     "node_infiniband_port_data_transmitted_bytes_total": ("tx_bytes", 1),
@@ -60,7 +68,7 @@ class ConversionReport:
     mapped: int = 0
     unknown_metrics: Counter = field(default_factory=Counter)
     unmapped_hosts: Counter = field(default_factory=Counter)  # hosts (and host:NIC) the inventory does not map
-    unmapped_gpus: Counter = field(default_factory=Counter)   # "host PCI id" of known hosts' unmapped GPUs
+    unmapped_gpus: Counter = field(default_factory=Counter)  # "host PCI id" of known hosts' unmapped GPUs
     bad_lines: int = 0
 
 
@@ -114,8 +122,9 @@ class ExporterConverter:
             return None
         if not 0 <= card < self.topo.cards_per_node:
             self.report.unmapped_hosts[host] += 1
-            self.skips.add(f"card {card} of host {host} outside the topology's {self.topo.cards_per_node} cards "
-                           "per node", "sample")
+            self.skips.add(
+                f"card {card} of host {host} outside the topology's {self.topo.cards_per_node} cards per node", "sample"
+            )
             return None
         return node, card
 
@@ -132,8 +141,9 @@ class ExporterConverter:
         self.topo.node_index(node)  # a known node, or UnknownEntity
         return node, nic  # the host end of its link: the node's own port `nic`
 
-    def convert(self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None,
-                switch_hint: str | None = None) -> list[Batch]:
+    def convert(
+        self, exposition: Exposition, scrape_ts_ms: int, host_hint: str | None = None, switch_hint: str | None = None
+    ) -> list[Batch]:
         """Card batches (one per node), port batches (one per host link) and switch port batches
         (`producers.adapters.switches`) of one scrape; what it skipped and why is in `self.skips`
         (that scrape's) and `self.report` (all scrapes)."""
@@ -195,17 +205,27 @@ class ExporterConverter:
             if where is None:
                 continue
             self.report.mapped += 1
-            self._fill(rows, ts_of, events, (*where, field_name, _how(sample.name)), sample.value,
-                       sample.ts_ms or scrape_ts_ms)
+            self._fill(
+                rows, ts_of, events, (*where, field_name, _how(sample.name)), sample.value, sample.ts_ms or scrape_ts_ms
+            )
         if unknown:
             names = [name for name, _ in unknown.most_common(3)]
-            self.skips.add(f"metrics ClusterPulse does not map ({', '.join(names)}"
-                           + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "") + ")",
-                           "sample", sum(unknown.values()))
+            self.skips.add(
+                f"metrics ClusterPulse does not map ({', '.join(names)}"
+                + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+                + ")",
+                "sample",
+                sum(unknown.values()),
+            )
         return self._card_batches(rows, ts_of, events, scrape_ts_ms)
 
-    def _card_batches(self, rows: dict[str, dict[int, dict[str, float]]], ts_of: dict[str, int],
-                      events: dict[str, list[tuple[int, int]]], scrape_ts_ms: int) -> list[Batch]:
+    def _card_batches(
+        self,
+        rows: dict[str, dict[int, dict[str, float]]],
+        ts_of: dict[str, int],
+        events: dict[str, list[tuple[int, int]]],
+        scrape_ts_ms: int,
+    ) -> list[Batch]:
         """A card batch per node of what its cards reported (NaN for a gauge not reported, 0 for a
         counter) and its new error events."""
         batches = []
@@ -215,8 +235,11 @@ class ExporterConverter:
             for col in CARD.group_columns("rows")[1:]:
                 fill = math.nan if col.dtype == "<f4" else 0
                 values = [rows[node][c].get(col.name, fill) for c in cards]
-                cols[col.name] = np.array(values, dtype=np.float64).astype(col.dtype) if col.dtype == "<f4" \
+                cols[col.name] = (
+                    np.array(values, dtype=np.float64).astype(col.dtype)
+                    if col.dtype == "<f4"
                     else np.array([max(v, 0) for v in values], dtype=np.float64).astype(col.dtype)
+                )
             evs = events.get(node, [])
             cols["err_card"] = np.array([c for c, _ in evs], "<u1")
             cols["err_code"] = np.array([code for _, code in evs], "<u4")
@@ -224,8 +247,14 @@ class ExporterConverter:
         return batches
 
     # ---- a collector's fast path -------------------------------------------------------------
-    def convert_page(self, text: str, cache: SeriesCache, scrape_ts_ms: int, host_hint: str | None = None,
-                     switch_hint: str | None = None) -> list[Batch] | None:
+    def convert_page(
+        self,
+        text: str,
+        cache: SeriesCache,
+        scrape_ts_ms: int,
+        host_hint: str | None = None,
+        switch_hint: str | None = None,
+    ) -> list[Batch] | None:
         """`convert` of one target's page for a collector that scrapes it again and again: each
         GPU series is placed (node, card, column) once and remembered in the target's `cache`, so
         later scrapes only read values. The other lines (switch ports, NICs, unmapped metrics) take
@@ -317,8 +346,9 @@ class ExporterConverter:
         else:
             row[column] = value
 
-    def convert_samples(self, samples: list[Sample], ts_ms: int, host_hint: str | None = None,
-                        switch_hint: str | None = None) -> list[Batch]:
+    def convert_samples(
+        self, samples: list[Sample], ts_ms: int, host_hint: str | None = None, switch_hint: str | None = None
+    ) -> list[Batch]:
         """`convert` of samples that arrive parsed (remote_write), placing each GPU series once per
         label set (the decoder shares one labels dict per series); the rest takes the general path."""
         placed = self._placed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class KernelLogReport:
 def _timestamp(line: str, boot_ms: int | None) -> int | None:
     m = _CTIME.match(line)
     if m:
-        dt = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y").replace(tzinfo=timezone.utc)
+        dt = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     m = _KMSG.match(line)
     if m:
@@ -77,15 +77,19 @@ def parse_xids(text: str, boot_ms: int | None = None, report: KernelLogReport | 
             if _KMSG.match(line):
                 report.skips.add("/dev/kmsg records carry microseconds since boot: give --boot-time", "Xid line")
             else:
-                report.skips.add("no timestamp (expected dmesg -T, dmesg --time-format iso or /dev/kmsg)",
-                                 "Xid line", example=line.strip()[:80])
+                report.skips.add(
+                    "no timestamp (expected dmesg -T, dmesg --time-format iso or /dev/kmsg)",
+                    "Xid line",
+                    example=line.strip()[:80],
+                )
             continue
         out.append(XidEvent(ts, m.group(1), int(m.group(2)), line.strip()))
     return out
 
 
-def xid_batches(events: list[XidEvent], host: str, inventory: Inventory,
-                report: KernelLogReport | None = None) -> list[Batch]:
+def xid_batches(
+    events: list[XidEvent], host: str, inventory: Inventory, report: KernelLogReport | None = None
+) -> list[Batch]:
     """One events-only card batch per distinct timestamp (rows empty: no samples, only events)."""
     report = report if report is not None else KernelLogReport()
     node = inventory.node_of(host)
@@ -112,5 +116,7 @@ def no_xid_reason(text: str, lines: int) -> str:
     sample = [ln for ln in text.splitlines() if ln.strip()][:20]
     if sample and sum(1 for ln in sample if _CTIME.match(ln) or _KMSG.match(ln) or _ISO.search(ln)) >= len(sample) / 2:
         looks = "a kernel log with "
-    return (f"{looks}no NVIDIA Xid lines among {lines:,} lines (expected `NVRM: Xid (PCI:0000:9b:00): 79, ...` "
-            "from dmesg -T, dmesg --time-format iso or /dev/kmsg)")
+    return (
+        f"{looks}no NVIDIA Xid lines among {lines:,} lines (expected `NVRM: Xid (PCI:0000:9b:00): 79, ...` "
+        "from dmesg -T, dmesg --time-format iso or /dev/kmsg)"
+    )

@@ -23,23 +23,38 @@ from pipeline.topology import Topology
 from producers.adapters import FormatError, Skips, first_line
 from producers.inventory import Inventory
 
-PERFQUERY = {"PortXmitData": ("tx_bytes", 4), "PortRcvData": ("rx_bytes", 4), "SymbolErrorCounter": ("symbol_errors", 1),
-             "LinkDownedCounter": ("carrier_transitions", 1), "PortRcvErrors": ("crc_errors", 1),
-             "PortXmitDiscards": ("drops", 1), "PortXmitWait": ("pfc_pause", 1)}
-SYSFS_IB = {"port_xmit_data": ("tx_bytes", 4), "port_rcv_data": ("rx_bytes", 4), "symbol_error": ("symbol_errors", 1),
-            "link_downed": ("carrier_transitions", 1), "port_rcv_errors": ("crc_errors", 1),
-            "port_xmit_discards": ("drops", 1), "port_xmit_wait": ("pfc_pause", 1)}
-SYSFS_NET = {"statistics/tx_bytes": ("tx_bytes", 1), "statistics/rx_bytes": ("rx_bytes", 1),
-             "statistics/rx_crc_errors": ("crc_errors", 1), "statistics/rx_dropped": ("drops", 1),
-             "carrier_changes": ("carrier_transitions", 1)}
+PERFQUERY = {
+    "PortXmitData": ("tx_bytes", 4),
+    "PortRcvData": ("rx_bytes", 4),
+    "SymbolErrorCounter": ("symbol_errors", 1),
+    "LinkDownedCounter": ("carrier_transitions", 1),
+    "PortRcvErrors": ("crc_errors", 1),
+    "PortXmitDiscards": ("drops", 1),
+    "PortXmitWait": ("pfc_pause", 1),
+}
+SYSFS_IB = {
+    "port_xmit_data": ("tx_bytes", 4),
+    "port_rcv_data": ("rx_bytes", 4),
+    "symbol_error": ("symbol_errors", 1),
+    "link_downed": ("carrier_transitions", 1),
+    "port_rcv_errors": ("crc_errors", 1),
+    "port_xmit_discards": ("drops", 1),
+    "port_xmit_wait": ("pfc_pause", 1),
+}
+SYSFS_NET = {
+    "statistics/tx_bytes": ("tx_bytes", 1),
+    "statistics/rx_bytes": ("rx_bytes", 1),
+    "statistics/rx_crc_errors": ("crc_errors", 1),
+    "statistics/rx_dropped": ("drops", 1),
+    "carrier_changes": ("carrier_transitions", 1),
+}
 _PORT_HEADER = re.compile(r"^# Port extended counters: .* port (\d+)")
 _FIELD = re.compile(r"^(\w+):\.*(\S+)$")
 
 
 def port_batch(switch: str, ts_ms: int, ports: dict[int, dict[str, int]]) -> Batch:
     order = sorted(ports)
-    cols = {"port": np.array(order, "<u2"),
-            "oper_up": np.array([ports[p].get("oper_up", 1) for p in order], "<u1")}
+    cols = {"port": np.array(order, "<u2"), "oper_up": np.array([ports[p].get("oper_up", 1) for p in order], "<u1")}
     for col in PORT.columns[2:]:
         cols[col.name] = np.array([ports[p].get(col.name, 0) for p in order], "<u8")
     return Batch("port", switch, ts_ms, cols)
@@ -64,8 +79,10 @@ def parse_perfquery(text: str, switch: str, ts_ms: int) -> Batch:
     if not ports:
         if re.search(r"^# Port counters: ", text, re.M):
             raise FormatError("perfquery output without -x (32-bit counters that saturate): save `perfquery -x`")
-        raise FormatError(f"no '# Port extended counters' section (first line {first_line(text)}): "
-                          "not `perfquery -x` output; save `perfquery -x -G GUID PORT` (or `perfquery -x -a`)")
+        raise FormatError(
+            f"no '# Port extended counters' section (first line {first_line(text)}): "
+            "not `perfquery -x` output; save `perfquery -x -G GUID PORT` (or `perfquery -x -a`)"
+        )
     if not any(ports.values()):
         raise FormatError(f"'# Port extended counters' sections without any of {', '.join(PERFQUERY)}")
     return port_batch(switch, ts_ms, ports)
@@ -77,8 +94,15 @@ def _host_link_port(topology: Topology, node: str, nic: int) -> tuple[str, int]:
     return node, nic
 
 
-def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topology, ts_ms: int,
-               kind: str = "infiniband", skips: Skips | None = None) -> tuple[list[Batch], list[str]]:
+def read_sysfs(
+    root: str | Path,
+    host: str,
+    inventory: Inventory,
+    topology: Topology,
+    ts_ms: int,
+    kind: str = "infiniband",
+    skips: Skips | None = None,
+) -> tuple[list[Batch], list[str]]:
     """Host NIC counters from a sysfs tree (`/sys/class/infiniband` or `/sys/class/net`);
     returns the batches and the devices the inventory does not map (reasons in `skips`).
     FormatError if `root` is not such a directory."""
@@ -87,8 +111,11 @@ def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topo
     if node is None:
         raise ValueError(f"host {host!r} is not in the inventory")
     root = Path(root)
-    layout = "/sys/class/infiniband (<dev>/ports/<n>/counters)" if kind == "infiniband" else \
-        "/sys/class/net (<if>/statistics)"
+    layout = (
+        "/sys/class/infiniband (<dev>/ports/<n>/counters)"
+        if kind == "infiniband"
+        else "/sys/class/net (<if>/statistics)"
+    )
     if not root.is_dir():
         raise FormatError(f"not a directory: expected a copy of {layout}")
     devices = sorted(p for p in root.iterdir() if p.is_dir())
@@ -130,8 +157,10 @@ def read_sysfs(root: str | Path, host: str, inventory: Inventory, topology: Topo
             values["oper_up"] = int(state == "up")
         if len(values) == 1:  # only the state: no counter files
             unmapped.append(dev.name)
-            skips.add(f"{dev.name} has no counter files ({', '.join(SYSFS_IB if kind == 'infiniband' else SYSFS_NET)})",
-                      "device")
+            skips.add(
+                f"{dev.name} has no counter files ({', '.join(SYSFS_IB if kind == 'infiniband' else SYSFS_NET)})",
+                "device",
+            )
             continue
         switch, port = _host_link_port(topology, node, nic)
         batches.append(port_batch(switch, ts_ms, {port: values}))

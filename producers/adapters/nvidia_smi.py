@@ -9,7 +9,7 @@ import io
 import math
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -19,9 +19,14 @@ from producers.inventory import Inventory
 
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 CSV_FIELDS = {  # nvidia-smi --query-gpu field -> our column
-    "utilization.gpu": "util", "clocks.current.sm": "sm_clock_mhz", "clocks.sm": "sm_clock_mhz",
-    "power.draw": "power_w", "temperature.gpu": "temp_c", "memory.used": "mem_used_mib",
-    "ecc.errors.corrected.aggregate.total": "ecc_sbe", "ecc.errors.uncorrected.aggregate.total": "ecc_dbe",
+    "utilization.gpu": "util",
+    "clocks.current.sm": "sm_clock_mhz",
+    "clocks.sm": "sm_clock_mhz",
+    "power.draw": "power_w",
+    "temperature.gpu": "temp_c",
+    "memory.used": "mem_used_mib",
+    "ecc.errors.corrected.aggregate.total": "ecc_sbe",
+    "ecc.errors.uncorrected.aggregate.total": "ecc_dbe",
 }
 
 
@@ -47,14 +52,16 @@ def _batch(node: str, ts_ms: int, rows: dict[int, dict[str, float]]) -> Batch:
 def _ts(text: str) -> int | None:
     for fmt in ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%a %b %d %H:%M:%S %Y"):
         try:
-            return int(datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc).timestamp() * 1000)
+            return int(datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC).timestamp() * 1000)
         except ValueError:
             continue
     return None
 
 
-QUERY = ("timestamp,index,pci.bus_id,utilization.gpu,clocks.sm,power.draw,temperature.gpu,memory.used,"
-         "ecc.errors.corrected.aggregate.total,ecc.errors.uncorrected.aggregate.total")
+QUERY = (
+    "timestamp,index,pci.bus_id,utilization.gpu,clocks.sm,power.draw,temperature.gpu,memory.used,"
+    "ecc.errors.corrected.aggregate.total,ecc.errors.uncorrected.aggregate.total"
+)
 EXPECTED = f"save `nvidia-smi --query-gpu={QUERY} --format=csv` or `nvidia-smi -q -x`"
 _TABLE = re.compile(r"^\|\s+NVIDIA-SMI \S+", re.M)
 _QUERY_HEADER = re.compile(r"^timestamp\s*,.*\b(index|pci\.bus_id)\b", re.M)
@@ -77,8 +84,9 @@ def kind_of_text(text: str) -> str | None:
     return None
 
 
-def parse_nvidia_smi(text: str, host: str, inventory: Inventory, default_ts_ms: int,
-                     skips: Skips | None = None) -> list[Batch]:
+def parse_nvidia_smi(
+    text: str, host: str, inventory: Inventory, default_ts_ms: int, skips: Skips | None = None
+) -> list[Batch]:
     """Any saved nvidia-smi output: `-q -x` XML or `--query-gpu` CSV; FormatError (what it looks like
     and what to save instead) for anything else."""
     head = text.lstrip()
@@ -87,14 +95,19 @@ def parse_nvidia_smi(text: str, host: str, inventory: Inventory, default_ts_ms: 
     human = kind_of_text(text)
     if human:
         section = _QUERY_HEADER.search(text)
-        hint = f" (its --query-gpu CSV section starts at line {text.count(chr(10), 0, section.start()) + 1}: " \
-               "save that section alone)" if section and section.start() > 0 else ""
+        hint = (
+            f" (its --query-gpu CSV section starts at line {text.count(chr(10), 0, section.start()) + 1}: "
+            "save that section alone)"
+            if section and section.start() > 0
+            else ""
+        )
         raise FormatError(f"{human}, not --query-gpu CSV{hint}; {EXPECTED}")
     return parse_query_csv(text, host, inventory, default_ts_ms, skips)
 
 
-def parse_query_csv(text: str, host: str, inventory: Inventory, default_ts_ms: int,
-                    skips: Skips | None = None) -> list[Batch]:
+def parse_query_csv(
+    text: str, host: str, inventory: Inventory, default_ts_ms: int, skips: Skips | None = None
+) -> list[Batch]:
     """`nvidia-smi --query-gpu=...,index,pci.bus_id,... --format=csv[,nounits]` → one batch per timestamp.
     FormatError if the text is not such a CSV; skipped rows are counted with reasons in `skips`."""
     skips = skips if skips is not None else Skips()
@@ -109,12 +122,16 @@ def parse_query_csv(text: str, host: str, inventory: Inventory, default_ts_ms: i
     known = [h for h in header if h in CSV_FIELDS]
     if not known:
         if header and (_ts(header[0]) is not None or not math.isnan(number(header[0]))):
-            raise FormatError(f"CSV without a header line (saved with --format=csv,noheader?): the header names "
-                              f"the fields; {EXPECTED}")
+            raise FormatError(
+                f"CSV without a header line (saved with --format=csv,noheader?): the header names "
+                f"the fields; {EXPECTED}"
+            )
         if len(header) <= 1:
             raise FormatError(f"not nvidia-smi output (first line {first_line(text)}); {EXPECTED}")
-        raise FormatError(f"a CSV whose header ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) has "
-                          f"none of the --query-gpu fields ClusterPulse reads; {EXPECTED}")
+        raise FormatError(
+            f"a CSV whose header ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) has "
+            f"none of the --query-gpu fields ClusterPulse reads; {EXPECTED}"
+        )
     if "index" not in header and "pci.bus_id" not in header:
         raise FormatError(f"--query-gpu CSV without index or pci.bus_id: cannot tell the GPUs apart; {EXPECTED}")
     by_ts: dict[int, dict[int, dict[str, float]]] = {}
@@ -122,8 +139,7 @@ def parse_query_csv(text: str, host: str, inventory: Inventory, default_ts_ms: i
         if values and values[0].split(" [")[0] == header[0]:
             continue  # a repeated header (concatenated captures)
         if len(values) != len(header):
-            skips.add(f"{len(values)} fields where the header has {len(header)}", "row",
-                      example=", ".join(values)[:60])
+            skips.add(f"{len(values)} fields where the header has {len(header)}", "row", example=", ".join(values)[:60])
             continue
         row = dict(zip(header, values))
         index = number(row.get("index"))
@@ -151,8 +167,9 @@ def _find(gpu: ET.Element, *paths: str) -> float:
     return math.nan
 
 
-def parse_query_xml(text: str, host: str, inventory: Inventory, default_ts_ms: int,
-                    skips: Skips | None = None) -> list[Batch]:
+def parse_query_xml(
+    text: str, host: str, inventory: Inventory, default_ts_ms: int, skips: Skips | None = None
+) -> list[Batch]:
     """`nvidia-smi -q -x` (DTD v10-v12 field names) → one batch."""
     skips = skips if skips is not None else Skips()
     node = inventory.node_of(host)
@@ -177,8 +194,12 @@ def parse_query_xml(text: str, host: str, inventory: Inventory, default_ts_ms: i
         rows[card] = {
             "util": _find(gpu, "utilization/gpu_util"),
             "sm_clock_mhz": _find(gpu, "clocks/sm_clock"),
-            "power_w": _find(gpu, "gpu_power_readings/power_draw", "power_readings/power_draw",
-                             "gpu_power_readings/instant_power_draw"),
+            "power_w": _find(
+                gpu,
+                "gpu_power_readings/power_draw",
+                "power_readings/power_draw",
+                "gpu_power_readings/instant_power_draw",
+            ),
             "temp_c": _find(gpu, "temperature/gpu_temp"),
             "mem_used_mib": _find(gpu, "fb_memory_usage/used"),
             "ecc_sbe": _find(gpu, "ecc_errors/aggregate/sram_correctable", "ecc_errors/aggregate/single_bit/total"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -54,7 +54,7 @@ def parse_line(line: str) -> Sample:
     labels: dict[str, str] = {}
     if pos < len(line) and line[pos] == "{":
         pos += 1
-        if line[pos:pos + 1] == "}":
+        if line[pos : pos + 1] == "}":
             pos += 1
         else:
             while True:
@@ -116,7 +116,7 @@ def _split_series(line: str) -> tuple[str, str]:
     """(`name{labels}`, the value and timestamp after it); the last `}` closes the label set."""
     close = line.rfind("}")
     if close >= 0:
-        return line[:close + 1], line[close + 1:]
+        return line[: close + 1], line[close + 1 :]
     space = line.find(" ")
     return (line, "") if space < 0 else (line[:space], line[space:])
 

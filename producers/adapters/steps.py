@@ -42,10 +42,20 @@ def to_batches(records: list[StepRecord], topology: Topology, first_node: int = 
     batches = []
     for (ts, job, step, node), rs in sorted(grouped.items()):
         rs.sort(key=lambda r: r.rank)
-        batches.append(Batch("step", topology.node_name(node), ts, {
-            "rank": np.array([r.rank for r in rs], "<u4"), "step": np.full(len(rs), step, "<u4"),
-            "compute_s": np.array([r.compute_s for r in rs], "<f4"),
-            "wait_s": np.array([r.wait_s for r in rs], "<f4")}, job=job))
+        batches.append(
+            Batch(
+                "step",
+                topology.node_name(node),
+                ts,
+                {
+                    "rank": np.array([r.rank for r in rs], "<u4"),
+                    "step": np.full(len(rs), step, "<u4"),
+                    "compute_s": np.array([r.compute_s for r in rs], "<f4"),
+                    "wait_s": np.array([r.wait_s for r in rs], "<f4"),
+                },
+                job=job,
+            )
+        )
     return batches
 
 
@@ -57,8 +67,9 @@ def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float =
         text = read_text(path)
     except FormatError as exc:
         hint = ": use --format bytedance for op traces" if "Parquet" in str(exc) else ""
-        raise FormatError(f"{path}: {exc}{hint}; expected a PAI mini-batch CSV (worker, time, "
-                          "batch_time_norm)") from None
+        raise FormatError(
+            f"{path}: {exc}{hint}; expected a PAI mini-batch CSV (worker, time, batch_time_norm)"
+        ) from None
     out = []
     with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -66,16 +77,28 @@ def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float =
         missing = [c for c in ("worker", "time", "batch_time_norm") if c not in header]
         if missing:
             shown = ", ".join(header[:5]) + (", ..." if len(header) > 5 else "")
-            raise FormatError(f"{path}: not a PAI mini-batch CSV: its header ({shown[:80]}) lacks "
-                              f"{', '.join(missing)} (expected columns ,worker,gpu,time,batch_time_norm)")
+            raise FormatError(
+                f"{path}: not a PAI mini-batch CSV: its header ({shown[:80]}) lacks "
+                f"{', '.join(missing)} (expected columns ,worker,gpu,time,batch_time_norm)"
+            )
         for line, row in enumerate(reader, 2):
             try:
                 step = int(row["time"])
-                out.append(StepRecord(job, int(row["worker"]), step, float(row["batch_time_norm"]) / 1000, 0.0,
-                                      START_MS + int(step * step_s * 1000)))
+                out.append(
+                    StepRecord(
+                        job,
+                        int(row["worker"]),
+                        step,
+                        float(row["batch_time_norm"]) / 1000,
+                        0.0,
+                        START_MS + int(step * step_s * 1000),
+                    )
+                )
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{line}: not a PAI mini-batch row (worker, time, batch_time_norm): "
-                                 f"{type(exc).__name__}: {exc}") from None
+                raise ValueError(
+                    f"{path}:{line}: not a PAI mini-batch row (worker, time, batch_time_norm): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
     if not out:
         raise FormatError(f"{path}: a header line without rows: no steps")
     return out
@@ -91,28 +114,47 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head[:4] != b"PAR1":
-        what = "empty file" if not head else "a text file, not Parquet (a PAI mini-batch CSV? use --format pai)" \
-            if binary_kind(head) is None else f"{binary_kind(head)}, not Parquet"
-        raise FormatError(f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
-                          f"duration): {what}")
+        what = (
+            "empty file"
+            if not head
+            else "a text file, not Parquet (a PAI mini-batch CSV? use --format pai)"
+            if binary_kind(head) is None
+            else f"{binary_kind(head)}, not Parquet"
+        )
+        raise FormatError(
+            f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, duration): {what}"
+        )
     try:
-        rows = duckdb.execute(f"""
+        rows = duckdb.execute(
+            f"""
         select stage, rank, step,
                sum(duration) filter (where optype in {COMPUTE_OPS}) as compute_s,
                sum(duration) filter (where optype not in {COMPUTE_OPS}) as wait_s,
                min(start_ts) as first_ts
-        from read_parquet(?) group by stage, rank, step order by step, rank""", [str(path)]).fetchall()
+        from read_parquet(?) group by stage, rank, step order by step, rank""",
+            [str(path)],
+        ).fetchall()
     except duckdb.Error as exc:
-        raise ValueError(f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
-                         f"duration): {str(exc).splitlines()[0]}") from None
+        raise ValueError(
+            f"{path}: not a StragglerAnalysis op trace (stage, rank, step, optype, start_ts, "
+            f"duration): {str(exc).splitlines()[0]}"
+        ) from None
     if not rows:
         raise FormatError(f"{path}: a StragglerAnalysis op trace without rows: no steps")
     step_start = {}
-    for stage, rank, step, compute, wait, first in rows:
+    for _stage, _rank, step, _compute, _wait, first in rows:
         step_start[step] = min(step_start.get(step, first), first)
-    return [StepRecord(f"{name}/stage{stage}" if by_stage else name, int(rank), int(step), float(compute or 0),
-                       float(wait or 0), START_MS + int(step_start[step] * 1000)) for stage, rank, step, compute, wait, _
-            in rows]
+    return [
+        StepRecord(
+            f"{name}/stage{stage}" if by_stage else name,
+            int(rank),
+            int(step),
+            float(compute or 0),
+            float(wait or 0),
+            START_MS + int(step_start[step] * 1000),
+        )
+        for stage, rank, step, compute, wait, _ in rows
+    ]
 
 
 class StepReporter:
@@ -123,6 +165,7 @@ class StepReporter:
 
     def __init__(self, output, job: str, rank: int, node: str, clock=None) -> None:  # noqa: ANN001
         import time
+
         self.output, self.job, self.rank, self.node = output, job, rank, node
         self.clock = clock or (lambda: int(time.time() * 1000))
 
@@ -130,7 +173,17 @@ class StepReporter:
         from pipeline.schemas import encode_batch
         from pipeline.topics import STEP_TELEMETRY
         from producers.simulator import Message
-        batch = Batch("step", self.node, self.clock(), {
-            "rank": np.array([self.rank], "<u4"), "step": np.array([step], "<u4"),
-            "compute_s": np.array([compute_s], "<f4"), "wait_s": np.array([wait_s], "<f4")}, job=self.job)
+
+        batch = Batch(
+            "step",
+            self.node,
+            self.clock(),
+            {
+                "rank": np.array([self.rank], "<u4"),
+                "step": np.array([step], "<u4"),
+                "compute_s": np.array([compute_s], "<f4"),
+                "wait_s": np.array([wait_s], "<f4"),
+            },
+            job=self.job,
+        )
         self.output.send(Message(STEP_TELEMETRY, self.job, encode_batch(batch)))

@@ -1,11 +1,21 @@
 """Switch port telemetry from the tools operators run → port batches (one per switch per scrape).
 
-| source | metrics (names as exported) | switch | port |
-|---|---|---|---|
-| snmp_exporter, `if_mib` module | `ifOperStatus` (1 = up), `ifHCInOctets`, `ifHCOutOctets`, `ifInErrors`, `ifInDiscards`; EtherLike `dot3StatsFCSErrors` when present | `--switch` (a saved scrape has no target label) or `instance` | `ifName` (or `ifDescr`), `dot3StatsIndex` = `ifIndex` |
-| gnmic, Prometheus output of OpenConfig interfaces (any `metric-prefix`) | `..._interfaces_interface_state_counters_{in_octets,out_octets,in_errors,in_fcs_errors,in_discards,carrier_transitions}`, `..._state_oper_status` (1 / `UP`) | `source` | `interface_name` |
-| Prometheus infiniband_exporter (treydock) | `infiniband_switch_port_{symbol_error,link_downed,receive_errors,transmit_discards,transmit_wait}_total`, `..._{receive,transmit}_data_bytes_total` | `guid` (named by `infiniband_switch_info{switch=...}`) | `port` |
-| NVIDIA UFM Telemetry, Prometheus endpoint or its JSON messages | `SymbolErrorCounterExtended`, `LinkDownedCounterExtended`, `PortRcvErrorsExtended`, `PortXmitDataExtended`, `PortRcvDataExtended`, `PortXmitDiscardsExtended`, `PortXmitWaitExtended`; JSON `Infiniband_SymbolErrors`, `Infiniband_LinkDowned`, `Infiniband_RcvErrors`, `Infiniband_XmtDiscards`, `Infiniband_XmitWait` | `node_guid` | `port_num` |
+- snmp_exporter, `if_mib` module: `ifOperStatus` (1 = up), `ifHCInOctets`, `ifHCOutOctets`,
+  `ifInErrors`, `ifInDiscards`; EtherLike `dot3StatsFCSErrors` when present. Switch: `--switch` (a
+  saved scrape has no target label) or `instance`; port: `ifName` (or `ifDescr`),
+  `dot3StatsIndex` = `ifIndex`.
+- gnmic, Prometheus output of OpenConfig interfaces (any `metric-prefix`):
+  `..._interfaces_interface_state_counters_{in_octets,out_octets,in_errors,in_fcs_errors,
+  in_discards,carrier_transitions}`, `..._state_oper_status` (1 / `UP`). Switch: `source`; port:
+  `interface_name`.
+- Prometheus infiniband_exporter (treydock): `infiniband_switch_port_{symbol_error,link_downed,
+  receive_errors,transmit_discards,transmit_wait}_total`, `..._{receive,transmit}_data_bytes_total`.
+  Switch: `guid` (named by `infiniband_switch_info{switch=...}`); port: `port`.
+- NVIDIA UFM Telemetry, Prometheus endpoint or its JSON messages: `SymbolErrorCounterExtended`,
+  `LinkDownedCounterExtended`, `PortRcvErrorsExtended`, `PortXmitDataExtended`,
+  `PortRcvDataExtended`, `PortXmitDiscardsExtended`, `PortXmitWaitExtended`; JSON
+  `Infiniband_SymbolErrors`, `Infiniband_LinkDowned`, `Infiniband_RcvErrors`,
+  `Infiniband_XmtDiscards`, `Infiniband_XmitWait`. Switch: `node_guid`; port: `port_num`.
 
 The switch is found as for perfquery: a topology name, or a name or GUID the inventory maps.
 Ports: IB and Ethernet number their ports from 1, ours from 0: port N (`Ethernet1/5`,
@@ -37,35 +47,49 @@ from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample
 from producers.inventory import Inventory
 
-WRAP32 = 2 ** 32
+WRAP32 = 2**32
 NAMES_EVERY_MS = 600_000  # port names are sent again this often, unchanged
 
 # metric -> (port column, scale, 32-bit counter); a column several metrics fill takes the first present
-SNMP = {"ifHCInOctets": ("rx_bytes", 1, False), "ifHCOutOctets": ("tx_bytes", 1, False),
-        "dot3StatsFCSErrors": ("crc_errors", 1, True), "ifInErrors": ("crc_errors", 1, True),
-        "ifInDiscards": ("drops", 1, True)}
-GNMIC = {"interfaces_interface_state_counters_in_octets": ("rx_bytes", 1, False),
-         "interfaces_interface_state_counters_out_octets": ("tx_bytes", 1, False),
-         "interfaces_interface_state_counters_in_fcs_errors": ("crc_errors", 1, False),
-         "interfaces_interface_state_counters_in_errors": ("crc_errors", 1, False),
-         "interfaces_interface_state_counters_in_discards": ("drops", 1, False),
-         "interfaces_interface_state_counters_carrier_transitions": ("carrier_transitions", 1, False)}
-IB_EXPORTER = {"infiniband_switch_port_symbol_error_total": ("symbol_errors", 1, False),
-               "infiniband_switch_port_link_downed_total": ("carrier_transitions", 1, False),
-               "infiniband_switch_port_receive_errors_total": ("crc_errors", 1, False),
-               "infiniband_switch_port_transmit_discards_total": ("drops", 1, False),
-               "infiniband_switch_port_transmit_wait_total": ("pfc_pause", 1, False),
-               "infiniband_switch_port_receive_data_bytes_total": ("rx_bytes", 1, False),
-               "infiniband_switch_port_transmit_data_bytes_total": ("tx_bytes", 1, False)}
-UFM = {"SymbolErrorCounterExtended": ("symbol_errors", 1, False),
-       "LinkDownedCounterExtended": ("carrier_transitions", 1, False),
-       "PortRcvErrorsExtended": ("crc_errors", 1, False),
-       "PortXmitDiscardsExtended": ("drops", 1, False), "PortXmitWaitExtended": ("pfc_pause", 1, False),
-       "PortXmitDataExtended": ("tx_bytes", 4, False), "PortRcvDataExtended": ("rx_bytes", 4, False),  # 4-byte words
-       # UFM Telemetry JSON messages (fluentd plugin format): `<counter>_u_<unit>` keys
-       "Infiniband_SymbolErrors": ("symbol_errors", 1, False), "Infiniband_LinkDowned": ("carrier_transitions", 1, False),
-       "Infiniband_RcvErrors": ("crc_errors", 1, False), "Infiniband_XmtDiscards": ("drops", 1, False),
-       "Infiniband_XmitWait": ("pfc_pause", 1, False)}
+SNMP = {
+    "ifHCInOctets": ("rx_bytes", 1, False),
+    "ifHCOutOctets": ("tx_bytes", 1, False),
+    "dot3StatsFCSErrors": ("crc_errors", 1, True),
+    "ifInErrors": ("crc_errors", 1, True),
+    "ifInDiscards": ("drops", 1, True),
+}
+GNMIC = {
+    "interfaces_interface_state_counters_in_octets": ("rx_bytes", 1, False),
+    "interfaces_interface_state_counters_out_octets": ("tx_bytes", 1, False),
+    "interfaces_interface_state_counters_in_fcs_errors": ("crc_errors", 1, False),
+    "interfaces_interface_state_counters_in_errors": ("crc_errors", 1, False),
+    "interfaces_interface_state_counters_in_discards": ("drops", 1, False),
+    "interfaces_interface_state_counters_carrier_transitions": ("carrier_transitions", 1, False),
+}
+IB_EXPORTER = {
+    "infiniband_switch_port_symbol_error_total": ("symbol_errors", 1, False),
+    "infiniband_switch_port_link_downed_total": ("carrier_transitions", 1, False),
+    "infiniband_switch_port_receive_errors_total": ("crc_errors", 1, False),
+    "infiniband_switch_port_transmit_discards_total": ("drops", 1, False),
+    "infiniband_switch_port_transmit_wait_total": ("pfc_pause", 1, False),
+    "infiniband_switch_port_receive_data_bytes_total": ("rx_bytes", 1, False),
+    "infiniband_switch_port_transmit_data_bytes_total": ("tx_bytes", 1, False),
+}
+UFM = {
+    "SymbolErrorCounterExtended": ("symbol_errors", 1, False),
+    "LinkDownedCounterExtended": ("carrier_transitions", 1, False),
+    "PortRcvErrorsExtended": ("crc_errors", 1, False),
+    "PortXmitDiscardsExtended": ("drops", 1, False),
+    "PortXmitWaitExtended": ("pfc_pause", 1, False),
+    "PortXmitDataExtended": ("tx_bytes", 4, False),
+    "PortRcvDataExtended": ("rx_bytes", 4, False),  # 4-byte words
+    # UFM Telemetry JSON messages (fluentd plugin format): `<counter>_u_<unit>` keys
+    "Infiniband_SymbolErrors": ("symbol_errors", 1, False),
+    "Infiniband_LinkDowned": ("carrier_transitions", 1, False),
+    "Infiniband_RcvErrors": ("crc_errors", 1, False),
+    "Infiniband_XmtDiscards": ("drops", 1, False),
+    "Infiniband_XmitWait": ("pfc_pause", 1, False),
+}
 STATUS = {"ifOperStatus", "interfaces_interface_state_oper_status"}
 # an administratively disabled port (ifAdminStatus 2 = down; OpenConfig admin-status DOWN) is sent as
 # oper_up 2: down, and disabled on purpose (the link detector pages it as a warning, label admin_down)
@@ -152,8 +176,9 @@ class SwitchConverter:
         else:
             key = labels.get("node_guid", labels.get("source_id", "")).lower() or hint or ""
         if not key:
-            self.skips.add(f"no switch label ({'instance' if family == 'snmp' else 'source or guid'}) "
-                           "and no --switch", "sample")
+            self.skips.add(
+                f"no switch label ({'instance' if family == 'snmp' else 'source or guid'}) and no --switch", "sample"
+            )
             self.report.unmapped_switches["(no switch label)"] += 1
             return None
         candidates = [key]
@@ -179,8 +204,11 @@ class SwitchConverter:
 
     def _port(self, switch: str, family: str, labels: dict[str, str], if_names: dict[str, str]) -> int | None:
         if family == "snmp":
-            text = labels.get("ifName") or labels.get("ifDescr") or if_names.get(
-                labels.get("ifIndex") or labels.get("dot3StatsIndex") or "", "")
+            text = (
+                labels.get("ifName")
+                or labels.get("ifDescr")
+                or if_names.get(labels.get("ifIndex") or labels.get("dot3StatsIndex") or "", "")
+            )
         elif family == "gnmic":
             text = labels.get("interface_name") or labels.get("name") or ""
         elif family == "ib":
@@ -199,8 +227,11 @@ class SwitchConverter:
         port = int(match.group(1)) - 1 if match else -1
         if not 0 <= port < self.topo.switch_ports(switch):
             self.report.unmapped_ports[f"{switch}:{text}"] += 1
-            self.skips.add(f"port {text!r} of {switch} is not one of its {self.topo.switch_ports(switch)} ports "
-                           "(port N of the name is our port N-1)", "sample")
+            self.skips.add(
+                f"port {text!r} of {switch} is not one of its {self.topo.switch_ports(switch)} ports "
+                "(port N of the name is our port N-1)",
+                "sample",
+            )
             return None
         return self._named(switch, port, text)
 
@@ -229,9 +260,12 @@ class SwitchConverter:
         for sample in exposition.samples:  # names first: info metrics may come after the counters
             if sample.name == "infiniband_switch_info" and sample.labels.get("switch"):
                 self._names[sample.labels.get("guid", "").lower()] = sample.labels["switch"]
-        if_names = {s.labels["ifIndex"]: s.labels.get("ifName") or s.labels.get("ifDescr", "")
-                    for s in exposition.samples if s.name in SNMP or s.name == "ifOperStatus"
-                    if "ifIndex" in s.labels}
+        if_names = {
+            s.labels["ifIndex"]: s.labels.get("ifName") or s.labels.get("ifDescr", "")
+            for s in exposition.samples
+            if s.name in SNMP or s.name == "ifOperStatus"
+            if "ifIndex" in s.labels
+        }
         rows: dict[tuple[str, int], dict[str, int]] = {}
         placed = self._placed
         priority: dict[tuple[str, int, str], int] = {}  # which metric filled a column (first in the table wins)
@@ -253,8 +287,11 @@ class SwitchConverter:
                 port = self._port(switch, family, labels, if_names)
                 if port is None:
                     continue
-                if self.topo is not None and family != "ib" and (
-                        family != "snmp" or labels.get("ifName") or labels.get("ifDescr")):
+                if (
+                    self.topo is not None
+                    and family != "ib"
+                    and (family != "snmp" or labels.get("ifName") or labels.get("ifDescr"))
+                ):
                     if len(placed) >= 500_000:  # (an IB GUID's name and an ifIndex's ifName may change)
                         placed.clear()
                     placed[id(labels)] = (labels, switch_hint, family, (switch, port))  # holds the dict
@@ -266,8 +303,10 @@ class SwitchConverter:
                 row["admin_down"] = int(state == "DOWN" or (not state and sample.value == 2))
                 continue
             if name in STATUS:
-                row["oper_up"] = int(sample.labels.get("oper_status", "").upper() == "UP"
-                                     or (not sample.labels.get("oper_status") and sample.value == 1))
+                row["oper_up"] = int(
+                    sample.labels.get("oper_status", "").upper() == "UP"
+                    or (not sample.labels.get("oper_status") and sample.value == 1)
+                )
                 continue
             if not math.isfinite(sample.value):  # a counter is a count: NaN or Inf is not one
                 self.skips.add(f"{sample.name} is {sample.value} (not a count)", "sample")
@@ -320,8 +359,10 @@ def ufm_messages(text: str) -> tuple[Exposition, int]:
         ts_us = record.get("timestamp")
         ts_ms = int(ts_us) // 1000 if isinstance(ts_us, (int, float)) else None
         newest = max(newest, ts_ms or 0)
-        labels = {"node_guid": str(record.get("node_guid", record.get("source_id", ""))),
-                  "port_num": str(record["port_num"])}
+        labels = {
+            "node_guid": str(record.get("node_guid", record.get("source_id", ""))),
+            "port_num": str(record["port_num"]),
+        }
         for key, value in record.items():
             name = key.split("_u_")[0] if "_u_" in key else key
             if name in UFM and isinstance(value, (int, float)):

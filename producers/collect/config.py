@@ -81,8 +81,19 @@ from urllib.parse import quote, quote_plus
 import yaml
 
 __all__ = [
-    "ConfigError", "FileSD", "RelabelConfig", "ScrapeConfig", "ScrapeJob", "StaticGroup", "Target",
-    "apply_relabel", "discover", "file_sd_paths", "load_config", "parse_duration", "parse_shard",
+    "ConfigError",
+    "FileSD",
+    "RelabelConfig",
+    "ScrapeConfig",
+    "ScrapeJob",
+    "StaticGroup",
+    "Target",
+    "apply_relabel",
+    "discover",
+    "file_sd_paths",
+    "load_config",
+    "parse_duration",
+    "parse_shard",
     "shard_of",
 ]
 
@@ -95,9 +106,10 @@ class ConfigError(ValueError):
 # Durations (prometheus/common model.ParseDuration and Duration.String)
 
 _DURATION_RE = re.compile(
-    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?")
+    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
+)
 _UNITS_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
-_MAX_MS = (2**63 - 1) // 1_000_000          # time.Duration is int64 nanoseconds
+_MAX_MS = (2**63 - 1) // 1_000_000  # time.Duration is int64 nanoseconds
 
 
 def _q(text: str) -> str:
@@ -131,9 +143,15 @@ def _format_duration(ms: int) -> str:
     if ms == 0:
         return "0s"
     out = []
-    for unit, mult, exact in (("y", _UNITS_MS[0], True), ("w", _UNITS_MS[1], True), ("d", _UNITS_MS[2], False),
-                              ("h", _UNITS_MS[3], False), ("m", _UNITS_MS[4], False), ("s", 1000, False),
-                              ("ms", 1, False)):
+    for unit, mult, exact in (
+        ("y", _UNITS_MS[0], True),
+        ("w", _UNITS_MS[1], True),
+        ("d", _UNITS_MS[2], False),
+        ("h", _UNITS_MS[3], False),
+        ("m", _UNITS_MS[4], False),
+        ("s", 1000, False),
+        ("ms", 1, False),
+    ):
         if exact and ms % mult:
             continue
         if ms // mult > 0:
@@ -146,9 +164,19 @@ def _format_duration(ms: int) -> str:
 # Go RE2 syntax -> Python re
 
 _POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~",
-    "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z", "word": "0-9A-Za-z_",
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
     "xdigit": "0-9A-Fa-f",
 }
 _LEADING_FLAGS = re.compile(r"\(\?([imsU]+)\)")
@@ -175,15 +203,15 @@ def _escape(src: str, i: int, in_class: bool) -> tuple[str, int]:
         if in_class:
             raise ConfigError("`\\Q` inside a character class is not supported by clusterpulse collect")
         end = src.find("\\E", i + 2)
-        literal = src[i + 2:] if end < 0 else src[i + 2:end]
+        literal = src[i + 2 :] if end < 0 else src[i + 2 : end]
         return re.escape(literal), len(src) if end < 0 else end + 2
     if c == "x" and i + 2 < len(src) and src[i + 2] == "{":
         end = src.find("}", i + 3)
-        digits = src[i + 3:end] if end > 0 else ""
+        digits = src[i + 3 : end] if end > 0 else ""
         if not digits or any(ch not in "0123456789abcdefABCDEF" for ch in digits) or int(digits, 16) > 0x10FFFF:
             raise ConfigError("invalid escape sequence: `\\x{`")
         return f"\\U{int(digits, 16):08x}", end + 1
-    return src[i:i + 2], i + 2
+    return src[i : i + 2], i + 2
 
 
 def _class(src: str, i: int) -> tuple[str, int]:
@@ -200,7 +228,7 @@ def _class(src: str, i: int) -> tuple[str, int]:
         c = src[j]
         if src.startswith("[:", j):
             end = src.find(":]", j + 2)
-            name = src[j + 2:end] if end > 0 else ""
+            name = src[j + 2 : end] if end > 0 else ""
             if name.startswith("^"):
                 raise ConfigError(f"negated class [:{name}:] is not supported by clusterpulse collect")
             if name not in _POSIX_CLASSES:
@@ -233,7 +261,7 @@ def _go_to_python(src: str) -> str:
         lead, i = f"(?{m.group(1)})", m.end()
     multiline = re.search(r"\(\?[a-zA-Z]*m", src) is not None
     out: list[str] = []
-    quant = ""                    # "q" after a quantifier, "lazy" after its lazy marker
+    quant = ""  # "q" after a quantifier, "lazy" after its lazy marker
     while i < len(src):
         c = src[i]
         was, quant = quant, ""
@@ -256,13 +284,17 @@ def _go_to_python(src: str) -> str:
             elif src.startswith("(?", i):
                 fm = _FLAG_GROUP.match(src, i)
                 if fm is None:
-                    raise ConfigError(f"invalid or unsupported Perl syntax: `{src[i:i + 3]}` (RE2 has no "
-                                      "lookarounds, backreferences or atomic groups)")
+                    raise ConfigError(
+                        f"invalid or unsupported Perl syntax: `{src[i : i + 3]}` (RE2 has no "
+                        "lookarounds, backreferences or atomic groups)"
+                    )
                 if "U" in fm.group(1):
                     raise ConfigError("flag (?U) is not supported by clusterpulse collect")
                 if fm.group(2) == ")":
-                    raise ConfigError(f"flags `{fm.group(0)}` are supported only at the start of the "
-                                      "regex by clusterpulse collect; use (?flags:...)")
+                    raise ConfigError(
+                        f"flags `{fm.group(0)}` are supported only at the start of the "
+                        "regex by clusterpulse collect; use (?flags:...)"
+                    )
                 out.append(fm.group(0))
                 i = fm.end()
             else:
@@ -275,14 +307,14 @@ def _go_to_python(src: str) -> str:
             if was == "q" and c == "?":
                 quant = "lazy"
             elif was:
-                raise ConfigError(f"invalid nested repetition operator: `{src[i - 1:i + 1]}`")
+                raise ConfigError(f"invalid nested repetition operator: `{src[i - 1 : i + 1]}`")
             else:
                 quant = "q"
             out.append(c)
             i += 1
         elif c == "{":
             rm = _REPEAT.match(src, i)
-            if rm is None or rm.group(1) == "":      # Go: not a repeat, a literal '{'
+            if rm is None or rm.group(1) == "":  # Go: not a repeat, a literal '{'
                 out.append("\\{")
                 i += 1
             else:
@@ -311,8 +343,19 @@ def _compile(regex: str) -> re.Pattern[str]:
 # ---------------------------------------------------------------------------------------------
 # Relabeling (model/relabel/relabel.go)
 
-_ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop",
-            "labelkeep", "lowercase", "uppercase")
+_ACTIONS = (
+    "replace",
+    "keep",
+    "drop",
+    "keepequal",
+    "dropequal",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
+)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _RELABEL_TARGET = re.compile(r"(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+", re.ASCII)
 _RELABEL_KEYS = ("source_labels", "separator", "regex", "modulus", "target_label", "replacement", "action")
@@ -362,11 +405,13 @@ class RelabelConfig:
             raise ConfigError(f"'replacement' can not be set for {a} action")
         if a == "labelmap" and not _RELABEL_TARGET.fullmatch(self.replacement):
             raise ConfigError(f"{_q(self.replacement)} is invalid 'replacement' for {a} action")
-        if a in ("keepequal", "dropequal") and (self.regex != "(.*)" or self.modulus or self.separator != ";"
-                                                or self.replacement != "$1"):
+        if a in ("keepequal", "dropequal") and (
+            self.regex != "(.*)" or self.modulus or self.separator != ";" or self.replacement != "$1"
+        ):
             raise ConfigError(f"{a} action requires only 'source_labels' and `target_label`, and no other fields")
-        if a in ("labeldrop", "labelkeep") and (self.source_labels or tl or self.modulus or self.separator != ";"
-                                                or self.replacement != "$1"):
+        if a in ("labeldrop", "labelkeep") and (
+            self.source_labels or tl or self.modulus or self.separator != ";" or self.replacement != "$1"
+        ):
             raise ConfigError(f"{a} action requires only 'regex', and no other fields")
 
     @classmethod
@@ -436,7 +481,7 @@ def _expand(template: str, m: re.Match[str]) -> str:
             out.append(template[i:])
             return "".join(out)
         out.append(template[i:j])
-        rest = template[j + 1:]
+        rest = template[j + 1 :]
         if rest.startswith("$"):
             out.append("$")
             i = j + 2
@@ -612,7 +657,8 @@ class _Loader(yaml.SafeLoader):
                     continue
                 if duplicate:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"mapping key {key!r} already defined", key_node.start_mark)
+                        None, None, f"mapping key {key!r} already defined", key_node.start_mark
+                    )
         return super().construct_mapping(node, deep)
 
 
@@ -650,7 +696,7 @@ def _kind(value: Any) -> str:
 
 def _string(value: Any, key: str) -> str:
     if value is None:
-        return ""                       # yaml.v2: null is the zero value
+        return ""  # yaml.v2: null is the zero value
     if isinstance(value, (Mapping, list)):
         raise ConfigError(f"{key}: must be a string, not {_kind(value)}")
     if isinstance(value, bool):
@@ -723,35 +769,108 @@ _TOP_IGNORED = ("runtime", "rule_files", "alerting", "remote_write", "remote_rea
 _TOP_UNSUPPORTED = ("scrape_config_files",)
 
 _GLOBAL_SUPPORTED = ("scrape_interval", "scrape_timeout")
-_GLOBAL_IGNORED = ("external_labels", "evaluation_interval", "rule_query_offset", "query_log_file",
-                   "scrape_failure_log_file", "scrape_protocols", "metric_name_validation_scheme",
-                   "metric_name_escaping_scheme", "extra_scrape_metrics", "keep_dropped_targets")
+_GLOBAL_IGNORED = (
+    "external_labels",
+    "evaluation_interval",
+    "rule_query_offset",
+    "query_log_file",
+    "scrape_failure_log_file",
+    "scrape_protocols",
+    "metric_name_validation_scheme",
+    "metric_name_escaping_scheme",
+    "extra_scrape_metrics",
+    "keep_dropped_targets",
+)
 _LIMIT_DEFAULTS: dict[str, Any] = {
-    "body_size_limit": 0, "sample_limit": 0, "target_limit": 0, "label_limit": 0,
-    "label_name_length_limit": 0, "label_value_length_limit": 0,
-    "scrape_native_histograms": False, "convert_classic_histograms_to_nhcb": False,
+    "body_size_limit": 0,
+    "sample_limit": 0,
+    "target_limit": 0,
+    "label_limit": 0,
+    "label_name_length_limit": 0,
+    "label_value_length_limit": 0,
+    "scrape_native_histograms": False,
+    "convert_classic_histograms_to_nhcb": False,
     "always_scrape_classic_histograms": False,
 }
 _GLOBAL_AT_DEFAULT = dict(_LIMIT_DEFAULTS)
 
-_JOB_SUPPORTED = ("job_name", "scrape_interval", "scrape_timeout", "metrics_path", "scheme", "params",
-                  "honor_labels", "honor_timestamps", "static_configs", "file_sd_configs", "relabel_configs",
-                  "metric_relabel_configs")
-_JOB_IGNORED = ("scrape_protocols", "fallback_scrape_protocol", "metric_name_validation_scheme",
-                "metric_name_escaping_scheme", "scrape_failure_log_file", "extra_scrape_metrics",
-                "keep_dropped_targets")
+_JOB_SUPPORTED = (
+    "job_name",
+    "scrape_interval",
+    "scrape_timeout",
+    "metrics_path",
+    "scheme",
+    "params",
+    "honor_labels",
+    "honor_timestamps",
+    "static_configs",
+    "file_sd_configs",
+    "relabel_configs",
+    "metric_relabel_configs",
+)
+_JOB_IGNORED = (
+    "scrape_protocols",
+    "fallback_scrape_protocol",
+    "metric_name_validation_scheme",
+    "metric_name_escaping_scheme",
+    "scrape_failure_log_file",
+    "extra_scrape_metrics",
+    "keep_dropped_targets",
+)
 _JOB_AT_DEFAULT: dict[str, Any] = {
-    **_LIMIT_DEFAULTS, "native_histogram_bucket_limit": 0, "native_histogram_min_bucket_factor": 0,
-    "scrape_classic_histograms": False, "track_timestamps_staleness": False, "enable_compression": True,
-    "follow_redirects": True, "enable_http2": True, "proxy_from_environment": False,
+    **_LIMIT_DEFAULTS,
+    "native_histogram_bucket_limit": 0,
+    "native_histogram_min_bucket_factor": 0,
+    "scrape_classic_histograms": False,
+    "track_timestamps_staleness": False,
+    "enable_compression": True,
+    "follow_redirects": True,
+    "enable_http2": True,
+    "proxy_from_environment": False,
 }
-_SD_MECHANISMS = ("azure", "consul", "digitalocean", "docker", "dockerswarm", "dns", "ec2", "eureka", "gce",
-                  "hetzner", "http", "ionos", "kubernetes", "kuma", "lightsail", "linode", "marathon", "nerve",
-                  "nomad", "openstack", "ovhcloud", "puppetdb", "scaleway", "serverset", "stackit", "triton",
-                  "uyuni", "vultr")
-_JOB_UNSUPPORTED = ("basic_auth", "authorization", "oauth2", "bearer_token", "bearer_token_file", "tls_config",
-                    "proxy_url", "no_proxy", "proxy_connect_header", "http_headers",
-                    *(f"{sd}_sd_configs" for sd in _SD_MECHANISMS))
+_SD_MECHANISMS = (
+    "azure",
+    "consul",
+    "digitalocean",
+    "docker",
+    "dockerswarm",
+    "dns",
+    "ec2",
+    "eureka",
+    "gce",
+    "hetzner",
+    "http",
+    "ionos",
+    "kubernetes",
+    "kuma",
+    "lightsail",
+    "linode",
+    "marathon",
+    "nerve",
+    "nomad",
+    "openstack",
+    "ovhcloud",
+    "puppetdb",
+    "scaleway",
+    "serverset",
+    "stackit",
+    "triton",
+    "uyuni",
+    "vultr",
+)
+_JOB_UNSUPPORTED = (
+    "basic_auth",
+    "authorization",
+    "oauth2",
+    "bearer_token",
+    "bearer_token_file",
+    "tls_config",
+    "proxy_url",
+    "no_proxy",
+    "proxy_connect_header",
+    "http_headers",
+    *(f"{sd}_sd_configs" for sd in _SD_MECHANISMS),
+)
 
 
 def _at_default(value: Any, default: Any) -> bool:
@@ -768,8 +887,14 @@ def _at_default(value: Any, default: Any) -> bool:
     return False
 
 
-def _check_keys(raw: Mapping[Any, Any], where: str, supported: Iterable[str], ignored: Iterable[str] | dict,
-                at_default: Mapping[str, Any], unsupported: Iterable[str]) -> None:
+def _check_keys(
+    raw: Mapping[Any, Any],
+    where: str,
+    supported: Iterable[str],
+    ignored: Iterable[str] | dict,
+    at_default: Mapping[str, Any],
+    unsupported: Iterable[str],
+) -> None:
     """Refuse keys outside the subset, naming the key and where it is."""
     supported = tuple(supported)
     for key in raw:
@@ -780,11 +905,14 @@ def _check_keys(raw: Mapping[Any, Any], where: str, supported: Iterable[str], ig
             if _at_default(raw[key], default):
                 continue
             shown = str(default).lower() if isinstance(default, bool) else str(default)
-            raise ConfigError(f"{where}: '{key}: {_string(raw[key], key)}' is not supported by clusterpulse "
-                              f"collect (only the Prometheus default {shown} is accepted)")
+            raise ConfigError(
+                f"{where}: '{key}: {_string(raw[key], key)}' is not supported by clusterpulse "
+                f"collect (only the Prometheus default {shown} is accepted)"
+            )
         if key in unsupported:
-            raise ConfigError(f"{where}: '{key}' is not supported by clusterpulse collect "
-                              f"(supported: {', '.join(supported)})")
+            raise ConfigError(
+                f"{where}: '{key}' is not supported by clusterpulse collect (supported: {', '.join(supported)})"
+            )
         raise ConfigError(f"{where}: unknown key {str(key)!r} (supported: {', '.join(supported)})")
 
 
@@ -820,8 +948,11 @@ def _parse_static(raw: Any, where: str) -> tuple[StaticGroup, ...]:
             raise ConfigError(f"{here}: must be a mapping with targets and labels, not {_kind(item)}")
         _check_keys(item, here, ("targets", "labels"), (), {}, ())
         try:
-            groups.append(StaticGroup(tuple(_string_list(item.get("targets"), "targets")),
-                                      _label_set(item.get("labels"), "labels")))
+            groups.append(
+                StaticGroup(
+                    tuple(_string_list(item.get("targets"), "targets")), _label_set(item.get("labels"), "labels")
+                )
+            )
         except ConfigError as e:
             raise ConfigError(f"{here}: {e}") from None
     return tuple(groups)
@@ -840,16 +971,19 @@ def _parse_file_sd(raw: Any, where: str, base: str) -> tuple[FileSD, ...]:
         _check_keys(item, here, ("files", "refresh_interval"), (), {}, ())
         try:
             files = _string_list(item.get("files"), "files")
-            refresh_ms = _duration_field(item["refresh_interval"], "refresh_interval") \
-                if "refresh_interval" in item else 300_000
+            refresh_ms = (
+                _duration_field(item["refresh_interval"], "refresh_interval") if "refresh_interval" in item else 300_000
+            )
         except ConfigError as e:
             raise ConfigError(f"{here}: {e}") from None
         if not files:
             raise ConfigError(f"{here}: file service discovery config must contain at least one path name")
         for name in files:
             if not _FILE_SD_NAME.fullmatch(name):
-                raise ConfigError(f"{here}: path name {_q(name)} is not valid for file discovery "
-                                  "('*' only in the last element; .json, .yml or .yaml)")
+                raise ConfigError(
+                    f"{here}: path name {_q(name)} is not valid for file discovery "
+                    "('*' only in the last element; .json, .yml or .yaml)"
+                )
         if refresh_ms <= 0:
             raise ConfigError(f"{here}: refresh_interval must be more than 0")
         out.append(FileSD(tuple(_join_dir(base, f) for f in files), refresh_ms / 1000.0))
@@ -881,8 +1015,10 @@ def _parse_job(raw: Any, index: int, g_interval: int, g_timeout: int, base: str)
         interval = _duration_field(raw.get("scrape_interval"), "scrape_interval") or g_interval
         timeout = _duration_field(raw.get("scrape_timeout"), "scrape_timeout")
         if timeout > interval:
-            raise ConfigError(f"scrape timeout ({_format_duration(timeout)}) greater than scrape interval "
-                              f"({_format_duration(interval)})")
+            raise ConfigError(
+                f"scrape timeout ({_format_duration(timeout)}) greater than scrape interval "
+                f"({_format_duration(interval)})"
+            )
         timeout = timeout or min(g_timeout, interval)
         metrics_path = _string(raw["metrics_path"], "metrics_path") if "metrics_path" in raw else "/metrics"
         scheme = _string(raw["scheme"], "scheme") if "scheme" in raw else "http"
@@ -890,25 +1026,33 @@ def _parse_job(raw: Any, index: int, g_interval: int, g_timeout: int, base: str)
             raise ConfigError(f"scheme: must be http or https, not {_q(scheme)}")
         params = _parse_params(raw.get("params"))
         honor_labels = _boolean(raw.get("honor_labels"), "honor_labels")
-        honor_timestamps = _boolean(raw["honor_timestamps"], "honor_timestamps") \
-            if "honor_timestamps" in raw else True
+        honor_timestamps = _boolean(raw["honor_timestamps"], "honor_timestamps") if "honor_timestamps" in raw else True
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     static = _parse_static(raw.get("static_configs"), f"{where}: static_configs")
     relabel = _parse_relabels(raw.get("relabel_configs"), f"{where}: relabel_configs")
-    if not relabel:                     # Prometheus: "check for users putting URLs in target groups"
+    if not relabel:  # Prometheus: "check for users putting URLs in target groups"
         for i, group in enumerate(static):
             for target in group.targets:
                 if "/" in target:
-                    raise ConfigError(f"{where}: static_configs[{i}]: {_q(target)} is not a valid hostname "
-                                      "(a target is host:port; the path goes in metrics_path)")
+                    raise ConfigError(
+                        f"{where}: static_configs[{i}]: {_q(target)} is not a valid hostname "
+                        "(a target is host:port; the path goes in metrics_path)"
+                    )
     return ScrapeJob(
-        name=name, interval_s=interval / 1000.0, timeout_s=timeout / 1000.0, metrics_path=metrics_path,
-        scheme=scheme, params=params, static=static,
+        name=name,
+        interval_s=interval / 1000.0,
+        timeout_s=timeout / 1000.0,
+        metrics_path=metrics_path,
+        scheme=scheme,
+        params=params,
+        static=static,
         file_sd=_parse_file_sd(raw.get("file_sd_configs"), f"{where}: file_sd_configs", base),
         relabel=relabel,
         metric_relabel=_parse_relabels(raw.get("metric_relabel_configs"), f"{where}: metric_relabel_configs"),
-        honor_labels=honor_labels, honor_timestamps=honor_timestamps)
+        honor_labels=honor_labels,
+        honor_timestamps=honor_timestamps,
+    )
 
 
 def _parse_global(raw: Any) -> tuple[int, int]:
@@ -943,10 +1087,11 @@ def load_config(path: str) -> ScrapeConfig:
             doc = {}
         if not isinstance(doc, Mapping):
             raise ConfigError(f"the top level must be a mapping with scrape_configs, not {_kind(doc)}")
-        for key in _TOP_UNSUPPORTED:          # accepted when empty
+        for key in _TOP_UNSUPPORTED:  # accepted when empty
             if doc.get(key):
-                raise ConfigError(f"top level: '{key}' is not supported by clusterpulse collect "
-                                  "(put the jobs in scrape_configs)")
+                raise ConfigError(
+                    f"top level: '{key}' is not supported by clusterpulse collect (put the jobs in scrape_configs)"
+                )
         _check_keys(doc, "top level", _TOP_SUPPORTED, _TOP_IGNORED + _TOP_UNSUPPORTED, {}, ())
         g_interval, g_timeout = _parse_global(doc.get("global"))
         raw_jobs = doc.get("scrape_configs")
@@ -959,8 +1104,10 @@ def load_config(path: str) -> ScrapeConfig:
         seen: dict[str, int] = {}
         for i, job in enumerate(jobs):
             if job.name in seen:
-                raise ConfigError(f'scrape_configs[{i}]: found multiple scrape configs with job name '
-                                  f'"{job.name}" (first at scrape_configs[{seen[job.name]}])')
+                raise ConfigError(
+                    f"scrape_configs[{i}]: found multiple scrape configs with job name "
+                    f'"{job.name}" (first at scrape_configs[{seen[job.name]}])'
+                )
             seen[job.name] = i
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
@@ -1041,7 +1188,7 @@ def _url(labels: Mapping[str, str], params: Mapping[str, tuple[str, ...]]) -> st
     query = {k: list(v) for k, v in params.items()}
     for name, value in labels.items():
         if name.startswith("__param_"):
-            key = name[len("__param_"):]
+            key = name[len("__param_") :]
             if query.get(key):
                 query[key][0] = value
             else:
@@ -1060,9 +1207,13 @@ def _populate(job: ScrapeJob, address: str, group_labels: Mapping[str, str]) -> 
     for name, value in group_labels.items():
         if name != "__address__" and value:
             labels[name] = value
-    for name, value in (("job", job.name), ("__scrape_interval__", _format_duration(round(job.interval_s * 1000))),
-                        ("__scrape_timeout__", _format_duration(round(job.timeout_s * 1000))),
-                        ("__metrics_path__", job.metrics_path), ("__scheme__", job.scheme)):
+    for name, value in (
+        ("job", job.name),
+        ("__scrape_interval__", _format_duration(round(job.interval_s * 1000))),
+        ("__scrape_timeout__", _format_duration(round(job.timeout_s * 1000))),
+        ("__metrics_path__", job.metrics_path),
+        ("__scheme__", job.scheme),
+    ):
         if not labels.get(name):
             _set(labels, name, value)
     for key, values in job.params.items():
@@ -1089,8 +1240,10 @@ def _check(labels: dict[str, str]) -> tuple[int, int]:
             raise ConfigError(f"scrape {what} cannot be 0")
         times.append(ms)
     if times[1] > times[0]:
-        raise ConfigError(f"scrape timeout cannot be greater than scrape interval "
-                          f"({_q(labels['__scrape_timeout__'])} > {_q(labels['__scrape_interval__'])})")
+        raise ConfigError(
+            f"scrape timeout cannot be greater than scrape interval "
+            f"({_q(labels['__scrape_timeout__'])} > {_q(labels['__scrape_interval__'])})"
+        )
     for name in [n for n in labels if n.startswith("__meta_")]:
         del labels[name]
     if not labels.get("instance"):
@@ -1136,9 +1289,17 @@ def discover(config: ScrapeConfig, shard: tuple[int, int] | None = None) -> tupl
                     continue
                 seen.add(key)
                 public = {k: v for k, v in sorted(labels.items()) if not k.startswith("__")}
-                targets.append(Target(
-                    job=job.name, url=_url(dict(sorted(labels.items())), job.params),
-                    address=labels["__address__"], labels=public, interval_s=interval_ms / 1000.0,
-                    timeout_s=timeout_ms / 1000.0, honor_timestamps=job.honor_timestamps,
-                    metric_relabel=job.metric_relabel, honor_labels=job.honor_labels))
+                targets.append(
+                    Target(
+                        job=job.name,
+                        url=_url(dict(sorted(labels.items())), job.params),
+                        address=labels["__address__"],
+                        labels=public,
+                        interval_s=interval_ms / 1000.0,
+                        timeout_s=timeout_ms / 1000.0,
+                        honor_timestamps=job.honor_timestamps,
+                        metric_relabel=job.metric_relabel,
+                        honor_labels=job.honor_labels,
+                    )
+                )
     return targets, problems

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.schemas import Batch, InvalidRecord, check_entities
 from pipeline.topology import Topology
 from producers.adapters.exporters import ExporterConverter
-from producers.adapters.prometheus import Exposition, Sample
+from producers.adapters.prometheus import Sample
 from producers.collect.metrics import CollectMetrics
 from producers.collect.remote_write import RemoteWriteError, decode_write_request
 from producers.collect.scraper import Mapper, group_messages
@@ -46,8 +46,15 @@ class _Scrape:
 class RemoteWriteIntake:
     """Samples from remote_write, gathered per target and scrape, converted into messages."""
 
-    def __init__(self, topology: Topology, inventory: Inventory, send: Callable[[Message], None],
-                 metrics: CollectMetrics, settle_s: float = SETTLE_S, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        inventory: Inventory,
+        send: Callable[[Message], None],
+        metrics: CollectMetrics,
+        settle_s: float = SETTLE_S,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.topo = topology
         self.mapper = Mapper(topology, inventory)
         self.converter = ExporterConverter(topology, inventory)
@@ -118,7 +125,7 @@ class RemoteWriteIntake:
                 continue
             batches.sort(key=lambda b: b.source)
             for i in range(0, max(len(batches), 1), GROUP_SIZE):
-                chunk = batches[i:i + GROUP_SIZE]
+                chunk = batches[i : i + GROUP_SIZE]
                 first = chunk[0].source if chunk else "unreachable"
                 for message in group_messages(f"remote_write:{first}", chunk, gone if i == 0 else {}, ts):
                     self.send(message)
@@ -146,8 +153,10 @@ class RemoteWriteIntake:
         elif key not in self.unmapped_said:
             self.unmapped_said.add(key)
             reasons = self.converter.skips.describe() if self.converter.skips else "no metric ClusterPulse maps"
-            self.say(f"clusterpulse: remote_write target {instance} (job {job}) gave nothing usable: {reasons}. "
-                     "Map its hosts with an inventory line (docs/inventory.md) or a node / switch label.")
+            self.say(
+                f"clusterpulse: remote_write target {instance} (job {job}) gave nothing usable: {reasons}. "
+                "Map its hosts with an inventory line (docs/inventory.md) or a node / switch label."
+            )
         return kept
 
 
@@ -175,8 +184,11 @@ def make_app(metrics: CollectMetrics, intake: RemoteWriteIntake | None) -> web.A
         except Exception as exc:  # aiohttp's own decoding of a Content-Encoding it knows (gzip) failed
             metrics.remote_write.labels("400").inc()
             reason = getattr(exc, "message", None) or str(exc)
-            return web.Response(status=400, text=f"cannot read the body ({' '.join(str(reason).split())}); "
-                                                 "remote_write 1.0 sends snappy (Content-Encoding: snappy)\n")
+            return web.Response(
+                status=400,
+                text=f"cannot read the body ({' '.join(str(reason).split())}); "
+                "remote_write 1.0 sends snappy (Content-Encoding: snappy)\n",
+            )
         try:
             intake.take(body, request.headers.get("Content-Encoding"))
         except RemoteWriteError as exc:
@@ -196,6 +208,6 @@ async def flush_every(intake: RemoteWriteIntake, stop: asyncio.Event, seconds: f
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         intake.flush(everything=stop.is_set())

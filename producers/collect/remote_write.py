@@ -55,13 +55,19 @@ def _schema() -> dict[str, type]:
     f = descriptor_pb2.FieldDescriptorProto
     one, many = f.LABEL_OPTIONAL, f.LABEL_REPEATED
     file = descriptor_pb2.FileDescriptorProto(
-        name="clusterpulse/prometheus_remote_write.proto", package="prometheus", syntax="proto3")
+        name="clusterpulse/prometheus_remote_write.proto", package="prometheus", syntax="proto3"
+    )
 
     def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
         msg = file.message_type.add(name=name)
         for field_name, number, label, kind, type_name in fields:
-            msg.field.add(name=field_name, number=number, label=label, type=kind,
-                          **({"type_name": f".prometheus.{type_name}"} if type_name else {}))
+            msg.field.add(
+                name=field_name,
+                number=number,
+                label=label,
+                type=kind,
+                **({"type_name": f".prometheus.{type_name}"} if type_name else {}),
+            )
 
     msg, string, raw = f.TYPE_MESSAGE, f.TYPE_STRING, f.TYPE_BYTES
     message("Label", ("name", 1, one, string, ""), ("value", 2, one, string, ""))
@@ -81,8 +87,10 @@ def _schema() -> dict[str, type]:
     message("ColumnsView", ("timeseries", 1, one, msg, "SeriesColumns"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{m.name}"))
-            for m in file.message_type}
+    return {
+        m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{m.name}"))
+        for m in file.message_type
+    }
 
 
 _CLASSES = _schema()
@@ -281,27 +289,45 @@ def _bench_requests(batch: int = 2000) -> list[bytes]:
     """1,280 nodes x 8 GPUs x 9 DCGM metrics + 640 switches x 64 ports x 5 if_mib metrics, one sample
     each, in requests of `batch` series (Prometheus' default max_samples_per_send)."""
     ts = int(time.time() * 1000)
-    dcgm = ["DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_FB_USED",
-            "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_XID_ERRORS",
-            "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"]
+    dcgm = [
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_GPU_TEMP",
+        "DCGM_FI_DEV_POWER_USAGE",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_FB_FREE",
+        "DCGM_FI_DEV_SM_CLOCK",
+        "DCGM_FI_DEV_MEM_CLOCK",
+        "DCGM_FI_DEV_XID_ERRORS",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    ]
     dcgm_values = [87.0, 64.0, 612.25, 61440.0, 20480.0, 1980.0, 2619.0, 0.0, 0.0]
     if_mib = ["ifHCInOctets", "ifHCOutOctets", "ifInErrors", "ifOutErrors", "ifOperStatus"]
     samples: list[Sample] = []
     for node in range(1280):
         host = f"gpu-node-{node:04d}"
         for gpu in range(8):
-            labels = {"gpu": str(gpu), "UUID": f"GPU-{node:04x}{gpu:04x}-5b1c-4f2a-9e7d-0c3b2a1f{node:04x}",
-                      "device": f"nvidia{gpu}", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": host,
-                      "instance": f"{host}:9400", "job": "dcgm"}
+            labels = {
+                "gpu": str(gpu),
+                "UUID": f"GPU-{node:04x}{gpu:04x}-5b1c-4f2a-9e7d-0c3b2a1f{node:04x}",
+                "device": f"nvidia{gpu}",
+                "modelName": "NVIDIA H100 80GB HBM3",
+                "Hostname": host,
+                "instance": f"{host}:9400",
+                "job": "dcgm",
+            }
             samples += [Sample(m, labels, v + gpu * (v > 0), ts + node) for m, v in zip(dcgm, dcgm_values)]
     for switch in range(640):
         for port in range(64):
-            labels = {"ifIndex": str(port + 1), "ifName": f"Ethernet{port * 4}",
-                      "ifAlias": f"to-gpu-node-{(switch * 64 + port) % 1280:04d}-nic{port % 8}",
-                      "instance": f"leaf-{switch:03d}.fabric", "job": "snmp"}
+            labels = {
+                "ifIndex": str(port + 1),
+                "ifName": f"Ethernet{port * 4}",
+                "ifAlias": f"to-gpu-node-{(switch * 64 + port) % 1280:04d}-nic{port % 8}",
+                "instance": f"leaf-{switch:03d}.fabric",
+                "job": "snmp",
+            }
             values = [9.87e12 + port * 1e9, 8.76e12 + port * 1e9, 0.0, float(port % 3 == 0), 1.0]
             samples += [Sample(m, labels, v, ts + switch) for m, v in zip(if_mib, values)]
-    return [encode_write_request(samples[i:i + batch]) for i in range(0, len(samples), batch)]
+    return [encode_write_request(samples[i : i + batch]) for i in range(0, len(samples), batch)]
 
 
 def bench(rounds: int = 5) -> None:
@@ -312,8 +338,9 @@ def bench(rounds: int = 5) -> None:
     started = time.process_time()
     total = sum(len(decode_write_request(body)[0]) for body in requests)
     cold = time.process_time() - started
-    print(f"{len(requests)} requests of <= 2,000 series, {total:,} samples, "
-          f"{sum(map(len, requests)) / 1e6:.1f} MB snappy")
+    print(
+        f"{len(requests)} requests of <= 2,000 series, {total:,} samples, {sum(map(len, requests)) / 1e6:.1f} MB snappy"
+    )
     print(f"cold cache: {total / cold:,.0f} samples/s ({cold * 1000:.0f} ms)")
     warm = []
     for _ in range(rounds):
@@ -321,8 +348,10 @@ def bench(rounds: int = 5) -> None:
         for body in requests:
             decode_write_request(body)
         warm.append(time.process_time() - started)
-    print(f"warm cache: {total / min(warm):,.0f} samples/s best, {total * len(warm) / sum(warm):,.0f} mean "
-          f"({min(warm) * 1000:.0f} ms for all)")
+    print(
+        f"warm cache: {total / min(warm):,.0f} samples/s best, {total * len(warm) / sum(warm):,.0f} mean "
+        f"({min(warm) * 1000:.0f} ms for all)"
+    )
     started = time.process_time()
     for body in requests:
         raw = _decompress(body, "snappy")

@@ -148,9 +148,17 @@ def group_messages(collector: str, batches: list[Batch], gone: dict[str, list[st
 class Scraper:
     """The scrape loop of `clusterpulse collect --config`: discovery, rounds, reloads."""
 
-    def __init__(self, config_path: str, shard: tuple[int, int] | None, topology: Topology, inventory: Inventory,
-                 send: Callable[[Message], None], metrics: CollectMetrics, group_size: int = 32,
-                 say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        shard: tuple[int, int] | None,
+        topology: Topology,
+        inventory: Inventory,
+        send: Callable[[Message], None],
+        metrics: CollectMetrics,
+        group_size: int = 32,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.config_path = config_path
         self.shard = shard
         self.topo = topology
@@ -181,8 +189,10 @@ class Scraper:
         self.sd_mtimes = self._mtimes()
         for job in config.jobs:
             if job.honor_labels:
-                self.say(f"clusterpulse: job {job.name}: honor_labels changes nothing here (a target's labels "
-                         "name what it serves; they are not attached to its samples)")
+                self.say(
+                    f"clusterpulse: job {job.name}: honor_labels changes nothing here (a target's labels "
+                    "name what it serves; they are not attached to its samples)"
+                )
         states: dict[str, TargetState] = {}
         for target in targets:
             old = self.states.get(target.url)
@@ -203,9 +213,12 @@ class Scraper:
         self.jobs = list(jobs.values())
         self.metrics.set_targets({job.name: sum(len(g) for g in job.groups) for job in self.jobs})
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
-        self.say(f"clusterpulse: collecting {len(states):,} targets{shard} from {self.config_path}: "
-                 + ", ".join(f"{job.name} {sum(len(g) for g in job.groups):,} every {job.interval_s:g} s"
-                             for job in self.jobs))
+        self.say(
+            f"clusterpulse: collecting {len(states):,} targets{shard} from {self.config_path}: "
+            + ", ".join(
+                f"{job.name} {sum(len(g) for g in job.groups):,} every {job.interval_s:g} s" for job in self.jobs
+            )
+        )
 
     def _mtimes(self) -> dict[str, float]:
         import os
@@ -283,8 +296,13 @@ class Scraper:
                     missed = math.floor((time.time() - due) / interval) + 1
                     due += missed * interval
                     self.metrics.rounds.labels(job.name, "skipped").inc(missed)
-                    log.warning("job %s: skipped %d round(s) of %g s: the collector is falling behind (shard the "
-                                "targets: --shard I/N)", job.name, missed, interval)
+                    log.warning(
+                        "job %s: skipped %d round(s) of %g s: the collector is falling behind (shard the "
+                        "targets: --shard I/N)",
+                        job.name,
+                        missed,
+                        interval,
+                    )
         finally:  # a reload lets the rounds under way finish; a stop ends them
             if stop.is_set():
                 for task in list(rounds):
@@ -295,16 +313,22 @@ class Scraper:
         """One round: group i of n starts i/n of the way into the interval (as Prometheus spreads
         its targets), stamped with its own start, so a thousand scrapes do not all start at once."""
         count = len(job.groups)
-        took = await asyncio.gather(*(self._group_at(job, group, due + job.interval_s * i / count)
-                                      for i, group in enumerate(job.groups)))
+        took = await asyncio.gather(
+            *(self._group_at(job, group, due + job.interval_s * i / count) for i, group in enumerate(job.groups))
+        )
         # a target that times out ends its group at the timeout (at most the interval): late is
         # what the collector adds beyond that
         late = max(took, default=0.0) > job.interval_s * (1 + GROUP_WAIT)
         self.metrics.rounds.labels(job.name, "late" if late else "on_time").inc()
         if late:
-            log.warning("job %s: a group of the round of %s ended %.2f s after its start (interval %g s): the "
-                        "collector is falling behind", job.name, time.strftime("%H:%M:%S", time.localtime(due)),
-                        max(took), job.interval_s)
+            log.warning(
+                "job %s: a group of the round of %s ended %.2f s after its start (interval %g s): the "
+                "collector is falling behind",
+                job.name,
+                time.strftime("%H:%M:%S", time.localtime(due)),
+                max(took),
+                job.interval_s,
+            )
 
     async def _group_at(self, job: JobPlan, group: list[TargetState], start: float) -> float:
         """The group's scrape at `start` (wall s); returns how long after `start` it ended."""
@@ -332,8 +356,9 @@ class Scraper:
                 done |= more
             self._send_group(job, group, [(tasks[t], t.result()) for t in done], stamp_ms)
 
-    def _send_group(self, job: JobPlan, group: list[TargetState], results: list[tuple[TargetState, str | None]],
-                    stamp_ms: int) -> None:
+    def _send_group(
+        self, job: JobPlan, group: list[TargetState], results: list[tuple[TargetState, str | None]], stamp_ms: int
+    ) -> None:
         batches: list[Batch] = []
         gone: dict[str, list[str]] = {"card": [], "port": []}
         for state, body in results:
@@ -361,15 +386,18 @@ class Scraper:
         problem = None
         state.in_flight = True
         try:
-            async with self.session.get(target.url, timeout=aiohttp.ClientTimeout(total=target.timeout_s),
-                                        headers={"Accept": "text/plain;version=0.0.4"}) as resp:
+            async with self.session.get(
+                target.url,
+                timeout=aiohttp.ClientTimeout(total=target.timeout_s),
+                headers={"Accept": "text/plain;version=0.0.4"},
+            ) as resp:
                 if resp.status != 200:
                     problem, reason = f"HTTP {resp.status}", "http_status"
                 else:
                     raw = await _read_all(resp.content, MAX_BODY)  # read(n) returns what has come so far
                     if raw is None:
                         problem, reason = f"page over {MAX_BODY >> 20} MiB", "too_large"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             problem, reason = f"no answer within {target.timeout_s:g} s", "timeout"
         except aiohttp.ClientError as exc:
             problem, reason = f"{type(exc).__name__}: {exc}", "connection"
@@ -414,8 +442,11 @@ class Scraper:
         now = time.monotonic()
         if state.up is not False or now - state.logged_at >= REPEAT_LOG_S:
             repeat = f" ({state.failures} failed scrapes in a row)" if state.up is False else ""
-            named = f"; reported as unreachable: {', '.join(state.entities)}" if state.entities else \
-                "; it names no node or switch yet (give it a node or switch label, or an inventory line)"
+            named = (
+                f"; reported as unreachable: {', '.join(state.entities)}"
+                if state.entities
+                else "; it names no node or switch yet (give it a node or switch label, or an inventory line)"
+            )
             self.say(f"clusterpulse: target {target.url} (job {target.job}): {problem}{repeat}{named}")
             state.logged_at = now
         state.up = False
@@ -447,20 +478,23 @@ class Scraper:
             state.entities = entities
         if report.skips and not state.unmapped_said:
             if not kept:  # each such target once, with the fix
-                self.say(f"clusterpulse: target {target.url} (job {target.job}): nothing usable: skipped "
-                         f"{report.skips.describe()}. Map its hosts to topology names with an inventory line "
-                         "(hosts: {<host>: {node: <node>}}, docs/inventory.md) or give the target a node or switch "
-                         "label.")
+                self.say(
+                    f"clusterpulse: target {target.url} (job {target.job}): nothing usable: skipped "
+                    f"{report.skips.describe()}. Map its hosts to topology names with an inventory line "
+                    "(hosts: {<host>: {node: <node>}}, docs/inventory.md) or give the target a node or switch "
+                    "label."
+                )
                 self.metrics.unmapped.labels(target.job).inc()
             elif (target.job, report.skips.describe()) not in self.partial_said:  # the same skips: once a job
                 self.partial_said.add((target.job, report.skips.describe()))
-                self.say(f"clusterpulse: job {target.job}: {target.url} and maybe others: skipped "
-                         f"{report.skips.describe()}")
+                self.say(
+                    f"clusterpulse: job {target.job}: {target.url} and maybe others: skipped {report.skips.describe()}"
+                )
             state.unmapped_said = True
         return kept
 
 
-def metric_relabel(configs: tuple) -> "Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None] | None":
+def metric_relabel(configs: tuple) -> Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None] | None:
     """A target's `metric_relabel_configs` as a function of (name, labels) for its SeriesCache,
     which applies it once per series: None when there are none."""
     if not configs:
@@ -505,5 +539,5 @@ async def freeze_when_warm(stop: asyncio.Event, warm_after_s: float) -> None:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(event.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

@@ -12,21 +12,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from producers.served_fleet import ClusterExporters, ExporterServer
-from bench.peer.pages import Page, alertmanager_page, related, score
 from bench.latency import TimedReceiver
+from bench.peer.pages import Page, alertmanager_page, related, score
 from bench.peer.run import Incumbent
 from pipeline.broker import free_port
 from pipeline.schemas import decode_batch
 from producers.adapters.prometheus import parse
 from producers.scenario import parse_scenario
+from producers.served_fleet import ClusterExporters, ExporterServer
 from producers.simulator import Simulator
 from tests.builders import card_batch, small_topology
 
-SCENARIO = {"name": "peer-test", "seed": 3, "duration_s": 60, "cluster": {"cards": 64, "cards_per_node": 8,
-            "nodes_per_leaf": 4, "spines": 2}, "noise": {"silent_failure_share": 0},
-            "faults": [{"kind": "card_failure", "target": "node0003-card5", "start_s": 5},
-                       {"kind": "link_degradation", "target": "node0001-nic2~leaf004", "start_s": 5, "severity": 1}]}
+SCENARIO = {
+    "name": "peer-test",
+    "seed": 3,
+    "duration_s": 60,
+    "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
+    "noise": {"silent_failure_share": 0},
+    "faults": [
+        {"kind": "card_failure", "target": "node0003-card5", "start_s": 5},
+        {"kind": "link_degradation", "target": "node0001-nic2~leaf004", "start_s": 5, "severity": 1},
+    ],
+}
 
 
 def values(text: bytes, metric: str) -> dict[frozenset, float]:
@@ -36,7 +43,7 @@ def values(text: bytes, metric: str) -> dict[frozenset, float]:
 def simulated(ticks: int) -> tuple[ClusterExporters, list]:
     scenario = parse_scenario(SCENARIO)
     exporters, seen = ClusterExporters(scenario.topology), []
-    for _, (ts_ms, messages) in zip(range(ticks), Simulator(scenario).ticks()):
+    for _, (_ts_ms, messages) in zip(range(ticks), Simulator(scenario).ticks()):
         batches = [decode_batch(m.value) for m in messages]
         exporters.apply(batches)
         seen.append(batches)
@@ -101,15 +108,23 @@ def test_a_silent_node_answers_nothing_and_a_lost_card_keeps_its_last_xid():
 def test_pages_are_scored_by_the_entity_their_labels_name():
     topo = small_topology()
     leaf = topo.leaf_name(0)
-    body = {"status": "firing", "alerts": [
-        {"status": "firing", "labels": {"alertname": "SwitchPortDown", "instance": topo.spine_name(0),
-                                        "ifIndex": "1"}},
-        {"status": "firing", "labels": {"alertname": "GpuXidError", "Hostname": "node0001", "gpu": "2"}}]}
+    body = {
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "SwitchPortDown", "instance": topo.spine_name(0), "ifIndex": "1"},
+            },
+            {"status": "firing", "labels": {"alertname": "GpuXidError", "Hostname": "node0001", "gpu": "2"}},
+        ],
+    }
     page = alertmanager_page(body, 10.0, topo)
     assert page.entities == {f"{leaf}~{topo.spine_name(0)}", "node0001-card2"}
     assert alertmanager_page({"status": "resolved", "alerts": []}, 11.0, topo) is None
-    down = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "TargetDown", "job": "snmp",
-                                                                         "instance": leaf}}]}
+    down = {
+        "status": "firing",
+        "alerts": [{"status": "firing", "labels": {"alertname": "TargetDown", "job": "snmp", "instance": leaf}}],
+    }
     assert alertmanager_page(down, 12.0, topo).entities == {leaf}
     assert related(f"{leaf}~{topo.spine_name(0)}", leaf, topo) and related("node0001-card2", leaf, topo)
     assert not related("node0007-card2", leaf, topo)
@@ -119,8 +134,10 @@ def test_pages_are_scored_by_the_entity_their_labels_name():
     assert result.latency_s == pytest.approx(2.5) and result.pages == 2
 
 
-@pytest.mark.skipif(not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),
-                    reason="needs Debian prometheus and prometheus-alertmanager (make test installs them as root)")
+@pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),
+    reason="needs Debian prometheus and prometheus-alertmanager (make test installs them as root)",
+)
 def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
     """The one rule without a `for` hold (the others hold a minute or more)."""
     scenario = parse_scenario(SCENARIO)
@@ -135,7 +152,7 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
     stop = threading.Event()
 
     def feed() -> None:  # the simulated cluster at 5x real time, then held
-        for ts_ms, messages in Simulator(scenario).ticks():
+        for _ts_ms, messages in Simulator(scenario).ticks():
             if stop.is_set():
                 return
             exporters.apply([decode_batch(m.value) for m in messages])
@@ -150,8 +167,7 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
             for at, path, body in list(receiver.arrivals):
                 page = alertmanager_page(body, at, topo) if path == "/prometheus-1s" else None
                 entities |= set(page.entities) if page else set()
-        assert "node0003-card5" in entities, \
-            f"pages named {sorted(entities)}; logs in {incumbent.dir}"
+        assert "node0003-card5" in entities, f"pages named {sorted(entities)}; logs in {incumbent.dir}"
         cpu, rss = incumbent.stats()
         assert cpu > 0 and rss > 0
     finally:
@@ -162,25 +178,53 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
             http.server_close()
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="needs Debian prometheus's promtool (make test installs it as root)")
+@pytest.mark.skipif(
+    not shutil.which("promtool"), reason="needs Debian prometheus's promtool (make test installs it as root)"
+)
 def test_the_slow_rank_rule_compares_a_rank_with_its_own_job(tmp_path):
     """As Prometheus stores the series: its own `job` label is the scrape job, the same for all."""
     rules = Path(__file__).resolve().parents[2] / "bench" / "peer" / "rules.yml"
 
     def series(job: str, rank: int, value: float) -> dict:
-        return {"series": f'train_step_compute_seconds{{job="dcgm",instance="node000{rank}",training_job="{job}",'
-                          f'rank="{rank}",Hostname="node000{rank}",gpu="0"}}', "values": f"{value}+0x20"}
+        return {
+            "series": f'train_step_compute_seconds{{job="dcgm",instance="node000{rank}",training_job="{job}",'
+            f'rank="{rank}",Hostname="node000{rank}",gpu="0"}}',
+            "values": f"{value}+0x20",
+        }
 
     fast = [series("a", r, 0.85) for r in range(3)] + [series("a", 3, 1.3)]  # rank 3: 53 % over its job's median
     slow = [series("b", r, 1.7) for r in range(4, 9)]  # a slower job, more ranks: the cluster's median is 1.7
-    test = {"rule_files": [str(rules)], "evaluation_interval": "15s", "tests": [{
-        "interval": "15s", "input_series": fast + slow,
-        "alert_rule_test": [
-            {"eval_time": "1m", "alertname": "TrainingRankSlow", "exp_alerts": []},  # held for 2 min first
-            {"eval_time": "3m", "alertname": "TrainingRankSlow", "exp_alerts": [{
-                "exp_labels": {"severity": "warning", "job": "dcgm", "instance": "node0003", "training_job": "a",
-                               "rank": "3", "Hostname": "node0003", "gpu": "0"},
-                "exp_annotations": {"summary": "a rank 3 on node0003 is slow"}}]}]}]}
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": fast + slow,
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": "TrainingRankSlow", "exp_alerts": []},  # held for 2 min first
+                    {
+                        "eval_time": "3m",
+                        "alertname": "TrainingRankSlow",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "job": "dcgm",
+                                    "instance": "node0003",
+                                    "training_job": "a",
+                                    "rank": "3",
+                                    "Hostname": "node0003",
+                                    "gpu": "0",
+                                },
+                                "exp_annotations": {"summary": "a rank 3 on node0003 is slow"},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
     path = tmp_path / "test.yml"
     path.write_text(yaml.safe_dump(test))
     done = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60)

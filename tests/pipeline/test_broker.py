@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from kafka import KafkaConsumer
 
@@ -51,9 +50,16 @@ def test_create_topics_is_idempotent_with_documented_partitions(broker, prefix) 
     settings = load_settings({"topic_prefix": prefix, "partitions": 6}, environ={})
     first = create_topics(settings, broker.bootstrap)
     assert create_topics(settings, broker.bootstrap) == first
-    assert first == {f"{prefix}.telemetry.card": 6, f"{prefix}.telemetry.step": 6, f"{prefix}.telemetry.port": 6,
-                     f"{prefix}.findings": 1, f"{prefix}.state": 1, f"{prefix}.alerts": 3, f"{prefix}.deadletter": 3,
-                     f"{prefix}.notify.deadletter": 3}
+    assert first == {
+        f"{prefix}.telemetry.card": 6,
+        f"{prefix}.telemetry.step": 6,
+        f"{prefix}.telemetry.port": 6,
+        f"{prefix}.findings": 1,
+        f"{prefix}.state": 1,
+        f"{prefix}.alerts": 3,
+        f"{prefix}.deadletter": 3,
+        f"{prefix}.notify.deadletter": 3,
+    }
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
         described = {t: len(consumer.partitions_for_topic(t) or ()) for t in first}

@@ -6,10 +6,15 @@ from pipeline.evaluate import run_offline
 from pipeline.settings import Settings
 from producers.scenario import parse_scenario
 
-DEAD_LEAF = {"name": "dead-leaf", "seed": 3, "duration_s": 150, "noise": {"profile": "clean", "nic_reports": 1},
-             "cluster": {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4},
-             "jobs": [{"name": "train", "first_node": 0, "nodes": 64, "step_s": 1.0}],
-             "faults": [{"kind": "switch_failure", "target": "leaf005", "start_s": 40, "duration_s": 60}]}
+DEAD_LEAF = {
+    "name": "dead-leaf",
+    "seed": 3,
+    "duration_s": 150,
+    "noise": {"profile": "clean", "nic_reports": 1},
+    "cluster": {"cards": 512, "cards_per_node": 8, "nodes_per_leaf": 16, "spines": 4},
+    "jobs": [{"name": "train", "first_node": 0, "nodes": 64, "step_s": 1.0}],
+    "faults": [{"kind": "switch_failure", "target": "leaf005", "start_s": 40, "duration_s": 60}],
+}
 
 
 def printed(verbose: bool) -> tuple[list[str], list]:
@@ -38,5 +43,6 @@ def test_a_dead_leaf_is_one_line_and_a_count_of_what_it_groups() -> None:
 def test_verbose_prints_every_consequence_under_its_root() -> None:
     lines, alerts = printed(verbose=True)
     assert len(lines) == len(alerts)
-    assert sum(line.startswith("    ") and "(caused by" in line for line in lines) == \
-        sum(a.root_cause is not None for a in alerts)
+    assert sum(line.startswith("    ") and "(caused by" in line for line in lines) == sum(
+        a.root_cause is not None for a in alerts
+    )

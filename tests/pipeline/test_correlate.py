@@ -13,8 +13,15 @@ TOPO = Topology(ClusterShape(cards=10240, cards_per_node=8, nodes_per_leaf=32, s
 
 def finding(kind: str, entity: str, t: float, status: str = "firing") -> Alert:
     ts = iso_utc(START_MS + int(t * 1000))
-    return Alert(kind=kind, entity=entity, status=status, starts_at=ts, ends_at=ts if status == "resolved" else None,
-                 severity="critical", summary=f"{entity} {kind}")
+    return Alert(
+        kind=kind,
+        entity=entity,
+        status=status,
+        starts_at=ts,
+        ends_at=ts if status == "resolved" else None,
+        severity="critical",
+        summary=f"{entity} {kind}",
+    )
 
 
 class Clock:
@@ -93,8 +100,14 @@ def test_a_shared_nics_bad_link_explains_the_stragglers_of_every_card_it_serves(
     c = Correlator(topo, CorrelateSettings(group_wait_s=5, idle_s=3), clock=Clock())
     link = topo.host_link_name(154, 0)
     out = c.push(finding(root, link, 200), "port/1")
-    for card in ("node0154-card0", "node0154-card1", "node0154-card2", "node0154-card3", "node0154-card4",
-                 "node0155-card0"):
+    for card in (
+        "node0154-card0",
+        "node0154-card1",
+        "node0154-card2",
+        "node0154-card3",
+        "node0154-card4",
+        "node0155-card0",
+    ):
         out += c.push(finding("straggler", card, 203), "step/0")
     out += tick(c, 210)
     pages = [a for a in out if a.root_cause is None]
@@ -189,8 +202,14 @@ def test_state_survives_a_move_and_replayed_findings_change_nothing() -> None:
     from pipeline.topology import ClusterShape, Topology
 
     topo = Topology(ClusterShape(64, 8, 4, 2))
-    firing = Alert(kind="card_failed", entity="node0003-card2", status="firing", starts_at="2026-01-01T00:00:15.000Z",
-                   severity="critical", summary="failed")
+    firing = Alert(
+        kind="card_failed",
+        entity="node0003-card2",
+        status="firing",
+        starts_at="2026-01-01T00:00:15.000Z",
+        severity="critical",
+        summary="failed",
+    )
     resolved = Alert(**{**vars(firing), "status": "resolved", "ends_at": "2026-01-01T00:01:25.000Z"})
     before = Correlator(topo, clock=lambda: 0.0)
     assert [a.status for a in before.push(firing, "card/0")] == ["firing"]
@@ -210,8 +229,10 @@ def test_a_card_failing_after_its_ecc_errors_is_grouped_under_them() -> None:
     out += c.push(finding("card_failed", "node0200-card5", 160), "card/1")
     out += c.push(finding("card_failed", "node0201-card5", 161), "card/1")  # another card: its own page
     assert [(a.kind, a.entity, a.root_cause) for a in out] == [
-        ("card_ecc", "node0200-card5", None), ("card_failed", "node0200-card5", out[0].id),
-        ("card_failed", "node0201-card5", None)]
+        ("card_ecc", "node0200-card5", None),
+        ("card_failed", "node0200-card5", out[0].id),
+        ("card_failed", "node0201-card5", None),
+    ]
 
 
 def test_a_flapping_link_pages_once_its_flapping_grouped_under_its_link_down() -> None:
@@ -238,8 +259,10 @@ def test_a_consequence_still_firing_a_minute_after_its_cause_resolved_pages_on_i
         out += c.push(finding("link_down", f"leaf{leaf:03d}~spine003", 230, "resolved"), "port/1")
     out += tick(c, 259)
     assert [(a.kind, a.entity, a.status) for a in out] == [
-        ("switch_down", "spine003", "resolved"), ("link_down", "leaf000~spine003", "resolved"),
-        ("link_down", "leaf001~spine003", "resolved")]
+        ("switch_down", "spine003", "resolved"),
+        ("link_down", "leaf000~spine003", "resolved"),
+        ("link_down", "leaf001~spine003", "resolved"),
+    ]
     [again] = tick(c, 260)
     assert (again.entity, again.status, again.root_cause) == ("leaf002~spine003", "firing", None)
     assert "still firing 60 s after switch_down spine003 resolved" in again.summary
@@ -269,8 +292,10 @@ def test_an_unreachable_exporter_pages_only_when_the_fabric_agrees() -> None:
     assert [(a.kind, a.entity) for a in out] == [("node_down", "node0200")]
     assert f"all {len(links)} links" in out[0].summary
     out = tick(c, 150)
-    assert {a.kind for a in out} == {"link_down"} and all(a.root_cause == c.published[
-        next(iter(k for k, v in c.published.items() if v.kind == "node_down"))].id for a in out)
+    assert {a.kind for a in out} == {"link_down"} and all(
+        a.root_cause == c.published[next(iter(k for k, v in c.published.items() if v.kind == "node_down"))].id
+        for a in out
+    )
     # a dead leaf whose target cannot be reached, seen down by every spine: one page
     out = c.push(unreachable("switch_down", "leaf017", 160), "port/0")
     for spine in range(32):

@@ -9,8 +9,12 @@ from pipeline.settings import Settings
 from producers.scenario import load_scenario
 from tests.conftest import ROOT
 
-SCENARIOS = ["straggler-12pct-ten-minutes-recovers", "straggler-15pct-small-jobs",
-             "straggler-10pct-jitter5-ten-minutes", "straggler-10pct-jitter5-checkpoints"]
+SCENARIOS = [
+    "straggler-12pct-ten-minutes-recovers",
+    "straggler-15pct-small-jobs",
+    "straggler-10pct-jitter5-ten-minutes",
+    "straggler-10pct-jitter5-checkpoints",
+]
 
 
 @pytest.mark.slow

@@ -23,10 +23,18 @@ SEEDS = (101, 202, 303, 404)
 
 def _healthy_untidy() -> dict:
     """A healthy cluster, untidy as real ones are, with loud confounders: nothing may fire."""
-    return random_scenario(7) | {"faults": [], "duration_s": 600,
-                                 "noise": {"profile": "realistic", "transient_spikes_per_hour": 600,
-                                           "background_crc_per_hour": 120, "checkpoint_every_s": 120,
-                                           "checkpoint_s": 15, "step_jitter": 0.04}}
+    return random_scenario(7) | {
+        "faults": [],
+        "duration_s": 600,
+        "noise": {
+            "profile": "realistic",
+            "transient_spikes_per_hour": 600,
+            "background_crc_per_hour": 120,
+            "checkpoint_every_s": 120,
+            "checkpoint_s": 15,
+            "step_jitter": 0.04,
+        },
+    }
 
 
 def _offline_run(seed: int | None) -> tuple:
@@ -62,8 +70,9 @@ def test_unseen_scenarios_meet_the_targets(offline_runs: list) -> None:
             node = int(fault.target[4:8])
             job = next(j for j in jobs.values() if j.first_node <= node < j.first_node + j.nodes)
             hit = [a for a in alerts if a.kind == "straggler" and a.entity == fault.target and a.status == "firing"]
-            latency_s = (np.datetime64(hit[0].starts_at[:-1]) - np.datetime64(sc.start.replace(tzinfo=None))) \
-                / np.timedelta64(1, "s") - fault.start_s
+            latency_s = (
+                np.datetime64(hit[0].starts_at[:-1]) - np.datetime64(sc.start.replace(tzinfo=None))
+            ) / np.timedelta64(1, "s") - fault.start_s
             # ten steps (a straggling step lasts up to 1.15 x step_s longer), plus a checkpoint pause if one fell in
             allowed = 10 * job.step_s * (1.15 + fault.severity)
             every = sc.noise.checkpoint_every_s
@@ -76,8 +85,12 @@ def test_a_switch_failure_is_one_ungrouped_alert(offline_runs: list) -> None:
     for sc, alerts in offline_runs:
         [fault] = [f for f in sc.faults if f.kind == "switch_failure"]
         start = sc.start_ms + int((fault.start_s - skew_tolerance_s(sc)) * 1000)  # a collector's clock may run ahead
-        window = [a for a in alerts if a.status == "firing"
-                  and start <= int(np.datetime64(a.starts_at[:-1], "ms").astype(np.int64)) <= start + 20_000]
+        window = [
+            a
+            for a in alerts
+            if a.status == "firing"
+            and start <= int(np.datetime64(a.starts_at[:-1], "ms").astype(np.int64)) <= start + 20_000
+        ]
         ungrouped = [(a.kind, a.entity) for a in window if a.root_cause is None]
         assert ungrouped == [("switch_down", fault.target)], (sc.name, ungrouped)
         if fault.target.startswith("leaf"):
@@ -100,8 +113,10 @@ def test_healthy_untidy_cluster_with_loud_confounders_raises_nothing(all_offline
 @pytest.mark.slow
 def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
     data = random_scenario(101) | {"cluster": {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}}
-    data["jobs"] = [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
-                    {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8}]
+    data["jobs"] = [
+        {"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
+        {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8},
+    ]
     data["faults"] = [
         {"kind": "card_failure", "target": "node0003-card2", "start_s": 20, "duration_s": 40},
         {"kind": "straggler", "target": "node0012-card5", "start_s": 40, "duration_s": 60, "severity": 0.2},
@@ -121,8 +136,11 @@ def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
         reports[mode] = json.loads(out.read_text())
 
     def firing(report: dict) -> list:
-        return sorted((a["kind"], a["entity"], a["starts_at"], bool(a["root_cause"]))
-                      for a in report["scenarios"][0]["alerts"] if a["status"] == "firing")
+        return sorted(
+            (a["kind"], a["entity"], a["starts_at"], bool(a["root_cause"]))
+            for a in report["scenarios"][0]["alerts"]
+            if a["status"] == "firing"
+        )
 
     assert firing(reports["kafka"]) == firing(reports["offline"])
     assert reports["kafka"]["overall"]["recall"] == 1.0 and reports["kafka"]["overall"]["precision"] == 1.0

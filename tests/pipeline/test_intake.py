@@ -16,11 +16,14 @@ RULES = IntakeSettings()
 NOW = START_MS + 3_600_000
 
 
-@pytest.mark.parametrize("ts, newest, why", [
-    (1_767_225_600, -1, "seconds sent as milliseconds"),
-    (NOW + 601_000, -1, "601 s ahead of this worker's clock (intake.future_grace_s = 600)"),
-    (START_MS, START_MS + 3_601_000, "3601 s older than its partition's newest sample"),
-])
+@pytest.mark.parametrize(
+    "ts, newest, why",
+    [
+        (1_767_225_600, -1, "seconds sent as milliseconds"),
+        (NOW + 601_000, -1, "601 s ahead of this worker's clock (intake.future_grace_s = 600)"),
+        (START_MS, START_MS + 3_601_000, "3601 s older than its partition's newest sample"),
+    ],
+)
 def test_times_no_sample_can_have_are_refused_with_the_reason(ts: int, newest: int, why: str) -> None:
     batch = card_batch()
     batch.ts_ms = ts
@@ -42,16 +45,20 @@ def test_nan_gauges_are_not_reported_values_and_kept() -> None:
 
 
 def test_rows_with_impossible_values_are_dropped_and_named_the_rest_processed() -> None:
-    rack = bundle([card_batch("node0000"), card_batch("node0001", errors=[(2, 79)]), card_batch("node0002")],
-                  "rack0")
+    rack = bundle([card_batch("node0000"), card_batch("node0001", errors=[(2, 79)]), card_batch("node0002")], "rack0")
     rack.columns["temp_c"][9] = np.inf  # node0001 card 1
     rack.columns["ecc_dbe"][10] = 2**64 - 3  # node0001 card 2: -3 written as unsigned
     rack.columns["util"][17] = -np.inf  # node0002 card 1
     kept, why = admit(rack, NOW, -1, RULES)
-    assert why == ("3 rows with values no sample can have (node0001 card 1: temp_c = inf; node0001 card 2: "
-                   "ecc_dbe = 18446744073709551613; node0002 card 1: util = -inf); the other 21 rows were processed")
+    assert why == (
+        "3 rows with values no sample can have (node0001 card 1: temp_c = inf; node0001 card 2: "
+        "ecc_dbe = 18446744073709551613; node0002 card 1: util = -inf); the other 21 rows were processed"
+    )
     assert [(source, counts["rows"], counts["events"]) for source, counts in kept.parts] == [
-        ("node0000", 8, 0), ("node0001", 6, 1), ("node0002", 7, 0)]
+        ("node0000", 8, 0),
+        ("node0001", 6, 1),
+        ("node0002", 7, 0),
+    ]
     assert kept.rows() == 21 and list(kept.columns["err_code"]) == [79]
     assert [b.rows() for b in kept.split()] == [8, 6, 7]
 

@@ -10,18 +10,28 @@ from pipeline.kafka_config import consumer_config, faust_config, producer_config
 from pipeline.settings import SettingsError, load_settings
 from tests.conftest import run_cli
 
-SASL = {"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "CLUSTERPULSE_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
-        "CLUSTERPULSE_KAFKA__SASL_USERNAME": "clusterpulse", "CLUSTERPULSE_KAFKA__SASL_PASSWORD_ENV": "KAFKA_PASSWORD"}
+SASL = {
+    "CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+    "CLUSTERPULSE_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+    "CLUSTERPULSE_KAFKA__SASL_USERNAME": "clusterpulse",
+    "CLUSTERPULSE_KAFKA__SASL_PASSWORD_ENV": "KAFKA_PASSWORD",
+}
 
 
-@pytest.mark.parametrize("env,why", [
-    ({"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"}, "needs sasl_mechanism, sasl_username and sasl_password_env"),
-    ({"CLUSTERPULSE_KAFKA__SASL_USERNAME": "u"}, "need security_protocol SASL_PLAINTEXT or SASL_SSL"),
-    ({"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SSL", "CLUSTERPULSE_KAFKA__SSL_CERTFILE": "c.pem"}, "go together"),
-    ({"CLUSTERPULSE_KAFKA__SSL_CAFILE": "ca.pem"}, "need security_protocol SSL or SASL_SSL"),
-    ({"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
-    ({**SASL, "CLUSTERPULSE_KAFKA__SASL_MECHANISM": "GSSAPI"}, "sasl_mechanism"),
-])
+@pytest.mark.parametrize(
+    "env,why",
+    [
+        (
+            {"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"},
+            "needs sasl_mechanism, sasl_username and sasl_password_env",
+        ),
+        ({"CLUSTERPULSE_KAFKA__SASL_USERNAME": "u"}, "need security_protocol SASL_PLAINTEXT or SASL_SSL"),
+        ({"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "SSL", "CLUSTERPULSE_KAFKA__SSL_CERTFILE": "c.pem"}, "go together"),
+        ({"CLUSTERPULSE_KAFKA__SSL_CAFILE": "ca.pem"}, "need security_protocol SSL or SASL_SSL"),
+        ({"CLUSTERPULSE_KAFKA__SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
+        ({**SASL, "CLUSTERPULSE_KAFKA__SASL_MECHANISM": "GSSAPI"}, "sasl_mechanism"),
+    ],
+)
 def test_incomplete_or_contradicting_security_settings_are_refused(env: dict, why: str) -> None:
     with pytest.raises(SettingsError, match=why):
         load_settings({}, environ=env)
@@ -33,8 +43,12 @@ def test_sasl_over_tls_reaches_every_client_and_the_password_stays_out_of_sight(
     with pytest.raises(SettingsError, match="environment variable KAFKA_PASSWORD is not set"):
         settings.kafka.client_options(environ={})
     options = settings.kafka.client_options(environ={"KAFKA_PASSWORD": "hunter2-9f"})
-    assert options == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-                       "sasl_plain_username": "clusterpulse", "sasl_plain_password": "hunter2-9f"}
+    assert options == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "clusterpulse",
+        "sasl_plain_password": "hunter2-9f",
+    }
     try:
         use_security(options)
         producer, consumer = producer_config("k:9093", "p"), consumer_config("k:9093", "c", "g")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,10 @@ def test_parquet_without_a_manifest_is_not_silently_adopted(tmp_path: Path) -> N
 
 
 def test_runs_get_their_own_directories_and_readers_take_the_newest(tmp_path: Path) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    first = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=timezone.utc))
-    second = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    first = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=UTC))
+    second = new_run_dir(tmp_path, "card failure/small", datetime(2026, 1, 1, tzinfo=UTC))
     assert first.name == "run-20260101T000000Z-card-failure-small" and second.name == first.name + "-2"
     assert resolve_lake(str(tmp_path)).path == str(tmp_path)  # nothing written yet: not a lake
     for run in (first, second):
@@ -57,9 +58,18 @@ def test_runs_get_their_own_directories_and_readers_take_the_newest(tmp_path: Pa
 
 def test_the_worker_refuses_another_clusters_lake_before_it_starts(tmp_path: Path) -> None:
     claim_lake(str(tmp_path), lake_identity(BIG, "clusterpulse"))
-    result = run_cli("worker", "--bootstrap", "127.0.0.1:1", "--data", str(tmp_path),
-                     env={"CLUSTERPULSE_CLUSTER__CARDS": "64", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
-                          "CLUSTERPULSE_CLUSTER__SPINES": "2"})
+    result = run_cli(
+        "worker",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--data",
+        str(tmp_path),
+        env={
+            "CLUSTERPULSE_CLUSTER__CARDS": "64",
+            "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
+            "CLUSTERPULSE_CLUSTER__SPINES": "2",
+        },
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds the lake of another cluster" in result.stderr
 

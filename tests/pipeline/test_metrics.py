@@ -34,6 +34,7 @@ def test_dead_letter_reasons_fall_into_a_few_classes() -> None:
         with pytest.raises(InvalidRecord) as caught:
             decode_batch(payload)
         return caught.value.reason_class
+
     good = encode_batch(card_batch())
     assert reason_class(b"") == "empty"
     assert reason_class(b"\xc1") == "not_msgpack"
@@ -68,9 +69,14 @@ def metered(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
         worker = children.start("worker", env=env, name="worker")
         first = encode_batch(card_batch("node0001", 0, errors=[(3, 79)]))
-        values = [first, b"\x93not a batch", msgpack.packb({**msgpack.unpackb(first), "v": 99}),
-                  encode_batch(card_batch("node0999", 0)), encode_batch(card_batch("node0002", 0, errors=[(1, 79)])),
-                  encode_batch(bundle([card_batch("node0003", 0, errors=[(5, 79)]), card_batch("node0998", 0)], "rack"))]
+        values = [
+            first,
+            b"\x93not a batch",
+            msgpack.packb({**msgpack.unpackb(first), "v": 99}),
+            encode_batch(card_batch("node0999", 0)),
+            encode_batch(card_batch("node0002", 0, errors=[(1, 79)])),
+            encode_batch(bundle([card_batch("node0003", 0, errors=[(5, 79)]), card_batch("node0998", 0)], "rack")),
+        ]
         topic = f"{prefix}.telemetry.card"
         producer = KafkaProducer(**producer_config(broker.bootstrap, "test"))
         try:
@@ -94,8 +100,11 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _value(samples: dict, name: str, **labels: str) -> float:
@@ -109,8 +118,11 @@ def test_metrics_count_messages_samples_dead_letters_alerts_and_writes(metered: 
     assert _value(m, "clusterpulse_messages_consumed_total", topic=topic) == 6
     assert _value(m, "clusterpulse_samples_consumed_total", kind="card") == 24  # 3 known nodes x 8 cards
     dead = {labels[0][1]: v for (name, labels), v in m.items() if name == "clusterpulse_dead_letters_total"}
-    assert dead == {"not_msgpack": 1, "schema_version": 1, "unknown_entity": 2} or \
-        dead == {"not_a_map": 1, "schema_version": 1, "unknown_entity": 2}
+    assert dead == {"not_msgpack": 1, "schema_version": 1, "unknown_entity": 2} or dead == {
+        "not_a_map": 1,
+        "schema_version": 1,
+        "unknown_entity": 2,
+    }
     assert _value(m, "clusterpulse_alerts_total", kind="card_failed", status="firing") == 3
     assert _value(m, "clusterpulse_parquet_written_bytes_total") > 0
     assert _value(m, "clusterpulse_parquet_flush_seconds_count") >= 1
@@ -119,18 +131,29 @@ def test_metrics_count_messages_samples_dead_letters_alerts_and_writes(metered: 
 
 
 @pytest.mark.broker
-@pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (make test installs it when run as root "
-                    "with apt)")
+@pytest.mark.skipif(
+    PROMETHEUS is None, reason="needs Debian's prometheus (make test installs it when run as root with apt)"
+)
 def test_a_real_prometheus_scrapes_the_worker(metered: tuple[str, str], tmp_path: Path) -> None:
     url, topic = metered
     target = url.removeprefix("http://").removesuffix("/metrics")
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n"
-                      f"  - job_name: clusterpulse-worker\n    static_configs: [{{targets: ['{target}']}}]\n")
+    config.write_text(
+        f"global: {{scrape_interval: 1s}}\nscrape_configs:\n"
+        f"  - job_name: clusterpulse-worker\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
     web = f"127.0.0.1:{free_port()}"
     log = open(tmp_path / "prometheus.log", "wb")
-    server = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                               f"--web.listen-address={web}"], stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={web}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         query = f"http://{web}/api/v1/query?query=clusterpulse_messages_consumed_total"
         deadline = time.monotonic() + 60

@@ -25,9 +25,14 @@ pytestmark = pytest.mark.broker
 
 CLUSTER = {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}  # 32 nodes, 32 leaves
 SCENARIO = {
-    "name": "scale-out", "seed": 11, "duration_s": 150, "cluster": CLUSTER,
-    "jobs": [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
-             {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8}],
+    "name": "scale-out",
+    "seed": 11,
+    "duration_s": 150,
+    "cluster": CLUSTER,
+    "jobs": [
+        {"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
+        {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8},
+    ],
     "faults": [
         {"kind": "card_failure", "target": "node0003-card2", "start_s": 15, "duration_s": 40},
         {"kind": "straggler", "target": "node0012-card5", "start_s": 20, "duration_s": 60, "severity": 0.25},
@@ -57,17 +62,30 @@ def scenario(tmp_path: Path) -> tuple[Path, Path, list[Alert], dict[str, int]]:
         for batch in decode_batch(message.value).split():
             rows[batch.kind] += batch.rows()
     offline = run_offline(load_scenario(path), load_settings({}, environ={}))
-    assert {a.kind for a in offline} >= {"card_failed", "straggler", "node_down", "switch_down", "link_flapping",
-                                         "thermal_throttle"}
+    assert {a.kind for a in offline} >= {
+        "card_failed",
+        "straggler",
+        "node_down",
+        "switch_down",
+        "link_flapping",
+        "thermal_throttle",
+    }
     return path, messages, offline, rows
 
 
 def settings_env(broker, prefix: str, lake: Path) -> dict[str, str]:  # noqa: ANN001
-    return {"CLUSTERPULSE_BOOTSTRAP": broker.bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
-            "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(lake),
-            "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "2",
-            "CLUSTERPULSE_CLUSTER__CARDS": "256", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "8",
-            "CLUSTERPULSE_CLUSTER__SPINES": "2", "CLUSTERPULSE_LOG_LEVEL": "info"}
+    return {
+        "CLUSTERPULSE_BOOTSTRAP": broker.bootstrap,
+        "CLUSTERPULSE_TOPIC_PREFIX": prefix,
+        "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers",
+        "CLUSTERPULSE_DATA_DIR": str(lake),
+        "CLUSTERPULSE_PARTITIONS": "4",
+        "CLUSTERPULSE_SINK__FLUSH_SECONDS": "2",
+        "CLUSTERPULSE_CLUSTER__CARDS": "256",
+        "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "8",
+        "CLUSTERPULSE_CLUSTER__SPINES": "2",
+        "CLUSTERPULSE_LOG_LEVEL": "info",
+    }
 
 
 def drained(broker, prefix: str, children, workers, expected_alerts: int, timeout_s: float = 240) -> list[Alert]:  # noqa: ANN001
@@ -80,8 +98,12 @@ def drained(broker, prefix: str, children, workers, expected_alerts: int, timeou
             assert w.poll() is None, children.log_of(w)[-3000:]
         assert time.monotonic() < deadline, "the workers did not drain"
         time.sleep(1)
-    records = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= expected_alerts,
-                         timeout_s=max(deadline - time.monotonic(), 30))
+    records = read_until(
+        broker.bootstrap,
+        f"{prefix}.alerts",
+        lambda rs: len(rs) >= expected_alerts,
+        timeout_s=max(deadline - time.monotonic(), 30),
+    )
     time.sleep(3)  # anything beyond the expected count (a duplicate) would show up now
     first = len(records)
     records = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= first, timeout_s=10)
@@ -95,7 +117,8 @@ def assert_lake_has_every_sample_once(lake: Path, rows: dict[str, int]) -> None:
     for dataset, key in KEYS.items():
         files = f"'{lake}/{dataset}/**/*.parquet'"
         total, distinct = duckdb.execute(
-            f"select count(*), count(distinct ({key})) from read_parquet({files})").fetchone()
+            f"select count(*), count(distinct ({key})) from read_parquet({files})"
+        ).fetchone()
         assert (total, distinct) == (rows[dataset], rows[dataset]), dataset
 
 
@@ -112,8 +135,7 @@ def test_two_workers_give_the_alerts_of_one(broker, prefix, children, tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(broker, prefix, children, tmp_path,
-                                                                   scenario) -> None:
+def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(broker, prefix, children, tmp_path, scenario) -> None:
     path, messages, offline, rows = scenario
     env = settings_env(broker, prefix, tmp_path / "lake")
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
@@ -128,6 +150,8 @@ def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(broker, prefix
     assert replay.wait(timeout=120) == 0, children.log_of(replay)[-2000:]
     alerts = drained(broker, prefix, children, [second], len(offline))
     got, want = sorted(map(identity, alerts)), sorted(map(identity, offline))
-    assert got == want, (f"extra: {[a for a in got if a not in want]}; missing: {[a for a in want if a not in got]}; "
-                         f"duplicates: {len(got) - len(set(got))}")
+    assert got == want, (
+        f"extra: {[a for a in got if a not in want]}; missing: {[a for a in want if a not in got]}; "
+        f"duplicates: {len(got) - len(set(got))}"
+    )
     assert_lake_has_every_sample_once(tmp_path / "lake", rows)

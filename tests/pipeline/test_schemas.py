@@ -5,8 +5,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.schemas import (SCHEMA_VERSION, Alert, InvalidRecord, alert_id, check_entities, decode_batch,
-                              encode_batch, iso_utc)
+from pipeline.schemas import (
+    SCHEMA_VERSION,
+    Alert,
+    InvalidRecord,
+    alert_id,
+    check_entities,
+    decode_batch,
+    encode_batch,
+    iso_utc,
+)
 from tests.builders import START_MS, card_batch, port_batch, small_topology
 
 
@@ -31,16 +39,19 @@ def _raw(**overrides: object) -> bytes:
     return msgpack.packb(msg, use_bin_type=True)
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (b"", "empty message"),
-    (b"\xc1garbage", "not msgpack"),
-    (msgpack.packb([1, 2, 3]), "expected a map"),
-    (_raw(v=SCHEMA_VERSION + 1), "unsupported schema version 3"),
-    (_raw(v=None), "unsupported schema version None"),
-    (_raw(k="gpu"), "unknown batch kind 'gpu'"),
-    (_raw(ts=-5), "bad timestamp"),
-    (_raw(src=""), "bad source"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"", "empty message"),
+        (b"\xc1garbage", "not msgpack"),
+        (msgpack.packb([1, 2, 3]), "expected a map"),
+        (_raw(v=SCHEMA_VERSION + 1), "unsupported schema version 3"),
+        (_raw(v=None), "unsupported schema version None"),
+        (_raw(k="gpu"), "unknown batch kind 'gpu'"),
+        (_raw(ts=-5), "bad timestamp"),
+        (_raw(src=""), "bad source"),
+    ],
+)
 def test_bad_payloads_raise_with_reason(payload: bytes, reason: str) -> None:
     with pytest.raises(InvalidRecord) as err:
         decode_batch(payload)
@@ -65,6 +76,7 @@ def test_unknown_entities_are_rejected() -> None:
     with pytest.raises(InvalidRecord, match="no port"):
         check_entities(port_batch("leaf000", ports=40), topo)
     from pipeline.schemas import bundle
+
     good = [port_batch("leaf000", ports=6), port_batch("spine001", ports=8)]
     check_entities(bundle(good, "collector"), topo)  # a collector's message: every switch at once
     with pytest.raises(InvalidRecord, match="spine001 has no port 16"):
@@ -74,8 +86,15 @@ def test_unknown_entities_are_rejected() -> None:
 
 
 def test_alert_identity_is_stable_and_json_matches_the_spec() -> None:
-    a = Alert(kind="card_failed", entity="node0005-card2", status="firing", starts_at=iso_utc(START_MS + 20_000),
-              severity="critical", summary="fell off the bus", labels={"node": "node0005"})
+    a = Alert(
+        kind="card_failed",
+        entity="node0005-card2",
+        status="firing",
+        starts_at=iso_utc(START_MS + 20_000),
+        severity="critical",
+        summary="fell off the bus",
+        labels={"node": "node0005"},
+    )
     assert a.id == alert_id("card_failed", "node0005-card2") != alert_id("card_failed", "node0005-card3")
     data = json.loads(a.to_json())
     assert {"id", "kind", "entity", "status", "starts_at", "root_cause", "severity", "summary", "labels"} <= set(data)
@@ -102,10 +121,12 @@ def test_collector_row_counts_must_add_up() -> None:
     from tests.builders import card_batch
 
     good = msgpack.unpackb(encode_batch(bundle([card_batch("node0001", 5), card_batch("node0002", 5)], "r")))
-    for change, reason in ((lambda m: m["n"].update(rows=[8, 9]), "n.rows counts 17 rows, the columns hold 16"),
-                           (lambda m: m.update(srcs=["node0001"]), "one row count per source (1)"),
-                           (lambda m: m.update(srcs=[]), "srcs must be a non-empty list"),
-                           (lambda m: m["n"].pop("events"), "n must give row counts for the groups rows, events")):
+    for change, reason in (
+        (lambda m: m["n"].update(rows=[8, 9]), "n.rows counts 17 rows, the columns hold 16"),
+        (lambda m: m.update(srcs=["node0001"]), "one row count per source (1)"),
+        (lambda m: m.update(srcs=[]), "srcs must be a non-empty list"),
+        (lambda m: m["n"].pop("events"), "n must give row counts for the groups rows, events"),
+    ):
         bad = msgpack.unpackb(msgpack.packb(good, use_bin_type=True))
         change(bad)
         with pytest.raises(InvalidRecord, match=re.escape(reason)):
@@ -120,8 +141,11 @@ def test_a_collectors_unreachable_sources_round_trip_and_are_checked() -> None:
     back = decode_batch(encode_batch(batch))
     assert back.unreachable == ("node0002",) and [s for s, _ in back.reachable().parts] == ["node0001"]
     raw = msgpack.unpackb(encode_batch(batch), raw=False)
-    for gone, reason in ((["node0001"], "has rows"), (["node0009"], "not one of the message's sources"),
-                         ("node0002", "list of source names")):
+    for gone, reason in (
+        (["node0001"], "has rows"),
+        (["node0009"], "not one of the message's sources"),
+        ("node0002", "list of source names"),
+    ):
         with pytest.raises(InvalidRecord, match=reason):
             decode_batch(msgpack.packb({**raw, "gone": gone}, use_bin_type=True))
 

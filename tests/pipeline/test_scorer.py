@@ -5,15 +5,28 @@ from pipeline.scorer import Fault, match, score, table
 from tests.builders import START_MS
 
 
-def alert(kind: str, entity: str, t: float, root: str | None = None, status: str = "firing",
-          end: float | None = None) -> Alert:
+def alert(
+    kind: str, entity: str, t: float, root: str | None = None, status: str = "firing", end: float | None = None
+) -> Alert:
     ends = iso_utc(START_MS + int(end * 1000)) if end is not None else None
-    return Alert(kind=kind, entity=entity, status=status, starts_at=iso_utc(START_MS + int(t * 1000)),
-                 ends_at=ends, severity="critical", summary="", root_cause=root)
+    return Alert(
+        kind=kind,
+        entity=entity,
+        status=status,
+        starts_at=iso_utc(START_MS + int(t * 1000)),
+        ends_at=ends,
+        severity="critical",
+        summary="",
+        root_cause=root,
+    )
 
 
-FAULTS = [Fault("card_failure", "node0001-card1", 20, 900), Fault("straggler", "node0002-card3", 100, 200, 2.0),
-          Fault("link_flap", "node0003-nic0~leaf000", 50, 80), Fault("switch_failure", "leaf001", 300, 400)]
+FAULTS = [
+    Fault("card_failure", "node0001-card1", 20, 900),
+    Fault("straggler", "node0002-card3", 100, 200, 2.0),
+    Fault("link_flap", "node0003-nic0~leaf000", 50, 80),
+    Fault("switch_failure", "leaf001", 300, 400),
+]
 
 
 def test_detection_latency_and_false_positives() -> None:
@@ -21,18 +34,21 @@ def test_detection_latency_and_false_positives() -> None:
         alert("card_failed", "node0001-card1", 20),
         alert("card_failed", "node0001-card1", 10, status="resolved", end=10),  # resolved records never count
         alert("straggler", "node0002-card3", 115),
-        alert("straggler", "node0002-card4", 115),                        # wrong card: false positive
-        alert("link_down", "node0003-nic0~leaf000", 51),                  # accepted for a flap
-        alert("link_flapping", "node0003-nic0~leaf000", 70),              # the documented pair: tolerated
-        alert("link_down", "leaf001~spine000", 300, root="abc"),          # grouped under no detector: FP
-        alert("switch_down", "leaf001", 470),                             # after end + 60 s: false positive
+        alert("straggler", "node0002-card4", 115),  # wrong card: false positive
+        alert("link_down", "node0003-nic0~leaf000", 51),  # accepted for a flap
+        alert("link_flapping", "node0003-nic0~leaf000", 70),  # the documented pair: tolerated
+        alert("link_down", "leaf001~spine000", 300, root="abc"),  # grouped under no detector: FP
+        alert("switch_down", "leaf001", 470),  # after end + 60 s: false positive
     ]
     result = match(FAULTS, alerts, START_MS, end_s=1000, holds={"straggler": 5.0})
     assert [o.latency_s for o in result.outcomes] == [0.0, 15.0, 1.0, None]
     assert [o.latency_steps for o in result.outcomes] == [None, 7.5, None, None]
     assert result.outcomes[1].notify_latency_s == 20.0  # the straggler waited 5 s for a root cause
     assert sorted((a.kind, a.entity) for a in result.false_positives) == [
-        ("link_down", "leaf001~spine000"), ("straggler", "node0002-card4"), ("switch_down", "leaf001")]
+        ("link_down", "leaf001~spine000"),
+        ("straggler", "node0002-card4"),
+        ("switch_down", "leaf001"),
+    ]
     assert [(a.kind) for a in result.tolerated] == ["link_flapping"]
     assert result.outcomes[2].pages == 2  # link_down then link_flapping: two pages for one fault
     report = score([(FAULTS, alerts, START_MS, 1000.0)])
@@ -49,15 +65,17 @@ def test_re_fires_and_extra_kinds_are_false_positives_and_one_record_detects_one
     faults = [Fault("thermal_throttle", "node0005-card0", 10, 100), Fault("straggler", "node0005-card0", 12, 60)]
     alerts = [
         alert("thermal_throttle", "node0005-card0", 12),
-        alert("straggler", "node0005-card0", 13),              # detects the straggler fault, not the thermal one
+        alert("straggler", "node0005-card0", 13),  # detects the straggler fault, not the thermal one
         alert("straggler", "node0005-card0", 40, status="resolved", end=40),
-        alert("straggler", "node0005-card0", 45),              # fired again: a re-fire
-        alert("card_ecc", "node0005-card0", 50),               # another kind on the same target
+        alert("straggler", "node0005-card0", 45),  # fired again: a re-fire
+        alert("card_ecc", "node0005-card0", 50),  # another kind on the same target
     ]
     result = match(faults, alerts, START_MS)
     assert [o.alert.kind for o in result.outcomes] == ["thermal_throttle", "straggler"]
-    assert [(a.kind, a.starts_at[-9:-5]) for a in result.false_positives] == [("straggler", "0:45"),
-                                                                              ("card_ecc", "0:50")]
+    assert [(a.kind, a.starts_at[-9:-5]) for a in result.false_positives] == [
+        ("straggler", "0:45"),
+        ("card_ecc", "0:50"),
+    ]
     assert result.outcomes[1].resolved_early  # resolved at 40 s, the fault lasted until 60 s
     two = match([faults[0]], alerts[:1], START_MS)
     assert two.outcomes[0].alert is not None and not two.false_positives
@@ -66,8 +84,14 @@ def test_re_fires_and_extra_kinds_are_false_positives_and_one_record_detects_one
 def test_grouped_consequences_count_only_under_an_alert_that_detected_a_fault() -> None:
     root = alert("node_down", "node0007", 30)
     faults = [Fault("node_failure", "node0007", 29, 90)]
-    alerts = [root] + [alert("link_down", f"node0007-nic{i}~leaf00{i}", 29, root=alert_id("node_down", "node0007"))
-                       for i in range(8)] + [alert("link_down", "node0009-nic0~leaf000", 29, root="0123456789abcdef")]
+    alerts = (
+        [root]
+        + [
+            alert("link_down", f"node0007-nic{i}~leaf00{i}", 29, root=alert_id("node_down", "node0007"))
+            for i in range(8)
+        ]
+        + [alert("link_down", "node0009-nic0~leaf000", 29, root="0123456789abcdef")]
+    )
     result = match(faults, alerts, START_MS, end_s=400)
     assert result.grouped == 8 and [a.entity for a in result.false_positives] == ["node0009-nic0~leaf000"]
     assert result.outcomes[0].pages == 1
@@ -96,4 +120,7 @@ def test_latency_in_steps_counts_the_steps_the_job_reported_when_their_times_are
     [outcome] = match([fault], [alert("straggler", "node0002-card3", 130)], START_MS, end_s=400).outcomes
     assert (outcome.latency_s, outcome.latency_steps) == (30.0, 10.0)
     nominal = Fault("straggler", "node0002-card3", 100, 200, 1.0)
-    assert match([nominal], [alert("straggler", "node0002-card3", 130)], START_MS, end_s=400).outcomes[0].latency_steps == 30.0
+    assert (
+        match([nominal], [alert("straggler", "node0002-card3", 130)], START_MS, end_s=400).outcomes[0].latency_steps
+        == 30.0
+    )

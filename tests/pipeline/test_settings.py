@@ -26,14 +26,17 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     assert load_settings({}, environ={"CLUSTERPULSE_CONFIG": str(cfg)}).data_dir == "/srv/lake"
 
 
-@pytest.mark.parametrize("flags, env, needles", [
-    ({"partitions": 0}, {}, ["'partitions'", "CLUSTERPULSE_PARTITIONS", "0"]),
-    ({}, {"CLUSTERPULSE_PARTITIONS": "many"}, ["'partitions'", "'many'"]),
-    ({"bootstrap": "localhost"}, {}, ["'bootstrap'", "'localhost'", "HOST:PORT"]),
-    ({}, {"CLUSTERPULSE_SINK__FLUSH_SECONDS": "-1"}, ["'sink.flush_seconds'", "CLUSTERPULSE_SINK__FLUSH_SECONDS"]),
-    ({}, {"CLUSTERPULSE_CLUSTER__CARDS": "100"}, ["'cluster'", "multiple of cards_per_node"]),
-    ({}, {"CLUSTERPULSE_COLOUR": "blue"}, ["unknown setting 'colour'"]),
-])
+@pytest.mark.parametrize(
+    "flags, env, needles",
+    [
+        ({"partitions": 0}, {}, ["'partitions'", "CLUSTERPULSE_PARTITIONS", "0"]),
+        ({}, {"CLUSTERPULSE_PARTITIONS": "many"}, ["'partitions'", "'many'"]),
+        ({"bootstrap": "localhost"}, {}, ["'bootstrap'", "'localhost'", "HOST:PORT"]),
+        ({}, {"CLUSTERPULSE_SINK__FLUSH_SECONDS": "-1"}, ["'sink.flush_seconds'", "CLUSTERPULSE_SINK__FLUSH_SECONDS"]),
+        ({}, {"CLUSTERPULSE_CLUSTER__CARDS": "100"}, ["'cluster'", "multiple of cards_per_node"]),
+        ({}, {"CLUSTERPULSE_COLOUR": "blue"}, ["unknown setting 'colour'"]),
+    ],
+)
 def test_invalid_settings_name_the_setting_and_value(flags: dict, env: dict, needles: list[str]) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(flags, environ=env)

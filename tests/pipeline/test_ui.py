@@ -29,25 +29,38 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def alert(kind: str, entity: str, status: str = "firing", root: str | None = None, at: str = "01") -> Alert:
-    return Alert(kind=kind, entity=entity, status=status, starts_at=f"2026-01-01T00:00:{at}.000Z",
-                 severity="critical" if kind != "straggler" else "warning", summary=f"{entity} {kind}",
-                 root_cause=root)
+    return Alert(
+        kind=kind,
+        entity=entity,
+        status=status,
+        starts_at=f"2026-01-01T00:00:{at}.000Z",
+        severity="critical" if kind != "straggler" else "warning",
+        summary=f"{entity} {kind}",
+        root_cause=root,
+    )
 
 
 def test_cards_take_the_worst_state_their_alerts_give_and_symptoms_fold_under_their_root() -> None:
     view = ClusterView(Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)))
     leaf = alert("switch_down", "leaf001")
-    for a in (leaf, alert("card_failed", "node0003-card2", root=leaf.id, at="02"), alert("node_down", "node0005"),
-              alert("straggler", "node0001-card4"), alert("thermal_throttle", "node0001-card4"),
-              alert("card_failed", "node0999-card1")):  # another cluster's card: not on this page
+    for a in (
+        leaf,
+        alert("card_failed", "node0003-card2", root=leaf.id, at="02"),
+        alert("node_down", "node0005"),
+        alert("straggler", "node0001-card4"),
+        alert("thermal_throttle", "node0001-card4"),
+        alert("card_failed", "node0999-card1"),
+    ):  # another cluster's card: not on this page
         view.apply(a)
     state = view.snapshot()
-    grid = [state["cards"][r * 8:(r + 1) * 8] for r in range(8)]  # rail by rail, one digit per node
+    grid = [state["cards"][r * 8 : (r + 1) * 8] for r in range(8)]  # rail by rail, one digit per node
     assert grid[2] == "00030400" and grid[4] == "02000400" and grid[0] == "00000400"
     assert state["counts"] == {"ok": 54, "throttled": 1, "failed": 1, "silent": 8}
     assert [g["leaf"] for g in state["leaves"]] == ["leaf000", "leaf001"]
     roots = state["active"]
-    assert [(r["kind"], [g["entity"] for g in r["grouped"]]) for r in roots][:1] == [("switch_down", ["node0003-card2"])]
+    assert [(r["kind"], [g["entity"] for g in r["grouped"]]) for r in roots][:1] == [
+        ("switch_down", ["node0003-card2"])
+    ]
     assert [s["name"] for s in state["switches"] if s["down"]] == ["leaf001"]
     # its blast radius: card 0 (rail 0) of nodes 4-7, grid columns 4-7; the silent node's card too
     assert state["radius"] == [4, 5, 6, 7]
@@ -61,14 +74,20 @@ def test_the_alerting_cards_are_listed_worst_first_with_their_node_and_what_is_w
     topo = Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
     view = ClusterView(topo)
     throttle = alert("thermal_throttle", "node0001-card4")
-    for a in (alert("card_failed", "node0006-card2"), alert("node_down", "node0005"), throttle,
-              alert("straggler", "node0001-card4", root=throttle.id, at="03")):
+    for a in (
+        alert("card_failed", "node0006-card2"),
+        alert("node_down", "node0005"),
+        throttle,
+        alert("straggler", "node0001-card4", root=throttle.id, at="03"),
+    ):
         view.apply(a)
     state = view.snapshot()
     rows = [(p["entity"], p["node"], p["state"], [w["kind"] for w in p["what"]]) for p in state["problems"]]
-    assert rows == [("node0005", "node0005", "silent", ["node_down"]),  # a silent node once, not 8 times
-                    ("node0006-card2", "node0006", "failed", ["card_failed"]),
-                    ("node0001-card4", "node0001", "throttled", ["thermal_throttle", "straggler"])]
+    assert rows == [
+        ("node0005", "node0005", "silent", ["node_down"]),  # a silent node once, not 8 times
+        ("node0006-card2", "node0006", "failed", ["card_failed"]),
+        ("node0001-card4", "node0001", "throttled", ["thermal_throttle", "straggler"]),
+    ]
     assert state["problems"][1]["what"][0]["summary"] == "node0006-card2 card_failed"
     for p in state["problems"]:  # each row's positions are its cards in the grid
         assert {state["cards"][pos] for pos in p["pos"]} == {str(state["states"].index(p["state"]))}
@@ -212,9 +231,21 @@ async def chromium_tab(url: str, profile: Path) -> Any:
 
     import aiohttp
 
-    browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1400,1000",
-                                "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1000",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = profile / "DevToolsActivePort"  # the browser writes its port here once it listens
         for _ in range(600):
@@ -255,8 +286,10 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
 
     def pixel(pos: int, dx: str, dy: str) -> str:
         """Script: the color of the grid's pixel (dx, dy) from the corner of the card at `pos`."""
-        return (f"(at => [...at.canvas.getContext('2d').getImageData(at.x + {dx}, at.y + {dy}, 1, 1).data"
-                f".slice(0, 3)])(cellOf({pos}))")
+        return (
+            f"(at => [...at.canvas.getContext('2d').getImageData(at.x + {dx}, at.y + {dy}, 1, 1).data"
+            f".slice(0, 3)])(cellOf({pos}))"
+        )
 
     async def drive(url: str) -> None:
         async with chromium_tab(url, tmp_path / "profile") as tab:
@@ -266,7 +299,7 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
             assert len(rows) == 3 and "node0010" in rows[0] and "node_down" in rows[0], rows
             assert "node0005-card0\tnode0005" in rows[1] and "card_failed" in rows[1], rows
             # a failed card is ringed: pixels beside it, over its ok neighbours, take the failed color
-            red, blue, failed_at = [0xe5, 0x48, 0x4d], [0x4f, 0xc3, 0xff], view.position(5, 0)
+            red, blue, failed_at = [0xE5, 0x48, 0x4D], [0x4F, 0xC3, 0xFF], view.position(5, 0)
             assert await tab.js(pixel(failed_at, "-3", "1")) == await tab.js(pixel(failed_at, "1", "CELL + 2")) == red
             assert await tab.js(pixel(view.position(20, 5), "-3", "1")) != red  # an ok card's neighbour
             # a click on an alert marks its cards on the grid (and its switch); another click clears it
@@ -298,19 +331,25 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
             assert clock == "event time 2026-01-01 00:00:02 UTC (newest data)", clock
             assert (await tab.js("document.getElementById('wall-time').textContent")).startswith("· wall clock ")
             # 2. a job chart's y axis: round ticks with units, spanning its data (1.0 to 1.4 s)
-            ticks = await tab.until("document.querySelector('[data-job=train] polyline[data-rank=\"3\"]') && "
-                                    "[...document.querySelectorAll('[data-job=train] .y-axis text.tick')]"
-                                    ".map(t => [+t.dataset.value, t.textContent])")
+            ticks = await tab.until(
+                "document.querySelector('[data-job=train] polyline[data-rank=\"3\"]') && "
+                "[...document.querySelectorAll('[data-job=train] .y-axis text.tick')]"
+                ".map(t => [+t.dataset.value, t.textContent])"
+            )
             assert ticks == [[1.0, "1.0 s"], [1.2, "1.2 s"], [1.4, "1.4 s"]], ticks
             # 4. coloring by a metric draws its scale: min and max with units
             assert await tab.js("document.getElementById('scale').hidden")
-            await tab.js("(e => { e.value = 'temp_c'; e.dispatchEvent(new Event('change')); })"
-                         "(document.getElementById('color-by'))")
-            scale = await tab.until("!document.getElementById('scale').hidden && "
-                                    "document.getElementById('scale').innerText")
+            await tab.js(
+                "(e => { e.value = 'temp_c'; e.dispatchEvent(new Event('change')); })"
+                "(document.getElementById('color-by'))"
+            )
+            scale = await tab.until(
+                "!document.getElementById('scale').hidden && document.getElementById('scale').innerText"
+            )
             assert "temperature, °C" in scale and "40 °C" in scale and "103 °C" in scale, scale
-            assert await tab.js("[document.querySelector('#scale .lo').textContent, "
-                                "document.querySelector('#scale .hi').textContent]") == ["40 °C", "103 °C"]
+            assert await tab.js(
+                "[document.querySelector('#scale .lo').textContent, document.querySelector('#scale .hi').textContent]"
+            ) == ["40 °C", "103 °C"]
 
     with serve_view(view, tmp_path / "lake") as url:
         asyncio.run(drive(url))
@@ -323,18 +362,42 @@ def get(url: str) -> bytes:
 
 @pytest.mark.broker
 def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Path) -> None:
-    scenario = {"name": "ui-card-fails", "seed": 3, "duration_s": 90,
-                "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
-                "jobs": [{"name": "train", "first_node": 0, "nodes": 8, "step_s": 1.0}],
-                "faults": [{"kind": "card_failure", "target": "node0005-card2", "start_s": 10},
-                           {"kind": "switch_failure", "target": "leaf003", "start_s": 10}]}  # rail 1 of nodes 4-7
+    scenario = {
+        "name": "ui-card-fails",
+        "seed": 3,
+        "duration_s": 90,
+        "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
+        "jobs": [{"name": "train", "first_node": 0, "nodes": 8, "step_s": 1.0}],
+        "faults": [
+            {"kind": "card_failure", "target": "node0005-card2", "start_s": 10},
+            {"kind": "switch_failure", "target": "leaf003", "start_s": 10},
+        ],
+    }  # rail 1 of nodes 4-7
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
     port = free_port()
     log = open(tmp_path / "run.log", "wb")
-    run = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--scenario", str(path), "--speed", "3",
-                            "--ui-port", str(port), "--data", str(tmp_path / "data")], cwd=ROOT,
-                           env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--scenario",
+            str(path),
+            "--speed",
+            "3",
+            "--ui-port",
+            str(port),
+            "--data",
+            str(tmp_path / "data"),
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 90
@@ -365,10 +428,19 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
             time.sleep(0.5)
         assert jobs["train"]["steps"] and len(jobs["train"]["median"]) == len(jobs["train"]["steps"])
         if CHROMIUM is None:
-            pytest.skip("the page's data is checked; a browser check needs chromium (make test installs it when "
-                        "run as root with apt)")
-        browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                   "--virtual-time-budget=4000", "--window-size=1400,1000"]
+            pytest.skip(
+                "the page's data is checked; a browser check needs chromium (make test installs it when "
+                "run as root with apt)"
+            )
+        browser = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=4000",
+            "--window-size=1400,1000",
+        ]
         dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
         assert '<ul id="cards-failed"><li>node0005-card2</li></ul>' in dom, dom[-3000:]
         assert 'data-entity="node0005-card2"' in dom  # the alert is listed
@@ -387,8 +459,10 @@ def test_the_page_during_a_run_shows_the_failed_card_and_its_alert(tmp_path: Pat
 def test_ui_without_a_broker_says_what_it_needs_in_one_line() -> None:
     done = run_cli("ui", "--ui-port", str(free_port()))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["clusterpulse: ui reads the alerts topic of a running pipeline: give "
-                                                "--bootstrap HOST:PORT (`clusterpulse run` serves the page itself)"]
+    assert done.stderr.strip().splitlines() == [
+        "clusterpulse: ui reads the alerts topic of a running pipeline: give "
+        "--bootstrap HOST:PORT (`clusterpulse run` serves the page itself)"
+    ]
 
 
 def test_the_newest_value_of_each_card_comes_from_each_partition_s_newest_file(tmp_path: Path) -> None:
@@ -417,16 +491,21 @@ def test_step_history_gives_each_job_its_median_and_its_straggling_ranks(tmp_pat
     from pipeline.ui.latest import step_history
     from tests.builders import step_batch
 
-    sink = ParquetSink(tmp_path, topology=Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)))
+    sink = ParquetSink(
+        tmp_path, topology=Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
+    )
     for step in range(5):
         compute = [1.0] * 8
         compute[3] = 1.5  # rank 3 is slow
-        sink.add_batch("cp.telemetry.step", 0, step, step_batch("node0000", "train", step, list(range(8)), step, compute))
+        sink.add_batch(
+            "cp.telemetry.step", 0, step, step_batch("node0000", "train", step, list(range(8)), step, compute)
+        )
         sink.flush("cp.telemetry.step", 0)
     history = step_history(tmp_path, {"train": {3}}, last_steps=3)
     assert history == {"train": {"steps": [2, 3, 4], "median": [1.0, 1.0, 1.0], "ranks": {"3": [1.5, 1.5, 1.5]}}}
     assert step_history(tmp_path / "none", {}) == {}
     from pipeline.ui.latest import latest_values
+
     compute = latest_values(tmp_path, "compute_s", cards_per_node=8)  # rank r on card r % 8
     assert compute["node0000-card3"] == 1.5 and compute["node0000-card0"] == 1.0 and len(compute) == 8
 

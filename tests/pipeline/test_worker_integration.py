@@ -19,8 +19,11 @@ from tests.kafka_helpers import read_until
 
 pytestmark = pytest.mark.broker
 
-SMALL_CLUSTER = {"CLUSTERPULSE_CLUSTER__CARDS": "64", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
-                 "CLUSTERPULSE_CLUSTER__SPINES": "2"}
+SMALL_CLUSTER = {
+    "CLUSTERPULSE_CLUSTER__CARDS": "64",
+    "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "4",
+    "CLUSTERPULSE_CLUSTER__SPINES": "2",
+}
 
 
 def card_rows_sent(scenario: Path) -> int:
@@ -29,18 +32,28 @@ def card_rows_sent(scenario: Path) -> int:
     from producers.scenario import load_scenario
     from producers.simulator import Simulator
 
-    return sum(batch.rows() for _, messages in Simulator(load_scenario(scenario)).ticks() for m in messages
-               if (batch := decode_batch(m.value)).kind == "card")
+    return sum(
+        batch.rows()
+        for _, messages in Simulator(load_scenario(scenario)).ticks()
+        for m in messages
+        if (batch := decode_batch(m.value)).kind == "card"
+    )
 
 
 SMALL_CARD_ROWS = card_rows_sent(ROOT / "scenarios" / "card-failure-small.yaml")  # <= 64 x 60 - 40
 
 
 def worker_env(bootstrap: str, prefix: str, data: Path) -> dict[str, str]:
-    return {"CLUSTERPULSE_BOOTSTRAP": bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
-            "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(data),
-            "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
-            "CLUSTERPULSE_LOG_LEVEL": "info", **SMALL_CLUSTER}
+    return {
+        "CLUSTERPULSE_BOOTSTRAP": bootstrap,
+        "CLUSTERPULSE_TOPIC_PREFIX": prefix,
+        "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers",
+        "CLUSTERPULSE_DATA_DIR": str(data),
+        "CLUSTERPULSE_PARTITIONS": "4",
+        "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
+        "CLUSTERPULSE_LOG_LEVEL": "info",
+        **SMALL_CLUSTER,
+    }
 
 
 def alive(children, *procs) -> callable:  # noqa: ANN001
@@ -49,6 +62,7 @@ def alive(children, *procs) -> callable:  # noqa: ANN001
             if p.returncode is None and p.poll() is not None and p.returncode != 0:
                 return f"process exited with {p.returncode}:\n{children.log_of(p)[-3000:]}"
         return None
+
     return check
 
 
@@ -70,12 +84,22 @@ def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, pref
     env = {**worker_env(broker.bootstrap, prefix, data), "CLUSTERPULSE_HEALTH_PORT": str(free_port())}
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     worker = children.start("worker", env=env, name="worker")
-    sim = children.start("simulate", "--scenario", str(ROOT / "scenarios" / "card-failure-small.yaml"),
-                         "--speed", "max", env=env, name="simulator")
+    sim = children.start(
+        "simulate",
+        "--scenario",
+        str(ROOT / "scenarios" / "card-failure-small.yaml"),
+        "--speed",
+        "max",
+        env=env,
+        name="simulator",
+    )
 
-    records = read_until(broker.bootstrap, f"{prefix}.alerts",
-                         lambda rs: any(Alert.from_json(r.value).kind == "card_failed" for r in rs),
-                         alive=alive(children, worker, sim))
+    records = read_until(
+        broker.bootstrap,
+        f"{prefix}.alerts",
+        lambda rs: any(Alert.from_json(r.value).kind == "card_failed" for r in rs),
+        alive=alive(children, worker, sim),
+    )
     alerts = [Alert.from_json(r.value) for r in records]
     assert [(a.kind, a.entity, a.status) for a in alerts] == [("card_failed", "node0005-card2", "firing")]
     # at its fatal code (20 s), or, as this seed's failure is silent, once its 3 s of silence are up
@@ -100,14 +124,16 @@ def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, pref
     assert "\x1b" not in log
     import json
     import urllib.request
+
     with urllib.request.urlopen(f"http://127.0.0.1:{env['CLUSTERPULSE_HEALTH_PORT']}/healthz", timeout=5) as resp:
         health = json.loads(resp.read())
     assert health["ready"] is True and f"{prefix}.telemetry.card[0]" in health["partitions"]
     assert health["lag"].get(f"{prefix}.telemetry.card") == 0 and health["alerts"] == {"firing": 1}
 
 
-def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(broker, prefix, children,
-                                                                              tmp_path) -> None:
+def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(
+    broker, prefix, children, tmp_path
+) -> None:
     data = tmp_path / "lake"
     env = worker_env(broker.bootstrap, prefix, data)
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
@@ -119,6 +145,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
     unknown_entity = encode_batch(card_batch("node0999", 0))
     good_after = encode_batch(card_batch("node0002", 0, errors=[(1, 79)]))
     from pipeline.schemas import bundle
+
     half_known = encode_batch(bundle([card_batch("node0003", 0, errors=[(5, 79)]), card_batch("node0998", 0)], "rack"))
     topic = f"{prefix}.telemetry.card"
     producer = KafkaProducer(**producer_config(broker.bootstrap, "test"))
@@ -129,8 +156,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
     finally:
         producer.close()
 
-    dead = read_until(broker.bootstrap, f"{prefix}.deadletter", lambda rs: len(rs) >= 4,
-                      alive=alive(children, worker))
+    dead = read_until(broker.bootstrap, f"{prefix}.deadletter", lambda rs: len(rs) >= 4, alive=alive(children, worker))
     reasons = {}
     for record in dead:
         headers = dict(record.headers)
@@ -141,12 +167,19 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(br
     assert "unsupported schema version 99" in reasons[2]
     assert "unknown entity" in reasons[3] and "node0999" in reasons[3]
     assert "node0998" in reasons[5] and "the other 1 sources of the message were processed" in reasons[5]
-    assert [r.value for r in sorted(dead, key=lambda r: int(dict(r.headers)[DLQ_OFFSET]))] == \
-        [malformed, wrong_version, unknown_entity, half_known]
+    assert [r.value for r in sorted(dead, key=lambda r: int(dict(r.headers)[DLQ_OFFSET]))] == [
+        malformed,
+        wrong_version,
+        unknown_entity,
+        half_known,
+    ]
 
     alerts = read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 3, alive=alive(children, worker))
-    assert sorted(Alert.from_json(r.value).entity for r in alerts) == ["node0001-card3", "node0002-card1",
-                                                                       "node0003-card5"]
+    assert sorted(Alert.from_json(r.value).entity for r in alerts) == [
+        "node0001-card3",
+        "node0002-card1",
+        "node0003-card5",
+    ]
     rows = wait_for_rows(data, "card", "select count(distinct node), count(*) from read_parquet({files})")
     deadline = time.monotonic() + 30
     while rows != [(3, 24)] and time.monotonic() < deadline:
@@ -165,9 +198,10 @@ def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails
     """`run` twice into one data directory (the second time with a receiver that refuses every
     notification): both runs' lakes stay whole, the refusals are printed as they happen, counted
     per receiver, make `run` exit 1, and `alerts replay --data` delivers them after the run."""
+    import threading
+
     from pipeline.broker import free_port
     from pipeline.receiver import WebhookReceiver
-    import threading
 
     data = tmp_path / "data"
     scenario = str(ROOT / "scenarios" / "card-failure-small.yaml")
@@ -183,14 +217,32 @@ def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     try:
         receivers = f'[{{"name": "ops", "url": "{receiver.url}hook", "secret_env": "OPS_SECRET"}}]'
-        unset = run_cli("run", "--scenario", scenario, "--data", str(data),
-                        env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers}, timeout=60)
+        unset = run_cli(
+            "run",
+            "--scenario",
+            scenario,
+            "--data",
+            str(data),
+            env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers},
+            timeout=60,
+        )
         assert unset.returncode == 2 and "environment variable OPS_SECRET is not set" in unset.stderr
-        second = run_cli("run", "--scenario", scenario, "--speed", "max", "--data", str(data),
-                         env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "wrong"}, timeout=240)
+        second = run_cli(
+            "run",
+            "--scenario",
+            scenario,
+            "--speed",
+            "max",
+            "--data",
+            str(data),
+            env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "wrong"},
+            timeout=240,
+        )
         assert second.returncode == 1, second.stderr[-3000:]
-        assert "NOT DELIVERED to receiver ops: card_failed node0005-card2 firing after 1 attempt(s): HTTP 401" \
+        assert (
+            "NOT DELIVERED to receiver ops: card_failed node0005-card2 firing after 1 attempt(s): HTTP 401"
             in second.stderr
+        )
         assert "receiver ops: 0 delivered, 1 failed (dead-lettered)" in second.stderr
         assert receiver.rejected == 1 and receiver.received == []
 
@@ -199,14 +251,23 @@ def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails
         second_lake = max(p for p in data.iterdir() if p.name.startswith("run-"))
         assert second_lake != first_lake and lake_rows(second_lake, "card") == SMALL_CARD_ROWS
 
-        replay = run_cli("alerts", "replay", "--data", str(data),
-                         env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"})
+        replay = run_cli(
+            "alerts",
+            "replay",
+            "--data",
+            str(data),
+            env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"},
+        )
         assert replay.returncode == 0, replay.stderr
         assert f"reading {second_lake}" in replay.stderr and "replayed 1 notification;" in replay.stderr
-        assert [(r["body"]["entity"], r["body"]["status"]) for r in receiver.received] == [
-            ("node0005-card2", "firing")]
-        again = run_cli("alerts", "replay", "--data", str(second_lake),
-                        env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"})
+        assert [(r["body"]["entity"], r["body"]["status"]) for r in receiver.received] == [("node0005-card2", "firing")]
+        again = run_cli(
+            "alerts",
+            "replay",
+            "--data",
+            str(second_lake),
+            env={"CLUSTERPULSE_NOTIFY__RECEIVERS": receivers, "OPS_SECRET": "right"},
+        )
         assert "replayed 0 notifications;" in again.stderr and len(receiver.received) == 1
     finally:
         receiver.shutdown()

@@ -22,25 +22,49 @@ OTHER = {"MgmtEth0/RP0/CPU0/0": 1, "Null0": 2, "Loopback0": 39}  # name -> ifInd
 
 HELP = {
     "ifAdminStatus": ("gauge", "The desired state of the interface - 1.3.6.1.2.1.2.2.1.7"),
-    "ifHCInOctets": ("counter", "The total number of octets received on the interface, including framing "
-                                "characters - 1.3.6.1.2.1.31.1.1.1.6"),
-    "ifHCOutOctets": ("counter", "The total number of octets transmitted out of the interface, including "
-                                 "framing characters - 1.3.6.1.2.1.31.1.1.1.10"),
-    "ifHighSpeed": ("gauge", "An estimate of the interface's current bandwidth in units of 1,000,000 bits "
-                             "per second - 1.3.6.1.2.1.31.1.1.1.15"),
-    "ifInDiscards": ("counter", "The number of inbound packets which were chosen to be discarded even though "
-                                "no errors had been detected - 1.3.6.1.2.1.2.2.1.13"),
-    "ifInErrors": ("counter", "For packet-oriented interfaces, the number of inbound packets that contained "
-                              "errors - 1.3.6.1.2.1.2.2.1.14"),
-    "ifLastChange": ("gauge", "The value of sysUpTime at the time the interface entered its current "
-                              "operational state - 1.3.6.1.2.1.2.2.1.9"),
-    "ifMtu": ("gauge", "The size of the largest packet which can be sent/received on the interface, "
-                       "specified in octets - 1.3.6.1.2.1.2.2.1.4"),
+    "ifHCInOctets": (
+        "counter",
+        "The total number of octets received on the interface, including framing characters - 1.3.6.1.2.1.31.1.1.1.6",
+    ),
+    "ifHCOutOctets": (
+        "counter",
+        "The total number of octets transmitted out of the interface, including "
+        "framing characters - 1.3.6.1.2.1.31.1.1.1.10",
+    ),
+    "ifHighSpeed": (
+        "gauge",
+        "An estimate of the interface's current bandwidth in units of 1,000,000 bits "
+        "per second - 1.3.6.1.2.1.31.1.1.1.15",
+    ),
+    "ifInDiscards": (
+        "counter",
+        "The number of inbound packets which were chosen to be discarded even though "
+        "no errors had been detected - 1.3.6.1.2.1.2.2.1.13",
+    ),
+    "ifInErrors": (
+        "counter",
+        "For packet-oriented interfaces, the number of inbound packets that contained errors - 1.3.6.1.2.1.2.2.1.14",
+    ),
+    "ifLastChange": (
+        "gauge",
+        "The value of sysUpTime at the time the interface entered its current operational state - 1.3.6.1.2.1.2.2.1.9",
+    ),
+    "ifMtu": (
+        "gauge",
+        "The size of the largest packet which can be sent/received on the interface, "
+        "specified in octets - 1.3.6.1.2.1.2.2.1.4",
+    ),
     "ifOperStatus": ("gauge", "The current operational state of the interface - 1.3.6.1.2.1.2.2.1.8"),
-    "ifOutDiscards": ("counter", "The number of outbound packets which were chosen to be discarded even though "
-                                 "no errors had been detected - 1.3.6.1.2.1.2.2.1.19"),
-    "ifOutErrors": ("counter", "For packet-oriented interfaces, the number of outbound packets that could not "
-                               "be transmitted because of errors - 1.3.6.1.2.1.2.2.1.20"),
+    "ifOutDiscards": (
+        "counter",
+        "The number of outbound packets which were chosen to be discarded even though "
+        "no errors had been detected - 1.3.6.1.2.1.2.2.1.19",
+    ),
+    "ifOutErrors": (
+        "counter",
+        "For packet-oriented interfaces, the number of outbound packets that could not "
+        "be transmitted because of errors - 1.3.6.1.2.1.2.2.1.20",
+    ),
     "ifType": ("gauge", "The type of interface - 1.3.6.1.2.1.2.2.1.3"),
 }
 
@@ -80,21 +104,51 @@ def scrape(minute: int, t0_ms: int) -> str:
         cabled, up = port not in UNCABLED, admin_up(port, minute)
         live = sum(admin_up(port, m) for m in range(minute)) if cabled else 0  # minutes it carried traffic
         oper = 1 if cabled and up else (2 if not up or port % 2 else 7)
-        last = max([b for _, b in SHUT_MINUTES if b <= minute] + [a for a, _ in SHUT_MINUTES if a <= minute],
-                   default=-1) if port == SHUT else -1
-        rows.append(((alias(port), name, str(if_index(port)), name), {
-            "ifAdminStatus": 1 if up else 2, "ifOperStatus": oper,
-            "ifHCInOctets": live * 60 * (port + 1) * 90_000_000, "ifHCOutOctets": live * 60 * (port + 1) * 70_000_000,
-            "ifInErrors": 0, "ifOutErrors": 0, "ifInDiscards": 3 * live // 60, "ifOutDiscards": 0,
-            "ifHighSpeed": 100_000, "ifMtu": 9216, "ifType": 6,
-            "ifLastChange": 3000 if last < 0 else 86_400_00 + last * 6000}))
+        last = (
+            max([b for _, b in SHUT_MINUTES if b <= minute] + [a for a, _ in SHUT_MINUTES if a <= minute], default=-1)
+            if port == SHUT
+            else -1
+        )
+        rows.append(
+            (
+                (alias(port), name, str(if_index(port)), name),
+                {
+                    "ifAdminStatus": 1 if up else 2,
+                    "ifOperStatus": oper,
+                    "ifHCInOctets": live * 60 * (port + 1) * 90_000_000,
+                    "ifHCOutOctets": live * 60 * (port + 1) * 70_000_000,
+                    "ifInErrors": 0,
+                    "ifOutErrors": 0,
+                    "ifInDiscards": 3 * live // 60,
+                    "ifOutDiscards": 0,
+                    "ifHighSpeed": 100_000,
+                    "ifMtu": 9216,
+                    "ifType": 6,
+                    "ifLastChange": 3000 if last < 0 else 86_400_00 + last * 6000,
+                },
+            )
+        )
     for name, index in OTHER.items():
         kind = {"MgmtEth0/RP0/CPU0/0": 6, "Null0": 1, "Loopback0": 24}[name]
-        rows.append((("", name, str(index), name), {
-            "ifAdminStatus": 1, "ifOperStatus": 1, "ifHCInOctets": 0 if kind != 6 else 1200 * minute,
-            "ifHCOutOctets": 0 if kind != 6 else 900 * minute, "ifInErrors": 0, "ifOutErrors": 0,
-            "ifInDiscards": 0, "ifOutDiscards": 0, "ifHighSpeed": 1000 if kind == 6 else 0,
-            "ifMtu": 1514 if kind == 6 else 1500, "ifType": kind, "ifLastChange": 0}))
+        rows.append(
+            (
+                ("", name, str(index), name),
+                {
+                    "ifAdminStatus": 1,
+                    "ifOperStatus": 1,
+                    "ifHCInOctets": 0 if kind != 6 else 1200 * minute,
+                    "ifHCOutOctets": 0 if kind != 6 else 900 * minute,
+                    "ifInErrors": 0,
+                    "ifOutErrors": 0,
+                    "ifInDiscards": 0,
+                    "ifOutDiscards": 0,
+                    "ifHighSpeed": 1000 if kind == 6 else 0,
+                    "ifMtu": 1514 if kind == 6 else 1500,
+                    "ifType": kind,
+                    "ifLastChange": 0,
+                },
+            )
+        )
     rows.sort(key=lambda row: row[0])
     lines = []
     for metric, (kind, text) in HELP.items():
@@ -102,9 +156,13 @@ def scrape(minute: int, t0_ms: int) -> str:
         for (al, descr, index, name), values in rows:
             labels = f'ifAlias="{al}",ifDescr="{descr}",ifIndex="{index}",ifName="{name}"'
             lines.append(f"{metric}{{{labels}}} {go_float(values[metric])} {ts}")
-    lines += ["# HELP snmp_scrape_duration_seconds Total SNMP time scrape took (walk and processing).",
-              "# TYPE snmp_scrape_duration_seconds gauge", f"snmp_scrape_duration_seconds 0.412 {ts}",
-              "# HELP sysUpTime The time (in hundredths of a second) since the network management portion of "
-              "the system was last re-initialized. - 1.3.6.1.2.1.1.3",
-              "# TYPE sysUpTime gauge", f"sysUpTime {go_float(uptime)} {ts}"]
+    lines += [
+        "# HELP snmp_scrape_duration_seconds Total SNMP time scrape took (walk and processing).",
+        "# TYPE snmp_scrape_duration_seconds gauge",
+        f"snmp_scrape_duration_seconds 0.412 {ts}",
+        "# HELP sysUpTime The time (in hundredths of a second) since the network management portion of "
+        "the system was last re-initialized. - 1.3.6.1.2.1.1.3",
+        "# TYPE sysUpTime gauge",
+        f"sysUpTime {go_float(uptime)} {ts}",
+    ]
     return "\n".join(lines) + "\n"

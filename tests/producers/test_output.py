@@ -11,15 +11,17 @@ from pipeline.topics import CARD_TELEMETRY
 from producers.output import DeliveryError, FileOutput, KafkaOutput, Pacer, parse_speed, pump, read_message_file
 from producers.scenario import parse_scenario
 from producers.simulator import Message, Simulator
-from tests.conftest import ROOT, run_cli as cli
+from tests.conftest import ROOT
+from tests.conftest import run_cli as cli
 from tests.kafka_helpers import read_until
 
 SMALL_SCENARIO = ROOT / "scenarios" / "card-failure-small.yaml"
 
 
 def test_file_output_round_trips_and_rejects_foreign_files(tmp_path: Path) -> None:
-    sim = Simulator(parse_scenario({"duration_s": 5, "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2},
-                                    "faults": []}))
+    sim = Simulator(
+        parse_scenario({"duration_s": 5, "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2}, "faults": []})
+    )
     sent = [m for _, msgs in sim.ticks() for m in msgs]
     out = FileOutput(tmp_path / "m.bin")
     for m in sent:
@@ -62,8 +64,17 @@ def test_speed_parsing() -> None:
 
 def test_simulate_to_file_is_deterministic_and_refuses_bad_scenarios(tmp_path: Path) -> None:
     for name in ("a.bin", "b.bin"):
-        done = cli("simulate", "--scenario", str(SMALL_SCENARIO), "--speed", "max", "--out", str(tmp_path / name),
-                   "--truth", str(tmp_path / "truth.jsonl"))
+        done = cli(
+            "simulate",
+            "--scenario",
+            str(SMALL_SCENARIO),
+            "--speed",
+            "max",
+            "--out",
+            str(tmp_path / name),
+            "--truth",
+            str(tmp_path / "truth.jsonl"),
+        )
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
     assert "simulated 60 s of 64 cards" in done.stderr and "msg/s" in done.stderr
@@ -101,8 +112,10 @@ def test_undeliverable_messages_are_reported_not_dropped(broker, prefix) -> None
 
 def test_pump_reports_progress_and_a_summary(tmp_path: Path) -> None:
     import io
-    sim = Simulator(parse_scenario({"duration_s": 10, "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2},
-                                    "faults": []}))
+
+    sim = Simulator(
+        parse_scenario({"duration_s": 10, "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2}, "faults": []})
+    )
     stream = io.StringIO()
     out = FileOutput(tmp_path / "m.bin")
     summary = pump(sim.ticks(), out, Pacer(None), progress_every_s=0.0, stream=stream)

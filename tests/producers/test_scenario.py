@@ -25,8 +25,11 @@ def test_fault_defaults() -> None:
 
 
 def scenario(**over: object) -> dict:
-    base = {"duration_s": 60, "cluster": dict(SMALL),
-            "faults": [{"kind": "card_failure", "target": "node0001-card2", "start_s": 10}]}
+    base = {
+        "duration_s": 60,
+        "cluster": dict(SMALL),
+        "faults": [{"kind": "card_failure", "target": "node0001-card2", "start_s": 10}],
+    }
     base.update(over)
     return base
 
@@ -35,42 +38,47 @@ def fault(**over: object) -> dict:
     return scenario(faults=[{"kind": "card_failure", "target": "node0001-card2", "start_s": 10, **over}])
 
 
-@pytest.mark.parametrize("data, needles", [
-    (fault(kind="meltdown"), ["faults[0].kind", "'meltdown'", "unknown fault kind"]),
-    (fault(target="node0099-card2"), ["faults[0].target", "'node0099-card2'", "unknown target"]),
-    (fault(target="node0001-card8"), ["faults[0].target", "'node0001-card8'"]),
-    (fault(kind="link_down"), ["faults[0].target", "needs a link"]),
-    (fault(kind="switch_failure", target="node0001"), ["needs a leaf or spine"]),
-    (fault(target="node0001-nic2~leaf003"), ["faults[0].target", "node0001-nic2~leaf003"]),  # nic2 is on leaf004
-    (fault(start_s=60), ["faults[0].start_s", "60", "outside the run"]),
-    (fault(start_s=-1), ["faults[0].start_s", "-1"]),
-    (fault(start_s="soon"), ["faults[0].start_s", "'soon'", "expected a number"]),
-    (fault(duration_s=0), ["faults[0].duration_s", "0"]),
-    (fault(severity=True), ["faults[0].severity", "True"]),
-    (fault(colour="red"), ["faults[0].colour", "unknown field"]),
-    (scenario(duration_s="ten"), ["duration_s", "'ten'"]),
-    (scenario(tick_s=0), ["tick_s", "0"]),
-    (scenario(duration_s=10.5), ["duration_s", "whole number of ticks"]),
-    (scenario(start="yesterday"), ["start", "'yesterday'", "ISO 8601"]),
-    (scenario(start="2026-01-01T00:00:00"), ["start", "timezone"]),
-    (scenario(seed=1.5), ["seed", "1.5", "integer"]),
-    (scenario(cluster={**SMALL, "vendor": "amd"}), ["cluster.vendor", "'amd'"]),
-    (scenario(cluster={**SMALL, "cards": 60}), ["cards", "60"]),
-    (scenario(cluster={**SMALL, "racks": 2}), ["cluster.racks", "unknown field"]),
-    (scenario(jobs=[{"name": "a", "first_node": 0, "nodes": 4}, {"name": "b", "first_node": 3, "nodes": 2}]),
-     ["jobs[1].first_node", "node0003", "already in job 'a'"]),
-    (scenario(jobs=[{"name": "a", "first_node": 6, "nodes": 4}]), ["jobs[0].nodes", "exceeds"]),
-    (scenario(jobs=[{"name": "a"}, {"name": "a", "first_node": 2}]), ["jobs[1].name", "duplicate"]),
-    (scenario(noise={"checkpoint_s": 400}), ["noise.checkpoint_s", "400"]),
-    (scenario(noise={"step_jitter": -0.1}), ["noise.step_jitter", "-0.1"]),
-    (scenario(noise={"profile": "noisy"}), ["noise.profile", "'noisy'", "clean or realistic"]),
-    (scenario(noise={"profile": "realistic", "step_autocorr": 1.2}), ["noise.step_autocorr", "1.2", "below 1"]),
-    (scenario(noise={"missing_sample_rate": 2}), ["noise.missing_sample_rate", "2", "at most 1"]),
-    (scenario(noise={"silent_failure_share": 1.5}), ["noise.silent_failure_share", "1.5", "at most 1"]),
-    (scenario(noise={"restart_warmup_steps": 2.5}), ["noise.restart_warmup_steps", "2.5", "whole number"]),
-    (scenario(faults={"kind": "straggler"}), ["faults", "expected a list"]),
-    (["not", "a", "mapping"], ["scenario", "expected a mapping"]),
-])
+@pytest.mark.parametrize(
+    "data, needles",
+    [
+        (fault(kind="meltdown"), ["faults[0].kind", "'meltdown'", "unknown fault kind"]),
+        (fault(target="node0099-card2"), ["faults[0].target", "'node0099-card2'", "unknown target"]),
+        (fault(target="node0001-card8"), ["faults[0].target", "'node0001-card8'"]),
+        (fault(kind="link_down"), ["faults[0].target", "needs a link"]),
+        (fault(kind="switch_failure", target="node0001"), ["needs a leaf or spine"]),
+        (fault(target="node0001-nic2~leaf003"), ["faults[0].target", "node0001-nic2~leaf003"]),  # nic2 is on leaf004
+        (fault(start_s=60), ["faults[0].start_s", "60", "outside the run"]),
+        (fault(start_s=-1), ["faults[0].start_s", "-1"]),
+        (fault(start_s="soon"), ["faults[0].start_s", "'soon'", "expected a number"]),
+        (fault(duration_s=0), ["faults[0].duration_s", "0"]),
+        (fault(severity=True), ["faults[0].severity", "True"]),
+        (fault(colour="red"), ["faults[0].colour", "unknown field"]),
+        (scenario(duration_s="ten"), ["duration_s", "'ten'"]),
+        (scenario(tick_s=0), ["tick_s", "0"]),
+        (scenario(duration_s=10.5), ["duration_s", "whole number of ticks"]),
+        (scenario(start="yesterday"), ["start", "'yesterday'", "ISO 8601"]),
+        (scenario(start="2026-01-01T00:00:00"), ["start", "timezone"]),
+        (scenario(seed=1.5), ["seed", "1.5", "integer"]),
+        (scenario(cluster={**SMALL, "vendor": "amd"}), ["cluster.vendor", "'amd'"]),
+        (scenario(cluster={**SMALL, "cards": 60}), ["cards", "60"]),
+        (scenario(cluster={**SMALL, "racks": 2}), ["cluster.racks", "unknown field"]),
+        (
+            scenario(jobs=[{"name": "a", "first_node": 0, "nodes": 4}, {"name": "b", "first_node": 3, "nodes": 2}]),
+            ["jobs[1].first_node", "node0003", "already in job 'a'"],
+        ),
+        (scenario(jobs=[{"name": "a", "first_node": 6, "nodes": 4}]), ["jobs[0].nodes", "exceeds"]),
+        (scenario(jobs=[{"name": "a"}, {"name": "a", "first_node": 2}]), ["jobs[1].name", "duplicate"]),
+        (scenario(noise={"checkpoint_s": 400}), ["noise.checkpoint_s", "400"]),
+        (scenario(noise={"step_jitter": -0.1}), ["noise.step_jitter", "-0.1"]),
+        (scenario(noise={"profile": "noisy"}), ["noise.profile", "'noisy'", "clean or realistic"]),
+        (scenario(noise={"profile": "realistic", "step_autocorr": 1.2}), ["noise.step_autocorr", "1.2", "below 1"]),
+        (scenario(noise={"missing_sample_rate": 2}), ["noise.missing_sample_rate", "2", "at most 1"]),
+        (scenario(noise={"silent_failure_share": 1.5}), ["noise.silent_failure_share", "1.5", "at most 1"]),
+        (scenario(noise={"restart_warmup_steps": 2.5}), ["noise.restart_warmup_steps", "2.5", "whole number"]),
+        (scenario(faults={"kind": "straggler"}), ["faults", "expected a list"]),
+        (["not", "a", "mapping"], ["scenario", "expected a mapping"]),
+    ],
+)
 def test_bad_scenarios_are_refused_naming_field_and_value(data: object, needles: list[str]) -> None:
     with pytest.raises(ScenarioError) as err:
         parse_scenario(data)
@@ -110,5 +118,6 @@ def test_shipped_scenarios_are_valid(path: Path) -> None:
 def test_shipped_scenarios_cover_every_fault_kind() -> None:
     kinds = {f.kind for p in (ROOT / "scenarios").glob("*.yaml") for f in load_scenario(p).faults}
     assert kinds == set(FAULT_KINDS)
-    assert {"healthy.yaml", "leaf-failure-under-load.yaml", "mixed-hour.yaml"} <= \
-        {p.name for p in (ROOT / "scenarios").glob("*.yaml")}
+    assert {"healthy.yaml", "leaf-failure-under-load.yaml", "mixed-hour.yaml"} <= {
+        p.name for p in (ROOT / "scenarios").glob("*.yaml")
+    }

@@ -45,13 +45,21 @@ def test_every_target_on_its_own_port_and_a_scrape_config_collect_reads():
                         return resp.status, resp.read()
                 except urllib.error.HTTPError as exc:
                     return exc.code, b""
+
             first_switch = fleet.port_base + topo.nodes
-            return [await loop.run_in_executor(None, get, port, path) for port, path in (
-                (fleet.port_base + 1, "/metrics"), (first_switch, "/metrics"), (fleet.port_base, "/other"))]
+            return [
+                await loop.run_in_executor(None, get, port, path)
+                for port, path in (
+                    (fleet.port_base + 1, "/metrics"),
+                    (first_switch, "/metrics"),
+                    (fleet.port_base, "/other"),
+                )
+            ]
         finally:
             await fleet.stop()
 
     import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/scrape.yml"
         write_scrape_config(path, fleet, 1.0, 10.0)
@@ -90,12 +98,17 @@ def test_metric_relabel_configs_apply_once_per_series_on_both_paths():
     from producers.collect.scraper import metric_relabel
 
     topo = small_topology()
-    rules = (RelabelConfig(source_labels=("__name__",), regex="DCGM_FI_DEV_GPU_TEMP", action="drop"),
-             RelabelConfig(source_labels=("host",), target_label="Hostname"),
-             RelabelConfig(regex="host", action="labeldrop"))
-    page = "".join(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{c}",host="node0003"}} 50\n'
-                   f'DCGM_FI_DEV_GPU_TEMP{{gpu="{c}",host="node0003"}} 70\n'
-                   f'some_other_metric{{host="node0003"}} 1\n' for c in range(2))
+    rules = (
+        RelabelConfig(source_labels=("__name__",), regex="DCGM_FI_DEV_GPU_TEMP", action="drop"),
+        RelabelConfig(source_labels=("host",), target_label="Hostname"),
+        RelabelConfig(regex="host", action="labeldrop"),
+    )
+    page = "".join(
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="{c}",host="node0003"}} 50\n'
+        f'DCGM_FI_DEV_GPU_TEMP{{gpu="{c}",host="node0003"}} 70\n'
+        f'some_other_metric{{host="node0003"}} 1\n'
+        for c in range(2)
+    )
     converter = ExporterConverter(topo, load_inventory(None))
     cache = SeriesCache(relabel=metric_relabel(rules))
     for t in range(2):  # the first scrape places the series, the second reads values only

@@ -15,8 +15,10 @@ from producers.simulator import Simulator, poisson
 
 SMALL = {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2}
 # 8 nodes; 2 leaves per rail -> 16 leaves; node i, NIC j on leaf 2j + i // 4
-JOBS = [{"name": "a", "first_node": 0, "nodes": 4, "step_s": 1.0},
-        {"name": "b", "first_node": 4, "nodes": 2, "step_s": 0.8}]  # nodes 6, 7 idle
+JOBS = [
+    {"name": "a", "first_node": 0, "nodes": 4, "step_s": 1.0},
+    {"name": "b", "first_node": 4, "nodes": 2, "step_s": 0.8},
+]  # nodes 6, 7 idle
 START_MS = 1_767_225_600_000
 
 
@@ -39,7 +41,7 @@ def signals(data: dict) -> dict[tuple[str, str], list]:
     topo = sc.topology
     out: dict[tuple[str, str], list] = defaultdict(list)
     for ts, msgs in Simulator(sc).ticks():
-        for m, b in ((m, b) for m in msgs for b in decode_batch(m.value).split()):
+        for m, b in ((message, b) for message in msgs for b in decode_batch(message.value).split()):
             if m.topic == CARD_TELEMETRY:
                 rows = [c.name for c in b.schema.group_columns("rows")]
                 for i, card in enumerate(b.columns["card"].tolist()):
@@ -55,7 +57,13 @@ def signals(data: dict) -> dict[tuple[str, str], list]:
                 assert m.topic == STEP_TELEMETRY
                 for i, rank in enumerate(b.columns["rank"].tolist()):
                     out[("step", f"{b.job}/{rank}")].append(
-                        (ts, b.columns["step"][i].item(), b.columns["compute_s"][i].item(), b.columns["wait_s"][i].item()))
+                        (
+                            ts,
+                            b.columns["step"][i].item(),
+                            b.columns["compute_s"][i].item(),
+                            b.columns["wait_s"][i].item(),
+                        )
+                    )
     return out
 
 
@@ -68,15 +76,20 @@ def job_consequences(job: str, nodes: range) -> set[tuple[str, str]]:
     """What a stalled job changes: its ranks' steps, its cards' load, its links' and the fabric's traffic."""
     sig = signals(small([]))
     node_names = {f"node{n:04d}" for n in nodes}
-    return {key for key in sig if
-            (key[0] == "step" and key[1].startswith(f"{job}/"))
-            or (key[0] == "card" and key[1].split("-")[0] in node_names)
-            or (key[0] == "port" and (key[1].split(":")[1].split("-")[0] in node_names or "spine" in key[1]))}
+    return {
+        key
+        for key in sig
+        if (key[0] == "step" and key[1].startswith(f"{job}/"))
+        or (key[0] == "card" and key[1].split("-")[0] in node_names)
+        or (key[0] == "port" and (key[1].split(":")[1].split("-")[0] in node_names or "spine" in key[1]))
+    }
 
 
 def test_same_scenario_and_seed_give_identical_bytes() -> None:
-    faults = [{"kind": "straggler", "target": "node0001-card3", "start_s": 5},
-              {"kind": "link_flap", "target": "node0002-nic1~leaf002", "start_s": 10}]
+    faults = [
+        {"kind": "straggler", "target": "node0001-card3", "start_s": 5},
+        {"kind": "link_flap", "target": "node0002-nic1~leaf002", "start_s": 10},
+    ]
     first = messages(small(faults))
     assert first == messages(small(faults))
     assert first != messages(small(faults, seed=6))
@@ -86,18 +99,21 @@ def test_ground_truth_is_apart_from_the_telemetry() -> None:
     data = small([{"kind": "card_failure", "target": "node0001-card3", "start_s": 20}])
     sim = Simulator(parse_scenario(data))
     assert [(t.kind, t.target, t.start, t.end) for t in sim.ground_truth()] == [
-        ("card_failure", "node0001-card3", "2026-01-01T00:00:20.000Z", "2026-01-01T00:01:00.000Z")]
+        ("card_failure", "node0001-card3", "2026-01-01T00:00:20.000Z", "2026-01-01T00:01:00.000Z")
+    ]
     for _, _, key, value in messages(data):
         assert b"card_failure" not in value and b"fault" not in value
         assert key.startswith(("node", "leaf", "spine", "a", "b"))
 
 
 def test_straggler_slows_only_its_rank_and_makes_peers_wait() -> None:
-    diff = changed([{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20,
-                     "severity": 0.3}])
+    diff = changed(
+        [{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20, "severity": 0.3}]
+    )
     assert diff and all(k[0] == "step" and k[1].startswith("a/") for k in diff)
-    hit = signals(small([{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20,
-                          "severity": 0.3}]))
+    hit = signals(
+        small([{"kind": "straggler", "target": "node0001-card3", "start_s": 20, "duration_s": 20, "severity": 0.3}])
+    )
     during = [r for r in hit[("step", "a/11")] if 25 <= sec(r[0]) <= 38]
     peer = [r for r in hit[("step", "a/0")] if 25 <= sec(r[0]) <= 38]
     assert np.mean([r[2] for r in during]) > 1.2 * np.mean([r[2] for r in peer])  # its compute
@@ -115,10 +131,13 @@ def test_thermal_throttle_heats_its_card_and_slows_its_rank() -> None:
     assert temp[49] > temp[9] + 8 and clock[49] < clock[9] - 150
 
 
-@pytest.mark.parametrize("link, ends", [
-    ("node0001-nic2~leaf004", {"leaf004"}),
-    ("leaf003~spine001", {"leaf003", "spine001"}),
-])
+@pytest.mark.parametrize(
+    "link, ends",
+    [
+        ("node0001-nic2~leaf004", {"leaf004"}),
+        ("leaf003~spine001", {"leaf003", "spine001"}),
+    ],
+)
 def test_link_degradation_changes_only_that_link(link: str, ends: set[str]) -> None:
     diff = changed([{"kind": "link_degradation", "target": link, "start_s": 20, "severity": 0.5}])
     assert diff == {("port", f"{end}:{link}") for end in ends}
@@ -144,8 +163,11 @@ def test_card_failure_reports_a_fatal_code_then_silence() -> None:
 
 
 def test_ascend_clusters_report_ascend_error_codes() -> None:
-    sig = signals(small([{"kind": "card_failure", "target": "node0001-card3", "start_s": 20}],
-                        cluster={**SMALL, "vendor": "ascend"}))
+    sig = signals(
+        small(
+            [{"kind": "card_failure", "target": "node0001-card3", "start_s": 20}], cluster={**SMALL, "vendor": "ascend"}
+        )
+    )
     assert [code for _, code in sig[("event", "node0001-card3")]] == [0x8C03A000]
 
 
@@ -189,10 +211,12 @@ def test_spine_failure_touches_only_its_fabric_links() -> None:
 
 
 def test_counters_never_decrease_except_on_a_documented_reset() -> None:
-    faults = [{"kind": "node_failure", "target": "node0002", "start_s": 10, "duration_s": 10},
-              {"kind": "switch_failure", "target": "leaf005", "start_s": 15, "duration_s": 10},
-              {"kind": "link_degradation", "target": "node0003-nic0~leaf000", "start_s": 5},
-              {"kind": "ecc_error", "target": "node0007-card7", "start_s": 5}]
+    faults = [
+        {"kind": "node_failure", "target": "node0002", "start_s": 10, "duration_s": 10},
+        {"kind": "switch_failure", "target": "leaf005", "start_s": 15, "duration_s": 10},
+        {"kind": "link_degradation", "target": "node0003-nic0~leaf000", "start_s": 5},
+        {"kind": "ecc_error", "target": "node0007-card7", "start_s": 5},
+    ]
     sig = signals(small(faults, noise={"transient_spikes_per_hour": 3600, "background_crc_per_hour": 3600}))
     counter_cols = {"card": range(7, 11), "port": range(3, 12)}
     decreased = set()
@@ -207,8 +231,13 @@ def test_counters_never_decrease_except_on_a_documented_reset() -> None:
 
 
 def test_confounders_leave_no_persistent_anomaly() -> None:
-    noise = {"transient_spikes_per_hour": 1800, "background_crc_per_hour": 600, "checkpoint_every_s": 60,
-             "checkpoint_s": 10, "step_jitter": 0.03}
+    noise = {
+        "transient_spikes_per_hour": 1800,
+        "background_crc_per_hour": 600,
+        "checkpoint_every_s": 60,
+        "checkpoint_s": 10,
+        "step_jitter": 0.03,
+    }
     sig = signals(small([], duration_s=300, noise=noise))
     spikes = 0
     for (dataset, entity), rows in sig.items():
@@ -261,8 +290,14 @@ def test_the_realistic_profile_makes_a_healthy_cluster_untidy() -> None:
     """Persistent per-card offsets, healthy links with errors now and then, missed samples,
     counter resets and a job-wide step time that drifts (`noise: {profile: realistic}`); raised
     rates here so a 5-minute run shows each."""
-    noise = {"profile": "realistic", "link_errors_per_hour": 60, "missing_sample_rate": 0.02,
-             "counter_resets_per_hour": 120, "checkpoint_every_s": 0, "transient_spikes_per_hour": 0}
+    noise = {
+        "profile": "realistic",
+        "link_errors_per_hour": 60,
+        "missing_sample_rate": 0.02,
+        "counter_resets_per_hour": 120,
+        "checkpoint_every_s": 0,
+        "transient_spikes_per_hour": 0,
+    }
     sig = signals(small([], duration_s=300, noise=noise))
     temps = {e: np.array([r[5] for r in rows]) for (d, e), rows in sig.items() if d == "card"}
     first = {e: v[60:180].mean() for e, v in temps.items()}
@@ -272,8 +307,12 @@ def test_the_realistic_profile_makes_a_healthy_cluster_untidy() -> None:
     assert min(len(v) for v in temps.values()) < 300  # some samples were never sent
     crc = [rows[-1][5] - rows[0][5] for (d, _), rows in sig.items() if d == "port"]
     assert sum(1 for c in crc if c > 0) > len(crc) / 4  # healthy links see errors
-    resets = [e for (d, e), rows in sig.items() if d in ("card", "port")
-              and (np.diff(np.array([r[7 if d == "card" else 3] for r in rows], np.float64)) < 0).any()]
+    resets = [
+        e
+        for (d, e), rows in sig.items()
+        if d in ("card", "port")
+        and (np.diff(np.array([r[7 if d == "card" else 3] for r in rows], np.float64)) < 0).any()
+    ]
     assert resets  # counters started again at 0 somewhere
     steps: dict[int, list[float]] = defaultdict(list)
     for (d, e), rows in sig.items():
@@ -309,12 +348,17 @@ def test_late_messages_and_collector_clocks_of_the_realistic_profile() -> None:
 
 @pytest.mark.parametrize("silent", [0.0, 1.0])
 def test_card_failures_with_and_without_a_fatal_code(silent: float) -> None:
-    sig = signals(small([{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}],
-                       noise={"silent_failure_share": silent}))
+    sig = signals(
+        small(
+            [{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}],
+            noise={"silent_failure_share": silent},
+        )
+    )
     assert max(ts for ts, *_ in sig[("card", "node0002-card3")]) == START_MS + 19_000
     assert sig[("event", "node0002-card3")] == ([] if silent else [(START_MS + 20_000, 79)])
-    data = small([{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}],
-                 noise={"silent_failure_share": silent})
+    data = small(
+        [{"kind": "card_failure", "target": "node0002-card3", "start_s": 20}], noise={"silent_failure_share": silent}
+    )
     assert Simulator(parse_scenario(data)).silent_card_failures() == ({"node0002-card3"} if silent else set())
 
 
@@ -327,8 +371,14 @@ def test_an_ecc_fault_whose_card_fails_after_it() -> None:
 
 
 def test_job_restarts_resume_from_the_last_checkpoint_after_a_pause() -> None:
-    noise = {"job_restarts_per_hour": 30, "restart_s": 30, "restart_warmup_steps": 2,
-             "checkpoint_every_s": 40, "checkpoint_s": 2, "step_jitter": 0.0}
+    noise = {
+        "job_restarts_per_hour": 30,
+        "restart_s": 30,
+        "restart_warmup_steps": 2,
+        "checkpoint_every_s": 40,
+        "checkpoint_s": 2,
+        "step_jitter": 0.0,
+    }
     sig = signals(small([], duration_s=600, noise=noise))
     rows = sig[("step", "a/0")]
     steps = [step for _, step, _, _ in rows]

@@ -23,8 +23,11 @@ def snmp(ts_ms: int, ports: dict[str, tuple[int, int]]) -> str:
     lines = []
     for i, (name, (oper, admin)) in enumerate(ports.items(), start=1):
         labels = f'ifAlias="",ifDescr="{name}",ifIndex="{i}",ifName="{name}"'
-        lines += [f"ifOperStatus{{{labels}}} {oper} {ts_ms}", f"ifAdminStatus{{{labels}}} {admin} {ts_ms}",
-                  f"ifInErrors{{{labels}}} 0 {ts_ms}"]
+        lines += [
+            f"ifOperStatus{{{labels}}} {oper} {ts_ms}",
+            f"ifAdminStatus{{{labels}}} {admin} {ts_ms}",
+            f"ifInErrors{{{labels}}} 0 {ts_ms}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -41,8 +44,9 @@ def test_topology_import_json_and_the_file_it_writes(tmp_path: Path) -> None:
     assert (summary["switches"], summary["host_ports"], summary["links"]) == (666, 3675, 12186)
     assert summary["tiers"] == {"leaf": 204, "spine": 322, "core": 140}  # management MLG/MSPINE as named
     again = json.loads(run_cli("topology", "import", str(out), "--json").stdout)  # the saved file reads back
-    assert {k: again[k] for k in ("switches", "host_ports", "links", "tiers")} == \
-        {k: summary[k] for k in ("switches", "host_ports", "links", "tiers")}
+    assert {k: again[k] for k in ("switches", "host_ports", "links", "tiers")} == {
+        k: summary[k] for k in ("switches", "host_ports", "links", "tiers")
+    }
     wrong = run_cli("topology", "import", str(SELENE), "--format", "ndt")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr and wrong.stderr.count("\n") == 1
 
@@ -70,12 +74,15 @@ def test_snmp_without_a_topology_names_ports_and_pages_a_disabled_port_as_a_warn
 def test_gnmic_openconfig_admin_down_and_a_live_scrape(tmp_path: Path) -> None:
     """Without a topology a port disabled since the first scrape is an unused port (not paged, but
     counted); one seen up and then disabled pages a warning labelled with its name."""
+
     def scrape(admin: str, oper: str) -> str:
         seven, eight = 'interface_name="Ethernet7"', 'interface_name="Ethernet8"'
-        return (f'gnmic_interfaces_interface_state_oper_status{{{seven},oper_status="{oper}",source="spine-2"}} 1\n'
-                f'gnmic_interfaces_interface_state_admin_status{{admin_status="{admin}",{seven},source="spine-2"}} 1\n'
-                f'gnmic_interfaces_interface_state_oper_status{{{eight},oper_status="UP",source="spine-2"}} 1\n'
-                f'gnmic_interfaces_interface_state_counters_in_errors{{{eight},source="spine-2"}} 3\n')
+        return (
+            f'gnmic_interfaces_interface_state_oper_status{{{seven},oper_status="{oper}",source="spine-2"}} 1\n'
+            f'gnmic_interfaces_interface_state_admin_status{{admin_status="{admin}",{seven},source="spine-2"}} 1\n'
+            f'gnmic_interfaces_interface_state_oper_status{{{eight},oper_status="UP",source="spine-2"}} 1\n'
+            f'gnmic_interfaces_interface_state_counters_in_errors{{{eight},source="spine-2"}} 3\n'
+        )
 
     (tmp_path / "metrics").write_text(scrape("DOWN", "DOWN"))
     with static_http(tmp_path) as url:
@@ -99,9 +106,11 @@ def test_ufm_and_ib_exporter_counters_on_an_imported_fabric_name_its_links(tmp_p
     files = []
     for i in range(12):
         ts = T0 + i * 1000
-        text = (f'PortRcvErrorsExtended{{node_guid="7cfe9003009ce5b0",port_num="10"}} {i * 40} {ts}\n'
-                f'PortRcvErrorsExtended{{node_guid="0x7cfe9003009ce5b0",port_num="11"}} 2 {ts}\n'
-                f'SymbolErrorCounterExtended{{node_guid="0x7cfe9003009ce5b0",port_num="1"}} 0 {ts}\n')
+        text = (
+            f'PortRcvErrorsExtended{{node_guid="7cfe9003009ce5b0",port_num="10"}} {i * 40} {ts}\n'
+            f'PortRcvErrorsExtended{{node_guid="0x7cfe9003009ce5b0",port_num="11"}} 2 {ts}\n'
+            f'SymbolErrorCounterExtended{{node_guid="0x7cfe9003009ce5b0",port_num="1"}} 0 {ts}\n'
+        )
         files.append(tmp_path / f"ufm{i}.prom")
         files[-1].write_text(text)
     done = run_cli("ingest", "ufm", *map(str, files), "--topology", str(fabric), "--detect", "--json")
@@ -111,8 +120,10 @@ def test_ufm_and_ib_exporter_counters_on_an_imported_fabric_name_its_links(tmp_p
     assert alert["labels"]["node"] == "o0001" and alert["labels"]["switch"] == "ib-i1l1s01"
 
     exporter = tmp_path / "ib.prom"  # the infiniband_exporter names the switch in an info metric
-    exporter.write_text('infiniband_switch_info{guid="0x7cfe9003009ce5b0",switch="ib-i1l1s01"} 1\n'
-                        'infiniband_switch_port_receive_errors_total{guid="0x7cfe9003009ce5b0",port="10"} 5\n')
+    exporter.write_text(
+        'infiniband_switch_info{guid="0x7cfe9003009ce5b0",switch="ib-i1l1s01"} 1\n'
+        'infiniband_switch_port_receive_errors_total{guid="0x7cfe9003009ce5b0",port="10"} 5\n'
+    )
     done = run_cli("ingest", "ib-exporter", str(exporter), "--topology", str(fabric), "--out", str(tmp_path / "m"))
     assert done.returncode == 0 and "1 batch " in done.stderr, done.stderr
     unknown = run_cli("ingest", "ib-exporter", str(exporter), "--topology", str(tmp_path / "nope.txt"), "--detect")
@@ -133,7 +144,8 @@ def _at(minute: int) -> str:
 
 
 def test_a_real_leaf_without_a_topology_pages_its_two_shutdowns_by_port_name_and_not_its_empty_ports(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Issue 25: 12 ports without a cable (admin up, oper down from the first scrape) are not
     faults; the shut port (ifIndex 3, the 25th port of the scrape) is named as the switch names it."""
     files = _leaf_scrapes(tmp_path)
@@ -142,10 +154,12 @@ def test_a_real_leaf_without_a_topology_pages_its_two_shutdowns_by_port_name_and
     alerts = alerts_of(done.stdout)
     got = [(a["kind"], a["entity"], a["status"], a["severity"], a["starts_at"], a["ends_at"]) for a in alerts]
     shut = "leaf7:HundredGigE0/0/0/10"
-    assert got == [("link_down", shut, "firing", "warning", _at(40), None),
-                   ("link_down", shut, "resolved", "warning", _at(40), _at(56)),
-                   ("link_down", shut, "firing", "warning", _at(110), None),
-                   ("link_down", shut, "resolved", "warning", _at(110), _at(151))]
+    assert got == [
+        ("link_down", shut, "firing", "warning", _at(40), None),
+        ("link_down", shut, "resolved", "warning", _at(40), _at(56)),
+        ("link_down", shut, "firing", "warning", _at(110), None),
+        ("link_down", shut, "resolved", "warning", _at(110), _at(151)),
+    ]
     labels, summary = alerts[0]["labels"], alerts[0]["summary"]
     assert labels == {"switch": "leaf7", "link": shut, "port": "HundredGigE0/0/0/10", "admin_down": "true"}
     assert summary.startswith(f"{shut} down (port HundredGigE0/0/0/10 of leaf7 is administratively disabled)")
@@ -153,13 +167,27 @@ def test_a_real_leaf_without_a_topology_pages_its_two_shutdowns_by_port_name_and
 
 
 def test_a_real_leaf_on_an_lldp_fabric_pages_a_cabled_port_never_up_and_names_ports_as_the_switch_does(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """With a topology, a port the fabric cables pages link_down even if never seen up (a missing
     link); ports it does not cable do not. Alerts carry the switch's own port name."""
     hosts = [p for p in range(1, 22) if p not in leaf.UNCABLED or p == 5]  # port 5: cabled, never up
-    lldp = {f"gpu-node{p + 1:02d}": {"lldp": [{"interface": [{
-        "name": "eth0", "chassis": [{"name": [{"value": "leaf7"}]}],
-        "port": [{"id": [{"type": "ifname", "value": f"HundredGigE0/0/0/{p}"}]}]}]}]} for p in hosts}
+    lldp = {
+        f"gpu-node{p + 1:02d}": {
+            "lldp": [
+                {
+                    "interface": [
+                        {
+                            "name": "eth0",
+                            "chassis": [{"name": [{"value": "leaf7"}]}],
+                            "port": [{"id": [{"type": "ifname", "value": f"HundredGigE0/0/0/{p}"}]}],
+                        }
+                    ]
+                }
+            ]
+        }
+        for p in hosts
+    }
     fabric = tmp_path / "lldp.json"
     fabric.write_text(json.dumps(lldp))
     files = _leaf_scrapes(tmp_path)
@@ -169,8 +197,12 @@ def test_a_real_leaf_on_an_lldp_fabric_pages_a_cabled_port_never_up_and_names_po
     got = [(a["entity"], a["status"], a["severity"], a["labels"].get("port")) for a in alerts]
     missing, shut = "gpu-node06/eth0~leaf7/HundredGigE0/0/0/5", "gpu-node11/eth0~leaf7/HundredGigE0/0/0/10"
     ten = "HundredGigE0/0/0/10"
-    assert got == [(missing, "firing", "critical", "HundredGigE0/0/0/5"),
-                   (shut, "firing", "warning", ten), (shut, "resolved", "warning", ten),
-                   (shut, "firing", "warning", ten), (shut, "resolved", "warning", ten)]
+    assert got == [
+        (missing, "firing", "critical", "HundredGigE0/0/0/5"),
+        (shut, "firing", "warning", ten),
+        (shut, "resolved", "warning", ten),
+        (shut, "firing", "warning", ten),
+        (shut, "resolved", "warning", ten),
+    ]
     assert alerts[1]["labels"]["node"] == "gpu-node11" and alerts[1]["labels"]["switch"] == "leaf7"
     assert "port HundredGigE0/0/0/10 of leaf7 is administratively disabled" in alerts[1]["summary"]

@@ -20,8 +20,8 @@ import msgpack
 import numpy as np
 from hypothesis import strategies as st
 
-from producers.simulator import Message
 from pipeline.schemas import CARD, PORT, STEP
+from producers.simulator import Message
 
 LATE_MIN_S, LATE_MAX_S = 120, 2400  # stored late rows: older than any silence of the scenario, within the lateness
 SCHEMAS = {"card": CARD, "port": PORT, "step": STEP}
@@ -60,36 +60,63 @@ def _rows(msg: dict) -> int:
     return sum(msg["n"]["rows"])
 
 
-def garbage(draw: st.DrawFn, good: list[Message], kinds: list[str], known: Callable[[str], bool],
-            now_ms: int, after: int) -> Garbage:
+def garbage(
+    draw: st.DrawFn, good: list[Message], kinds: list[str], known: Callable[[str], bool], now_ms: int, after: int
+) -> Garbage:
     """One odd message made from the simulator's message `after`."""
     source = good[after]
     kind = kinds[after]
     msg = msgpack.unpackb(source.value)
     ts = msg["ts"]
-    choices = ["random bytes", "truncated", "schema version", "wrong kind", "mismatched arrays",
-               "time ahead", "seconds for ms", "too late", "unknown sources", "duplicate"]
+    choices = [
+        "random bytes",
+        "truncated",
+        "schema version",
+        "wrong kind",
+        "mismatched arrays",
+        "time ahead",
+        "seconds for ms",
+        "too late",
+        "unknown sources",
+        "duplicate",
+    ]
     if kind == "step":
         choices.append("impossible step times")
     else:
-        choices += ["late tick", "NaN gauges" if kind == "card" else "late tick", "impossible values",
-                    "wrapped counters", "one unknown source"]
+        choices += [
+            "late tick",
+            "NaN gauges" if kind == "card" else "late tick",
+            "impossible values",
+            "wrapped counters",
+            "one unknown source",
+        ]
     what = draw(st.sampled_from(choices))
     if what == "random bytes":
         return Garbage(what, after, draw(st.binary(max_size=300)))
     if what == "truncated":
-        return Garbage(what, after, source.value[:draw(st.integers(0, len(source.value) - 1))])
+        return Garbage(what, after, source.value[: draw(st.integers(0, len(source.value) - 1))])
     if what == "duplicate":  # a producer's retry the broker had stored: the same bytes again
         return Garbage(what, after, source.value, dead=False)
     if what == "wrong kind":
-        other = draw(st.sampled_from([i for i in range(max(0, after - 40), min(len(good), after + 40))
-                                      if kinds[i] != kind] or [0]))
+        other = draw(
+            st.sampled_from(
+                [i for i in range(max(0, after - 40), min(len(good), after + 40)) if kinds[i] != kind] or [0]
+            )
+        )
         if kinds[other] == kind:
             return Garbage("random bytes", after, b"\xc1")
         return Garbage(what, after, good[other].value)
     if what == "schema version":
-        msg["v"] = draw(st.one_of(st.integers(-2**63, 2**64 - 1).filter(lambda v: v not in (1, 2)),
-                                  st.floats(), st.booleans(), st.none(), TEXT, st.binary(max_size=4)))
+        msg["v"] = draw(
+            st.one_of(
+                st.integers(-(2**63), 2**64 - 1).filter(lambda v: v not in (1, 2)),
+                st.floats(),
+                st.booleans(),
+                st.none(),
+                TEXT,
+                st.binary(max_size=4),
+            )
+        )
         return Garbage(what, after, msgpack.packb(msg))
     if what == "mismatched arrays":
         column = draw(st.sampled_from(sorted(msg["c"])))
@@ -142,7 +169,10 @@ def garbage(draw: st.DrawFn, good: list[Message], kinds: list[str], known: Calla
     if what == "impossible values":  # inf gauges, negative counters, port states that do not exist
         bad_rows = sorted(set(draw(st.lists(st.integers(0, rows - 1), min_size=1, max_size=min(rows, 20)))))
         if kind == "card" and draw(st.booleans()):
-            column, bad = draw(st.sampled_from(["util", "power_w", "temp_c"])), draw(st.sampled_from([math.inf, -math.inf]))
+            column, bad = (
+                draw(st.sampled_from(["util", "power_w", "temp_c"])),
+                draw(st.sampled_from([math.inf, -math.inf])),
+            )
         elif kind == "port" and draw(st.booleans()):
             column, bad = "oper_up", draw(st.integers(3, 255))
         else:
@@ -165,8 +195,9 @@ def garbage(draw: st.DrawFn, good: list[Message], kinds: list[str], known: Calla
     return Garbage(what, after, msg=msg, late_ms=late_ms, kept={dataset: rows - counts[which]})
 
 
-def draw_garbage(good: list[Message], kinds: list[str], known: Callable[[str], bool], count: int,
-                 chunk: int = 1000) -> Iterator[list[Garbage]]:
+def draw_garbage(
+    good: list[Message], kinds: list[str], known: Callable[[str], bool], count: int, chunk: int = 1000
+) -> Iterator[list[Garbage]]:
     """`count` distinct odd messages, one per hypothesis example, in chunks of about `chunk` as they
     are drawn (each chunk under its own seed: the same messages every run), each stamped."""
     from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -175,16 +206,22 @@ def draw_garbage(good: list[Message], kinds: list[str], known: Callable[[str], b
     seen: set[bytes] = set()
     used: set[tuple[str, int]] = set()
     total = 0
+    drawn: list[Garbage] = []  # one chunk's messages, cleared for each (the closure below fills it)
     for number in itertools.count():
-        drawn: list[Garbage] = []
+        drawn.clear()
 
         @st.composite
         def one(draw: st.DrawFn) -> Garbage:  # a closure, so that hypothesis never shows the whole stream
             return garbage(draw, good, kinds, known, now_ms, draw(st.integers(0, len(good) - 1)))
 
         @seed(number)
-        @settings(max_examples=chunk, database=None, deadline=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=chunk,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(one())
         def collect(found: Garbage) -> None:
             drawn.append(found)
@@ -197,7 +234,7 @@ def draw_garbage(good: list[Message], kinds: list[str], known: Callable[[str], b
                     continue
                 seen.add(g.value)
             out.append(g)
-        out = out[:count - total]
+        out = out[: count - total]
         stamp(out, good, used)
         total += len(out)
         yield out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,13 +20,21 @@ from pipeline.run import consumer_lag
 
 CLUSTER = {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}
 SCENARIO = {
-    "name": "kill-me", "seed": 17, "duration_s": 150, "cluster": CLUSTER, "noise": {"nic_reports": 1},
-    "jobs": [{"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
-             {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8}],
-    "faults": [{"kind": "card_failure", "target": "node0003-card2", "start_s": 20, "duration_s": 40},
-               {"kind": "switch_failure", "target": "leaf005", "start_s": 50, "duration_s": 30},
-               {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 90, "severity": 0.4},
-               {"kind": "node_failure", "target": "node0030", "start_s": 100, "duration_s": 30}],
+    "name": "kill-me",
+    "seed": 17,
+    "duration_s": 150,
+    "cluster": CLUSTER,
+    "noise": {"nic_reports": 1},
+    "jobs": [
+        {"name": "pretrain", "first_node": 0, "nodes": 20, "step_s": 1.0},
+        {"name": "finetune", "first_node": 20, "nodes": 10, "step_s": 0.8},
+    ],
+    "faults": [
+        {"kind": "card_failure", "target": "node0003-card2", "start_s": 20, "duration_s": 40},
+        {"kind": "switch_failure", "target": "leaf005", "start_s": 50, "duration_s": 30},
+        {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 90, "severity": 0.4},
+        {"kind": "node_failure", "target": "node0030", "start_s": 100, "duration_s": 30},
+    ],
 }
 HOOK_SECRET = "hook-secret-5b1e0c"  # the webhook's signing secret: must never show in a log
 
@@ -40,9 +49,15 @@ def signed_receiver(port: int = 0) -> Iterator[WebhookReceiver]:
     finally:
         receiver.shutdown()
         receiver.server_close()
+
+
 # what identifies a sample in each dataset: a row twice under the same key is a duplicate
-KEYS = {"card": "node, card, ts", "card_events": "node, card, ts, code", "step": "job, rank, step",
-        "port": "switch, port, ts"}
+KEYS = {
+    "card": "node, card, ts",
+    "card_events": "node, card, ts, code",
+    "step": "job, rank, step",
+    "port": "switch, port, ts",
+}
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,26 +94,38 @@ def _ms(iso: str) -> int:
     return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-
-
 def worker_env(bootstrap: str, prefix: str, data: Path, receiver_url: str) -> dict[str, str]:
-    return {"CLUSTERPULSE_BOOTSTRAP": bootstrap, "CLUSTERPULSE_TOPIC_PREFIX": prefix,
-            "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers", "CLUSTERPULSE_DATA_DIR": str(data),
-            "CLUSTERPULSE_PARTITIONS": "4", "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
-            "CLUSTERPULSE_LOG_LEVEL": "info", "HOOK_SECRET": HOOK_SECRET,
-            "CLUSTERPULSE_NOTIFY__RECEIVERS":
-                f'[{{"name": "ops", "url": "{receiver_url}hook", "secret_env": "HOOK_SECRET"}}]',
-            **{f"CLUSTERPULSE_CLUSTER__{k.upper()}": str(v) for k, v in CLUSTER.items()}}
+    return {
+        "CLUSTERPULSE_BOOTSTRAP": bootstrap,
+        "CLUSTERPULSE_TOPIC_PREFIX": prefix,
+        "CLUSTERPULSE_GROUP_ID": f"{prefix}-workers",
+        "CLUSTERPULSE_DATA_DIR": str(data),
+        "CLUSTERPULSE_PARTITIONS": "4",
+        "CLUSTERPULSE_SINK__FLUSH_SECONDS": "1",
+        "CLUSTERPULSE_LOG_LEVEL": "info",
+        "HOOK_SECRET": HOOK_SECRET,
+        "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(
+            [{"name": "ops", "url": f"{receiver_url}hook", "secret_env": "HOOK_SECRET"}]
+        ),
+        **{f"CLUSTERPULSE_CLUSTER__{k.upper()}": str(v) for k, v in CLUSTER.items()},
+    }
 
 
-def wait_caught_up(bootstrap: str, prefix: str, worker, log: callable, why: str,  # noqa: ANN001
-                   timeout_s: float = 180) -> None:
+def wait_caught_up(
+    bootstrap: str,
+    prefix: str,
+    worker,
+    log: callable,
+    why: str,  # noqa: ANN001
+    timeout_s: float = 180,
+) -> None:
     """Until the worker has committed every telemetry message, finding and alert; then a quiet
     moment for the correlator to release what it holds and the notifier to deliver it."""
     topics = [f"{prefix}.telemetry.{k}" for k in ("card", "port", "step")] + [f"{prefix}.findings"]
     deadline = time.monotonic() + timeout_s
-    while consumer_lag(bootstrap, f"{prefix}-workers", topics) or \
-            consumer_lag(bootstrap, f"{prefix}-workers", [f"{prefix}.alerts"]):
+    while consumer_lag(bootstrap, f"{prefix}-workers", topics) or consumer_lag(
+        bootstrap, f"{prefix}-workers", [f"{prefix}.alerts"]
+    ):
         assert worker.poll() is None, log(worker)[-3000:]
         assert time.monotonic() < deadline, f"the worker did not catch up {why}"
         time.sleep(1.0)
@@ -117,8 +144,9 @@ def check_lake(data: Path, scenario: Path, why: str, extra: dict[str, int] | Non
         assert rows == distinct, f"{dataset}: {rows - distinct} duplicate rows {why}"
         assert rows == expected[dataset], f"{dataset}: {rows} rows in Parquet, {expected[dataset]} expected {why}"
         found[dataset] = rows
-    lake = duckdb.execute(f"select kind, entity, status, epoch_ms(starts_at) "
-                          f"from read_parquet('{data}/alerts/**/*.parquet')")
+    lake = duckdb.execute(
+        f"select kind, entity, status, epoch_ms(starts_at) from read_parquet('{data}/alerts/**/*.parquet')"
+    )
     assert set(lake.fetchall()) == offline_alerts(scenario), why
     return found
 
@@ -130,8 +158,11 @@ def check_pages(received: list[dict], scenario: Path, why: str) -> None:
     for key, body in pages:
         bodies[key].append(body)
     assert all(key for key, _ in pages) and all(b == found[0] for found in bodies.values() for b in found), why
-    roots = {(a, e) for a, e, s, _ in offline_alerts(scenario)
-             if s == "firing" and a in ("switch_down", "node_down", "card_failed")}
+    roots = {
+        (a, e)
+        for a, e, s, _ in offline_alerts(scenario)
+        if s == "firing" and a in ("switch_down", "node_down", "card_failed")
+    }
     paged = {(b["kind"], b["entity"]) for _, b in pages if b.get("status") == "firing"}
     assert roots <= paged, f"not paged: {roots - paged} {why}"
 

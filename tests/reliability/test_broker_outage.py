@@ -14,8 +14,15 @@ import pytest
 import yaml
 
 from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
-                                      wait_caught_up, worker_env)
+from tests.reliability.helpers import (
+    HOOK_SECRET,
+    SCENARIO,
+    check_lake,
+    check_no_secret,
+    check_pages,
+    wait_caught_up,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 OUTAGE_S = 30
@@ -27,16 +34,30 @@ def s3(tmp_path, monkeypatch) -> Iterator[str]:  # noqa: ANN001
     boto3 = pytest.importorskip("boto3", reason="moto[server] (test dependency) is not installed")
     port = free_port()
     log = open(tmp_path / "s3.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        env = {"AWS_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "aws-secret-9d2c71",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        env = {
+            "AWS_ENDPOINT": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "aws-secret-9d2c71",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="aws-secret-9d2c71",
-                              region_name="us-east-1")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="aws-secret-9d2c71",
+            region_name="us-east-1",
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -51,8 +72,13 @@ def s3(tmp_path, monkeypatch) -> Iterator[str]:  # noqa: ANN001
         log.close()
 
 
-def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(s3, prefix, children, tmp_path,  # noqa: ANN001
-                                                                         receiver) -> None:
+def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(
+    s3,
+    prefix,
+    children,
+    tmp_path,  # noqa: ANN001
+    receiver,
+) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = tmp_path / "lake"

@@ -18,8 +18,7 @@ from pipeline.run import consumer_lag
 from pipeline.schemas import Alert
 from pipeline.topics import ALERTS, TELEMETRY_TOPICS
 from tests.kafka_helpers import read_until
-from tests.reliability.helpers import (SCENARIO, check_lake, check_pages, offline_alerts,
-                                      wait_caught_up, worker_env)
+from tests.reliability.helpers import SCENARIO, check_lake, check_pages, offline_alerts, wait_caught_up, worker_env
 
 pytestmark = pytest.mark.broker
 
@@ -31,8 +30,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("a full disk is simulated with a small tmpfs, and mounting one needs root (CI runs as root)")
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "clusterpulse-test", str(disk)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "clusterpulse-test", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -54,8 +54,9 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def test_a_full_lake_disk_stops_commits_not_alerts_and_loses_nothing(broker, prefix, small_disk, children,
-                                                                     tmp_path, receiver) -> None:
+def test_a_full_lake_disk_stops_commits_not_alerts_and_loses_nothing(
+    broker, prefix, small_disk, children, tmp_path, receiver
+) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = small_disk / "lake"
@@ -72,15 +73,20 @@ def test_a_full_lake_disk_stops_commits_not_alerts_and_loses_nothing(broker, pre
     assert sim.wait(timeout=120) == 0, children.log_of(sim)[-2000:]
 
     roots = {(k, e) for k, e, s, _ in offline_alerts(path) if s == "firing"}
-    published = read_until(broker.bootstrap, ALERTS.name(prefix), lambda found: roots <= {
-        (a.kind, a.entity) for a in map(Alert.from_json, (r.value for r in found))}, timeout_s=90,
-        alive=lambda: None if worker.poll() is None else children.log_of(worker)[-3000:])
+    published = read_until(
+        broker.bootstrap,
+        ALERTS.name(prefix),
+        lambda found: roots <= {(a.kind, a.entity) for a in map(Alert.from_json, (r.value for r in found))},
+        timeout_s=90,
+        alive=lambda: None if worker.poll() is None else children.log_of(worker)[-3000:],
+    )
     assert published, "no alert while the disk is full"
     log = children.log_of(worker)
     assert "cannot write Parquet to the lake" in log and "No space left on device" in log, log[-3000:]
     assert consumer_lag(broker.bootstrap, f"{prefix}-workers", telemetry) > 0  # nothing committed
-    assert not [p for p in data.rglob("*") if p.is_file() and p.name != "_lake.json"
-                and not p.is_relative_to(data / "_notify")], "files written on a full disk"
+    assert not [
+        p for p in data.rglob("*") if p.is_file() and p.name != "_lake.json" and not p.is_relative_to(data / "_notify")
+    ], "files written on a full disk"
 
     filler.unlink()  # space returns
     wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, "after the disk had space again")

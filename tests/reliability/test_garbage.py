@@ -30,8 +30,9 @@ COUNT = 10_000
 SPEED = 6  # simulated seconds per second: the stream lasts about as long as hypothesis draws
 
 
-def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker, prefix, children,
-                                                                         tmp_path, receiver) -> None:
+def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(
+    broker, prefix, children, tmp_path, receiver
+) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     scenario = load_scenario(path)
@@ -53,6 +54,7 @@ def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker,
             chunks.put(None)
         except BaseException as exc:  # raised by the test, not lost in the thread
             chunks.put(exc)
+
     threading.Thread(target=draw, daemon=True).start()
 
     out = KafkaOutput(broker.bootstrap, prefix, client_id="garbage-test")
@@ -88,7 +90,7 @@ def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker,
     stop_process(worker, timeout_s=30)
 
     log = children.log_of(worker)
-    assert "Traceback" not in log, log[log.index("Traceback"):][:3000]
+    assert "Traceback" not in log, log[log.index("Traceback") :][:3000]
     assert sum(1 for p, _ in children.procs if p.args[3:4] == ["worker"]) == 1  # never restarted
 
     expected_dead = collections.Counter(g.value for g in garbage if g.dead)
@@ -98,18 +100,23 @@ def test_garbage_at_volume_is_dead_lettered_or_handled_and_loses_nothing(broker,
         headers = dict(record.headers)
         assert headers.get(DLQ_REASON) and headers.get(DLQ_TOPIC), record
         reasons[headers[DLQ_REASON].decode().split(":")[0][:40]] += 1
-    assert collections.Counter(r.value for r in letters) == expected_dead, \
+    assert collections.Counter(r.value for r in letters) == expected_dead, (
         f"{len(letters)} dead letters, {sum(expected_dead.values())} expected"
+    )
 
     kept = collections.Counter()
     for g in garbage:
         kept.update(g.kept)
     found = check_lake(data, path, "(garbage)", extra=dict(kept))
-    late = duckdb.execute(f"select count(*) from read_parquet('{data}/card/**/*.parquet', hive_partitioning = true) "
-                          "where epoch_ms(ts) % 1000 <> 0").fetchone()[0]
+    late = duckdb.execute(
+        f"select count(*) from read_parquet('{data}/card/**/*.parquet', hive_partitioning = true) "
+        "where epoch_ms(ts) % 1000 <> 0"
+    ).fetchone()[0]
     assert late == kept["card"] > 0
-    print(f"{COUNT} garbage messages: {sum(expected_dead.values())} dead-lettered, rows kept {dict(kept)}; "
-          f"lake {found}; reasons {reasons.most_common(12)}")
+    print(
+        f"{COUNT} garbage messages: {sum(expected_dead.values())} dead-lettered, rows kept {dict(kept)}; "
+        f"lake {found}; reasons {reasons.most_common(12)}"
+    )
 
 
 def _known(topology, name: str) -> bool:  # noqa: ANN001

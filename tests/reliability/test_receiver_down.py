@@ -21,26 +21,41 @@ from tests.reliability.helpers import SCENARIO, check_pages, signed_receiver, wa
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def test_pages_dead_lettered_while_the_receiver_is_down_are_all_replayed_once(broker, prefix, children,
-                                                                              tmp_path) -> None:
+def test_pages_dead_lettered_while_the_receiver_is_down_are_all_replayed_once(
+    broker, prefix, children, tmp_path
+) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = tmp_path / "lake"
     port = free_port()  # nothing listens there until the end
     env = worker_env(broker.bootstrap, prefix, data, f"http://127.0.0.1:{port}/")
-    env["CLUSTERPULSE_NOTIFY__RECEIVERS"] = json.dumps([{
-        "name": "ops", "url": f"http://127.0.0.1:{port}/hook", "secret_env": "HOOK_SECRET",
-        "deadline_s": 1, "backoff_s": 0.1, "max_attempts": 50}])
+    env["CLUSTERPULSE_NOTIFY__RECEIVERS"] = json.dumps(
+        [
+            {
+                "name": "ops",
+                "url": f"http://127.0.0.1:{port}/hook",
+                "secret_env": "HOOK_SECRET",
+                "deadline_s": 1,
+                "backoff_s": 0.1,
+                "max_attempts": 50,
+            }
+        ]
+    )
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     worker = children.start("worker", env=env, name="worker")
     sim = children.start("simulate", "--scenario", str(path), "--speed", "16", env=env, name="simulator")
     assert sim.wait(timeout=120) == 0, children.log_of(sim)[-2000:]
     wait_caught_up(broker.bootstrap, prefix, worker, children.log_of, "(receiver down)")
-    pages = duckdb.execute(f"select id, status from read_parquet('{data}/alerts/**/*.parquet') "
-                           "where root_cause is null").fetchall()
-    letters = read_until(broker.bootstrap, NOTIFY_DEAD_LETTERS.name(prefix),  # one page after the other
-                         lambda found: len(found) >= len(pages), timeout_s=60,
-                         alive=lambda: None if worker.poll() is None else "the worker stopped")
+    pages = duckdb.execute(
+        f"select id, status from read_parquet('{data}/alerts/**/*.parquet') where root_cause is null"
+    ).fetchall()
+    letters = read_until(
+        broker.bootstrap,
+        NOTIFY_DEAD_LETTERS.name(prefix),  # one page after the other
+        lambda found: len(found) >= len(pages),
+        timeout_s=60,
+        alive=lambda: None if worker.poll() is None else "the worker stopped",
+    )
     stop_process(worker, timeout_s=30)
     entries = [json.loads(r.value) for r in letters]
     assert sorted((e["alert"]["id"], e["alert"]["status"]) for e in entries) == sorted(pages)

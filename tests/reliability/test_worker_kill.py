@@ -12,14 +12,22 @@ import pytest
 import yaml
 
 from pipeline.broker import stop_process
-from tests.reliability.helpers import (HOOK_SECRET, SCENARIO, check_lake, check_no_secret, check_pages,
-                                      wait_caught_up, worker_env)
+from tests.reliability.helpers import (
+    HOOK_SECRET,
+    SCENARIO,
+    check_lake,
+    check_no_secret,
+    check_pages,
+    wait_caught_up,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(broker, prefix, children, tmp_path,
-                                                                    receiver) -> None:
+def test_a_worker_killed_twice_mid_stream_loses_and_repeats_nothing(
+    broker, prefix, children, tmp_path, receiver
+) -> None:
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     data = tmp_path / "lake"

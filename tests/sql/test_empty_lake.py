@@ -26,7 +26,12 @@ from tests.conftest import ROOT, run_cli
 
 SQL = ROOT / "sql"
 CANNED = sorted(p for p in SQL.glob("*.sql") if not p.name.endswith("views.sql"))
-REQUIRED = {"card": "node0001-card1", "at": "2026-01-01T00:00:05Z", "link": "node0001-nic0~leaf000", "switch": "leaf000"}
+REQUIRED = {
+    "card": "node0001-card1",
+    "at": "2026-01-01T00:00:05Z",
+    "link": "node0001-nic0~leaf000",
+    "switch": "leaf000",
+}
 DUCKDB_CLI = shutil.which("duckdb", path=str(ROOT / ".venv" / "bin")) or shutil.which("duckdb")
 needs_duckdb_cli = pytest.mark.skipif(DUCKDB_CLI is None, reason="the duckdb CLI is not installed (PyPI duckdb-cli)")
 
@@ -39,9 +44,22 @@ def write_every_dataset(root: Path, card_events: bool = True) -> Path:
         sink.add_batch("cp.telemetry.card", 0, t, card_batch("node0001", t, errors=[(1, 79)] if card_events else []))
         sink.add_batch("cp.telemetry.step", 0, t, step_batch("node0000", "j", t, list(range(8)), t, 1.0))
         sink.add_batch("cp.telemetry.port", 0, t, counters_batch("leaf000", t, 6))
-    sink.add_alert("cp.alerts", 0, 0, Alert(kind="card_failed", entity="node0001-card1", status="firing",
-                                            starts_at=iso_utc(START_MS), ends_at=None, severity="critical",
-                                            summary="lost", root_cause=None, evidence={}))
+    sink.add_alert(
+        "cp.alerts",
+        0,
+        0,
+        Alert(
+            kind="card_failed",
+            entity="node0001-card1",
+            status="firing",
+            starts_at=iso_utc(START_MS),
+            ends_at=None,
+            severity="critical",
+            summary="lost",
+            root_cause=None,
+            evidence={},
+        ),
+    )
     sink.flush_all()
     fabric, names = fabric_of_topology(small_topology())
     write_dimensions(fabric, root, names)
@@ -84,8 +102,7 @@ def test_the_writers_write_the_schemas_the_views_are_made_from(full_lake: Path) 
             assert pq.read_schema(path).remove_metadata() == expected, path
 
 
-def test_every_view_of_an_empty_lake_is_empty_with_the_columns_of_a_full_one(full_lake: Path,
-                                                                             tmp_path: Path) -> None:
+def test_every_view_of_an_empty_lake_is_empty_with_the_columns_of_a_full_one(full_lake: Path, tmp_path: Path) -> None:
     full, none_empty = connect(full_lake)
     empty, all_empty = connect(tmp_path)
     assert none_empty == [] and all_empty == list(DATASETS)
@@ -96,8 +113,9 @@ def test_every_view_of_an_empty_lake_is_empty_with_the_columns_of_a_full_one(ful
 
 
 @pytest.mark.parametrize("path", CANNED, ids=[p.stem for p in CANNED])
-def test_every_canned_query_answers_an_empty_lake_with_no_rows_and_its_declared_columns(path: Path,
-                                                                                        tmp_path: Path) -> None:
+def test_every_canned_query_answers_an_empty_lake_with_no_rows_and_its_declared_columns(
+    path: Path, tmp_path: Path
+) -> None:
     sql = path.read_text()
     required = {name: REQUIRED[name] for name, p in parameters(sql).items() if p.default is None}
     result = run_query(tmp_path, str(path), required)
@@ -108,8 +126,18 @@ def test_every_canned_query_answers_an_empty_lake_with_no_rows_and_its_declared_
 def test_the_readme_card_history_example_works_on_a_lake_without_error_events(tmp_path: Path) -> None:
     lake = write_every_dataset(tmp_path / "lake", card_events=False)
     assert not (lake / "card_events").exists()
-    result = run_cli("query", "sql/card_history.sql", "--param", "card=node0001-card1",
-                     "--param", "at=2026-01-01T00:00:01Z", "--data", str(lake), "--format", "csv")
+    result = run_cli(
+        "query",
+        "sql/card_history.sql",
+        "--param",
+        "card=node0001-card1",
+        "--param",
+        "at=2026-01-01T00:00:01Z",
+        "--data",
+        str(lake),
+        "--format",
+        "csv",
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["ts"][:19] for r in rows] == ["2026-01-01 00:00:00", "2026-01-01 00:00:01", "2026-01-01 00:00:02"]

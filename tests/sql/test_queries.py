@@ -19,11 +19,26 @@ from tests.conftest import ROOT
 SQL = ROOT / "sql"
 
 
-def alert(kind: str, entity: str, t: float, status: str = "firing", root: str | None = None,
-          end: float | None = None, evidence: dict | None = None) -> Alert:
-    return Alert(kind=kind, entity=entity, status=status, starts_at=iso_utc(START_MS + int(t * 1000)),
-                 ends_at=iso_utc(START_MS + int(end * 1000)) if end is not None else None,
-                 severity="critical", summary=f"{entity} {kind}", root_cause=root, evidence=evidence or {})
+def alert(
+    kind: str,
+    entity: str,
+    t: float,
+    status: str = "firing",
+    root: str | None = None,
+    end: float | None = None,
+    evidence: dict | None = None,
+) -> Alert:
+    return Alert(
+        kind=kind,
+        entity=entity,
+        status=status,
+        starts_at=iso_utc(START_MS + int(t * 1000)),
+        ends_at=iso_utc(START_MS + int(end * 1000)) if end is not None else None,
+        severity="critical",
+        summary=f"{entity} {kind}",
+        root_cause=root,
+        evidence=evidence or {},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +65,16 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
             b.columns["temp_c"][1] = 80.0 + t if node == "node0001" else 60.0
             sink.add_batch("cp.telemetry.card", 0, offset, b)
             offset += 1
-    root_alert = alert("switch_down", "leaf000", 100, evidence={"blast_radius": {"cards": 4, "nodes": 4, "links": 6,
-                                                                                 "jobs": ["j"]}})
-    alerts = [root_alert,
-              alert("link_down", "leaf000~spine000", 100, root=root_alert.id),
-              alert("card_failed", "node0001-card1", 50, evidence={"blast_radius": {"cards": 1, "jobs": ["j"]}}),
-              alert("switch_down", "leaf000", 100, "resolved", end=160),
-              alert("link_down", "leaf000~spine000", 100, "resolved", root=root_alert.id, end=170)]
+    root_alert = alert(
+        "switch_down", "leaf000", 100, evidence={"blast_radius": {"cards": 4, "nodes": 4, "links": 6, "jobs": ["j"]}}
+    )
+    alerts = [
+        root_alert,
+        alert("link_down", "leaf000~spine000", 100, root=root_alert.id),
+        alert("card_failed", "node0001-card1", 50, evidence={"blast_radius": {"cards": 1, "jobs": ["j"]}}),
+        alert("switch_down", "leaf000", 100, "resolved", end=160),
+        alert("link_down", "leaf000~spine000", 100, "resolved", root=root_alert.id, end=170),
+    ]
     for i, a in enumerate(alerts):
         sink.add_alert("cp.alerts", 0, i, a)
     sink.flush_all()
@@ -74,39 +92,66 @@ def test_every_query_file_has_a_header_with_question_parameters_and_columns() ->
         text = path.read_text()
         assert text.startswith("-- Question:"), path.name
         assert "-- Columns:" in text, path.name
-        used = set(__import__("re").findall(r"\$(\w+)", "\n".join(l for l in text.splitlines() if not l.startswith("--"))))
+        used = set(
+            __import__("re").findall(
+                r"\$(\w+)", "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+            )
+        )
         assert used == set(parameters(text)), path.name
 
 
 def test_top_stragglers(lake: Path) -> None:
     [top, *_] = query(lake, "top_stragglers", limit="3")
-    assert (top["job"], top["position"], top["node"], top["card"], top["rank"], top["steps"]) == ("j", 1, "node0000", 5, 5, 10)
+    assert (top["job"], top["position"], top["node"], top["card"], top["rank"], top["steps"]) == (
+        "j",
+        1,
+        "node0000",
+        5,
+        5,
+        10,
+    )
     assert top["median_relative_compute"] == 1.2
 
 
 def test_link_health(lake: Path) -> None:
     [worst, *_] = query(lake, "link_health")
-    assert (worst["switch"], worst["link"], worst["rail"], worst["crc_errors"], worst["seconds"]) == \
-        ("leaf000", "node0001-nic0~leaf000", 0, 20, 10)
+    assert (worst["switch"], worst["link"], worst["rail"], worst["crc_errors"], worst["seconds"]) == (
+        "leaf000",
+        "node0001-nic0~leaf000",
+        0,
+        20,
+        10,
+    )
     assert worst["errors_per_s"] == 2.0 and worst["rank_in_switch"] == 1
 
 
 def test_fault_timeline(lake: Path) -> None:
     rows = query(lake, "fault_timeline")
     assert [(r["kind"], r["duration_s"], r["is_root_cause"], r["root_cause_entity"]) for r in rows] == [
-        ("card_failed", None, True, None), ("link_down", 70.0, False, "leaf000"), ("switch_down", 60.0, True, None)]
+        ("card_failed", None, True, None),
+        ("link_down", 70.0, False, "leaf000"),
+        ("switch_down", 60.0, True, None),
+    ]
     assert query(lake, "fault_timeline", start="2026-01-01T00:01:00Z") == rows[1:]
 
 
 def test_blast_radius(lake: Path) -> None:
     rows = query(lake, "blast_radius")
     assert [(r["kind"], r["consequences"], r["consequence_kinds"], r["cards"], r["jobs"]) for r in rows] == [
-        ("switch_down", 1, "link_down", 4, "j"), ("card_failed", 0, None, 1, "j")]
+        ("switch_down", 1, "link_down", 4, "j"),
+        ("card_failed", 0, None, 1, "j"),
+    ]
 
 
 def test_job_goodput(lake: Path) -> None:
     [job] = query(lake, "job_goodput")
-    assert (job["job"], job["ranks"], job["steps"], job["median_step_interval_s"], job["wall_s"]) == ("j", 8, 10, 1.0, 14.0)
+    assert (job["job"], job["ranks"], job["steps"], job["median_step_interval_s"], job["wall_s"]) == (
+        "j",
+        8,
+        10,
+        1.0,
+        14.0,
+    )
     assert (job["stall_s"], job["straggler_s"], job["goodput"]) == (5.0, 2.0, 0.5)
 
 
@@ -147,11 +192,27 @@ def test_a_corrupt_file_is_reported_and_skipped(lake: Path, tmp_path: Path) -> N
     assert result.rows == [(80,)] and result.skipped_files == [str(truncated)]
 
 
-@pytest.mark.skipif(shutil.which("duckdb", path=str(ROOT / ".venv" / "bin")) is None and shutil.which("duckdb") is None,
-                    reason="the duckdb CLI is not installed (PyPI duckdb-cli, a test dependency)")
+@pytest.mark.skipif(
+    shutil.which("duckdb", path=str(ROOT / ".venv" / "bin")) is None and shutil.which("duckdb") is None,
+    reason="the duckdb CLI is not installed (PyPI duckdb-cli, a test dependency)",
+)
 def test_views_work_from_the_plain_duckdb_cli(lake: Path) -> None:
     cli = shutil.which("duckdb", path=str(ROOT / ".venv" / "bin")) or shutil.which("duckdb")
-    done = subprocess.run([cli, "-csv", "-c", f"SET VARIABLE clusterpulse_data = '{lake}'", "-c", ".read sql/views.sql",
-                           "-c", "select count(*) as n from card"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            cli,
+            "-csv",
+            "-c",
+            f"SET VARIABLE clusterpulse_data = '{lake}'",
+            "-c",
+            ".read sql/views.sql",
+            "-c",
+            "select count(*) as n from card",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["n", "160"]

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from pipeline.query import run_query
-from pipeline.schemas import Alert, Batch, PORT, iso_utc
+from pipeline.schemas import PORT, Alert, Batch, iso_utc
 from pipeline.sinks.parquet import ParquetSink
 from tests.builders import START_MS, card_batch, small_topology, step_batch
 from tests.conftest import ROOT
@@ -57,6 +57,7 @@ def sec(value: str) -> float:
 
 
 # ---- inputs ----------------------------------------------------------------------------------
+
 
 def compute_s(job: str, rank: int, step: int) -> float:
     """Compute time of one rank's step, exactly representable as float32 (the column's type)."""
@@ -97,8 +98,15 @@ def port_samples() -> list[PortSample]:
     for switch in SWITCHES:
         ports = TOPO.switch_ports(switch)
         for port in range(ports):
-            base = {"crc_errors": 0, "symbol_errors": 0, "fec_corrected": 0, "drops": 0, "rx_bytes": 0,
-                    "pfc_pause": 0, "carrier_transitions": 0}
+            base = {
+                "crc_errors": 0,
+                "symbol_errors": 0,
+                "fec_corrected": 0,
+                "drops": 0,
+                "rx_bytes": 0,
+                "pfc_pause": 0,
+                "carrier_transitions": 0,
+            }
             if (switch, port) == ("leaf000", 1):  # node0001-nic0~leaf000: errors from before the run
                 base.update(crc_errors=1000, symbol_errors=40, fec_corrected=5000, drops=7)
             since = 0  # seconds of counting since the counters last started
@@ -110,10 +118,14 @@ def port_samples() -> list[PortSample]:
                     since = 0
                 s = since
                 up = 0 if (switch, port) == ("spine000", 0) and t in silent else 1  # leaf000~spine000 seen down
-                rates = {"rx_bytes": 12_500_000_000 * (port + 1), "pfc_pause": port,
-                         "crc_errors": port % 3 + (4 if (switch, port) == ("leaf000", 1) else 0),
-                         "symbol_errors": 1 if (switch, port) == ("leaf000", 1) else 0,
-                         "fec_corrected": 10 + port, "drops": 1 if port == 4 else 0}
+                rates = {
+                    "rx_bytes": 12_500_000_000 * (port + 1),
+                    "pfc_pause": port,
+                    "crc_errors": port % 3 + (4 if (switch, port) == ("leaf000", 1) else 0),
+                    "symbol_errors": 1 if (switch, port) == ("leaf000", 1) else 0,
+                    "fec_corrected": 10 + port,
+                    "drops": 1 if port == 4 else 0,
+                }
                 values = {k: base[k] + rates.get(k, 0) * s for k in base}
                 if (switch, port) == ("spine000", 0):
                     values["carrier_transitions"] = (1 if t >= silent[0] else 0) + (1 if t >= back else 0)
@@ -123,14 +135,33 @@ def port_samples() -> list[PortSample]:
 
 
 def alerts() -> list[Alert]:
-    def alert(kind: str, entity: str, t: float, status: str = "firing", root: Alert | None = None,
-              end: float | None = None, evidence: dict | None = None) -> Alert:
-        return Alert(kind=kind, entity=entity, status=status, starts_at=ts(t),
-                     ends_at=ts(end) if end is not None else None, severity="critical",
-                     summary=f"{entity} {kind}", root_cause=root.id if root else None, evidence=evidence or {})
+    def alert(
+        kind: str,
+        entity: str,
+        t: float,
+        status: str = "firing",
+        root: Alert | None = None,
+        end: float | None = None,
+        evidence: dict | None = None,
+    ) -> Alert:
+        return Alert(
+            kind=kind,
+            entity=entity,
+            status=status,
+            starts_at=ts(t),
+            ends_at=ts(end) if end is not None else None,
+            severity="critical",
+            summary=f"{entity} {kind}",
+            root_cause=root.id if root else None,
+            evidence=evidence or {},
+        )
 
-    leaf_down = alert("switch_down", "leaf000", 18, evidence={"blast_radius": {
-        "cards": 4, "nodes": 4, "links": 6, "jobs": ["stalled", "steady"]}})
+    leaf_down = alert(
+        "switch_down",
+        "leaf000",
+        18,
+        evidence={"blast_radius": {"cards": 4, "nodes": 4, "links": 6, "jobs": ["stalled", "steady"]}},
+    )
     return [
         alert("straggler", "node0000-card2", 3, evidence={"blast_radius": {"cards": 1, "jobs": ["steady"]}}),
         alert("straggler", "node0000-card2", 3, "resolved", end=9),
@@ -154,8 +185,12 @@ class StepRow:
 
 
 def step_rows() -> list[StepRow]:
-    return [StepRow(job, i, t, r, compute_s(job, r, i))
-            for job, times in JOB_STEP_TIMES.items() for i, t in enumerate(times) for r in RANKS]
+    return [
+        StepRow(job, i, t, r, compute_s(job, r, i))
+        for job, times in JOB_STEP_TIMES.items()
+        for i, t in enumerate(times)
+        for r in RANKS
+    ]
 
 
 def card_rows() -> list[tuple[str, int, int]]:
@@ -167,6 +202,7 @@ def fleet_last_second() -> int:
 
 
 # ---- the lake ---------------------------------------------------------------------------------
+
 
 def build_lake(root: Path) -> Path:
     sink = ParquetSink(root, topology=TOPO)
@@ -197,8 +233,10 @@ def build_lake(root: Path) -> Path:
             add("cp.telemetry.port", Batch(kind="port", source=switch, ts_ms=START_MS + t * 1000, columns=cols))
     for job, times in JOB_STEP_TIMES.items():
         for i, t in enumerate(times):
-            add("cp.telemetry.step", step_batch(JOB_NODE[job], job, t, list(RANKS), i,
-                                                [compute_s(job, r, i) for r in RANKS], wait=WAIT_S))
+            add(
+                "cp.telemetry.step",
+                step_batch(JOB_NODE[job], job, t, list(RANKS), i, [compute_s(job, r, i) for r in RANKS], wait=WAIT_S),
+            )
     for i, a in enumerate(alerts()):
         sink.add_alert("cp.alerts", 0, i, a)
     sink.flush_all()
@@ -218,10 +256,11 @@ def close(actual: float | None, expected: float | None, decimals: int) -> bool:
     """Equal up to the query's rounding to `decimals` places."""
     if actual is None or expected is None:
         return actual is None and expected is None
-    return abs(actual - expected) <= 0.5 * 10 ** -decimals + 1e-9
+    return abs(actual - expected) <= 0.5 * 10**-decimals + 1e-9
 
 
 # ---- job_goodput ------------------------------------------------------------------------------
+
 
 def expected_goodput(end: float | None = None) -> dict[str, dict]:
     """Per job, over its first step to the window's end (the end given, else the fleet's last sample)."""
@@ -234,16 +273,25 @@ def expected_goodput(end: float | None = None) -> dict[str, dict]:
         for s in rows:
             by_step.setdefault(s.step, []).append(s)
         times = [min(s.t for s in by_step[i]) for i in sorted(by_step)]
-        straggler = sum(max(s.compute_s for s in v) - statistics.median(s.compute_s for s in v)
-                        for v in by_step.values())
+        straggler = sum(
+            max(s.compute_s for s in v) - statistics.median(s.compute_s for s in v) for v in by_step.values()
+        )
         intervals = [b - a for a, b in zip(times, times[1:])]
         median = statistics.median(intervals)
         gaps = intervals + [window_end - times[-1]]  # the last one: no step since, up to the window's end
         stall = sum(g - median for g in gaps if g > 3 * median)
         wall = window_end - times[0]
-        out[job] = {"ranks": len(RANKS), "steps": len(times), "median_step_interval_s": median, "wall_s": wall,
-                    "stall_s": stall, "straggler_s": straggler, "goodput": 1 - (stall + straggler) / wall,
-                    "last_step_at": times[-1], "window_end": window_end}
+        out[job] = {
+            "ranks": len(RANKS),
+            "steps": len(times),
+            "median_step_interval_s": median,
+            "wall_s": wall,
+            "stall_s": stall,
+            "straggler_s": straggler,
+            "goodput": 1 - (stall + straggler) / wall,
+            "last_step_at": times[-1],
+            "window_end": window_end,
+        }
     return out
 
 
@@ -269,8 +317,10 @@ def test_job_goodput_counts_a_job_that_stopped_stepping_as_stalled_to_the_end(la
     assert fleet_end == 30 and times[-1] == 12
     stall = (fleet_end - times[-1]) - median
     wall = fleet_end - times[0]
-    straggler = sum(max(compute_s("stalled", r, i) for r in RANKS)
-                    - statistics.median(compute_s("stalled", r, i) for r in RANKS) for i in range(len(times)))
+    straggler = sum(
+        max(compute_s("stalled", r, i) for r in RANKS) - statistics.median(compute_s("stalled", r, i) for r in RANKS)
+        for i in range(len(times))
+    )
     stalled = rows["stalled"]
     assert (stalled["wall_s"], stalled["stall_s"]) == (wall, stall) == (28, 16)
     assert close(stalled["goodput"], 1 - (stall + straggler) / wall, 4)
@@ -292,6 +342,7 @@ def test_job_goodput_window_ends_at_the_end_parameter(lake: Path) -> None:
 
 # ---- top_stragglers ---------------------------------------------------------------------------
 
+
 def expected_stragglers(job: str) -> list[dict]:
     rows = [s for s in step_rows() if s.job == job]
     median_of_step = {i: statistics.median(s.compute_s for s in rows if s.step == i) for i in {s.step for s in rows}}
@@ -299,11 +350,19 @@ def expected_stragglers(job: str) -> list[dict]:
     for rank in RANKS:
         mine = [s for s in rows if s.rank == rank]
         relative = [s.compute_s / median_of_step[s.step] for s in mine]
-        per_rank.append({"job": job, "node": JOB_NODE[job], "card": rank % 8, "rank": rank, "steps": len(mine),
-                         "median_relative_compute": statistics.median(relative),
-                         "p90_relative_compute": float(np.quantile(relative, 0.9)),
-                         "median_compute_s": statistics.median(s.compute_s for s in mine),
-                         "median_wait_s": float(np.float32(WAIT_S))})
+        per_rank.append(
+            {
+                "job": job,
+                "node": JOB_NODE[job],
+                "card": rank % 8,
+                "rank": rank,
+                "steps": len(mine),
+                "median_relative_compute": statistics.median(relative),
+                "p90_relative_compute": float(np.quantile(relative, 0.9)),
+                "median_compute_s": statistics.median(s.compute_s for s in mine),
+                "median_wait_s": float(np.float32(WAIT_S)),
+            }
+        )
     per_rank.sort(key=lambda r: (-r["median_relative_compute"], r["rank"]))
     return [dict(r, position=i + 1) for i, r in enumerate(per_rank)]
 
@@ -311,15 +370,17 @@ def expected_stragglers(job: str) -> list[dict]:
 def test_top_stragglers(lake: Path) -> None:
     rows = query(lake, "top_stragglers")
     expected = [r for job in sorted(JOB_STEP_TIMES) for r in expected_stragglers(job)]
-    assert [(r["job"], r["position"], r["node"], r["card"], r["rank"], r["steps"]) for r in rows] == \
-        [(r["job"], r["position"], r["node"], r["card"], r["rank"], r["steps"]) for r in expected]
+    assert [(r["job"], r["position"], r["node"], r["card"], r["rank"], r["steps"]) for r in rows] == [
+        (r["job"], r["position"], r["node"], r["card"], r["rank"], r["steps"]) for r in expected
+    ]
     for got, want in zip(rows, expected):
         for column in ("median_relative_compute", "p90_relative_compute", "median_compute_s", "median_wait_s"):
             assert close(got[column], want[column], 4), (column, got, want)
     assert rows[len(expected_stragglers("stalled"))]["rank"] == 2  # steady's slow rank leads its job
     # one job, two ranks
-    assert [(r["job"], r["rank"]) for r in query(lake, "top_stragglers", job="steady", limit="2")] == \
-        [("steady", r["rank"]) for r in expected_stragglers("steady")[:2]]
+    assert [(r["job"], r["rank"]) for r in query(lake, "top_stragglers", job="steady", limit="2")] == [
+        ("steady", r["rank"]) for r in expected_stragglers("steady")[:2]
+    ]
 
 
 # ---- link_health and link_history ---------------------------------------------------------------
@@ -344,15 +405,20 @@ def expected_link_health() -> dict[tuple[str, str], dict]:
             seconds = samples[-1].t - samples[0].t
             row = {name: sum(increments(samples, name)[1:]) for name in COUNTERS}
             kind, _, nic = TOPO.parse_link(TOPO.port_link(switch, port))
-            row.update(rail=nic if kind == "host" else None, seconds=seconds,
-                       errors_per_s=(row["crc_errors"] + row["symbol_errors"]) / seconds,
-                       up_share=sum(p.oper_up for p in samples) / len(samples))
+            row.update(
+                rail=nic if kind == "host" else None,
+                seconds=seconds,
+                errors_per_s=(row["crc_errors"] + row["symbol_errors"]) / seconds,
+                up_share=sum(p.oper_up for p in samples) / len(samples),
+            )
             out[(switch, TOPO.port_link(switch, port))] = row
     for row_key, row in out.items():  # rank(): 1 + how many in the same switch (rail) rate higher
-        row["rank_in_switch"] = 1 + sum(other["errors_per_s"] > row["errors_per_s"]
-                                        for k, other in out.items() if k[0] == row_key[0])
-        row["rank_in_rail"] = 1 + sum(other["errors_per_s"] > row["errors_per_s"]
-                                      for other in out.values() if other["rail"] == row["rail"])
+        row["rank_in_switch"] = 1 + sum(
+            other["errors_per_s"] > row["errors_per_s"] for k, other in out.items() if k[0] == row_key[0]
+        )
+        row["rank_in_rail"] = 1 + sum(
+            other["errors_per_s"] > row["errors_per_s"] for other in out.values() if other["rail"] == row["rail"]
+        )
     return out
 
 
@@ -366,8 +432,11 @@ def test_link_health_counts_errors_across_a_counter_reset(lake: Path) -> None:
         assert row["seconds"] == want["seconds"], row
         assert close(row["errors_per_s"], want["errors_per_s"], 4), (row, want)
         assert close(row["up_share"], want["up_share"], 4), (row, want)
-        assert (row["rail"], row["rank_in_switch"], row["rank_in_rail"]) == \
-            (want["rail"], want["rank_in_switch"], want["rank_in_rail"]), (row, want)
+        assert (row["rail"], row["rank_in_switch"], row["rank_in_rail"]) == (
+            want["rail"],
+            want["rank_in_switch"],
+            want["rank_in_rail"],
+        ), (row, want)
     rates = [r["errors_per_s"] for r in rows]
     assert rates == sorted(rates, reverse=True)
     # the rebooted leaf's link to node0001: 5 CRC errors a second while up, none of the 1,000 from before
@@ -382,8 +451,14 @@ def expected_link_history(link: str, at: float, window_s: float) -> list[dict]:
         for port in range(TOPO.switch_ports(switch)):
             if TOPO.port_link(switch, port) != link:
                 continue
-            samples = sorted((p for p in port_samples() if (p.switch, p.port) == (switch, port)
-                              and at - window_s - 1 <= p.t <= at + window_s), key=lambda p: p.t)
+            samples = sorted(
+                (
+                    p
+                    for p in port_samples()
+                    if (p.switch, p.port) == (switch, port) and at - window_s - 1 <= p.t <= at + window_s
+                ),
+                key=lambda p: p.t,
+            )
             names = ("crc_errors", "symbol_errors", "fec_corrected", "drops", "pfc_pause", "carrier_transitions")
             inc = {name: increments(samples, name) for name in names}
             rx = increments(samples, "rx_bytes")
@@ -392,8 +467,16 @@ def expected_link_history(link: str, at: float, window_s: float) -> list[dict]:
                     continue
                 reset = i > 0 and p.rx_bytes < samples[i - 1].rx_bytes
                 gbps = None if i == 0 or reset else rx[i] * 8 / 1e9 / (p.t - samples[i - 1].t)
-                out.append({"t": p.t, "switch": switch, "port": port, "oper_up": p.oper_up, "rx_gbps": gbps,
-                            **{name: inc[name][i] for name in names}})
+                out.append(
+                    {
+                        "t": p.t,
+                        "switch": switch,
+                        "port": port,
+                        "oper_up": p.oper_up,
+                        "rx_gbps": gbps,
+                        **{name: inc[name][i] for name in names},
+                    }
+                )
     return sorted(out, key=lambda r: (r["t"], r["switch"]))
 
 
@@ -404,13 +487,23 @@ def test_link_history_gives_increments_across_a_reboot(lake: Path, link: str) ->
     assert len(rows) == len(expected)
     for got, want in zip(rows, expected):
         assert sec(got["ts"]) == want["t"]
-        for column in ("switch", "port", "oper_up", "crc_errors", "symbol_errors", "fec_corrected", "drops",
-                       "pfc_pause", "carrier_transitions"):
+        for column in (
+            "switch",
+            "port",
+            "oper_up",
+            "crc_errors",
+            "symbol_errors",
+            "fec_corrected",
+            "drops",
+            "pfc_pause",
+            "carrier_transitions",
+        ):
             assert got[column] == want[column], (column, got, want)
         assert got["rx_gbps"] == pytest.approx(want["rx_gbps"]), (got, want)
 
 
 # ---- alerts: fault_timeline, blast_radius, fleet_failure_rates -----------------------------------
+
 
 def firing_in(start: float | None) -> list[Alert]:
     return [a for a in alerts() if a.status == "firing" and (start is None or sec(a.starts_at) >= start)]
@@ -420,24 +513,42 @@ def expected_timeline(start: float | None = None) -> list[dict]:
     every_firing = {a.id: a for a in alerts() if a.status == "firing"}
     out = []
     for a in firing_in(start):
-        ends = [sec(r.ends_at) for r in alerts()
-                if r.status == "resolved" and r.id == a.id and sec(r.ends_at) >= sec(a.starts_at)]
+        ends = [
+            sec(r.ends_at)
+            for r in alerts()
+            if r.status == "resolved" and r.id == a.id and sec(r.ends_at) >= sec(a.starts_at)
+        ]
         end = min(ends) if ends else None
         cause = every_firing.get(a.root_cause)
-        out.append({"starts_at": sec(a.starts_at), "ends_at": end,
-                    "duration_s": None if end is None else end - sec(a.starts_at), "kind": a.kind,
-                    "entity": a.entity, "is_root_cause": a.root_cause is None,
-                    "root_cause_kind": cause.kind if cause else None,
-                    "root_cause_entity": cause.entity if cause else None})
+        out.append(
+            {
+                "starts_at": sec(a.starts_at),
+                "ends_at": end,
+                "duration_s": None if end is None else end - sec(a.starts_at),
+                "kind": a.kind,
+                "entity": a.entity,
+                "is_root_cause": a.root_cause is None,
+                "root_cause_kind": cause.kind if cause else None,
+                "root_cause_entity": cause.entity if cause else None,
+            }
+        )
     return sorted(out, key=lambda r: (r["starts_at"], r["kind"], r["entity"]))
 
 
 @pytest.mark.parametrize("start", [None, 10])
 def test_fault_timeline(lake: Path, start: float | None) -> None:
     rows = query(lake, "fault_timeline", **({"start": ts(start)} if start is not None else {}))
-    got = [{"starts_at": sec(r["starts_at"]), "ends_at": sec(r["ends_at"]) if r["ends_at"] else None,
-            **{k: r[k] for k in ("duration_s", "kind", "entity", "is_root_cause", "root_cause_kind",
-                                 "root_cause_entity")}} for r in rows]
+    got = [
+        {
+            "starts_at": sec(r["starts_at"]),
+            "ends_at": sec(r["ends_at"]) if r["ends_at"] else None,
+            **{
+                k: r[k]
+                for k in ("duration_s", "kind", "entity", "is_root_cause", "root_cause_kind", "root_cause_entity")
+            },
+        }
+        for r in rows
+    ]
     assert got == expected_timeline(start)
 
 
@@ -447,22 +558,38 @@ def expected_blast_radius(start: float | None = None) -> list[dict]:
     for root in (a for a in firing_in(start) if a.root_cause is None):
         consequences = {a.id: a.kind for a in firing if a.root_cause == root.id}
         radius = root.evidence.get("blast_radius", {})
-        out.append({"starts_at": sec(root.starts_at), "kind": root.kind, "entity": root.entity,
-                    "consequences": len(consequences),
-                    "consequence_kinds": sorted(set(consequences.values())) or None,
-                    "cards": radius.get("cards"), "nodes": radius.get("nodes"), "links": radius.get("links"),
-                    "jobs": ", ".join(radius["jobs"]) if "jobs" in radius else None})
-    return sorted(out, key=lambda r: (-r["consequences"], -(r["cards"] if r["cards"] is not None else -1),
-                                      r["starts_at"]))
+        out.append(
+            {
+                "starts_at": sec(root.starts_at),
+                "kind": root.kind,
+                "entity": root.entity,
+                "consequences": len(consequences),
+                "consequence_kinds": sorted(set(consequences.values())) or None,
+                "cards": radius.get("cards"),
+                "nodes": radius.get("nodes"),
+                "links": radius.get("links"),
+                "jobs": ", ".join(radius["jobs"]) if "jobs" in radius else None,
+            }
+        )
+    return sorted(
+        out, key=lambda r: (-r["consequences"], -(r["cards"] if r["cards"] is not None else -1), r["starts_at"])
+    )
 
 
 @pytest.mark.parametrize("start", [None, 10])
 def test_blast_radius(lake: Path, start: float | None) -> None:
     rows = query(lake, "blast_radius", **({"start": ts(start)} if start is not None else {}))
-    got = [{"starts_at": sec(r["starts_at"]), "kind": r["kind"], "entity": r["entity"],
+    got = [
+        {
+            "starts_at": sec(r["starts_at"]),
+            "kind": r["kind"],
+            "entity": r["entity"],
             "consequences": r["consequences"],
             "consequence_kinds": sorted(r["consequence_kinds"].split(", ")) if r["consequence_kinds"] else None,
-            **{k: r[k] for k in ("cards", "nodes", "links", "jobs")}} for r in rows]
+            **{k: r[k] for k in ("cards", "nodes", "links", "jobs")},
+        }
+        for r in rows
+    ]
     assert got == expected_blast_radius(start)
 
 
@@ -482,13 +609,16 @@ def test_fleet_failure_rates(lake: Path, start: float | None) -> None:
 
 # ---- card_history -----------------------------------------------------------------------------
 
+
 def test_card_history_of_the_failed_card(lake: Path) -> None:
     node, card, failed_at = FAILED_CARD
     at, window = failed_at, 3
     rows = query(lake, "card_history", card=f"{node}-card{card}", at=ts(at), window_s=str(window))
     seconds = [t for t in FLEET_TICKS if at - window <= t <= at + window]
-    expected = [(t, round(temp_c(node, card, t), 2) if card_present(node, card, t) else None,
-                 "79" if t == failed_at else None)
-                for t in seconds if card_present(node, card, t) or t == failed_at]
+    expected = [
+        (t, round(temp_c(node, card, t), 2) if card_present(node, card, t) else None, "79" if t == failed_at else None)
+        for t in seconds
+        if card_present(node, card, t) or t == failed_at
+    ]
     assert [(sec(r["ts"]), r["temp_c"], r["error_codes"]) for r in rows] == expected
     assert [r["util"] for r in rows][:-1] == [95.0] * (len(expected) - 1)

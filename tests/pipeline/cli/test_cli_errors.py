@@ -52,8 +52,11 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("args,reason", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], reason: str, tmp_path: Path) -> None:
-    result = run_cli(*args, "--data", str(tmp_path), timeout=60) if args[0] in ("query", "sql") \
+    result = (
+        run_cli(*args, "--data", str(tmp_path), timeout=60)
+        if args[0] in ("query", "sql")
         else run_cli(*args, timeout=60)
+    )
     assert "Traceback" not in result.stderr
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -62,15 +65,17 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], reason: str, tmp_path
 
 
 def test_an_unreachable_broker_is_one_line_without_waiting_for_a_timeout() -> None:
-    result = run_cli("alerts", "replay", "--bootstrap", "127.0.0.1:1",
-                     env={"CLUSTERPULSE_NOTIFY__RECEIVERS": RECEIVERS}, timeout=30)
+    result = run_cli(
+        "alerts", "replay", "--bootstrap", "127.0.0.1:1", env={"CLUSTERPULSE_NOTIFY__RECEIVERS": RECEIVERS}, timeout=30
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "cannot reach a Kafka broker at 127.0.0.1:1" in result.stderr
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_config_is_read_before_or_after_the_verb_and_a_binary_one_is_refused(where: str, binary: Path,
-                                                                            tmp_path: Path) -> None:
+def test_config_is_read_before_or_after_the_verb_and_a_binary_one_is_refused(
+    where: str, binary: Path, tmp_path: Path
+) -> None:
     args = ["--config", str(binary), "topics"] if where == "before" else ["topics", "--config", str(binary)]
     result = run_cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -82,10 +87,12 @@ def test_config_is_read_before_or_after_the_verb_and_a_binary_one_is_refused(whe
 
 
 def test_a_query_piped_into_head_ends_quietly(tmp_path: Path) -> None:
-    command = (f"{sys.executable} -m pipeline query --data {tmp_path} "
-               "'SELECT range FROM range(200000)' --format csv | head -2")
-    result = subprocess.run(["sh", "-c", command], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
-                            timeout=60)
+    command = (
+        f"{sys.executable} -m pipeline query --data {tmp_path} 'SELECT range FROM range(200000)' --format csv | head -2"
+    )
+    result = subprocess.run(
+        ["sh", "-c", command], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.splitlines() == ["range", "0"]
     assert result.stderr == ""
 
@@ -119,23 +126,41 @@ def test_a_canned_query_by_name_and_the_sql_session_dot_commands(tmp_path: Path)
     from pipeline.sinks.parquet import ParquetSink
 
     sink = ParquetSink(tmp_path)
-    sink.add_alert("clusterpulse.alerts", 0, 0, Alert(kind="card_failed", entity="node0001-card2", status="firing",
-                                                      starts_at="2026-01-01T00:00:20.000Z", severity="critical",
-                                                      summary="failed"))
+    sink.add_alert(
+        "clusterpulse.alerts",
+        0,
+        0,
+        Alert(
+            kind="card_failed",
+            entity="node0001-card2",
+            status="firing",
+            starts_at="2026-01-01T00:00:20.000Z",
+            severity="critical",
+            summary="failed",
+        ),
+    )
     sink.flush_all()
     result = run_cli("query", "fault_timeline", "--data", str(tmp_path), "--format", "csv")
     assert result.returncode == 0, result.stderr
     assert "node0001-card2" in result.stdout
-    session = subprocess.run([sys.executable, "-m", "pipeline", "sql", "--data", str(tmp_path)], cwd=ROOT,
-                             env=clean_env(), input=".tables\n.help\n.nonsense\nSELECT 41 + 1 AS answer;\n.quit\n",
-                             capture_output=True, text=True, timeout=60)
+    session = subprocess.run(
+        [sys.executable, "-m", "pipeline", "sql", "--data", str(tmp_path)],
+        cwd=ROOT,
+        env=clean_env(),
+        input=".tables\n.help\n.nonsense\nSELECT 41 + 1 AS answer;\n.quit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert session.returncode == 0 and "Traceback" not in session.stderr
     assert "unknown command '.nonsense'" in session.stdout and "42" in session.stdout
     assert ".schema VIEW" in session.stdout
 
 
 INVALID_YAML = "name: x\nseed: [1, 2\nfoo: bar\n"  # the flow sequence opened on line 2 is never closed
-YAML_PROBLEM = "line 3, column 4: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 2, column 7)"
+YAML_PROBLEM = (
+    "line 3, column 4: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 2, column 7)"
+)
 # (arguments, with <binary>, <invalid.yaml>, <empty>, <dir> for files made in tmp_path; what the one line says)
 BAD_FILES = [
     (["run", "--scenario", "<binary>"], "scenario '<binary>' is not text (expected YAML)"),
@@ -146,8 +171,10 @@ BAD_FILES = [
     (["eval", "--offline", "<invalid.yaml>"], f"is not valid YAML: {YAML_PROBLEM}"),
     (["topics", "--config", "<invalid.yaml>"], f"config file '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
     (["run", "--config", "<invalid.yaml>"], f"config file '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
-    (["run", "--data", "<empty>", "--duration", "1"], "data directory '<empty>' (--data, env CLUSTERPULSE_DATA_DIR) "
-                                                    "is not a directory"),
+    (
+        ["run", "--data", "<empty>", "--duration", "1"],
+        "data directory '<empty>' (--data, env CLUSTERPULSE_DATA_DIR) is not a directory",
+    ),
     (["run", "--data", "<empty>/lake", "--duration", "1"], "is not a directory: <empty> is a file"),
     (["query", "fault_timeline", "--data", "<empty>"], "data directory '<empty>'"),
     (["sql", "--data", "<binary>"], "data directory '<binary>'"),
@@ -155,25 +182,37 @@ BAD_FILES = [
     (["eval", "--offline", "scenarios/healthy.yaml", "--data", "<empty>"], "data directory '<empty>'"),
     (["query", "<binary>.sql"], "query file '<binary>.sql' is not text (expected SQL)"),
     (["ingest", "xid", "<empty>", "--host", "node0000", "--out", "/dev/null"], "<empty>: empty file; nothing ingested"),
-    (["ingest", "xid", "<dir>", "--host", "node0000", "--out", "/dev/null"], "<dir>: cannot read: Is a directory; nothing"),
+    (
+        ["ingest", "xid", "<dir>", "--host", "node0000", "--out", "/dev/null"],
+        "<dir>: cannot read: Is a directory; nothing",
+    ),
     (["ingest", "prometheus", "<empty>", "--out", "/dev/null"], "<empty>: empty file; nothing ingested"),
-    (["ingest", "prometheus", "<dir>", "<empty>", "--out", "/dev/null"], "nothing ingested from 2 inputs: <dir>: cannot "
-                                                                      "read: Is a directory; <empty>: empty file"),
-    (["ingest", "nvidia-smi", "<dir>", "--host", "node0000", "--out", "/dev/null"], "<dir>: cannot read: Is a directory"),
+    (
+        ["ingest", "prometheus", "<dir>", "<empty>", "--out", "/dev/null"],
+        "nothing ingested from 2 inputs: <dir>: cannot read: Is a directory; <empty>: empty file",
+    ),
+    (
+        ["ingest", "nvidia-smi", "<dir>", "--host", "node0000", "--out", "/dev/null"],
+        "<dir>: cannot read: Is a directory",
+    ),
     (["ingest", "perfquery", "<empty>", "--switch", "leaf000", "--out", "/dev/null"], "<empty>: empty file"),
     (["ingest", "steps", "<empty>", "--detect"], "<empty>: empty file; expected a PAI mini-batch CSV"),
     (["ingest", "ufm", "<empty>", "--detect"], "<empty>: empty file; nothing ingested"),
     (["ingest", "snmp", "<empty>", "--switch", "leaf000", "--detect"], "<empty>: empty file; nothing ingested"),
     (["ingest", "steps", "<dir>", "--out", "/dev/null"], "<dir>: cannot read: Is a directory; nothing ingested"),
     (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<binary>"], "inventory '<binary>' is not text"),
-    (["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<invalid.yaml>"],
-     f"inventory '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}"),
+    (
+        ["ingest", "xid", "<empty>", "--host", "node0000", "--inventory", "<invalid.yaml>"],
+        f"inventory '<invalid.yaml>' is not valid YAML: {YAML_PROBLEM}",
+    ),
     (["replay", "<binary>", "--bootstrap", "127.0.0.1:1"], "'<binary>' is not a ClusterPulse message file"),
     (["replay", "<empty>", "--bootstrap", "127.0.0.1:1"], "'<empty>' is empty (replay takes a file written by"),
     (["replay", "<dir>", "--bootstrap", "127.0.0.1:1"], "'<dir>' is a directory, not a message file"),
     (["topology", "show", "<invalid.yaml>"], "not a topology file this knows"),
-    (["collect", "--config", "<invalid.yaml>", "--bootstrap", "127.0.0.1:1"], "bad YAML: expected ',' or ']', "
-                                                                             "but got ':' at line 3, column 4"),
+    (
+        ["collect", "--config", "<invalid.yaml>", "--bootstrap", "127.0.0.1:1"],
+        "bad YAML: expected ',' or ']', but got ':' at line 3, column 4",
+    ),
 ]
 
 
@@ -185,8 +224,12 @@ def bad_files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "invalid.yaml").write_text(INVALID_YAML)
     (tmp_path / "empty").write_text("")
     (tmp_path / "dir").mkdir()
-    return {"<binary>": str(tmp_path / "binary"), "<invalid.yaml>": str(tmp_path / "invalid.yaml"),
-            "<empty>": str(tmp_path / "empty"), "<dir>": str(tmp_path / "dir")}
+    return {
+        "<binary>": str(tmp_path / "binary"),
+        "<invalid.yaml>": str(tmp_path / "invalid.yaml"),
+        "<empty>": str(tmp_path / "empty"),
+        "<dir>": str(tmp_path / "dir"),
+    }
 
 
 def _placed(text: str, files: dict[str, str]) -> str:
@@ -196,8 +239,9 @@ def _placed(text: str, files: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("args,reason", BAD_FILES, ids=[" ".join(a) for a, _ in BAD_FILES])
-def test_a_bad_file_is_one_line_naming_it_and_exit_2(args: list[str], reason: str, bad_files: dict[str, str],
-                                                    tmp_path: Path) -> None:
+def test_a_bad_file_is_one_line_naming_it_and_exit_2(
+    args: list[str], reason: str, bad_files: dict[str, str], tmp_path: Path
+) -> None:
     """Binary, invalid YAML, empty files and directories where a verb wants a file (or a file where
     it wants the lake's directory): one line on stderr, exit 2, never a traceback or PyYAML's dump."""
     extra = ["--data", str(tmp_path)] if args[0] in ("query",) and "--data" not in args else []

@@ -9,10 +9,17 @@ def run(detector: CardFailureDetector, batches: list) -> list:
 
 def test_fatal_xid_fires_at_the_sample_time_once() -> None:
     det = CardFailureDetector(small_topology())
-    alerts = run(det, [card_batch("node0005", 19), card_batch("node0005", 20, errors=[(2, 79)]),
-                       card_batch("node0005", 21, errors=[(2, 79)])])
+    alerts = run(
+        det,
+        [
+            card_batch("node0005", 19),
+            card_batch("node0005", 20, errors=[(2, 79)]),
+            card_batch("node0005", 21, errors=[(2, 79)]),
+        ],
+    )
     assert [(a.kind, a.entity, a.status, a.starts_at) for a in alerts] == [
-        ("card_failed", "node0005-card2", "firing", "2026-01-01T00:00:20.000Z")]
+        ("card_failed", "node0005-card2", "firing", "2026-01-01T00:00:20.000Z")
+    ]
     assert alerts[0].evidence["error_code"] == 79 and alerts[0].labels["node"] == "node0005"
 
 
@@ -39,7 +46,8 @@ def test_resolves_after_healthy_reports_and_replay_is_idempotent() -> None:
     alerts = run(det, batches)
     assert [(a.status, a.starts_at, a.ends_at) for a in alerts] == [
         ("firing", "2026-01-01T00:00:00.000Z", None),
-        ("resolved", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:06.000Z")]
+        ("resolved", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:06.000Z"),
+    ]
     assert alerts[0].id == alerts[1].id
     assert run(det, batches) == []  # the same batches again (a redelivery) change nothing
 

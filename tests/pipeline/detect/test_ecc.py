@@ -20,7 +20,8 @@ def test_counter_increase_fires_and_a_reset_does_not() -> None:
     assert alerts == []
     alerts += det.push(with_dbe(card_batch("node0004", 4), [0, 0, 2, 0, 0, 0, 0, 0]))
     assert [(a.kind, a.entity, a.status, a.evidence["dbe_increase"]) for a in alerts] == [
-        ("card_ecc", "node0004-card2", "firing", 2)]
+        ("card_ecc", "node0004-card2", "firing", 2)
+    ]
     for t in range(5, 16):
         alerts += det.push(with_dbe(card_batch("node0004", t), [0, 0, 2, 0, 0, 0, 0, 0]))
     assert alerts[-1].status == "resolved" and alerts[-1].ends_at == "2026-01-01T00:00:14.000Z"

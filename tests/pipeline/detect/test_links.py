@@ -9,8 +9,13 @@ PORTS = TOPO.leaf_ports()  # 4 host ports, 2 uplinks
 LINK = "node0001-nic0~leaf000"  # leaf000 port 1
 
 
-def run(crc_per_tick: dict[int, int] | None = None, oper_by_tick: dict[int, list[int]] | None = None,
-        ticks: int = 60, settings: LinkSettings | None = None, resets: set[int] = frozenset()) -> list:
+def run(
+    crc_per_tick: dict[int, int] | None = None,
+    oper_by_tick: dict[int, list[int]] | None = None,
+    ticks: int = 60,
+    settings: LinkSettings | None = None,
+    resets: set[int] = frozenset(),
+) -> list:
     det = LinkDetector(TOPO, settings or LinkSettings())
     crc = np.zeros(PORTS, np.int64)
     out = []
@@ -27,7 +32,9 @@ def test_a_down_port_fires_link_down_at_once_and_resolves_after_the_hold() -> No
     down = {t: [1, 0, 1, 1, 1, 1] for t in range(10, 15)}
     alerts = run(oper_by_tick=down, ticks=60, settings=LinkSettings(down_resolve_s=30))
     assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_down", LINK, "firing", "10"), ("link_down", LINK, "resolved", "10")]
+        ("link_down", LINK, "firing", "10"),
+        ("link_down", LINK, "resolved", "10"),
+    ]
     assert alerts[1].ends_at[17:19] == "45"
 
 
@@ -38,8 +45,11 @@ def test_repeated_downs_become_one_flapping_alert_beside_the_link_down_until_sta
     down = {t: [1, 0, 1, 1, 1, 1] for t in (10, 11, 20, 21, 30, 31, 40)}
     alerts = run(oper_by_tick=down, ticks=200)
     assert [(a.kind, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_down", "firing", "10"), ("link_flapping", "firing", "30"), ("link_down", "resolved", "10"),
-        ("link_flapping", "resolved", "30")]
+        ("link_down", "firing", "10"),
+        ("link_flapping", "firing", "30"),
+        ("link_down", "resolved", "10"),
+        ("link_flapping", "resolved", "30"),
+    ]
     assert [a.ends_at[14:19] for a in alerts[2:]] == ["01:11", "02:40"]
 
 
@@ -47,7 +57,9 @@ def test_persistent_crc_errors_fire_degraded_and_clear_with_hysteresis() -> None
     errors = {t: 5 for t in range(10, 30)}
     alerts = run(crc_per_tick=errors, ticks=70, settings=LinkSettings(error_clear_samples=30))
     assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_degraded", LINK, "firing", "16"), ("link_degraded", LINK, "resolved", "16")]
+        ("link_degraded", LINK, "firing", "16"),
+        ("link_degraded", LINK, "resolved", "16"),
+    ]
     assert alerts[0].evidence["errors_in_window"] == 35  # 7 samples of 10 with errors: sustained
     assert alerts[1].ends_at[17:19] == "59"
 
@@ -72,7 +84,9 @@ def test_errors_seen_at_one_end_of_a_fabric_link_fire_once_while_the_clean_end_r
         out += det.push(counters_batch("leaf000", t, PORTS, crc=leaf_crc.copy()))
         out += det.push(counters_batch("spine001", t, TOPO.leaves, crc=spine_crc.copy()))
     assert [(a.kind, a.entity, a.status) for a in out] == [
-        ("link_degraded", "leaf000~spine001", "firing"), ("link_degraded", "leaf000~spine001", "resolved")]
+        ("link_degraded", "leaf000~spine001", "firing"),
+        ("link_degraded", "leaf000~spine001", "resolved"),
+    ]
     assert out[1].ends_at[17:19] == "49"  # 30 clean samples of the end that saw the errors
 
 
@@ -91,7 +105,8 @@ def test_without_cabling_a_port_never_up_is_not_paged_and_pages_once_it_was_up()
         out += det.push(batch)
     assert [(a.kind, a.entity, a.status, a.severity) for a in out] == [
         ("link_down", "tor-a:Ethernet1/2", "firing", "critical"),
-        ("link_down", "tor-a:Ethernet1/2", "resolved", "critical")]
+        ("link_down", "tor-a:Ethernet1/2", "resolved", "critical"),
+    ]
     assert out[0].starts_at[17:19] == "40" and out[1].ends_at[17:19] == "20"  # up at 50 s, held 30 s
     assert out[0].labels["port"] == "Ethernet1/2" and "(port Ethernet1/2 of tor-a reports oper down)" in out[0].summary
     assert det.never_up() == ["tor-a:Ethernet1/3"]
@@ -101,7 +116,9 @@ def test_with_a_topology_a_cabled_port_down_from_the_first_sample_pages_at_once(
     """The fabric says the port has a link: never seen up is a missing link, not an empty port."""
     alerts = run(oper_by_tick={t: [1, 0, 1, 1, 1, 1] for t in range(20)}, ticks=60)
     assert [(a.kind, a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("link_down", LINK, "firing", "00"), ("link_down", LINK, "resolved", "00")]
+        ("link_down", LINK, "firing", "00"),
+        ("link_down", LINK, "resolved", "00"),
+    ]
     assert "port" not in alerts[0].labels and "(port 1 of leaf000 reports oper down)" in alerts[0].summary
 
 
@@ -127,6 +144,10 @@ def test_alerts_name_the_port_as_the_device_does_from_its_batches_else_from_the_
             batch.port_names = names if t == 0 else None
             out += det.push(batch)
         [alert] = out
-        assert (alert.kind, alert.entity, alert.labels["port"], alert.labels["node"]) == \
-            ("link_degraded", "h1/HCA-1~sw1/10", port, "h1")
+        assert (alert.kind, alert.entity, alert.labels["port"], alert.labels["node"]) == (
+            "link_degraded",
+            "h1/HCA-1~sw1/10",
+            port,
+            "h1",
+        )
         assert alert.summary.endswith(f"(seen by sw1 port {port})")

@@ -17,7 +17,8 @@ def test_a_node_silent_while_others_report_is_down_then_back() -> None:
     alerts = feed(det, batches)
     assert [(a.kind, a.entity, a.status, a.starts_at) for a in alerts] == [
         ("node_down", "node0002", "firing", "2026-01-01T00:00:12.000Z"),
-        ("node_down", "node0002", "resolved", "2026-01-01T00:00:12.000Z")]
+        ("node_down", "node0002", "resolved", "2026-01-01T00:00:12.000Z"),
+    ]
     assert alerts[1].ends_at == "2026-01-01T00:00:25.000Z"
 
 
@@ -76,5 +77,7 @@ def test_an_unreachable_node_is_a_finding_marked_unreachable_not_silence() -> No
             batch.unreachable = ("node0002",)
         alerts += det.push(batch, 0)
     assert [(a.entity, a.status, a.evidence.get("unreachable")) for a in alerts] == [
-        ("node0002", "firing", True), ("node0002", "resolved", True)]
+        ("node0002", "firing", True),
+        ("node0002", "resolved", True),
+    ]
     assert alerts[0].starts_at[17:19] == "05" and alerts[1].ends_at[17:19] == "12"

@@ -2,14 +2,20 @@ import numpy as np
 
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.settings import StragglerSettings
-from tests.builders import step_batch
 from pipeline.topology import ClusterShape, Topology
+from tests.builders import step_batch
 
 BIG = Topology(ClusterShape(cards=8192, cards_per_node=8, nodes_per_leaf=32, spines=8))
 
 
-def run_job(steps: int, slow: dict[int, float] | None = None, everyone: dict[int, float] | None = None,
-            spikes: dict[tuple[int, int], float] | None = None, jitter: float = 0.03, seed: int = 0) -> list:
+def run_job(
+    steps: int,
+    slow: dict[int, float] | None = None,
+    everyone: dict[int, float] | None = None,
+    spikes: dict[tuple[int, int], float] | None = None,
+    jitter: float = 0.03,
+    seed: int = 0,
+) -> list:
     """A 8,192-rank job; `slow` = {rank: factor from step 5 on}; `everyone` = {step: factor}."""
     det = StragglerDetector(BIG, StragglerSettings())
     rng = np.random.default_rng(seed)
@@ -24,9 +30,10 @@ def run_job(steps: int, slow: dict[int, float] | None = None, everyone: dict[int
             if s == step:
                 compute[rank] *= factor
         for node in range(1024):
-            r = ranks[node * 8:(node + 1) * 8]
-            out += det.push(step_batch(BIG.node_name(node), "pretrain", 2.0 * step, r.tolist(), step,
-                                       compute[r].tolist()))
+            r = ranks[node * 8 : (node + 1) * 8]
+            out += det.push(
+                step_batch(BIG.node_name(node), "pretrain", 2.0 * step, r.tolist(), step, compute[r].tolist())
+            )
     return out
 
 
@@ -82,9 +89,19 @@ def test_a_job_restarted_from_a_checkpoint_is_judged_again_from_its_earlier_step
 SMALL = Topology(ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=32, spines=8))
 
 
-def run_small_job(factor_of_step, steps: int, jitter: float = 0.05, seed: int = 5, rank: int = 45,
-                  offset: float = 0.0, det: StragglerDetector | None = None, job: str = "j",
-                  first_step: int = 0, t0: float = 0.0, other_job: bool = False) -> list:
+def run_small_job(
+    factor_of_step,
+    steps: int,
+    jitter: float = 0.05,
+    seed: int = 5,
+    rank: int = 45,
+    offset: float = 0.0,
+    det: StragglerDetector | None = None,
+    job: str = "j",
+    first_step: int = 0,
+    t0: float = 0.0,
+    other_job: bool = False,
+) -> list:
     """A 64-rank job with 1 s steps under `jitter`; `factor_of_step(step)` slows `rank` (which is
     `offset` slower than its peers for good). `other_job` adds a healthy 64-rank job `k` that
     keeps stepping (the detector's clock while `j` makes no step: factor None)."""
@@ -115,8 +132,10 @@ def test_a_ten_percent_straggler_under_five_percent_jitter_stays_firing_through_
     fast = set(range(200, 205)) | {206, 208}
     for seed in range(5, 9):
         alerts = run_small_job(lambda step: 1.10 if 100 <= step < 300 and step not in fast else 1.0, 360, seed=seed)
-        assert [(a.entity, a.status) for a in alerts] == [("node0005-card5", "firing"),
-                                                          ("node0005-card5", "resolved")], seed
+        assert [(a.entity, a.status) for a in alerts] == [
+            ("node0005-card5", "firing"),
+            ("node0005-card5", "resolved"),
+        ], seed
         assert 100 <= alerts[0].evidence["step"] < 140
         resolved_at = (alerts[1].ends_at or "")[14:19]  # mm:ss of 2026-01-01T00:mm:ss.sssZ
         assert "05:00" <= resolved_at <= "05:40", alerts[1].ends_at  # steps 300-340 of 1 s from 00:00
@@ -131,8 +150,9 @@ def test_a_rank_usually_slower_than_its_peers_resolves_once_back_at_its_own_pace
 def test_a_straggler_of_a_job_that_stops_making_steps_resolves_after_stale_s() -> None:
     """The job stalls (a failed node elsewhere in it) while its straggler fires: another job's
     steps keep the clock, and the alert resolves `stale_s` later instead of staying firing."""
-    alerts = run_small_job(lambda step: None if step >= 150 else (1.2 if step >= 100 else 1.0), 400,
-                           jitter=0.03, other_job=True)
+    alerts = run_small_job(
+        lambda step: None if step >= 150 else (1.2 if step >= 100 else 1.0), 400, jitter=0.03, other_job=True
+    )
     mine = [a for a in alerts if a.entity == "node0005-card5"]
     assert [a.status for a in mine] == ["firing", "resolved"]
     assert "made no step for 90 s" in (mine[1].summary or "")

@@ -24,11 +24,16 @@ def run(batches: list) -> list:
 def test_a_hot_slow_card_fires_after_three_samples_and_resolves() -> None:
     """After 30 samples that teach each card its usual place among its peers (before that only the
     absolute limit fires)."""
-    batches = [batch(t) for t in range(35)] + [batch(t, {5: (6, 0.08)}) for t in range(35, 42)] + \
-        [batch(t) for t in range(42, 50)]
+    batches = (
+        [batch(t) for t in range(35)]
+        + [batch(t, {5: (6, 0.08)}) for t in range(35, 42)]
+        + [batch(t) for t in range(42, 50)]
+    )
     alerts = run(batches)
     assert [(a.entity, a.status, a.starts_at[17:19]) for a in alerts] == [
-        ("node0002-card5", "firing", "37"), ("node0002-card5", "resolved", "37")]
+        ("node0002-card5", "firing", "37"),
+        ("node0002-card5", "resolved", "37"),
+    ]
     assert alerts[0].evidence["temp_c"] == 72.0 and alerts[1].ends_at[17:19] == "45"
     early = [batch(t, {5: (6, 0.08)} if 5 <= t < 12 else None) for t in range(20)]
     assert run(early) == []  # its usual is not known yet
@@ -57,11 +62,16 @@ def test_a_card_that_always_runs_hotter_or_slower_than_its_peers_is_its_usual_se
 def test_a_card_that_does_not_report_its_temperature_is_skipped_not_learned() -> None:
     """Exporters leave a field out as NaN: that card is not judged that tick, its usual place and
     its peers' medians are not poisoned, and it fires as before once it reports a throttle."""
+
     def gap(t: float) -> Batch:
         b = batch(t)
         b.columns["temp_c"][5] = np.nan  # card 5 does not report its temperature
         b.columns["sm_clock_mhz"][2] = np.nan  # card 2 not its clock
         return b
-    batches = [batch(t) if t % 3 else gap(t) for t in range(50)] + [gap(50)] + \
-        [batch(t, {5: (6, 0.08)}) for t in range(51, 57)]
+
+    batches = (
+        [batch(t) if t % 3 else gap(t) for t in range(50)]
+        + [gap(50)]
+        + [batch(t, {5: (6, 0.08)}) for t in range(51, 57)]
+    )
     assert [(a.entity, a.status, a.starts_at[17:19]) for a in run(batches)] == [("node0002-card5", "firing", "53")]

@@ -22,7 +22,9 @@ def test_the_synthetic_topology_as_tables_named_as_the_pipeline_names_links(tmp_
     reach = run_query(tmp_path, "switch_reach", {"switch": "LEAF005"}, "json")
     links = [dict(zip(reach.columns, r))["link"] for r in reach.rows]
     # leaf005 = rail 1, nodes 8-15: the pipeline's own link names, so they join port.link
-    assert links == [TOPO.port_link("leaf005", p) for p in range(8)] == [f"node{n:04d}-nic1~leaf005" for n in range(8, 16)]
+    assert (
+        links == [TOPO.port_link("leaf005", p) for p in range(8)] == [f"node{n:04d}-nic1~leaf005" for n in range(8, 16)]
+    )
     up = run_query(tmp_path, "select count(*) from fabric_links where a_tier = 1 and b_tier = 2", {}, "json")
     assert up.rows[0][0] == 32 * 2  # every leaf to every spine
 

@@ -18,8 +18,13 @@ UNNAMED = {
     "old": Node("MT25408 ConnectX Mellanox Technologies", switch=False, devid="0x673c"),  # two ports
     "cx6": Node("MT4123 ConnectX6   Mellanox Technologies", switch=False, devid="0x101b"),
 }
-UNNAMED_CABLES = [Cable("gpu-01a", 1, "leaf-1", 1), Cable("gpu-01b", 1, "leaf-2", 1),
-                  Cable("old", 1, "leaf-1", 7), Cable("old", 2, "leaf-2", 7, "4xQDR"), Cable("cx6", 1, "leaf-1", 9)]
+UNNAMED_CABLES = [
+    Cable("gpu-01a", 1, "leaf-1", 1),
+    Cable("gpu-01b", 1, "leaf-2", 1),
+    Cable("old", 1, "leaf-1", 7),
+    Cable("old", 2, "leaf-2", 7, "4xQDR"),
+    Cable("cx6", 1, "leaf-1", 9),
+]
 
 
 @pytest.mark.parametrize("form", [default_form, ports_form])
@@ -59,9 +64,16 @@ DIRECTOR = {
     "h1": Node("gpu-01 mlx5_0", switch=False, devid="0x101b"),
     "h2": Node("gpu-02 mlx5_0", switch=False, devid="0x101b"),
 }
-DIRECTOR_CABLES = [Cable("h1", 1, "leaf", 1), Cable("h2", 1, "leaf", 2),
-                   Cable("leaf", 21, "L1", 1), Cable("leaf", 22, "L2", 1),
-                   Cable("L1", 21, "S1", 1), Cable("L1", 22, "S2", 1), Cable("L2", 21, "S1", 2), Cable("L2", 22, "S2", 2)]
+DIRECTOR_CABLES = [
+    Cable("h1", 1, "leaf", 1),
+    Cable("h2", 1, "leaf", 2),
+    Cable("leaf", 21, "L1", 1),
+    Cable("leaf", 22, "L2", 1),
+    Cable("L1", 21, "S1", 1),
+    Cable("L1", 22, "S2", 1),
+    Cable("L2", 21, "S1", 2),
+    Cable("L2", 22, "S2", 2),
+]
 
 
 @pytest.mark.parametrize("form", [default_form, ports_form])
@@ -69,7 +81,9 @@ def test_each_link_inside_a_director_is_left_out_and_counted_once(form) -> None:
     fabric = parse_ibnetdiscover(form(DIRECTOR, DIRECTOR_CABLES))  # each internal link from both blades
     assert fabric.dropped == {"link inside a director chassis": 4}
     assert sorted(str(link) for link in fabric.links if "dir-1" in str(link)) == [
-        "leaf-1/21 - dir-1/L01/U1/1", "leaf-1/22 - dir-1/L02/U1/1"]
+        "leaf-1/21 - dir-1/L01/U1/1",
+        "leaf-1/22 - dir-1/L02/U1/1",
+    ]
     assert fabric.summary()["by_tier"] == {"host": 2, "leaf": 1, "spine": 1}
 
 

@@ -30,8 +30,10 @@ for i in range(1, 3):
         CABLES.append(Cable(f"st-0{i}/{rail}", 1, leaf, 10 + i, "4xEDR"))
 CABLES += [Cable(leaf, 33 + k, "spine-1", 2 * n + k + 1) for n, leaf in enumerate(("leaf-1", "leaf-2")) for k in (0, 1)]
 
-SLOW = [{"link": "gpu-03/mlx5_1~leaf-2/3", "rate": "4xSDR", "usual": "4xHDR"},
-        {"link": "gpu-04/mlx5_0~leaf-1/4", "rate": "4xEDR", "usual": "4xHDR"}]
+SLOW = [
+    {"link": "gpu-03/mlx5_1~leaf-2/3", "rate": "4xSDR", "usual": "4xHDR"},
+    {"link": "gpu-04/mlx5_0~leaf-1/4", "rate": "4xEDR", "usual": "4xHDR"},
+]
 
 
 def test_rates_read_from_both_forms() -> None:
@@ -49,11 +51,14 @@ def test_two_slow_compute_links_and_no_slower_storage_host(form) -> None:  # noq
 
 def test_a_narrow_link_or_a_collapse_to_sdr_is_slow_whatever_its_kind() -> None:
     """The storage hosts' kind is all 4xEDR; one of their links at 1x and one at SDR are still slow."""
-    cables = [Cable(c.a, c.a_port, c.b, c.b_port, {"st-01/0": "1xEDR", "st-02/1": "4xSDR"}.get(c.a, c.rate))
-              for c in CABLES]
+    cables = [
+        Cable(c.a, c.a_port, c.b, c.b_port, {"st-01/0": "1xEDR", "st-02/1": "4xSDR"}.get(c.a, c.rate)) for c in CABLES
+    ]
     slow = slow_link_report(parse_ibnetdiscover(default_form(NODES, cables)))
-    assert {(row["link"], row["rate"]) for row in slow} >= {("st-01/HCA-1~leaf-1/11", "1xEDR"),
-                                                            ("st-02/HCA-2~leaf-2/12", "4xSDR")}
+    assert {(row["link"], row["rate"]) for row in slow} >= {
+        ("st-01/HCA-1~leaf-1/11", "1xEDR"),
+        ("st-02/HCA-2~leaf-2/12", "4xSDR"),
+    }
 
 
 def test_topology_check_without_a_plan_reports_slow_links(tmp_path: Path) -> None:
@@ -65,8 +70,11 @@ def test_topology_check_without_a_plan_reports_slow_links(tmp_path: Path) -> Non
     out = run_cli("topology", "check", "--found", str(dump))
     assert out.returncode == 1 and "slow link   gpu-03/mlx5_1~leaf-2/3   4xSDR (usual 4xHDR)" in out.stdout
     fine = tmp_path / "fine.txt"
-    fine.write_text(default_form(NODES, [Cable(c.a, c.a_port, c.b, c.b_port, "4xEDR" if c.a.startswith("st") else "4xHDR")
-                                         for c in CABLES]))
+    fine.write_text(
+        default_form(
+            NODES, [Cable(c.a, c.a_port, c.b, c.b_port, "4xEDR" if c.a.startswith("st") else "4xHDR") for c in CABLES]
+        )
+    )
     out = run_cli("topology", "check", "--found", str(fine))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 slow links" in out.stdout
@@ -76,8 +84,10 @@ def test_topology_check_with_a_plan_reports_both(tmp_path: Path) -> None:
     dump = tmp_path / "ibnetdiscover.txt"
     dump.write_text(default_form(NODES, CABLES))
     plan = tmp_path / "plan.ndt"
-    plan.write_text("#StartDevice,StartPort,EndDevice,EndPort,LinkType\n"
-                    "gpu-01,gpu-01 mlx5_0,leaf-1,Port 1,Data\ngpu-01,gpu-01 mlx5_1,leaf-2,Port 1,Data\n")
+    plan.write_text(
+        "#StartDevice,StartPort,EndDevice,EndPort,LinkType\n"
+        "gpu-01,gpu-01 mlx5_0,leaf-1,Port 1,Data\ngpu-01,gpu-01 mlx5_1,leaf-2,Port 1,Data\n"
+    )
     out = run_cli("topology", "check", "--plan", str(plan), "--found", str(dump), "--json")
     assert out.returncode == 1, out.stderr
     report = json.loads(out.stdout)
@@ -102,9 +112,11 @@ def test_topology_import_summary_names_slow_links(tmp_path: Path) -> None:
     assert out.returncode == 1 and json.loads(out.stdout)["slow_links"] == SLOW
 
 
-REAL = {"fabric_dumps/cs8500_hdr_ibdiagnet_lst.txt.gz": 2352,  # 64 storage links at 4xEDR: older HCAs
-        "selene_ib_topology/selene.storage.ibnetdiscover.txt.gz": 3286,  # 320 ai400x links at 4xEDR: all of them
-        "ufm_ndt_cabling/ibnetdiscover_director.txt.gz": 5523}  # the UFM hosts' 4 links at 4xEDR
+REAL = {
+    "fabric_dumps/cs8500_hdr_ibdiagnet_lst.txt.gz": 2352,  # 64 storage links at 4xEDR: older HCAs
+    "selene_ib_topology/selene.storage.ibnetdiscover.txt.gz": 3286,  # 320 ai400x links at 4xEDR: all of them
+    "ufm_ndt_cabling/ibnetdiscover_director.txt.gz": 5523,
+}  # the UFM hosts' 4 links at 4xEDR
 
 
 @pytest.mark.parametrize("dump", sorted(REAL))

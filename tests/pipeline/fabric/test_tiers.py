@@ -110,6 +110,7 @@ def test_import_json_names_each_switchs_tier(tmp_path: Path) -> None:
 
 # ---- the real dumps: the switches' own names say the tier -----------------------------------------
 
+
 def _named_tier(name: str, model: str | None) -> str:
     """Selene's LG/MLG/SLG leaves, CSPINE/MSPINE/SSPINE spines, CCORE/SCORE cores; a site's
     `…ib0` MQM8700 leaves under `…ib1-A` MCS8500 directors; Lassen's and the CS8500 dump's unnamed
@@ -123,11 +124,13 @@ def _named_tier(name: str, model: str | None) -> str:
     raise AssertionError(f"no tier in the name {name!r} ({model})")
 
 
-REAL = {"selene_ib_topology/selene.compute.ibnetdiscover.txt.gz": {"leaf": 204, "spine": 322, "core": 140},
-        "selene_ib_topology/selene.storage.ibnetdiscover.txt.gz": {"leaf": 64, "spine": 64, "core": 32},
-        "ufm_ndt_cabling/ibnetdiscover_director.txt.gz": {"leaf": 160, "spine": 4},
-        "fabric_dumps/llnl_lassen_cs7500_ibnetdiscover.txt.gz": {"leaf": 84, "spine": 2},
-        "fabric_dumps/cs8500_hdr_ibdiagnet_lst.txt.gz": {"leaf": 72, "spine": 2}}
+REAL = {
+    "selene_ib_topology/selene.compute.ibnetdiscover.txt.gz": {"leaf": 204, "spine": 322, "core": 140},
+    "selene_ib_topology/selene.storage.ibnetdiscover.txt.gz": {"leaf": 64, "spine": 64, "core": 32},
+    "ufm_ndt_cabling/ibnetdiscover_director.txt.gz": {"leaf": 160, "spine": 4},
+    "fabric_dumps/llnl_lassen_cs7500_ibnetdiscover.txt.gz": {"leaf": 84, "spine": 2},
+    "fabric_dumps/cs8500_hdr_ibdiagnet_lst.txt.gz": {"leaf": 72, "spine": 2},
+}
 
 
 @pytest.mark.parametrize("dump", sorted(REAL))
@@ -139,7 +142,10 @@ def test_tiers_of_real_dumps_agree_with_the_switches_names(dump: str) -> None:
         pytest.skip(f"../shared/samples/{dump} is not here")
     fabric = load_fabric(path)
     tiers = fabric.tiers()
-    wrong = {n: tier_label(tiers[n]) for n, d in fabric.devices.items()
-             if d.kind == "switch" and tier_label(tiers[n]) != _named_tier(n, d.model)}
+    wrong = {
+        n: tier_label(tiers[n])
+        for n, d in fabric.devices.items()
+        if d.kind == "switch" and tier_label(tiers[n]) != _named_tier(n, d.model)
+    }
     assert wrong == {}
     assert {k: v for k, v in fabric.summary()["by_tier"].items() if k != "host"} == REAL[dump]

@@ -18,7 +18,7 @@ from tests.conftest import SAMPLES, run_cli
 SELENE = SAMPLES / "selene_ib_topology" / "selene.compute.ibnetdiscover.txt.gz"
 
 # Two leaves, one spine, two hosts with an HCA on each leaf, a SHARP node inside leaf A.
-DEFAULT_FORM = '''#
+DEFAULT_FORM = """#
 # Topology file: generated on Tue Feb 23 14:02:06 2021
 #
 vendid=0x2c9
@@ -51,31 +51,54 @@ Ca\t1 "H-c000000000000001"\t\t# "host-1 mlx5_0"
 caguid=0xc000000000000002
 Ca\t1 "H-c000000000000002"\t\t# "host-1 mlx5_1"
 [1](c000000000000002) \t"S-a000000000000002"[1]\t\t# lid 12 lmc 0 "MF0;LB:MQM8700/U1" lid 2 4xHDR
-'''
+"""
 
 # The same fabric as `ibnetdiscover --ports` prints it (infiniband-diags dump_ports_report).
-PORTS_FORM = '''SW     1  1 0xa000000000000001 4x HDR - CA    11  1 0xc000000000000001 ( 'MF0;LA:MQM8700/U1' - 'host-1 mlx5_0' )
-SW     1  2 0xa000000000000001 4x HDR - CA    13  1 0xc000000000000003 ( 'MF0;LA:MQM8700/U1' - 'host-2 mlx5_0' )
-SW     1 39 0xa000000000000001 4x HDR - SW     3  1 0xb000000000000001 ( 'MF0;LA:MQM8700/U1' - 'MF0;SP:MQM8700/U1' )
-SW     1 41 0xa000000000000001 4x HDR - CA     9  1 0xe000000000000001 ( 'MF0;LA:MQM8700/U1' - 'Mellanox Technologies Aggregation Node' )
-SW     2  1 0xa000000000000002 4x HDR - CA    12  1 0xc000000000000002 ( 'MF0;LB:MQM8700/U1' - 'host-1 mlx5_1' )
-SW     2  2 0xa000000000000002 4x HDR - CA    14  1 0xc000000000000004 ( 'MF0;LB:MQM8700/U1' - 'host-2 mlx5_1' )
-SW     2 39 0xa000000000000002 4x HDR - SW     3  2 0xb000000000000001 ( 'MF0;LB:MQM8700/U1' - 'MF0;SP:MQM8700/U1' )
-SW     3  1 0xb000000000000001 4x HDR - SW     1 39 0xa000000000000001 ( 'MF0;SP:MQM8700/U1' - 'MF0;LA:MQM8700/U1' )
-SW     3  2 0xb000000000000001 4x HDR - SW     2 39 0xa000000000000002 ( 'MF0;SP:MQM8700/U1' - 'MF0;LB:MQM8700/U1' )
-CA    11  1 0xc000000000000001 4x HDR - SW     1  1 0xa000000000000001 ( 'host-1 mlx5_0' - 'MF0;LA:MQM8700/U1' )
-'''
+PORTS_FORM = (
+    "\n".join(
+        [
+            "SW     1  1 0xa000000000000001 4x HDR - CA    11  1 0xc000000000000001 "
+            "( 'MF0;LA:MQM8700/U1' - 'host-1 mlx5_0' )",
+            "SW     1  2 0xa000000000000001 4x HDR - CA    13  1 0xc000000000000003 "
+            "( 'MF0;LA:MQM8700/U1' - 'host-2 mlx5_0' )",
+            "SW     1 39 0xa000000000000001 4x HDR - SW     3  1 0xb000000000000001 "
+            "( 'MF0;LA:MQM8700/U1' - 'MF0;SP:MQM8700/U1' )",
+            "SW     1 41 0xa000000000000001 4x HDR - CA     9  1 0xe000000000000001 "
+            "( 'MF0;LA:MQM8700/U1' - 'Mellanox Technologies Aggregation Node' )",
+            "SW     2  1 0xa000000000000002 4x HDR - CA    12  1 0xc000000000000002 "
+            "( 'MF0;LB:MQM8700/U1' - 'host-1 mlx5_1' )",
+            "SW     2  2 0xa000000000000002 4x HDR - CA    14  1 0xc000000000000004 "
+            "( 'MF0;LB:MQM8700/U1' - 'host-2 mlx5_1' )",
+            "SW     2 39 0xa000000000000002 4x HDR - SW     3  2 0xb000000000000001 "
+            "( 'MF0;LB:MQM8700/U1' - 'MF0;SP:MQM8700/U1' )",
+            "SW     3  1 0xb000000000000001 4x HDR - SW     1 39 0xa000000000000001 "
+            "( 'MF0;SP:MQM8700/U1' - 'MF0;LA:MQM8700/U1' )",
+            "SW     3  2 0xb000000000000001 4x HDR - SW     2 39 0xa000000000000002 "
+            "( 'MF0;SP:MQM8700/U1' - 'MF0;LB:MQM8700/U1' )",
+            "CA    11  1 0xc000000000000001 4x HDR - SW     1  1 0xa000000000000001 "
+            "( 'host-1 mlx5_0' - 'MF0;LA:MQM8700/U1' )",
+        ]
+    )
+    + "\n"
+)
 
-LINKS = {("LA/1", "host-1/mlx5_0"), ("LA/2", "host-2/mlx5_0"), ("LA/39", "SP/1"),
-         ("LB/1", "host-1/mlx5_1"), ("LB/2", "host-2/mlx5_1"), ("LB/39", "SP/2")}
+LINKS = {
+    ("LA/1", "host-1/mlx5_0"),
+    ("LA/2", "host-2/mlx5_0"),
+    ("LA/39", "SP/1"),
+    ("LB/1", "host-1/mlx5_1"),
+    ("LB/2", "host-2/mlx5_1"),
+    ("LB/39", "SP/2"),
+}
 
 
 def link_set(fabric) -> set[tuple[str, str]]:  # noqa: ANN001
     return {tuple(sorted((str(link.a), str(link.b)))) for link in fabric.links}
 
 
-@pytest.mark.parametrize("text", [DEFAULT_FORM, PORTS_FORM,
-                                  DEFAULT_FORM.replace("\n", "\r\n").replace("\t", "")])  # a terminal log
+@pytest.mark.parametrize(
+    "text", [DEFAULT_FORM, PORTS_FORM, DEFAULT_FORM.replace("\n", "\r\n").replace("\t", "")]
+)  # a terminal log
 def test_both_ibnetdiscover_forms_give_each_link_once_in_the_fabrics_own_names(text: str) -> None:
     fabric = parse_ibnetdiscover(text)
     assert link_set(fabric) == {tuple(sorted(pair)) for pair in LINKS}
@@ -98,14 +121,18 @@ def test_a_single_homed_host_behind_its_only_leaf_is_cut_off() -> None:
 
 
 def test_cabling_csvs_in_both_ndt_dialects() -> None:
-    ndt = ("#StartDevice,StartPort,EndDevice,EndPort,LinkType\n"
-           "host-1,host-1 mlx5_0,LA,Port 1, Data\nLA,Port 39,CHASSIS-A,Blade 16_Port 2/20,Data\n"
-           "CHASSIS-A,Blade 16_Port 2/20,LA,Port 39,Data\n")
+    ndt = (
+        "#StartDevice,StartPort,EndDevice,EndPort,LinkType\n"
+        "host-1,host-1 mlx5_0,LA,Port 1, Data\nLA,Port 39,CHASSIS-A,Blade 16_Port 2/20,Data\n"
+        "CHASSIS-A,Blade 16_Port 2/20,LA,Port 39,Data\n"
+    )
     plan = parse_cabling_plan(ndt)
     assert link_set(plan) == {("LA/1", "host-1/mlx5_0"), ("CHASSIS-A/L16/U2/20", "LA/39")}  # listed twice, kept once
     assert plan.devices["host-1"].kind == "host" and plan.devices["CHASSIS-A"].kind == "switch"
-    sheet = (",rack #,U height,#Fields:StartDevice,StartPort,StartDeviceLocation,EndDevice,EndPort,EndDeviceLocation,,\n"
-             ",R1,U41,LA,Port 21,F01,CH-1,Blade 1_Port 1/1,F02,junk,\n,,,,,,,,,,\n")
+    sheet = (
+        ",rack #,U height,#Fields:StartDevice,StartPort,StartDeviceLocation,EndDevice,EndPort,EndDeviceLocation,,\n"
+        ",R1,U41,LA,Port 21,F01,CH-1,Blade 1_Port 1/1,F02,junk,\n,,,,,,,,,,\n"
+    )
     assert link_set(parse_cabling_plan(sheet)) == {("CH-1/L01/U1/1", "LA/21")}
     with pytest.raises(FabricError, match="no header row"):
         parse_cabling_plan("a,b,c\n1,2,3\n")
@@ -113,16 +140,36 @@ def test_cabling_csvs_in_both_ndt_dialects() -> None:
 
 def test_lldp_dumps_per_host(tmp_path: Path) -> None:
     def neighbour(local: str, switch: str, port: str) -> dict:
-        return {"name": local, "via": "LLDP", "chassis": [{"name": [{"value": switch}]}],
-                "port": [{"id": [{"type": "ifname", "value": port}]}]}
+        return {
+            "name": local,
+            "via": "LLDP",
+            "chassis": [{"name": [{"value": switch}]}],
+            "port": [{"id": [{"type": "ifname", "value": port}]}],
+        }
 
-    (tmp_path / "gpu-01.json").write_text(json.dumps({"lldp": [{"interface": [
-        neighbour("ens11np0", "leaf-1", "Ethernet1/1"), neighbour("ens12np0", "leaf-2", "Ethernet1/1")]}]}))
-    (tmp_path / "leaf-1.json").write_text(json.dumps({"lldp": [{"interface": [
-        neighbour("Ethernet1/33", "spine-1", "Ethernet1/1")]}]}))
+    (tmp_path / "gpu-01.json").write_text(
+        json.dumps(
+            {
+                "lldp": [
+                    {
+                        "interface": [
+                            neighbour("ens11np0", "leaf-1", "Ethernet1/1"),
+                            neighbour("ens12np0", "leaf-2", "Ethernet1/1"),
+                        ]
+                    }
+                ]
+            }
+        )
+    )
+    (tmp_path / "leaf-1.json").write_text(
+        json.dumps({"lldp": [{"interface": [neighbour("Ethernet1/33", "spine-1", "Ethernet1/1")]}]})
+    )
     fabric = load_lldp(tmp_path)
-    assert link_set(fabric) == {("gpu-01/ens11np0", "leaf-1/Ethernet1/1"), ("gpu-01/ens12np0", "leaf-2/Ethernet1/1"),
-                                ("leaf-1/Ethernet1/33", "spine-1/Ethernet1/1")}
+    assert link_set(fabric) == {
+        ("gpu-01/ens11np0", "leaf-1/Ethernet1/1"),
+        ("gpu-01/ens12np0", "leaf-2/Ethernet1/1"),
+        ("leaf-1/Ethernet1/33", "spine-1/Ethernet1/1"),
+    }
     assert fabric.tiers() == {"gpu-01": 0, "leaf-1": 1, "leaf-2": 1, "spine-1": 2}
     assert load_fabric(tmp_path).summary()["links"] == 3
     (tmp_path / "bad.json").write_text('{"neighbors": []}')
@@ -181,8 +228,12 @@ def test_real_ports_form_excerpts_with_unconnected_ports_and_odd_descriptions() 
     """infiniband_exporter's `ibnetdiscover -p` fixtures: links seen from both ends or one,
     unconnected ports, a SHARP node, descriptions with spaces around them."""
     osc = load_fabric(OSC / "ibnetdiscover__test.out")
-    assert link_set(osc) == {("ib-i1l1s01/10", "o0001/HCA-1"), ("ib-i1l1s01/11", "o0002/HCA-1"),
-                             ("ib-i4l1s01/35", "p0001/HCA-1"), ("ib-i1l1s01/1", "ib-i1l2s01/1")}
+    assert link_set(osc) == {
+        ("ib-i1l1s01/10", "o0001/HCA-1"),
+        ("ib-i1l1s01/11", "o0002/HCA-1"),
+        ("ib-i4l1s01/35", "p0001/HCA-1"),
+        ("ib-i1l1s01/1", "ib-i1l2s01/1"),
+    }
     assert osc.dropped == {"unconnected port": 2}
     hdr = load_fabric(OSC / "ibnetdiscover__test2.out")
     assert link_set(hdr) == {("5FB0405-leaf-IB01/79", "worker20/mlx5_3")}

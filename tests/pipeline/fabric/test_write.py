@@ -21,8 +21,12 @@ TOPO = Topology(SHAPE)  # 32 nodes, 16 leaves (2 per rail), 4 spines
 SCENARIO = "cluster: {cards: 256, cards_per_node: 8, nodes_per_leaf: 16, spines: 4}\nfaults: []\n"
 FORMATS = ("ibnetdiscover", "ibnetdiscover-ports", "lldp", "ndt")
 PORT_NAMES = {"lldp": ("eth{}", "swp{}")}  # host interface of NIC j, switch port p (from 1); else IB's
-OUT = {"ibnetdiscover": "ibnetdiscover.txt", "ibnetdiscover-ports": "ibnetdiscover-ports.txt", "lldp": "lldp",
-       "ndt": "hosts.ndt"}
+OUT = {
+    "ibnetdiscover": "ibnetdiscover.txt",
+    "ibnetdiscover-ports": "ibnetdiscover-ports.txt",
+    "lldp": "lldp",
+    "ndt": "hosts.ndt",
+}
 
 
 def expected_links(form: str, topo: Topology = TOPO) -> set[tuple[tuple[str, str], tuple[str, str]]]:
@@ -33,13 +37,17 @@ def expected_links(form: str, topo: Topology = TOPO) -> set[tuple[tuple[str, str
     links = set()
     for node in range(topo.nodes):
         for nic in range(topo.rails):
-            ends = ((topo.node_name(node), host.format(nic)),
-                    (topo.leaf_name(topo.leaf_of(node, nic)), switch.format(node % topo.nodes_per_leaf + 1)))
+            ends = (
+                (topo.node_name(node), host.format(nic)),
+                (topo.leaf_name(topo.leaf_of(node, nic)), switch.format(node % topo.nodes_per_leaf + 1)),
+            )
             links.add(tuple(sorted(ends)))
     for leaf in range(topo.leaves):
         for spine in range(topo.spines):
-            ends = ((topo.leaf_name(leaf), switch.format(topo.nodes_per_leaf + spine + 1)),
-                    (topo.spine_name(spine), switch.format(leaf + 1)))
+            ends = (
+                (topo.leaf_name(leaf), switch.format(topo.nodes_per_leaf + spine + 1)),
+                (topo.spine_name(spine), switch.format(leaf + 1)),
+            )
             links.add(tuple(sorted(ends)))
     return links
 
@@ -69,8 +77,10 @@ def test_import_reads_back_the_synthetic_clusters_counts_and_tiers(written: dict
     assert summary["tiers"] == {"leaf": TOPO.leaves, "spine": TOPO.spines} == {"leaf": 16, "spine": 4}
     assert summary["switches"] == 20
     assert summary["links"] == 256 + 16 * 4
-    assert summary["switch_tier"] == {**{TOPO.leaf_name(i): "leaf" for i in range(16)},
-                                      **{TOPO.spine_name(i): "spine" for i in range(4)}}
+    assert summary["switch_tier"] == {
+        **{TOPO.leaf_name(i): "leaf" for i in range(16)},
+        **{TOPO.spine_name(i): "spine" for i in range(4)},
+    }
     assert summary["dropped"] == {} and summary["slow_links"] == []
 
 
@@ -103,8 +113,9 @@ def test_the_written_plan_checks_clean_against_the_written_discovery(written: di
     result = run_cli("topology", "check", "--plan", str(written["ndt"]), "--found", str(written[found]))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "320 links as planned; 0 miswired, 0 missing, 0 unexpected; 0 slow links"
-    report = json.loads(run_cli("topology", "check", "--plan", str(written["ndt"]), "--found", str(written[found]),
-                                "--json").stdout)
+    report = json.loads(
+        run_cli("topology", "check", "--plan", str(written["ndt"]), "--found", str(written[found]), "--json").stdout
+    )
     assert report["matched"] == 320 and report["slow_links"] == []
 
 
@@ -113,7 +124,9 @@ def test_a_plan_for_another_shape_does_not_check_clean(written: dict[str, Path],
     scenario = tmp_path / "five-spines.yaml"
     scenario.write_text(SCENARIO.replace("spines: 4", "spines: 5"))
     plan = tmp_path / "five.ndt"
-    assert run_cli("topology", "write", "--format", "ndt", "--out", str(plan), "--scenario", str(scenario)).returncode == 0
+    assert (
+        run_cli("topology", "write", "--format", "ndt", "--out", str(plan), "--scenario", str(scenario)).returncode == 0
+    )
     result = run_cli("topology", "check", "--plan", str(plan), "--found", str(written["ibnetdiscover"]))
     assert result.returncode == 1
     assert "320 links as planned; 0 miswired, 16 missing, 0 unexpected" in result.stdout
@@ -121,11 +134,15 @@ def test_a_plan_for_another_shape_does_not_check_clean(written: dict[str, Path],
 
 def test_show_and_the_default_forms_details(written: dict[str, Path]) -> None:
     shown = run_cli("topology", "show", str(written["ibnetdiscover"]))
-    assert shown.stdout.strip() == (f"{written['ibnetdiscover']}: 52 devices (32 hosts, 16 leaves, 4 spines); "
-                                    "320 links, 256 host ports; 2 switch tiers")
+    assert shown.stdout.strip() == (
+        f"{written['ibnetdiscover']}: 52 devices (32 hosts, 16 leaves, 4 spines); "
+        "320 links, 256 host ports; 2 switch tiers"
+    )
     text = written["ibnetdiscover"].read_text()
     g = name_guid("leaf000")
-    assert f'switchguid=0x{g}({g})\nSwitch\t20 "S-{g}"\t\t# "MF0;leaf000:MQM9700/U1" enhanced port 0 lid 1 lmc 0' in text
+    assert (
+        f'switchguid=0x{g}({g})\nSwitch\t20 "S-{g}"\t\t# "MF0;leaf000:MQM9700/U1" enhanced port 0 lid 1 lmc 0' in text
+    )
     assert text.count("\nCa\t1 ") == 256 and text.count("\nSwitch\t") == 20
     assert text.count(" 4xNDR\n") == 2 * 320  # every link from both ends
     fabric = load_fabric(written["ibnetdiscover"])
@@ -137,8 +154,11 @@ def test_show_and_the_default_forms_details(written: dict[str, Path]) -> None:
 
 
 def test_the_settings_shape_is_written_and_writing_again_gives_the_same_bytes(tmp_path: Path) -> None:
-    env = {"CLUSTERPULSE_CLUSTER__CARDS": "256", "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "16",
-           "CLUSTERPULSE_CLUSTER__SPINES": "4"}
+    env = {
+        "CLUSTERPULSE_CLUSTER__CARDS": "256",
+        "CLUSTERPULSE_CLUSTER__NODES_PER_LEAF": "16",
+        "CLUSTERPULSE_CLUSTER__SPINES": "4",
+    }
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     for out in (first, second):
         assert run_cli("topology", "write", "--format", "ibnetdiscover", "--out", str(out), env=env).returncode == 0
@@ -161,18 +181,27 @@ def test_the_default_cluster_is_written_and_read_back_quickly() -> None:
     assert written_s < 10, f"writing the default cluster took {written_s:.1f} s"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "ndt", "--out", "{tmp}/no-such-dir/plan.ndt"], "cannot write --out {tmp}/no-such-dir/plan.ndt: "
-                                                                   "No such file or directory"),
-    (["--format", "ibnetdiscover", "--out", "{tmp}"], "cannot write --out {tmp}: Is a directory"),
-    (["--format", "lldp", "--out", "{tmp}/file.txt"], "{tmp}/file.txt is a file: lldp writes a directory"),
-    (["--format", "lldp", "--out", "{tmp}/mixed"], "{tmp}/mixed already holds 1 .json file(s) of other machines"),
-    (["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/none.yaml"], "invalid scenario: cannot read "
-                                                                                  "scenario '{tmp}/none.yaml'"),
-    (["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/bad.yaml"], "invalid scenario: "),
-    (["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/imported.yaml"], "its cluster is an imported "
-                                                                                      "fabric"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--format", "ndt", "--out", "{tmp}/no-such-dir/plan.ndt"],
+            "cannot write --out {tmp}/no-such-dir/plan.ndt: No such file or directory",
+        ),
+        (["--format", "ibnetdiscover", "--out", "{tmp}"], "cannot write --out {tmp}: Is a directory"),
+        (["--format", "lldp", "--out", "{tmp}/file.txt"], "{tmp}/file.txt is a file: lldp writes a directory"),
+        (["--format", "lldp", "--out", "{tmp}/mixed"], "{tmp}/mixed already holds 1 .json file(s) of other machines"),
+        (
+            ["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/none.yaml"],
+            "invalid scenario: cannot read scenario '{tmp}/none.yaml'",
+        ),
+        (["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/bad.yaml"], "invalid scenario: "),
+        (
+            ["--format", "ndt", "--out", "{tmp}/x.ndt", "--scenario", "{tmp}/imported.yaml"],
+            "its cluster is an imported fabric",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "mixed").mkdir()

@@ -30,7 +30,7 @@ class Scripted(ThreadingHTTPServer):
         self.handled = 0
         self.lock = threading.Lock()
 
-    def settled(self, requests: int, timeout_s: float = 10.0) -> "Scripted":
+    def settled(self, requests: int, timeout_s: float = 10.0) -> Scripted:
         """Once `requests` requests have been handled to the end: the client may read an answer
         before the handler thread has recorded it."""
         deadline = time.monotonic() + timeout_s
@@ -92,14 +92,21 @@ def servers():
 
 
 def alert(entity: str, status: str = "firing") -> Alert:
-    return Alert(kind="link_down", entity=entity, status=status, starts_at="2026-01-01T00:00:10.000Z",
-                 ends_at="2026-01-01T00:01:00.000Z" if status == "resolved" else None, severity="critical",
-                 summary=f"{entity} down")
+    return Alert(
+        kind="link_down",
+        entity=entity,
+        status=status,
+        starts_at="2026-01-01T00:00:10.000Z",
+        ends_at="2026-01-01T00:01:00.000Z" if status == "resolved" else None,
+        severity="critical",
+        summary=f"{entity} down",
+    )
 
 
 def receiver(name: str, url: str, **kw) -> ReceiverSettings:
-    return ReceiverSettings(**{"name": name, "url": url, "backoff_s": 0.05, "max_backoff_s": 0.2, "timeout_s": 1.0,
-                               **kw})
+    return ReceiverSettings(
+        **{"name": name, "url": url, "backoff_s": 0.05, "max_backoff_s": 0.2, "timeout_s": 1.0, **kw}
+    )
 
 
 def run(receivers: list[ReceiverSettings], alerts: list[Alert], timeout_s: float = 30) -> tuple[Notifier, list]:
@@ -124,8 +131,10 @@ def test_a_signed_notification_is_verified_by_the_receiver(servers, monkeypatch)
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
     good = servers(WebhookReceiver("127.0.0.1", 0, echo=None, secret=b"s3cret"))
     wrong = servers(WebhookReceiver("127.0.0.1", 0, echo=None, secret=b"other"))
-    notifier, dead = run([receiver("good", good.url, secret_env="HOOK_SECRET"),
-                          receiver("wrong", wrong.url, secret_env="HOOK_SECRET")], [alert("a~b")])
+    notifier, dead = run(
+        [receiver("good", good.url, secret_env="HOOK_SECRET"), receiver("wrong", wrong.url, secret_env="HOOK_SECRET")],
+        [alert("a~b")],
+    )
     assert [e["body"]["entity"] for e in good.received] == ["a~b"]
     assert HEADER.lower() in {k.lower() for k in good.received[0]["headers"]}
     assert wrong.received == [] and wrong.rejected == 1
@@ -152,7 +161,10 @@ def test_firing_is_delivered_before_resolved(servers) -> None:
     slow_first = servers(Scripted([(500, 0), (500, 0)]))
     run([receiver("r", slow_first.url)], [alert("a~b"), alert("a~b", "resolved"), alert("c~d")])
     assert [(s[1]["entity"], s[1]["status"]) for s in slow_first.settled(5).seen] == [
-        ("a~b", "firing"), ("a~b", "resolved"), ("c~d", "firing")]
+        ("a~b", "firing"),
+        ("a~b", "resolved"),
+        ("c~d", "firing"),
+    ]
     assert slow_first.seen[0][2]["Idempotency-Key"] != slow_first.seen[1][2]["Idempotency-Key"]
 
 
@@ -160,8 +172,7 @@ def test_a_slow_receiver_does_not_delay_another(servers) -> None:
     slow = servers(Scripted(delay_s=0.8))
     fast = servers(Scripted())
     started = time.monotonic()
-    run([receiver("slow", slow.url, timeout_s=5.0), receiver("fast", fast.url)],
-        [alert(f"l{i}~x") for i in range(4)])
+    run([receiver("slow", slow.url, timeout_s=5.0), receiver("fast", fast.url)], [alert(f"l{i}~x") for i in range(4)])
     assert len(fast.seen) == 4 and len(slow.seen) == 4
     assert fast.seen[-1][0] - started < 0.8  # all four reached the fast one before the slow one answered once
     assert slow.seen[-1][0] - started >= 3 * 0.8

@@ -18,10 +18,14 @@ from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-SCENARIO = {"name": "card-fails", "seed": 4, "duration_s": 40,
-            "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
-            "jobs": [{"name": "train", "first_node": 0, "nodes": 8, "step_s": 1.0}],
-            "faults": [{"kind": "card_failure", "target": "node0005-card2", "start_s": 20}]}
+SCENARIO = {
+    "name": "card-fails",
+    "seed": 4,
+    "duration_s": 40,
+    "cluster": {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2},
+    "jobs": [{"name": "train", "first_node": 0, "nodes": 8, "step_s": 1.0}],
+    "faults": [{"kind": "card_failure", "target": "node0005-card2", "start_s": 20}],
+}
 
 
 def get_json(url: str):  # noqa: ANN201
@@ -47,15 +51,27 @@ def wait_for(what: str, check, timeout_s: float = 90, alive=lambda: None):  # no
 @pytest.fixture
 def alertmanager(tmp_path: Path):
     if AM_BIN is None:
-        pytest.skip("prometheus-alertmanager is not installed (Debian package prometheus-alertmanager; "
-                    "`make test` installs it when run as root with apt)")
+        pytest.skip(
+            "prometheus-alertmanager is not installed (Debian package prometheus-alertmanager; "
+            "`make test` installs it when run as root with apt)"
+        )
     port = free_port()
     config = tmp_path / "am.yml"
-    config.write_text(yaml.safe_dump({"route": {"receiver": "null", "group_wait": "1s"},
-                                      "receivers": [{"name": "null"}]}))
-    proc = subprocess.Popen([AM_BIN, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                            stdout=open(tmp_path / "am.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    config.write_text(
+        yaml.safe_dump({"route": {"receiver": "null", "group_wait": "1s"}, "receivers": [{"name": "null"}]})
+    )
+    proc = subprocess.Popen(
+        [
+            AM_BIN,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=open(tmp_path / "am.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("alertmanager", lambda: urllib.request.urlopen(url + "/-/ready", timeout=2).status == 200, 30)
@@ -65,19 +81,44 @@ def alertmanager(tmp_path: Path):
 
 
 @pytest.mark.broker
-def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(broker, prefix, children, tmp_path, alertmanager) -> None:
+def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(
+    broker, prefix, children, tmp_path, alertmanager
+) -> None:
     port = free_port()
-    receiver = children.start("receiver", "--host", "127.0.0.1", "--port", str(port), "--secret-env", "HOOK_SECRET",
-                              "--out", str(tmp_path / "hooks.jsonl"), env={"HOOK_SECRET": "s3cret"}, name="receiver")
+    receiver = children.start(
+        "receiver",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--secret-env",
+        "HOOK_SECRET",
+        "--out",
+        str(tmp_path / "hooks.jsonl"),
+        env={"HOOK_SECRET": "s3cret"},
+        name="receiver",
+    )
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
     config = tmp_path / "settings.yaml"
-    config.write_text(yaml.safe_dump({
-        "bootstrap": broker.bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-w", "partitions": 4,
-        "data_dir": str(tmp_path / "lake"), "cluster": SCENARIO["cluster"],
-        "notify": {"receivers": [
-            {"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "secret_env": "HOOK_SECRET"},
-            {"name": "am", "url": alertmanager, "type": "alertmanager"}]}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "bootstrap": broker.bootstrap,
+                "topic_prefix": prefix,
+                "group_id": f"{prefix}-w",
+                "partitions": 4,
+                "data_dir": str(tmp_path / "lake"),
+                "cluster": SCENARIO["cluster"],
+                "notify": {
+                    "receivers": [
+                        {"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "secret_env": "HOOK_SECRET"},
+                        {"name": "am", "url": alertmanager, "type": "alertmanager"},
+                    ]
+                },
+            }
+        )
+    )
     env = {"CLUSTERPULSE_CONFIG": str(config), "HOOK_SECRET": "s3cret"}
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     worker = children.start("worker", env=env, name="worker")
@@ -97,24 +138,34 @@ def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(broker, prefix,
 
     # the card comes back: every node reports all its cards for 40 more seconds
     from kafka import KafkaProducer
+
     from pipeline.kafka_config import producer_config
     from pipeline.schemas import encode_batch
     from tests.builders import card_batch
+
     producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
     from pipeline.schemas import bundle
+
     for t in range(40, 80):  # as the simulator sends them: one message per rack (4 nodes), same keys
         for first in (0, 4):
             rack = f"node{first:04d}..node{first + 3:04d}"
-            producer.send(f"{prefix}.telemetry.card", key=rack.encode(), value=encode_batch(
-                bundle([card_batch(f"node{n:04d}", t) for n in range(first, first + 4)], rack)))
+            producer.send(
+                f"{prefix}.telemetry.card",
+                key=rack.encode(),
+                value=encode_batch(bundle([card_batch(f"node{n:04d}", t) for n in range(first, first + 4)], rack)),
+            )
     producer.flush()
     producer.close()
 
-    received = wait_for("firing and resolved at the webhook",
-                        lambda: (r := get_json(f"http://127.0.0.1:{port}/received")) and len(r) >= 2 and r,
-                        alive=alive)
+    received = wait_for(
+        "firing and resolved at the webhook",
+        lambda: (r := get_json(f"http://127.0.0.1:{port}/received")) and len(r) >= 2 and r,
+        alive=alive,
+    )
     assert [(r["body"]["kind"], r["body"]["entity"], r["body"]["status"]) for r in received] == [
-        ("card_failed", "node0005-card2", "firing"), ("card_failed", "node0005-card2", "resolved")]
+        ("card_failed", "node0005-card2", "firing"),
+        ("card_failed", "node0005-card2", "resolved"),
+    ]
     assert all(r["headers"].get("Idempotency-Key", "").startswith(received[0]["body"]["id"]) for r in received)
     wait_for("the alert to resolve in Alertmanager", lambda: am_alerts() == [] or None, alive=alive)
     assert receiver.poll() is None
@@ -122,27 +173,41 @@ def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(broker, prefix,
 
 @pytest.mark.broker
 def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_path) -> None:
-    from pipeline.kafka_config import producer_config
     from kafka import KafkaProducer
-    from tests.builders import card_batch
+
+    from pipeline.kafka_config import producer_config
     from pipeline.schemas import encode_batch
+    from tests.builders import card_batch
 
     port = free_port()  # nothing listens here yet: delivery fails and is dead-lettered
     config = tmp_path / "settings.yaml"
-    settings = {"bootstrap": broker.bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-w", "partitions": 2,
-                "data_dir": str(tmp_path / "lake"), "cluster": SCENARIO["cluster"],
-                "notify": {"receivers": [{"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "max_attempts": 2,
-                                          "backoff_s": 0.1}]}}
+    settings = {
+        "bootstrap": broker.bootstrap,
+        "topic_prefix": prefix,
+        "group_id": f"{prefix}-w",
+        "partitions": 2,
+        "data_dir": str(tmp_path / "lake"),
+        "cluster": SCENARIO["cluster"],
+        "notify": {
+            "receivers": [{"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "max_attempts": 2, "backoff_s": 0.1}]
+        },
+    }
     config.write_text(yaml.safe_dump(settings))
     env = {"CLUSTERPULSE_CONFIG": str(config)}
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     worker = children.start("worker", env=env, name="worker")
     producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
-    producer.send(f"{prefix}.telemetry.card", key=b"node0003", value=encode_batch(card_batch("node0003", 0, errors=[(1, 79)])))
+    producer.send(
+        f"{prefix}.telemetry.card", key=b"node0003", value=encode_batch(card_batch("node0003", 0, errors=[(1, 79)]))
+    )
     producer.flush()
     producer.close()
-    dead = read_until(broker.bootstrap, f"{prefix}.notify.deadletter", lambda rs: len(rs) >= 1,
-                      alive=lambda: None if worker.poll() is None else children.log_of(worker)[-2000:])
+    dead = read_until(
+        broker.bootstrap,
+        f"{prefix}.notify.deadletter",
+        lambda rs: len(rs) >= 1,
+        alive=lambda: None if worker.poll() is None else children.log_of(worker)[-2000:],
+    )
     entry = json.loads(dead[0].value)
     assert entry["receiver"] == "ops" and entry["attempts"] == 2 and entry["alert"]["entity"] == "node0003-card1"
 
@@ -161,34 +226,63 @@ def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_p
 @pytest.mark.broker
 def test_a_notification_pending_at_a_worker_restart_is_delivered_after_it(broker, prefix, children, tmp_path) -> None:
     from kafka import KafkaProducer
+
     from pipeline.kafka_config import producer_config
     from pipeline.schemas import encode_batch
     from tests.builders import card_batch
 
     port = free_port()  # the receiver is down while the first worker tries, with retries for minutes
     config = tmp_path / "settings.yaml"
-    config.write_text(yaml.safe_dump({
-        "bootstrap": broker.bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}-w", "partitions": 2,
-        "data_dir": str(tmp_path / "lake"), "cluster": SCENARIO["cluster"], "shutdown_timeout_s": 5,
-        "notify": {"receivers": [{"name": "ops", "url": f"http://127.0.0.1:{port}/hook", "max_attempts": 1000,
-                                  "backoff_s": 0.2, "max_backoff_s": 0.5, "deadline_s": 600}]}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "bootstrap": broker.bootstrap,
+                "topic_prefix": prefix,
+                "group_id": f"{prefix}-w",
+                "partitions": 2,
+                "data_dir": str(tmp_path / "lake"),
+                "cluster": SCENARIO["cluster"],
+                "shutdown_timeout_s": 5,
+                "notify": {
+                    "receivers": [
+                        {
+                            "name": "ops",
+                            "url": f"http://127.0.0.1:{port}/hook",
+                            "max_attempts": 1000,
+                            "backoff_s": 0.2,
+                            "max_backoff_s": 0.5,
+                            "deadline_s": 600,
+                        }
+                    ]
+                },
+            }
+        )
+    )
     env = {"CLUSTERPULSE_CONFIG": str(config)}
     assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
     first = children.start("worker", env=env, name="worker-1")
     producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
-    producer.send(f"{prefix}.telemetry.card", key=b"node0003",
-                  value=encode_batch(card_batch("node0003", 0, errors=[(1, 79)])))
+    producer.send(
+        f"{prefix}.telemetry.card", key=b"node0003", value=encode_batch(card_batch("node0003", 0, errors=[(1, 79)]))
+    )
     producer.flush()
     producer.close()
-    read_until(broker.bootstrap, f"{prefix}.alerts", lambda rs: len(rs) >= 1,
-               alive=lambda: None if first.poll() is None else children.log_of(first)[-2000:])
+    read_until(
+        broker.bootstrap,
+        f"{prefix}.alerts",
+        lambda rs: len(rs) >= 1,
+        alive=lambda: None if first.poll() is None else children.log_of(first)[-2000:],
+    )
     wait_for("a failed delivery attempt", lambda: "retry" in children.log_of(first), 30)
     stop_process(first, 20)
 
     receiver = children.start("receiver", "--host", "127.0.0.1", "--port", str(port), name="receiver")
     wait_for("the receiver", lambda: get_json(f"http://127.0.0.1:{port}/healthz"), 30)
     second = children.start("worker", env=env, name="worker-2")
-    got = wait_for("the delivery after the restart", lambda: get_json(f"http://127.0.0.1:{port}/received"),
-                   alive=lambda: None if second.poll() is None else children.log_of(second)[-2000:])
+    got = wait_for(
+        "the delivery after the restart",
+        lambda: get_json(f"http://127.0.0.1:{port}/received"),
+        alive=lambda: None if second.poll() is None else children.log_of(second)[-2000:],
+    )
     assert [(r["body"]["entity"], r["body"]["status"]) for r in got] == [("node0003-card1", "firing")]
     assert receiver.poll() is None

@@ -12,9 +12,17 @@ from pipeline.settings import ReceiverSettings
 
 
 def alert(kind: str = "switch_down", severity: str = "critical", status: str = "firing", **labels: str) -> Alert:
-    return Alert(kind=kind, entity="leaf017", status=status, starts_at="2026-01-01T00:04:00.000Z",
-                 ends_at="2026-01-01T00:09:00.000Z" if status == "resolved" else None, severity=severity,
-                 summary="leaf017 down", labels=dict(labels), evidence={"blast_radius": {"cards": 32}})
+    return Alert(
+        kind=kind,
+        entity="leaf017",
+        status=status,
+        starts_at="2026-01-01T00:04:00.000Z",
+        ends_at="2026-01-01T00:09:00.000Z" if status == "resolved" else None,
+        severity=severity,
+        summary="leaf017 down",
+        labels=dict(labels),
+        evidence={"blast_radius": {"cards": 32}},
+    )
 
 
 def test_signature_verifies_and_refuses_tampering_and_replays() -> None:
@@ -32,8 +40,13 @@ def test_signature_verifies_and_refuses_tampering_and_replays() -> None:
 
 
 def test_routing_by_kind_severity_and_labels() -> None:
-    r = ReceiverSettings(name="net", url="http://x/", kinds=("switch_down", "link_down"), severities=("critical",),
-                         labels={"job": "pretrain-a"})
+    r = ReceiverSettings(
+        name="net",
+        url="http://x/",
+        kinds=("switch_down", "link_down"),
+        severities=("critical",),
+        labels={"job": "pretrain-a"},
+    )
     assert matches(r, alert(job="pretrain-a"))
     assert not matches(r, alert(job="eval-c"))
     assert not matches(r, alert(kind="straggler", job="pretrain-a"))

@@ -21,8 +21,9 @@ def lake(tmp_path: Path, files: int = 6) -> Path:
 
 
 def rows(root: Path) -> list[tuple]:
-    return duckdb.execute(f"select node, card, ts, util from read_parquet('{root}/card/**/*.parquet') "
-                          "order by node, card, ts").fetchall()
+    return duckdb.execute(
+        f"select node, card, ts, util from read_parquet('{root}/card/**/*.parquet') order by node, card, ts"
+    ).fetchall()
 
 
 def folder(root: Path) -> Path:

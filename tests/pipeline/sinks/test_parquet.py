@@ -26,8 +26,10 @@ def test_flush_writes_hive_partitioned_files_named_by_first_offset(tmp_path: Pat
         sink.add_batch("cp.telemetry.card", 4, 100 + offset, card_batch(f"node000{t}", t, errors=[(1, 48)]))
     assert sink.flush("cp.telemetry.card", 4) == 102
     [card_file] = files(tmp_path, "card")
-    assert card_file.relative_to(tmp_path).as_posix() == \
-        "card/date=2026-01-01/hour=00/cp.telemetry.card+4+00000000000000000100.parquet"
+    assert (
+        card_file.relative_to(tmp_path).as_posix()
+        == "card/date=2026-01-01/hour=00/cp.telemetry.card+4+00000000000000000100.parquet"
+    )
     table = pq.read_table(card_file)
     assert table.num_rows == 24 and {"ts", "node", "card", "util", "_offset"} <= set(table.column_names)
     events = pq.read_table(files(tmp_path, "card_events")[0])
@@ -72,22 +74,34 @@ def test_discarded_partition_writes_nothing(tmp_path: Path) -> None:
 
 def test_alerts_and_views_are_queryable_with_duckdb(tmp_path: Path) -> None:
     sink = ParquetSink(tmp_path)
-    alert = Alert(kind="card_failed", entity="node0001-card2", status="firing", starts_at=iso_utc(START_MS),
-                  severity="critical", summary="x", labels={"node": "node0001"})
+    alert = Alert(
+        kind="card_failed",
+        entity="node0001-card2",
+        status="firing",
+        starts_at=iso_utc(START_MS),
+        severity="critical",
+        summary="x",
+        labels={"node": "node0001"},
+    )
     sink.add_alert("cp.alerts", 0, 0, alert)
     sink.add_batch("cp.telemetry.card", 0, 0, card_batch("node0001"))
     sink.flush_all()
     from pipeline.query import connect
+
     con, skipped = connect(tmp_path)
     assert set(skipped) == {"card_events", "step", "port", "devices", "fabric_links"}  # no topology exported
-    assert con.execute("select kind, entity, status from alerts").fetchall() == [("card_failed", "node0001-card2", "firing")]
+    assert con.execute("select kind, entity, status from alerts").fetchall() == [
+        ("card_failed", "node0001-card2", "firing")
+    ]
     assert con.execute("select count(*) from card").fetchall() == [(8,)]
     assert isinstance(con, duckdb.DuckDBPyConnection)
 
 
 def rows(root: Path, dataset: str) -> list[tuple]:
-    return duckdb.execute(f"select _offset, count(*) from read_parquet('{root}/{dataset}/**/*.parquet', "
-                          "union_by_name = true) group by _offset order by _offset").fetchall()
+    return duckdb.execute(
+        f"select _offset, count(*) from read_parquet('{root}/{dataset}/**/*.parquet', "
+        "union_by_name = true) group by _offset order by _offset"
+    ).fetchall()
 
 
 def test_a_crash_between_write_and_commit_leaves_no_gap_and_no_duplicate(tmp_path: Path) -> None:
@@ -108,6 +122,7 @@ def test_a_crash_between_write_and_commit_leaves_no_gap_and_no_duplicate(tmp_pat
 
 def test_adding_a_column_later_does_not_break_reading_older_files(tmp_path: Path) -> None:
     import pyarrow as pa
+
     folder = tmp_path / "card" / "date=2026-01-01" / "hour=00"
     folder.mkdir(parents=True)
     old = pa.table({"ts": pa.array([START_MS], pa.timestamp("ms", tz="UTC")), "node": ["node0001"], "util": [50.0]})
@@ -116,20 +131,27 @@ def test_adding_a_column_later_does_not_break_reading_older_files(tmp_path: Path
     sink.add_batch("cp.telemetry.card", 0, 1, card_batch("node0002", 1))  # today's schema: more columns
     sink.flush_all()
     from pipeline.query import run_query
+
     result = run_query(tmp_path, "select node, count(*), count(power_w) from card group by node order by node")
     assert result.rows == [("node0001", 1, 0), ("node0002", 8, 8)]
 
 
 def test_port_rows_carry_link_and_rail_and_step_rows_their_card(tmp_path: Path) -> None:
     from tests.builders import small_topology, step_batch
+
     sink = ParquetSink(f"file://{tmp_path}", topology=small_topology())  # a pyarrow filesystem URI
     sink.add_batch("cp.telemetry.port", 0, 0, port_batch("leaf004", 0, ports=6))
     sink.add_batch("cp.telemetry.step", 0, 0, step_batch("node0001", "j", 0, [8, 9, 10], 0, 1.0))
     sink.flush_all()
     ports = pq.read_table(files(tmp_path, "port")[0]).to_pylist()
     assert [(r["port"], r["link"], r["rail"]) for r in ports] == [
-        (0, "node0000-nic2~leaf004", 2), (1, "node0001-nic2~leaf004", 2), (2, "node0002-nic2~leaf004", 2),
-        (3, "node0003-nic2~leaf004", 2), (4, "leaf004~spine000", None), (5, "leaf004~spine001", None)]
+        (0, "node0000-nic2~leaf004", 2),
+        (1, "node0001-nic2~leaf004", 2),
+        (2, "node0002-nic2~leaf004", 2),
+        (3, "node0003-nic2~leaf004", 2),
+        (4, "leaf004~spine000", None),
+        (5, "leaf004~spine001", None),
+    ]
     steps = pq.read_table(files(tmp_path, "step")[0]).to_pylist()
     assert [(r["rank"], r["card"]) for r in steps] == [(8, 0), (9, 1), (10, 2)]
 
@@ -152,10 +174,16 @@ def test_cleanup_touches_only_files_of_its_own_stream(tmp_path: Path) -> None:
         next_run.add_batch(topic, 3, offset, card_batch("node0001", offset))
     next_run.flush(topic, 3)
     names = sorted(f.name for f in files(tmp_path, "card"))
-    assert names == [f"{topic}+3+{0:020d}.parquet", f"{topic}+3@aaaa1111+{0:020d}.parquet",
-                     f"{topic}+3@bbbb2222+{0:020d}.parquet", f"{topic}+3@cccc3333+{0:020d}.parquet"]
+    assert names == [
+        f"{topic}+3+{0:020d}.parquet",
+        f"{topic}+3@aaaa1111+{0:020d}.parquet",
+        f"{topic}+3@bbbb2222+{0:020d}.parquet",
+        f"{topic}+3@cccc3333+{0:020d}.parquet",
+    ]
     restarted = ParquetSink(tmp_path, stream_tags={topic: "cccc3333"})  # same stream: its own crash cleanup
-    assert [Path(p).name for p in restarted.discard_uncommitted(topic, 3, 0)] == [f"{topic}+3@cccc3333+{0:020d}.parquet"]
+    assert [Path(p).name for p in restarted.discard_uncommitted(topic, 3, 0)] == [
+        f"{topic}+3@cccc3333+{0:020d}.parquet"
+    ]
     assert len(files(tmp_path, "card")) == 3
 
 
@@ -164,6 +192,7 @@ def test_rows_are_sorted_by_entity_sub_entity_and_time_whatever_order_they_came_
     each port's samples together in time order (delta encoding and row-group pruning rely on it).
     Ports a switch does not have and switches the topology does not know get no link."""
     from tests.builders import small_topology
+
     sink = ParquetSink(tmp_path, topology=small_topology())
     offset = 0
     for t in (2, 0, 1):  # late batch first
@@ -178,7 +207,10 @@ def test_rows_are_sorted_by_entity_sub_entity_and_time_whatever_order_they_came_
     assert keys == sorted(keys) and len(keys) == 27
     assert {r["link"] for r in rows if r["switch"] in ("leaf999", "spine001")} == {None}
     assert [r["link"] for r in rows if r["switch"] == "leaf004"][::3] == [
-        "node0000-nic2~leaf004", "node0001-nic2~leaf004", "node0002-nic2~leaf004"]
+        "node0000-nic2~leaf004",
+        "node0001-nic2~leaf004",
+        "node0002-nic2~leaf004",
+    ]
 
 
 def test_a_failed_write_leaves_no_file_and_its_rows_go_back_before_newer_ones(tmp_path: Path, monkeypatch) -> None:
@@ -191,6 +223,7 @@ def test_a_failed_write_leaves_no_file_and_its_rows_go_back_before_newer_ones(tm
     def no_space(table, where, **options) -> None:  # noqa: ANN001
         Path(where).write_bytes(b"PAR1 half")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(pq, "write_table", no_space)
     try:
         sink.write("cp.telemetry.card", 0, buf)

@@ -15,13 +15,19 @@ from producers.adapters.exporters import ExporterConverter
 from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
 from producers.adapters.prometheus import parse, parse_line
 from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
-from producers.inventory import Inventory, Host, load_inventory
+from producers.inventory import Host, Inventory, load_inventory
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TOPO = Topology(ClusterShape(cards=1024, cards_per_node=8, nodes_per_leaf=32, spines=4))
-INVENTORY = Inventory(hosts={"gpu-node-1": Host("node0000"), "cp-bm14r7": Host("node0002"),
-                             "ip-172-20-48-66": Host("node0003"), "npu-host": Host("node0004"),
-                             "xe9680": Host("node0005", gpus={"9b:00": 4, "18:00": 0})})
+INVENTORY = Inventory(
+    hosts={
+        "gpu-node-1": Host("node0000"),
+        "cp-bm14r7": Host("node0002"),
+        "ip-172-20-48-66": Host("node0003"),
+        "npu-host": Host("node0004"),
+        "xe9680": Host("node0005", gpus={"9b:00": 4, "18:00": 0}),
+    }
+)
 
 
 def text(name: str) -> str:
@@ -81,8 +87,9 @@ def test_xid_119_events_map_to_card_4_through_the_pci_id() -> None:
     assert [e.xid for e in events] == [119] * 5 and {e.pci for e in events} == {"0000:9b:00"}
     assert np.datetime64(events[0].ts_ms, "ms") == np.datetime64("2025-02-23T16:24:18")
     batches = xid_batches(events, "xe9680", INVENTORY, report)
-    assert [(b.source, b.columns["err_card"].tolist(), b.columns["err_code"].tolist(), b.rows()) for b in batches][0] == \
-        ("node0005", [4], [119], 0)
+    assert [(b.source, b.columns["err_card"].tolist(), b.columns["err_code"].tolist(), b.rows()) for b in batches][
+        0
+    ] == ("node0005", [4], [119], 0)
     assert len(batches) == 5 and report.unmapped == {}
 
 
@@ -95,8 +102,9 @@ def test_xid_13_in_iso_format_and_kmsg_records() -> None:
     assert batches == [] and report.unmapped == {"0000:38:00": len(events)}  # unknown PCI id: counted
     kmsg = KernelLogReport()
     assert parse_xids(text("gpud_kmsg.1.log"), boot_ms=0, report=kmsg) == [] and kmsg.lines == 47
-    [ev] = parse_xids("4,1234,5000000,-;NVRM: Xid (PCI:0000:9b:00): 79, pid=1, GPU has fallen off the bus.",
-                      boot_ms=1_000_000)
+    [ev] = parse_xids(
+        "4,1234,5000000,-;NVRM: Xid (PCI:0000:9b:00): 79, pid=1, GPU has fallen off the bus.", boot_ms=1_000_000
+    )
     assert (ev.ts_ms, ev.xid) == (1_005_000, 79)  # boot time + microseconds since boot
 
 
@@ -123,14 +131,18 @@ def test_bytedance_traces_single_slow_worker_random_imbalance_and_slow_stage() -
     assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-SE.parquet")) == set()
     assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-ST.parquet")) == set()
     # compared across stages, the slow last stage shows as both of its ranks, never one alone
-    assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-ST.parquet", by_stage=False)) == \
-        {("trace-ST", 6), ("trace-ST", 7)}
+    assert straggling_ranks(read_bytedance_trace(FIXTURES / "trace-ST.parquet", by_stage=False)) == {
+        ("trace-ST", 6),
+        ("trace-ST", 7),
+    }
 
 
 def test_inventory_file(tmp_path) -> None:
     path = tmp_path / "inv.yaml"
-    path.write_text('hosts:\n  a: node0001\n  b: {node: node0002, gpus: {"00000000:9B:00.0": 4}}\n'
-                    'switches:\n  "0x7CFE9003009CE5B0": leaf003\n')
+    path.write_text(
+        'hosts:\n  a: node0001\n  b: {node: node0002, gpus: {"00000000:9B:00.0": 4}}\n'
+        'switches:\n  "0x7CFE9003009CE5B0": leaf003\n'
+    )
     inv = load_inventory(path)
     assert inv.node_of("a.example.com") == "node0001" and inv.card_of("b", None, "0000:9b:00") == 4
     assert inv.switch_of("0x7cfe9003009ce5b0") == "leaf003"
@@ -141,6 +153,7 @@ def test_inventory_file(tmp_path) -> None:
 
 def test_nvidia_smi_query_gpu_csv_with_units_and_not_available_fields() -> None:
     from producers.adapters.nvidia_smi import parse_query_csv
+
     inv = Inventory(hosts={"h200": Host("node0001")})
     [idle] = parse_query_csv(text("nvidia-smi_h200_query-gpu_idle.csv"), "h200", inv, 0)
     [load] = parse_query_csv(text("nvidia-smi_h200_query-gpu_load.csv"), "h200", inv, 0)
@@ -152,6 +165,7 @@ def test_nvidia_smi_query_gpu_csv_with_units_and_not_available_fields() -> None:
 
 def test_nvidia_smi_xml() -> None:
     from producers.adapters.nvidia_smi import parse_query_xml
+
     [batch] = parse_query_xml(text("telegraf_a10g.xml"), "a10g", Inventory(hosts={"a10g": Host("node0002")}), 0)
     assert batch.columns["card"].tolist() == [0]
     assert (batch.columns["temp_c"][0], batch.columns["sm_clock_mhz"][0], batch.columns["util"][0]) == (17, 210, 0)
@@ -160,18 +174,22 @@ def test_nvidia_smi_xml() -> None:
 
 def test_perfquery_extended_counters_of_a_two_port_switch() -> None:
     from producers.adapters.network import parse_perfquery
+
     topo = Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
     batch = parse_perfquery(text("perfquery__0x7cfe9003009ce5b0.out"), "leaf003", 0)
     assert batch.columns["port"].tolist() == [0, 1]
     assert batch.columns["tx_bytes"][0] == 36298026860928 * 4 and batch.columns["rx_bytes"][1] == 39078804993378 * 4
     assert batch.columns["pfc_pause"][0] == 22730501 and batch.columns["symbol_errors"].tolist() == [0, 0]
     from pipeline.schemas import check_entities
+
     check_entities(batch, topo)  # valid for the topology: ports exist on leaf003
 
 
 def test_sysfs_infiniband_counters_of_an_h100_node(tmp_path) -> None:
     import tarfile
+
     from producers.adapters.network import read_sysfs
+
     with tarfile.open(FIXTURES / "gpud_sys-class-infiniband-h100.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     root = tmp_path / "sys-class-infiniband-h100.0"
@@ -188,16 +206,18 @@ def test_sysfs_infiniband_counters_of_an_h100_node(tmp_path) -> None:
 
 def test_node_exporter_nic_counters_become_the_host_ends_of_the_links() -> None:
     # node_exporter's netdev and infiniband collectors (metric names as node_exporter exposes them)
-    scrape = "\n".join([
-        '# TYPE node_network_receive_bytes_total counter',
-        'node_network_receive_bytes_total{device="eth2"} 1.5e+12',
-        'node_network_transmit_bytes_total{device="eth2"} 2.5e+12',
-        'node_network_carrier_changes_total{device="eth2"} 4',
-        'node_network_up{device="eth2"} 0',
-        'node_infiniband_symbol_error_total{device="mlx5_0",port="1"} 7',
-        'node_infiniband_port_errors_received_total{device="mlx5_0",port="1"} 3',
-        'node_network_receive_bytes_total{device="lo"} 123',
-    ])
+    scrape = "\n".join(
+        [
+            "# TYPE node_network_receive_bytes_total counter",
+            'node_network_receive_bytes_total{device="eth2"} 1.5e+12',
+            'node_network_transmit_bytes_total{device="eth2"} 2.5e+12',
+            'node_network_carrier_changes_total{device="eth2"} 4',
+            'node_network_up{device="eth2"} 0',
+            'node_infiniband_symbol_error_total{device="mlx5_0",port="1"} 7',
+            'node_infiniband_port_errors_received_total{device="mlx5_0",port="1"} 3',
+            'node_network_receive_bytes_total{device="lo"} 123',
+        ]
+    )
     inv = Inventory(hosts={"h": Host("node0100", nics={"eth2": 2, "mlx5_0": 0})})
     conv = ExporterConverter(TOPO, inv)
     batches = conv.convert(parse(scrape), 5_000, host_hint="h")

@@ -14,8 +14,9 @@ from producers.inventory import Inventory
 from tests.conftest import SAMPLES, run_cli
 
 TOPO = Topology(ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=8, spines=4))  # leaves: 12 ports
-INVENTORY = Inventory(switches={"tor-a.example": "leaf001", "0x506b4b03005c2740": "leaf003",
-                                "0x248a070300ef19a0": "leaf004"})
+INVENTORY = Inventory(
+    switches={"tor-a.example": "leaf001", "0x506b4b03005c2740": "leaf003", "0x248a070300ef19a0": "leaf004"}
+)
 UFM_SAMPLE = SAMPLES / "infiniband" / "ufm_telemetry_message_sample.json"
 
 
@@ -51,9 +52,9 @@ def test_snmp_if_mib_ports_status_and_32_bit_wraps() -> None:
     assert port["oper_up"] == 1 and port["rx_bytes"] == 9876543210123
     assert port["crc_errors"] == 4294967290  # FCS errors preferred over ifInErrors (which includes them)
     assert "mgmt0" in " ".join(conv.skips.reasons)  # no port number in its name: skipped with the reason
-    second = rows(conv.convert(parse(snmp_scrape(10, 4294967300 - 2 ** 32, 3, status=2)), 2_000, "tor-a.example"))
+    second = rows(conv.convert(parse(snmp_scrape(10, 4294967300 - 2**32, 3, status=2)), 2_000, "tor-a.example"))
     port = second[("leaf001", 2)]
-    assert port["crc_errors"] == 2 ** 32 + 10 and conv.report.wraps == 2  # wrapped: still rising
+    assert port["crc_errors"] == 2**32 + 10 and conv.report.wraps == 2  # wrapped: still rising
     assert port["drops"] == 3  # fell from 7: an agent restart, passed on as a reset
     assert port["oper_up"] == 0
 
@@ -103,8 +104,7 @@ def test_the_real_ufm_telemetry_message() -> None:
     small = SwitchConverter(TOPO, INVENTORY)
     small.convert(exposition, ts_ms)  # ports 23 and 36 are beyond a 12-port leaf: skipped, with the reason
     assert any("port '23'" in reason for reason in small.skips.reasons)
-    conv = SwitchConverter(Topology(ClusterShape(cards=2048, cards_per_node=8, nodes_per_leaf=32, spines=8)),
-                           INVENTORY)
+    conv = SwitchConverter(Topology(ClusterShape(cards=2048, cards_per_node=8, nodes_per_leaf=32, spines=8)), INVENTORY)
     got = rows(conv.convert(exposition, ts_ms))
     assert [p for s, p in got if s == "leaf004"] == [0, 22, 35]
     assert got[("leaf004", 0)]["carrier_transitions"] == 1 and got[("leaf004", 22)]["carrier_transitions"] == 3
@@ -147,12 +147,22 @@ infiniband_switch_port_receive_errors_total{guid="0x506b4b03005c2740",port="2"} 
 
 def test_a_nic_counter_that_is_not_a_count_does_not_stop_the_ingest(tmp_path) -> None:  # noqa: ANN001
     scrape = tmp_path / "host.prom"
-    scrape.write_text('node_network_receive_bytes_total{device="eth0"} +Inf\n'
-                      'node_network_transmit_bytes_total{device="eth0"} 1000\n')
+    scrape.write_text(
+        'node_network_receive_bytes_total{device="eth0"} +Inf\nnode_network_transmit_bytes_total{device="eth0"} 1000\n'
+    )
     inventory = tmp_path / "inv.yaml"
     inventory.write_text("hosts:\n  h: {node: node0001, nics: {eth0: 0}}\n")
-    out = run_cli("ingest", "prometheus", str(scrape), "--host", "h", "--inventory", str(inventory),
-                  "--out", str(tmp_path / "h.msgs"))
+    out = run_cli(
+        "ingest",
+        "prometheus",
+        str(scrape),
+        "--host",
+        "h",
+        "--inventory",
+        str(inventory),
+        "--out",
+        str(tmp_path / "h.msgs"),
+    )
     assert out.returncode == 0, out.stderr
     assert "1 batch" in out.stderr and "not a count" in out.stderr and "Error" not in out.stderr
 
@@ -163,15 +173,20 @@ def test_port_names_go_with_a_switchs_batch_when_its_ports_are_news_not_with_eve
     from producers.adapters.switches import NAMES_EVERY_MS
 
     def scrape(*names: str) -> str:
-        return "".join(f'ifOperStatus{{ifDescr="{n}",ifIndex="{40 + i}",ifName="{n}"}} 1\n'
-                       for i, n in enumerate(names))
+        return "".join(
+            f'ifOperStatus{{ifDescr="{n}",ifIndex="{40 + i}",ifName="{n}"}} 1\n' for i, n in enumerate(names)
+        )
 
     for topology in (None, TOPO):
         conv = SwitchConverter(topology, INVENTORY)
         sent = []
-        for ts, names in ((0, ("Ethernet1/3", "Ethernet1/5")), (1000, ("Ethernet1/3", "Ethernet1/5")),
-                          (2000, ("Ethernet1/3", "Ethernet1/5", "Ethernet1/2")), (3000, ("Ethernet1/3",)),
-                          (3000 + NAMES_EVERY_MS, ("Ethernet1/3",))):
+        for ts, names in (
+            (0, ("Ethernet1/3", "Ethernet1/5")),
+            (1000, ("Ethernet1/3", "Ethernet1/5")),
+            (2000, ("Ethernet1/3", "Ethernet1/5", "Ethernet1/2")),
+            (3000, ("Ethernet1/3",)),
+            (3000 + NAMES_EVERY_MS, ("Ethernet1/3",)),
+        ):
             [batch] = conv.convert(parse(scrape(*names)), ts, "tor-a.example")
             assert batch.source == "leaf001"
             sent.append(batch.port_names)

@@ -33,7 +33,10 @@ pytestmark = pytest.mark.broker
 
 # 32 nodes, 36 switches; one fault of each kind the issue names, apart enough to page on their own
 SCENARIO = {
-    "name": "served", "seed": 3, "duration_s": 75, "noise": {"profile": "realistic"},
+    "name": "served",
+    "seed": 3,
+    "duration_s": 75,
+    "noise": {"profile": "realistic"},
     "cluster": {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 4},
     "jobs": [{"name": "train", "first_node": 0, "nodes": 32, "step_s": 1.0}],
     "faults": [
@@ -41,14 +44,25 @@ SCENARIO = {
         {"kind": "node_failure", "target": "node0020", "start_s": 25},
         {"kind": "switch_failure", "target": "leaf002", "start_s": 35},
         {"kind": "link_down", "target": "node0009-nic3~leaf013", "start_s": 45},
-    ]}
-EXPECTED = {("card_failed", "node0005-card2"), ("node_down", "node0020"), ("switch_down", "leaf002"),
-            ("link_down", "node0009-nic3~leaf013")}
+    ],
+}
+EXPECTED = {
+    ("card_failed", "node0005-card2"),
+    ("node_down", "node0020"),
+    ("switch_down", "leaf002"),
+    ("link_down", "node0009-nic3~leaf013"),
+}
 
 
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=clean_env(env),
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env=clean_env(env),
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def pages(receiver: TimedReceiver) -> list[dict]:
@@ -91,6 +105,7 @@ def listen_address(log: Path) -> str:
             if "collector listening on " in line:
                 return line.split("collector listening on ", 1)[1].split(" ", 1)[0]
         return None
+
     address = wait_for(found, 30, 0.2)
     assert address, log.read_text()
     return address
@@ -108,8 +123,15 @@ def receiver() -> Iterator[TimedReceiver]:
         hook.server_close()
 
 
-def start_served(broker, tmp_path: Path, prefix: str, scenario_data: dict, receiver: TimedReceiver,  # noqa: ANN001
-                 procs: list[subprocess.Popen], *fleet_args: str) -> tuple[Path, int, Path]:
+def start_served(
+    broker,
+    tmp_path: Path,
+    prefix: str,
+    scenario_data: dict,
+    receiver: TimedReceiver,  # noqa: ANN001
+    procs: list[subprocess.Popen],
+    *fleet_args: str,
+) -> tuple[Path, int, Path]:
     """A worker paging `receiver` and the scenario's cluster served as exporters, their processes
     appended to `procs` (for the caller to stop): (the settings file, the fleet's first port, its
     scrape config)."""
@@ -119,28 +141,48 @@ def start_served(broker, tmp_path: Path, prefix: str, scenario_data: dict, recei
     procs.append(worker)
     base = free_port_block(scenario.topology.nodes + len(scenario.topology.switch_names))
     scrape = tmp_path / "scrape.yml"
-    procs.append(start(["simulate", "--serve-exporters", "--scenario", str(tmp_path / "scenario.yaml"),
-                        "--port-base", str(base), "--scrape-config", str(scrape), *fleet_args], tmp_path / "fleet.log"))
+    procs.append(
+        start(
+            [
+                "simulate",
+                "--serve-exporters",
+                "--scenario",
+                str(tmp_path / "scenario.yaml"),
+                "--port-base",
+                str(base),
+                "--scrape-config",
+                str(scrape),
+                *fleet_args,
+            ],
+            tmp_path / "fleet.log",
+        )
+    )
     assert wait_for(scrape.exists, 30, 0.2), (tmp_path / "fleet.log").read_text()
     return config, base, scrape
 
 
 @pytest.mark.slow
-def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path_pages(broker, tmp_path, prefix,
-                                                                                      receiver):
+def test_a_served_fleet_through_the_collector_pages_what_the_simulators_own_path_pages(
+    broker, tmp_path, prefix, receiver
+):
     """Card loss, node loss, a dead leaf and a downed host link: the same root causes, one page each,
     as the simulator's own batches through the same detectors (offline core, same scenario)."""
     scenario = parse_scenario(SCENARIO)
-    offline = {(a.kind, a.entity) for a in run_offline(scenario, load_settings({}, environ={}).for_scenario(scenario))
-               if a.status == "firing" and not a.root_cause}
+    offline = {
+        (a.kind, a.entity)
+        for a in run_offline(scenario, load_settings({}, environ={}).for_scenario(scenario))
+        if a.status == "firing" and not a.root_cause
+    }
     assert offline == EXPECTED
     procs: list[subprocess.Popen] = []
     try:
-        config, base, scrape = start_served(broker, tmp_path, prefix, SCENARIO, receiver, procs,
-                                            "--switch-interval", "2")
+        config, base, scrape = start_served(
+            broker, tmp_path, prefix, SCENARIO, receiver, procs, "--switch-interval", "2"
+        )
         collect_log = tmp_path / "collect.log"
-        collector = start(["--config", str(config), "collect", "--config", str(scrape), "--listen", "127.0.0.1:0"],
-                          collect_log)
+        collector = start(
+            ["--config", str(config), "collect", "--config", str(scrape), "--listen", "127.0.0.1:0"], collect_log
+        )
         procs.append(collector)
         address = listen_address(collect_log)
         found = wait_for(lambda: {(a["kind"], a["entity"]) for a in pages(receiver)} >= EXPECTED, 150, 1)
@@ -179,8 +221,11 @@ class FleetHandler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/hang"):
             self.server.release.wait(60)  # type: ignore[attr-defined]
             return
-        body = dcgm_page(self.path.rsplit("/", 1)[1]) if self.path.startswith("/good/") else \
-            b"<html><body>login</body></html>"
+        body = (
+            dcgm_page(self.path.rsplit("/", 1)[1])
+            if self.path.startswith("/good/")
+            else b"<html><body>login</body></html>"
+        )
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -203,25 +248,48 @@ def test_file_sd_changes_a_hanging_target_and_garbage_pages(broker, tmp_path, pr
     sd = tmp_path / "targets.yml"
 
     def targets(*paths: str) -> None:
-        groups = [{"targets": [address], "labels": {"__metrics_path__": path, "node": node, "instance": node}} for path, node in paths]
+        groups = [
+            {"targets": [address], "labels": {"__metrics_path__": path, "node": node, "instance": node}}
+            for path, node in paths
+        ]
         sd.write_text(yaml.safe_dump(groups))
 
     targets(("/good/node0001", "node0001"), ("/hang", "node0002"), ("/html", "node0003"))
     scrape = tmp_path / "scrape.yml"
-    scrape.write_text(yaml.safe_dump({"scrape_configs": [{
-        "job_name": "gpu", "scrape_interval": "1s", "scrape_timeout": "1s",
-        "file_sd_configs": [{"files": [str(tmp_path / "target*.yml")]}]}]}))
+    scrape.write_text(
+        yaml.safe_dump(
+            {
+                "scrape_configs": [
+                    {
+                        "job_name": "gpu",
+                        "scrape_interval": "1s",
+                        "scrape_timeout": "1s",
+                        "file_sd_configs": [{"files": [str(tmp_path / "target*.yml")]}],
+                    }
+                ]
+            }
+        )
+    )
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"bootstrap": broker.bootstrap, "topic_prefix": prefix,
-                                        "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2}}))
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "bootstrap": broker.bootstrap,
+                "topic_prefix": prefix,
+                "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2},
+            }
+        )
+    )
     log = tmp_path / "collect.log"
     collector = start(["--config", str(settings), "collect", "--config", str(scrape), "--listen", "127.0.0.1:0"], log)
     try:
         listen = listen_address(log)
-        assert wait_for(lambda: metric(metrics(listen), "clusterpulse_collect_scrape_failures_total",
-                                       reason="timeout") >= 3, 30), log.read_text()
-        targets(("/good/node0001", "node0001"), ("/hang", "node0002"), ("/html", "node0003"),
-                ("/good/node0004", "node0004"))
+        assert wait_for(
+            lambda: metric(metrics(listen), "clusterpulse_collect_scrape_failures_total", reason="timeout") >= 3, 30
+        ), log.read_text()
+        targets(
+            ("/good/node0001", "node0001"), ("/hang", "node0002"), ("/html", "node0003"), ("/good/node0004", "node0004")
+        )
         assert wait_for(lambda: "file_sd file changed" in log.read_text(), 15), log.read_text()
         assert wait_for(lambda: metric(metrics(listen), "clusterpulse_collect_target_up", instance="node0004") == 1, 15)
         time.sleep(4)
@@ -247,17 +315,31 @@ def test_file_sd_changes_a_hanging_target_and_garbage_pages(broker, tmp_path, pr
 
 def test_remote_write_in_takes_good_bodies_and_refuses_garbage_with_the_reason(broker, tmp_path, prefix):
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"bootstrap": broker.bootstrap, "topic_prefix": prefix,
-                                        "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2}}))
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "bootstrap": broker.bootstrap,
+                "topic_prefix": prefix,
+                "cluster": {"cards": 64, "nodes_per_leaf": 4, "spines": 2},
+            }
+        )
+    )
     log = tmp_path / "collect.log"
     collector = start(["--config", str(settings), "collect", "--listen", "127.0.0.1:0"], log)
     try:
         listen = listen_address(log)
 
         def post(body: bytes, encoding: str = "snappy") -> tuple[int, str]:
-            request = urllib.request.Request(f"http://{listen}/api/v1/write", data=body, method="POST", headers={
-                "Content-Encoding": encoding, "Content-Type": "application/x-protobuf",
-                "X-Prometheus-Remote-Write-Version": "0.1.0"})
+            request = urllib.request.Request(
+                f"http://{listen}/api/v1/write",
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Encoding": encoding,
+                    "Content-Type": "application/x-protobuf",
+                    "X-Prometheus-Remote-Write-Version": "0.1.0",
+                },
+            )
             try:
                 with urllib.request.urlopen(request, timeout=10) as resp:
                     return resp.status, resp.read().decode()
@@ -265,16 +347,24 @@ def test_remote_write_in_takes_good_bodies_and_refuses_garbage_with_the_reason(b
                 return exc.code, exc.read().decode()
 
         now = int(time.time() * 1000)
-        samples = [Sample("DCGM_FI_DEV_GPU_UTIL", {"gpu": str(c), "Hostname": "node0001", "instance": "h1:9400",
-                                                   "job": "gpu"}, 90.0, now + t * 1000)
-                   for t in range(3) for c in range(8)]
+        samples = [
+            Sample(
+                "DCGM_FI_DEV_GPU_UTIL",
+                {"gpu": str(c), "Hostname": "node0001", "instance": "h1:9400", "job": "gpu"},
+                90.0,
+                now + t * 1000,
+            )
+            for t in range(3)
+            for c in range(8)
+        ]
         assert post(encode_write_request(samples))[0] == 204
         code, reason = post(b"\x00garbage that is not snappy")
         assert code == 400 and "snappy" in reason
         code, reason = post(encode_write_request(samples), encoding="gzip")
         assert code == 400 and "gzip" in reason
-        assert wait_for(lambda: metric(metrics(listen), "clusterpulse_collect_samples_total",
-                                       source="remote_write") >= 16, 20)
+        assert wait_for(
+            lambda: metric(metrics(listen), "clusterpulse_collect_samples_total", source="remote_write") >= 16, 20
+        )
         text = metrics(listen)
         assert metric(text, "clusterpulse_collect_remote_write_requests_total", code="400") == 2
         assert collector.poll() is None  # garbage is counted, not fatal
@@ -297,16 +387,32 @@ def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker,
         listen = listen_address(collect_log)
         prom = yaml.safe_load(scrape.read_text())
         prom["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
-        prom["remote_write"] = [{"url": f"http://{listen}/api/v1/write",
-                                 "queue_config": {"batch_send_deadline": "1s", "max_samples_per_send": 2000}}]
+        prom["remote_write"] = [
+            {
+                "url": f"http://{listen}/api/v1/write",
+                "queue_config": {"batch_send_deadline": "1s", "max_samples_per_send": 2000},
+            }
+        ]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom))
-        procs.append(subprocess.Popen(
-            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{free_port()}"], stdout=open(tmp_path / "prometheus.log", "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{free_port()}",
+                ],
+                stdout=open(tmp_path / "prometheus.log", "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         found = wait_for(lambda: [a for a in pages(receiver) if a["entity"] == "node0005-card2"], 120, 1)
         assert found and found[0]["kind"] == "card_failed", (
-            pages(receiver), collect_log.read_text()[-2000:], (tmp_path / "prometheus.log").read_text()[-2000:])
+            pages(receiver),
+            collect_log.read_text()[-2000:],
+            (tmp_path / "prometheus.log").read_text()[-2000:],
+        )
         assert [(a["kind"], a["entity"]) for a in pages(receiver)] == [("card_failed", "node0005-card2")]
         assert metric(metrics(listen), "clusterpulse_collect_samples_total", source="remote_write") > 0
     finally:
@@ -317,9 +423,21 @@ def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker,
 def test_collect_config_errors_are_one_line(tmp_path):
     scrape = tmp_path / "scrape.yml"
     scrape.write_text(yaml.safe_dump({"scrape_configs": [{"job_name": "gpu", "kubernetes_sd_configs": [{}]}]}))
-    out = subprocess.run([sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--bootstrap",
-                          "127.0.0.1:1"], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--bootstrap", "127.0.0.1:1"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "kubernetes_sd_configs" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run([sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--shard", "4/4"],
-                         cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--shard", "4/4"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "4/4" in out.stderr and "Traceback" not in out.stderr

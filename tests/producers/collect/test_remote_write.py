@@ -53,19 +53,39 @@ def empty_cache():
     rw._series_cache.clear()
 
 
-DCGM = {"gpu": "3", "UUID": "GPU-5b1c4f2a-9e7d-0c3b-2a1f-000000000003", "device": "nvidia3",
-        "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "gpu-node-0007", "instance": "gpu-node-0007:9400",
-        "job": "dcgm"}
+DCGM = {
+    "gpu": "3",
+    "UUID": "GPU-5b1c4f2a-9e7d-0c3b-2a1f-000000000003",
+    "device": "nvidia3",
+    "modelName": "NVIDIA H100 80GB HBM3",
+    "Hostname": "gpu-node-0007",
+    "instance": "gpu-node-0007:9400",
+    "job": "dcgm",
+}
 
 
 def test_round_trip_exact() -> None:
-    samples = [Sample("DCGM_FI_DEV_GPU_TEMP", DCGM, 64.0, 1_700_000_000_123),
-               Sample("DCGM_FI_DEV_XID_ERRORS", DCGM, 0.0, 1_700_000_000_123),
-               Sample("ifHCInOctets", {"ifIndex": "7", "ifName": "Ethernet24", "ifAlias": "to gpu-node-0007 ✓",
-                                       "instance": "leaf-001", "job": "snmp"}, 9.87e15, 1_700_000_000_456),
-               Sample("up", {}, 1.0, 1), Sample("empty_value", {"a": ""}, 0.0, 2**63 - 1),
-               Sample("weird", {"x": 'quote " back\\slash\nnewline', "é": "ü"}, -math.inf, -5),
-               Sample("big", {"b": "v" * 300}, math.inf, 1_700_000_000_000), Sample("stale", DCGM, STALE_NAN, 9)]
+    samples = [
+        Sample("DCGM_FI_DEV_GPU_TEMP", DCGM, 64.0, 1_700_000_000_123),
+        Sample("DCGM_FI_DEV_XID_ERRORS", DCGM, 0.0, 1_700_000_000_123),
+        Sample(
+            "ifHCInOctets",
+            {
+                "ifIndex": "7",
+                "ifName": "Ethernet24",
+                "ifAlias": "to gpu-node-0007 ✓",
+                "instance": "leaf-001",
+                "job": "snmp",
+            },
+            9.87e15,
+            1_700_000_000_456,
+        ),
+        Sample("up", {}, 1.0, 1),
+        Sample("empty_value", {"a": ""}, 0.0, 2**63 - 1),
+        Sample("weird", {"x": 'quote " back\\slash\nnewline', "é": "ü"}, -math.inf, -5),
+        Sample("big", {"b": "v" * 300}, math.inf, 1_700_000_000_000),
+        Sample("stale", DCGM, STALE_NAN, 9),
+    ]
     for _ in range(2):  # cold label cache, then warm
         got, skipped = decode_write_request(encode_write_request(samples))
         assert skipped == 0
@@ -85,8 +105,9 @@ def test_series_order_and_several_samples_per_series() -> None:
 
 
 def test_prometheus_like_body_takes_the_fast_path() -> None:
-    body = encode_write_request([Sample("DCGM_FI_DEV_FB_USED", {**DCGM, "gpu": str(g)}, g * 1.5, 1_700_000_000_000)
-                                 for g in range(8)])
+    body = encode_write_request(
+        [Sample("DCGM_FI_DEV_FB_USED", {**DCGM, "gpu": str(g)}, g * 1.5, 1_700_000_000_000) for g in range(8)]
+    )
     raw = bytes(cramjam.snappy.decompress_raw(body))
     keys = rw._per_series(raw, rw._LabelsView)
     fast, skipped = rw._decode_fast(raw, keys)  # raises _NotCanonical if it would fall back
@@ -95,8 +116,12 @@ def test_prometheus_like_body_takes_the_fast_path() -> None:
 
 def test_series_without_name_skipped_and_counted() -> None:
     request = rw.WriteRequest()
-    for labels, value in [({"__name__": "up", "job": "a"}, 1.0), ({"job": "b"}, 2.0),
-                          ({"__name__": "", "job": "c"}, 3.0), ({"__name__": "up", "job": "d"}, 4.0)]:
+    for labels, value in [
+        ({"__name__": "up", "job": "a"}, 1.0),
+        ({"job": "b"}, 2.0),
+        ({"__name__": "", "job": "c"}, 3.0),
+        ({"__name__": "up", "job": "d"}, 4.0),
+    ]:
         series = request.timeseries.add()
         for name, label_value in labels.items():
             series.labels.add(name=name, value=label_value)
@@ -106,8 +131,12 @@ def test_series_without_name_skipped_and_counted() -> None:
     for _ in range(2):
         got, skipped = decode_write_request(snappy(request.SerializeToString()))
         assert skipped == 3
-        assert [(s.labels["job"], s.value, s.ts_ms) for s in got] == [("a", 1.0, 10), ("a", 1.5, 20),
-                                                                       ("d", 4.0, 10), ("d", 4.5, 20)]
+        assert [(s.labels["job"], s.value, s.ts_ms) for s in got] == [
+            ("a", 1.0, 10),
+            ("a", 1.5, 20),
+            ("d", 4.0, 10),
+            ("d", 4.5, 20),
+        ]
 
 
 def test_empty_request_and_encodings() -> None:
@@ -117,20 +146,23 @@ def test_empty_request_and_encodings() -> None:
         assert [key(s) for s in decode_write_request(body, encoding)[0]] == [("up", [("job", "x")], bits(1.0), 5)]
 
 
-@pytest.mark.parametrize("body, encoding, reason", [
-    (b"", "snappy", "empty body"),
-    (b"", None, "empty body"),
-    (b"\x0a\x02hi", "gzip", "unsupported Content-Encoding 'gzip'"),
-    (b"\x0a\x02hi", "identity", "unsupported Content-Encoding 'identity'"),
-    (b"\xff\xff\xff\xff\xff\xff", "snappy", "body is not snappy-compressed: "),
-    (b"\x05abc", "snappy", "body is not snappy-compressed: "),
-    (bytes(cramjam.gzip.compress(b"x" * 100)), "snappy", "body is not snappy-compressed: "),
-    (b"\x80\x80\x80\x21" + b"\x00" * 8, "snappy", "over the 67108864 byte cap"),  # header says 66 MiB
-    (snappy(b"\x0a\x05\x0a\x03"), "snappy", "not a protobuf WriteRequest: "),  # truncated series
-    (snappy(b"\xff\xff\xff"), "snappy", "not a protobuf WriteRequest: "),
-    (snappy(b"\x0a\x07\x0a\x05\x0a\x01a\x12\x80"), "snappy", "not a protobuf WriteRequest: "),  # truncated label
-    (snappy(b"\x0a\x09\x0a\x07\x0a\x01a\x12\x02\xc3\x28"), "snappy", "not a protobuf WriteRequest: "),  # not UTF-8
-])
+@pytest.mark.parametrize(
+    "body, encoding, reason",
+    [
+        (b"", "snappy", "empty body"),
+        (b"", None, "empty body"),
+        (b"\x0a\x02hi", "gzip", "unsupported Content-Encoding 'gzip'"),
+        (b"\x0a\x02hi", "identity", "unsupported Content-Encoding 'identity'"),
+        (b"\xff\xff\xff\xff\xff\xff", "snappy", "body is not snappy-compressed: "),
+        (b"\x05abc", "snappy", "body is not snappy-compressed: "),
+        (bytes(cramjam.gzip.compress(b"x" * 100)), "snappy", "body is not snappy-compressed: "),
+        (b"\x80\x80\x80\x21" + b"\x00" * 8, "snappy", "over the 67108864 byte cap"),  # header says 66 MiB
+        (snappy(b"\x0a\x05\x0a\x03"), "snappy", "not a protobuf WriteRequest: "),  # truncated series
+        (snappy(b"\xff\xff\xff"), "snappy", "not a protobuf WriteRequest: "),
+        (snappy(b"\x0a\x07\x0a\x05\x0a\x01a\x12\x80"), "snappy", "not a protobuf WriteRequest: "),  # truncated label
+        (snappy(b"\x0a\x09\x0a\x07\x0a\x01a\x12\x02\xc3\x28"), "snappy", "not a protobuf WriteRequest: "),  # not UTF-8
+    ],
+)
 def test_error_reasons(body: bytes, encoding: str | None, reason: str) -> None:
     with pytest.raises(RemoteWriteError) as caught:
         decode_write_request(body, encoding)
@@ -155,6 +187,7 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- hypothesis: odd but valid encodings, and garbage ---------------------------------------------
 
+
 def varint(n: int) -> bytes:
     n &= (1 << 64) - 1
     out = bytearray()
@@ -174,37 +207,57 @@ def field(number: int, wire: int, payload: bytes | int) -> bytes:
     return tag + payload  # fixed 64
 
 
-TEXT = st.one_of(st.sampled_from(["__name__", "job", "instance", "up", "", "\0", "é", "x" * 130]),
-                 st.text(max_size=6))
+TEXT = st.one_of(st.sampled_from(["__name__", "job", "instance", "up", "", "\0", "é", "x" * 130]), st.text(max_size=6))
 VALUES = st.one_of(st.sampled_from([0.0, -0.0, 1.0, math.nan, STALE_NAN, math.inf]), st.floats())
-STAMPS = st.one_of(st.sampled_from([0, 1, 1_700_000_000_000, -1, 2**63 - 1, -(2**63)]),
-                   st.integers(-(2**63), 2**63 - 1))
+STAMPS = st.one_of(
+    st.sampled_from([0, 1, 1_700_000_000_000, -1, 2**63 - 1, -(2**63)]), st.integers(-(2**63), 2**63 - 1)
+)
 
 
 @st.composite
 def label_bytes(draw) -> bytes:
     name, value = draw(TEXT), draw(TEXT)
-    style = draw(st.sampled_from(["canonical"] * 4 + ["explicit empty", "value first", "twice", "unknown field",
-                                                      "name only", "value only", "value twice"]))
+    style = draw(
+        st.sampled_from(
+            ["canonical"] * 4
+            + ["explicit empty", "value first", "twice", "unknown field", "name only", "value only", "value twice"]
+        )
+    )
     n, v = field(1, 2, name.encode()), field(2, 2, value.encode())
     if style == "canonical":
         return (n if name else b"") + (v if value else b"")
-    return {"explicit empty": n + v, "value first": v + n, "twice": n + v + field(1, 2, b"dup"),
-            "unknown field": n + field(7, 0, 3) + v, "name only": n, "value only": v,
-            "value twice": v + field(2, 2, b"dup")}[style]
+    return {
+        "explicit empty": n + v,
+        "value first": v + n,
+        "twice": n + v + field(1, 2, b"dup"),
+        "unknown field": n + field(7, 0, 3) + v,
+        "name only": n,
+        "value only": v,
+        "value twice": v + field(2, 2, b"dup"),
+    }[style]
 
 
 @st.composite
 def sample_bytes(draw) -> bytes:
     value, stamp = draw(VALUES), draw(STAMPS)
-    style = draw(st.sampled_from(["canonical"] * 4 + ["both explicit", "stamp first", "value twice", "stamp twice",
-                                                      "packed value", "unknown field", "empty"]))
+    style = draw(
+        st.sampled_from(
+            ["canonical"] * 4
+            + ["both explicit", "stamp first", "value twice", "stamp twice", "packed value", "unknown field", "empty"]
+        )
+    )
     v, t = field(1, 1, struct.pack("<d", value)), field(2, 0, stamp)
     if style == "canonical":
         return (v if bits(value) else b"") + (t if stamp else b"")
-    return {"both explicit": v + t, "stamp first": t + v, "value twice": v + field(1, 1, struct.pack("<d", 2.5)) + t, "stamp twice": v + t + field(2, 0, 7),
-            "packed value": field(1, 2, struct.pack("<d", value)) + t, "unknown field": v + t + field(5, 2, b"ex"),
-            "empty": b""}[style]
+    return {
+        "both explicit": v + t,
+        "stamp first": t + v,
+        "value twice": v + field(1, 1, struct.pack("<d", 2.5)) + t,
+        "stamp twice": v + t + field(2, 0, 7),
+        "packed value": field(1, 2, struct.pack("<d", value)) + t,
+        "unknown field": v + t + field(5, 2, b"ex"),
+        "empty": b"",
+    }[style]
 
 
 @st.composite
@@ -245,29 +298,45 @@ def sample(raw: bytes) -> bytes:
 V, T = field(1, 1, struct.pack("<d", 1.5)), field(2, 0, 1_700_000_000_000)
 
 
-@pytest.mark.parametrize("raw", [
-    # labels whose name and value columns have the right lengths only together
-    series(NAME, label(field(1, 2, b"a") + field(2, 2, b"1") + field(1, 2, b"b")), label(field(2, 2, b"2")),
-           sample(V + T)),
-    series(NAME, label(field(1, 2, b"a")), label(field(2, 2, b"1") + field(2, 2, b"2") + field(1, 2, b"b")),
-           sample(V + T)),
-    # a label named like the separator the batch of new series is joined with
-    series(NAME, label(field(1, 2, b"\0") + field(2, 2, b"\0")), sample(V + T)) + series(NAME, sample(V + T)),
-    series(NAME, label(field(1, 2, b"\0") + field(2, 2, b"x")), label(field(1, 2, b"y") + field(2, 2, b"\0")),
-           sample(V + T)) + series(NAME, label(field(1, 2, b"z") + field(2, 2, b"1")), sample(V + T)),
-    # samples whose columns have the right lengths only together
-    series(NAME, sample(V)) + series(NAME, sample(T + field(2, 0, 5))),
-    series(NAME, sample(T)) + series(NAME, sample(V + V + T)),
-    series(NAME, sample(V), sample(T + T)),
-    series(NAME, sample(V + T + T), sample(V)),
-    series(NAME, sample(field(1, 2, struct.pack("<dd", 1.0, 2.0)) + T)) + series(NAME, sample(T)),
-    series(NAME, sample(T + V)) + series(NAME, sample(V + T)),
-    # samples longer than a one-byte size, the size's second byte 16 or 9 (read as a sample's first byte)
-    series(NAME, sample(V + T + field(4, 2, b"x" * 200))),
-    series(NAME, sample(V + T + field(4, 2, b"x" * 2034)), sample(V + T)) + series(NAME, sample(V + T)),
-    series(NAME, sample(V + T + field(4, 2, b"x" * 1138)), sample(T)) + series(NAME, sample(V + T)),
-    series(NAME) + series(NAME, sample(V + T)) + series(sample(V + T)) + series(),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # labels whose name and value columns have the right lengths only together
+        series(
+            NAME,
+            label(field(1, 2, b"a") + field(2, 2, b"1") + field(1, 2, b"b")),
+            label(field(2, 2, b"2")),
+            sample(V + T),
+        ),
+        series(
+            NAME,
+            label(field(1, 2, b"a")),
+            label(field(2, 2, b"1") + field(2, 2, b"2") + field(1, 2, b"b")),
+            sample(V + T),
+        ),
+        # a label named like the separator the batch of new series is joined with
+        series(NAME, label(field(1, 2, b"\0") + field(2, 2, b"\0")), sample(V + T)) + series(NAME, sample(V + T)),
+        series(
+            NAME,
+            label(field(1, 2, b"\0") + field(2, 2, b"x")),
+            label(field(1, 2, b"y") + field(2, 2, b"\0")),
+            sample(V + T),
+        )
+        + series(NAME, label(field(1, 2, b"z") + field(2, 2, b"1")), sample(V + T)),
+        # samples whose columns have the right lengths only together
+        series(NAME, sample(V)) + series(NAME, sample(T + field(2, 0, 5))),
+        series(NAME, sample(T)) + series(NAME, sample(V + V + T)),
+        series(NAME, sample(V), sample(T + T)),
+        series(NAME, sample(V + T + T), sample(V)),
+        series(NAME, sample(field(1, 2, struct.pack("<dd", 1.0, 2.0)) + T)) + series(NAME, sample(T)),
+        series(NAME, sample(T + V)) + series(NAME, sample(V + T)),
+        # samples longer than a one-byte size, the size's second byte 16 or 9 (read as a sample's first byte)
+        series(NAME, sample(V + T + field(4, 2, b"x" * 200))),
+        series(NAME, sample(V + T + field(4, 2, b"x" * 2034)), sample(V + T)) + series(NAME, sample(V + T)),
+        series(NAME, sample(V + T + field(4, 2, b"x" * 1138)), sample(T)) + series(NAME, sample(V + T)),
+        series(NAME) + series(NAME, sample(V + T)) + series(sample(V + T)) + series(),
+    ],
+)
 def test_tricky_encodings_read_as_plain_protobuf(raw: bytes) -> None:
     body = snappy(raw)
     expected = reference(body)
@@ -305,17 +374,23 @@ def test_random_bytes_only_raise_remote_write_error(body: bytes, encoding: str |
             assert skipped >= 0 and all(isinstance(s, Sample) for s in samples)
 
 
-VALID = encode_write_request([Sample(f"metric_{i % 4}", {**DCGM, "gpu": str(i)}, i * 0.25, 1_700_000_000_000 + i)
-                              for i in range(12)])
+VALID = encode_write_request(
+    [Sample(f"metric_{i % 4}", {**DCGM, "gpu": str(i)}, i * 0.25, 1_700_000_000_000 + i) for i in range(12)]
+)
 VALID_RAW = bytes(cramjam.snappy.decompress_raw(VALID))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, len(VALID) - 1), st.integers(0, len(VALID_RAW) - 1), st.binary(min_size=1, max_size=4),
-       st.integers(0, len(VALID_RAW) - 1))
+@given(
+    st.integers(0, len(VALID) - 1),
+    st.integers(0, len(VALID_RAW) - 1),
+    st.binary(min_size=1, max_size=4),
+    st.integers(0, len(VALID_RAW) - 1),
+)
 def test_truncated_and_corrupted_bodies_only_raise_remote_write_error(
-        cut: int, raw_cut: int, junk: bytes, where: int) -> None:
-    corrupted = VALID_RAW[:where] + junk + VALID_RAW[where + len(junk):]
+    cut: int, raw_cut: int, junk: bytes, where: int
+) -> None:
+    corrupted = VALID_RAW[:where] + junk + VALID_RAW[where + len(junk) :]
     for body in (VALID[:cut], snappy(VALID_RAW[:raw_cut]), snappy(corrupted)):
         try:
             decode_write_request(body)
