@@ -38,11 +38,12 @@ apt-test-deps:
 test: $(STAMP) apt-test-deps
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
-# the quality gate CI runs before the tests: ruff's lint rules and its formatter (pyproject.toml)
+# the quality gate CI runs before the tests: ruff's lint rules and its formatter, and mypy (pyproject.toml)
 LINTED := pipeline producers tests bench
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy pipeline producers
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

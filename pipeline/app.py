@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> faust.App:
     if settings.notify.receivers:
         notify.register(ctx)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         for save in ctx.before_revoked:
             await save(revoked)
@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> faust.App:
         for forget in ctx.on_revoked:
             forget(revoked)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
         # The consumer has stopped: write what is buffered. Offsets of these rows may stay
         # uncommitted; a restart re-reads them and rewrites the same file names.

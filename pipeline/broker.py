@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ MEMORY = "memory://tansu/"
 S3_ENV = ("AWS_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 
-def check_storage(storage: str, environ: dict[str, str] | None = None) -> None:
+def check_storage(storage: str, environ: Mapping[str, str] | None = None) -> None:
     """Raise BrokerError unless the storage is one this broker has and its settings are there."""
     import os
 
@@ -237,7 +238,7 @@ def describe_streams(settings: Settings, topics: list[str], bootstrap: str | Non
     as long as the topic lives, and new when the topic is re-created (offsets start again at 0)."""
     import hashlib
 
-    bootstrap = bootstrap or settings.bootstrap
+    bootstrap = bootstrap or settings.require_bootstrap()
     admin = admin_client(bootstrap)
     try:
         described = {d["name"]: d for d in admin.describe_topics(topics)}

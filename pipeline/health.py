@@ -25,6 +25,7 @@ async def serve_health(
         return web.json_response(body, status=200 if body.get("ready") else 503)
 
     async def metrics_page(request: web.Request) -> web.Response:
+        assert metrics is not None  # the page is routed only when `metrics` is given
         return web.Response(body=metrics(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()

@@ -135,7 +135,7 @@ def keep_rows(batch: Batch, keep: np.ndarray) -> Batch | None:
     return Batch(batch.kind, batch.source, batch.ts_ms, columns, batch.job, parts, batch.unreachable, names)
 
 
-def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> tuple[Batch | None, str | None]:
+def admit(batch: Batch, now_ms: int, newest_ms: int, rules: IntakeSettings) -> tuple[Batch, str | None]:
     """The rows of a decoded batch to process, and why the message is dead-lettered (None: it is
     not). Raises InvalidRecord when nothing of it can be taken."""
     check_time(batch, now_ms, newest_ms, rules)

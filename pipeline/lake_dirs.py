@@ -123,8 +123,8 @@ def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, re
     if not record:
         return None
     root.mkdir(parents=True, exist_ok=True)
-    record = {**identity, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    manifest = {**identity, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return None
 
 

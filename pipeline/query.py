@@ -142,8 +142,8 @@ def bind(sql: str, given: dict[str, str]) -> dict[str, str]:
     for name in used:
         if name in given:
             values[name] = given[name]
-        elif name in declared and declared[name].default is not None:
-            values[name] = declared[name].default
+        elif name in declared and (default := declared[name].default) is not None:
+            values[name] = default
         else:
             why = declared[name].description if name in declared else "no description"
             raise QueryError(f"missing parameter ${name} ({why}); pass --param {name}=VALUE")

@@ -42,6 +42,7 @@ class WebhookReceiver(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port), never a unix socket's bytes path
         return f"http://{host}:{port}/"
 
     def record(self, path: str, body: Any, headers: dict[str, str] | None = None) -> None:

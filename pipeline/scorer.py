@@ -191,7 +191,7 @@ def match(
     return Match(outcomes, false_positives, grouped, tolerated)
 
 
-def _percentiles(values: list[float], prefix: str, unit: str = "s") -> dict:
+def _percentiles(values: list[float], prefix: str, unit: str = "s") -> dict[str, float | None]:
     arr = np.array(values, dtype=float)
     if not len(arr):
         return {f"{prefix}_p50_{unit}": None, f"{prefix}_p95_{unit}": None, f"{prefix}_max_{unit}": None}
@@ -206,15 +206,18 @@ def _stats(outcomes: list[Outcome], false_positives: int) -> dict:
     found = [o for o in outcomes if o.alert is not None]
     detected, injected = len(found), len(outcomes)
     steps = [o.latency_steps for o in found if o.latency_steps is not None]
+    # an outcome with an alert has both latencies: the filters only narrow the type
+    latencies = [o.latency_s for o in found if o.latency_s is not None]
+    notify_latencies = [o.notify_latency_s for o in found if o.notify_latency_s is not None]
     return {
         "injected": injected,
         "detected": detected,
         "recall": round(detected / injected, 4) if injected else None,
         "false_positives": false_positives,
         "precision": round(detected / (detected + false_positives), 4) if detected + false_positives else None,
-        **_percentiles([o.latency_s for o in found], "latency"),  # type: ignore[misc]
-        **_percentiles([o.notify_latency_s for o in found], "notify_latency"),  # type: ignore[misc]
-        **({} if not steps else _percentiles(steps, "latency", "steps")),  # type: ignore[arg-type]
+        **_percentiles(latencies, "latency"),
+        **_percentiles(notify_latencies, "notify_latency"),
+        **({} if not steps else _percentiles(steps, "latency", "steps")),
         "pages_per_fault": round(sum(o.pages for o in found) / detected, 2) if detected else None,
         "resolved_early": sum(o.resolved_early for o in found),
         "stuck": sum(1 for o in found if o.stuck),

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.topology import ClusterShape
+from pipeline.topology import ClusterShape, Wiring
 from pipeline.yaml_errors import yaml_problem
 
 ENV_PREFIX = "CLUSTERPULSE_"
@@ -187,7 +188,7 @@ class KafkaSecuritySettings(BaseModel):
             raise ValueError(f"ssl_* settings need security_protocol SSL or SASL_SSL, not {self.security_protocol}")
         return self
 
-    def _password(self, environ: dict[str, str] | None) -> str:
+    def _password(self, environ: Mapping[str, str] | None) -> str:
         environ = os.environ if environ is None else environ
         value = environ.get(self.sasl_password_env or "")
         if not value:
@@ -403,11 +404,19 @@ class Settings(BaseModel):
             update={"cluster": cluster, "topology": scenario.topology_file, "inventory": scenario.inventory_file}
         )
 
+    def require_bootstrap(self) -> str:
+        """`bootstrap`, for a part that talks to Kafka: set by then (--bootstrap, CLUSTERPULSE_BOOTSTRAP,
+        or the embedded broker's address). Raises SettingsError when it is not."""
+        if self.bootstrap is None:
+            raise SettingsError("no Kafka bootstrap: give --bootstrap HOST:PORT or CLUSTERPULSE_BOOTSTRAP")
+        return self.bootstrap
+
     def build_topology(self) -> Any:
         """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
         with the `inventory`'s card-to-NIC map. Raises SettingsError for a file that cannot be read."""
         from producers.inventory import InventoryError, with_inventory
 
+        topology: Wiring  # a Topology or a FabricTopology
         if not self.topology:
             from pipeline.topology import Topology
 

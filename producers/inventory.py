@@ -42,6 +42,9 @@ class Why(str):
     """A reason about one item (a GPU) that reads as the plain `str`, and that reports of many items
     can group: `group.format(s='s', items='a, b and 3 more')` names them all in one reason."""
 
+    group: str
+    item: str
+
     def __new__(cls, text: str, group: str, item: str) -> Why:
         self = super().__new__(cls, text)
         self.group, self.item = group, item

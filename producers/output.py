@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TextIO
 
 import msgpack
 from kafka import KafkaProducer
@@ -210,13 +210,14 @@ def pump(
     output: Output,
     pacer: Pacer,
     progress_every_s: float = 10.0,
-    stream: object = sys.stderr,
+    stream: TextIO = sys.stderr,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, float]:
     """Send every tick's messages at the pacer's speed; print progress; return a summary."""
     started = last = time.monotonic()
     messages = nbytes = ticks_done = 0
-    first_ts = last_ts = None
+    first_ts: int | None = None
+    last_ts: int | None = None
     for ts_ms, batch in ticks:
         if should_stop():
             break
@@ -237,10 +238,10 @@ def pump(
                 f"{messages / (now - started):,.0f} msg/s",
                 file=stream,
                 flush=True,
-            )  # type: ignore[arg-type]
+            )
     output.flush()
     elapsed = max(time.monotonic() - started, 1e-9)
-    simulated = ((last_ts - first_ts) / 1000 + 0.0) if first_ts is not None else 0.0
+    simulated = ((last_ts - first_ts) / 1000 + 0.0) if first_ts is not None and last_ts is not None else 0.0
     return {
         "ticks": ticks_done,
         "messages": messages,

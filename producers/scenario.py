@@ -78,51 +78,51 @@ class Noise:
 
 
 # The `realistic` profile: figures and where they come from (../shared/samples, SOURCES.md).
-REALISTIC = {
+REALISTIC = Noise(
     # dcgm_exporter/prometheus_api_query/aicr_eks_H100_query_gpu_temp.json: 8 idle H100 per node,
     # per-node sd 1.48 and 1.09 °C (range 4 and 3 °C); loaded nodes spread more by airflow
-    "card_temp_offset_c": 1.5,
+    card_temp_offset_c=1.5,
     # ...query_power_usage.json: sd 1.06 W of 68 W (1.6 %) on gpu-node-2 (gpu-node-1 has a card at +66 %)
-    "card_power_offset": 0.016,
+    card_power_offset=0.016,
     # no clock sample in the captures: an assumption of half the power spread
-    "card_clock_offset": 0.008,
+    card_clock_offset=0.008,
     # alibaba_pai_minibatch job_1/job_3 (labelled stable workers): per-worker mean offsets -4..+7 %
     # under 25 % GPU shares; dedicated cards are tighter: the issue's 1-3 %
-    "rank_speed_offset": 0.015,
+    rank_speed_offset=0.015,
     # PAI jobs 1-3: the job-mean mini-batch time has lag-1 autocorrelation 0.81-0.92, cv 0.027-0.036
-    "step_drift": 0.03,
-    "step_autocorr": 0.85,
+    step_drift=0.03,
+    step_autocorr=0.85,
     # no labelled source: eval passes, data-loader stalls, logging; an assumption of 2 an hour
-    "slow_phases_per_hour": 2.0,
+    slow_phases_per_hour=2.0,
     # infiniband/gpud_sys-class-infiniband-h100: every healthy H100 port shows port_rcv_errors 14 (uptime
     # unknown), so a low nonzero baseline: an assumption of 1 an hour per link end, and a burst per 4 hours
-    "link_errors_per_hour": 1.0,
-    "link_bursts_per_hour": 0.25,
+    link_errors_per_hour=1.0,
+    link_bursts_per_hour=0.25,
     # assumptions: one scrape in 1,000 missed; an exporter or driver restart somewhere every 10 minutes
-    "missing_sample_rate": 0.001,
-    "counter_resets_per_hour": 6.0,
+    missing_sample_rate=0.001,
+    counter_resets_per_hour=6.0,
     # assumptions: a message in 500 is delivered a tick late (a producer retry, a slow scrape); NTP on
     # a data-centre LAN keeps hosts within milliseconds to tens of milliseconds: sd 10 ms
-    "late_message_rate": 0.002,
-    "clock_skew_ms": 10.0,
+    late_message_rate=0.002,
+    clock_skew_ms=10.0,
     # stepfun_fault_trace/fault_statistics.json: of the GPU faults that take a card out, 16 name an XID
     # ("GPU xid Error" 11, "GPU Lost" 5) and 50 do not ("GPU device unknow error" 40, "nvidia-smi
     # Timeout" 9, "GPU device not found" 1): 0.75 go silent without a fatal code
-    "silent_failure_share": 0.75,
+    silent_failure_share=0.75,
     # titan_gpu_failures/gc_full.csv.gz: 4,826 cards retired for double-bit ECC against 1,541 that
     # fell off the bus; how many ECC cards failed outright is not recorded: an assumption of 1 in 4,
     # a minute after the first error
-    "ecc_failure_share": 0.25,
-    "ecc_failure_after_s": 60.0,
+    ecc_failure_share=0.25,
+    ecc_failure_after_s=60.0,
     # Llama 3 (Meta, 2024, section 3.3.4): 466 interruptions of one 16K-GPU job in 54 days, 0.36 an
     # hour; restart time and warm-up are assumptions (2 minutes, 3 slow steps)
-    "job_restarts_per_hour": 0.36,
-    "restart_s": 120.0,
-    "restart_warmup_steps": 3,
+    job_restarts_per_hour=0.36,
+    restart_s=120.0,
+    restart_warmup_steps=3,
     # node_exporter / sysfs NIC counters are scraped on GPU hosts anyway (infiniband/gpud_sys-class-
     # infiniband-h100 is such a host's view): both ends of every host link report
-    "nic_reports": 1.0,
-}
+    nic_reports=1.0,
+)
 
 
 @dataclass(frozen=True)
@@ -314,8 +314,10 @@ def parse_scenario(data: Any) -> Scenario:
     profile = noise_data.pop("profile", "clean")
     if profile not in ("clean", "realistic"):
         raise _fail("noise.profile", profile, "must be clean or realistic")
-    base = Noise(**REALISTIC) if profile == "realistic" else Noise()
-    noise = Noise(**{k: _number(noise_data, k, "noise", getattr(base, k)) for k in Noise.__dataclass_fields__})
+    base = REALISTIC if profile == "realistic" else Noise()
+    values = {k: _number(noise_data, k, "noise", getattr(base, k)) for k in Noise.__dataclass_fields__}
+    warmup_steps = values.pop("restart_warmup_steps")  # an int field: set below, once checked to be whole
+    noise = Noise(**values, restart_warmup_steps=base.restart_warmup_steps)
     if noise.checkpoint_every_s and noise.checkpoint_s >= noise.checkpoint_every_s:
         raise _fail("noise.checkpoint_s", noise.checkpoint_s, "must be shorter than noise.checkpoint_every_s")
     if noise.step_autocorr >= 1:
@@ -323,11 +325,11 @@ def parse_scenario(data: Any) -> Scenario:
     for share in ("missing_sample_rate", "late_message_rate", "silent_failure_share", "ecc_failure_share"):
         if getattr(noise, share) > 1:
             raise _fail(f"noise.{share}", getattr(noise, share), "must be at most 1 (a fraction)")
-    if noise.restart_warmup_steps != int(noise.restart_warmup_steps):
-        raise _fail("noise.restart_warmup_steps", noise.restart_warmup_steps, "expected a whole number")
+    if warmup_steps != int(warmup_steps):
+        raise _fail("noise.restart_warmup_steps", warmup_steps, "expected a whole number")
     if noise.nic_reports not in (0, 1):
         raise _fail("noise.nic_reports", noise.nic_reports, "must be 0 or 1")
-    noise = replace(noise, restart_warmup_steps=int(noise.restart_warmup_steps))
+    noise = replace(noise, restart_warmup_steps=int(warmup_steps))
 
     faults = _parse_faults(data.get("faults"), topo, duration_s)
     return Scenario(

@@ -163,6 +163,7 @@ class ClusterExporters:
     def scrape(self, kind: str, name: str) -> bytes | None:
         """The target's exposition text, or None if it is silent (dead) or unknown."""
         with self._lock:
+            state: NodeState | SwitchState
             if kind == "node" and name in self.node_index:
                 state, tick = self.nodes[name], int(self.node_tick[self.node_index[name]])
             elif kind == "switch" and name in self.switches:
@@ -175,7 +176,10 @@ class ClusterExporters:
             cached = self._cache.get(name)
             if cached and cached[0] == self.tick:  # rendered at most once a tick
                 return cached[1]
-            text = (self._node_text(name, state) if kind == "node" else self._switch_text(name, state)).encode()
+            # a NodeState exactly when kind == "node"
+            text = (
+                self._node_text(name, state) if isinstance(state, NodeState) else self._switch_text(name, state)
+            ).encode()
             self._cache[name] = (self.tick, text)
             return text
 
@@ -256,6 +260,7 @@ class ExporterServer(ThreadingHTTPServer):
     @property
     def address(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port), never a unix socket's bytes path
         return f"{host}:{port}"
 
 

@@ -287,7 +287,7 @@ class Simulator:
     def _advance_jobs(self, t: float, rank_ok: np.ndarray, slowdown: np.ndarray) -> np.ndarray:
         """Finish the steps that end by time t; return which nodes' jobs are progressing."""
         progressing = np.zeros(self.topo.nodes, bool)
-        self._finished: list[tuple[_JobState, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._finished: list[tuple[_JobState, int, np.ndarray, np.ndarray]] = []
         noise = self.sc.noise
         for js in self.jobs:
             nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
@@ -670,8 +670,18 @@ class _PortCounters:
         "ecn_marks",
         "carrier_transitions",
     )
+    # one uint64 array of `shape` per name in FIELDS, set in __init__
+    rx_bytes: np.ndarray
+    tx_bytes: np.ndarray
+    crc_errors: np.ndarray
+    fec_corrected: np.ndarray
+    symbol_errors: np.ndarray
+    drops: np.ndarray
+    pfc_pause: np.ndarray
+    ecn_marks: np.ndarray
+    carrier_transitions: np.ndarray
 
-    def __init__(self, shape: tuple[int, int], rng: np.random.Generator) -> None:
+    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
         self.rng = rng
         for name in self.FIELDS:
             setattr(self, name, np.zeros(shape, np.uint64))

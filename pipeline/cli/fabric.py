@@ -28,7 +28,10 @@ def add_parsers(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = p.add_subparsers(dest="topology_command", required=True, metavar="VERB")
-    kind = {"choices": ["ibnetdiscover", "lldp", "cabling"], "help": "the file's kind (default: from its content)"}
+    kind: dict[str, Any] = {
+        "choices": ["ibnetdiscover", "lldp", "cabling"],
+        "help": "the file's kind (default: from its content)",
+    }
 
     v = new_verb(
         verbs,

@@ -228,7 +228,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.app import run_worker
     from pipeline.lake_dirs import LakeError, claim_lake, lake_identity
 
-    need_bootstrap(settings, "the worker")
+    bootstrap = need_bootstrap(settings, "the worker")
     if args.health_port is not None:
         settings = settings.model_copy(update={"health_port": args.health_port})
     if args.append:
@@ -246,7 +246,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         note = claim_lake(settings.data_dir, identity, settings.sink.append, record=False)
     except LakeError as exc:
         raise UsageError(str(exc)) from None
-    check_reachable(settings.bootstrap)
+    check_reachable(bootstrap)
     create_topics(settings)
     claim_lake(settings.data_dir, identity, settings.sink.append)  # recorded once the broker answers
     if note:
@@ -256,8 +256,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    need_bootstrap(settings, "topics")
-    check_reachable(settings.bootstrap)
+    check_reachable(need_bootstrap(settings, "topics"))
     for name, partitions in sorted(create_topics(settings).items()):
         print(f"{name}\t{partitions} partitions")
     return 0

@@ -168,9 +168,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.serve_exporters:
         return _serve_exporters(args, scenario)
+    bootstrap = None
     if not args.out:
-        need_bootstrap(settings, "simulate without --out FILE")
-        check_reachable(settings.bootstrap)
+        bootstrap = need_bootstrap(settings, "simulate without --out FILE")
+        check_reachable(bootstrap)
     sim = Simulator(scenario)
     if args.truth:
         write_truth(args.truth, sim)
@@ -180,8 +181,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write --out {args.out}: {exc.strerror}") from None
     else:
+        assert bootstrap is not None  # need_bootstrap gave it above
         create_topics(settings)
-        output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-simulator")
+        output = KafkaOutput(bootstrap, settings.topic_prefix, "clusterpulse-simulator")
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
     try:
@@ -265,7 +267,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.schemas import InvalidRecord, decode_batch
     from producers.output import FILE_MAGIC, DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
 
-    need_bootstrap(settings, "replay")
+    bootstrap = need_bootstrap(settings, "replay")
     path = Path(args.file)
     if path.is_dir():
         raise UsageError(f"{args.file!r} is a directory, not a message file (written by `simulate --out`)")
@@ -281,10 +283,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.file!r} is {'empty' if not magic else 'not a ClusterPulse message file'} "
             "(replay takes a file written by `simulate --out`)"
         )
-    check_reachable(settings.bootstrap)
+    check_reachable(bootstrap)
     pacer = Pacer(parse_speed(args.speed))
     create_topics(settings)
-    output = KafkaOutput(settings.bootstrap, settings.topic_prefix, "clusterpulse-replay")
+    output = KafkaOutput(bootstrap, settings.topic_prefix, "clusterpulse-replay")
     sent = 0
     try:
         try:

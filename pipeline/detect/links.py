@@ -154,7 +154,7 @@ class LinkDetector:
             return []
         n = len(self.links)
         quiet = (self.prev[0, :n] >= 0) & ~self.seen_up[:n]
-        return [self.links[p] for p in np.flatnonzero(quiet).tolist() if self.links[p]]
+        return [link for p in np.flatnonzero(quiet).tolist() if (link := self.links[p])]
 
     # ---- down and flapping -------------------------------------------------------------------
     def _status(self, flat: np.ndarray, oper: np.ndarray, first: np.ndarray, ts: int) -> list[Alert]:
@@ -300,10 +300,10 @@ class LinkDetector:
         if self.degraded:  # a link resolves once every end that saw its errors has been clean
             for port in whole[self.clean_streak[whole] >= s.error_clear_samples].tolist():
                 link = self.links[port]
-                ends = self.degraded.get(link)
-                if ends is not None and port in ends:
-                    ends.discard(port)
-                    if ends:
+                seen = self.degraded.get(link)
+                if seen is not None and port in seen:
+                    seen.discard(port)
+                    if seen:
                         continue
                     del self.degraded[link]
                     done = self.book.resolve(

@@ -170,6 +170,7 @@ class StragglerDetector:
         ratio = compute / median
         spread = _robust_sd(ratio)
         job.sigma = spread if job.sigma is None else 0.9 * job.sigma + 0.1 * spread
+        assert job.ratios is not None and job.excess is not None  # made by _grow before a step is judged
         row = np.full(job.ranks, np.nan)
         row[ranks] = ratio
         job.ratios[job.filled % s.window_steps] = row
@@ -291,6 +292,7 @@ class StragglerDetector:
         job.recovery[ranks] = np.where(firing, np.maximum(job.recovery[ranks] + gain, 0.0), 0.0)
         row = np.full(job.ranks, np.nan)
         row[ranks] = excess
+        assert job.excess is not None  # made by _grow before a step is judged
         job.excess[job.filled % s.window_steps] = row
         young = job.learned[ranks] < LEARN_FIRST_STEPS
         job.cusum[ranks[young]] = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.fabric.model import Fabric, FabricError
@@ -53,7 +54,7 @@ def load_fabric(path: str | Path, kind: str | None = None) -> Fabric:
     if not path.exists():
         raise FabricError(f"{path}: no such file or directory")
     kind = kind or sniff(path)
-    loaders = {
+    loaders: dict[str, Callable[[Path], Fabric]] = {
         "ibnetdiscover": load_ibnetdiscover,
         "lldp": load_lldp,
         "cabling": load_cabling_plan,

@@ -48,7 +48,7 @@ class FabricTopology(Wiring):
         self.switch_names = switches
         self._node_index = {name: i for i, name in enumerate(hosts)}
         self._switch_index = {name: i for i, name in enumerate(switches)}
-        self._switch_guid = {_guid(fabric.devices[n].guid): n for n in switches if fabric.devices[n].guid}
+        self._switch_guid = {_guid(g): n for n in switches if (g := fabric.devices[n].guid)}
         self.switch_tier = np.array([tiers.get(n) or 99 for n in switches], np.int64)
         self.shape = ("fabric", identity or _digest(fabric), cards_per_node)  # what a snapshot must match
 
@@ -83,15 +83,18 @@ class FabricTopology(Wiring):
                 self._nic_link[node].append(name)
                 self.link_names_by_key[Link(Endpoint(host, port), end).key()] = name
                 self._port_link[end.device][p] = name
-        lo_sw, lo_port, hi_sw, hi_port = [], [], [], []
+        lo_sw: list[int] = []
+        lo_port: list[int] = []
+        hi_sw: list[int] = []
+        hi_port: list[int] = []
         for i, (lo, hi) in enumerate(fabric_links):
             name = f"{lo}~{hi}"
             self._links[name] = ("fabric", i, 0)
             self.link_names_by_key[Link(lo, hi).key()] = name
-            for end, sw, port in ((lo, lo_sw, lo_port), (hi, hi_sw, hi_port)):
+            for end, end_sw, end_port in ((lo, lo_sw, lo_port), (hi, hi_sw, hi_port)):
                 p = self._port_number(end)
-                sw.append(self._switch_index[end.device])
-                port.append(p)
+                end_sw.append(self._switch_index[end.device])
+                end_port.append(p)
                 self._port_link[end.device][p] = name
         self.fabric_lo, self.fabric_lo_port = np.array(lo_sw, np.int64), np.array(lo_port, np.int64)
         self.fabric_hi, self.fabric_hi_port = np.array(hi_sw, np.int64), np.array(hi_port, np.int64)

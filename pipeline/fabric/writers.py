@@ -263,7 +263,8 @@ def ndt_text(fabric: Fabric) -> str:
     def cell(end: Endpoint) -> str:
         return f"{end.device} {end.port}" if kind[end.device] == "host" else f"Port {_switch_port_number(end)}"
 
-    host_rows, switch_rows = [], []
+    host_rows: list[str] = []
+    switch_rows: list[str] = []
     for link in fabric.links:
         host_last = kind[link.b.device] == "host" and kind[link.a.device] != "host"
         a, b = (link.b, link.a) if host_last else (link.a, link.b)

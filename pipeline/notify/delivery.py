@@ -254,6 +254,7 @@ class Notifier:
                     if wait > 0:
                         await asyncio.sleep(wait)  # let its consequences arrive and ride along
                 alert = self.with_group(alert)
+                assert self.session is not None  # the worker tasks run between start() and stop()
                 outcome = await deliver(
                     self.session,
                     receiver,
@@ -308,6 +309,7 @@ class Notifier:
         while True:
             await asyncio.sleep(receiver.resend_s)
             for alert in list(self.firing[receiver.name].values()):
+                assert self.session is not None  # the worker tasks run between start() and stop()
                 await deliver(self.session, receiver, alert, self.rng)
 
 

@@ -25,9 +25,9 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
     topic = settings.topic(NOTIFY_DEAD_LETTERS)
     receivers = {r.name: r for r in settings.notify.receivers}
     consumer = KafkaConsumer(
-        **consumer_config(settings.bootstrap, "clusterpulse-replay", f"{settings.group_id}-notify-replay")
+        **consumer_config(settings.require_bootstrap(), "clusterpulse-replay", f"{settings.group_id}-notify-replay")
     )
-    producer = KafkaProducer(**producer_config(settings.bootstrap, "clusterpulse-replay"))
+    producer = KafkaProducer(**producer_config(settings.require_bootstrap(), "clusterpulse-replay"))
     summary = {"delivered": 0, "failed": 0, "skipped": 0}
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -85,9 +85,11 @@ def compact(root: str | Path, older_than_s: float = 7200, now: float | None = No
                             to '{str(tmp).replace("'", "''")}'
                             (format parquet, compression zstd, row_group_size 131072, parquet_version v2,
                              kv_metadata {{'{SOURCES_KEY}': '{names}'}})""")
-            rows = con.execute(
+            counted = con.execute(
                 f"select count(*) from read_parquet('{str(tmp).replace(chr(39), chr(39) * 2)}')"
-            ).fetchone()[0]
+            ).fetchone()
+            assert counted is not None  # count(*) always returns one row
+            rows = counted[0]
             con.close()
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

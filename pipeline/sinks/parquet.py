@@ -366,6 +366,7 @@ class ParquetSink:
         """Topology names that make the lake queryable without the topology: a port's link and
         rail, a rank's card. `data` holds the sorted columns; `order` maps them to the buffer's."""
         topo = self.topology
+        assert topo is not None  # called only with a topology
         if dataset == "step":
             data["card"] = (data["rank"] % topo.cards_per_node).astype(np.uint8)
         elif dataset == "port":
@@ -386,6 +387,7 @@ class ParquetSink:
         found = self._port_links.get(switch)
         if found is None:
             topo = self.topology
+            assert topo is not None  # called by _enrich, only with a topology
             try:
                 names = [topo.port_link(switch, port) for port in range(topo.switch_ports(switch))]
             except UnknownEntity:

@@ -38,7 +38,9 @@ def newest_event_ms(lake: str | Path) -> int | None:
     if not files:
         return None
     query = "select max(epoch_ms(ts)) from read_parquet(?, union_by_name = true)"
-    newest = duckdb.execute(query, [files]).fetchone()[0]
+    row = duckdb.execute(query, [files]).fetchone()
+    assert row is not None  # an aggregate without group by: always one row
+    newest = row[0]
     return None if newest is None else int(newest)
 
 

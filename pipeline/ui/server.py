@@ -85,14 +85,14 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
         return cache[what][2]
 
     async def from_lake(
-        what: str, read: Callable[[], Any], answer: Callable[[Any], dict], variant: str = ""
+        what: str, read: Callable[[str], Any], answer: Callable[[Any], dict], variant: str = ""
     ) -> web.Response:
-        """`answer(read())` as JSON, the lake read by `cached`; 404 without a lake, 503 with the
+        """`answer(read(lake))` as JSON, the lake read by `cached`; 404 without a lake, 503 with the
         reason if it cannot be read."""
         if lake is None:
             return web.json_response({"error": "no lake: give --data"}, status=404)
         try:
-            value = await cached(what, read, variant)
+            value = await cached(what, lambda: read(lake), variant)
         except Exception as exc:  # a file being replaced, an unreadable lake: say so, keep serving
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
         return web.json_response(answer(value))
@@ -117,7 +117,7 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
             return web.json_response({"error": f"unknown metric {name!r}; one of {', '.join(METRICS)}"}, status=400)
         return await from_lake(
             name,
-            lambda: latest_values(lake, name, int(feed.view.topo.cards_per_node)),
+            lambda root: latest_values(root, name, int(feed.view.topo.cards_per_node)),
             lambda values: {
                 "metric": name,
                 "label": METRICS[name],
@@ -136,13 +136,13 @@ def make_app(feed: AlertFeed, title: str, lake: str | None = None) -> web.Applic
                     ranks.setdefault(a.labels["job"], set()).add(int(a.labels["rank"]))
         return await from_lake(
             "jobs",
-            lambda: step_history(lake, ranks),
+            lambda root: step_history(root, ranks),
             lambda history: {"jobs": history, "unit": "s"},
             variant=json.dumps(sorted((j, sorted(r)) for j, r in ranks.items())),
         )
 
     async def fabric(request: web.Request) -> web.Response:
-        return await from_lake("fabric", lambda: switch_error_rates(lake), lambda rates: {"switches": rates})
+        return await from_lake("fabric", lambda root: switch_error_rates(root), lambda rates: {"switches": rates})
 
     app = web.Application()
     app.router.add_get("/api/fabric", fabric)

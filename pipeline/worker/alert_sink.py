@@ -14,7 +14,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.agent(ctx.alerts_topic, name="clusterpulse.alert_sink")
     async def alert_sink(stream: StreamT) -> None:
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
             msg = event.message
             if (msg.topic, msg.partition) not in seen:
                 seen.add((msg.topic, msg.partition))

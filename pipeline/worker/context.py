@@ -109,7 +109,7 @@ class WorkerContext:
                 await self.discard_uncommitted(topic_name, partition, offset)
                 if self._snapshots is None:
                     self._snapshots = await asyncio.to_thread(
-                        read_snapshots, self.settings.bootstrap, self.settings.topic(DETECTOR_STATE)
+                        read_snapshots, self.settings.require_bootstrap(), self.settings.topic(DETECTOR_STATE)
                     )
                 restored = self.detectors.load(self._snapshots, [(topic_name, partition)])
                 self.detectors.sets[(topic_name, partition)].repeats.resume_at(offset)

@@ -33,7 +33,9 @@ def register(ctx: WorkerContext) -> None:
     lock = asyncio.Lock()
 
     async def restore() -> None:
-        snapshots = await asyncio.to_thread(read_snapshots, ctx.settings.bootstrap, ctx.settings.topic(DETECTOR_STATE))
+        snapshots = await asyncio.to_thread(
+            read_snapshots, ctx.settings.require_bootstrap(), ctx.settings.topic(DETECTOR_STATE)
+        )
         data = snapshots.get(key)
         if data is not None and len(data) > 8 and correlator.restore(data[8:]):
             position["offset"] = int.from_bytes(data[:8], "big", signed=True)
@@ -56,7 +58,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.agent(ctx.findings_topic, name="clusterpulse.correlator")
     async def correlate(stream: StreamT) -> None:
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
             if not position["restored"]:
                 await restore()
             if event.message.offset <= position["offset"]:
@@ -101,6 +103,6 @@ def register(ctx: WorkerContext) -> None:
     ctx.on_revoked.append(forget)
     ctx.before_revoked.append(before_revoke)
 
-    @ctx.app.on_before_shutdown.connect
+    @ctx.app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def save_at_shutdown(app: faust.App, **kwargs: Any) -> None:
         await save()

@@ -6,12 +6,13 @@ goes into the lake's delivery ledger."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
 
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from pipeline.notify import ledger
 from pipeline.notify.delivery import Notifier, Outcome
@@ -21,6 +22,11 @@ from pipeline.topics import NOTIFY_DEAD_LETTERS
 from pipeline.worker.context import WorkerContext
 
 log = logging.getLogger("clusterpulse.worker")
+
+
+def _ack(stream: StreamT, event: EventT, _done: asyncio.Future) -> None:
+    """A delivered alert's event acknowledged (a done-callback of `Notifier.submit`'s future)."""
+    asyncio.ensure_future(stream.ack(event))
 
 
 def register(ctx: WorkerContext) -> None:
@@ -55,7 +61,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.agent(ctx.alerts_topic, name="clusterpulse.notify")
     async def notify(stream: StreamT) -> None:
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
             try:
                 alert = Alert.from_json(event.value)
             except (ValueError, TypeError):
@@ -64,9 +70,9 @@ def register(ctx: WorkerContext) -> None:
             if notifier.session is None:
                 await notifier.start()
             done = notifier.submit(alert)
-            done.add_done_callback(lambda _f, e=event, s=stream: asyncio.ensure_future(s.ack(e)))
+            done.add_done_callback(functools.partial(_ack, stream, event))
 
-    @ctx.app.on_before_shutdown.connect
+    @ctx.app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def stop_notifier(app: faust.App, **kwargs: Any) -> None:
         await notifier.stop()
         for name, stats in notifier.stats.items():

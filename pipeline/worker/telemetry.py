@@ -34,7 +34,7 @@ def register(ctx: WorkerContext) -> None:
             counted: dict[str, Any] = {}  # topic -> its message counter
             processed = ctx.metrics.samples.labels(kind)
             took = ctx.metrics.batch_seconds.labels(kind)
-            async for event in stream.noack().events():
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
                 started = time.perf_counter()
                 msg = event.message
                 if msg.topic not in counted:

@@ -8,6 +8,7 @@ Metrics we do not map are ignored and counted by name.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -97,11 +98,13 @@ class ExporterConverter:
             self.report.unmapped_hosts["(no host label)"] += 1
             self.skips.add("no Hostname label and no --host", "sample")
             return None
-        if self.inventory.host(host):
+        found = self.inventory.host(host)
+        if found:
             node = self.inventory.node_of(host)
             card, why = self.inventory.locate_card(host, index, pci)
-            if card is None and pci and self.inventory.host(host)[1].gpus:  # a known host, an unmapped GPU
+            if card is None and pci and found[1].gpus:  # a known host, an unmapped GPU
                 self.report.unmapped_gpus[f"{host} {pci}"] += 1
+                assert why is not None  # locate_card gives a reason with every None
                 self.skips.add(why, "sample")
                 return None
         else:
@@ -135,9 +138,11 @@ class ExporterConverter:
         nic, why = self.inventory.locate_nic(host, device) if host else (None, "no instance label and no --host")
         if nic is None:
             self.report.unmapped_hosts[f"{host}:{device}"] += 1
+            assert why is not None  # locate_nic gives a reason with every None
             self.skips.add(why, "sample")
             return None
         node = self.inventory.node_of(host)
+        assert node is not None  # locate_nic found the host in the inventory
         self.topo.node_index(node)  # a known node, or UnknownEntity
         return node, nic  # the host end of its link: the node's own port `nic`
 
@@ -384,5 +389,9 @@ def _how(name: str) -> str:
     return "event" if name in EVENTS else "counter" if name in COUNTERS else "gauge"
 
 
-_UNSEEN = object()
+class _Unseen(enum.Enum):
+    UNSEEN = enum.auto()
+
+
+_UNSEEN = _Unseen.UNSEEN  # a series without a route yet
 DROPPED = ("dropped",)  # a series the target's metric_relabel_configs drop

@@ -98,11 +98,13 @@ def xid_batches(
         card, why = inventory.locate_card(host, None, ev.pci)
         if card is None:
             report.unmapped[ev.pci] = report.unmapped.get(ev.pci, 0) + 1
+            assert why is not None  # locate_card gives a reason with every None
             report.skips.add(why, "Xid line")
             continue
         by_ts.setdefault(ev.ts_ms, []).append((card, ev.xid))
     batches = []
     for ts, evs in sorted(by_ts.items()):
+        assert node is not None  # a card was located, so the host is in the inventory
         cols = {c.name: np.zeros(0, c.dtype) for c in CARD.group_columns("rows")}
         cols["err_card"] = np.array([c for c, _ in evs], "<u1")
         cols["err_code"] = np.array([x for _, x in evs], "<u4")

@@ -133,6 +133,7 @@ def read_sysfs(
         nic, why = inventory.locate_nic(host, dev.name)
         if nic is None:
             unmapped.append(dev.name)
+            assert why is not None  # locate_nic gives a reason with every None
             skips.add(why, "device")
             continue
         values: dict[str, int] = {}

@@ -145,6 +145,7 @@ def parse_query_csv(
         index = number(row.get("index"))
         card, why = inventory.locate_card(host, None if math.isnan(index) else int(index), row.get("pci.bus_id"))
         if card is None:
+            assert why is not None  # locate_card gives a reason with every None
             skips.add(why, "row")
             continue
         ts = _ts(row.get("timestamp", "")) or default_ts_ms
@@ -189,6 +190,7 @@ def parse_query_xml(
         minor = number(gpu.findtext("minor_number"))
         card, why = inventory.locate_card(host, position if math.isnan(minor) else int(minor), gpu.get("id"))
         if card is None:
+            assert why is not None  # locate_card gives a reason with every None
             skips.add(why, "GPU")
             continue
         rows[card] = {

@@ -3,6 +3,7 @@ escapes, float formats such as `16.365000`, `NaN`, `+Inf`, and optional millisec
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Callable
@@ -78,7 +79,13 @@ def parse_line(line: str) -> Sample:
 
 
 Relabel = Callable[[str, dict[str, str]], "tuple[str, dict[str, str]] | None"]
-_MISS = object()
+
+
+class _Miss(enum.Enum):
+    MISS = enum.auto()
+
+
+_MISS = _Miss.MISS  # a series not in the cache (None there means dropped)
 
 
 class SeriesCache:

@@ -141,7 +141,7 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
         ) from None
     if not rows:
         raise FormatError(f"{path}: a StragglerAnalysis op trace without rows: no steps")
-    step_start = {}
+    step_start: dict[int, float] = {}
     for _stage, _rank, step, _compute, _wait, first in rows:
         step_start[step] = min(step_start.get(step, first), first)
     return [

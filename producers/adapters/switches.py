@@ -270,6 +270,8 @@ class SwitchConverter:
         placed = self._placed
         priority: dict[tuple[str, int, str], int] = {}  # which metric filled a column (first in the table wins)
         stamps: dict[str, int] = {}
+        switch: str | None
+        port: int | None
         for sample in exposition.samples:
             found = _family(sample.name)
             if found is None:

@@ -643,7 +643,7 @@ class Target:
 class _Loader(yaml.SafeLoader):
     """SafeLoader resolving only null and merge implicitly: ``rack: 007`` stays "007", ``on`` "on"."""
 
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:

@@ -73,7 +73,7 @@ class RemoteWriteIntake:
         now = time.monotonic()
         pending, keys = self.pending, self._keys
         last_key: tuple[str, str] | None = None
-        last_ts = -1
+        last_ts: int | None = -1
         append = None
         scrape = None
         for sample in samples:  # a target's samples of one scrape mostly come in a run: one lookup a run

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, cast
 
 import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -50,8 +51,10 @@ class _NotCanonical(Exception):
     """The fast path cannot prove its reading of this request; use the message walk."""
 
 
-def _schema() -> dict[str, type]:
-    """prometheus.{WriteRequest,TimeSeries,Label,Sample} and the views the fast path reads them with."""
+def _schema() -> dict[str, Any]:
+    """prometheus.{WriteRequest,TimeSeries,Label,Sample} and the views the fast path reads them with.
+
+    The classes are made at runtime from a descriptor, so their fields have no static types (`Any`)."""
     f = descriptor_pb2.FieldDescriptorProto
     one, many = f.LABEL_OPTIONAL, f.LABEL_REPEATED
     file = descriptor_pb2.FileDescriptorProto(
@@ -100,21 +103,22 @@ _SamplesView, _ColumnsView = _CLASSES["SamplesView"], _CLASSES["ColumnsView"]
 _LabelColumnsView = _CLASSES["LabelColumnsView"]
 
 _NO_NAME: tuple[None, None] = (None, None)
-_series_cache: dict[bytes, tuple[str, dict[str, str]] | tuple[None, None]] = {}
+_Entry = tuple[str, dict[str, str]] | tuple[None, None]
+_series_cache: dict[bytes, _Entry] = {}
 
 
 def _reason(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
 
 
-def _per_series(raw: bytes, view: type) -> list[bytes]:
+def _per_series(raw: bytes, view: Any) -> list[bytes]:
     """Each series' fields declared in `view`, re-serialized as one bytes per series."""
     request = view.FromString(raw)
     request.DiscardUnknownFields()
     return list(_RawView.FromString(request.SerializeToString()).timeseries)
 
 
-def _series(key: bytes) -> tuple[str, dict[str, str]] | tuple[None, None]:
+def _series(key: bytes) -> _Entry:
     """Parse a label set seen for the first time and remember it; `(None, None)` without `__name__`."""
     try:
         labels = {sys.intern(label.name): sys.intern(label.value) for label in TimeSeries.FromString(key).labels}
@@ -143,7 +147,8 @@ def _learn(keys: list[bytes]) -> None:
         typed = TimeSeries.FromString(blob)
         if not len(names) == len(values) == len(typed.labels) or typed.SerializeToString() != blob:
             raise _NotCanonical
-        learnt, start = [], 0
+        learnt: list[_Entry] = []
+        start = 0
         for _ in keys:
             end = names.index("\0", start)
             labels = dict(zip(names[start:end], values[start:end]))
@@ -164,7 +169,9 @@ def _learn(keys: list[bytes]) -> None:
 def _decompress(body: bytes, content_encoding: str | None) -> bytes:
     encoding = (content_encoding or "snappy").strip().lower()
     if encoding != "snappy":
-        raise RemoteWriteError(f"unsupported Content-Encoding {content_encoding[:40]!r}: remote_write 1.0 is snappy")
+        raise RemoteWriteError(
+            f"unsupported Content-Encoding {(content_encoding or '')[:40]!r}: remote_write 1.0 is snappy"
+        )
     if not body:
         raise RemoteWriteError("empty body")
     try:
@@ -203,10 +210,11 @@ def _decode_fast(raw: bytes, keys: list[bytes]) -> tuple[list[Sample], int]:
     A sample whose bytes start `09 <8 bytes> 10` holds at least one value and one timestamp, one
     starting `10` at least a timestamp (value 0.0); the columns must hold exactly that many.
     """
-    entries = list(map(_series_cache.get, keys))
-    if None in entries:
-        _learn(list(dict.fromkeys(key for key, entry in zip(keys, entries) if entry is None)))
-        entries = [entry or _series_cache.get(key) or _series(key) for key, entry in zip(keys, entries)]
+    cached = list(map(_series_cache.get, keys))
+    if None in cached:
+        _learn(list(dict.fromkeys(key for key, entry in zip(keys, cached) if entry is None)))
+        cached = [entry or _series_cache.get(key) or _series(key) for key, entry in zip(keys, cached)]
+    entries = cast("list[_Entry]", cached)  # no None left: each missing entry was learnt just above
     columns = _ColumnsView.FromString(raw).timeseries.samples
     values, stamps = iter(columns.value), iter(columns.timestamp)
     next_value, next_stamp = values.__next__, stamps.__next__
@@ -225,7 +233,7 @@ def _decode_fast(raw: bytes, keys: list[bytes]) -> tuple[list[Sample], int]:
                 value = 0.0
             else:
                 raise _NotCanonical
-            if name is None:
+            if name is None or labels is None:  # both None together (_NO_NAME)
                 next_stamp()
             else:
                 append(Sample(name, labels, value, next_stamp()))
@@ -243,7 +251,7 @@ def _decode_fast(raw: bytes, keys: list[bytes]) -> tuple[list[Sample], int]:
             else:
                 raise _NotCanonical
             stamp = next_stamp()
-            if name is not None:
+            if name is not None and labels is not None:
                 append(Sample(name, labels, value, stamp))
             pos += size + 2
     if next(values, None) is not None or next(stamps, None) is not None:
@@ -261,7 +269,7 @@ def _decode_walk(raw: bytes, keys: list[bytes]) -> tuple[list[Sample], int]:
     skipped = 0
     for key, series in zip(keys, request.timeseries, strict=True):
         name, labels = _series_cache.get(key) or _series(key)
-        if name is None:
+        if name is None or labels is None:
             skipped += 1
             continue
         out.extend(Sample(name, labels, s.value, s.timestamp) for s in series.samples)
@@ -273,7 +281,7 @@ def encode_write_request(samples: list[Sample]) -> bytes:
     name as Prometheus sends them; a sample without timestamp gets the current time. For tests and benchmarks."""
     now = int(time.time() * 1000)
     request = WriteRequest()
-    series: dict[tuple[tuple[str, str], ...], object] = {}
+    series: dict[tuple[tuple[str, str], ...], Any] = {}
     for sample in samples:
         key = tuple(sorted({**sample.labels, "__name__": sample.name}.items()))
         ts = series.get(key)

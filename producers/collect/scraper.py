@@ -14,11 +14,12 @@ late collector never looks like silent nodes, since a late round moves every sou
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -39,9 +40,15 @@ from producers.simulator import Message
 log = logging.getLogger("clusterpulse.collect")
 TOPIC_OF = {"card": CARD_TELEMETRY, "port": PORT_TELEMETRY, "step": STEP_TELEMETRY}
 REPEAT_LOG_S = 60.0  # a target that keeps failing is logged when it starts, then once a minute
+
+
 # a scrape that tells nothing about its target (see Scraper._scrape): like a failed one, its nodes
 # or switches are named unreachable, so a collector that falls behind never looks like silent nodes
-NO_NEWS = object()
+class _NoNews(enum.Enum):
+    NO_NEWS = enum.auto()
+
+
+NO_NEWS = _NoNews.NO_NEWS
 BUSY_LAG_S = 0.2  # the collector's loop waking this late is a stall of its own
 # a group's message waits this fraction of the interval after its first target answered for the rest
 GROUP_WAIT = 0.25
@@ -206,10 +213,10 @@ class Scraper:
         self.states = states
         jobs: dict[str, JobPlan] = {}
         for state in states.values():
-            job = jobs.setdefault(state.target.job, JobPlan(state.target.job, state.target.interval_s))
-            if not job.groups or len(job.groups[-1]) >= self.group_size:
-                job.groups.append([])
-            job.groups[-1].append(state)
+            plan = jobs.setdefault(state.target.job, JobPlan(state.target.job, state.target.interval_s))
+            if not plan.groups or len(plan.groups[-1]) >= self.group_size:
+                plan.groups.append([])
+            plan.groups[-1].append(state)
         self.jobs = list(jobs.values())
         self.metrics.set_targets({job.name: sum(len(g) for g in job.groups) for job in self.jobs})
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
@@ -357,7 +364,11 @@ class Scraper:
             self._send_group(job, group, [(tasks[t], t.result()) for t in done], stamp_ms)
 
     def _send_group(
-        self, job: JobPlan, group: list[TargetState], results: list[tuple[TargetState, str | None]], stamp_ms: int
+        self,
+        job: JobPlan,
+        group: list[TargetState],
+        results: Sequence[tuple[TargetState, str | _NoNews | None]],
+        stamp_ms: int,
     ) -> None:
         batches: list[Batch] = []
         gone: dict[str, list[str]] = {"card": [], "port": []}
@@ -366,7 +377,7 @@ class Scraper:
                 for entity in state.entities:
                     gone[self.mapper.batch_kind(entity)].append(entity)
                 continue
-            batches += self._convert(state, body, stamp_ms)  # type: ignore[arg-type]
+            batches += self._convert(state, body, stamp_ms)
         if not batches and not gone["card"] and not gone["port"]:
             return
         first = group[0].target
@@ -375,7 +386,7 @@ class Scraper:
             self.send(message)
             self.metrics.messages.labels(message.topic.suffix).inc()
 
-    async def _scrape(self, state: TargetState) -> str | None | object:
+    async def _scrape(self, state: TargetState) -> str | _NoNews | None:
         """The target's page; None if it failed (recorded, logged when it starts, then each minute);
         NO_NEWS if it answered with something unusable, or timed out while the collector itself was
         too busy to read answers (then the target is not to blame)."""
@@ -417,6 +428,7 @@ class Scraper:
                 return NO_NEWS
             self._failed(state, problem, reason)
             return None
+        assert raw is not None  # read: `problem` is set whenever it is not
         try:
             text = decode_text(raw, empty="empty response")
         except FormatError as exc:  # it answered: not unreachable, but nothing to take
