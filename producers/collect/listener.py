@@ -33,6 +33,9 @@ from producers.simulator import Message
 log = logging.getLogger("clusterpulse.collect")
 MAX_REQUEST = 32 * 1024 * 1024  # compressed; Prometheus sends at most a few MB
 SETTLE_S = 5.0  # Prometheus's default batch_send_deadline: a scrape's last shard arrives within it
+# a target whose newest scrape is this many of its own intervals behind the newest of any target is
+# named unreachable (no news from Prometheus, not a silent node): under the silence rule's 3 reports
+LAG_INTERVALS = 2.5
 GROUP_SIZE = 32
 
 
@@ -64,6 +67,8 @@ class RemoteWriteIntake:
         self.say = say
         self.pending: dict[tuple[str, str], dict[int, _Scrape]] = {}  # (job, instance) -> ts -> samples
         self.entities: dict[tuple[str, str], tuple[str, ...]] = {}  # what each target's scrapes named
+        self.newest: dict[tuple[str, str], tuple[int, int]] = {}  # target -> (newest scrape ms, interval ms)
+        self.lag_said: dict[tuple[str, str], int] = {}  # target -> the clock it was last named unreachable at
         self.unmapped_said: set[tuple[str, str]] = set()
         self._keys: dict[int, tuple[dict, tuple[str, str]]] = {}  # id(labels) -> (labels, (job, instance))
 
@@ -111,6 +116,9 @@ class RemoteWriteIntake:
                 if not (everything or ts < newest or now - scrape.arrived >= self.settle_s):
                     continue
                 del scrapes[ts]
+                seen, interval = self.newest.get(key, (-1, 0))
+                if ts > seen:
+                    self.newest[key] = (ts, ts - seen if seen >= 0 else interval)
                 batches, gone = by_ts.setdefault(ts, ([], {"card": [], "port": []}))
                 if scrape.up == 0:
                     for entity in self.entities.get(key, ()):
@@ -119,6 +127,7 @@ class RemoteWriteIntake:
                     batches += self._convert(key, scrape.samples, ts)
             if not scrapes:
                 del self.pending[key]
+        self._name_lagging(by_ts)
         sent = 0
         for ts, (batches, gone) in sorted(by_ts.items()):  # a message per scrape time, kind and group
             if not batches and not gone["card"] and not gone["port"]:
@@ -132,6 +141,30 @@ class RemoteWriteIntake:
                     self.metrics.messages.labels(message.topic.suffix).inc()
                     sent += 1
         return sent
+
+    def _name_lagging(self, by_ts: dict[int, tuple[list[Batch], dict[str, list[str]]]]) -> None:
+        """Targets whose newest scrape lags the newest of any by LAG_INTERVALS of their own interval
+        are named unreachable at that clock (once an interval): Prometheus sent nothing of them for a
+        while (a slow scrape, a backed-up remote_write shard), which says nothing of the node. A node
+        that died stops answering Prometheus's scrapes too (`up == 0`, named unreachable as well): the
+        fabric decides, as for the collector's own failed scrapes."""
+        if not self.newest:
+            return
+
+        def latest(key: tuple[str, str], converted: int) -> int:  # a scrape still settling counts
+            return max(converted, max(self.pending.get(key) or (-1,)))
+
+        clock = max(latest(key, ts) for key, (ts, _) in self.newest.items())
+        for key, (ts, interval) in self.newest.items():
+            ts = latest(key, ts)
+            if interval <= 0 or clock - ts < LAG_INTERVALS * interval or key not in self.entities:
+                continue
+            if clock - self.lag_said.get(key, -(2**62)) < interval:
+                continue
+            self.lag_said[key] = clock
+            _, gone = by_ts.setdefault(clock, ([], {"card": [], "port": []}))
+            for entity in self.entities[key]:
+                gone[self.mapper.batch_kind(entity)].append(entity)
 
     def _convert(self, key: tuple[str, str], samples: list[Sample], ts_ms: int) -> list[Batch]:
         job, instance = key

@@ -396,3 +396,39 @@ def test_truncated_and_corrupted_bodies_only_raise_remote_write_error(
             decode_write_request(body)
         except RemoteWriteError:
             pass
+
+
+def test_a_target_prometheus_stops_sending_is_named_unreachable_not_left_to_look_silent() -> None:
+    """Prometheus's samples of one target stop coming (a slow scrape, a backed-up remote_write
+    shard) while the others' keep coming: after 2.5 of its intervals the intake names its node
+    unreachable (the fabric decides, as for a failed scrape) rather than leaving it silent, which
+    the worker would page as node_down (seen once in CI with a real Prometheus under load)."""
+    from pipeline.schemas import decode_batch
+    from pipeline.topology import ClusterShape, Topology
+    from producers.adapters.prometheus import Sample
+    from producers.collect.listener import RemoteWriteIntake
+    from producers.collect.metrics import CollectMetrics
+    from producers.inventory import Inventory
+
+    topo = Topology(ClusterShape(cards=16, cards_per_node=8, nodes_per_leaf=2, spines=1))
+    sent: list = []
+    intake = RemoteWriteIntake(topo, Inventory(), sent.append, CollectMetrics(), say=lambda _: None)
+
+    def scrape(node: str, ts_ms: int) -> list[Sample]:
+        labels = {"job": "gpu", "instance": f"{node}:9400", "Hostname": node}
+        return [Sample("DCGM_FI_DEV_GPU_UTIL", {**labels, "gpu": str(g)}, 90.0, ts_ms) for g in range(8)]
+
+    base = 1_767_225_600_000
+    for second in range(8):
+        samples = scrape("node0000", base + second * 1000)
+        if second < 3:  # node0001's samples stop after its third scrape
+            samples += scrape("node0001", base + second * 1000 + 500)
+        intake.take(encode_write_request(samples), "snappy")
+        intake.flush()
+    batches = [decode_batch(m.value) for m in sent]
+    named = [(b.ts_ms - base, b.unreachable) for b in batches if b.unreachable]
+    assert named and all(names == ("node0001",) for _, names in named), named
+    assert named[0][0] >= 2500 + 2500  # its last scrape at 2.5 s, 2.5 intervals of 1 s later at the earliest
+    assert not any("node0000" in names for _, names in named)
+    reported = {name for b in batches for name, _ in (b.parts or [(b.source, None)])}
+    assert "node0000" in reported  # the node Prometheus keeps sending is reported, never named
