@@ -59,11 +59,11 @@ def grouping_holds(settings: Settings) -> dict[str, float]:
     """Seconds each alert kind waits before it can be paged: symptoms wait for a root cause in the
     correlator (event time), root causes wait for their consequences in the notifier."""
     from pipeline.correlate import SYMPTOMS
-    from pipeline.notify.delivery import ROOT_KINDS  # the roots the notifier holds for their consequences
+    from pipeline.notify.delivery import HELD_ROOT_KINDS  # the roots the notifier holds for their consequences
 
     receiver_wait = max((r.group_wait_s for r in settings.notify.receivers), default=5.0)
     holds = {kind: settings.detect.correlate.group_wait_s for kind in SYMPTOMS}
-    holds.update({kind: receiver_wait for kind in ROOT_KINDS})
+    holds.update({kind: receiver_wait for kind in HELD_ROOT_KINDS})
     return holds
 
 

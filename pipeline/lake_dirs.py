@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "_lake.json"
-DATASETS = ("card", "card_events", "step", "port", "alerts", "notifications")
+DATASETS = ("card", "card_events", "step", "port", "alerts")  # what the sink writes (sinks/parquet.py SINK_DATASETS)
 RUN_PREFIX = "run-"
 
 

@@ -49,7 +49,7 @@ DeadLetter = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
 OnOutcome = Callable[[ReceiverSettings, Alert, Outcome], Awaitable[None]]
 # roots that wait for their consequences before they are sent (a card_ecc root is not held: the
 # failure it may lead to comes minutes later)
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
+HELD_ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle"})
 GROUPED_SHOWN = 10  # consequences named in a root's notification
 
 
@@ -249,7 +249,7 @@ class Notifier:
         while True:
             alert, finished, queued_at = await queue.get()
             try:
-                if alert.kind in ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
+                if alert.kind in HELD_ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
                     wait = queued_at + receiver.group_wait_s - asyncio.get_running_loop().time()
                     if wait > 0:
                         await asyncio.sleep(wait)  # let its consequences arrive and ride along
