@@ -266,13 +266,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     args.converter = converter
     try:
         status = HANDLERS[args.source](args, topology, inventory, output)
-    except (OSError, ValueError) as exc:  # UnknownEntity is a ValueError
+    except BaseException as exc:
         if not args.detect:  # what was sent still goes out; --detect judges only a finished ingest
             close_output(output)
-        raise CommandError(str(exc)) from None
-    except BaseException:
-        if not args.detect:
-            close_output(output)
+        if isinstance(exc, (OSError, ValueError)):  # UnknownEntity is a ValueError
+            raise CommandError(str(exc)) from None
         raise
     if not close_output(output):
         return 1  # a message the broker did not take fails the command

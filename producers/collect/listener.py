@@ -154,9 +154,9 @@ class RemoteWriteIntake:
         def latest(key: tuple[str, str], converted: int) -> int:  # a scrape still settling counts
             return max(converted, max(self.pending.get(key) or (-1,)))
 
-        clock = max(latest(key, ts) for key, (ts, _) in self.newest.items())
-        for key, (ts, interval) in self.newest.items():
-            ts = latest(key, ts)
+        newest = {key: (latest(key, ts), interval) for key, (ts, interval) in self.newest.items()}
+        clock = max(ts for ts, _ in newest.values())
+        for key, (ts, interval) in newest.items():
             if interval <= 0 or clock - ts < LAG_INTERVALS * interval or key not in self.entities:
                 continue
             if clock - self.lag_said.get(key, -(2**62)) < interval:

@@ -27,7 +27,7 @@ from producers.adapters.prometheus import Sample
 from producers.collect.remote_write import encode_write_request
 from producers.scenario import load_scenario, parse_scenario
 from producers.served_fleet import free_port_block
-from tests.conftest import ROOT, clean_env
+from tests.conftest import ROOT, clean_env, run_cli
 
 pytestmark = pytest.mark.broker
 
@@ -423,21 +423,7 @@ def test_a_real_prometheus_remote_writing_into_collect_pages_a_lost_card(broker,
 def test_collect_config_errors_are_one_line(tmp_path):
     scrape = tmp_path / "scrape.yml"
     scrape.write_text(yaml.safe_dump({"scrape_configs": [{"job_name": "gpu", "kubernetes_sd_configs": [{}]}]}))
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--bootstrap", "127.0.0.1:1"],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_cli("collect", "--config", str(scrape), "--bootstrap", "127.0.0.1:1", timeout=60)
     assert out.returncode == 2 and "kubernetes_sd_configs" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline", "collect", "--config", str(scrape), "--shard", "4/4"],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_cli("collect", "--config", str(scrape), "--shard", "4/4", timeout=60)
     assert out.returncode == 2 and "4/4" in out.stderr and "Traceback" not in out.stderr
