@@ -25,11 +25,11 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.pipeline import proc_stats
-from pipeline.broker import EmbeddedBroker, create_topics, free_port, stop_process
-from pipeline.kafka_config import consumer_config
-from pipeline.schemas import decode_batch
+from pipeline.model.schemas import decode_batch
+from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY
+from pipeline.ops.broker import EmbeddedBroker, create_topics, free_port, stop_process
+from pipeline.ops.kafka_config import consumer_config
 from pipeline.settings import load_settings
-from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY
 from producers.scenario import default_scenario, load_scenario
 from producers.served_fleet import free_port_block
 

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.latency import TimedReceiver, start_pipeline
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
+from pipeline.ops.broker import EmbeddedBroker, free_port, stop_process
 from producers.scenario import default_scenario
 from producers.served_fleet import free_port_block
 

@@ -1,6 +1,6 @@
 """Benchmark: one hour of the default 10,240-card cluster into the lake, then time every canned query.
 
-    .venv/bin/python bench/lake.py [--seconds 3600] [--data /tmp/clusterpulse-bench-lake] [--keep]
+    .venv/bin/python -m bench.lake [--seconds 3600] [--data /tmp/clusterpulse-bench-lake] [--keep]
 
 Writes the lake as a worker at real time would (12 partitions, a flush every 10 s), then runs each
 query in sql/ three times and reports the best time, plus bytes per sample on disk.
@@ -12,16 +12,58 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kafka.partitioner.default import murmur2
 
-from pipeline.lake import build_lake  # noqa: E402
-from pipeline.query import QueryError, run_query  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
-from producers.scenario import parse_scenario  # noqa: E402
+from pipeline.eval.evaluate import OfflineCore
+from pipeline.lake.parquet import ParquetSink
+from pipeline.lake.query import QueryError, run_query
+from pipeline.model.schemas import decode_batch
+from pipeline.settings import Settings, load_settings
+from producers.scenario import Scenario, parse_scenario
+from producers.simulator import Simulator
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partition for a key (kafka-python and the Java client agree)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def build_lake(
+    scenario: Scenario, root: str | Path, settings: Settings, flush_every_ticks: int = 10, partitions: int = 12
+) -> dict[str, int]:
+    topo = scenario.topology
+    sink = ParquetSink(root, flush_rows=10**9, flush_seconds=10**9, topology=topo)
+    core = OfflineCore(topo, settings)
+    offsets: dict[tuple[str, int], int] = {}
+    alerts = 0
+    prefix = settings.topic_prefix
+
+    def add_alerts(found: list) -> None:
+        nonlocal alerts
+        for alert in found:
+            key = (f"{prefix}.alerts", partition_of(alert.id, min(3, partitions)))
+            offset = offsets.get(key, -1) + 1
+            offsets[key] = offset
+            sink.add_alert(*key, offset, alert)
+            alerts += 1
+
+    for tick, (ts_ms, messages) in enumerate(Simulator(scenario).ticks()):
+        for message in messages:
+            key = (f"{prefix}.{message.topic.suffix}", partition_of(message.key, partitions))
+            offset = offsets.get(key, -1) + 1
+            offsets[key] = offset
+            batch = decode_batch(message.value)
+            sink.add_batch(*key, offset, batch)
+            add_alerts(core.push(batch))
+        add_alerts(core.end_tick(ts_ms))
+        if (tick + 1) % flush_every_ticks == 0:
+            sink.flush_all()
+    add_alerts(core.finish())
+    sink.flush_all()
+    return {"files": sink.files_written, "rows": sink.rows_written, "alerts": alerts}
 
 
 def scenario(seconds: int):  # noqa: ANN201

@@ -1,6 +1,6 @@
 """Benchmark: wall-clock alert latency at real-time pace, to the alerts topic and to a webhook.
 
-    .venv/bin/python bench/latency.py [--seconds 75]
+    .venv/bin/python -m bench.latency [--seconds 75]
 
 On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
 `--speed 1` on the default 10,240-card cluster with three hard failures: a card (XID 79), a host
@@ -23,19 +23,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import yaml
+from kafka import KafkaConsumer, TopicPartition
 
-import yaml  # noqa: E402
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-
-from pipeline.broker import EmbeddedBroker, create_topics, free_port, stop_process  # noqa: E402
-from pipeline.kafka_config import consumer_config  # noqa: E402
-from pipeline.receiver import WebhookReceiver  # noqa: E402
-from pipeline.run import child_env  # noqa: E402
-from pipeline.schemas import Alert, InvalidRecord, decode_batch  # noqa: E402
-from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.topics import ALERTS, TELEMETRY_TOPICS  # noqa: E402
-from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
+from pipeline.model.schemas import Alert, InvalidRecord, decode_batch
+from pipeline.model.topics import ALERTS, TELEMETRY_TOPICS
+from pipeline.notify.receiver import WebhookReceiver
+from pipeline.ops.broker import EmbeddedBroker, create_topics, free_port, stop_process
+from pipeline.ops.kafka_config import consumer_config
+from pipeline.ops.processes import child_env
+from pipeline.settings import Settings, load_settings
+from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"card_failure": "card_failed", "link_down": "link_down", "switch_failure": "switch_down"}

@@ -1,6 +1,6 @@
 """Benchmark: how fast workers drain a scenario, against the raw consume+decode ceiling.
 
-    .venv/bin/python bench/pipeline.py [--seconds 60] [--workers 1] [--scenario FILE] [--partitions 12]
+    .venv/bin/python -m bench.pipeline [--seconds 60] [--workers 1] [--scenario FILE] [--partitions 12]
 
 In one run on one embedded broker (Tansu): pre-produce the scenario into Kafka (timed: the
 simulator's rate into Kafka), read every telemetry message back with a plain aiokafka consumer and
@@ -20,16 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import yaml
 
-import yaml  # noqa: E402
-
-from pipeline.broker import EmbeddedBroker, create_topics, stop_process  # noqa: E402
-from pipeline.run import child_env, consumer_lag  # noqa: E402
-from pipeline.schemas import decode_batch  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
-from pipeline.topics import TELEMETRY_TOPICS  # noqa: E402
-from producers.scenario import Scenario, load_scenario  # noqa: E402
+from pipeline.model.schemas import decode_batch
+from pipeline.model.topics import TELEMETRY_TOPICS
+from pipeline.ops.broker import EmbeddedBroker, create_topics, stop_process
+from pipeline.ops.processes import child_env, consumer_lag
+from pipeline.settings import load_settings
+from producers.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +159,7 @@ def main() -> None:
                 sys.exit(f"simulator failed: {sim.stderr[-2000:]}")
             from kafka import KafkaConsumer, TopicPartition  # noqa: PLC0415
 
-            from pipeline.kafka_config import consumer_config  # noqa: PLC0415
+            from pipeline.ops.kafka_config import consumer_config  # noqa: PLC0415
 
             probe = KafkaConsumer(**consumer_config(broker.bootstrap, "bench-probe", None))
             parts = [TopicPartition(t, p) for t in topics for p in probe.partitions_for_topic(t) or ()]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from bench.collect import scrape_metrics, total
 from bench.pipeline import proc_stats
-from pipeline.broker import EmbeddedBroker, create_topics, free_port, stop_process
-from pipeline.schemas import decode_batch
+from pipeline.model.schemas import decode_batch
+from pipeline.ops.broker import EmbeddedBroker, create_topics, free_port, stop_process
 from pipeline.settings import load_settings
 from producers.adapters.prometheus import Sample, parse
 from producers.collect.remote_write import encode_write_request

@@ -1,6 +1,6 @@
 """Benchmark: generate the default 10,240-card cluster to a file on one core.
 
-    .venv/bin/python bench/simulator.py [--seconds 120] [--scenario FILE]
+    .venv/bin/python -m bench.simulator [--seconds 120] [--scenario FILE]
 
 Reports simulated seconds per wall second (x real time), messages/s, samples/s, bytes/sample
 (encoded message bytes, before Kafka compression) and peak memory. Goal: >= 20x real time.
@@ -18,12 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.schemas import decode_batch  # noqa: E402
-from producers.output import FileOutput, Pacer, pump, read_message_file  # noqa: E402
-from producers.scenario import load_scenario, parse_scenario  # noqa: E402
-from producers.simulator import Simulator  # noqa: E402
+from pipeline.model.schemas import decode_batch
+from producers.output import FileOutput, Pacer, pump, read_message_file
+from producers.scenario import load_scenario, parse_scenario
+from producers.simulator import Simulator
 
 
 def main() -> None:

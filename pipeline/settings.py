@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.topology import ClusterShape, Wiring
-from pipeline.yaml_errors import yaml_problem
+from pipeline.model.yaml_errors import yaml_problem
+from pipeline.topology.synthetic import ClusterShape, Wiring
 
 ENV_PREFIX = "CLUSTERPULSE_"
 
@@ -52,7 +52,7 @@ class SinkSettings(BaseModel):
 
 
 class IntakeSettings(BaseModel):
-    """What a worker takes of a well-formed message (pipeline.intake); the rest is dead-lettered."""
+    """What a worker takes of a well-formed message (pipeline.stream.intake); the rest is dead-lettered."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     future_grace_s: float = Field(
@@ -418,12 +418,12 @@ class Settings(BaseModel):
 
         topology: Wiring  # a Topology or a FabricTopology
         if not self.topology:
-            from pipeline.topology import Topology
+            from pipeline.topology.synthetic import Topology
 
             topology = Topology(self.cluster.shape())
         else:
-            from pipeline.fabric.model import FabricError
-            from pipeline.fabric.topology import load_topology
+            from pipeline.topology.fabric import FabricError
+            from pipeline.topology.imported import load_topology
 
             try:
                 topology = load_topology(self.topology, self.cluster.cards_per_node)
@@ -435,7 +435,7 @@ class Settings(BaseModel):
             raise SettingsError(f"inventory: {exc}") from None
 
     def topic(self, spec: Any) -> str:
-        """Full topic name for a pipeline.topics.TopicSpec."""
+        """Full topic name for a pipeline.model.topics.TopicSpec."""
         return spec.name(self.topic_prefix)
 
 

@@ -18,9 +18,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.schemas import Batch, InvalidRecord, check_entities, encode_batch
-from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
-from pipeline.topology import Topology
+from pipeline.model.schemas import Batch, InvalidRecord, encode_batch
+from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
+from pipeline.topology.entities import check_entities
+from pipeline.topology.synthetic import Topology
 from producers.adapters import FormatError, Skips, decode_text, first_line, plural, read_text
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache, parse

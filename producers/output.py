@@ -14,8 +14,8 @@ import msgpack
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from pipeline.kafka_config import producer_config
-from pipeline.topics import ALL_TOPICS
+from pipeline.model.topics import ALL_TOPICS
+from pipeline.ops.kafka_config import producer_config
 from producers.simulator import Message
 
 log = logging.getLogger("clusterpulse.producer")

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.topology import ClusterShape, Topology, UnknownEntity
-from pipeline.yaml_errors import yaml_problem
+from pipeline.model.yaml_errors import yaml_problem
+from pipeline.topology.synthetic import ClusterShape, Topology, UnknownEntity
 
 
 class ScenarioError(ValueError):
@@ -353,7 +353,7 @@ def _topology(shape: ClusterShape, topology_file: str | None, inventory_file: st
 
     if topology_file is None:
         return with_inventory(Topology(shape), inventory_file)
-    from pipeline.fabric.topology import load_topology
+    from pipeline.topology.imported import load_topology
 
     return with_inventory(load_topology(topology_file, shape.cards_per_node), inventory_file)
 

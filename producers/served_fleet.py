@@ -29,8 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from pipeline.schemas import Batch
-from pipeline.topology import Topology
+from pipeline.model.schemas import Batch
+from pipeline.topology.synthetic import Topology
 
 GPU_GAUGES = (
     ("DCGM_FI_DEV_GPU_UTIL", "util", "GPU utilization (in %)."),
@@ -402,7 +402,7 @@ def serve(
     its last state, until `stop` is set. Returns how many ticks were simulated and pages served."""
     import asyncio
 
-    from pipeline.schemas import decode_batch
+    from pipeline.model.schemas import decode_batch
     from producers.output import Pacer
 
     done = {"ticks": 0}

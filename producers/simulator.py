@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.schemas import Batch, bundle, encode_batch, iso_utc
-from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec
+from pipeline.model.schemas import Batch, bundle, encode_batch, iso_utc
+from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY, TopicSpec
 from producers.scenario import Fault, Scenario
 
 # Sources per message. Real collectors batch (a rack's exporter gateway, a fabric manager): the

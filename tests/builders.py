@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.schemas import CARD, PORT, Batch
-from pipeline.topology import ClusterShape, Topology
+from pipeline.model.schemas import CARD, PORT, Batch
+from pipeline.topology.synthetic import ClusterShape, Topology
 
 SMALL = ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -44,7 +44,7 @@ def small_topology() -> Topology:
 def step_batch(
     node: str, job: str, t_s: float, ranks: list[int], step: int, compute: list[float] | float, wait: float = 0.1
 ) -> Batch:
-    from pipeline.schemas import STEP
+    from pipeline.model.schemas import STEP
 
     n = len(ranks)
     comp = np.broadcast_to(np.asarray(compute, dtype="<f4"), (n,)).copy()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker, stop_process
+from pipeline.ops.broker import EmbeddedBroker, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "samples"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline.kafka_config import consumer_config
+from pipeline.ops.kafka_config import consumer_config
 
 
 def read_until(

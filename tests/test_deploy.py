@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import WorkerMetrics
+from pipeline.ops.metrics import WorkerMetrics
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"

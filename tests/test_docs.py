@@ -1,7 +1,7 @@
 """docs/topics.md documents what the code defines."""
 
-from pipeline.schemas import SCHEMAS
-from pipeline.topics import ALL_TOPICS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+from pipeline.model.schemas import SCHEMAS
+from pipeline.model.topics import ALL_TOPICS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from tests.conftest import ROOT
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.topology import Topology, UnknownEntity
+from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.scenario import Fault
 
 

@@ -1,6 +1,6 @@
 """Benchmark: one scenario through ClusterPulse and through Prometheus + Alertmanager, side by side.
 
-    .venv/bin/python bench/peer/run.py [--scenario FILE] [--intervals 15,5] [--grace 60] [--keep DIR]
+    .venv/bin/python -m bench.peer.run [--scenario FILE] [--intervals 15,5] [--grace 60] [--keep DIR]
 
 One simulator, at real-time pace, feeds both: every tick's batches go to Kafka (the embedded
 broker and one ClusterPulse worker) and into dcgm-exporter and snmp_exporter style targets
@@ -28,21 +28,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
+from bench.latency import TimedReceiver, start_pipeline
+from bench.peer.pages import Page, alertmanager_page, clusterpulse_page, score
+from bench.pipeline import proc_stats
+from pipeline.model.schemas import decode_batch
+from pipeline.ops.broker import EmbeddedBroker, free_port, stop_process
+from producers.output import KafkaOutput, Pacer
+from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from producers.served_fleet import ClusterExporters, ExporterServer
+from producers.simulator import Simulator
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import yaml  # noqa: E402
-
-from bench.latency import TimedReceiver, start_pipeline  # noqa: E402
-from bench.peer.pages import Page, alertmanager_page, clusterpulse_page, score  # noqa: E402
-from bench.pipeline import proc_stats  # noqa: E402
-from pipeline.broker import EmbeddedBroker, free_port, stop_process  # noqa: E402
-from pipeline.schemas import decode_batch  # noqa: E402
-from producers.output import KafkaOutput, Pacer  # noqa: E402
-from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario  # noqa: E402
-from producers.served_fleet import ClusterExporters, ExporterServer  # noqa: E402
-from producers.simulator import Simulator  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 FAULT_START_S = 60
 

@@ -15,10 +15,10 @@ import sys
 import traceback
 from typing import NoReturn
 
-from pipeline.broker import BrokerError
 from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, check_data_dir, one_line, settings_from
-from pipeline.kafka_config import use_security
+from pipeline.ops.broker import BrokerError
+from pipeline.ops.kafka_config import use_security
 from pipeline.settings import SettingsError
 
 MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, lake, fabric)

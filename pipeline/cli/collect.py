@@ -8,8 +8,8 @@ import gc
 import signal
 from typing import Any
 
-from pipeline.broker import check_reachable, create_topics
 from pipeline.cli.common import SETTING_FLAGS, CommandError, UsageError, say, topology_and_inventory
+from pipeline.ops.broker import check_reachable, create_topics
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")

@@ -44,9 +44,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.broker import check_reachable
-    from pipeline.lake_dirs import resolve_lake
+    from pipeline.lake.dirs import resolve_lake
     from pipeline.notify.replay import replay_dead_letters, replay_from_lake
+    from pipeline.ops.broker import check_reachable
 
     if not settings.notify.receivers:
         raise UsageError("no receivers configured (notify.receivers in --config, or CLUSTERPULSE_NOTIFY__RECEIVERS)")
@@ -75,7 +75,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.receiver import WebhookReceiver
+    from pipeline.notify.receiver import WebhookReceiver
 
     secret = None
     if args.secret_env:

@@ -12,7 +12,7 @@ from pipeline.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
-    from pipeline.fabric.writers import WRITE_FORMATS
+    from pipeline.topology.writers import WRITE_FORMATS
 
     p = sub.add_parser(
         "topology",
@@ -157,8 +157,8 @@ FORMATS = {"ibnetdiscover": "ibnetdiscover", "lldp": "lldp", "ndt": "cabling"}  
 
 
 def _load(path: str, kind: str | None = None) -> Any:
-    from pipeline.fabric.load import load_fabric
-    from pipeline.fabric.model import FabricError
+    from pipeline.topology.fabric import FabricError
+    from pipeline.topology.load import load_fabric
 
     try:
         return load_fabric(path, kind)
@@ -167,10 +167,10 @@ def _load(path: str, kind: str | None = None) -> Any:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.fabric.link_rates import slow_link_report
-    from pipeline.fabric.load import sniff
-    from pipeline.fabric.saved import save_fabric
-    from pipeline.fabric.tiers import tier_label
+    from pipeline.topology.link_rates import slow_link_report
+    from pipeline.topology.load import sniff
+    from pipeline.topology.saved import save_fabric
+    from pipeline.topology.tiers import tier_label
 
     kind = FORMATS[args.format] if args.format else None
     fabric = _load(args.file, kind)
@@ -262,9 +262,9 @@ def cmd_radius(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.cli.common import say
-    from pipeline.fabric.dimensions import fabric_of_topology, write_dimensions
-    from pipeline.lake_dirs import resolve_lake
-    from pipeline.topology import Topology
+    from pipeline.lake.dimensions import fabric_of_topology, write_dimensions
+    from pipeline.lake.dirs import resolve_lake
+    from pipeline.topology.synthetic import Topology
 
     if args.file:
         fabric, names = _load(args.file, args.kind), {}
@@ -299,10 +299,10 @@ def _print_slow_links(slow: list[dict[str, str]], indent: str = "") -> None:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.fabric.cabling_check import check_cabling
-    from pipeline.fabric.cabling_plan import load_cabling_plan
-    from pipeline.fabric.link_rates import slow_link_report
-    from pipeline.fabric.model import FabricError
+    from pipeline.topology.cabling_check import check_cabling
+    from pipeline.topology.cabling_plan import load_cabling_plan
+    from pipeline.topology.fabric import FabricError
+    from pipeline.topology.link_rates import slow_link_report
 
     try:
         plan = load_cabling_plan(*args.plan) if args.plan else None
@@ -342,9 +342,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_write(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.cli.simulation import load_scenario_or_fail
-    from pipeline.fabric.model import FabricError
-    from pipeline.fabric.writers import ETHERNET, INFINIBAND_NDR, synthetic_fabric, write_fabric
-    from pipeline.topology import Topology
+    from pipeline.topology.fabric import FabricError
+    from pipeline.topology.synthetic import Topology
+    from pipeline.topology.writers import ETHERNET, INFINIBAND_NDR, synthetic_fabric, write_fabric
 
     if args.scenario:
         scenario = load_scenario_or_fail(args.scenario)

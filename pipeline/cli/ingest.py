@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.broker import check_reachable, create_topics
 from pipeline.cli.common import CommandError, UsageError, close_output, new_verb, plural, say, topology_and_inventory
+from pipeline.ops.broker import check_reachable, create_topics
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix", "topology")
@@ -176,7 +176,8 @@ def _open_output(args: argparse.Namespace, settings: Settings, topology: Any, co
     from producers.output import FileOutput, KafkaOutput
 
     if args.detect:
-        from pipeline.offline_detect import DetectOutput, PortEntities
+        from pipeline.eval.offline_detect import DetectOutput
+        from pipeline.topology.ports import PortEntities
 
         if args.out:
             raise UsageError("--detect prints alerts and sends nothing: leave out --out")
@@ -208,7 +209,7 @@ def _require(args: argparse.Namespace, what: str, hint: str) -> None:
 
 def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None:
     """--host must be an inventory host, or a topology node name (then GPU indexes are cards)."""
-    from pipeline.topology import UnknownEntity
+    from pipeline.topology.synthetic import UnknownEntity
     from producers.inventory import Host
 
     if inventory.host(args.host):
@@ -229,7 +230,7 @@ def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.topology import UnknownEntity
+    from pipeline.topology.synthetic import UnknownEntity
 
     topology, inventory = topology_and_inventory(settings, args.inventory)
     # no fabric to place switch ports on: each port is its own entity, <switch>:<port name>

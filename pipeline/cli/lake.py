@@ -55,7 +55,7 @@ def _lake(settings: Settings) -> str:
     """The lake to read: the data directory, or its newest run; a UsageError if there is none."""
     from pathlib import Path
 
-    from pipeline.lake_dirs import resolve_lake
+    from pipeline.lake.dirs import resolve_lake
 
     if "://" not in settings.data_dir and not Path(settings.data_dir).is_dir():
         raise UsageError(
@@ -72,7 +72,7 @@ def _say_if_no_data(result: Any) -> None:
     """One line when no telemetry dataset has files and every view the query reads is empty (a wrong
     --data, or a run that has not flushed yet); a lake of the fabric's dimension tables alone is
     not empty for a query of them."""
-    from pipeline.lake_views import TELEMETRY_VIEWS
+    from pipeline.lake.views import TELEMETRY_VIEWS
 
     if result.views_used and set(result.empty_views) >= set(TELEMETRY_VIEWS) | set(result.views_used):
         say(
@@ -82,7 +82,7 @@ def _say_if_no_data(result: Any) -> None:
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.query import QueryError, run_query
+    from pipeline.lake.query import QueryError, run_query
 
     params = {}
     for item in args.param:
@@ -102,7 +102,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.sinks.compact import compact
+    from pipeline.lake.compact import compact
 
     if "://" in settings.data_dir:
         raise UsageError("compact works on a local data directory")
@@ -128,7 +128,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     """A small REPL: statements end with ';', dot commands as in the duckdb CLI. The `duckdb` CLI
     works too: duckdb -cmd "SET VARIABLE clusterpulse_data = 'data'" -cmd ".read sql/views.sql" (the
     newest run in data/, like --data data)."""
-    from pipeline.query import DATASETS, connect
+    from pipeline.lake.query import DATASETS, connect
 
     lake = _lake(settings)
     con, empty = connect(lake)
@@ -182,7 +182,7 @@ def dot_command(con: Any, line: str) -> str | None:
 def _run(con: Any, sql: str) -> None:
     import duckdb
 
-    from pipeline.query import _format
+    from pipeline.lake.query import _format
 
     try:
         cur = con.execute(sql)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.broker import EmbeddedBroker, check_reachable, create_topics
 from pipeline.cli.common import (
     EXIT_USAGE,
     UsageError,
@@ -19,6 +18,7 @@ from pipeline.cli.common import (
     positive_float,
     say,
 )
+from pipeline.ops.broker import EmbeddedBroker, check_reachable, create_topics
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix")
@@ -103,8 +103,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.lake_dirs import new_run_dir
-    from pipeline.run import print_summary, run_pipeline
+    from pipeline.cli.run import print_summary, run_pipeline
+    from pipeline.lake.dirs import new_run_dir
     from producers.scenario import ScenarioError, load_scenario
 
     try:
@@ -140,9 +140,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.broker import check_reachable
-    from pipeline.lake_dirs import resolve_lake
-    from pipeline.topics import ALERTS
+    from pipeline.lake.dirs import resolve_lake
+    from pipeline.model.topics import ALERTS
+    from pipeline.ops.broker import check_reachable
     from pipeline.ui.server import UiServer
 
     if not settings.bootstrap:
@@ -176,7 +176,7 @@ def _check_receivers(settings: Settings) -> None:
 
 def _check_storage(settings: Settings) -> None:
     """The embedded broker's storage exists and has its settings: a one-line usage error otherwise."""
-    from pipeline.broker import BrokerError, check_storage
+    from pipeline.ops.broker import BrokerError, check_storage
 
     try:
         check_storage(settings.broker_storage)
@@ -185,7 +185,7 @@ def _check_storage(settings: Settings) -> None:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.broker import create_topics as make_topics
+    from pipeline.ops.broker import create_topics as make_topics
 
     _check_storage(settings)
     broker = EmbeddedBroker(host=args.host, port=args.port, storage=settings.broker_storage).start()
@@ -225,8 +225,8 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.app import run_worker
-    from pipeline.lake_dirs import LakeError, claim_lake, lake_identity
+    from pipeline.lake.dirs import LakeError, claim_lake, lake_identity
+    from pipeline.stream.app import run_worker
 
     bootstrap = need_bootstrap(settings, "the worker")
     if args.health_port is not None:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.broker import check_reachable, create_topics
 from pipeline.cli.common import (
     CommandError,
     UsageError,
@@ -20,6 +19,7 @@ from pipeline.cli.common import (
     plural,
     say,
 )
+from pipeline.ops.broker import check_reachable, create_topics
 from pipeline.settings import Settings
 
 NETWORK = ("bootstrap", "partitions", "topic_prefix")
@@ -264,7 +264,7 @@ def _serve_exporters(args: argparse.Namespace, scenario: Any) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.schemas import InvalidRecord, decode_batch
+    from pipeline.model.schemas import InvalidRecord, decode_batch
     from producers.output import FILE_MAGIC, DeliveryError, KafkaOutput, Pacer, parse_speed, read_message_file
 
     bootstrap = need_bootstrap(settings, "replay")
@@ -306,8 +306,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.evaluate import evaluate
-    from pipeline.scorer import table
+    from pipeline.eval.evaluate import evaluate
+    from pipeline.eval.scorer import table
 
     if args.random < 0:
         raise UsageError(f"--random must be 0 or more, not {args.random}")

@@ -15,18 +15,18 @@ import zlib
 from pipeline.detect.card_failure import CardFailureDetector
 from pipeline.detect.ecc import EccDetector
 from pipeline.detect.links import LinkDetector
+from pipeline.detect.repeats import RepeatWindow
 from pipeline.detect.silence import NodeDownDetector, SwitchDownDetector
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.detect.thermal import ThermalDetector
-from pipeline.repeats import RepeatWindow
-from pipeline.schemas import Alert, Batch
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import DetectSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 KINDS = ("card", "port", "step")
 SNAPSHOT_VERSION = 7  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
-# 6: the partition's window of recent message digests (pipeline.repeats); 7: ports seen up, port names
+# 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names
 _NUMPY = {
     ("numpy", "dtype"),
     ("numpy", "ndarray"),

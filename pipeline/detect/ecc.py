@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alerts import AlertBook
+from pipeline.detect.alert_book import AlertBook
+from pipeline.detect.error_codes import describe
 from pipeline.detect.rows import node_rows
-from pipeline.error_codes import describe
-from pipeline.schemas import Alert, Batch
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import EccSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 KIND = "card_ecc"
 

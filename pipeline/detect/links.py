@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alerts import AlertBook
-from pipeline.schemas import Alert, Batch
+from pipeline.detect.alert_book import AlertBook
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import LinkSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 ERROR_COUNTERS = ("crc_errors", "symbol_errors")
 EVIDENCE_COUNTERS = ("fec_corrected", "drops")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.schemas import Batch
-from pipeline.topology import Topology
+from pipeline.model.schemas import Batch
+from pipeline.topology.synthetic import Topology
 
 
 @dataclass

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alerts import AlertBook
-from pipeline.schemas import Alert, Batch
+from pipeline.detect.alert_book import AlertBook
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import SilenceSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 
 class SilenceTracker:

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.alerts import AlertBook
-from pipeline.schemas import Alert, Batch
+from pipeline.detect.alert_book import AlertBook
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import StragglerSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 KIND = "straggler"
 MEDIAN_EFFICIENCY = 1.2533  # standard error of a median of normal samples, in sigma / sqrt(n)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alerts import AlertBook
+from pipeline.detect.alert_book import AlertBook
 from pipeline.detect.rows import group_medians, node_rows
-from pipeline.schemas import Alert, Batch
+from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import ThermalSettings
-from pipeline.topology import Topology
+from pipeline.topology.synthetic import Topology
 
 KIND = "thermal_throttle"
 

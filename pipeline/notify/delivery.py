@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from pipeline.model.schemas import Alert
 from pipeline.notify.payloads import alertmanager_alert, alertmanager_webhook_body, clusterpulse_body, idempotency_key
 from pipeline.notify.routing import inhibited, matches
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
-from pipeline.schemas import Alert
 from pipeline.settings import ReceiverSettings
 
 log = logging.getLogger("clusterpulse.notify")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.schemas import Alert
+from pipeline.model.schemas import Alert
 
 FOLDER = "_notify"
 BACKLOG_LINES = 10_000  # lines held while the lake's disk refuses them (older ones are dropped past this)

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.schemas import Alert
+from pipeline.model.schemas import Alert
 
 
 def idempotency_key(alert: Alert) -> str:

@@ -12,11 +12,11 @@ import json
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipeline.kafka_config import consumer_config, producer_config
+from pipeline.model.schemas import Alert
+from pipeline.model.topics import NOTIFY_DEAD_LETTERS
 from pipeline.notify.delivery import deliver
-from pipeline.schemas import Alert
+from pipeline.ops.kafka_config import consumer_config, producer_config
 from pipeline.settings import Settings
-from pipeline.topics import NOTIFY_DEAD_LETTERS
 
 
 def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str, int]:

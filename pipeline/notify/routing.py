@@ -10,7 +10,7 @@ carries it), unless the receiver sets `notify_grouped: true`.
 
 from __future__ import annotations
 
-from pipeline.schemas import Alert
+from pipeline.model.schemas import Alert
 from pipeline.settings import ReceiverSettings
 
 

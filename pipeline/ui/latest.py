@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.fs as pafs
 
-from pipeline.sinks.parquet import partition_files
+from pipeline.lake.parquet import partition_files
 
 METRICS = {
     "util": "utilization, %",

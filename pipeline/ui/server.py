@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.kafka_config import consumer_config
-from pipeline.schemas import Alert, iso_utc
+from pipeline.model.schemas import Alert, iso_utc
+from pipeline.ops.kafka_config import consumer_config
 from pipeline.ui.latest import METRICS, UNITS, latest_values, newest_event_ms, step_history, switch_error_rates
 from pipeline.ui.view import ClusterView
 

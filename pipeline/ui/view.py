@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.schemas import Alert
-from pipeline.topology import UnknownEntity
+from pipeline.model.schemas import Alert
+from pipeline.topology.synthetic import UnknownEntity
 
 STATES = ("ok", "straggling", "throttled", "failed", "silent")  # a card's state, worst last
 OK, STRAGGLING, THROTTLED, FAILED, SILENT = range(len(STATES))

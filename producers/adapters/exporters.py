@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.schemas import CARD, Batch
-from pipeline.topology import Topology, UnknownEntity
+from pipeline.model.schemas import CARD, Batch
+from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample, SeriesCache, _split_series, parse, parse_line

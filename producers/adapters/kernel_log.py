@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from pipeline.schemas import CARD, Batch
+from pipeline.model.schemas import CARD, Batch
 from producers.adapters import Skips
 from producers.inventory import Inventory
 

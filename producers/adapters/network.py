@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.schemas import PORT, Batch
-from pipeline.topology import Topology
+from pipeline.model.schemas import PORT, Batch
+from pipeline.topology.synthetic import Topology
 from producers.adapters import FormatError, Skips, first_line
 from producers.inventory import Inventory
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from pipeline.schemas import CARD, Batch
+from pipeline.model.schemas import CARD, Batch
 from producers.adapters import FormatError, Skips, first_line
 from producers.inventory import Inventory
 

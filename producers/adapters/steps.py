@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.schemas import Batch
-from pipeline.topology import Topology
+from pipeline.model.schemas import Batch
+from pipeline.topology.synthetic import Topology
 from producers.adapters import FormatError, binary_kind, read_text
 
 COMPUTE_OPS = ("forward-compute", "backward-compute")
@@ -170,8 +170,8 @@ class StepReporter:
         self.clock = clock or (lambda: int(time.time() * 1000))
 
     def step(self, step: int, compute_s: float, wait_s: float = 0.0) -> None:
-        from pipeline.schemas import encode_batch
-        from pipeline.topics import STEP_TELEMETRY
+        from pipeline.model.schemas import encode_batch
+        from pipeline.model.topics import STEP_TELEMETRY
         from producers.simulator import Message
 
         batch = Batch(

@@ -40,8 +40,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pipeline.schemas import Batch
-from pipeline.topology import Topology, UnknownEntity
+from pipeline.model.schemas import Batch
+from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import FormatError, Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.schemas import Batch, InvalidRecord, check_entities
-from pipeline.topology import Topology
+from pipeline.model.schemas import Batch, InvalidRecord
+from pipeline.topology.entities import check_entities
+from pipeline.topology.synthetic import Topology
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import Sample
 from producers.collect.metrics import CollectMetrics

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
-from pipeline.schemas import SCHEMAS, Batch, InvalidRecord, bundle, check_entities, encode_batch
-from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
-from pipeline.topology import Topology, UnknownEntity
+from pipeline.model.schemas import SCHEMAS, Batch, InvalidRecord, bundle, encode_batch
+from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
+from pipeline.topology.entities import check_entities
+from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import FormatError, decode_text
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache

@@ -15,8 +15,8 @@ import yaml
 from bench.latency import TimedReceiver
 from bench.peer.pages import Page, alertmanager_page, related, score
 from bench.peer.run import Incumbent
-from pipeline.broker import free_port
-from pipeline.schemas import decode_batch
+from pipeline.model.schemas import decode_batch
+from pipeline.ops.broker import free_port
 from producers.adapters.prometheus import parse
 from producers.scenario import parse_scenario
 from producers.served_fleet import ClusterExporters, ExporterServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.broker import BrokerError, EmbeddedBroker, check_reachable, create_topics, free_port
+from pipeline.ops.broker import BrokerError, EmbeddedBroker, check_reachable, create_topics, free_port
 from pipeline.settings import load_settings
 from tests.conftest import run_cli
 

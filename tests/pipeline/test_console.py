@@ -1,8 +1,8 @@
 """What `clusterpulse run` prints: a root cause and a count of what it groups, not a line per
 consequence (unless --verbose)."""
 
-from pipeline.console import ConsoleAlerts
-from pipeline.evaluate import run_offline
+from pipeline.eval.evaluate import run_offline
+from pipeline.notify.console import ConsoleAlerts
 from pipeline.settings import Settings
 from producers.scenario import parse_scenario
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from pipeline.correlate import Correlator
-from pipeline.schemas import Alert, iso_utc
+from pipeline.correlate.correlator import Correlator
+from pipeline.model.schemas import Alert, iso_utc
 from pipeline.settings import CorrelateSettings
-from pipeline.topology import ClusterShape, Topology
+from pipeline.topology.synthetic import ClusterShape, Topology
 from tests.builders import START_MS
 
 TOPO = Topology(ClusterShape(cards=10240, cards_per_node=8, nodes_per_leaf=32, spines=32))
@@ -197,9 +197,9 @@ def test_a_partition_whose_worker_has_not_reported_yet_holds_the_clock() -> None
 def test_state_survives_a_move_and_replayed_findings_change_nothing() -> None:
     """A new owner restores the snapshot; a finding the detectors re-emit after their own restore
     (firing or resolution of an episode already resolved) publishes nothing twice."""
-    from pipeline.correlate import Correlator
-    from pipeline.schemas import Alert
-    from pipeline.topology import ClusterShape, Topology
+    from pipeline.correlate.correlator import Correlator
+    from pipeline.model.schemas import Alert
+    from pipeline.topology.synthetic import ClusterShape, Topology
 
     topo = Topology(ClusterShape(64, 8, 4, 2))
     firing = Alert(

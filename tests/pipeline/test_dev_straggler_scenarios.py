@@ -4,7 +4,7 @@ and stragglers of 15 % or more found within 10 of their job's steps in jobs of 3
 
 import pytest
 
-from pipeline.evaluate import evaluate
+from pipeline.eval.evaluate import evaluate
 from pipeline.settings import Settings
 from producers.scenario import load_scenario
 from tests.conftest import ROOT

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.evaluate import faults_of, run_offline, skew_tolerance_s
-from pipeline.scorer import score
+from pipeline.eval.evaluate import faults_of, run_offline, skew_tolerance_s
+from pipeline.eval.scorer import score
 from pipeline.settings import load_settings
 from producers.random_scenario import random_scenario
 from producers.scenario import parse_scenario

@@ -1,4 +1,4 @@
-"""What a worker takes of a well-formed batch: message times and row values (pipeline.intake)."""
+"""What a worker takes of a well-formed batch: message times and row values (pipeline.stream.intake)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.intake import admit, check_time
-from pipeline.schemas import InvalidRecord, bundle
+from pipeline.model.schemas import InvalidRecord, bundle
 from pipeline.settings import IntakeSettings
+from pipeline.stream.intake import admit, check_time
 from tests.builders import START_MS, card_batch, port_batch, step_batch
 
 RULES = IntakeSettings()

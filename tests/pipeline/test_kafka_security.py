@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from pipeline.kafka_config import consumer_config, faust_config, producer_config, use_security
+from pipeline.ops.kafka_config import consumer_config, faust_config, producer_config, use_security
 from pipeline.settings import SettingsError, load_settings
 from tests.conftest import run_cli
 

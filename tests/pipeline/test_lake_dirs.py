@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lake_dirs import LakeError, claim_lake, lake_identity, new_run_dir, resolve_lake
+from pipeline.lake.dirs import LakeError, claim_lake, lake_identity, new_run_dir, resolve_lake
 from tests.conftest import run_cli
 
 SMALL = {"cards": 64, "cards_per_node": 8, "nodes_per_leaf": 4, "spines": 2}

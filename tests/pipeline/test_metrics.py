@@ -16,11 +16,11 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.broker import free_port, stop_process
-from pipeline.intake import check_time
-from pipeline.kafka_config import producer_config
-from pipeline.schemas import InvalidRecord, bundle, decode_batch, encode_batch
+from pipeline.model.schemas import InvalidRecord, bundle, decode_batch, encode_batch
+from pipeline.ops.broker import free_port, stop_process
+from pipeline.ops.kafka_config import producer_config
 from pipeline.settings import IntakeSettings
+from pipeline.stream.intake import check_time
 from tests.builders import START_MS, card_batch
 from tests.conftest import Children
 from tests.kafka_helpers import read_until

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.receiver import WebhookReceiver
+from pipeline.notify.receiver import WebhookReceiver
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pickle
 
 from pipeline.detect import DetectorSet
-from pipeline.repeats import SAVED, RepeatWindow
+from pipeline.detect.repeats import SAVED, RepeatWindow
 from tests.builders import small_topology
 
 

@@ -12,9 +12,9 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.evaluate import run_offline
-from pipeline.run import consumer_lag
-from pipeline.schemas import Alert, decode_batch
+from pipeline.eval.evaluate import run_offline
+from pipeline.model.schemas import Alert, decode_batch
+from pipeline.ops.processes import consumer_lag
 from pipeline.settings import load_settings
 from producers.output import read_message_file
 from producers.scenario import load_scenario

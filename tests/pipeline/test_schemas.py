@@ -5,16 +5,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.schemas import (
+from pipeline.model.schemas import (
     SCHEMA_VERSION,
     Alert,
     InvalidRecord,
     alert_id,
-    check_entities,
     decode_batch,
     encode_batch,
     iso_utc,
 )
+from pipeline.topology.entities import check_entities
 from tests.builders import START_MS, card_batch, port_batch, small_topology
 
 
@@ -75,7 +75,7 @@ def test_unknown_entities_are_rejected() -> None:
         check_entities(card_batch("node0001", cards=[0, 9]), topo)
     with pytest.raises(InvalidRecord, match="no port"):
         check_entities(port_batch("leaf000", ports=40), topo)
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
 
     good = [port_batch("leaf000", ports=6), port_batch("spine001", ports=8)]
     check_entities(bundle(good, "collector"), topo)  # a collector's message: every switch at once
@@ -103,7 +103,7 @@ def test_alert_identity_is_stable_and_json_matches_the_spec() -> None:
 
 
 def test_a_collector_message_carries_many_sources_and_splits_back() -> None:
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
     from tests.builders import card_batch
 
     one, two = card_batch("node0001", 5, errors=[(3, 79)]), card_batch("node0002", 5)
@@ -117,7 +117,7 @@ def test_a_collector_message_carries_many_sources_and_splits_back() -> None:
 
 
 def test_collector_row_counts_must_add_up() -> None:
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
     from tests.builders import card_batch
 
     good = msgpack.unpackb(encode_batch(bundle([card_batch("node0001", 5), card_batch("node0002", 5)], "r")))
@@ -134,7 +134,7 @@ def test_collector_row_counts_must_add_up() -> None:
 
 
 def test_a_collectors_unreachable_sources_round_trip_and_are_checked() -> None:
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
 
     batch = bundle([card_batch("node0001", 1), card_batch("node0002", 1, cards=[])], "gpu:node0001")
     batch.unreachable = ("node0002",)
@@ -153,8 +153,8 @@ def test_a_collectors_unreachable_sources_round_trip_and_are_checked() -> None:
 def test_port_names_travel_once_and_a_message_without_them_is_what_it_was() -> None:
     """`pn` (each row's port as its device names it) is optional: a message without names is byte
     for byte the old one; names survive bundling, splitting, dropping rows and the wire."""
-    from pipeline.intake import keep_rows
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
+    from pipeline.stream.intake import keep_rows
 
     plain = port_batch("leaf000", 1, 3)
     assert "pn" not in msgpack.unpackb(encode_batch(plain)) and decode_batch(encode_batch(plain)).port_names is None

@@ -1,7 +1,7 @@
 """The strict scorer (../shared/specs/scenario.md, "Scoring (strict)") on hand-made alerts."""
 
-from pipeline.schemas import Alert, alert_id, iso_utc
-from pipeline.scorer import Fault, match, score, table
+from pipeline.eval.scorer import Fault, match, score, table
+from pipeline.model.schemas import Alert, alert_id, iso_utc
 from tests.builders import START_MS
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.topology import ClusterShape, Topology, UnknownEntity
+from pipeline.topology.synthetic import ClusterShape, Topology, UnknownEntity
 
 BIG = Topology(ClusterShape(cards=10240, cards_per_node=8, nodes_per_leaf=32, spines=32))
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.broker import free_port, stop_process
-from pipeline.schemas import Alert
-from pipeline.topology import ClusterShape, Topology
+from pipeline.model.schemas import Alert
+from pipeline.ops.broker import free_port, stop_process
+from pipeline.topology.synthetic import ClusterShape, Topology
 from pipeline.ui.view import ClusterView
 from tests.conftest import ROOT, clean_env, run_cli
 
@@ -130,7 +130,7 @@ def test_the_event_time_is_the_newest_time_any_alert_record_names() -> None:
 
 def page_lake(root: Path, topo: Topology) -> None:
     """A lake for the page: node i's cards at 40 + i °C (newest at t=2 s), rank 3 of job train slow."""
-    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.lake.parquet import ParquetSink
     from tests.builders import card_batch, step_batch
 
     sink = ParquetSink(root, topology=topo)
@@ -468,7 +468,7 @@ def test_ui_without_a_broker_says_what_it_needs_in_one_line() -> None:
 def test_the_newest_value_of_each_card_comes_from_each_partition_s_newest_file(tmp_path: Path) -> None:
     import numpy as np
 
-    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.lake.parquet import ParquetSink
     from pipeline.ui.latest import latest_values
     from tests.builders import card_batch
 
@@ -487,7 +487,7 @@ def test_the_newest_value_of_each_card_comes_from_each_partition_s_newest_file(t
 
 
 def test_step_history_gives_each_job_its_median_and_its_straggling_ranks(tmp_path: Path) -> None:
-    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.lake.parquet import ParquetSink
     from pipeline.ui.latest import step_history
     from tests.builders import step_batch
 
@@ -511,7 +511,7 @@ def test_step_history_gives_each_job_its_median_and_its_straggling_ranks(tmp_pat
 
 
 def test_each_switch_s_crc_rate_comes_from_its_newest_samples(tmp_path: Path) -> None:
-    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.lake.parquet import ParquetSink
     from pipeline.ui.latest import switch_error_rates
     from tests.builders import port_batch
 

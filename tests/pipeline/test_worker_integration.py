@@ -10,9 +10,9 @@ import msgpack
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.kafka_config import producer_config
-from pipeline.schemas import Alert, encode_batch
-from pipeline.topics import DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
+from pipeline.model.schemas import Alert, encode_batch
+from pipeline.model.topics import DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
+from pipeline.ops.kafka_config import producer_config
 from tests.builders import card_batch
 from tests.conftest import ROOT, run_cli
 from tests.kafka_helpers import read_until
@@ -28,7 +28,7 @@ SMALL_CLUSTER = {
 
 def card_rows_sent(scenario: Path) -> int:
     """Card rows the simulator sends for the scenario (its realistic noise misses a few samples)."""
-    from pipeline.schemas import decode_batch
+    from pipeline.model.schemas import decode_batch
     from producers.scenario import load_scenario
     from producers.simulator import Simulator
 
@@ -78,7 +78,7 @@ def wait_for_rows(data: Path, dataset: str, sql: str, timeout_s: float = 60) -> 
 
 
 def test_injected_card_failure_reaches_the_alerts_topic_and_parquet(broker, prefix, children, tmp_path) -> None:
-    from pipeline.broker import free_port
+    from pipeline.ops.broker import free_port
 
     data = tmp_path / "lake"
     env = {**worker_env(broker.bootstrap, prefix, data), "CLUSTERPULSE_HEALTH_PORT": str(free_port())}
@@ -144,7 +144,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(
     wrong_version = msgpack.packb({**msgpack.unpackb(good_before), "v": 99}, use_bin_type=True)
     unknown_entity = encode_batch(card_batch("node0999", 0))
     good_after = encode_batch(card_batch("node0002", 0, errors=[(1, 79)]))
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
 
     half_known = encode_batch(bundle([card_batch("node0003", 0, errors=[(5, 79)]), card_batch("node0998", 0)], "rack"))
     topic = f"{prefix}.telemetry.card"
@@ -200,8 +200,8 @@ def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails
     per receiver, make `run` exit 1, and `alerts replay --data` delivers them after the run."""
     import threading
 
-    from pipeline.broker import free_port
-    from pipeline.receiver import WebhookReceiver
+    from pipeline.notify.receiver import WebhookReceiver
+    from pipeline.ops.broker import free_port
 
     data = tmp_path / "data"
     scenario = str(ROOT / "scenarios" / "card-failure-small.yaml")
@@ -277,7 +277,7 @@ def test_the_readme_walkthrough_twice_loses_nothing_and_says_when_delivery_fails
 def test_detector_state_survives_a_worker_restart(broker, prefix, children, tmp_path) -> None:
     """A card failed before the restart; healthy reports after it resolve the alert, which only
     works if the new worker knows the card had failed."""
-    from pipeline.state import read_snapshots
+    from pipeline.stream.partition_state import read_snapshots
 
     data = tmp_path / "lake"
     env = worker_env(broker.bootstrap, prefix, data)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import free_port
-from pipeline.schemas import decode_batch
+from pipeline.model.schemas import decode_batch
+from pipeline.ops.broker import free_port
 from producers.output import read_message_file
 from tests.conftest import ROOT, static_http
 from tests.conftest import run_cli as cli

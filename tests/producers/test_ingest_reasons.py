@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schemas import decode_batch
+from pipeline.model.schemas import decode_batch
 from producers.output import read_message_file
 from tests.conftest import ROOT, SAMPLES, run_cli, static_http
 

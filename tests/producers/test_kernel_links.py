@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.schemas import Alert
+from pipeline.model.schemas import Alert
 from tests.kafka_helpers import read_until
 
 NEEDS = ("ip", "nsenter", "mount", "umount", "tc")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schemas import decode_batch
-from pipeline.topics import CARD_TELEMETRY
+from pipeline.model.schemas import decode_batch
+from pipeline.model.topics import CARD_TELEMETRY
 from producers.output import DeliveryError, FileOutput, KafkaOutput, Pacer, parse_speed, pump, read_message_file
 from producers.scenario import parse_scenario
 from producers.simulator import Message, Simulator

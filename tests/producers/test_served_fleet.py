@@ -7,7 +7,7 @@ import asyncio
 import urllib.error
 import urllib.request
 
-from pipeline.schemas import encode_batch
+from pipeline.model.schemas import encode_batch
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache
 from producers.collect.config import discover, load_config

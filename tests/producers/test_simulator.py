@@ -8,8 +8,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pipeline.schemas import PORT, decode_batch
-from pipeline.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
+from pipeline.model.schemas import PORT, decode_batch
+from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
 from producers.scenario import parse_scenario
 from producers.simulator import Simulator, poisson
 

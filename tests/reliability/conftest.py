@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.receiver import WebhookReceiver
+from pipeline.notify.receiver import WebhookReceiver
 from tests.reliability.helpers import signed_receiver
 
 

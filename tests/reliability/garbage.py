@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 from hypothesis import strategies as st
 
-from pipeline.schemas import CARD, PORT, STEP
+from pipeline.model.schemas import CARD, PORT, STEP
 from producers.simulator import Message
 
 LATE_MIN_S, LATE_MAX_S = 120, 2400  # stored late rows: older than any silence of the scenario, within the lateness

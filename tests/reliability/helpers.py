@@ -14,9 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.broker import free_port
-from pipeline.receiver import WebhookReceiver
-from pipeline.run import consumer_lag
+from pipeline.notify.receiver import WebhookReceiver
+from pipeline.ops.broker import free_port
+from pipeline.ops.processes import consumer_lag
 
 CLUSTER = {"cards": 256, "cards_per_node": 8, "nodes_per_leaf": 8, "spines": 2}
 SCENARIO = {
@@ -63,7 +63,7 @@ KEYS = {
 @functools.lru_cache(maxsize=4)
 def sent_rows(path: Path) -> dict[str, int]:
     """Rows per lake dataset of everything the simulator sends for the scenario."""
-    from pipeline.schemas import decode_batch
+    from pipeline.model.schemas import decode_batch
     from producers.scenario import load_scenario
     from producers.simulator import Simulator
 
@@ -79,7 +79,7 @@ def sent_rows(path: Path) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=4)
 def offline_alerts(path: Path) -> set[tuple[str, str, str, str]]:
-    from pipeline.evaluate import run_offline
+    from pipeline.eval.evaluate import run_offline
     from pipeline.settings import load_settings
     from producers.scenario import load_scenario
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
+from pipeline.ops.broker import EmbeddedBroker, free_port, stop_process
 from tests.reliability.helpers import (
     HOOK_SECRET,
     SCENARIO,

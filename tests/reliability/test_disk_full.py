@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.broker import stop_process
-from pipeline.run import consumer_lag
-from pipeline.schemas import Alert
-from pipeline.topics import ALERTS, TELEMETRY_TOPICS
+from pipeline.model.schemas import Alert
+from pipeline.model.topics import ALERTS, TELEMETRY_TOPICS
+from pipeline.ops.broker import stop_process
+from pipeline.ops.processes import consumer_lag
 from tests.kafka_helpers import read_until
 from tests.reliability.helpers import SCENARIO, check_lake, check_pages, offline_alerts, wait_caught_up, worker_env
 

@@ -15,8 +15,8 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.broker import stop_process
-from pipeline.topics import DEAD_LETTERS, DLQ_REASON, DLQ_TOPIC
+from pipeline.model.topics import DEAD_LETTERS, DLQ_REASON, DLQ_TOPIC
+from pipeline.ops.broker import stop_process
 from producers.output import KafkaOutput
 from producers.scenario import load_scenario
 from producers.simulator import Message, Simulator

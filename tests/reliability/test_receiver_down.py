@@ -10,10 +10,10 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.broker import free_port, stop_process
+from pipeline.model.schemas import Alert
+from pipeline.model.topics import NOTIFY_DEAD_LETTERS
 from pipeline.notify.payloads import idempotency_key
-from pipeline.schemas import Alert
-from pipeline.topics import NOTIFY_DEAD_LETTERS
+from pipeline.ops.broker import free_port, stop_process
 from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
 from tests.reliability.helpers import SCENARIO, check_pages, signed_receiver, wait_caught_up, worker_env

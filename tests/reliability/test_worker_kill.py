@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from pipeline.broker import stop_process
+from pipeline.ops.broker import stop_process
 from tests.reliability.helpers import (
     HOOK_SECRET,
     SCENARIO,

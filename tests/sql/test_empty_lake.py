@@ -15,12 +15,12 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import lake_views
-from pipeline.fabric.dimensions import SCHEMAS as DIMENSION_SCHEMAS
-from pipeline.fabric.dimensions import fabric_of_topology, write_dimensions
-from pipeline.query import DATASETS, connect, parameters, run_query
-from pipeline.schemas import Alert, iso_utc
-from pipeline.sinks.parquet import ParquetSink, dataset_schema
+from pipeline.lake import views as lake_views
+from pipeline.lake.dimensions import SCHEMAS as DIMENSION_SCHEMAS
+from pipeline.lake.dimensions import fabric_of_topology, write_dimensions
+from pipeline.lake.parquet import ParquetSink, dataset_schema
+from pipeline.lake.query import DATASETS, connect, parameters, run_query
+from pipeline.model.schemas import Alert, iso_utc
 from tests.builders import START_MS, card_batch, counters_batch, small_topology, step_batch
 from tests.conftest import ROOT, run_cli
 
@@ -92,7 +92,7 @@ def declared_columns(sql: str) -> list[str]:
 
 def test_the_view_files_are_generated_from_the_current_schemas() -> None:
     for path, text in lake_views.rendered_files().items():
-        assert path.read_text() == text, f"{path.name} is stale: run .venv/bin/python -m pipeline.lake_views"
+        assert path.read_text() == text, f"{path.name} is stale: run .venv/bin/python -m pipeline.lake.views"
 
 
 def test_the_writers_write_the_schemas_the_views_are_made_from(full_lake: Path) -> None:

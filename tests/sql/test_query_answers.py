@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.query import run_query
-from pipeline.schemas import PORT, Alert, Batch, iso_utc
-from pipeline.sinks.parquet import ParquetSink
+from pipeline.lake.parquet import ParquetSink
+from pipeline.lake.query import run_query
+from pipeline.model.schemas import PORT, Alert, Batch, iso_utc
 from tests.builders import START_MS, card_batch, small_topology, step_batch
 from tests.conftest import ROOT
 

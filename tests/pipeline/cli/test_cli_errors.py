@@ -122,8 +122,8 @@ def test_counts_are_in_words_that_agree() -> None:
 
 
 def test_a_canned_query_by_name_and_the_sql_session_dot_commands(tmp_path: Path) -> None:
-    from pipeline.schemas import Alert
-    from pipeline.sinks.parquet import ParquetSink
+    from pipeline.lake.parquet import ParquetSink
+    from pipeline.model.schemas import Alert
 
     sink = ParquetSink(tmp_path)
     sink.add_alert(

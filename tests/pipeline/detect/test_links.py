@@ -94,7 +94,7 @@ def test_without_cabling_a_port_never_up_is_not_paged_and_pages_once_it_was_up()
     """Issue 25: ports of scrapes without a topology (`PortEntities`: nothing says which are
     cabled). Ethernet1/3 never comes up: an empty port, listed, not paged. Ethernet1/2 is down from
     the first sample, comes up at 20 s: its going down at 40 s pages, and resolves."""
-    from pipeline.offline_detect import PortEntities
+    from pipeline.topology.ports import PortEntities
 
     det = LinkDetector(PortEntities({"tor-a": ["Ethernet1/1", "Ethernet1/2", "Ethernet1/3"]}), LinkSettings())
     out = []
@@ -125,8 +125,8 @@ def test_with_a_topology_a_cabled_port_down_from_the_first_sample_pages_at_once(
 def test_alerts_name_the_port_as_the_device_does_from_its_batches_else_from_the_fabrics_link() -> None:
     """Names the batches brought (once) win; without them, the switch's end of an imported
     fabric's link name (`h1/HCA-1~sw1/10`): IB port 10 is our port 9."""
-    from pipeline.fabric.model import Device, Endpoint, Fabric, Link
-    from pipeline.fabric.topology import FabricTopology
+    from pipeline.topology.fabric import Device, Endpoint, Fabric, Link
+    from pipeline.topology.imported import FabricTopology
 
     fabric = Fabric()
     for name, kind in (("h1", "host"), ("h2", "host"), ("sw1", "switch")):

@@ -67,7 +67,7 @@ def test_a_source_is_judged_against_its_own_cadence() -> None:
 
 
 def test_an_unreachable_node_is_a_finding_marked_unreachable_not_silence() -> None:
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
 
     det = NodeDownDetector(small_topology(), SilenceSettings(silence_s=3, recovery_s=2))
     alerts = []

@@ -2,7 +2,7 @@ import numpy as np
 
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.settings import StragglerSettings
-from pipeline.topology import ClusterShape, Topology
+from pipeline.topology.synthetic import ClusterShape, Topology
 from tests.builders import step_batch
 
 BIG = Topology(ClusterShape(cards=8192, cards_per_node=8, nodes_per_leaf=32, spines=8))

@@ -1,7 +1,7 @@
 import numpy as np
 
 from pipeline.detect.thermal import ThermalDetector
-from pipeline.schemas import Batch
+from pipeline.model.schemas import Batch
 from pipeline.settings import ThermalSettings
 from tests.builders import card_batch, small_topology
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipeline.fabric.cabling_check import check_cabling
-from pipeline.fabric.cabling_plan import load_cabling_plan, parse_cabling_plan
-from pipeline.fabric.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
+from pipeline.topology.cabling_check import check_cabling
+from pipeline.topology.cabling_plan import load_cabling_plan, parse_cabling_plan
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
 from tests.conftest import SAMPLES, run_cli
 from tests.pipeline.fabric.test_topology_files import DEFAULT_FORM
 

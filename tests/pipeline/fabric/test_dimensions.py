@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.fabric.dimensions import fabric_of_topology, write_dimensions
-from pipeline.fabric.ibnetdiscover import load_ibnetdiscover
-from pipeline.query import run_query
-from pipeline.topology import ClusterShape, Topology
+from pipeline.lake.dimensions import fabric_of_topology, write_dimensions
+from pipeline.lake.query import run_query
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover
+from pipeline.topology.synthetic import ClusterShape, Topology
 from tests.conftest import run_cli
 from tests.pipeline.fabric.test_topology_files import SELENE
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.fabric.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
-from pipeline.fabric.topology import FabricTopology
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
+from pipeline.topology.imported import FabricTopology
 from tests.conftest import SAMPLES
 from tests.pipeline.fabric.ibnetdiscover_text import Cable, Node, default_form, guids, ports_form
 

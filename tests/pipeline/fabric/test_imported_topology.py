@@ -7,12 +7,12 @@ import collections
 
 import pytest
 
-from pipeline.evaluate import run_offline
-from pipeline.fabric.ibnetdiscover import load_ibnetdiscover
-from pipeline.fabric.model import Device, Endpoint, Fabric, Link
-from pipeline.fabric.topology import FabricTopology, load_topology
+from pipeline.eval.evaluate import run_offline
 from pipeline.settings import load_settings
-from pipeline.topology import UnknownEntity
+from pipeline.topology.fabric import Device, Endpoint, Fabric, Link
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover
+from pipeline.topology.imported import FabricTopology, load_topology
+from pipeline.topology.synthetic import UnknownEntity
 from producers.scenario import ScenarioError, parse_scenario
 from tests.conftest import SAMPLES
 
@@ -119,7 +119,7 @@ def test_a_scenario_on_an_imported_fabric_pages_each_switch_once(tmp_path) -> No
 
 
 def _fabric_yaml(fabric: Fabric) -> dict:
-    from pipeline.fabric.saved import fabric_document
+    from pipeline.topology.saved import fabric_document
 
     return fabric_document(fabric)
 

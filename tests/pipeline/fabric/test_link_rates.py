@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fabric.ibnetdiscover import parse_ibnetdiscover
-from pipeline.fabric.link_rates import Rate, parse_rate, slow_link_report
+from pipeline.topology.ibnetdiscover import parse_ibnetdiscover
+from pipeline.topology.link_rates import Rate, parse_rate, slow_link_report
 from tests.conftest import SAMPLES, run_cli
 from tests.pipeline.fabric.ibnetdiscover_text import Cable, Node, default_form, ports_form
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fabric.load import load_fabric
-from pipeline.fabric.model import Device, Endpoint, Fabric, Link
-from pipeline.fabric.saved import save_fabric
-from pipeline.fabric.tiers import tier_label
+from pipeline.topology.fabric import Device, Endpoint, Fabric, Link
+from pipeline.topology.load import load_fabric
+from pipeline.topology.saved import save_fabric
+from pipeline.topology.tiers import tier_label
 from tests.conftest import SAMPLES, run_cli
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fabric.cabling_plan import parse_cabling_plan
-from pipeline.fabric.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
-from pipeline.fabric.lldp import load_lldp
-from pipeline.fabric.load import load_fabric
-from pipeline.fabric.model import FabricError
+from pipeline.topology.cabling_plan import parse_cabling_plan
+from pipeline.topology.fabric import FabricError
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
+from pipeline.topology.lldp import load_lldp
+from pipeline.topology.load import load_fabric
 from tests.conftest import SAMPLES, run_cli
 
 SELENE = SAMPLES / "selene_ib_topology" / "selene.compute.ibnetdiscover.txt.gz"

@@ -1,5 +1,5 @@
 """`topology write`: the synthetic cluster in each real format reads back (`topology import`, `show`,
-`radius`, `check`) into the cluster's own wiring, computed here from `pipeline.topology`, not from
+`radius`, `check`) into the cluster's own wiring, computed here from `pipeline.topology.synthetic`, not from
 the writer."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fabric.ibnetdiscover import parse_ibnetdiscover
-from pipeline.fabric.load import load_fabric
-from pipeline.fabric.writers import INFINIBAND_NDR, ibnetdiscover_text, name_guid, synthetic_fabric
-from pipeline.topology import ClusterShape, Topology
+from pipeline.topology.ibnetdiscover import parse_ibnetdiscover
+from pipeline.topology.load import load_fabric
+from pipeline.topology.synthetic import ClusterShape, Topology
+from pipeline.topology.writers import INFINIBAND_NDR, ibnetdiscover_text, name_guid, synthetic_fabric
 from tests.conftest import run_cli
 
 SHAPE = ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=16, spines=4)

@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import Notifier
+from pipeline.notify.receiver import WebhookReceiver
 from pipeline.notify.signing import HEADER
-from pipeline.receiver import WebhookReceiver
-from pipeline.schemas import Alert
 from pipeline.settings import ReceiverSettings
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import Notifier
 from pipeline.notify.payloads import alertmanager_alert
+from pipeline.notify.receiver import WebhookReceiver
 from pipeline.notify.routing import matches
-from pipeline.receiver import WebhookReceiver
-from pipeline.schemas import Alert
 from pipeline.settings import ReceiverSettings
 from tests.pipeline.notify.test_delivery import receiver, servers  # noqa: F401 (fixture)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.broker import free_port, stop_process
+from pipeline.ops.broker import free_port, stop_process
 from tests.conftest import run_cli
 from tests.kafka_helpers import read_until
 
@@ -139,12 +139,12 @@ def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(
     # the card comes back: every node reports all its cards for 40 more seconds
     from kafka import KafkaProducer
 
-    from pipeline.kafka_config import producer_config
-    from pipeline.schemas import encode_batch
+    from pipeline.model.schemas import encode_batch
+    from pipeline.ops.kafka_config import producer_config
     from tests.builders import card_batch
 
     producer = KafkaProducer(**producer_config(broker.bootstrap, "t"))
-    from pipeline.schemas import bundle
+    from pipeline.model.schemas import bundle
 
     for t in range(40, 80):  # as the simulator sends them: one message per rack (4 nodes), same keys
         for first in (0, 4):
@@ -175,8 +175,8 @@ def test_pipeline_alerts_reach_a_signed_webhook_and_alertmanager(
 def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_path) -> None:
     from kafka import KafkaProducer
 
-    from pipeline.kafka_config import producer_config
-    from pipeline.schemas import encode_batch
+    from pipeline.model.schemas import encode_batch
+    from pipeline.ops.kafka_config import producer_config
     from tests.builders import card_batch
 
     port = free_port()  # nothing listens here yet: delivery fails and is dead-lettered
@@ -227,8 +227,8 @@ def test_dead_lettered_notifications_replay_once(broker, prefix, children, tmp_p
 def test_a_notification_pending_at_a_worker_restart_is_delivered_after_it(broker, prefix, children, tmp_path) -> None:
     from kafka import KafkaProducer
 
-    from pipeline.kafka_config import producer_config
-    from pipeline.schemas import encode_batch
+    from pipeline.model.schemas import encode_batch
+    from pipeline.ops.kafka_config import producer_config
     from tests.builders import card_batch
 
     port = free_port()  # the receiver is down while the first worker tries, with retries for minutes

@@ -3,11 +3,11 @@ import random
 
 import pytest
 
+from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import backoff_s, request_for
 from pipeline.notify.payloads import alertmanager_webhook_body, idempotency_key
 from pipeline.notify.routing import matches
 from pipeline.notify.signing import SignatureError, sign, verify
-from pipeline.schemas import Alert
 from pipeline.settings import ReceiverSettings
 
 

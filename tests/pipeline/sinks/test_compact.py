@@ -5,8 +5,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipeline.sinks.compact import SOURCES_KEY, compact
-from pipeline.sinks.parquet import ParquetSink
+from pipeline.lake.compact import SOURCES_KEY, compact
+from pipeline.lake.parquet import ParquetSink
 from tests.builders import card_batch
 
 NOW = 1_767_225_600 + 10 * 3600  # ten hours after the data's hour

@@ -3,8 +3,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipeline.schemas import Alert, iso_utc
-from pipeline.sinks.parquet import ParquetSink
+from pipeline.lake.parquet import ParquetSink
+from pipeline.model.schemas import Alert, iso_utc
 from tests.builders import START_MS, card_batch, port_batch
 
 
@@ -86,7 +86,7 @@ def test_alerts_and_views_are_queryable_with_duckdb(tmp_path: Path) -> None:
     sink.add_alert("cp.alerts", 0, 0, alert)
     sink.add_batch("cp.telemetry.card", 0, 0, card_batch("node0001"))
     sink.flush_all()
-    from pipeline.query import connect
+    from pipeline.lake.query import connect
 
     con, skipped = connect(tmp_path)
     assert set(skipped) == {"card_events", "step", "port", "devices", "fabric_links"}  # no topology exported
@@ -130,7 +130,7 @@ def test_adding_a_column_later_does_not_break_reading_older_files(tmp_path: Path
     sink = ParquetSink(tmp_path)
     sink.add_batch("cp.telemetry.card", 0, 1, card_batch("node0002", 1))  # today's schema: more columns
     sink.flush_all()
-    from pipeline.query import run_query
+    from pipeline.lake.query import run_query
 
     result = run_query(tmp_path, "select node, count(*), count(power_w) from card group by node order by node")
     assert result.rows == [("node0001", 1, 0), ("node0002", 8, 8)]

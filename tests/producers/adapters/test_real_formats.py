@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.settings import StragglerSettings
-from pipeline.topology import ClusterShape, Topology
+from pipeline.topology.synthetic import ClusterShape, Topology
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
 from producers.adapters.prometheus import parse, parse_line
@@ -180,7 +180,7 @@ def test_perfquery_extended_counters_of_a_two_port_switch() -> None:
     assert batch.columns["port"].tolist() == [0, 1]
     assert batch.columns["tx_bytes"][0] == 36298026860928 * 4 and batch.columns["rx_bytes"][1] == 39078804993378 * 4
     assert batch.columns["pfc_pause"][0] == 22730501 and batch.columns["symbol_errors"].tolist() == [0, 0]
-    from pipeline.schemas import check_entities
+    from pipeline.topology.entities import check_entities
 
     check_entities(batch, topo)  # valid for the topology: ports exist on leaf003
 

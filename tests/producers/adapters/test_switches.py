@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.topology import ClusterShape, Topology
+from pipeline.topology.synthetic import ClusterShape, Topology
 from producers.adapters import FormatError
 from producers.adapters.prometheus import parse
 from producers.adapters.switches import SwitchConverter, ufm_messages

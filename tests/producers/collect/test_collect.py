@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from bench.latency import TimedReceiver, start_pipeline
-from pipeline.broker import free_port, stop_process
-from pipeline.evaluate import run_offline
-from pipeline.schemas import decode_batch
+from pipeline.eval.evaluate import run_offline
+from pipeline.model.schemas import decode_batch
+from pipeline.model.topics import CARD_TELEMETRY
+from pipeline.ops.broker import free_port, stop_process
 from pipeline.settings import load_settings
-from pipeline.topics import CARD_TELEMETRY
 from producers.adapters.prometheus import Sample
 from producers.collect.remote_write import encode_write_request
 from producers.scenario import load_scenario, parse_scenario

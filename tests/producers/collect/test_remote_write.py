@@ -403,8 +403,8 @@ def test_a_target_prometheus_stops_sending_is_named_unreachable_not_left_to_look
     shard) while the others' keep coming: after 2.5 of its intervals the intake names its node
     unreachable (the fabric decides, as for a failed scrape) rather than leaving it silent, which
     the worker would page as node_down (seen once in CI with a real Prometheus under load)."""
-    from pipeline.schemas import decode_batch
-    from pipeline.topology import ClusterShape, Topology
+    from pipeline.model.schemas import decode_batch
+    from pipeline.topology.synthetic import ClusterShape, Topology
     from producers.adapters.prometheus import Sample
     from producers.collect.listener import RemoteWriteIntake
     from producers.collect.metrics import CollectMetrics

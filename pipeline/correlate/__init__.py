@@ -1,0 +1,1 @@
+"""Symptoms to root causes: the hold, the rules and the blast radius."""

@@ -1,0 +1,470 @@
+"""Root cause and lifecycle: turn detector findings into the alerts people get.
+
+- Dedup: a finding may come from several sources (both ends of a fabric link); an alert fires
+  once when the first source fires and resolves once when the last one resolves.
+- Grouping: symptoms (a link down, a straggler) wait `group_wait_s` of event time for a root cause
+  (a dead leaf or node, a thermally throttled card, the down or degraded link of the NIC serving a
+  straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
+  whose root cause is firing when it is released carries `root_cause` = that alert's id.
+- Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
+- Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
+  `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
+  would see it die is down (`Topology.witness_links`); until then it is kept, not paged, and
+  forgotten when it reports again. An exporter that crashed on a healthy host pages nothing here
+  (the collector reports it on its own metrics and log).
+
+Event time: the correlator's clock is the slowest active source's watermark. A source that has
+read everything in its partition and whose watermark has not moved for 5 s (caught up: a
+partition with no new data, a stalled job) cannot send anything older and does not hold the clock;
+neither does one silent for `idle_s` of wall time (a dead worker). A source that lags, however
+long, holds it. When every source is caught up or idle (the input stopped), what is held is
+released after a short quiet period.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pipeline.model.schemas import Alert, alert_id
+from pipeline.settings import CorrelateSettings
+from pipeline.topology.synthetic import Topology, UnknownEntity
+
+log = logging.getLogger("clusterpulse.correlate")
+SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
+QUIET_RELEASE_S = 5.0  # wall seconds a symptom waits once every source is caught up or idle
+# A source that has read all its partition stops holding the clock only after its watermark has not
+# moved for this long: a partition being written to (a collector's message a second, a replay) is
+# often read to its end for a moment, and must still hold the clock until its next message, also
+# when a loaded machine stalls its producer for a few seconds (2 s was seen to be too short in CI:
+# a node's links paged ungrouped). It costs latency only where a partition really stops.
+CAUGHT_UP_GRACE_S = 5.0
+# A consequence still firing this long (event time) after its cause resolved is paged on its own:
+# twice the longest recovery hysteresis of a consequence (a link must stay up 30 s to resolve), so
+# links and cards coming back with their switch or node resolve first and page nothing. Like
+# Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
+ORPHAN_AFTER_S = 60.0
+ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down", "link_degraded"})
+
+
+def _ms(iso: str) -> int:
+    return int(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64))
+
+
+@dataclass
+class _Held:
+    alert: Alert
+    release_ms: int
+    held_at: float
+    resolved: Alert | None = None
+
+
+class Correlator:
+    def __init__(
+        self, topology: Topology, settings: CorrelateSettings | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.topo = topology
+        self.settings = settings or CorrelateSettings()
+        self.wall = clock
+        self.held: dict[str, _Held] = {}
+        self.published: dict[str, Alert] = {}
+        # published alerts that can explain others, with when they fired and resolved (event ms);
+        # kept after they resolve so a symptom released late still finds the cause of its time
+        self.roots: dict[str, tuple[Alert, int, int | None]] = {}
+        self.sources: dict[str, set[str]] = {}
+        self.watermarks: dict[str, int] = {}
+        self.moved_at: dict[str, float] = {}  # wall time each source's watermark last moved
+        self.caught_up: dict[str, bool] = {}  # source has read everything in its partition
+        self.job_nodes: dict[str, set[str]] = {}
+        # alert id -> when its last episode resolved (event ms): a finding replayed after a restart
+        # (detectors re-judge what came after their last saved state) must not fire or resolve it again
+        self.resolved: dict[str, int] = {}
+        # grouped consequences whose cause resolved: id -> event ms when they page on their own
+        self.orphans: dict[str, int] = {}
+        # node_down / switch_down findings of sources that could not be reached, by id, with their
+        # source: paged once the fabric agrees
+        self.unconfirmed: dict[str, tuple[Alert, str]] = {}
+
+    # ---- state that survives a restart or a rebalance -------------------------------------------
+    _STATE = (
+        "held",
+        "published",
+        "roots",
+        "sources",
+        "watermarks",
+        "caught_up",
+        "job_nodes",
+        "resolved",
+        "orphans",
+        "unconfirmed",
+    )
+    _ADDED = {"orphans": dict, "unconfirmed": dict}  # state newer than some snapshots: empty when restored from one
+
+    def reset(self) -> None:
+        """Forget everything (the findings partition moved to another worker)."""
+        self.__init__(self.topo, self.settings, self.wall)  # type: ignore[misc]
+
+    def snapshot(self) -> bytes:
+        """Everything the correlator remembers, compressed (read back with a restricted unpickler)."""
+        import pickle
+        import zlib
+
+        return zlib.compress(pickle.dumps({name: getattr(self, name) for name in self._STATE}, protocol=5), 3)
+
+    def restore(self, data: bytes) -> bool:
+        """Take a snapshot's state (False: unreadable, state unchanged). Wall-clock marks restart now."""
+        import io
+        import zlib
+
+        from pipeline.detect import _SnapshotUnpickler
+
+        try:
+            state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
+            assert isinstance(state, dict) and set(self._STATE) - set(self._ADDED) <= set(state) <= set(self._STATE)
+        except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
+            return False
+        state = {**{name: make() for name, make in self._ADDED.items()}, **state}
+        for name, value in state.items():
+            setattr(self, name, value)
+        now = self.wall()
+        self.moved_at = {src: now for src in self.watermarks}
+        for held in self.held.values():
+            held.held_at = now
+        return True
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def expect(self, sources: list[str]) -> None:
+        """Sources that exist (every partition of every telemetry topic) hold the clock from now
+        until they first report, are caught up or go idle: otherwise the first workers to report
+        would run the clock ahead of a partition whose worker has not started reading yet."""
+        now = self.wall()
+        for source in sources:
+            if source not in self.watermarks:
+                self.watermarks[source] = -1
+                self.moved_at[source] = now
+                self.caught_up[source] = False
+
+    def place(self, job: str, nodes: list[str]) -> None:
+        """Nodes running a job (learned from step telemetry), for blast radius."""
+        self.job_nodes.setdefault(job, set()).update(nodes)
+
+    def push(self, finding: Alert, source: str) -> list[Alert]:
+        """One detector finding from `source`; returns alerts to publish now."""
+        if finding.evidence.get("unreachable") and finding.id not in self.published:
+            if finding.status != "firing":
+                self.unconfirmed.pop(finding.id, None)  # it answers again: it was never paged
+                return []
+            if not self._fabric_agrees(finding):
+                self.unconfirmed[finding.id] = (finding, source)
+                return []
+            finding = self._confirmed(finding)
+        out = self._push(finding, source)
+        if finding.kind == "link_down" and finding.status == "firing" and self.unconfirmed:
+            out += self._confirm_for(finding.entity)
+        return out
+
+    def _fabric_agrees(self, finding: Alert) -> bool:
+        """Are all the links that would see this node or switch die down (firing, held or paged)?"""
+        try:
+            links = self.topo.witness_links(finding.kind, finding.entity)
+        except UnknownEntity:
+            return False
+        return bool(links) and all(alert_id("link_down", link) in self.sources for link in links)
+
+    def _confirmed(self, finding: Alert) -> Alert:
+        links = len(self.topo.witness_links(finding.kind, finding.entity))
+        return replace(
+            finding,
+            summary=f"{finding.entity} down: its exporter does not answer "
+            f"({finding.evidence.get('collector', 'collector')}) and all {links} links "
+            "its neighbours see are down",
+            evidence={**finding.evidence, "witness_links_down": links},
+        )
+
+    def _confirm_for(self, link: str) -> list[Alert]:
+        """Unreachable nodes or switches behind a link that just went down, now that the fabric agrees."""
+        out: list[Alert] = []
+        try:
+            causes = self.topo.link_causes(link)
+        except UnknownEntity:
+            return out
+        for kind, entity in causes:
+            waiting = self.unconfirmed.get(alert_id(kind, entity))
+            if waiting is not None and self._fabric_agrees(waiting[0]):
+                del self.unconfirmed[waiting[0].id]
+                out += self._push(self._confirmed(waiting[0]), waiting[1])
+        return out
+
+    def _push(self, finding: Alert, source: str) -> list[Alert]:
+        ended = self.resolved.get(finding.id)
+        if ended is not None and _ms(finding.starts_at) <= ended:
+            return []  # an episode that has already resolved, replayed
+        if finding.status == "firing":
+            seen = self.sources.get(finding.id)
+            if seen is not None:
+                seen.add(source)
+                return []
+            self.sources[finding.id] = {source}
+            if finding.kind in SYMPTOMS:
+                wait_ms = int(self.settings.group_wait_s * 1000)
+                self.held[finding.id] = _Held(finding, _ms(finding.starts_at) + wait_ms, self.wall())
+                return []
+            # not held: grouped only under a cause already firing (a card failing after its ECC errors)
+            return [self._publish(finding, self._root_cause(finding, wait=False))]
+        seen = self.sources.get(finding.id)
+        if seen is not None:
+            seen.discard(source)
+            if seen:
+                return []  # another source still sees it
+            del self.sources[finding.id]
+        held = self.held.get(finding.id)
+        if held is not None:
+            held.resolved = finding
+            return []
+        self._remember_resolved(finding)
+        firing = self.published.pop(finding.id, None)
+        self.orphans.pop(finding.id, None)
+        if finding.id in self.roots:
+            root, start_ms, _ = self.roots[finding.id]
+            end_ms = _ms(finding.ends_at or finding.starts_at)
+            self.roots[finding.id] = (root, start_ms, end_ms)
+            self._prune_roots(start_ms)
+            for alert in self.published.values():  # its consequences must now resolve on their own
+                if alert.root_cause == finding.id and alert.entity != root.entity:  # not a flapping link's own
+                    self.orphans[alert.id] = end_ms + int(ORPHAN_AFTER_S * 1000)
+        if firing is None:
+            return [finding]  # fired before a restart: pass the resolution on
+        return [
+            replace(
+                finding,
+                root_cause=firing.root_cause,
+                labels=firing.labels,
+                evidence={**firing.evidence, **finding.evidence},
+            )
+        ]
+
+    def advance(self, source: str, ts_ms: int, caught_up: bool = False) -> list[Alert]:
+        """A source's watermark (and whether it has read all its partition); release what is due."""
+        if ts_ms > self.watermarks.get(source, -1) or source not in self.moved_at:
+            self.watermarks[source] = max(ts_ms, self.watermarks.get(source, -1))
+            self.moved_at[source] = self.wall()
+        self.caught_up[source] = caught_up
+        clock = self.clock_ms()
+        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+
+    def _page_orphans(self, clock: int) -> list[Alert]:
+        """Consequences still firing `ORPHAN_AFTER_S` after their cause resolved: a firing record
+        again, ungrouped (same id and start), so they page on their own."""
+        out = []
+        for orphan_id, due_ms in sorted(self.orphans.items(), key=lambda item: item[1]):
+            if due_ms > clock:
+                continue
+            del self.orphans[orphan_id]
+            alert = self.published.get(orphan_id)
+            if alert is None or alert.root_cause is None:
+                continue
+            cause = self.roots.get(alert.root_cause)
+            why = (
+                f"still firing {ORPHAN_AFTER_S:g} s after {cause[0].kind} {cause[0].entity} resolved"
+                if cause
+                else f"still firing {ORPHAN_AFTER_S:g} s after its cause resolved"
+            )
+            base = alert.summary.split(" (consequence of ")[0]
+            out.append(
+                self._publish(
+                    replace(
+                        alert,
+                        root_cause=None,
+                        summary=f"{base} ({why})",
+                        evidence={**alert.evidence, "was_grouped_under": alert.root_cause},
+                    )
+                )
+            )
+        return out
+
+    def _quiet(self, source: str, now: float) -> bool:
+        still = now - self.moved_at[source]
+        return (self.caught_up.get(source, False) and still >= CAUGHT_UP_GRACE_S) or still >= self.settings.idle_s
+
+    def release_stale(self) -> list[Alert]:
+        """When every source is caught up or idle (the input stopped), release what has been held a
+        little while; otherwise what the clock says is due."""
+        now = self.wall()
+        if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
+            return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
+        clock = self.clock_ms()
+        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+
+    def flush(self) -> list[Alert]:
+        """End of input: release everything held."""
+        return self._release(lambda h: True)
+
+    def clock_ms(self) -> int:
+        """The slowest active source's watermark (-1 before any)."""
+        if not self.watermarks:
+            return -1
+        now = self.wall()
+        active = [w for src, w in self.watermarks.items() if not self._quiet(src, now)]
+        # all quiet: nothing moves the clock past the slowest source (release_stale decides)
+        return min(active) if active else min(self.watermarks.values())
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def _release(self, due: Callable[[_Held], bool]) -> list[Alert]:
+        ready = sorted((h for h in self.held.values() if due(h)), key=lambda h: (h.alert.starts_at, h.alert.id))
+        out: list[Alert] = []
+        for held in ready:
+            del self.held[held.alert.id]
+            root = self._root_cause(held.alert)
+            log.debug(
+                "release %s %s (held until %d) at clock %d, watermarks %s, root %s",
+                held.alert.kind,
+                held.alert.entity,
+                held.release_ms,
+                self.clock_ms(),
+                self.watermarks,
+                root and root.entity,
+            )
+            firing = self._publish(held.alert, root)
+            out.append(firing)
+            if held.resolved is not None:
+                self.published.pop(firing.id, None)
+                self._remember_resolved(held.resolved)
+                out.append(replace(held.resolved, root_cause=firing.root_cause, labels=firing.labels))
+        return out
+
+    def _publish(self, alert: Alert, root: Alert | None = None) -> Alert:
+        labels = dict(alert.labels)
+        if root is not None:
+            alert = replace(
+                alert,
+                root_cause=root.id,
+                labels=labels,
+                summary=f"{alert.summary} (consequence of {root.kind} {root.entity})",
+            )
+        else:
+            radius = self.blast_radius(alert)
+            if radius:
+                jobs = radius.get("jobs") or []
+                if len(jobs) == 1:
+                    labels.setdefault("job", jobs[0])
+                alert = replace(
+                    alert,
+                    labels=labels,
+                    evidence={**alert.evidence, "blast_radius": radius},
+                    summary=f"{alert.summary}; {_describe(radius)}",
+                )
+        self.published[alert.id] = alert
+        if alert.kind in ROOT_KINDS:
+            self.roots[alert.id] = (alert, _ms(alert.starts_at), None)
+        return alert
+
+    def _root_cause(self, alert: Alert, wait: bool = True) -> Alert | None:
+        """A root alert firing when the symptom started (or, with `wait`, starting within group_wait after)."""
+        at_ms = _ms(alert.starts_at)
+        wait_ms = int(self.settings.group_wait_s * 1000) if wait else 0
+        for kind, entity in self._explanations(alert):
+            entry = self.roots.get(alert_id(kind, entity))
+            if entry is None:
+                continue
+            root, start_ms, end_ms = entry
+            if start_ms <= at_ms + wait_ms and (end_ms is None or end_ms >= at_ms):
+                return root
+        return None
+
+    def _remember_resolved(self, finding: Alert, keep: int = 100_000) -> None:
+        self.resolved[finding.id] = _ms(finding.ends_at or finding.starts_at)
+        if len(self.resolved) > keep:  # bounded: the oldest episodes are forgotten first
+            for key in sorted(self.resolved, key=self.resolved.__getitem__)[: keep // 10]:
+                del self.resolved[key]
+
+    def _prune_roots(self, now_ms: int, keep_ms: int = 600_000) -> None:
+        for key in [k for k, (_, _, end) in self.roots.items() if end is not None and now_ms - end > keep_ms]:
+            del self.roots[key]
+
+    def _explanations(self, alert: Alert) -> list[tuple[str, str]]:
+        """(kind, entity) of alerts that would explain this one, most specific first."""
+        topo = self.topo
+        try:
+            if alert.kind in ("link_down", "link_flapping"):
+                causes = topo.link_causes(alert.entity)
+                # a link that went down and now flaps: one page (the link_down), the flapping grouped under it
+                return causes + ([("link_down", alert.entity)] if alert.kind == "link_flapping" else [])
+            if alert.kind == "straggler":  # its card's heat, or the link of the NIC serving it (maybe shared)
+                link = topo.card_link(alert.entity)
+                return [("thermal_throttle", alert.entity)] + (
+                    [("link_down", link), ("link_degraded", link)] if link else []
+                )
+            if alert.kind == "card_failed":
+                return [("card_ecc", alert.entity)]
+        except UnknownEntity:
+            return []
+        return []
+
+    # ---- blast radius ------------------------------------------------------------------------
+    def _jobs_of(self, nodes: set[str]) -> list[str]:
+        return sorted(job for job, members in self.job_nodes.items() if members & nodes)
+
+    def blast_radius(self, alert: Alert) -> dict | None:
+        """What an ungrouped alert takes down; None when it is only about itself."""
+        topo = self.topo
+        try:
+            if alert.kind == "switch_down":
+                radius = topo.switch_radius(alert.entity)
+                nodes = radius.pop("node_names")
+                return {**radius, "jobs": self._jobs_of(set(nodes))}
+            if alert.kind == "node_down":
+                return {
+                    "cards": topo.cards_per_node,
+                    "nodes": 1,
+                    "links": topo.node_links(topo.node_index(alert.entity)),
+                    "jobs": self._jobs_of({alert.entity}),
+                }
+            if alert.kind in ("card_failed", "card_ecc", "thermal_throttle", "straggler"):
+                node, _ = topo.parse_card(alert.entity)
+                impact = "stalled" if alert.kind == "card_failed" else "slowed"
+                return {
+                    "cards": 1,
+                    "nodes": 0,
+                    "links": 0,
+                    "jobs": self._jobs_of({topo.node_name(node)}),
+                    "impact": impact,
+                }
+            if alert.kind in ("link_down", "link_flapping"):
+                what, a, b = topo.resolve_link(alert.entity)
+                if what == "host":  # every card its NIC serves (several where the host has fewer NICs)
+                    cards = topo.link_cards(alert.entity)
+                    return {
+                        "cards": len(cards),
+                        "nodes": 0,
+                        "links": 1,
+                        "jobs": self._jobs_of({topo.node_name(a)}),
+                        **({"card_names": cards} if cards else {}),
+                    }
+                return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
+        except UnknownEntity:
+            return None
+        return None
+
+
+def _describe(radius: dict) -> str:
+    parts = []
+    if radius.get("cards"):
+        rail = f" (rail {radius['rail']})" if "rail" in radius else ""
+        parts.append(f"{_count(radius['cards'], 'card')}{rail}")
+    if radius.get("nodes"):
+        parts.append(_count(radius["nodes"], "node"))
+    if radius.get("links"):
+        parts.append(_count(radius["links"], "link"))
+    jobs = radius.get("jobs") or []
+    text = "affects " + ", ".join(parts) if parts else "affects no cards"
+    if jobs:
+        text += f"; jobs {radius.get('impact', 'stalled')}: {', '.join(jobs)}"
+    return text
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

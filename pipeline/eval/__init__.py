@@ -1,0 +1,1 @@
+"""Scoring detection against a scenario's ground truth, offline and through Kafka."""

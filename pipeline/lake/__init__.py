@@ -1,0 +1,1 @@
+"""The Parquet lake: its datasets and directories, the sink, compaction, the SQL views and queries."""

@@ -1,0 +1,1 @@
+"""Running it: the broker, Kafka client settings, child processes, health and metrics."""

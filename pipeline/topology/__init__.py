@@ -1,0 +1,1 @@
+"""Who is wired to whom: the synthetic cluster, imported fabrics, and the fabric readers and writers."""
