@@ -414,7 +414,7 @@ class Settings(BaseModel):
     def build_topology(self) -> Any:
         """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
         with the `inventory`'s card-to-NIC map. Raises SettingsError for a file that cannot be read."""
-        from producers.inventory import InventoryError, with_inventory
+        from pipeline.topology.inventory import InventoryError, with_inventory
 
         topology: Wiring  # a Topology or a FabricTopology
         if not self.topology:

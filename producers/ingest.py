@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pipeline.model.schemas import Batch, InvalidRecord, encode_batch
 from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
 from pipeline.topology.entities import check_entities
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology
 from producers.adapters import FormatError, Skips, decode_text, first_line, plural, read_text
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache, parse
-from producers.inventory import Inventory
 from producers.simulator import Message
 
 

@@ -301,7 +301,7 @@ def parse_scenario(data: Any) -> Scenario:
     inventory_file = cluster.get("inventory")
     if inventory_file is not None:
         inventory_file = _text(cluster, "inventory", "cluster")
-        from producers.inventory import InventoryError, with_inventory
+        from pipeline.topology.inventory import InventoryError, with_inventory
 
         try:
             topo = with_inventory(topo, inventory_file)
@@ -349,7 +349,7 @@ def parse_scenario(data: Any) -> Scenario:
 
 
 def _topology(shape: ClusterShape, topology_file: str | None, inventory_file: str | None = None) -> Any:
-    from producers.inventory import with_inventory
+    from pipeline.topology.inventory import with_inventory
 
     if topology_file is None:
         return with_inventory(Topology(shape), inventory_file)

@@ -159,7 +159,7 @@ def positive_float(value: str) -> float:
 def topology_and_inventory(settings: Settings, inventory_path: str | None) -> tuple[Any, Any]:
     """The settings' topology and the inventory file's mapping, or a one-line UsageError."""
     from pipeline.settings import SettingsError
-    from producers.inventory import InventoryError, load_inventory
+    from pipeline.topology.inventory import InventoryError, load_inventory
 
     try:
         topology = settings.build_topology()

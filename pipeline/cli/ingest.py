@@ -209,8 +209,8 @@ def _require(args: argparse.Namespace, what: str, hint: str) -> None:
 
 def _check_host(args: argparse.Namespace, inventory: Any, topology: Any) -> None:
     """--host must be an inventory host, or a topology node name (then GPU indexes are cards)."""
+    from pipeline.topology.inventory import Host
     from pipeline.topology.synthetic import UnknownEntity
-    from producers.inventory import Host
 
     if inventory.host(args.host):
         return

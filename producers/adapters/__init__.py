@@ -2,7 +2,7 @@
 
 Each adapter parses one real format (tested against captures in `../shared/samples/`), counts
 what it could not parse instead of failing, and maps hosts and devices to topology names through
-an inventory (`producers.inventory`).
+an inventory (`pipeline.topology.inventory`).
 
 Every adapter says why it produced nothing: an input that is not its format at all raises
 `FormatError` (what the input looks like and what is expected, one line); rows, samples or

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.model.schemas import CARD, Batch
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample, SeriesCache, _split_series, parse, parse_line
 from producers.adapters.switches import SwitchConverter
-from producers.inventory import Inventory
 
 GAUGES = {
     "DCGM_FI_DEV_GPU_UTIL": "util",

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from pipeline.model.schemas import CARD, Batch
+from pipeline.topology.inventory import Inventory
 from producers.adapters import Skips
-from producers.inventory import Inventory
 
 _XID = re.compile(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+),")
 _CTIME = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")

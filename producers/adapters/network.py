@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.model.schemas import PORT, Batch
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology
 from producers.adapters import FormatError, Skips, first_line
-from producers.inventory import Inventory
 
 PERFQUERY = {
     "PortXmitData": ("tx_bytes", 4),

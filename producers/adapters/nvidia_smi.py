@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from pipeline.model.schemas import CARD, Batch
+from pipeline.topology.inventory import Inventory
 from producers.adapters import FormatError, Skips, first_line
-from producers.inventory import Inventory
 
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 CSV_FIELDS = {  # nvidia-smi --query-gpu field -> our column

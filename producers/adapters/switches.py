@@ -41,11 +41,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipeline.model.schemas import Batch
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import FormatError, Skips
 from producers.adapters.network import port_batch
 from producers.adapters.prometheus import Exposition, Sample
-from producers.inventory import Inventory
 
 WRAP32 = 2**32
 NAMES_EVERY_MS = 600_000  # port names are sent again this often, unchanged

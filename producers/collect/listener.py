@@ -22,13 +22,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.model.schemas import Batch, InvalidRecord
 from pipeline.topology.entities import check_entities
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import Sample
 from producers.collect.metrics import CollectMetrics
 from producers.collect.remote_write import RemoteWriteError, decode_write_request
 from producers.collect.scraper import Mapper, group_messages
-from producers.inventory import Inventory
 from producers.simulator import Message
 
 log = logging.getLogger("clusterpulse.collect")

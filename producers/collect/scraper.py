@@ -28,6 +28,7 @@ import numpy as np
 from pipeline.model.schemas import SCHEMAS, Batch, InvalidRecord, bundle, encode_batch
 from pipeline.model.topics import CARD_TELEMETRY, PORT_TELEMETRY, STEP_TELEMETRY
 from pipeline.topology.entities import check_entities
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import Topology, UnknownEntity
 from producers.adapters import FormatError, decode_text
 from producers.adapters.exporters import ExporterConverter
@@ -35,7 +36,6 @@ from producers.adapters.prometheus import SeriesCache
 from producers.collect.config import ScrapeConfig, Target, apply_relabel, discover, file_sd_paths, load_config
 from producers.collect.metrics import CollectMetrics
 from producers.ingest import InputReport, _convert_scrape
-from producers.inventory import Inventory
 from producers.simulator import Message
 
 log = logging.getLogger("clusterpulse.collect")

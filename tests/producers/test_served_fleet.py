@@ -8,11 +8,11 @@ import urllib.error
 import urllib.request
 
 from pipeline.model.schemas import encode_batch
+from pipeline.topology.inventory import load_inventory
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.prometheus import SeriesCache
 from producers.collect.config import discover, load_config
 from producers.ingest import InputReport, _convert_scrape
-from producers.inventory import load_inventory
 from producers.served_fleet import ClusterExporters, FleetServer, free_port_block, write_scrape_config
 from tests.builders import card_batch, small_topology
 

@@ -15,8 +15,8 @@ from pipeline.eval.evaluate import run_offline
 from pipeline.model.schemas import decode_batch
 from pipeline.model.topics import PORT_TELEMETRY, STEP_TELEMETRY
 from pipeline.settings import load_settings
+from pipeline.topology.inventory import InventoryError, load_inventory
 from pipeline.topology.synthetic import UnknownEntity
-from producers.inventory import InventoryError, load_inventory
 from producers.scenario import ScenarioError, load_scenario, parse_scenario
 from producers.simulator import Simulator
 

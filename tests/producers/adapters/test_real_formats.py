@@ -10,12 +10,12 @@ import pytest
 
 from pipeline.detect.straggler import StragglerDetector
 from pipeline.settings import StragglerSettings
+from pipeline.topology.inventory import Host, Inventory, load_inventory
 from pipeline.topology.synthetic import ClusterShape, Topology
 from producers.adapters.exporters import ExporterConverter
 from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batches
 from producers.adapters.prometheus import parse, parse_line
 from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
-from producers.inventory import Host, Inventory, load_inventory
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TOPO = Topology(ClusterShape(cards=1024, cards_per_node=8, nodes_per_leaf=32, spines=4))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.topology.inventory import Inventory
 from pipeline.topology.synthetic import ClusterShape, Topology
 from producers.adapters import FormatError
 from producers.adapters.prometheus import parse
 from producers.adapters.switches import SwitchConverter, ufm_messages
-from producers.inventory import Inventory
 from tests.conftest import SAMPLES, run_cli
 
 TOPO = Topology(ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=8, spines=4))  # leaves: 12 ports

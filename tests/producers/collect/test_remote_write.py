@@ -404,11 +404,11 @@ def test_a_target_prometheus_stops_sending_is_named_unreachable_not_left_to_look
     unreachable (the fabric decides, as for a failed scrape) rather than leaving it silent, which
     the worker would page as node_down (seen once in CI with a real Prometheus under load)."""
     from pipeline.model.schemas import decode_batch
+    from pipeline.topology.inventory import Inventory
     from pipeline.topology.synthetic import ClusterShape, Topology
     from producers.adapters.prometheus import Sample
     from producers.collect.listener import RemoteWriteIntake
     from producers.collect.metrics import CollectMetrics
-    from producers.inventory import Inventory
 
     topo = Topology(ClusterShape(cards=16, cards_per_node=8, nodes_per_leaf=2, spines=1))
     sent: list = []
