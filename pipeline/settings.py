@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.model.yaml_errors import yaml_problem
+from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import ClusterShape, Wiring
 
 ENV_PREFIX = "CLUSTERPULSE_"
@@ -411,7 +412,7 @@ class Settings(BaseModel):
             raise SettingsError("no Kafka bootstrap: give --bootstrap HOST:PORT or CLUSTERPULSE_BOOTSTRAP")
         return self.bootstrap
 
-    def build_topology(self) -> Any:
+    def build_topology(self) -> ClusterTopology:
         """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
         with the `inventory`'s card-to-NIC map. Raises SettingsError for a file that cannot be read."""
         from pipeline.topology.inventory import InventoryError, with_inventory

@@ -9,7 +9,7 @@
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 - Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
   `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
-  would see it die is down (`Topology.witness_links`); until then it is kept, not paged, and
+  would see it die is down (`ClusterTopology.witness_links`); until then it is kept, not paged, and
   forgotten when it reports again. An exporter that crashed on a healthy host pages nothing here
   (the collector reports it on its own metrics and log).
 
@@ -32,7 +32,9 @@ import numpy as np
 
 from pipeline.model.schemas import Alert, alert_id
 from pipeline.settings import CorrelateSettings
-from pipeline.topology.synthetic import Topology, UnknownEntity
+from pipeline.state.codec import decode_state, encode_state
+from pipeline.topology.protocol import ClusterTopology
+from pipeline.topology.synthetic import UnknownEntity
 
 log = logging.getLogger("clusterpulse.correlate")
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
@@ -65,7 +67,10 @@ class _Held:
 
 class Correlator:
     def __init__(
-        self, topology: Topology, settings: CorrelateSettings | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        topology: ClusterTopology,
+        settings: CorrelateSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topo = topology
         self.settings = settings or CorrelateSettings()
@@ -88,6 +93,7 @@ class Correlator:
         # node_down / switch_down findings of sources that could not be reached, by id, with their
         # source: paged once the fabric agrees
         self.unconfirmed: dict[str, tuple[Alert, str]] = {}
+        self.restored_offset = -1  # the offset of the last finding the restored snapshot includes
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
     _STATE = (
@@ -102,34 +108,29 @@ class Correlator:
         "orphans",
         "unconfirmed",
     )
-    _ADDED = {"orphans": dict, "unconfirmed": dict}  # state newer than some snapshots: empty when restored from one
+    STATE_VERSION = 2  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
         self.__init__(self.topo, self.settings, self.wall)  # type: ignore[misc]
 
-    def snapshot(self) -> bytes:
-        """Everything the correlator remembers, compressed (read back with a restricted unpickler)."""
-        import pickle
-        import zlib
-
-        return zlib.compress(pickle.dumps({name: getattr(self, name) for name in self._STATE}, protocol=5), 3)
+    def snapshot(self, upto_offset: int = -1) -> bytes:
+        """Everything the correlator remembers (`pipeline.state.codec`), with the offset of the last
+        finding it includes (`restored_offset` after a restore)."""
+        state = {name: getattr(self, name) for name in self._STATE}
+        return encode_state("correlator", self.STATE_VERSION, {"upto_offset": upto_offset, "state": state})
 
     def restore(self, data: bytes) -> bool:
         """Take a snapshot's state (False: unreadable, state unchanged). Wall-clock marks restart now."""
-        import io
-        import zlib
-
-        from pipeline.detect import _SnapshotUnpickler
-
-        try:
-            state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
-            assert isinstance(state, dict) and set(self._STATE) - set(self._ADDED) <= set(state) <= set(self._STATE)
-        except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
+        saved = decode_state(data, "correlator", self.STATE_VERSION)
+        if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
             return False
-        state = {**{name: make() for name, make in self._ADDED.items()}, **state}
+        state = saved["state"]
+        if set(state) != set(self._STATE):
+            return False
         for name, value in state.items():
             setattr(self, name, value)
+        self.restored_offset = int(saved.get("upto_offset", -1))
         now = self.wall()
         self.moved_at = {src: now for src in self.watermarks}
         for held in self.held.values():

@@ -8,10 +8,6 @@ set for everything.
 
 from __future__ import annotations
 
-import io
-import pickle
-import zlib
-
 from pipeline.detect.card_failure import CardFailureDetector
 from pipeline.detect.ecc import EccDetector
 from pipeline.detect.links import LinkDetector
@@ -21,44 +17,21 @@ from pipeline.detect.straggler import StragglerDetector
 from pipeline.detect.thermal import ThermalDetector
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import DetectSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.state.codec import decode_state, encode_state
+from pipeline.topology.protocol import ClusterTopology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 7  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+SNAPSHOT_VERSION = 8  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+
+
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
-# 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names
-_NUMPY = {
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "scalar"),
-}
-
-
-class _SnapshotUnpickler(pickle.Unpickler):
-    """Loads only what a detector snapshot contains: classes defined in `pipeline` modules and the
-    numpy array constructors. Anything else (a function, a module attribute) is refused, so a
-    forged state record cannot run code."""
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201
-        if (module, name) in _NUMPY:
-            return super().find_class(module, name)
-        if module.startswith("pipeline.") and "." not in name:
-            found = super().find_class(module, name)
-            if isinstance(found, type) and found.__module__ == module:
-                return found
-        raise pickle.UnpicklingError(f"a detector snapshot may not contain {module}.{name}")
-
-
+# 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names;
+# 8: the one snapshot codec (pipeline.state.codec), classes in their packages (pipeline.detect.repeats)
 class DetectorSet:
     """Every detector of the given batch kinds."""
 
     def __init__(
-        self, topology: Topology, settings: DetectSettings | None = None, kinds: tuple[str, ...] = KINDS
+        self, topology: ClusterTopology, settings: DetectSettings | None = None, kinds: tuple[str, ...] = KINDS
     ) -> None:
         s = settings or DetectSettings()
         self.topology = topology
@@ -110,21 +83,17 @@ class DetectorSet:
 
     # ---- state that survives a restart ---------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Every detector's state, compressed (pickle, read back with a restricted unpickler)."""
-        return zlib.compress(
-            pickle.dumps(
-                (SNAPSHOT_VERSION, self.topology.shape, self.detectors, self.straggler, self.repeats), protocol=5
-            ),
-            3,
-        )
+        """Every detector's state (`pipeline.state.codec`), for this cluster shape only."""
+        state = (self.detectors, self.straggler, self.repeats)
+        return encode_state("detectors", SNAPSHOT_VERSION, state, fingerprint=self.topology.shape)
 
     def restore(self, data: bytes) -> bool:
         """Take the state of a snapshot of the same topology; False (state unchanged) otherwise."""
-        try:
-            version, shape, detectors, straggler, repeats = _SnapshotUnpickler(io.BytesIO(zlib.decompress(data))).load()
-        except Exception:  # a damaged or foreign snapshot: start fresh rather than fail
+        state = decode_state(data, "detectors", SNAPSHOT_VERSION, fingerprint=self.topology.shape)
+        if state is None:
             return False
-        if version != SNAPSHOT_VERSION or shape != self.topology.shape or set(detectors) != set(self.detectors):
+        detectors, straggler, repeats = state
+        if set(detectors) != set(self.detectors):
             return False
         self.detectors, self.straggler, self.repeats = detectors, straggler, repeats
         return True

@@ -13,7 +13,7 @@ from pipeline.detect.error_codes import describe
 from pipeline.detect.rows import node_rows
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import CardFailureSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 KIND = "card_failed"
 
@@ -21,7 +21,7 @@ KIND = "card_failed"
 class CardFailureDetector:
     multi_source = True  # takes a collector's multi-node batch whole
 
-    def __init__(self, topology: Topology, settings: CardFailureSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: CardFailureSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or CardFailureSettings()
         n, k = topology.nodes, topology.cards_per_node

@@ -9,7 +9,7 @@ from pipeline.detect.error_codes import describe
 from pipeline.detect.rows import node_rows
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import EccSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 KIND = "card_ecc"
 
@@ -17,7 +17,7 @@ KIND = "card_ecc"
 class EccDetector:
     multi_source = True  # takes a collector's multi-node batch whole
 
-    def __init__(self, topology: Topology, settings: EccSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: EccSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or EccSettings()
         n, k = topology.nodes, topology.cards_per_node

@@ -26,7 +26,7 @@ import numpy as np
 from pipeline.detect.alert_book import AlertBook
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import LinkSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 ERROR_COUNTERS = ("crc_errors", "symbol_errors")
 EVIDENCE_COUNTERS = ("fec_corrected", "drops")
@@ -36,7 +36,7 @@ COUNTERS = ERROR_COUNTERS + EVIDENCE_COUNTERS
 class LinkDetector:
     multi_source = True  # takes a collector's multi-switch batch whole
 
-    def __init__(self, topology: Topology, settings: LinkSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: LinkSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or LinkSettings()
         self.book = AlertBook()

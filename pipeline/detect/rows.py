@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.model.schemas import Batch
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 
 @dataclass
@@ -23,7 +23,7 @@ class NodeRows:
         return self.nodes[self.row_part]
 
 
-def node_rows(batch: Batch, topology: Topology) -> NodeRows:
+def node_rows(batch: Batch, topology: ClusterTopology) -> NodeRows:
     """Per-row node indices of a card batch (computed once per batch and kept on it)."""
     found = getattr(batch, "_node_rows", None)
     if found is not None:

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.detect.alert_book import AlertBook
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import SilenceSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 
 class SilenceTracker:
@@ -111,7 +111,7 @@ class NodeDownDetector:
 
     KIND = "node_down"
 
-    def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: SilenceSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or SilenceSettings()
         self.tracker = SilenceTracker(
@@ -177,7 +177,7 @@ class SwitchDownDetector:
 
     KIND = "switch_down"
 
-    def __init__(self, topology: Topology, settings: SilenceSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: SilenceSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or SilenceSettings()
         self.names = topology.switch_names

@@ -40,7 +40,7 @@ import numpy as np
 from pipeline.detect.alert_book import AlertBook
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import StragglerSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 KIND = "straggler"
 MEDIAN_EFFICIENCY = 1.2533  # standard error of a median of normal samples, in sigma / sqrt(n)
@@ -84,7 +84,7 @@ class _Job:
 class StragglerDetector:
     multi_source = True  # takes a job's steps from many nodes in one batch
 
-    def __init__(self, topology: Topology, settings: StragglerSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: StragglerSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or StragglerSettings()
         self.jobs: dict[str, _Job] = {}

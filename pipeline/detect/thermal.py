@@ -18,7 +18,7 @@ from pipeline.detect.alert_book import AlertBook
 from pipeline.detect.rows import group_medians, node_rows
 from pipeline.model.schemas import Alert, Batch
 from pipeline.settings import ThermalSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 KIND = "thermal_throttle"
 
@@ -26,7 +26,7 @@ KIND = "thermal_throttle"
 class ThermalDetector:
     multi_source = True  # takes a collector's multi-node batch whole
 
-    def __init__(self, topology: Topology, settings: ThermalSettings | None = None) -> None:
+    def __init__(self, topology: ClusterTopology, settings: ThermalSettings | None = None) -> None:
         self.topo = topology
         self.settings = settings or ThermalSettings()
         n, k = topology.nodes, topology.cards_per_node

@@ -23,7 +23,7 @@ from pipeline.detect import DetectorSet
 from pipeline.eval.scorer import Fault
 from pipeline.model.schemas import Alert, Batch, decode_batch
 from pipeline.settings import Settings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 from producers.scenario import Scenario, load_scenario
 from producers.simulator import Simulator
 
@@ -71,7 +71,7 @@ class OfflineCore:
     """The worker's detector and correlation core without Kafka: every stream is read in tick order,
     so after each tick every source's watermark is that tick."""
 
-    def __init__(self, topology: Topology, settings: Settings) -> None:
+    def __init__(self, topology: ClusterTopology, settings: Settings) -> None:
         self.detectors = DetectorSet(topology, settings.detect)
         self.correlator = Correlator(topology, settings.detect.correlate, clock=lambda: 0.0)
 

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from pipeline.model.schemas import Alert, decode_batch
 from pipeline.settings import Settings
+from pipeline.topology.protocol import ClusterTopology
 
 
 class DetectOutput:
@@ -22,7 +23,7 @@ class DetectOutput:
     and the correlator in event-time order and prints the alerts."""
 
     def __init__(
-        self, topology: Callable[[], Any], settings: Settings, as_json: bool, stream: TextIO = sys.stdout
+        self, topology: Callable[[], ClusterTopology], settings: Settings, as_json: bool, stream: TextIO = sys.stdout
     ) -> None:
         self.topology = topology  # called at close: the port entities are known only then
         self.settings = settings

@@ -25,7 +25,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.model.schemas import SCHEMAS, Alert, Batch
-from pipeline.topology.synthetic import Topology, UnknownEntity
+from pipeline.topology.protocol import ClusterTopology
+from pipeline.topology.synthetic import UnknownEntity
 
 # batch kind -> row group of the batch -> (dataset name, entity column name)
 _DATASETS = {
@@ -169,7 +170,7 @@ class ParquetSink:
         flush_rows: int = 500_000,
         flush_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        topology: Topology | None = None,
+        topology: ClusterTopology | None = None,
         stream_tags: dict[str, str] | None = None,
     ) -> None:
         self.fs, self.root_path = open_filesystem(root)
@@ -363,7 +364,7 @@ class ParquetSink:
         return pa.table(data)
 
     def _enrich(self, dataset: str, p: _Pending, data: dict, order: np.ndarray | None) -> None:
-        """Topology names that make the lake queryable without the topology: a port's link and
+        """ClusterTopology names that make the lake queryable without the topology: a port's link and
         rail, a rank's card. `data` holds the sorted columns; `order` maps them to the buffer's."""
         topo = self.topology
         assert topo is not None  # called only with a topology

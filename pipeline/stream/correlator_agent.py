@@ -10,14 +10,14 @@ skips findings the snapshot already includes."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
 
-from pipeline.model.schemas import Alert
+from pipeline.model.findings import Finding, Watermarks, decode_findings_record
+from pipeline.model.schemas import InvalidRecord
 from pipeline.model.topics import DETECTOR_STATE
 from pipeline.stream.context import WorkerContext
 from pipeline.stream.partition_state import read_snapshots
@@ -37,8 +37,8 @@ def register(ctx: WorkerContext) -> None:
             read_snapshots, ctx.settings.require_bootstrap(), ctx.settings.topic(DETECTOR_STATE)
         )
         data = snapshots.get(key)
-        if data is not None and len(data) > 8 and correlator.restore(data[8:]):
-            position["offset"] = int.from_bytes(data[:8], "big", signed=True)
+        if data is not None and correlator.restore(data):
+            position["offset"] = correlator.restored_offset
             log.info("correlator: restored its state (findings up to offset %d)", position["offset"])
         correlator.expect(ctx.expected_sources)
         position["restored"] = True
@@ -50,7 +50,7 @@ def register(ctx: WorkerContext) -> None:
                 return
             taken = list(held)
             held.clear()
-            data = position["offset"].to_bytes(8, "big", signed=True) + correlator.snapshot()
+            data = correlator.snapshot(upto_offset=position["offset"])
             sent = await ctx.state_topic.send(key=key.encode(), value=data, force=True)
             await sent  # delivered (acks=all) before any finding it includes is committed
             for stream, event in taken:
@@ -65,22 +65,17 @@ def register(ctx: WorkerContext) -> None:
                 await stream.ack(event)  # already in the restored state
                 continue
             try:
-                record = json.loads(event.value)
-                what = record["t"]
-                if what == "finding":
-                    await ctx.publish(correlator.push(Alert(**record["alert"]), record["src"]))
-                elif what == "watermarks":
-                    for src, mark in record["marks"].items():
-                        ts, up_to_date = mark if isinstance(mark, list) else (mark, False)
-                        await ctx.publish(correlator.advance(src, int(ts), bool(up_to_date)))
-                elif what == "placement":
-                    correlator.place(record["job"], list(record["nodes"]))
+                record = decode_findings_record(event.value)
+            except InvalidRecord as exc:
+                await ctx.dead_letters.send(event, exc.reason, exc.reason_class)
+            else:
+                if isinstance(record, Finding):
+                    await ctx.publish(correlator.push(record.alert, record.source))
+                elif isinstance(record, Watermarks):
+                    for src, (ts, up_to_date) in record.marks.items():
+                        await ctx.publish(correlator.advance(src, ts, up_to_date))
                 else:
-                    raise ValueError(f"unknown record type {what!r}")
-            except (ValueError, TypeError, KeyError) as exc:
-                await ctx.dead_letters.send(
-                    event, f"not a findings record: {type(exc).__name__}: {exc}", "not_a_finding"
-                )
+                    correlator.place(record.job, record.nodes)
             position["offset"] = event.message.offset
             held.append((stream, event))
 

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pipeline.detect import DetectorSet
 from pipeline.ops.kafka_config import consumer_config
 from pipeline.settings import DetectSettings
-from pipeline.topology.synthetic import Topology
+from pipeline.topology.protocol import ClusterTopology
 
 log = logging.getLogger("clusterpulse.state")
 
@@ -29,7 +29,7 @@ def state_key(topic: str, partition: int) -> str:
 class PartitionDetectors:
     """The detector sets of the telemetry partitions this worker owns."""
 
-    def __init__(self, topology: Topology, settings: DetectSettings, kind_of_topic: dict[str, str]) -> None:
+    def __init__(self, topology: ClusterTopology, settings: DetectSettings, kind_of_topic: dict[str, str]) -> None:
         self.topology = topology
         self.settings = settings
         self.kind_of_topic = kind_of_topic

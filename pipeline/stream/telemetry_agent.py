@@ -5,20 +5,45 @@ event-time watermarks the correlator's clock runs on."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from pipeline.model.schemas import InvalidRecord, decode_batch
+from pipeline.detect import DetectorSet
+from pipeline.model.findings import encode_finding, encode_placement, encode_watermarks
+from pipeline.model.schemas import Batch, InvalidRecord, decode_batch
 from pipeline.model.topics import TopicSpec
 from pipeline.stream.context import TOPIC_KINDS, WorkerContext
 from pipeline.stream.intake import IMPOSSIBLE, admit
 from pipeline.topology.entities import check_entities
+from pipeline.topology.protocol import ClusterTopology
 
 log = logging.getLogger("clusterpulse.worker")
+
+
+def known_parts(batch: Batch, topology: ClusterTopology) -> tuple[list[Batch], str | None]:
+    """The parts of a batch whose entities the topology has, and why the others are not taken (one
+    line, or None). A collector's message is checked whole first and split only when it is bad."""
+    try:
+        check_entities(batch, topology)
+        return [batch], None  # detectors and the sink take the message whole
+    except InvalidRecord as exc:
+        parts, unknown = [], []
+        for part in batch.split() if batch.parts else []:  # which sources are unknown
+            try:
+                check_entities(part, topology)
+                parts.append(part)
+            except InvalidRecord as again:
+                unknown.append(again.reason)
+        unknown = unknown or [exc.reason]
+        why = (
+            "; ".join(unknown[:3])
+            + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
+            + (f"; the other {len(parts)} sources of the message were processed" if parts else "")
+        )
+        return parts, why
 
 
 def register(ctx: WorkerContext) -> None:
@@ -27,6 +52,65 @@ def register(ctx: WorkerContext) -> None:
     sent_marks: dict[str, tuple[int, bool]] = {}
     topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
     intake = ctx.settings.intake
+
+    def skip(stream: StreamT, event: EventT) -> None:
+        """Nothing of this message goes on: its offset is committed with the next flush."""
+        msg = event.message
+        sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+        acks.hold(stream, event)
+
+    def is_repeat(detectors: DetectorSet, event: EventT) -> bool:
+        """A producer's retry stored twice by the broker (logged at the first and every 1000th)."""
+        msg, repeats = event.message, detectors.repeats
+        if not repeats.seen(event.value, msg.offset):
+            return False
+        if repeats.repeats == 1 or repeats.repeats % 1000 == 0:
+            log.warning(
+                "dropped a repeated message at %s[%d]@%d (%d in this partition): a producer "
+                "retried a request the broker had already stored",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                repeats.repeats,
+            )
+        return True
+
+    def decode(event: EventT, kind: str, source: str) -> tuple[Batch, str | None]:
+        """The message as a batch of its topic's kind, with impossible rows taken out (and why);
+        raises InvalidRecord when nothing of it can be taken."""
+        batch = decode_batch(event.value)
+        if batch.kind != kind:
+            raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic", "wrong_topic")
+        return admit(batch, int(time.time() * 1000), watermarks.get(source, -1), intake)
+
+    async def send_findings(detectors: DetectorSet, parts: list[Batch], event: EventT, source: str) -> None:
+        for part in parts:
+            for finding in detectors.push(part, event.message.partition):
+                await ctx.findings_topic.send(
+                    key=finding.id.encode(), value=encode_finding(finding, source), force=True
+                )
+
+    async def send_placements(detectors: DetectorSet) -> None:
+        for job, nodes in detectors.take_placements().items():
+            await ctx.findings_topic.send(key=job.encode(), value=encode_placement(job, nodes), force=True)
+
+    def advance(batch: Batch, event: EventT, source: str) -> None:
+        """The source's event-time watermark and read position."""
+        if batch.ts_ms > watermarks.get(source, -1):
+            watermarks[source] = batch.ts_ms
+        positions[source] = (event.message.tp, event.message.offset)
+
+    def buffer_rows(stream: StreamT, event: EventT, parts: list[Batch]) -> bool:
+        """The rows into the partition's Parquet buffer, the message held until they are written;
+        True when the buffer is full."""
+        msg = event.message
+        full = False
+        for part in parts:
+            full = sink.add_batch(msg.topic, msg.partition, msg.offset, part) or full
+        if not parts:
+            sink.mark_consumed(msg.topic, msg.partition, msg.offset)
+        acks.hold(stream, event)
+        return full
 
     def telemetry_agent(spec: TopicSpec) -> None:
         kind = TOPIC_KINDS[spec]
@@ -41,77 +125,26 @@ def register(ctx: WorkerContext) -> None:
                 if msg.topic not in counted:
                     counted[msg.topic] = ctx.metrics.messages.labels(msg.topic)
                 counted[msg.topic].inc()
-                partition_detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
-                repeats = partition_detectors.repeats
-                if repeats.seen(event.value, msg.offset):  # a producer's retry stored twice
-                    if repeats.repeats == 1 or repeats.repeats % 1000 == 0:
-                        log.warning(
-                            "dropped a repeated message at %s[%d]@%d (%d in this partition): a producer "
-                            "retried a request the broker had already stored",
-                            msg.topic,
-                            msg.partition,
-                            msg.offset,
-                            repeats.repeats,
-                        )
-                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
-                    acks.hold(stream, event)
+                detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
+                if is_repeat(detectors, event):
+                    skip(stream, event)
                     continue
                 source = f"{kind}/{msg.partition}"
                 try:
-                    batch = decode_batch(event.value)
-                    if batch.kind != kind:
-                        raise InvalidRecord(f"a {batch.kind} batch on the {kind} topic", "wrong_topic")
-                    batch, bad_values = admit(batch, int(time.time() * 1000), watermarks.get(source, -1), intake)
+                    batch, bad_values = decode(event, kind, source)
                 except InvalidRecord as exc:
                     await ctx.dead_letters.send(event, exc.reason, exc.reason_class)
-                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
-                    acks.hold(stream, event)
+                    skip(stream, event)
                     continue
-                parts, bad = [], [bad_values] if bad_values else []
-                try:
-                    check_entities(batch, topology)  # a collector's message: all its sources at once
-                    parts = [batch]  # detectors and the sink take the message whole
-                except InvalidRecord as exc:
-                    unknown = []
-                    for part in batch.split() if batch.parts else []:  # which sources are unknown
-                        try:
-                            check_entities(part, topology)
-                            parts.append(part)
-                        except InvalidRecord as again:
-                            unknown.append(again.reason)
-                    unknown = unknown or [exc.reason]
-                    bad.append(
-                        "; ".join(unknown[:3])
-                        + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
-                        + (f"; the other {len(parts)} sources of the message were processed" if parts else "")
-                    )
+                parts, unknown = known_parts(batch, topology)
+                bad = [why for why in (bad_values, unknown) if why]
                 if bad:  # what could be taken is processed; the message is kept with why
                     await ctx.dead_letters.send(event, "; ".join(bad), IMPOSSIBLE if bad_values else "unknown_entity")
-                for part in parts:
-                    for finding in partition_detectors.push(part, msg.partition):
-                        await ctx.findings_topic.send(
-                            key=finding.id.encode(),
-                            value=json.dumps(
-                                {"t": "finding", "src": source, "alert": json.loads(finding.to_json())}
-                            ).encode(),
-                            force=True,
-                        )
+                await send_findings(detectors, parts, event, source)
                 if kind == "step":
-                    for job, nodes in partition_detectors.take_placements().items():
-                        await ctx.findings_topic.send(
-                            key=job.encode(),
-                            value=json.dumps({"t": "placement", "job": job, "nodes": nodes}).encode(),
-                            force=True,
-                        )
-                if batch.ts_ms > watermarks.get(source, -1):
-                    watermarks[source] = batch.ts_ms
-                positions[source] = (event.message.tp, msg.offset)
-                full = False
-                for part in parts:
-                    full = sink.add_batch(msg.topic, msg.partition, msg.offset, part) or full
-                if not parts:
-                    sink.mark_consumed(msg.topic, msg.partition, msg.offset)
-                acks.hold(stream, event)
+                    await send_placements(detectors)
+                advance(batch, event, source)
+                full = buffer_rows(stream, event, parts)
                 processed.inc(sum(part.rows() for part in parts))
                 took.observe(time.perf_counter() - started)
                 if full:
@@ -151,11 +184,9 @@ def register(ctx: WorkerContext) -> None:
     async def send_watermarks() -> None:
         marks = {src: (ts, caught_up(src)) for src, ts in watermarks.items()}
         marks.update({src: (-1, True) for src in empty_sources()})
-        changed = {src: list(mark) for src, mark in marks.items() if sent_marks.get(src) != mark}
+        changed = {src: mark for src, mark in marks.items() if sent_marks.get(src) != mark}
         if changed:
-            await ctx.findings_topic.send(
-                key=ctx.worker_id.encode(), value=json.dumps({"t": "watermarks", "marks": changed}).encode(), force=True
-            )
+            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_watermarks(changed), force=True)
             sent_marks.update({src: marks[src] for src in changed})
 
     @ctx.app.timer(interval=1.0)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.model.schemas import Batch, InvalidRecord
-from pipeline.topology.synthetic import Topology, UnknownEntity
+from pipeline.topology.protocol import ClusterTopology
+from pipeline.topology.synthetic import UnknownEntity
 
 
-def check_entities(batch: Batch, topology: Topology) -> None:
+def check_entities(batch: Batch, topology: ClusterTopology) -> None:
     """Raise InvalidRecord if the batch (any of its sources) names an entity the topology does not have."""
     if batch.parts is not None:
         if _card_overflow(batch, topology) or (batch.schema.source == "switch" and _port_overflow(batch, topology)):
@@ -41,7 +42,7 @@ def check_entities(batch: Batch, topology: Topology) -> None:
         raise InvalidRecord(f"unknown entity: {exc}", "unknown_entity") from None
 
 
-def _port_overflow(batch: Batch, topology: Topology) -> bool:
+def _port_overflow(batch: Batch, topology: ClusterTopology) -> bool:
     """Does any switch of this (multi-source) port batch name a port it does not have, or is any
     switch unknown? Whole-batch numpy: one comparison against each row's switch's port count."""
     try:
@@ -53,7 +54,7 @@ def _port_overflow(batch: Batch, topology: Topology) -> bool:
     return len(ports) != sum(counts) or bool(np.any(ports >= np.repeat(np.asarray(limits, np.int64), counts)))
 
 
-def _card_overflow(batch: Batch, topology: Topology) -> bool:
+def _card_overflow(batch: Batch, topology: ClusterTopology) -> bool:
     """Does any card index of this (multi-source) card batch exceed the node's cards?"""
     if batch.kind != "card":
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.topology.synthetic import UnknownEntity
 
 
@@ -23,8 +25,38 @@ class PortEntities:
         self._index = {name: i for i, name in enumerate(self.switch_names)}
         self._links = {f"{s}:{p}": (s, i) for s, names in self.ports.items() for i, p in enumerate(names)}
 
+    @property
+    def host_switch(self) -> np.ndarray:
+        return np.empty((0, 0), np.int64)  # no hosts
+
+    @property
+    def switch_tier(self) -> np.ndarray:
+        return np.full(len(self.switch_names), 99, np.int64)  # tiers unknown
+
     def node_index(self, name: str) -> int:
         raise UnknownEntity(f"unknown node {name!r} (no topology: only switch ports)")
+
+    def node_name(self, node: int) -> str:
+        raise UnknownEntity(f"no node {node} (no topology: only switch ports)")
+
+    def card_name(self, node: int, card: int) -> str:
+        raise UnknownEntity(f"no node {node} (no topology: only switch ports)")
+
+    def parse_card(self, name: str) -> tuple[int, int]:
+        raise UnknownEntity(f"unknown card {name!r} (no topology: only switch ports)")
+
+    def kind_of(self, name: str) -> str:
+        if name in self._index:
+            return "switch"
+        if name in self._links:
+            return "link"
+        raise UnknownEntity(f"unknown entity {name!r} (no topology: only switch ports)")
+
+    def node_links(self, node: int) -> int:
+        return 0
+
+    def witness_links(self, kind: str, name: str) -> list[str]:
+        return []  # nothing is known to see a switch from the other end
 
     def switch_index(self, name: str) -> int:
         try:
@@ -53,13 +85,13 @@ class PortEntities:
     def link_causes(self, name: str) -> list[tuple[str, str]]:
         return [("switch_down", self._links[name][0])] if name in self._links else []
 
-    def link_card(self, name: str) -> None:
+    def link_card(self, name: str) -> str | None:
         return None
 
     def link_cards(self, name: str) -> list[str]:
         return []
 
-    def card_link(self, name: str) -> None:
+    def card_link(self, name: str) -> str | None:
         return None
 
     def link_rail(self, name: str | None) -> int:

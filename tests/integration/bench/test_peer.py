@@ -183,7 +183,7 @@ def test_a_real_prometheus_and_alertmanager_page_the_lost_cards_xid(tmp_path):
 )
 def test_the_slow_rank_rule_compares_a_rank_with_its_own_job(tmp_path):
     """As Prometheus stores the series: its own `job` label is the scrape job, the same for all."""
-    rules = Path(__file__).resolve().parents[2] / "bench" / "peer" / "rules.yml"
+    rules = Path(__file__).resolve().parents[3] / "bench" / "peer" / "rules.yml"
 
     def series(job: str, rank: int, value: float) -> dict:
         return {

@@ -17,7 +17,7 @@ from producers.adapters.kernel_log import KernelLogReport, parse_xids, xid_batch
 from producers.adapters.prometheus import parse, parse_line
 from producers.adapters.steps import read_bytedance_trace, read_pai_minibatch, to_batches
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 TOPO = Topology(ClusterShape(cards=1024, cards_per_node=8, nodes_per_leaf=32, spines=4))
 INVENTORY = Inventory(
     hosts={

@@ -12,7 +12,7 @@ import pytest
 from pipeline.topology.ibnetdiscover import parse_ibnetdiscover
 from pipeline.topology.link_rates import Rate, parse_rate, slow_link_report
 from tests.conftest import SAMPLES, run_cli
-from tests.pipeline.fabric.ibnetdiscover_text import Cable, Node, default_form, ports_form
+from tests.ibnetdiscover_text import Cable, Node, default_form, ports_form
 
 # Two leaves and a spine (Quantum); four GPU hosts with a ConnectX-6 on each leaf (4xHDR), of which
 # gpu-03's second link is at 4xSDR and gpu-04's first at 4xEDR; two storage hosts with ConnectX-5

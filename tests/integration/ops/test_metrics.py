@@ -23,8 +23,8 @@ from pipeline.settings import IntakeSettings
 from pipeline.stream.intake import check_time
 from tests.builders import START_MS, card_batch
 from tests.conftest import Children
+from tests.integration.stream.test_worker import alive, worker_env
 from tests.kafka_helpers import read_until
-from tests.pipeline.test_worker_integration import alive, worker_env
 
 PROMETHEUS = shutil.which("prometheus")
 

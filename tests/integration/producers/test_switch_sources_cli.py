@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import if_mib_leaf as leaf
 from tests.conftest import SAMPLES, run_cli, static_http
-from tests.producers import if_mib_leaf as leaf
 
 SELENE = SAMPLES / "selene_ib_topology" / "selene.compute.ibnetdiscover.txt.gz"
 OSC = SAMPLES / "infiniband" / "osc_perfquery_fixtures"
@@ -131,7 +131,7 @@ def test_ufm_and_ib_exporter_counters_on_an_imported_fabric_name_its_links(tmp_p
 
 
 def _leaf_scrapes(tmp_path: Path) -> list[str]:
-    """The 36-port leaf's three hours of if_mib scrapes (tests/producers/if_mib_leaf.py), a file each."""
+    """The 36-port leaf's three hours of if_mib scrapes (tests/if_mib_leaf.py), a file each."""
     files = []
     for minute in range(leaf.MINUTES + 1):
         files.append(tmp_path / f"leaf7-{minute:03d}.prom")

@@ -11,7 +11,7 @@ from pipeline.topology.cabling_check import check_cabling
 from pipeline.topology.cabling_plan import load_cabling_plan, parse_cabling_plan
 from pipeline.topology.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
 from tests.conftest import SAMPLES, run_cli
-from tests.pipeline.fabric.test_topology_files import DEFAULT_FORM
+from tests.integration.topology.test_topology_files import DEFAULT_FORM
 
 NDT = SAMPLES / "ufm_ndt_cabling"
 PLAN = "#StartDevice,StartPort,EndDevice,EndPort,LinkType\n"

@@ -12,7 +12,7 @@ from pipeline.notify.payloads import alertmanager_alert
 from pipeline.notify.receiver import WebhookReceiver
 from pipeline.notify.routing import matches
 from pipeline.settings import ReceiverSettings
-from tests.pipeline.notify.test_delivery import receiver, servers  # noqa: F401 (fixture)
+from tests.integration.notify.test_delivery import receiver, servers  # noqa: F401 (fixture)
 
 
 def node_failure() -> list[Alert]:

@@ -9,7 +9,7 @@ from pipeline.lake.query import run_query
 from pipeline.topology.ibnetdiscover import load_ibnetdiscover
 from pipeline.topology.synthetic import ClusterShape, Topology
 from tests.conftest import run_cli
-from tests.pipeline.fabric.test_topology_files import SELENE
+from tests.integration.topology.test_topology_files import SELENE
 
 TOPO = Topology(ClusterShape(cards=256, cards_per_node=8, nodes_per_leaf=8, spines=2))
 

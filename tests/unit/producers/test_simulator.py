@@ -276,7 +276,7 @@ def test_collector_messages_fit_kafkas_default_limit_at_100k_cards() -> None:
 
     from producers.scenario import load_scenario
 
-    sim = Simulator(load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "cluster-100k.yaml"))
+    sim = Simulator(load_scenario(Path(__file__).resolve().parents[3] / "scenarios" / "cluster-100k.yaml"))
     key_of: dict[tuple[str, str], str] = {}
     for _, (_, msgs) in zip(range(3), sim.ticks()):
         for m in msgs:

@@ -8,7 +8,7 @@ import pytest
 from pipeline.topology.ibnetdiscover import load_ibnetdiscover, parse_ibnetdiscover
 from pipeline.topology.imported import FabricTopology
 from tests.conftest import SAMPLES
-from tests.pipeline.fabric.ibnetdiscover_text import Cable, Node, default_form, guids, ports_form
+from tests.ibnetdiscover_text import Cable, Node, default_form, guids, ports_form
 
 UNNAMED = {
     "leaf-1": Node("MF0;leaf-1:MQM8700/U1", switch=True),

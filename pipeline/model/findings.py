@@ -1,0 +1,68 @@
+"""The findings message: what the telemetry agents tell the correlator on the `findings` topic.
+
+One JSON object per message, told apart by `"t"`:
+- `{"t": "finding", "src": "<kind>/<partition>", "alert": {...}}`: a detector's alert state change
+  (the alert record of the contract) from one ordered source;
+- `{"t": "placement", "job": "...", "nodes": [...]}`: nodes newly seen running a job (blast radius);
+- `{"t": "watermarks", "marks": {"<kind>/<partition>": [ts_ms, caught_up], ...}}`: how far each
+  source's event time has come and whether its partition is read to the end (the correlator's clock).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pipeline.model.schemas import Alert, InvalidRecord
+
+
+@dataclass(frozen=True)
+class Finding:
+    alert: Alert
+    source: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    job: str
+    nodes: list[str]
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    marks: dict[str, tuple[int, bool]]
+
+
+FindingsRecord = Finding | Placement | Watermarks
+
+
+def encode_finding(alert: Alert, source: str) -> bytes:
+    return json.dumps({"t": "finding", "src": source, "alert": json.loads(alert.to_json())}).encode()
+
+
+def encode_placement(job: str, nodes: list[str]) -> bytes:
+    return json.dumps({"t": "placement", "job": job, "nodes": nodes}).encode()
+
+
+def encode_watermarks(marks: dict[str, tuple[int, bool]]) -> bytes:
+    return json.dumps({"t": "watermarks", "marks": {src: list(mark) for src, mark in marks.items()}}).encode()
+
+
+def decode_findings_record(value: bytes) -> FindingsRecord:
+    """One findings message; InvalidRecord (class `not_a_finding`) says why it is not one."""
+    try:
+        record = json.loads(value)
+        what = record["t"]
+        if what == "finding":
+            return Finding(Alert(**record["alert"]), str(record["src"]))
+        if what == "placement":
+            return Placement(str(record["job"]), [str(n) for n in record["nodes"]])
+        if what == "watermarks":
+            marks = {}
+            for src, mark in record["marks"].items():
+                ts, caught_up = mark if isinstance(mark, list) else (mark, False)  # version 1: ts only
+                marks[str(src)] = (int(ts), bool(caught_up))
+            return Watermarks(marks)
+        raise ValueError(f"unknown record type {what!r}")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidRecord(f"not a findings record: {type(exc).__name__}: {exc}", "not_a_finding") from None
