@@ -21,13 +21,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-ORDER = {
-    "card": "node, card, ts",
-    "card_events": "node, card, ts",
-    "step": "job, node, rank, ts",
-    "port": "switch, port, ts",
-    "alerts": "ts, id",
-}
+from pipeline.lake.datasets import ORDER
+
 SOURCES_KEY = "clusterpulse.sources"
 
 

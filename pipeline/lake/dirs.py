@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.lake.datasets import NAMES
+
 MANIFEST = "_lake.json"
-DATASETS = ("card", "card_events", "step", "port", "alerts")  # what the sink writes (sinks/parquet.py SINK_DATASETS)
 RUN_PREFIX = "run-"
 
 
@@ -43,7 +44,7 @@ def is_lake(path: Path) -> bool:
 
 
 def has_data(path: Path) -> bool:
-    return any((path / d).is_dir() for d in DATASETS)
+    return any((path / d).is_dir() for d in NAMES)
 
 
 def runs_in(root: Path) -> list[Path]:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.lake.datasets import DELTA_DATASETS, NAMES
 from pipeline.model.schemas import SCHEMAS, Alert, Batch
 from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import UnknownEntity
@@ -64,11 +65,10 @@ ALERTS_SCHEMA = pa.schema(
         pa.field("_offset", pa.int64()),
     ]
 )
-SINK_DATASETS = ("card", "card_events", "step", "port", "alerts")
 
 
 def dataset_schema(dataset: str) -> pa.Schema:
-    """The columns of the sink's files of `dataset` (one of SINK_DATASETS), in file order; the path
+    """The columns of the sink's files of `dataset` (one of `pipeline.lake.datasets.NAMES`), in file order; the path
     adds PARTITIONS. Telemetry columns come from the batch schemas (`pipeline.model.schemas`)."""
     if dataset == "alerts":
         return ALERTS_SCHEMA
@@ -91,7 +91,7 @@ def dataset_schema(dataset: str) -> pa.Schema:
                     pa.field("_offset", pa.int64()),
                 ]
             )
-    raise KeyError(f"no dataset {dataset!r}; the sink writes {', '.join(SINK_DATASETS)}")
+    raise KeyError(f"no dataset {dataset!r}; the sink writes {', '.join(NAMES)}")
 
 
 def open_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -119,9 +119,6 @@ def partition_files(fs: pafs.FileSystem, root: str) -> dict[str, list[tuple[int,
         if owner and first.isdigit():
             listing.setdefault(owner, []).append((int(first), info.path))
     return listing
-
-
-DELTA_DATASETS = ("card", "port", "step")
 
 
 def write_options(schema: pa.Schema, dataset: str = "") -> dict:

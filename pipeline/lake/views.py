@@ -20,14 +20,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipeline.lake.datasets import NAMES
 from pipeline.lake.dimensions import SCHEMAS as DIMENSION_SCHEMAS
 from pipeline.lake.dirs import MANIFEST, RUN_PREFIX
-from pipeline.lake.parquet import PARTITIONS, SINK_DATASETS, dataset_schema
+from pipeline.lake.parquet import PARTITIONS, dataset_schema
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 VIEWS_FILE = SQL_DIR / "views.sql"
 FABRIC_VIEWS_FILE = SQL_DIR / "fabric_views.sql"
-TELEMETRY_VIEWS = SINK_DATASETS
+TELEMETRY_VIEWS = NAMES
 FABRIC_VIEWS = tuple(DIMENSION_SCHEMAS)
 QUOTE = "'"
 LAKE = "getvariable('clusterpulse_lake')"  # the lake's directory, set by the preamble

@@ -1,0 +1,119 @@
+"""The worker's two promises without a broker: a dead letter keeps the message and says why, and a
+telemetry message is acknowledged only once its rows are durable Parquet (the checkpoint step)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.lake.parquet import ParquetSink
+from pipeline.model.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+from pipeline.stream.guarantees import AckAfterFlush, DeadLetters
+from tests.builders import card_batch
+
+TOPIC = "cp.telemetry.card"
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = b"k"
+    value: bytes = b"v"
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+@dataclass
+class Stream:
+    """What the worker's agents acknowledge through: records the offsets acknowledged."""
+
+    acked: list[int] = field(default_factory=list)
+
+    async def ack(self, event: Event) -> None:
+        self.acked.append(event.message.offset)
+
+
+@dataclass
+class Topic:
+    """Where dead letters go: records what is sent."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+
+def test_a_dead_letter_is_the_message_unchanged_with_its_reason_and_origin() -> None:
+    topic = Topic()
+    letters = DeadLetters(topic)
+    event = Event(Message(TOPIC, 3, 41, key=b"node0001", value=b"\x00garbage"))
+    asyncio.run(letters.send(event, "not msgpack: unpack(b) received extra data", "not_msgpack"))
+    [sent] = topic.sent
+    assert sent["key"] == b"node0001" and sent["value"] == b"\x00garbage"
+    assert sent["headers"] == {
+        DLQ_REASON: b"not msgpack: unpack(b) received extra data",
+        DLQ_TOPIC: TOPIC.encode(),
+        DLQ_PARTITION: b"3",
+        DLQ_OFFSET: b"41",
+    }
+    assert letters.total == 1
+
+
+def hold_three(sink: ParquetSink, acks: AckAfterFlush, stream: Stream) -> None:
+    for offset in (10, 11, 12):
+        sink.add_batch(TOPIC, 0, offset, card_batch(f"node000{offset - 10}", offset - 10))
+        acks.hold(stream, Event(Message(TOPIC, 0, offset)))  # type: ignore[arg-type]
+
+
+def test_messages_are_acknowledged_after_their_rows_are_written_and_then_state_is_saved(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_rows=10_000, flush_seconds=60)
+    saved: list[tuple[str, int, list[int]]] = []
+    stream = Stream()
+
+    async def save_state(topic: str, partition: int) -> None:
+        saved.append((topic, partition, list(stream.acked)))
+
+    acks = AckAfterFlush(sink, on_durable=save_state)
+    hold_three(sink, acks, stream)
+    assert stream.acked == [] and not list(tmp_path.rglob("*.parquet"))  # nothing durable, nothing acked
+    asyncio.run(acks.flush([(TOPIC, 0)]))
+    assert stream.acked == [10, 11, 12]
+    assert list((tmp_path / "card").rglob("*.parquet"))
+    assert saved == [(TOPIC, 0, [10, 11, 12])]
+
+
+def test_a_failed_write_acknowledges_nothing_and_the_retry_writes_the_same_rows(tmp_path: Path) -> None:
+    blocked = tmp_path / "lake"
+    blocked.write_text("a file where the lake should be")  # every write fails: not a directory
+    now = [0.0]
+    sink = ParquetSink(blocked, flush_rows=10_000, flush_seconds=5)
+    stream = Stream()
+    acks = AckAfterFlush(sink, clock=lambda: now[0])
+    hold_three(sink, acks, stream)
+    asyncio.run(acks.flush([(TOPIC, 0)]))
+    assert stream.acked == [] and acks.write_error is not None and sink.held_rows() > 0
+    blocked.unlink()  # the disk is back
+    now[0] = 1.0
+    asyncio.run(acks.flush([(TOPIC, 0)]))  # before the retry time: not tried
+    assert stream.acked == []
+    now[0] = 6.0
+    asyncio.run(acks.flush([(TOPIC, 0)]))
+    assert stream.acked == [10, 11, 12] and acks.write_error is None
+    assert len(list((blocked / "card").rglob("*.parquet"))) == 1
+
+
+def test_a_revoked_partition_forgets_what_it_held(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_rows=10_000, flush_seconds=60)
+    stream = Stream()
+    acks = AckAfterFlush(sink)
+    hold_three(sink, acks, stream)
+    acks.forget({(TOPIC, 0)})
+    asyncio.run(acks.flush([(TOPIC, 0)]))
+    assert stream.acked == [] and not list(tmp_path.rglob("*.parquet"))  # its new owner reads them again
