@@ -207,17 +207,11 @@ class Notifier:
     def submit(self, alert: Alert) -> asyncio.Future:
         """Queue an alert for every matching receiver; the future completes when all are done."""
         loop = asyncio.get_running_loop()
-        if alert.root_cause and alert.status == "firing":
-            self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
-        targets = []
-        for r in self.receivers:
-            if not matches(r, alert):
-                continue
-            if inhibited(r, alert):
-                self.stats[r.name].inhibited += 1
-                continue
-            targets.append(r)
+        self._group(alert)
+        targets = self._route(alert)
         done = loop.create_future()
+        if alert.status == "resolved" and alert.id in self.groups:  # the root's episode ends once it is sent
+            done.add_done_callback(lambda _: self.groups.pop(alert.id, None))
         if not targets:
             done.set_result(0)
             return done
@@ -231,6 +225,30 @@ class Notifier:
         for receiver in targets:
             self.queues[receiver.name].put_nowait((alert, one_finished, loop.time()))
         return done
+
+    def _group(self, alert: Alert) -> None:
+        """A firing consequence joins its root's group (sent along with the root's page)."""
+        if alert.root_cause and alert.status == "firing":
+            self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
+
+    def _route(self, alert: Alert) -> list[ReceiverSettings]:
+        """The receivers whose routes match the alert and whose inhibit rules do not hold it back."""
+        targets = []
+        for r in self.receivers:
+            if not matches(r, alert):
+                continue
+            if inhibited(r, alert):
+                self.stats[r.name].inhibited += 1
+                continue
+            targets.append(r)
+        return targets
+
+    async def _hold(self, receiver: ReceiverSettings, alert: Alert, queued_at: float) -> None:
+        """A firing root waits `group_wait_s` so that its consequences arrive and ride along."""
+        if alert.kind in HELD_ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
+            wait = queued_at + receiver.group_wait_s - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def with_group(self, alert: Alert) -> Alert:
         """The alert with the consequences grouped under it so far (evidence.grouped), if any."""
@@ -249,10 +267,7 @@ class Notifier:
         while True:
             alert, finished, queued_at = await queue.get()
             try:
-                if alert.kind in HELD_ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
-                    wait = queued_at + receiver.group_wait_s - asyncio.get_running_loop().time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)  # let its consequences arrive and ride along
+                await self._hold(receiver, alert, queued_at)
                 alert = self.with_group(alert)
                 assert self.session is not None  # the worker tasks run between start() and stop()
                 outcome = await deliver(
