@@ -26,10 +26,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import numpy as np
-
+from pipeline.correlate.clock import QUIET_RELEASE_S, is_quiet, slowest_active
+from pipeline.correlate.hold import Held, iso_ms
+from pipeline.correlate.radius import blast_radius, describe
+from pipeline.correlate.rules import ROOT_KINDS, SYMPTOMS, explanations
 from pipeline.model.schemas import Alert, alert_id
 from pipeline.settings import CorrelateSettings
 from pipeline.state.codec import decode_state, encode_state
@@ -37,32 +39,11 @@ from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import UnknownEntity
 
 log = logging.getLogger("clusterpulse.correlate")
-SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
-QUIET_RELEASE_S = 5.0  # wall seconds a symptom waits once every source is caught up or idle
-# A source that has read all its partition stops holding the clock only after its watermark has not
-# moved for this long: a partition being written to (a collector's message a second, a replay) is
-# often read to its end for a moment, and must still hold the clock until its next message, also
-# when a loaded machine stalls its producer for a few seconds (2 s was seen to be too short in CI:
-# a node's links paged ungrouped). It costs latency only where a partition really stops.
-CAUGHT_UP_GRACE_S = 5.0
 # A consequence still firing this long (event time) after its cause resolved is paged on its own:
 # twice the longest recovery hysteresis of a consequence (a link must stay up 30 s to resolve), so
 # links and cards coming back with their switch or node resolve first and page nothing. Like
 # Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
 ORPHAN_AFTER_S = 60.0
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down", "link_degraded"})
-
-
-def _ms(iso: str) -> int:
-    return int(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64))
-
-
-@dataclass
-class _Held:
-    alert: Alert
-    release_ms: int
-    held_at: float
-    resolved: Alert | None = None
 
 
 class Correlator:
@@ -75,7 +56,7 @@ class Correlator:
         self.topo = topology
         self.settings = settings or CorrelateSettings()
         self.wall = clock
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, Held] = {}
         self.published: dict[str, Alert] = {}
         # published alerts that can explain others, with when they fired and resolved (event ms);
         # kept after they resolve so a symptom released late still finds the cause of its time
@@ -202,7 +183,7 @@ class Correlator:
 
     def _push(self, finding: Alert, source: str) -> list[Alert]:
         ended = self.resolved.get(finding.id)
-        if ended is not None and _ms(finding.starts_at) <= ended:
+        if ended is not None and iso_ms(finding.starts_at) <= ended:
             return []  # an episode that has already resolved, replayed
         if finding.status == "firing":
             seen = self.sources.get(finding.id)
@@ -212,7 +193,7 @@ class Correlator:
             self.sources[finding.id] = {source}
             if finding.kind in SYMPTOMS:
                 wait_ms = int(self.settings.group_wait_s * 1000)
-                self.held[finding.id] = _Held(finding, _ms(finding.starts_at) + wait_ms, self.wall())
+                self.held[finding.id] = Held(finding, iso_ms(finding.starts_at) + wait_ms, self.wall())
                 return []
             # not held: grouped only under a cause already firing (a card failing after its ECC errors)
             return [self._publish(finding, self._root_cause(finding, wait=False))]
@@ -231,7 +212,7 @@ class Correlator:
         self.orphans.pop(finding.id, None)
         if finding.id in self.roots:
             root, start_ms, _ = self.roots[finding.id]
-            end_ms = _ms(finding.ends_at or finding.starts_at)
+            end_ms = iso_ms(finding.ends_at or finding.starts_at)
             self.roots[finding.id] = (root, start_ms, end_ms)
             self._prune_roots(start_ms)
             for alert in self.published.values():  # its consequences must now resolve on their own
@@ -254,7 +235,7 @@ class Correlator:
             self.watermarks[source] = max(ts_ms, self.watermarks.get(source, -1))
             self.moved_at[source] = self.wall()
         self.caught_up[source] = caught_up
-        clock = self.clock_ms()
+        clock = self.clockiso_ms()
         return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
     def _page_orphans(self, clock: int) -> list[Alert]:
@@ -288,8 +269,7 @@ class Correlator:
         return out
 
     def _quiet(self, source: str, now: float) -> bool:
-        still = now - self.moved_at[source]
-        return (self.caught_up.get(source, False) and still >= CAUGHT_UP_GRACE_S) or still >= self.settings.idle_s
+        return is_quiet(self.caught_up.get(source, False), now - self.moved_at[source], self.settings.idle_s)
 
     def release_stale(self) -> list[Alert]:
         """When every source is caught up or idle (the input stopped), release what has been held a
@@ -297,24 +277,20 @@ class Correlator:
         now = self.wall()
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
             return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
-        clock = self.clock_ms()
+        clock = self.clockiso_ms()
         return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
     def flush(self) -> list[Alert]:
         """End of input: release everything held."""
         return self._release(lambda h: True)
 
-    def clock_ms(self) -> int:
+    def clockiso_ms(self) -> int:
         """The slowest active source's watermark (-1 before any)."""
-        if not self.watermarks:
-            return -1
         now = self.wall()
-        active = [w for src, w in self.watermarks.items() if not self._quiet(src, now)]
-        # all quiet: nothing moves the clock past the slowest source (release_stale decides)
-        return min(active) if active else min(self.watermarks.values())
+        return slowest_active(self.watermarks, lambda src: self._quiet(src, now))
 
     # ---- decisions ---------------------------------------------------------------------------
-    def _release(self, due: Callable[[_Held], bool]) -> list[Alert]:
+    def _release(self, due: Callable[[Held], bool]) -> list[Alert]:
         ready = sorted((h for h in self.held.values() if due(h)), key=lambda h: (h.alert.starts_at, h.alert.id))
         out: list[Alert] = []
         for held in ready:
@@ -325,7 +301,7 @@ class Correlator:
                 held.alert.kind,
                 held.alert.entity,
                 held.release_ms,
-                self.clock_ms(),
+                self.clockiso_ms(),
                 self.watermarks,
                 root and root.entity,
             )
@@ -356,16 +332,16 @@ class Correlator:
                     alert,
                     labels=labels,
                     evidence={**alert.evidence, "blast_radius": radius},
-                    summary=f"{alert.summary}; {_describe(radius)}",
+                    summary=f"{alert.summary}; {describe(radius)}",
                 )
         self.published[alert.id] = alert
         if alert.kind in ROOT_KINDS:
-            self.roots[alert.id] = (alert, _ms(alert.starts_at), None)
+            self.roots[alert.id] = (alert, iso_ms(alert.starts_at), None)
         return alert
 
     def _root_cause(self, alert: Alert, wait: bool = True) -> Alert | None:
         """A root alert firing when the symptom started (or, with `wait`, starting within group_wait after)."""
-        at_ms = _ms(alert.starts_at)
+        at_ms = iso_ms(alert.starts_at)
         wait_ms = int(self.settings.group_wait_s * 1000) if wait else 0
         for kind, entity in self._explanations(alert):
             entry = self.roots.get(alert_id(kind, entity))
@@ -377,7 +353,7 @@ class Correlator:
         return None
 
     def _remember_resolved(self, finding: Alert, keep: int = 100_000) -> None:
-        self.resolved[finding.id] = _ms(finding.ends_at or finding.starts_at)
+        self.resolved[finding.id] = iso_ms(finding.ends_at or finding.starts_at)
         if len(self.resolved) > keep:  # bounded: the oldest episodes are forgotten first
             for key in sorted(self.resolved, key=self.resolved.__getitem__)[: keep // 10]:
                 del self.resolved[key]
@@ -387,23 +363,7 @@ class Correlator:
             del self.roots[key]
 
     def _explanations(self, alert: Alert) -> list[tuple[str, str]]:
-        """(kind, entity) of alerts that would explain this one, most specific first."""
-        topo = self.topo
-        try:
-            if alert.kind in ("link_down", "link_flapping"):
-                causes = topo.link_causes(alert.entity)
-                # a link that went down and now flaps: one page (the link_down), the flapping grouped under it
-                return causes + ([("link_down", alert.entity)] if alert.kind == "link_flapping" else [])
-            if alert.kind == "straggler":  # its card's heat, or the link of the NIC serving it (maybe shared)
-                link = topo.card_link(alert.entity)
-                return [("thermal_throttle", alert.entity)] + (
-                    [("link_down", link), ("link_degraded", link)] if link else []
-                )
-            if alert.kind == "card_failed":
-                return [("card_ecc", alert.entity)]
-        except UnknownEntity:
-            return []
-        return []
+        return explanations(self.topo, alert)
 
     # ---- blast radius ------------------------------------------------------------------------
     def _jobs_of(self, nodes: set[str]) -> list[str]:
@@ -411,61 +371,4 @@ class Correlator:
 
     def blast_radius(self, alert: Alert) -> dict | None:
         """What an ungrouped alert takes down; None when it is only about itself."""
-        topo = self.topo
-        try:
-            if alert.kind == "switch_down":
-                radius = topo.switch_radius(alert.entity)
-                nodes = radius.pop("node_names")
-                return {**radius, "jobs": self._jobs_of(set(nodes))}
-            if alert.kind == "node_down":
-                return {
-                    "cards": topo.cards_per_node,
-                    "nodes": 1,
-                    "links": topo.node_links(topo.node_index(alert.entity)),
-                    "jobs": self._jobs_of({alert.entity}),
-                }
-            if alert.kind in ("card_failed", "card_ecc", "thermal_throttle", "straggler"):
-                node, _ = topo.parse_card(alert.entity)
-                impact = "stalled" if alert.kind == "card_failed" else "slowed"
-                return {
-                    "cards": 1,
-                    "nodes": 0,
-                    "links": 0,
-                    "jobs": self._jobs_of({topo.node_name(node)}),
-                    "impact": impact,
-                }
-            if alert.kind in ("link_down", "link_flapping"):
-                what, a, b = topo.resolve_link(alert.entity)
-                if what == "host":  # every card its NIC serves (several where the host has fewer NICs)
-                    cards = topo.link_cards(alert.entity)
-                    return {
-                        "cards": len(cards),
-                        "nodes": 0,
-                        "links": 1,
-                        "jobs": self._jobs_of({topo.node_name(a)}),
-                        **({"card_names": cards} if cards else {}),
-                    }
-                return {"cards": 0, "nodes": 0, "links": 1, "jobs": []}
-        except UnknownEntity:
-            return None
-        return None
-
-
-def _describe(radius: dict) -> str:
-    parts = []
-    if radius.get("cards"):
-        rail = f" (rail {radius['rail']})" if "rail" in radius else ""
-        parts.append(f"{_count(radius['cards'], 'card')}{rail}")
-    if radius.get("nodes"):
-        parts.append(_count(radius["nodes"], "node"))
-    if radius.get("links"):
-        parts.append(_count(radius["links"], "link"))
-    jobs = radius.get("jobs") or []
-    text = "affects " + ", ".join(parts) if parts else "affects no cards"
-    if jobs:
-        text += f"; jobs {radius.get('impact', 'stalled')}: {', '.join(jobs)}"
-    return text
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+        return blast_radius(self.topo, alert, self._jobs_of)

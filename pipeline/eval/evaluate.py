@@ -58,7 +58,7 @@ def skew_tolerance_s(scenario: Scenario) -> float:
 def grouping_holds(settings: Settings) -> dict[str, float]:
     """Seconds each alert kind waits before it can be paged: symptoms wait for a root cause in the
     correlator (event time), root causes wait for their consequences in the notifier."""
-    from pipeline.correlate.correlator import SYMPTOMS
+    from pipeline.correlate.rules import SYMPTOMS
     from pipeline.notify.delivery import HELD_ROOT_KINDS  # the roots the notifier holds for their consequences
 
     receiver_wait = max((r.group_wait_s for r in settings.notify.receivers), default=5.0)
