@@ -13,13 +13,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.model.yaml_errors import yaml_problem
+from pipeline.topology.fabric import FabricError
+from pipeline.topology.imported import load_topology
+from pipeline.topology.inventory import InventoryError, with_inventory
 from pipeline.topology.protocol import ClusterTopology
-from pipeline.topology.synthetic import ClusterShape, Wiring
+from pipeline.topology.synthetic import ClusterShape, Topology, Wiring
 
 ENV_PREFIX = "CLUSTERPULSE_"
 
@@ -278,7 +282,6 @@ class ReceiverSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
 
         parts = urlsplit(value)
         try:
@@ -415,17 +418,11 @@ class Settings(BaseModel):
     def build_topology(self) -> ClusterTopology:
         """The cluster's topology: the imported fabric of `topology`, or the synthetic `cluster` shape,
         with the `inventory`'s card-to-NIC map. Raises SettingsError for a file that cannot be read."""
-        from pipeline.topology.inventory import InventoryError, with_inventory
 
         topology: Wiring  # a Topology or a FabricTopology
         if not self.topology:
-            from pipeline.topology.synthetic import Topology
-
             topology = Topology(self.cluster.shape())
         else:
-            from pipeline.topology.fabric import FabricError
-            from pipeline.topology.imported import load_topology
-
             try:
                 topology = load_topology(self.topology, self.cluster.cards_per_node)
             except FabricError as exc:

@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.correlate.correlator import Correlator
+from pipeline.correlate.rules import SYMPTOMS
 from pipeline.detect import DetectorSet
-from pipeline.eval.scorer import Fault
+from pipeline.eval.scorer import Fault, match, summarize
 from pipeline.model.schemas import Alert, Batch, decode_batch
+from pipeline.model.topics import ALERTS
+from pipeline.notify.console import AlertPrinter
+from pipeline.notify.delivery import HELD_ROOT_KINDS
+from pipeline.ops.broker import EmbeddedBroker, create_topics, stop_process
+from pipeline.ops.processes import drain, spawn, write_settings_file
 from pipeline.settings import Settings
 from pipeline.topology.protocol import ClusterTopology
 from producers.scenario import Scenario, load_scenario
@@ -58,8 +64,6 @@ def skew_tolerance_s(scenario: Scenario) -> float:
 def grouping_holds(settings: Settings) -> dict[str, float]:
     """Seconds each alert kind waits before it can be paged: symptoms wait for a root cause in the
     correlator (event time), root causes wait for their consequences in the notifier."""
-    from pipeline.correlate.rules import SYMPTOMS
-    from pipeline.notify.delivery import HELD_ROOT_KINDS  # the roots the notifier holds for their consequences
 
     receiver_wait = max((r.group_wait_s for r in settings.notify.receivers), default=5.0)
     holds = {kind: settings.detect.correlate.group_wait_s for kind in SYMPTOMS}
@@ -114,10 +118,6 @@ def run_offline(
 
 def run_kafka(scenario_path: str | None, settings: Settings, log_dir: Path, timeout_s: float = 1800) -> list[Alert]:
     """Alerts of one scenario through a real broker and worker (embedded broker unless bootstrap)."""
-    from pipeline.model.topics import ALERTS
-    from pipeline.notify.console import AlertPrinter
-    from pipeline.ops.broker import EmbeddedBroker, create_topics, stop_process
-    from pipeline.ops.processes import drain, spawn, write_settings_file
 
     scenario = load_scenario(scenario_path)
     prefix = f"eval{uuid.uuid4().hex[:8]}"
@@ -171,7 +171,6 @@ def evaluate(
     paths: list[str], settings: Settings, offline: bool, log_root: Path | None = None, progress=sys.stderr
 ) -> dict:  # noqa: ANN001
     """Score every scenario; returns the JSON report of the CLI."""
-    from pipeline.eval.scorer import match, summarize
 
     results = []
     holds = grouping_holds(settings)

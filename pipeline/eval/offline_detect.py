@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from pipeline.eval.evaluate import OfflineCore
 from pipeline.model.schemas import Alert, decode_batch
 from pipeline.settings import Settings
 from pipeline.topology.protocol import ClusterTopology
@@ -40,7 +41,6 @@ class DetectOutput:
         pass
 
     def close(self) -> None:
-        from pipeline.eval.evaluate import OfflineCore
 
         batches = sorted((decode_batch(v) for v in self.values), key=lambda b: b.ts_ms)
         core = OfflineCore(self.topology(), self.settings)

@@ -12,6 +12,7 @@ overwritten or removed.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -450,7 +451,6 @@ def _sort_order(code: np.ndarray, sub: np.ndarray | None, tick: np.ndarray) -> n
 
 
 def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
-    import json
 
     def ts(value: str | None) -> int | None:
         if value is None:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -82,7 +83,6 @@ class _Group:
 
 def request_for(receiver: ReceiverSettings, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
     """(url, body, headers) of one notification; the signature is added per attempt."""
-    import json
 
     headers = {
         "Content-Type": "application/json",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.model.schemas import Alert
+from pipeline.notify.routing import routable_labels
 
 
 def idempotency_key(alert: Alert) -> str:
@@ -22,7 +23,6 @@ def clusterpulse_body(alert: Alert) -> bytes:
 def _am_labels(alert: Alert) -> dict[str, str]:
     """The alert's labels plus alertname, entity, severity and the routable `grouped` and
     `root_cause` (so Alertmanager routes and inhibit rules can select consequences)."""
-    from pipeline.notify.routing import routable_labels
 
     labels = routable_labels(alert)
     if not labels["root_cause"]:

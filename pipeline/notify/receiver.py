@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.model.schemas import Alert
+from pipeline.notify.signing import HEADER, SignatureError, verify
+
 MAX_BODY = 16 * 1024 * 1024
 
 
@@ -83,8 +86,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(length)
         if self.server.secret is not None:
-            from pipeline.notify.signing import HEADER, SignatureError, verify
-
             try:
                 verify(self.server.secret, raw, self.headers.get(HEADER))
             except SignatureError as exc:
@@ -108,8 +109,6 @@ def _describe(body: Any) -> str:
     """One line: an alert as `clusterpulse run` prints it, or the JSON."""
     if isinstance(body, dict) and {"kind", "entity", "status", "starts_at"} <= set(body):
         try:
-            from pipeline.model.schemas import Alert
-
             return Alert(**body).line()
         except TypeError:
             pass

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
+import aiohttp
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from pipeline.model.schemas import Alert
 from pipeline.model.topics import NOTIFY_DEAD_LETTERS
+from pipeline.notify import ledger
 from pipeline.notify.delivery import deliver
+from pipeline.notify.payloads import idempotency_key
 from pipeline.ops.kafka_config import consumer_config, producer_config
 from pipeline.settings import Settings
 
 
 def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str, int]:
-    import aiohttp
 
     topic = settings.topic(NOTIFY_DEAD_LETTERS)
     receivers = {r.name: r for r in settings.notify.receivers}
@@ -69,7 +73,6 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
 
         asyncio.run(resend())
         producer.flush()
-        from kafka.structs import OffsetAndMetadata
 
         consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
         return summary
@@ -81,12 +84,6 @@ def replay_dead_letters(settings: Settings, only: str | None = None) -> dict[str
 def replay_from_lake(lake: str, settings: Settings, only: str | None = None) -> dict[str, int]:
     """Resend, once, each notification the lake's ledger says is still undelivered; record the
     outcome in the ledger, so a second replay sends only what failed again."""
-    import os
-
-    import aiohttp
-
-    from pipeline.notify import ledger
-    from pipeline.notify.payloads import idempotency_key
 
     receivers = {r.name: r for r in settings.notify.receivers}
     book = ledger.Ledger(lake, f"replay-{os.getpid()}")

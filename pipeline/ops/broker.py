@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -57,7 +60,6 @@ S3_ENV = ("AWS_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEF
 
 def check_storage(storage: str, environ: Mapping[str, str] | None = None) -> None:
     """Raise BrokerError unless the storage is one this broker has and its settings are there."""
-    import os
 
     environ = os.environ if environ is None else environ
     if storage.startswith("memory://"):
@@ -153,8 +155,6 @@ def _die_with_parent() -> None:
     """In the child before exec: the kernel stops it (SIGTERM) when the process that started it dies,
     however it dies (SIGKILL too), so no broker outlives its owner. Linux only; elsewhere a no-op."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -236,7 +236,6 @@ class Streams:
 def describe_streams(settings: Settings, topics: list[str], bootstrap: str | None = None) -> Streams:
     """Each topic's stream tag and partition count. The tag is the same for every worker of a group
     as long as the topic lives, and new when the topic is re-created (offsets start again at 0)."""
-    import hashlib
 
     bootstrap = bootstrap or settings.require_bootstrap()
     admin = admin_client(bootstrap)

@@ -18,7 +18,7 @@ def register(ctx: WorkerContext) -> None:
             msg = event.message
             if (msg.topic, msg.partition) not in seen:
                 seen.add((msg.topic, msg.partition))
-                await ctx.discard_uncommitted(msg.topic, msg.partition, msg.offset)
+                await ctx.checkpoint.discard_uncommitted(msg.topic, msg.partition, msg.offset)
             try:
                 alert = Alert.from_json(event.value)
             except (ValueError, TypeError) as exc:
@@ -26,7 +26,7 @@ def register(ctx: WorkerContext) -> None:
                 ctx.sink.mark_consumed(msg.topic, msg.partition, msg.offset)
             else:
                 ctx.sink.add_alert(msg.topic, msg.partition, msg.offset, alert)
-            ctx.acks.hold(stream, event)
+            ctx.checkpoint.hold(stream, event)
 
     def forget(revoked: set) -> None:
         seen.difference_update((tp.topic, tp.partition) for tp in revoked)

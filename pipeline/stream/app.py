@@ -18,6 +18,8 @@ from typing import Any
 import faust
 
 from pipeline.model.topics import ALERTS
+from pipeline.ops.broker import describe_streams
+from pipeline.ops.health import serve_health
 from pipeline.ops.kafka_config import faust_config
 from pipeline.settings import Settings
 from pipeline.stream import alert_sink_agent, correlator_agent, notify_agent, telemetry_agent
@@ -28,7 +30,6 @@ log = logging.getLogger("clusterpulse.worker")
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with its agents for these settings."""
-    from pipeline.ops.broker import describe_streams
 
     if not settings.bootstrap:
         raise ValueError("the worker needs a bootstrap address")
@@ -46,10 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
     streams = describe_streams(settings, lake_topics)
-    ctx = WorkerContext(app, settings, streams.tags)
-    ctx.expected_sources = [
-        f"{kind}/{p}" for topic, kind in ctx.kind_of_topic.items() for p in range(streams.partitions[topic])
-    ]
+    ctx = WorkerContext(app, settings, streams.tags, streams.partitions)
 
     telemetry_agent.register(ctx)
     correlator_agent.register(ctx)
@@ -59,34 +57,13 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
-        for save in ctx.before_revoked:
-            await save(revoked)
-        ctx.acks.forget({(tp.topic, tp.partition) for tp in revoked})
-        ctx.forget_partitions()
-        for forget in ctx.on_revoked:
-            forget(revoked)
+        await ctx.revoke(revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
-        # The consumer has stopped: write what is buffered. Offsets of these rows may stay
-        # uncommitted; a restart re-reads them and rewrites the same file names.
-        written = {}
-        for topic_name, partition in ctx.sink.pending():
-            try:
-                written[(topic_name, partition)] = ctx.sink.flush(topic_name, partition)
-            except OSError as exc:  # uncommitted: a restart reads these rows again
-                log.error(
-                    "could not write %s[%d] at shutdown (%s); a restart reads its rows again",
-                    topic_name,
-                    partition,
-                    exc,
-                )
-        for topic_name, partition in list(ctx.detectors.sets):
-            await ctx.save_state(topic_name, partition)
-        log.info("flushed %d partitions and saved their detector state at shutdown", len(written))
+        await ctx.checkpoint.at_shutdown()
 
     if settings.health_port:
-        from pipeline.ops.health import serve_health
 
         @app.task
         async def health_server() -> None:

@@ -1,19 +1,18 @@
-"""What a worker's agents share: settings, topology, the Parquet sink, per-partition detectors,
-the topics they send to, and `publish` for alerts."""
+"""What a worker's agents share: settings, topology, the topics they send to, dead letters, the
+checkpoint (sink, per-partition detectors), the correlator, `publish` for alerts, and the hooks a
+rebalance calls."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections import defaultdict
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
 from pipeline.correlate.correlator import Correlator
-from pipeline.detect import DetectorSet
 from pipeline.lake.parquet import ParquetSink
 from pipeline.model.schemas import Alert
 from pipeline.model.topics import (
@@ -26,10 +25,12 @@ from pipeline.model.topics import (
     STEP_TELEMETRY,
     TopicSpec,
 )
+from pipeline.notify.delivery import Notifier
 from pipeline.ops.metrics import WorkerMetrics
 from pipeline.settings import Settings
-from pipeline.stream.guarantees import AckAfterFlush, DeadLetters
-from pipeline.stream.partition_state import PartitionDetectors, read_snapshots, state_key
+from pipeline.stream.checkpoint import Checkpoint
+from pipeline.stream.guarantees import DeadLetters
+from pipeline.stream.partition_state import PartitionDetectors
 
 log = logging.getLogger("clusterpulse.worker")
 
@@ -41,40 +42,47 @@ TOPIC_KINDS = {CARD_TELEMETRY: "card", STEP_TELEMETRY: "step", PORT_TELEMETRY: "
 # its Parquet file is written, seconds later, and after later watermarks.
 
 
+OnRevoked = Callable[[set[Any]], None]  # called with the revoked topic partitions
+BeforeRevoked = Callable[[set[Any]], Awaitable[None]]
+
+
 class WorkerContext:
     """Built once per worker by `pipeline.stream.app.create_app`; each agent module registers on it."""
 
-    def __init__(self, app: faust.App, settings: Settings, stream_tags: dict[str, str]) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, stream_tags: dict[str, str], partitions: dict[str, int]
+    ) -> None:
         self.app = app
         self.settings = settings
         self.topology = settings.build_topology()
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}"
-        self.sink = ParquetSink(
+        self.metrics = WorkerMetrics()
+        self.kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
+        # "<kind>/<partition>" of every telemetry partition: each holds the correlator's clock until it reports
+        self.expected_sources = [
+            f"{kind}/{p}" for topic, kind in self.kind_of_topic.items() for p in range(partitions[topic])
+        ]
+        self.alerts_topic = self.topic(ALERTS)
+        self.findings_topic = self.topic(FINDINGS, partitions=1)
+        self.dead_letters = DeadLetters(self.topic(DEAD_LETTERS), metrics=self.metrics)
+        sink = ParquetSink(
             settings.data_dir,
             flush_rows=settings.sink.flush_rows,
             flush_seconds=settings.sink.flush_seconds,
             topology=self.topology,
             stream_tags=stream_tags,
         )
-        self.kind_of_topic = {settings.topic(spec): kind for spec, kind in TOPIC_KINDS.items()}
-        self.detectors = PartitionDetectors(self.topology, settings.detect, self.kind_of_topic)
+        sink.on_file = self._count_file
+        detectors = PartitionDetectors(self.topology, settings.detect, self.kind_of_topic)
+        self.checkpoint = Checkpoint(settings, sink, detectors, self.topic(DETECTOR_STATE, partitions=1), self.metrics)
+        self.sink = sink
         self.correlator = Correlator(self.topology, settings.detect.correlate)
-        self.metrics = WorkerMetrics()
-        self.sink.on_file = self._count_file
-        self.acks = AckAfterFlush(self.sink, on_durable=self.save_state, metrics=self.metrics)
-        self.alerts_topic = self.topic(ALERTS)
-        self.findings_topic = self.topic(FINDINGS, partitions=1)
-        self.state_topic = self.topic(DETECTOR_STATE, partitions=1)
-        self.dead_letters = DeadLetters(self.topic(DEAD_LETTERS), metrics=self.metrics)
+        self.notifier: Notifier | None = None  # set by the notify agent when receivers are configured
         self.alert_counts: dict[str, int] = defaultdict(int)
-        self.notifier: Any = None
-        self.watermarks: dict[str, int] = {}
-        self.expected_sources: list[str] = []  # "<kind>/<partition>" of every telemetry partition
-        self.positions: dict[str, tuple[Any, int]] = {}
-        self.on_revoked: list = []  # callbacks(revoked topic partitions) of the agents
-        self.before_revoked: list = []  # async callbacks, run first (e.g. to save state)
-        self._restore_lock = asyncio.Lock()
-        self._snapshots: dict[str, bytes] | None = None
+        self.watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
+        self.positions: dict[str, tuple[Any, int]] = {}  # source -> (topic partition, last offset processed)
+        self.on_revoked: list[OnRevoked] = []  # the agents' callbacks
+        self.before_revoked: list[BeforeRevoked] = []  # run first (e.g. to save state)
 
     def topic(self, spec: TopicSpec, partitions: int | None = None) -> Any:
         return self.app.topic(
@@ -93,49 +101,10 @@ class WorkerContext:
         self.metrics.flush_rows.inc(rows)
         self.metrics.flush_bytes.inc(size)
 
-    async def save_state(self, topic_name: str, partition: int) -> None:
-        data = self.detectors.snapshot(topic_name, partition)
-        if data is not None:
-            await self.state_topic.send(key=state_key(topic_name, partition).encode(), value=data, force=True)
-
-    async def detectors_for(self, topic_name: str, partition: int, offset: int) -> DetectorSet:
-        """The partition's detectors; the first time a partition is seen, its detector state is
-        restored and files an earlier owner wrote but never committed are removed."""
-        found = self.detectors.sets.get((topic_name, partition))
-        if found is not None:
-            return found
-        async with self._restore_lock:
-            if (topic_name, partition) not in self.detectors.sets:
-                await self.discard_uncommitted(topic_name, partition, offset)
-                if self._snapshots is None:
-                    self._snapshots = await asyncio.to_thread(
-                        read_snapshots, self.settings.require_bootstrap(), self.settings.topic(DETECTOR_STATE)
-                    )
-                restored = self.detectors.load(self._snapshots, [(topic_name, partition)])
-                self.detectors.sets[(topic_name, partition)].repeats.resume_at(offset)
-                log.info(
-                    "%s[%d]: %s",
-                    topic_name,
-                    partition,
-                    "restored detector state" if restored else "no saved detector state; starting fresh",
-                )
-        return self.detectors.sets[(topic_name, partition)]
-
-    async def discard_uncommitted(self, topic_name: str, partition: int, offset: int) -> None:
-        removed = await asyncio.to_thread(self.sink.discard_uncommitted, topic_name, partition, offset)
-        if removed:
-            log.warning(
-                "%s[%d]: removed %d Parquet files that this consumer group (%s) wrote after its last "
-                "commit (offset %d) before a crash; their rows are read again and rewritten: %s",
-                topic_name,
-                partition,
-                len(removed),
-                self.settings.group_id,
-                offset,
-                ", ".join(Path(p).name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""),
-            )
-
-    def forget_partitions(self) -> None:
-        """After a rebalance: partitions assigned again later re-read their latest state and files."""
-        self._snapshots = None
-        self.sink.forget_listing()
+    async def revoke(self, revoked: set[Any]) -> None:
+        """A rebalance took these partitions: save what must be saved, drop what they held."""
+        for save in self.before_revoked:
+            await save(revoked)
+        self.checkpoint.revoke({(tp.topic, tp.partition) for tp in revoked})
+        for forget in self.on_revoked:
+            forget(revoked)

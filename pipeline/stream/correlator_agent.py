@@ -51,7 +51,7 @@ def register(ctx: WorkerContext) -> None:
             taken = list(held)
             held.clear()
             data = correlator.snapshot(upto_offset=position["offset"])
-            sent = await ctx.state_topic.send(key=key.encode(), value=data, force=True)
+            sent = await ctx.checkpoint.state_topic.send(key=key.encode(), value=data, force=True)
             await sent  # delivered (acks=all) before any finding it includes is committed
             for stream, event in taken:
                 await stream.ack(event)

@@ -50,14 +50,14 @@ def register(ctx: WorkerContext) -> None:
     watermarks = ctx.watermarks  # "<kind>/<partition>" -> newest sample time processed
     positions = ctx.positions  # source -> (topic partition, last offset processed)
     sent_marks: dict[str, tuple[int, bool]] = {}
-    topology, sink, acks = ctx.topology, ctx.sink, ctx.acks
+    topology, sink, checkpoint = ctx.topology, ctx.sink, ctx.checkpoint
     intake = ctx.settings.intake
 
     def skip(stream: StreamT, event: EventT) -> None:
         """Nothing of this message goes on: its offset is committed with the next flush."""
         msg = event.message
         sink.mark_consumed(msg.topic, msg.partition, msg.offset)
-        acks.hold(stream, event)
+        checkpoint.hold(stream, event)
 
     def is_repeat(detectors: DetectorSet, event: EventT) -> bool:
         """A producer's retry stored twice by the broker (logged at the first and every 1000th)."""
@@ -109,7 +109,7 @@ def register(ctx: WorkerContext) -> None:
             full = sink.add_batch(msg.topic, msg.partition, msg.offset, part) or full
         if not parts:
             sink.mark_consumed(msg.topic, msg.partition, msg.offset)
-        acks.hold(stream, event)
+        checkpoint.hold(stream, event)
         return full
 
     def telemetry_agent(spec: TopicSpec) -> None:
@@ -125,7 +125,7 @@ def register(ctx: WorkerContext) -> None:
                 if msg.topic not in counted:
                     counted[msg.topic] = ctx.metrics.messages.labels(msg.topic)
                 counted[msg.topic].inc()
-                detectors = await ctx.detectors_for(msg.topic, msg.partition, msg.offset)
+                detectors = await checkpoint.detectors_for(msg.topic, msg.partition, msg.offset)
                 if is_repeat(detectors, event):
                     skip(stream, event)
                     continue
@@ -148,7 +148,7 @@ def register(ctx: WorkerContext) -> None:
                 processed.inc(sum(part.rows() for part in parts))
                 took.observe(time.perf_counter() - started)
                 if full:
-                    await acks.flush([(msg.topic, msg.partition)])
+                    await checkpoint.flush([(msg.topic, msg.partition)])
 
         handle.__name__ = f"{kind}_telemetry"
         ctx.app.agent(ctx.topic(spec), name=f"clusterpulse.{kind}")(handle)
@@ -191,7 +191,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.timer(interval=1.0)
     async def flush_due() -> None:
-        await acks.flush_due()
+        await checkpoint.flush_due()
 
     def forget(revoked: set) -> None:
         for tp in revoked:
@@ -199,6 +199,5 @@ def register(ctx: WorkerContext) -> None:
                 source = f"{ctx.kind_of_topic[tp.topic]}/{tp.partition}"
                 watermarks.pop(source, None)
                 positions.pop(source, None)
-                ctx.detectors.drop(tp.topic, tp.partition)
 
     ctx.on_revoked.append(forget)

@@ -24,6 +24,7 @@ device its `devid` when the default form gives it. Tolerated: tabs lost to a ter
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -210,7 +211,6 @@ def _without_orphans(fabric: Fabric) -> Fabric:
 
 
 def load_ibnetdiscover(path: str | Path) -> Fabric:
-    import gzip
 
     path = Path(path)
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.topology.fabric import Endpoint, Fabric, FabricError, Link, natural_key, ordered_ends
+from pipeline.topology.load import load_fabric
 from pipeline.topology.synthetic import UnknownEntity, Wiring
 
 TIER_KIND = {1: "leaf", 2: "spine", 3: "core"}
@@ -206,7 +207,6 @@ _CACHE: dict[tuple[str, float, int], FabricTopology] = {}
 
 def load_topology(path: str | Path, cards_per_node: int = 8) -> FabricTopology:
     """The topology of a fabric file (any kind `load_fabric` reads), cached per file and mtime."""
-    from pipeline.topology.load import load_fabric
 
     path = Path(path)
     try:

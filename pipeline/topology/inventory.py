@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from pipeline.model.yaml_errors import yaml_problem
+from pipeline.topology.synthetic import UnknownEntity
 
 
 class InventoryError(ValueError):
@@ -214,8 +215,6 @@ def with_inventory(topology: Any, path: str | Path | None) -> Any:
     except OSError as exc:
         raise InventoryError(f"cannot read inventory {str(path)!r}: {exc.strerror}") from None
     if key not in _SERVED:
-        from pipeline.topology.synthetic import UnknownEntity
-
         try:
             _SERVED[key] = topology.with_card_nics(load_inventory(path).card_nics())
         except UnknownEntity as exc:

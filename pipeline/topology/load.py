@@ -6,7 +6,11 @@ import gzip
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.topology.cabling_plan import load_cabling_plan
 from pipeline.topology.fabric import Fabric, FabricError
+from pipeline.topology.ibnetdiscover import load_ibnetdiscover
+from pipeline.topology.lldp import load_lldp
+from pipeline.topology.saved import load_saved
 
 KINDS = ("ibnetdiscover", "lldp", "cabling", "saved")
 
@@ -45,10 +49,6 @@ def sniff(path: Path) -> str:
 
 
 def load_fabric(path: str | Path, kind: str | None = None) -> Fabric:
-    from pipeline.topology.cabling_plan import load_cabling_plan
-    from pipeline.topology.ibnetdiscover import load_ibnetdiscover
-    from pipeline.topology.lldp import load_lldp
-    from pipeline.topology.saved import load_saved
 
     path = Path(path)
     if not path.exists():

@@ -16,6 +16,7 @@ a QDR host); an inventory's `nic_cards` says otherwise (`Wiring.with_card_nics`)
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass
@@ -96,7 +97,6 @@ class Wiring:
     def with_card_nics(self, serves: dict[str, dict[int, int]]) -> Wiring:
         """A copy in which node `name`'s card c uses NIC `serves[name][c]` (an inventory's map);
         cards not named keep the default. Raises UnknownEntity for a node, card or NIC it lacks."""
-        import copy
 
         k = self.cards_per_node  # type: ignore[attr-defined]
         overrides = list(self.card_nic_overrides)

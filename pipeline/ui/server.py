@@ -174,7 +174,6 @@ class UiServer:
         self._loop: Any = None
 
     def serve_forever(self) -> None:
-        import asyncio
 
         self.feed.start()
         web.run_app(
@@ -189,7 +188,6 @@ class UiServer:
 
     def start_in_thread(self) -> None:
         """Serve from a daemon thread; raises OSError now if the port is taken."""
-        import asyncio
 
         loop = asyncio.new_event_loop()
         runner = web.AppRunner(make_app(self.feed, self.title, self.lake), access_log=None)
@@ -207,7 +205,5 @@ class UiServer:
     def stop(self) -> None:
         self.feed.stopping.set()
         if self._loop is not None and self._runner is not None:
-            import asyncio
-
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -10,8 +10,12 @@ from typing import Any
 
 from pipeline.lake.parquet import ParquetSink
 from pipeline.model.topics import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+from pipeline.ops.metrics import WorkerMetrics
+from pipeline.settings import DetectSettings
+from pipeline.stream.checkpoint import Checkpoint
 from pipeline.stream.guarantees import AckAfterFlush, DeadLetters
-from tests.builders import card_batch
+from pipeline.stream.partition_state import PartitionDetectors
+from tests.builders import card_batch, small_topology
 
 TOPIC = "cp.telemetry.card"
 
@@ -117,3 +121,48 @@ def test_a_revoked_partition_forgets_what_it_held(tmp_path: Path) -> None:
     acks.forget({(TOPIC, 0)})
     asyncio.run(acks.flush([(TOPIC, 0)]))
     assert stream.acked == [] and not list(tmp_path.rglob("*.parquet"))  # its new owner reads them again
+
+
+def checkpoint_of(tmp_path: Path) -> tuple[Checkpoint, Topic]:
+    from pipeline.settings import Settings
+
+    topo = small_topology()
+    state = Topic()
+    detectors = PartitionDetectors(topo, DetectSettings(), {TOPIC: "card"})
+    detectors.load({}, [(TOPIC, 0)])  # no saved state: a fresh set for partition 0
+    sink = ParquetSink(tmp_path, flush_rows=10_000, flush_seconds=60)
+    return Checkpoint(Settings(), sink, detectors, state, WorkerMetrics()), state
+
+
+def test_a_checkpoint_saves_the_partitions_detector_state_after_its_rows_are_durable(tmp_path: Path) -> None:
+    checkpoint, state = checkpoint_of(tmp_path)
+    stream = Stream()
+    detectors = checkpoint.detectors.sets[(TOPIC, 0)]
+    batch = card_batch("node0001", 0, errors=[(1, 79)])
+    assert [a.kind for a in detectors.push(batch)] == ["card_failed"]
+    checkpoint.sink.add_batch(TOPIC, 0, 10, batch)
+    checkpoint.hold(stream, Event(Message(TOPIC, 0, 10)))  # type: ignore[arg-type]
+    asyncio.run(checkpoint.flush([(TOPIC, 0)]))
+    assert stream.acked == [10]
+    [saved] = state.sent
+    assert saved["key"] == f"{TOPIC}/0".encode()
+    restored = PartitionDetectors(small_topology(), DetectSettings(), {TOPIC: "card"})
+    assert restored.load({f"{TOPIC}/0": saved["value"]}, [(TOPIC, 0)]) == 1  # the failed card is remembered
+
+
+def test_at_shutdown_the_buffered_rows_are_written_and_every_partitions_state_saved(tmp_path: Path) -> None:
+    checkpoint, state = checkpoint_of(tmp_path)
+    checkpoint.sink.add_batch(TOPIC, 0, 10, card_batch("node0001", 0))
+    asyncio.run(checkpoint.at_shutdown())
+    assert len(list((tmp_path / "card").rglob("*.parquet"))) == 1
+    assert [s["key"] for s in state.sent] == [f"{TOPIC}/0".encode()]
+
+
+def test_a_revoked_partition_loses_its_detectors_and_what_it_buffered(tmp_path: Path) -> None:
+    checkpoint, state = checkpoint_of(tmp_path)
+    stream = Stream()
+    checkpoint.sink.add_batch(TOPIC, 0, 10, card_batch("node0001", 0))
+    checkpoint.hold(stream, Event(Message(TOPIC, 0, 10)))  # type: ignore[arg-type]
+    checkpoint.revoke({(TOPIC, 0)})
+    asyncio.run(checkpoint.at_shutdown())
+    assert stream.acked == [] and not list(tmp_path.rglob("*.parquet")) and state.sent == []
