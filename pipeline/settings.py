@@ -381,6 +381,12 @@ class Settings(BaseModel):
     notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
     health_port: int = Field(0, ge=0, lt=65536, description="the worker serves GET /healthz on this port (0 = off)")
+    api_token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="the environment variable holding the bearer token that writes to the worker's /api/silences "
+        "need (unset: writes are refused)",
+    )
 
     @field_validator("bootstrap")
     @classmethod

@@ -64,10 +64,22 @@ set variable clusterpulse_view_alerts = 'select null::TIMESTAMP WITH TIME ZONE a
        null::VARCHAR as "entity", null::VARCHAR as "status", null::TIMESTAMP WITH TIME ZONE as "starts_at",
        null::TIMESTAMP WITH TIME ZONE as "ends_at", null::VARCHAR as "severity", null::VARCHAR as "summary",
        null::VARCHAR as "root_cause", null::VARCHAR as "labels", null::VARCHAR as "evidence",
-       null::BIGINT as "_offset", null::DATE as "date", null::INTEGER as "hour"
+       null::VARCHAR[] as "silenced_by", null::BIGINT as "_offset", null::DATE as "date",
+       null::INTEGER as "hour"
 where false' || coalesce((
     select '
 union all by name
 select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/alerts/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
     from glob(getvariable('clusterpulse_lake') || '/alerts/**/*.parquet') limit 1), '');
 create or replace view alerts as select * from query(getvariable('clusterpulse_view_alerts'));
+
+set variable clusterpulse_view_silences = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "id", null::VARCHAR[] as "matchers",
+       null::TIMESTAMP WITH TIME ZONE as "starts_at", null::TIMESTAMP WITH TIME ZONE as "ends_at",
+       null::VARCHAR as "created_by", null::VARCHAR as "comment", null::BIGINT as "_offset",
+       null::DATE as "date", null::INTEGER as "hour"
+where false' || coalesce((
+    select '
+union all by name
+select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/silences/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
+    from glob(getvariable('clusterpulse_lake') || '/silences/**/*.parquet') limit 1), '');
+create or replace view silences as select * from query(getvariable('clusterpulse_view_silences'));

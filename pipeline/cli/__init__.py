@@ -1,7 +1,7 @@
 """Command line: `clusterpulse <command>` (also `python -m pipeline <command>`).
 
 One module per group of verbs: `pipeline.cli.pipeline_cmds` (run, broker, worker, topics),
-`simulation` (simulate, replay, eval), `ingest`, `collect`, `delivery` (alerts, receiver), `lake` (query,
+`simulation` (simulate, replay, eval), `ingest`, `collect`, `delivery` (alerts, receiver), `silence`, `lake` (query,
 sql, compact) and `fabric` (topology). Each registers its verbs with `add_parsers(sub)`; the handler is `args.handler`.
 User errors are one line on stderr and exit 2; nothing a user does prints a traceback.
 """
@@ -15,13 +15,13 @@ import sys
 import traceback
 from typing import NoReturn
 
-from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, simulation
+from pipeline.cli import collect, delivery, fabric, ingest, lake, pipeline_cmds, silence, simulation
 from pipeline.cli.common import EXIT_USAGE, CommandError, UsageError, check_data_dir, one_line, settings_from
 from pipeline.ops.broker import BrokerError
 from pipeline.ops.kafka_config import use_security
 from pipeline.settings import SettingsError
 
-MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, lake, fabric)
+MODULES = (pipeline_cmds, simulation, ingest, collect, delivery, silence, lake, fabric)
 
 
 class Parser(argparse.ArgumentParser):

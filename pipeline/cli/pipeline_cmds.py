@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.lake.dirs import resolve_lake
-    from pipeline.model.topics import ALERTS
+    from pipeline.model.topics import ALERTS, SILENCES
     from pipeline.ops.broker import check_reachable
     from pipeline.ui.server import UiServer
 
@@ -153,7 +153,13 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     check_reachable(settings.bootstrap)
     lake = str(resolve_lake(settings.data_dir).path) if "://" not in settings.data_dir else None  # newest run
     ui = UiServer(
-        settings.bootstrap, settings.topic(ALERTS), settings.build_topology(), args.host, args.ui_port, lake=lake
+        settings.bootstrap,
+        settings.topic(ALERTS),
+        settings.build_topology(),
+        args.host,
+        args.ui_port,
+        lake=lake,
+        silences_topic=settings.topic(SILENCES),
     )
     say(f"live page: {ui.url} (Ctrl-C stops)")
     try:

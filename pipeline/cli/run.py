@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.model.schemas import Alert
-from pipeline.model.topics import ALERTS, NOTIFY_DEAD_LETTERS
+from pipeline.model.topics import ALERTS, NOTIFY_DEAD_LETTERS, SILENCES
 from pipeline.notify.console import AlertPrinter
 from pipeline.ops.broker import EmbeddedBroker, check_reachable, create_topics, stop_process
 from pipeline.ops.processes import drain, spawn, write_settings_file
@@ -126,7 +126,15 @@ def start_ui(bootstrap: str, settings: Settings, port: int) -> Any:
     from pipeline.ui.server import UiServer
 
     lake = settings.data_dir if "://" not in settings.data_dir else None
-    ui = UiServer(bootstrap, settings.topic(ALERTS), settings.build_topology(), "127.0.0.1", port, lake=lake)
+    ui = UiServer(
+        bootstrap,
+        settings.topic(ALERTS),
+        settings.build_topology(),
+        "127.0.0.1",
+        port,
+        lake=lake,
+        silences_topic=settings.topic(SILENCES),
+    )
     try:
         ui.start_in_thread()
     except OSError as exc:

@@ -75,6 +75,8 @@ class Correlator:
         # source: paged once the fabric agrees
         self.unconfirmed: dict[str, tuple[Alert, str]] = {}
         self.restored_offset = -1  # the offset of the last finding the restored snapshot includes
+        # the active silences covering an alert (pipeline.notify.silences.SilenceBook.silenced_by); none offline
+        self.silences: Callable[[Alert], tuple[str, ...]] | None = None
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
     _STATE = (
@@ -226,6 +228,7 @@ class Correlator:
                 root_cause=firing.root_cause,
                 labels=firing.labels,
                 evidence={**firing.evidence, **finding.evidence},
+                silenced_by=firing.silenced_by,  # a firing no one was paged for resolves without a page too
             )
         ]
 
@@ -280,6 +283,20 @@ class Correlator:
         clock = self.clockiso_ms()
         return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
+    def unsilenced(self) -> list[Alert]:
+        """Firing alerts whose silences ended: published again without `silenced_by`, so they page now."""
+        if self.silences is None:
+            return []
+        out = []
+        for alert in [a for a in self.published.values() if a.silenced_by]:
+            now_by = self.silences(alert)
+            if now_by == alert.silenced_by:
+                continue
+            self.published[alert.id] = replace(alert, silenced_by=now_by)
+            if not now_by:
+                out.append(self.published[alert.id])
+        return out
+
     def flush(self) -> list[Alert]:
         """End of input: release everything held."""
         return self._release(lambda h: True)
@@ -310,7 +327,14 @@ class Correlator:
             if held.resolved is not None:
                 self.published.pop(firing.id, None)
                 self._remember_resolved(held.resolved)
-                out.append(replace(held.resolved, root_cause=firing.root_cause, labels=firing.labels))
+                out.append(
+                    replace(
+                        held.resolved,
+                        root_cause=firing.root_cause,
+                        labels=firing.labels,
+                        silenced_by=firing.silenced_by,
+                    )
+                )
         return out
 
     def _publish(self, alert: Alert, root: Alert | None = None) -> Alert:
@@ -334,6 +358,8 @@ class Correlator:
                     evidence={**alert.evidence, "blast_radius": radius},
                     summary=f"{alert.summary}; {describe(radius)}",
                 )
+        if self.silences is not None:
+            alert = replace(alert, silenced_by=self.silences(alert))
         self.published[alert.id] = alert
         if alert.kind in ROOT_KINDS:
             self.roots[alert.id] = (alert, iso_ms(alert.starts_at), None)

@@ -19,6 +19,7 @@ DATASETS = (
     Dataset("step", "job, node, rank, ts", deltas=True),
     Dataset("port", "switch, port, ts", deltas=True),
     Dataset("alerts", "ts, id", deltas=False),
+    Dataset("silences", "ts, id", deltas=False),
 )
 NAMES = tuple(d.name for d in DATASETS)
 ORDER = {d.name: d.order for d in DATASETS}

@@ -63,6 +63,20 @@ ALERTS_SCHEMA = pa.schema(
         pa.field("root_cause", pa.string()),
         pa.field("labels", pa.string()),
         pa.field("evidence", pa.string()),
+        pa.field("silenced_by", pa.list_(pa.string())),
+        pa.field("_offset", pa.int64()),
+    ]
+)
+# every change of a silence (created, edited, expired), with its author: who muted what, when, why
+SILENCES_SCHEMA = pa.schema(
+    [
+        pa.field("ts", TIME_TYPE),  # when the change was made (the silence's updatedAt)
+        pa.field("id", pa.string()),
+        pa.field("matchers", pa.list_(pa.string())),
+        pa.field("starts_at", TIME_TYPE),
+        pa.field("ends_at", TIME_TYPE),
+        pa.field("created_by", pa.string()),
+        pa.field("comment", pa.string()),
         pa.field("_offset", pa.int64()),
     ]
 )
@@ -73,6 +87,8 @@ def dataset_schema(dataset: str) -> pa.Schema:
     adds PARTITIONS. Telemetry columns come from the batch schemas (`pipeline.model.schemas`)."""
     if dataset == "alerts":
         return ALERTS_SCHEMA
+    if dataset == "silences":
+        return SILENCES_SCHEMA
     for kind, groups in _DATASETS.items():
         for group, (name, entity) in groups.items():
             if name != dataset:
@@ -154,6 +170,7 @@ class _PartitionBuffer:
     first_seen: float
     datasets: dict[str, _Pending] = field(default_factory=dict)
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    silences: list[tuple[int, dict]] = field(default_factory=list)
     last_offset: int = -1
     rows: int = 0
 
@@ -232,6 +249,14 @@ class ParquetSink:
         buf.last_offset = max(buf.last_offset, offset)
         return buf.rows >= self.flush_rows
 
+    def add_silence(self, topic: str, partition: int, offset: int, silence: dict) -> bool:
+        """A silence change as `Silence.to_dict` writes it."""
+        buf = self._buffer(topic, partition)
+        buf.silences.append((offset, silence))
+        buf.rows += 1
+        buf.last_offset = max(buf.last_offset, offset)
+        return buf.rows >= self.flush_rows
+
     def mark_consumed(self, topic: str, partition: int, offset: int) -> None:
         """Record an offset that produced no rows (e.g. a dead-lettered message)."""
         buf = self._buffer(topic, partition)
@@ -268,6 +293,7 @@ class ParquetSink:
                     getattr(old, name).extend(getattr(pending, name))
                 old.rows += pending.rows
             buf.alerts.extend(newer.alerts)
+            buf.silences.extend(newer.silences)
             buf.rows += newer.rows
             buf.last_offset = max(buf.last_offset, newer.last_offset)
         self._buffers[(topic, partition)] = buf
@@ -320,6 +346,8 @@ class ParquetSink:
             self._write(dataset, topic, partition, self._table(dataset, pending))
         if buf.alerts:
             self._write("alerts", topic, partition, _alerts_table(buf.alerts))
+        if buf.silences:
+            self._write("silences", topic, partition, _silences_table(buf.silences))
         return buf.last_offset
 
     def flush(self, topic: str, partition: int) -> int:
@@ -450,13 +478,14 @@ def _sort_order(code: np.ndarray, sub: np.ndarray | None, tick: np.ndarray) -> n
     return np.lexsort((tick, sub, code))
 
 
+def _ts(value: str | None) -> int | None:
+    if value is None:
+        return None
+    return int(np.datetime64(value.replace("Z", ""), "ms").astype(np.int64))
+
+
 def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
-
-    def ts(value: str | None) -> int | None:
-        if value is None:
-            return None
-        return int(np.datetime64(value.replace("Z", ""), "ms").astype(np.int64))
-
+    ts = _ts
     rows = [a for _, a in alerts]
     return pa.table(
         {  # typed by ALERTS_SCHEMA: a batch without any root_cause still has a text column
@@ -472,7 +501,29 @@ def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
             "root_cause": [a.root_cause for a in rows],
             "labels": [json.dumps(a.labels, sort_keys=True) for a in rows],
             "evidence": [json.dumps(a.evidence, sort_keys=True) for a in rows],
+            "silenced_by": [list(a.silenced_by) for a in rows],
             "_offset": [o for o, _ in alerts],
         },
         schema=ALERTS_SCHEMA,
+    )
+
+
+def _silences_table(changes: list[tuple[int, dict]]) -> pa.Table:
+    def matcher(m: dict) -> str:
+        op = {(True, False): "=", (False, False): "!=", (True, True): "=~", (False, True): "!~"}
+        return f"{m['name']}{op[(bool(m.get('isEqual', True)), bool(m.get('isRegex', False)))]}{m['value']}"
+
+    rows = [s for _, s in changes]
+    return pa.table(
+        {
+            "ts": [_ts(s.get("updatedAt")) for s in rows],
+            "id": [s["id"] for s in rows],
+            "matchers": [[matcher(m) for m in s["matchers"]] for s in rows],
+            "starts_at": [_ts(s["startsAt"]) for s in rows],
+            "ends_at": [_ts(s["endsAt"]) for s in rows],
+            "created_by": [s.get("createdBy", "") for s in rows],
+            "comment": [s.get("comment", "") for s in rows],
+            "_offset": [o for o, _ in changes],
+        },
+        schema=SILENCES_SCHEMA,
     )

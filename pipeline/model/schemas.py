@@ -355,10 +355,13 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    # ids of the active silences that cover it: recorded, but no receiver is paged (pipeline.notify.silences)
+    silenced_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id:
             self.id = alert_id(self.kind, self.entity)
+        self.silenced_by = tuple(self.silenced_by)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
@@ -372,4 +375,8 @@ class Alert:
         """One line for a terminal."""
         when = self.ends_at if self.status == "resolved" else self.starts_at
         cause = f" (caused by {self.root_cause})" if self.root_cause else ""
-        return f"{when} {self.status.upper():8} {self.severity:8} {self.kind:16} {self.entity}: {self.summary}{cause}"
+        silenced = f" [silenced by {', '.join(self.silenced_by)}]" if self.silenced_by else ""
+        return (
+            f"{when} {self.status.upper():8} {self.severity:8} {self.kind:16} {self.entity}: {self.summary}{cause}"
+            f"{silenced}"
+        )

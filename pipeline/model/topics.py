@@ -73,6 +73,14 @@ NOTIFY_DEAD_LETTERS = TopicSpec(
     doc="notifications a receiver did not accept after the last retry; `clusterpulse alerts replay` resends them",
 )
 
+SILENCES = TopicSpec(
+    "silences",
+    key="silence id",
+    value="JSON silence, Alertmanager's API v2 shape (pipeline.notify.silences.Silence)",
+    doc="compacted: every silence and each change to it (an expired one is written again with its new end); "
+    "every worker reads it all, so all honour a silence and a restart reads them back",
+)
+
 ALL_TOPICS = (
     CARD_TELEMETRY,
     STEP_TELEMETRY,
@@ -82,6 +90,7 @@ ALL_TOPICS = (
     ALERTS,
     DEAD_LETTERS,
     NOTIFY_DEAD_LETTERS,
+    SILENCES,
 )
 TELEMETRY_TOPICS = tuple(t for t in ALL_TOPICS if t.telemetry)
 
@@ -94,7 +103,7 @@ DLQ_OFFSET = "clusterpulse-original-offset"
 
 def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
     """Telemetry topics get the configured count (≥ workers); findings one; alerts and dead letters few."""
-    if spec is FINDINGS or spec is DETECTOR_STATE:
+    if spec is FINDINGS or spec is DETECTOR_STATE or spec is SILENCES:
         return 1
     return telemetry_partitions if spec.telemetry else min(3, telemetry_partitions)
 
@@ -103,4 +112,7 @@ def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
 # A partition's detector state grows with the cluster (1.3 MB compressed for a 100,000-card
 # cluster's partition, measured): above Kafka's 1 MB default message limit.
 STATE_MAX_BYTES = 64 * 1024 * 1024
-TOPIC_CONFIGS = {DETECTOR_STATE: {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}}
+TOPIC_CONFIGS = {
+    DETECTOR_STATE: {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)},
+    SILENCES: {"cleanup.policy": "compact"},
+}

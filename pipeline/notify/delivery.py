@@ -9,6 +9,9 @@
   receiver `notify_grouped: true` opts in); it rides along in its root alert's notification as
   `evidence.grouped` (count, kinds and the first entities). A root alert waits `group_wait_s` for its
   consequences before it is sent, as Alertmanager's group_wait does.
+- Silences: an alert carrying `silenced_by` (an active silence covered it when the correlator
+  published it) is sent to no receiver; when the silence ends and it still fires, the correlator
+  publishes it again without, and it pages then.
 - Every final outcome (delivered, dead-lettered, inhibited) is counted per receiver and passed to
   `on_outcome`, which the worker logs and records in the lake.
 - `submit()` returns a future that completes when every matching receiver is done with the alert
@@ -60,6 +63,7 @@ class ReceiverStats:
     failed: int = 0  # not delivered after the last retry (then dead-lettered)
     dead_lettered: int = 0  # of those, kept in the dead-letter topic for `alerts replay`
     inhibited: int = 0  # grouped consequences carried by their root's notification
+    silenced: int = 0  # state changes an active silence covered (pipeline.notify.silences): not sent
     retries: int = 0
 
 
@@ -232,10 +236,14 @@ class Notifier:
             self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
 
     def _route(self, alert: Alert) -> list[ReceiverSettings]:
-        """The receivers whose routes match the alert and whose inhibit rules do not hold it back."""
+        """The receivers whose routes match the alert, unless a silence covers it or their inhibit
+        rules hold it back."""
         targets = []
         for r in self.receivers:
             if not matches(r, alert):
+                continue
+            if alert.silenced_by:
+                self.stats[r.name].silenced += 1
                 continue
             if inhibited(r, alert):
                 self.stats[r.name].inhibited += 1

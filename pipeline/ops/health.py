@@ -15,10 +15,15 @@ log = logging.getLogger("clusterpulse.health")
 
 
 async def serve_health(
-    port: int, report: Callable[[], dict[str, Any]], host: str = "0.0.0.0", metrics: Callable[[], bytes] | None = None
+    port: int,
+    report: Callable[[], dict[str, Any]],
+    host: str = "0.0.0.0",
+    metrics: Callable[[], bytes] | None = None,
+    routes: list[web.RouteDef] | None = None,
 ) -> None:
     """Serve until cancelled. `report()` must return a dict with a boolean "ready"; `metrics()`,
-    if given, the Prometheus text exposition served on GET /metrics."""
+    if given, the Prometheus text exposition served on GET /metrics; `routes`, more of the worker's
+    HTTP API (`/api/silences`)."""
 
     async def healthz(request: web.Request) -> web.Response:
         body = report()
@@ -32,6 +37,7 @@ async def serve_health(
     app.router.add_get("/healthz", healthz)
     if metrics is not None:
         app.router.add_get("/metrics", metrics_page)
+    app.add_routes(routes or [])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -8,6 +8,7 @@ of the lake.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -17,12 +18,14 @@ from typing import Any
 
 import faust
 
-from pipeline.model.topics import ALERTS
+from pipeline.model.topics import ALERTS, SILENCES
+from pipeline.notify.silence_api import silence_routes
+from pipeline.notify.silences import Silence
 from pipeline.ops.broker import describe_streams
 from pipeline.ops.health import serve_health
 from pipeline.ops.kafka_config import faust_config
 from pipeline.settings import Settings
-from pipeline.stream import alert_sink_agent, correlator_agent, notify_agent, telemetry_agent
+from pipeline.stream import alert_sink_agent, correlator_agent, notify_agent, silence_agent, telemetry_agent
 from pipeline.stream.context import TOPIC_KINDS, WorkerContext
 
 log = logging.getLogger("clusterpulse.worker")
@@ -45,13 +48,14 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(faust_dir / settings.group_id),
         **faust_config(settings.bootstrap, settings.group_id, settings.partitions, settings.kafka.faust_credentials()),
     )
-    lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS)]
+    lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS, SILENCES)]
     streams = describe_streams(settings, lake_topics)
     ctx = WorkerContext(app, settings, streams.tags, streams.partitions)
 
     telemetry_agent.register(ctx)
     correlator_agent.register(ctx)
     alert_sink_agent.register(ctx)
+    silence_agent.register(ctx)
     if settings.notify.receivers:
         notify_agent.register(ctx)
 
@@ -64,11 +68,20 @@ def create_app(settings: Settings) -> faust.App:
         await ctx.checkpoint.at_shutdown()
 
     if settings.health_port:
+        silences_topic = ctx.topic(SILENCES)
+
+        async def write_silence(silence: Silence) -> None:
+            value = json.dumps(silence.to_dict()).encode()
+            await (await silences_topic.send(key=silence.id.encode(), value=value, force=True))  # acknowledged
+
+        api = silence_routes(ctx.silences, write_silence, settings.api_token_env or "")
 
         @app.task
         async def health_server() -> None:
             ctx.metrics.watch_lag(lambda: health_report(ctx)["lag"])
-            await serve_health(settings.health_port, lambda: health_report(ctx), metrics=ctx.metrics.exposition)
+            await serve_health(
+                settings.health_port, lambda: health_report(ctx), metrics=ctx.metrics.exposition, routes=api
+            )
 
     app.clusterpulse = ctx  # type: ignore[attr-defined]
     return app

@@ -26,6 +26,7 @@ from pipeline.model.topics import (
     TopicSpec,
 )
 from pipeline.notify.delivery import Notifier
+from pipeline.notify.silences import SilenceBook
 from pipeline.ops.metrics import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.stream.checkpoint import Checkpoint
@@ -77,6 +78,8 @@ class WorkerContext:
         self.checkpoint = Checkpoint(settings, sink, detectors, self.topic(DETECTOR_STATE, partitions=1), self.metrics)
         self.sink = sink
         self.correlator = Correlator(self.topology, settings.detect.correlate)
+        self.silences = SilenceBook()  # kept current by the silence agent's follower
+        self.correlator.silences = self.silences.silenced_by
         self.notifier: Notifier | None = None  # set by the notify agent when receivers are configured
         self.alert_counts: dict[str, int] = defaultdict(int)
         self.watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed

@@ -81,7 +81,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.timer(interval=1.0)
     async def release_stale() -> None:
-        await ctx.publish(correlator.release_stale())
+        await ctx.publish(correlator.release_stale() + correlator.unsilenced())
         await save()
 
     def forget(revoked: set) -> None:

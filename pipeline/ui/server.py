@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -17,6 +18,8 @@ from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.model.schemas import Alert, iso_utc
+from pipeline.notify.silence_store import SilenceFollower
+from pipeline.notify.silences import SilenceBook
 from pipeline.ops.kafka_config import consumer_config
 from pipeline.ui.latest import METRICS, UNITS, latest_values, newest_event_ms, step_history, switch_error_rates
 from pipeline.ui.view import ClusterView
@@ -27,9 +30,10 @@ log = logging.getLogger("clusterpulse.ui")
 class AlertFeed(threading.Thread):
     """Reads the alerts topic from the beginning, for as long as the process runs."""
 
-    def __init__(self, bootstrap: str, topic: str, view: ClusterView) -> None:
+    def __init__(self, bootstrap: str, topic: str, view: ClusterView, silences: SilenceBook | None = None) -> None:
         super().__init__(name="ui-alerts", daemon=True)
         self.bootstrap, self.topic, self.view = bootstrap, topic, view
+        self.silences = silences  # kept current by a SilenceFollower
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.error: str | None = None
@@ -70,6 +74,9 @@ class AlertFeed(threading.Thread):
         with self.lock:
             body = self.view.snapshot()
         body["feed_error"] = self.error
+        now = datetime.now(UTC)
+        shown = [s for s in self.silences.all() if s.state(now) != "expired"] if self.silences is not None else []
+        body["silences"] = [s.to_dict(now) for s in shown]  # active and pending
         return body
 
 
@@ -165,8 +172,11 @@ class UiServer:
         port: int,
         title: str = "ClusterPulse",
         lake: str | None = None,
+        silences_topic: str | None = None,
     ) -> None:
-        self.feed = AlertFeed(bootstrap, alerts_topic, ClusterView(topology))
+        book = SilenceBook()
+        self.feed = AlertFeed(bootstrap, alerts_topic, ClusterView(topology), book)
+        self.silences = SilenceFollower(book, bootstrap, silences_topic) if silences_topic else None
         self.lake = lake
         self.host, self.port, self.title = host, port, title
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
@@ -174,8 +184,9 @@ class UiServer:
         self._loop: Any = None
 
     def serve_forever(self) -> None:
-
         self.feed.start()
+        if self.silences is not None:
+            self.silences.start()
         web.run_app(
             make_app(self.feed, self.title, self.lake),
             host=self.host,
@@ -200,10 +211,14 @@ class UiServer:
             raise
         self._loop, self._runner = loop, runner
         self.feed.start()
+        if self.silences is not None:
+            self.silences.start()
         threading.Thread(target=loop.run_forever, name="ui-server", daemon=True).start()
 
     def stop(self) -> None:
         self.feed.stopping.set()
+        if self.silences is not None:
+            self.silences.stop()
         if self._loop is not None and self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -212,5 +212,16 @@ def _parse_time(stamp: str | None) -> datetime | None:
 
 
 def _brief(alert: Alert) -> dict[str, Any]:
-    keep = ("id", "kind", "entity", "status", "severity", "summary", "starts_at", "ends_at", "root_cause")
+    keep = (
+        "id",
+        "kind",
+        "entity",
+        "status",
+        "severity",
+        "summary",
+        "starts_at",
+        "ends_at",
+        "root_cause",
+        "silenced_by",
+    )
     return {k: v for k, v in asdict(alert).items() if k in keep}

@@ -1,6 +1,7 @@
-"""The commands the README and docs/ show still exist: every `.venv/bin/clusterpulse ...` line of a
-code block parses (verb and flags), and every `python -m X` names a module that imports. Running
-them is left to the tests of each command; this catches a renamed flag or a moved module cheaply."""
+"""The commands the README and docs/ show still exist: every `clusterpulse ...` command of a code
+block parses (verb and flags, as `clusterpulse` parses them), and every `python -m X` names a module
+that imports. Running them is left to the tests of each command; this catches a renamed flag or a
+moved module cheaply."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import shlex
 
 import pytest
 
-from pipeline.cli import build_parser
+from pipeline.cli import parse
 from tests.conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -38,20 +39,21 @@ def shown_commands() -> list[tuple[str, str]]:
     found = []
     for page in PAGES:
         for line in code_lines(page.read_text()):
-            if line.startswith(".venv/bin/clusterpulse "):
-                command = re.split(r"\s+#\s", line)[0].rstrip("& ").strip()  # no comment, not in background
-                found.append((page.name, command))
+            line = re.split(r"\s+#\s", line)[0]  # no comment
+            for command in re.split(r"\s*(?:&&|;|\|)\s*", line):  # each command of a chain or pipe
+                command = command.rstrip("& ").strip()  # not in background
+                if command.startswith((".venv/bin/clusterpulse ", "clusterpulse ")):
+                    found.append((page.name, command))
     return found
 
 
 @pytest.mark.parametrize(("page", "command"), shown_commands())
 def test_a_shown_command_parses(page: str, command: str) -> None:
     args = shlex.split(command)[1:]
-    args = args[: args.index("|")] if "|" in args else args
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            build_parser().parse_args(args)
+            parse(args)
     except SystemExit as exc:
         pytest.fail(f"{page}: `{command}` does not parse (exit {exc.code}): {err.getvalue().strip()}")
 

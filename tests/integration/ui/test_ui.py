@@ -149,7 +149,7 @@ def page_lake(root: Path, topo: Topology) -> None:
 
 
 @contextlib.contextmanager
-def serve_view(view: ClusterView, lake: Path | None) -> Iterator[str]:
+def serve_view(view: ClusterView, lake: Path | None, silences: Any = None) -> Iterator[str]:
     """The page's server for a view the test feeds itself (no broker); yields its URL."""
     import asyncio
     import threading
@@ -158,7 +158,7 @@ def serve_view(view: ClusterView, lake: Path | None) -> Iterator[str]:
 
     from pipeline.ui.server import AlertFeed, make_app
 
-    feed = AlertFeed("127.0.0.1:9", "unused", view)  # never started: the test applies the alerts
+    feed = AlertFeed("127.0.0.1:9", "unused", view, silences)  # never started: the test applies the alerts
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app(feed, "test cluster", None if lake is None else str(lake)), access_log=None)
     loop.run_until_complete(runner.setup())
@@ -282,6 +282,17 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
     slow = alert("straggler", "node0000-card3", at="01")
     slow.labels = {"job": "train", "rank": "3"}  # its line on the job's chart
     view.apply(slow)
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.notify.silences import Matcher, Silence, SilenceBook
+
+    book = SilenceBook()  # planned work on node0020: its card's alert is recorded, greyed, paged to no one
+    now = datetime.now(UTC)
+    quiet = Silence.new([Matcher.parse("node=node0020")], now, now + timedelta(hours=2), "ops", "card swap", now)
+    book.apply(quiet)
+    silenced = alert("card_ecc", "node0020-card1", at="01")
+    silenced.silenced_by = (quiet.id,)
+    view.apply(silenced)
     (tmp_path / "profile").mkdir()
 
     def pixel(pos: int, dx: str, dy: str) -> str:
@@ -296,7 +307,7 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
             await tab.until("typeof last === 'object' && last && draws > 0")
             # 1. the failed and alerting cards as a list, worst first, each with its node and what is wrong
             rows = await tab.js("[...document.querySelectorAll('#problems tr')].map(r => r.innerText)")
-            assert len(rows) == 3 and "node0010" in rows[0] and "node_down" in rows[0], rows
+            assert len(rows) == 4 and "node0010" in rows[0] and "node_down" in rows[0], rows
             assert "node0005-card0\tnode0005" in rows[1] and "card_failed" in rows[1], rows
             # a failed card is ringed: pixels beside it, over its ok neighbours, take the failed color
             red, blue, failed_at = [0xE5, 0x48, 0x4D], [0x4F, 0xC3, 0xFF], view.position(5, 0)
@@ -351,7 +362,17 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
                 "[document.querySelector('#scale .lo').textContent, document.querySelector('#scale .hi').textContent]"
             ) == ["40 °C", "103 °C"]
 
-    with serve_view(view, tmp_path / "lake") as url:
+            # 6. silences: listed with what they match, and what they cover greyed and marked
+            listed = await tab.js("document.getElementById('silences').innerText")
+            assert "node=node0020" in listed and "card swap" in listed and "active" in listed, listed
+            marked = f"document.querySelector('#active .alert[data-id=\"{silenced.id}\"]')"
+            assert await tab.js(f"{marked}.classList.contains('silenced')")
+            assert "[silenced]" in await tab.js(f"{marked}.innerText")
+            assert not await tab.js(
+                f"document.querySelector('#active .alert[data-id=\"{failed.id}\"]').classList.contains('silenced')"
+            )
+
+    with serve_view(view, tmp_path / "lake", book) as url:
         asyncio.run(drive(url))
 
 
