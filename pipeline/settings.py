@@ -248,15 +248,18 @@ class ReceiverSettings(BaseModel):
     url: str = Field(pattern=r"^https?://", description="webhook URL, or the Alertmanager base URL")
     type: str = Field(
         "webhook",
-        pattern=r"^(webhook|alertmanager)$",
-        description="webhook: one POST per state change; alertmanager: push to its API v2",
+        pattern=r"^(webhook|alertmanager|dingtalk|feishu|wecom)$",
+        description="webhook: one POST per state change; alertmanager: push to its API v2; dingtalk, feishu, "
+        "wecom: a group robot's webhook URL (pipeline.notify.robots)",
     )
     format: str = Field(
         "clusterpulse",
         pattern=r"^(clusterpulse|alertmanager)$",
         description="webhook body: ClusterPulse JSON, or Alertmanager's webhook payload shape",
     )
-    secret_env: str | None = Field(None, description="environment variable holding the HMAC secret")
+    secret_env: str | None = Field(
+        None, description="environment variable holding the HMAC secret (dingtalk, feishu: the robot's signing secret)"
+    )
     secret_file: str | None = Field(None, description="file holding the HMAC secret")
     kinds: tuple[str, ...] = Field((), description="only these alert kinds (empty: all)")
     severities: tuple[str, ...] = Field((), description="only these severities (empty: all)")
@@ -272,6 +275,7 @@ class ReceiverSettings(BaseModel):
         description="also notify grouped consequences (alerts with a root_cause); "
         "by default they ride along inside their root alert's notification",
     )
+    page_url: str | None = Field(None, description="robots: the live page their messages link to")
     group_wait_s: float = Field(
         5.0,
         ge=0,

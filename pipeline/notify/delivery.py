@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ import aiohttp
 
 from pipeline.model.schemas import Alert
 from pipeline.notify.payloads import alertmanager_alert, alertmanager_webhook_body, clusterpulse_body, idempotency_key
+from pipeline.notify.robots import ROBOTS, RateLimit, robot_request, robot_verdict
 from pipeline.notify.routing import inhibited, matches
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
 from pipeline.settings import ReceiverSettings
@@ -107,6 +109,10 @@ def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> f
     return rng.uniform(0, min(receiver.max_backoff_s, receiver.backoff_s * 2 ** (attempt - 1)))
 
 
+def _robot_attempt(receiver: ReceiverSettings, alert: Alert, secret: bytes | None) -> tuple[str, bytes]:
+    return robot_request(receiver.type, receiver.url, alert, secret, time.time(), receiver.page_url)
+
+
 async def deliver(
     session: aiohttp.ClientSession,
     receiver: ReceiverSettings,
@@ -127,18 +133,28 @@ async def deliver(
     attempt = 0
     status: int | None = None
     error = ""
+    robot = receiver.type in ROBOTS
     while True:
         attempt += 1
-        if secret is not None:
+        if robot:  # signed afresh each attempt: a robot refuses a timestamp an hour old
+            url, body = _robot_attempt(receiver, alert, secret)
+        elif secret is not None:
             headers[HEADER] = sign(secret, body)
         try:
             timeout = aiohttp.ClientTimeout(total=receiver.timeout_s)
             async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                 status = resp.status
                 text = (await resp.text())[:500]
-            if 200 <= status < 300:
+            if 200 <= status < 300 and not robot:
                 return Outcome(True, attempt, status)
-            error = f"HTTP {status}: {text}"
+            if 200 <= status < 300:  # a robot's verdict is in its answer
+                accepted, retry, error = robot_verdict(receiver.type, text)
+                if accepted:
+                    return Outcome(True, attempt, status)
+                if not retry:
+                    return Outcome(False, attempt, status, error)
+            else:
+                error = f"HTTP {status}: {text}"
             if 400 <= status < 500 and status not in RETRYABLE_4XX:
                 return Outcome(False, attempt, status, error)  # the request is wrong: retrying won't help
         except TimeoutError:
@@ -185,6 +201,11 @@ class Notifier:
         self.tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
         self.firing: dict[str, dict[str, Alert]] = {r.name: {} for r in self.receivers}  # alertmanager re-sends
+        self.rates = {  # a robot's documented rate limit: messages wait their turn, none is dropped
+            r.name: RateLimit(ROBOTS[r.type].per_minute, ROBOTS[r.type].per_second)
+            for r in self.receivers
+            if r.type in ROBOTS
+        }
         self.delivered = 0
         self.dead_lettered = 0
 
@@ -277,6 +298,8 @@ class Notifier:
             try:
                 await self._hold(receiver, alert, queued_at)
                 alert = self.with_group(alert)
+                if receiver.name in self.rates:
+                    await self.rates[receiver.name].wait()
                 assert self.session is not None  # the worker tasks run between start() and stop()
                 outcome = await deliver(
                     self.session,
