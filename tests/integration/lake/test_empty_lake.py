@@ -60,6 +60,13 @@ def write_every_dataset(root: Path, card_events: bool = True) -> Path:
             evidence={},
         ),
     )
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.notify.silences import Matcher, Silence
+
+    start = datetime.fromtimestamp(START_MS / 1000, UTC)
+    silence = Silence.new([Matcher.parse("node=node0001")], start, start + timedelta(hours=1), "ops", "swap", start)
+    sink.add_silence("cp.silences", 0, 0, silence.to_dict(start))
     sink.flush_all()
     fabric, names = fabric_of_topology(small_topology())
     write_dimensions(fabric, root, names)

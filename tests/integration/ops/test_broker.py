@@ -59,6 +59,7 @@ def test_create_topics_is_idempotent_with_documented_partitions(broker, prefix) 
         f"{prefix}.alerts": 3,
         f"{prefix}.deadletter": 3,
         f"{prefix}.notify.deadletter": 3,
+        f"{prefix}.silences": 1,
     }
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
