@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.model.matchers import Matcher
 from pipeline.model.yaml_errors import yaml_problem
 from pipeline.topology.fabric import FabricError
 from pipeline.topology.imported import load_topology
@@ -314,9 +316,98 @@ class ReceiverSettings(BaseModel):
         return None
 
 
+# Alertmanager route keys ClusterPulse does not take yet: one notification per root cause, its
+# consequences carried in it, is how it groups (docs/delivery.md)
+UNSUPPORTED_ROUTE_KEYS = (
+    "group_by",
+    "group_interval",
+    "repeat_interval",
+    "mute_time_intervals",
+    "active_time_intervals",
+)
+
+
+class RouteSettings(BaseModel):
+    """A node of the routing tree, shaped like Alertmanager's `route:`: an alert goes down the first
+    child whose matchers all match (and on to the next sibling too when that child has `continue`);
+    where no child matches, the node's receiver takes it. Unset receiver and group_wait are inherited."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    receiver: str | None = None
+    matchers: tuple[str, ...] = Field((), description="Alertmanager matchers: name=value, name!=value, =~, !~")
+    continue_: bool = Field(False, alias="continue", description="also try the next sibling routes")
+    group_wait: str | None = Field(None, description="a root waits this long for its consequences here (e.g. 30s)")
+    routes: tuple[RouteSettings, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in UNSUPPORTED_ROUTE_KEYS:
+                if key in data:
+                    raise ValueError(
+                        f"{key} is not supported by clusterpulse yet (it sends one notification per root cause, "
+                        "its consequences grouped in it); remove it"
+                    )
+        return data
+
+    @field_validator("matchers")
+    @classmethod
+    def _check_matchers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            Matcher.parse(text)  # MatcherError is a ValueError: one line naming the matcher
+        return value
+
+    @field_validator("group_wait")
+    @classmethod
+    def _check_wait(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_s(value)
+        return value
+
+    def receivers(self, path: str = "notify.route") -> list[tuple[str, str]]:
+        """(path of the key, receiver) of every receiver this tree names."""
+        own = [(f"{path}.receiver", self.receiver)] if self.receiver else []
+        return own + [n for i, child in enumerate(self.routes) for n in child.receivers(f"{path}.routes.{i}")]
+
+
+def duration_s(text: str) -> float:
+    """Seconds of an Alertmanager duration: `30s`, `5m`, `1h30m`, `1d`, `500ms`."""
+    found = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?", text.strip())
+    if not text.strip() or not found or not any(found.groups()):
+        raise ValueError(f"{text!r} is not a duration (e.g. 30s, 5m, 1h30m)")
+    d, h, m, s, ms = (int(g or 0) for g in found.groups())
+    return d * 86400 + h * 3600 + m * 60 + s + ms / 1000
+
+
 class NotifySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     receivers: tuple[ReceiverSettings, ...] = ()
+    route: RouteSettings | None = Field(
+        None, description="the routing tree; without it every receiver whose filters match gets the alert"
+    )
+
+    @model_validator(mode="after")
+    def _check_route(self) -> NotifySettings:
+        if self.route is None:
+            return self
+        if not self.route.receiver:
+            raise ValueError("notify.route.receiver: the top route needs one (the default receiver)")
+        if self.route.matchers:
+            raise ValueError("notify.route.matchers: the top route takes every alert; put matchers on its child routes")
+        for i, receiver in enumerate(self.receivers):
+            for key in ("kinds", "severities", "labels"):
+                if getattr(receiver, key):
+                    raise ValueError(
+                        f"notify.receivers.{i}.{key}: with a route, the routes choose the alerts (put it in "
+                        "a route's matchers)"
+                    )
+        known = {r.name for r in self.receivers}
+        for path, name in self.route.receivers():
+            if name not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise ValueError(f"{path}: no receiver named {name!r} (receivers: {names})")
+        return self
 
     @field_validator("receivers")
     @classmethod
@@ -538,6 +629,8 @@ def _describe(exc: ValidationError) -> str:
         env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown setting {name!r} (env {env})")
+        elif isinstance(err.get("input"), dict | list):  # a whole section: its message names the key
+            problems.append(f"setting {name!r}: {err['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"setting {name!r} (env {env}) = {err.get('input')!r}: {err['msg']}")
     return "invalid settings: " + "; ".join(problems)

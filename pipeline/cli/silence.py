@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.cli.common import CommandError, UsageError, new_verb
+from pipeline.model.matchers import Matcher, MatcherError
 from pipeline.model.topics import SILENCES
 from pipeline.notify.silence_store import read_silences, write_silence
-from pipeline.notify.silences import Matcher, Silence, SilenceError, parse_duration, parse_time
+from pipeline.notify.silences import Silence, SilenceError, parse_duration, parse_time
 from pipeline.ops.broker import check_reachable
 from pipeline.settings import Settings
 
@@ -59,7 +60,7 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "expire":
             return _expire(args, bootstrap, topic)
         return _list(args, bootstrap, topic)
-    except SilenceError as exc:
+    except (SilenceError, MatcherError) as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -35,9 +35,9 @@ import aiohttp
 from pipeline.model.schemas import Alert
 from pipeline.notify.payloads import alertmanager_alert, alertmanager_webhook_body, clusterpulse_body, idempotency_key
 from pipeline.notify.robots import ROBOTS, RateLimit, robot_request, robot_verdict
-from pipeline.notify.routing import inhibited, matches
+from pipeline.notify.routing import inhibited, matches, routed
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
-from pipeline.settings import ReceiverSettings
+from pipeline.settings import ReceiverSettings, RouteSettings
 
 log = logging.getLogger("clusterpulse.notify")
 RETRYABLE_4XX = {408, 429}
@@ -189,8 +189,10 @@ class Notifier:
         rng: random.Random | None = None,
         on_outcome: OnOutcome | None = None,
         clock: Callable[[], float] | None = None,
+        route: RouteSettings | None = None,
     ) -> None:
         self.receivers = list(receivers)
+        self.route = route  # the routing tree; None: every receiver whose filters match
         self.dead_letter = dead_letter
         self.on_outcome = on_outcome
         self.stats = {r.name: ReceiverStats() for r in self.receivers}
@@ -233,7 +235,7 @@ class Notifier:
         """Queue an alert for every matching receiver; the future completes when all are done."""
         loop = asyncio.get_running_loop()
         self._group(alert)
-        targets = self._route(alert)
+        targets = self._route(alert)  # (receiver, its route's group_wait or None)
         done = loop.create_future()
         if alert.status == "resolved" and alert.id in self.groups:  # the root's episode ends once it is sent
             done.add_done_callback(lambda _: self.groups.pop(alert.id, None))
@@ -247,8 +249,8 @@ class Notifier:
             if remaining["n"] == 0 and not done.done():
                 done.set_result(len(targets))
 
-        for receiver in targets:
-            self.queues[receiver.name].put_nowait((alert, one_finished, loop.time()))
+        for receiver, wait in targets:
+            self.queues[receiver.name].put_nowait((alert, one_finished, loop.time(), wait))
         return done
 
     def _group(self, alert: Alert) -> None:
@@ -256,26 +258,34 @@ class Notifier:
         if alert.root_cause and alert.status == "firing":
             self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
 
-    def _route(self, alert: Alert) -> list[ReceiverSettings]:
+    def _route(self, alert: Alert) -> list[tuple[ReceiverSettings, float | None]]:
         """The receivers whose routes match the alert, unless a silence covers it or their inhibit
         rules hold it back."""
+        by_name = {r.name: r for r in self.receivers}
+        if self.route is not None:
+            chosen: dict[str, float | None] = {}
+            for name, wait in routed(self.route, alert):  # a receiver reached twice gets it once
+                chosen.setdefault(name, wait)
+            candidates = [(by_name[name], wait) for name, wait in chosen.items()]
+        else:
+            candidates = [(r, None) for r in self.receivers if matches(r, alert)]
         targets = []
-        for r in self.receivers:
-            if not matches(r, alert):
-                continue
+        for r, wait in candidates:
             if alert.silenced_by:
                 self.stats[r.name].silenced += 1
                 continue
             if inhibited(r, alert):
                 self.stats[r.name].inhibited += 1
                 continue
-            targets.append(r)
+            targets.append((r, wait))
         return targets
 
-    async def _hold(self, receiver: ReceiverSettings, alert: Alert, queued_at: float) -> None:
-        """A firing root waits `group_wait_s` so that its consequences arrive and ride along."""
+    async def _hold(self, receiver: ReceiverSettings, alert: Alert, queued_at: float, group_wait: float | None) -> None:
+        """A firing root waits its route's `group_wait` (or the receiver's `group_wait_s`) so that its
+        consequences arrive and ride along."""
         if alert.kind in HELD_ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
-            wait = queued_at + receiver.group_wait_s - asyncio.get_running_loop().time()
+            hold_s = receiver.group_wait_s if group_wait is None else group_wait
+            wait = queued_at + hold_s - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(wait)
 
@@ -294,9 +304,9 @@ class Notifier:
     async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue) -> None:
         stats = self.stats[receiver.name]
         while True:
-            alert, finished, queued_at = await queue.get()
+            alert, finished, queued_at, group_wait = await queue.get()
             try:
-                await self._hold(receiver, alert, queued_at)
+                await self._hold(receiver, alert, queued_at, group_wait)
                 alert = self.with_group(alert)
                 if receiver.name in self.rates:
                     await self.rates[receiver.name].wait()

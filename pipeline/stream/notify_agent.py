@@ -57,7 +57,10 @@ def register(ctx: WorkerContext) -> None:
         ctx.metrics.notify_attempts.labels(receiver.name).inc(outcome.attempts)
         (ctx.metrics.notify_delivered if outcome.delivered else ctx.metrics.notify_failures).labels(receiver.name).inc()
 
-    notifier = ctx.notifier = Notifier(ctx.settings.notify.receivers, dead_letter, on_outcome=on_outcome)
+    notify_settings = ctx.settings.notify
+    notifier = ctx.notifier = Notifier(
+        notify_settings.receivers, dead_letter, on_outcome=on_outcome, route=notify_settings.route
+    )
 
     @ctx.app.agent(ctx.alerts_topic, name="clusterpulse.notify")
     async def notify(stream: StreamT) -> None:

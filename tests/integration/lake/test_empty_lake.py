@@ -62,7 +62,8 @@ def write_every_dataset(root: Path, card_events: bool = True) -> Path:
     )
     from datetime import UTC, datetime, timedelta
 
-    from pipeline.notify.silences import Matcher, Silence
+    from pipeline.model.matchers import Matcher
+    from pipeline.notify.silences import Silence
 
     start = datetime.fromtimestamp(START_MS / 1000, UTC)
     silence = Silence.new([Matcher.parse("node=node0001")], start, start + timedelta(hours=1), "ops", "swap", start)

@@ -284,7 +284,8 @@ def test_the_page_marks_failed_cards_folds_grouped_alerts_and_labels_its_scales(
     view.apply(slow)
     from datetime import UTC, datetime, timedelta
 
-    from pipeline.notify.silences import Matcher, Silence, SilenceBook
+    from pipeline.model.matchers import Matcher
+    from pipeline.notify.silences import Silence, SilenceBook
 
     book = SilenceBook()  # planned work on node0020: its card's alert is recorded, greyed, paged to no one
     now = datetime.now(UTC)

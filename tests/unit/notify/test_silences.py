@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.correlate.correlator import Correlator
+from pipeline.model.matchers import Matcher, MatcherError
 from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import Notifier
-from pipeline.notify.silences import Matcher, Silence, SilenceBook, SilenceError, parse_duration
+from pipeline.notify.silences import Silence, SilenceBook, SilenceError, parse_duration
 from pipeline.settings import ReceiverSettings
 from pipeline.topology.synthetic import ClusterShape, Topology
 
@@ -45,7 +46,7 @@ def test_matchers_are_alertmanagers_equality_and_anchored_regex() -> None:
     assert Matcher.parse('node=""').matches(fields)  # a label it lacks is the empty string
     assert str(Matcher.parse("node=~node00(1[0-9])")) == "node=~node00(1[0-9])"
     for bad in ("switch", "=leaf", "switch=~(", "1abc=x"):
-        with pytest.raises(SilenceError):
+        with pytest.raises(MatcherError):
             Matcher.parse(bad)
 
 
