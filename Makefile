@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # on real-time streams, so two halve the suite's time on a 2-core machine
 TEST_PROCESSES ?= 2
 # Debian packages some tests use; installed only when running as root with apt (as CI does).
-APT_PACKAGES := docker-compose prometheus-alertmanager prometheus chromium
+APT_PACKAGES := docker-compose prometheus-alertmanager prometheus chromium slurm-wlm
 
 .PHONY: run test unit lint venv apt-test-deps clean
 

@@ -418,6 +418,42 @@ class NotifySettings(BaseModel):
         return value
 
 
+# kinds whose entity names a node (the node itself, or one of its cards): what an action can drain.
+# A switch's or a link's alert names no node: a dead leaf must not drain a rack of healthy nodes.
+NODE_KINDS = ("card_failed", "card_ecc", "thermal_throttle", "straggler", "node_down")
+
+
+class SlurmActionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    drain: bool = Field(True, description="scontrol update NodeName=<host> State=DRAIN Reason=...")
+    resume_when_resolved: bool = Field(False, description="State=RESUME when the alert resolves (only what it drained)")
+    scontrol: str = Field(
+        "scontrol", min_length=1, description="the scontrol command (SLURM_CONF from the environment)"
+    )
+
+
+class ActionSettings(BaseModel):
+    """What to do about a root cause beyond paging: for now, drain its node in Slurm."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    on: tuple[str, ...] = Field(min_length=1, description=f"root-cause kinds that act (of {', '.join(NODE_KINDS)})")
+    slurm: SlurmActionSettings = SlurmActionSettings()
+    max_per_hour: int = Field(
+        4, ge=1, description="never drain more nodes than this in any hour (what is over is recorded, not done)"
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _node_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in value:
+            if kind not in NODE_KINDS:
+                raise ValueError(
+                    f"{kind!r} names no node to act on (acting kinds: {', '.join(NODE_KINDS)}); a switch's or "
+                    "link's alert must not drain the nodes behind it"
+                )
+        return value
+
+
 class DetectSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     card_failure: CardFailureSettings = CardFailureSettings()
@@ -476,6 +512,8 @@ class Settings(BaseModel):
     notify: NotifySettings = NotifySettings()
     shutdown_timeout_s: float = Field(10.0, gt=0, description="bound on a worker's graceful stop")
     health_port: int = Field(0, ge=0, lt=65536, description="the worker serves GET /healthz on this port (0 = off)")
+    actions: tuple[ActionSettings, ...] = Field((), description="what the worker does about root causes (Slurm drain)")
+    actions_dry_run: bool = Field(False, description="actions are logged and recorded as they would run, not run")
     api_token_env: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -90,6 +90,11 @@ def add_parsers(sub: Any) -> None:
         "--append", action="store_true", help="write into a data directory that holds another cluster's lake"
     )
     p.add_argument("--health-port", type=int, help="serve GET /healthz on this port (setting health_port; 0 = off)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="actions (Slurm drain) are logged and recorded as they would run, and not run (setting actions_dry_run)",
+    )
     p.set_defaults(handler=cmd_worker)
 
     p = new_verb(
@@ -237,6 +242,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = need_bootstrap(settings, "the worker")
     if args.health_port is not None:
         settings = settings.model_copy(update={"health_port": args.health_port})
+    if args.dry_run:
+        settings = settings.model_copy(update={"actions_dry_run": True})
     if args.append:
         settings = settings.model_copy(update={"sink": settings.sink.model_copy(update={"append": True})})
     _check_receivers(settings)

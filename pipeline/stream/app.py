@@ -25,7 +25,14 @@ from pipeline.ops.broker import describe_streams
 from pipeline.ops.health import serve_health
 from pipeline.ops.kafka_config import faust_config
 from pipeline.settings import Settings
-from pipeline.stream import alert_sink_agent, correlator_agent, notify_agent, silence_agent, telemetry_agent
+from pipeline.stream import (
+    action_agent,
+    alert_sink_agent,
+    correlator_agent,
+    notify_agent,
+    silence_agent,
+    telemetry_agent,
+)
 from pipeline.stream.context import TOPIC_KINDS, WorkerContext
 
 log = logging.getLogger("clusterpulse.worker")
@@ -58,6 +65,8 @@ def create_app(settings: Settings) -> faust.App:
     silence_agent.register(ctx)
     if settings.notify.receivers:
         notify_agent.register(ctx)
+    if settings.actions:
+        action_agent.register(ctx)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: its SignalHandlerT matches no handler
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
