@@ -179,3 +179,48 @@ def test_each_robot_gets_its_documented_message_signed_and_a_refusal_is_dead_let
     [(name, outcome)] = dead
     assert name == "ding-bad" and outcome.attempts == 1 and "sign not match" in (outcome.error or "")
     assert notifier.stats["ding-bad"].failed == 1
+
+
+@pytest.mark.broker
+def test_a_worker_pages_each_robot_signed(broker, prefix, children, tmp_path, robots) -> None:  # noqa: ANN001
+    from tests.builders import card_batch
+    from tests.integration.notify.test_silences import send_cards, wait_for
+    from tests.integration.stream.test_worker import alive, worker_env
+
+    services, port = robots
+    base = f"http://127.0.0.1:{port}"
+    receivers = [
+        {
+            "name": "ding",
+            "type": "dingtalk",
+            "url": f"{base}/dingtalk?access_token=robot-key",
+            "secret_env": "ROBOT_SECRET",
+            "group_wait_s": 0,
+            "backoff_s": 0.05,
+        },
+        {
+            "name": "lark",
+            "type": "feishu",
+            "url": f"{base}/feishu",
+            "secret_env": "ROBOT_SECRET",
+            "group_wait_s": 0,
+            "backoff_s": 0.05,
+        },
+        {"name": "wx", "type": "wecom", "url": f"{base}/wecom?key=robot-key", "group_wait_s": 0, "backoff_s": 0.05},
+    ]
+    env = {
+        **worker_env(broker.bootstrap, prefix, tmp_path / "lake"),
+        "ROBOT_SECRET": SECRET,
+        "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(receivers),
+    }
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+    send_cards(broker.bootstrap, f"{prefix}.telemetry.card", card_batch("node0003", 0, errors=[(6, 79)]))
+    wait_for(
+        "a page on each robot",
+        lambda: all(services[k].taken for k in ("dingtalk", "feishu", "wecom")),
+        alive_check=alive(children, worker),
+    )
+    for kind in ("dingtalk", "feishu", "wecom"):
+        [message] = services[kind].taken
+        assert "card_failed node0003-card6" in json.dumps(message, ensure_ascii=False), kind
