@@ -88,6 +88,7 @@ class Actions:
         self.dry_run, self.run, self.clock = dry_run, run, clock
         self.path = Path(lake) / FOLDER / f"{writer}.jsonl" if lake and "://" not in lake else None
         self.drained: dict[str, str] = {}  # slurm node -> the alert id whose drain this was
+        self.acting: dict[str, set[str]] = {}  # slurm node we drained -> its firing acting alerts
         self.drain_times: list[float] = []
         self._read_back()
 
@@ -105,8 +106,10 @@ class Actions:
             slurm_node = self.slurm_names.get(node, node)
             if alert.status == "firing" and rule.slurm.drain:
                 out.append(self._drain(rule, alert, node, slurm_node))
-            elif alert.status == "resolved" and rule.slurm.resume_when_resolved:
-                if self.drained.get(slurm_node) == alert.id:
+            elif alert.status == "resolved" and slurm_node in self.drained:
+                still = self.acting.setdefault(slurm_node, set())
+                still.discard(alert.id)
+                if rule.slurm.resume_when_resolved and not still:  # the node's last acting alert is over
                     out.append(self._resume(rule, alert, node, slurm_node))
         return [r for r in out if r is not None]
 
@@ -116,6 +119,7 @@ class Actions:
         now = self.clock()
         self.drain_times = [t for t in self.drain_times if now - t < 3600]
         if slurm_node in self.drained:
+            self.acting.setdefault(slurm_node, set()).add(alert.id)  # resumed only once this one is over too
             return self._record("skipped", alert, node, slurm_node, command, True, "already drained by clusterpulse")
         if len(self.drain_times) >= rule.max_per_hour:
             why = f"{len(self.drain_times)} drains in the last hour: at the limit of {rule.max_per_hour} (max_per_hour)"
@@ -123,6 +127,7 @@ class Actions:
         ok, detail = self._execute(command)
         if ok:
             self.drained[slurm_node] = alert.id
+            self.acting[slurm_node] = {alert.id}
             self.drain_times.append(now)
         return self._record("drain", alert, node, slurm_node, command, ok, detail)
 
@@ -131,6 +136,7 @@ class Actions:
         ok, detail = self._execute(command)
         if ok:
             del self.drained[slurm_node]
+            self.acting.pop(slurm_node, None)
         return self._record("resume", alert, node, slurm_node, command, ok, detail)
 
     def _execute(self, command: list[str]) -> tuple[bool, str]:
@@ -170,10 +176,15 @@ class Actions:
             try:
                 if entry["dry_run"] or not entry["ok"]:
                     continue
+                node = entry["slurm_node"]
                 if entry["action"] == "drain":
-                    self.drained[entry["slurm_node"]] = entry["alert_id"]
+                    self.drained[node] = entry["alert_id"]
+                    self.acting[node] = {entry["alert_id"]}
                     self.drain_times.append(datetime.fromisoformat(entry["at"]).timestamp())
+                elif entry["action"] == "skipped" and node in self.drained:
+                    self.acting[node].add(entry["alert_id"])
                 elif entry["action"] == "resume":
-                    self.drained.pop(entry["slurm_node"], None)
+                    self.drained.pop(node, None)
+                    self.acting.pop(node, None)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # not a record of ours

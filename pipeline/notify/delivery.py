@@ -137,7 +137,10 @@ async def deliver(
     while True:
         attempt += 1
         if robot:  # signed afresh each attempt: a robot refuses a timestamp an hour old
-            url, body = _robot_attempt(receiver, alert, secret)
+            try:
+                url, body = _robot_attempt(receiver, alert, secret)
+            except ValueError as exc:  # a secret that is not UTF-8 text (UnicodeDecodeError)
+                return Outcome(False, attempt, None, f"cannot sign the {receiver.type} message: {exc}")
         elif secret is not None:
             headers[HEADER] = sign(secret, body)
         try:

@@ -72,10 +72,10 @@ def _apply(book: SilenceBook, value: bytes | None, offset: int) -> None:
 class SilenceFollower(threading.Thread):
     """Keeps a SilenceBook current with the topic, from its beginning, until stopped."""
 
-    def __init__(self, book: SilenceBook, bootstrap: str, topic: str) -> None:
+    def __init__(self, book: SilenceBook, bootstrap: str, topic: str, caught_up: threading.Event | None = None) -> None:
         super().__init__(daemon=True, name="silence-follower")
         self.book, self.bootstrap, self.topic = book, bootstrap, topic
-        self.caught_up = threading.Event()  # set once everything written before the start is read
+        self.caught_up = caught_up or threading.Event()  # set once everything written before the start is read
         self._stop_event = threading.Event()
 
     def run(self) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.model.matchers import Matcher, alert_fields
+from pipeline.model.matchers import Matcher, MatcherError, alert_fields
 from pipeline.model.schemas import Alert
 
 MAX_COMMENT = 1000
@@ -78,15 +78,22 @@ class Silence:
         silence = cls(
             str(uuid.uuid4()), tuple(matchers), starts_at, ends_at, created_by, comment, now or datetime.now(UTC)
         )
-        silence.check()
+        silence.check(new=True)
         return silence
 
-    def check(self) -> None:
+    def check(self, new: bool = False) -> None:
+        """A usable silence; a `new` one must also end after it starts (an expired pending one, read
+        back, ends as it starts)."""
         if not self.matchers:
             raise SilenceError("a silence needs at least one matcher (--match NAME=VALUE)")
+        for matcher in self.matchers:  # first: a bad regex is a one-line error, not re.error later
+            try:
+                matcher.check()
+            except MatcherError as exc:
+                raise SilenceError(str(exc)) from None
         if all(m.matches({}) for m in self.matchers):
             raise SilenceError("these matchers match every alert (each matches an empty value): name what to silence")
-        if self.ends_at <= self.starts_at:
+        if self.ends_at < self.starts_at or (new and self.ends_at == self.starts_at):
             raise SilenceError(f"a silence must end after it starts ({_iso(self.starts_at)} .. {_iso(self.ends_at)})")
         if not self.comment.strip():
             raise SilenceError("a silence needs a comment: why (--comment TEXT)")
@@ -94,8 +101,6 @@ class Silence:
             raise SilenceError(f"the comment is longer than {MAX_COMMENT} characters")
         if not self.created_by.strip():
             raise SilenceError("a silence needs an author (--author NAME)")
-        for matcher in self.matchers:
-            matcher.check()
 
     def state(self, now: datetime) -> str:
         """`pending`, `active` or `expired` (Alertmanager's states)."""
@@ -131,7 +136,7 @@ class Silence:
         """A silence of this JSON (ours or Alertmanager's API v2 shape); SilenceError says why not."""
         try:
             matchers = tuple(
-                Matcher(str(m["name"]), str(m["value"]), bool(m.get("isRegex", False)), bool(m.get("isEqual", True)))
+                Matcher(str(m["name"]), str(m["value"]), _flag(m, "isRegex", False), _flag(m, "isEqual", True))
                 for m in data["matchers"]
             )
             silence = cls(
@@ -155,6 +160,14 @@ class Silence:
             f"{self.id}  {self.state(now):8} {_iso(self.starts_at)} .. {_iso(self.ends_at)}  {matchers}  "
             f"by {self.created_by}: {self.comment}"
         )
+
+
+def _flag(matcher: dict[str, Any], key: str, default: bool) -> bool:
+    """A JSON boolean of a matcher: a string "false" must not read as true."""
+    value = matcher.get(key, default)
+    if not isinstance(value, bool):
+        raise SilenceError(f"matcher {key} must be true or false, not {value!r}")
+    return value
 
 
 class SilenceBook:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -79,6 +80,7 @@ class WorkerContext:
         self.sink = sink
         self.correlator = Correlator(self.topology, settings.detect.correlate)
         self.silences = SilenceBook()  # kept current by the silence agent's follower
+        self.silences_read = threading.Event()  # the follower has read the topic to its end once
         self.correlator.silences = self.silences.silenced_by
         self.notifier: Notifier | None = None  # set by the notify agent when receivers are configured
         self.alert_counts: dict[str, int] = defaultdict(int)

@@ -23,6 +23,7 @@ from pipeline.stream.context import WorkerContext
 from pipeline.stream.partition_state import read_snapshots
 
 log = logging.getLogger("clusterpulse.worker")
+SILENCES_WAIT_S = 15.0  # at start, how long findings wait for the silences topic to be read (it is small)
 
 
 def register(ctx: WorkerContext) -> None:
@@ -33,6 +34,9 @@ def register(ctx: WorkerContext) -> None:
     lock = asyncio.Lock()
 
     async def restore() -> None:
+        # the silences first: a finding published before they are read would page what they cover
+        if not await asyncio.to_thread(ctx.silences_read.wait, SILENCES_WAIT_S):
+            log.warning("correlator: the silences topic was not read within %g s; going on", SILENCES_WAIT_S)
         snapshots = await asyncio.to_thread(
             read_snapshots, ctx.settings.require_bootstrap(), ctx.settings.topic(DETECTOR_STATE)
         )
@@ -81,7 +85,8 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.timer(interval=1.0)
     async def release_stale() -> None:
-        await ctx.publish(correlator.release_stale() + correlator.unsilenced())
+        unsilenced = correlator.unsilenced() if ctx.silences_read.is_set() else []  # an empty book ends none
+        await ctx.publish(correlator.release_stale() + unsilenced)
         await save()
 
     def forget(revoked: set) -> None:

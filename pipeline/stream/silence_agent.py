@@ -19,7 +19,9 @@ log = logging.getLogger("clusterpulse.worker")
 
 
 def register(ctx: WorkerContext) -> None:
-    follower = SilenceFollower(ctx.silences, ctx.settings.require_bootstrap(), ctx.settings.topic(SILENCES))
+    follower = SilenceFollower(
+        ctx.silences, ctx.settings.require_bootstrap(), ctx.settings.topic(SILENCES), ctx.silences_read
+    )
 
     @ctx.app.task
     async def follow_silences() -> None:

@@ -88,3 +88,13 @@ def test_a_restarted_worker_knows_what_was_drained_from_the_lake(tmp_path: Path)
 def test_a_switch_alert_cannot_be_an_action() -> None:
     with pytest.raises(SettingsError, match="names no node to act on"):
         load_settings({"actions": [{"on": ["switch_down"]}]}, environ={})
+
+
+def test_a_node_is_resumed_only_when_the_last_of_its_acting_alerts_is_over(tmp_path: Path) -> None:
+    run = Recorder()
+    act = actions(tmp_path, run)
+    assert act.take(alert("card_failed", "node0001-card0"))[0].action == "drain"
+    assert act.take(alert("card_failed", "node0001-card1"))[0].action == "skipped"  # already drained
+    assert act.take(alert("card_failed", "node0001-card0", "resolved")) == []  # card1 still fails
+    [resumed] = act.take(alert("card_failed", "node0001-card1", "resolved"))
+    assert resumed.action == "resume" and len(run.commands) == 2

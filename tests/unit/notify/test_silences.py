@@ -126,3 +126,15 @@ def test_the_notifier_sends_a_silenced_alert_to_no_receiver() -> None:
 
     notifier = asyncio.run(run())
     assert notifier.stats["ops"].silenced == 1 and notifier.stats["ops"].delivered == 0
+
+
+def test_an_expired_pending_silence_reads_back_expired_and_bad_records_are_refused_in_one_line() -> None:
+    pending = silence("node=node0003", start=NOW + timedelta(hours=1))
+    ended = pending.expired(NOW)
+    assert Silence.from_dict(ended.to_dict(NOW)).state(NOW + timedelta(hours=2)) == "expired"  # never turns on
+    bad_regex = {**pending.to_dict(NOW), "matchers": [{"name": "node", "value": "(", "isRegex": True}]}
+    with pytest.raises(SilenceError, match="not a regular expression"):
+        Silence.from_dict(bad_regex)
+    string_flag = {**pending.to_dict(NOW), "matchers": [{"name": "node", "value": "x", "isEqual": "false"}]}
+    with pytest.raises(SilenceError, match="must be true or false"):
+        Silence.from_dict(string_flag)
