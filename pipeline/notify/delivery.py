@@ -120,6 +120,7 @@ async def deliver(
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable] = asyncio.sleep,
     on_retry: Callable[[], None] | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Send one notification with retries; never raises."""
     rng = rng or random.Random()
@@ -136,6 +137,10 @@ async def deliver(
     robot = receiver.type in ROBOTS
     while True:
         attempt += 1
+        if pace is not None:  # a robot's rate limit: every attempt, retries too, takes a slot
+            await pace()
+            if attempt == 1:
+                started = loop.time()  # waiting its turn in the queue is not delivery time (deadline_s)
         if robot:  # signed afresh each attempt: a robot refuses a timestamp an hour old
             try:
                 url, body = _robot_attempt(receiver, alert, secret)
@@ -311,8 +316,6 @@ class Notifier:
             try:
                 await self._hold(receiver, alert, queued_at, group_wait)
                 alert = self.with_group(alert)
-                if receiver.name in self.rates:
-                    await self.rates[receiver.name].wait()
                 assert self.session is not None  # the worker tasks run between start() and stop()
                 outcome = await deliver(
                     self.session,
@@ -320,6 +323,7 @@ class Notifier:
                     alert,
                     self.rng,
                     on_retry=lambda: setattr(stats, "retries", stats.retries + 1),
+                    pace=self.rates[receiver.name].wait if receiver.name in self.rates else None,
                 )
                 if outcome.delivered:
                     self.delivered += 1

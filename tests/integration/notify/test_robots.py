@@ -173,6 +173,7 @@ def test_each_robot_gets_its_documented_message_signed_and_a_refusal_is_dead_let
         assert notifier.stats[name].delivered == 1 and notifier.stats[name].retries == 1, name  # refused once: too fast
         [message] = services[service].taken
         assert services[service].refused == ["send too fast"]
+        assert len(notifier.rates[name].sent) == 2  # the retry after "too fast" took a rate slot too
         text = json.dumps(message, ensure_ascii=False)
         assert "switch_down leaf007" in text and "32 cards, 32 links" in text
     assert "[live page](http://ops.example:8088/)" in services["dingtalk"].taken[0]["markdown"]["text"]
