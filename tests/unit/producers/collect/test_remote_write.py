@@ -432,3 +432,35 @@ def test_a_target_prometheus_stops_sending_is_named_unreachable_not_left_to_look
     assert not any("node0000" in names for _, names in named)
     reported = {name for b in batches for name, _ in (b.parts or [(b.source, None)])}
     assert "node0000" in reported  # the node Prometheus keeps sending is reported, never named
+
+
+def test_a_node_always_goes_in_the_same_message_group_whatever_else_came_with_it() -> None:
+    """remote_write scrapes of many targets come at spread times; a node's reports (and its
+    `unreachable` naming) must always carry the same message key, so that they land in one partition
+    and its detector there judges its silence (keyed by the first source of a chunk, a node's reports
+    moved between partitions and one partition's detector paged it node_down: seen in CI)."""
+    from pipeline.model.schemas import decode_batch
+    from pipeline.topology.inventory import Inventory
+    from pipeline.topology.synthetic import ClusterShape, Topology
+    from producers.adapters.prometheus import Sample
+    from producers.collect.listener import RemoteWriteIntake
+    from producers.collect.metrics import CollectMetrics
+
+    topo = Topology(ClusterShape(cards=1024, cards_per_node=8, nodes_per_leaf=32, spines=2))  # 128 nodes
+    sent: list = []
+    intake = RemoteWriteIntake(topo, Inventory(), sent.append, CollectMetrics(), say=lambda _: None)
+
+    def scrape(node: str, ts_ms: int) -> list[Sample]:
+        labels = {"job": "gpu", "instance": f"{node}:9400", "Hostname": node}
+        return [Sample("DCGM_FI_DEV_GPU_UTIL", {**labels, "gpu": str(g)}, 90.0, ts_ms) for g in range(8)]
+
+    base = 1_767_225_600_000
+    for second in range(6):  # each second a different set of nodes shares the node's scrape time
+        others = [f"node{n:04d}" for n in range(second * 10, second * 10 + 40)]
+        samples = scrape("node0100", base + second * 1000)
+        for other in others:
+            samples += scrape(other, base + second * 1000)
+        intake.take(encode_write_request(samples), "snappy")
+        intake.flush(everything=True)
+    keys = {m.key for m in sent for b in [decode_batch(m.value)] if "node0100" in {s for s, _ in (b.parts or [])}}
+    assert len(keys) == 1, keys
