@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.lake.datasets import DELTA_DATASETS, NAMES
+from pipeline.model.matchers import Matcher
 from pipeline.model.schemas import SCHEMAS, Alert, Batch
 from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import UnknownEntity
@@ -510,8 +511,7 @@ def _alerts_table(alerts: list[tuple[int, Alert]]) -> pa.Table:
 
 def _silences_table(changes: list[tuple[int, dict]]) -> pa.Table:
     def matcher(m: dict) -> str:
-        op = {(True, False): "=", (False, False): "!=", (True, True): "=~", (False, True): "!~"}
-        return f"{m['name']}{op[(bool(m.get('isEqual', True)), bool(m.get('isRegex', False)))]}{m['value']}"
+        return str(Matcher(m["name"], m["value"], bool(m.get("isRegex", False)), bool(m.get("isEqual", True))))
 
     rows = [s for _, s in changes]
     return pa.table(

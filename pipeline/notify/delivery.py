@@ -201,6 +201,7 @@ class Notifier:
     ) -> None:
         self.receivers = list(receivers)
         self.route = route  # the routing tree; None: every receiver whose filters match
+        self.by_name = {r.name: r for r in self.receivers}
         self.dead_letter = dead_letter
         self.on_outcome = on_outcome
         self.stats = {r.name: ReceiverStats() for r in self.receivers}
@@ -269,12 +270,11 @@ class Notifier:
     def _route(self, alert: Alert) -> list[tuple[ReceiverSettings, float | None]]:
         """The receivers whose routes match the alert, unless a silence covers it or their inhibit
         rules hold it back."""
-        by_name = {r.name: r for r in self.receivers}
         if self.route is not None:
             chosen: dict[str, float | None] = {}
             for name, wait in routed(self.route, alert):  # a receiver reached twice gets it once
                 chosen.setdefault(name, wait)
-            candidates = [(by_name[name], wait) for name, wait in chosen.items()]
+            candidates = [(self.by_name[name], wait) for name, wait in chosen.items()]
         else:
             candidates = [(r, None) for r in self.receivers if matches(r, alert)]
         targets = []

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from pipeline.notify.silences import Silence, SilenceBook, SilenceError
 from pipeline.ops.kafka_config import consumer_config, producer_config
+from pipeline.ops.topic_reader import read_to_end
 
 log = logging.getLogger("clusterpulse.silences")
 
@@ -24,9 +24,14 @@ def write_silence(bootstrap: str, topic: str, silence: Silence) -> None:
     """The silence (new, or changed) on the topic, acknowledged by the broker."""
     producer = KafkaProducer(**producer_config(bootstrap, "clusterpulse-silences"))
     try:
-        producer.send(topic, key=silence.id.encode(), value=json.dumps(silence.to_dict()).encode()).get(timeout=30)
+        producer.send(topic, key=silence.id.encode(), value=encode_silence(silence)).get(timeout=30)
     finally:
         producer.close(timeout=10)
+
+
+def encode_silence(silence: Silence) -> bytes:
+    """A silence as the topic holds it (read back by `decode_silence`)."""
+    return json.dumps(silence.to_dict()).encode()
 
 
 def decode_silence(value: bytes) -> Silence:
@@ -39,25 +44,11 @@ def decode_silence(value: bytes) -> Silence:
 def read_silences(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Silence]:
     """Every silence on the topic, in its latest version (read to its end)."""
     book = SilenceBook()
-    consumer = KafkaConsumer(**consumer_config(bootstrap, "clusterpulse-silences-reader", None))
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout_s:g} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    _apply(book, record.value, record.offset)
-        return book.all()
-    finally:
-        consumer.close()
+    if not read_to_end(
+        bootstrap, topic, "clusterpulse-silences-reader", lambda r: _apply(book, r.value, r.offset), timeout_s
+    ):
+        raise TimeoutError(f"reading {topic} took longer than {timeout_s:g} s")
+    return book.all()
 
 
 def _apply(book: SilenceBook, value: bytes | None, offset: int) -> None:

@@ -8,7 +8,6 @@ of the lake.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -20,6 +19,7 @@ import faust
 
 from pipeline.model.topics import ALERTS, SILENCES
 from pipeline.notify.silence_api import silence_routes
+from pipeline.notify.silence_store import encode_silence
 from pipeline.notify.silences import Silence
 from pipeline.ops.broker import describe_streams
 from pipeline.ops.health import serve_health
@@ -80,7 +80,7 @@ def create_app(settings: Settings) -> faust.App:
         silences_topic = ctx.topic(SILENCES)
 
         async def write_silence(silence: Silence) -> None:
-            value = json.dumps(silence.to_dict()).encode()
+            value = encode_silence(silence)
             await (await silences_topic.send(key=silence.id.encode(), value=value, force=True))  # acknowledged
 
         api = silence_routes(ctx.silences, write_silence, settings.api_token_env or "")

@@ -10,12 +10,10 @@ samples older than what they have judged, so the replay changes nothing.
 from __future__ import annotations
 
 import logging
-import time
-
-from kafka import KafkaConsumer, TopicPartition
+from typing import Any
 
 from pipeline.detect import DetectorSet
-from pipeline.ops.kafka_config import consumer_config
+from pipeline.ops.topic_reader import read_to_end
 from pipeline.settings import DetectSettings
 from pipeline.topology.protocol import ClusterTopology
 
@@ -62,25 +60,12 @@ class PartitionDetectors:
 
 def read_snapshots(bootstrap: str, topic: str, timeout_s: float = 20.0) -> dict[str, bytes]:
     """The latest snapshot per key in the state topic (read to its end)."""
-    consumer = KafkaConsumer(**consumer_config(bootstrap, "clusterpulse-state-reader", None))
     latest: dict[str, bytes] = {}
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return latest
-        consumer.assign(tps)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                log.error("reading detector state from %s timed out; partitions start fresh", topic)
-                break
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    if record.key is not None:
-                        latest[record.key.decode()] = record.value
-        return latest
-    finally:
-        consumer.close()
+
+    def keep(record: Any) -> None:
+        if record.key is not None:
+            latest[record.key.decode()] = record.value
+
+    if not read_to_end(bootstrap, topic, "clusterpulse-state-reader", keep, timeout_s):
+        log.error("reading detector state from %s timed out; partitions start fresh", topic)
+    return latest
