@@ -316,27 +316,36 @@ class ReceiverSettings(BaseModel):
         return None
 
 
-# Alertmanager route keys ClusterPulse does not take yet: one notification per root cause, its
-# consequences carried in it, is how it groups (docs/delivery.md)
-UNSUPPORTED_ROUTE_KEYS = (
-    "group_by",
-    "group_interval",
-    "repeat_interval",
-    "mute_time_intervals",
-    "active_time_intervals",
-)
+# Alertmanager route keys ClusterPulse does not take yet: time intervals need the top-level
+# `time_intervals` definitions (a maintenance window is a silence here: docs/operations.md)
+UNSUPPORTED_ROUTE_KEYS = ("mute_time_intervals", "active_time_intervals")
+EVERY_LABEL = "..."  # group_by: ['...'], each alert its own group (Alertmanager's spelling)
 
 
 class RouteSettings(BaseModel):
     """A node of the routing tree, shaped like Alertmanager's `route:`: an alert goes down the first
     child whose matchers all match (and on to the next sibling too when that child has `continue`);
-    where no child matches, the node's receiver takes it. Unset receiver and group_wait are inherited."""
+    where no child matches, the node's receiver takes it. Unset receiver, group_by, group_wait,
+    group_interval and repeat_interval are inherited from the parent."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
     receiver: str | None = None
     matchers: tuple[str, ...] = Field((), description="Alertmanager matchers: name=value, name!=value, =~, !~")
     continue_: bool = Field(False, alias="continue", description="also try the next sibling routes")
-    group_wait: str | None = Field(None, description="a root waits this long for its consequences here (e.g. 30s)")
+    group_by: tuple[str, ...] | None = Field(
+        None,
+        description="labels whose values put alerts into one notification (e.g. [switch]); unset or ['...']: "
+        "one notification per root cause",
+    )
+    group_wait: str | None = Field(
+        None, description="a new group (or a root, without group_by) waits this long before it is sent (e.g. 30s)"
+    )
+    group_interval: str | None = Field(
+        None, description="with group_by: how long a group waits before it sends what changed in it (default 5m)"
+    )
+    repeat_interval: str | None = Field(
+        None, description="re-send a notification still firing and unchanged after this long (default: never)"
+    )
     routes: tuple[RouteSettings, ...] = ()
 
     @model_validator(mode="before")
@@ -346,8 +355,8 @@ class RouteSettings(BaseModel):
             for key in UNSUPPORTED_ROUTE_KEYS:
                 if key in data:
                     raise ValueError(
-                        f"{key} is not supported by clusterpulse yet (it sends one notification per root cause, "
-                        "its consequences grouped in it); remove it"
+                        f"{key} is not supported by clusterpulse yet (a maintenance window is a silence: "
+                        "clusterpulse silence add --until); remove it"
                     )
         return data
 
@@ -358,11 +367,32 @@ class RouteSettings(BaseModel):
             Matcher.parse(text)  # MatcherError is a ValueError: one line naming the matcher
         return value
 
+    @field_validator("group_by")
+    @classmethod
+    def _check_group_by(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return value
+        if EVERY_LABEL in value and len(value) > 1:
+            raise ValueError(f"{EVERY_LABEL!r} groups by every label: it stands alone, got {list(value)}")
+        for name in value:
+            if name != EVERY_LABEL and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a label name (letters, digits and _)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a label is named twice in {list(value)}")
+        return value
+
     @field_validator("group_wait")
     @classmethod
     def _check_wait(cls, value: str | None) -> str | None:
         if value is not None:
             duration_s(value)
+        return value
+
+    @field_validator("group_interval", "repeat_interval")
+    @classmethod
+    def _check_interval(cls, value: str | None) -> str | None:
+        if value is not None and duration_s(value) <= 0:
+            raise ValueError(f"{value!r}: an interval must be longer than 0")
         return value
 
     def receivers(self, path: str = "notify.route") -> list[tuple[str, str]]:

@@ -102,8 +102,10 @@ DLQ_OFFSET = "clusterpulse-original-offset"
 
 
 def partitions_for(spec: TopicSpec, telemetry_partitions: int) -> int:
-    """Telemetry topics get the configured count (≥ workers); findings one; alerts and dead letters few."""
-    if spec is FINDINGS or spec is DETECTOR_STATE or spec is SILENCES:
+    """Telemetry topics get the configured count (≥ workers); findings, state, alerts and silences
+    one (alerts: one worker notifies and acts, so groups, robot rate limits and the action cap are
+    the cluster's, not a worker's); dead letters few."""
+    if spec in (FINDINGS, DETECTOR_STATE, ALERTS, SILENCES):
         return 1
     return telemetry_partitions if spec.telemetry else min(3, telemetry_partitions)
 

@@ -4,12 +4,13 @@ Only a root cause acts, never a consequence (a dead leaf's links, a dead node's 
 an alert whose entity names a node: the node itself (`node_down`) or one of its cards. A silenced
 alert does not act (planned work). At most `max_per_hour` drains happen in any hour; what is over is
 recorded as skipped, not done. Topology names become Slurm node names through the inventory (the
-host whose `node` it is), or stay as they are. Resume undoes only a drain this worker made, recorded
+host whose `node` it is), or stay as they are. Resume undoes only a drain clusterpulse made, recorded
 in the lake, so a node a person drained stays drained.
 
 Every decision is a log line and a JSON line in `<lake>/_actions/<worker>.jsonl` (DuckDB:
-`SELECT * FROM read_json_auto('<lake>/_actions/*.jsonl')`), which a restarted worker reads back to
-know what it drained and how many drains the last hour holds.
+`SELECT * FROM read_json_auto('<lake>/_actions/*.jsonl')`), read back at start and again whenever
+another worker's file changed (the alerts partition moved here from it), to know what was drained
+and how many drains the last hour holds.
 """
 
 from __future__ import annotations
@@ -90,12 +91,14 @@ class Actions:
         self.drained: dict[str, str] = {}  # slurm node -> the alert id whose drain this was
         self.acting: dict[str, set[str]] = {}  # slurm node we drained -> its firing acting alerts
         self.drain_times: list[float] = []
+        self._seen: dict[str, tuple[int, int]] = {}  # other writers' record files: (size, mtime) when read
         self._read_back()
 
     def take(self, alert: Alert) -> list[ActionRecord]:
         """The actions this alert state change causes (recorded), run unless dry."""
         if alert.root_cause or alert.silenced_by:
             return []
+        self._refresh()
         out = []
         for rule in self.rules:
             if alert.kind not in rule.on:
@@ -161,8 +164,30 @@ class Actions:
                 log.error("could not record the action in %s: %s", self.path, exc)
         return record
 
+    def _others(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime) of the other writers' record files."""
+        if self.path is None or not self.path.parent.is_dir():
+            return {}
+        found = {}
+        for path in self.path.parent.glob("*.jsonl"):
+            if path != self.path:
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                found[str(path)] = (stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def _refresh(self) -> None:
+        """Read every record again when another worker has acted since (the alerts partition moved
+        here from it): its drains are resumed and counted against the hourly cap here too."""
+        if self._others() != self._seen:
+            self.drained, self.acting, self.drain_times = {}, {}, []
+            self._read_back()
+
     def _read_back(self) -> None:
-        """What was drained before this worker started, and when (every worker's file in the lake)."""
+        """What was drained before, and when (every worker's file in the lake)."""
+        self._seen = self._others()
         if self.path is None or not self.path.parent.is_dir():
             return
         entries = []

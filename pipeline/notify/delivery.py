@@ -9,6 +9,10 @@
   receiver `notify_grouped: true` opts in); it rides along in its root alert's notification as
   `evidence.grouped` (count, kinds and the first entities). A root alert waits `group_wait_s` for its
   consequences before it is sent, as Alertmanager's group_wait does.
+- Grouping: a route with `group_by` sends a receiver one notification per aggregation group
+  (`pipeline.notify.grouping`: group_wait, group_interval, repeat_interval as Alertmanager's);
+  without, one per alert state change, and with `repeat_interval` a firing alert is re-sent that
+  long after its last notification.
 - Silences: an alert carrying `silenced_by` (an active silence covered it when the correlator
   published it) is sent to no receiver; when the silence ends and it still fires, the correlator
   publishes it again without, and it pages then.
@@ -33,9 +37,16 @@ from datetime import UTC, datetime
 import aiohttp
 
 from pipeline.model.schemas import Alert
-from pipeline.notify.payloads import alertmanager_alert, alertmanager_webhook_body, clusterpulse_body, idempotency_key
+from pipeline.notify.grouping import AggregationGroup, Finished, group_key
+from pipeline.notify.payloads import (
+    Notification,
+    alertmanager_alert,
+    alertmanager_webhook_body,
+    clusterpulse_body,
+    clusterpulse_group_body,
+)
 from pipeline.notify.robots import ROBOTS, RateLimit, robot_request, robot_verdict
-from pipeline.notify.routing import inhibited, matches, routed
+from pipeline.notify.routing import RouteTarget, group_labels, inhibited, matches, routed
 from pipeline.notify.signing import HEADER, IDEMPOTENCY_HEADER, sign
 from pipeline.settings import ReceiverSettings, RouteSettings
 
@@ -67,6 +78,32 @@ class ReceiverStats:
     inhibited: int = 0  # grouped consequences carried by their root's notification
     silenced: int = 0  # state changes an active silence covered (pipeline.notify.silences): not sent
     retries: int = 0
+    reminders: int = 0  # unchanged notifications sent again after repeat_interval
+
+
+@dataclass
+class _Reminder:
+    """A firing alert sent on its own, to be sent again at `due` (repeat_interval) unless it changes."""
+
+    alert: Alert
+    due: float
+    repeat_s: float
+    count: int = 0
+    queued: bool = False
+
+
+@dataclass
+class _Job:
+    """One notification in a receiver's queue."""
+
+    notification: Notification
+    news: list[Alert]  # the state changes it carries news of (outcomes, dead letters); [] for a reminder
+    finished: list[Finished]
+    queued_at: float
+    hold_s: float | None = None  # a single alert: its route's group_wait (None: the receiver's)
+    repeat_s: float | None = None  # a single alert: remind after this long while it fires
+    group: AggregationGroup | None = None
+    reminder: _Reminder | None = None
 
 
 @dataclass
@@ -87,21 +124,23 @@ class _Group:
         }
 
 
-def request_for(receiver: ReceiverSettings, alert: Alert) -> tuple[str, bytes, dict[str, str]]:
+def request_for(receiver: ReceiverSettings, alert: Alert | Notification) -> tuple[str, bytes, dict[str, str]]:
     """(url, body, headers) of one notification; the signature is added per attempt."""
-
+    notification = alert if isinstance(alert, Notification) else Notification.single(alert)
     headers = {
         "Content-Type": "application/json",
-        IDEMPOTENCY_HEADER: idempotency_key(alert),
+        IDEMPOTENCY_HEADER: notification.idempotency_key(),
         "User-Agent": "clusterpulse",
     }
     if receiver.type == "alertmanager":
         keep = 4 * receiver.resend_s
-        body = json.dumps([alertmanager_alert(alert, keep_firing_s=keep)]).encode()
+        body = json.dumps([alertmanager_alert(a, keep_firing_s=keep) for a in notification.alerts]).encode()
         return receiver.url.rstrip("/") + "/api/v2/alerts", body, headers
     if receiver.format == "alertmanager":
-        return receiver.url, alertmanager_webhook_body(alert, receiver.name), headers
-    return receiver.url, clusterpulse_body(alert), headers
+        return receiver.url, alertmanager_webhook_body(notification, receiver.name), headers
+    if notification.group_key is None:
+        return receiver.url, clusterpulse_body(notification.alerts[0]), headers
+    return receiver.url, clusterpulse_group_body(notification, receiver.name), headers
 
 
 def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> float:
@@ -109,14 +148,14 @@ def backoff_s(receiver: ReceiverSettings, attempt: int, rng: random.Random) -> f
     return rng.uniform(0, min(receiver.max_backoff_s, receiver.backoff_s * 2 ** (attempt - 1)))
 
 
-def _robot_attempt(receiver: ReceiverSettings, alert: Alert, secret: bytes | None) -> tuple[str, bytes]:
-    return robot_request(receiver.type, receiver.url, alert, secret, time.time(), receiver.page_url)
+def _robot_attempt(receiver: ReceiverSettings, notification: Notification, secret: bytes | None) -> tuple[str, bytes]:
+    return robot_request(receiver.type, receiver.url, notification, secret, time.time(), receiver.page_url)
 
 
 async def deliver(
     session: aiohttp.ClientSession,
     receiver: ReceiverSettings,
-    alert: Alert,
+    alert: Alert | Notification,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable] = asyncio.sleep,
     on_retry: Callable[[], None] | None = None,
@@ -124,7 +163,8 @@ async def deliver(
 ) -> Outcome:
     """Send one notification with retries; never raises."""
     rng = rng or random.Random()
-    url, body, headers = request_for(receiver, alert)
+    notification = alert if isinstance(alert, Notification) else Notification.single(alert)
+    url, body, headers = request_for(receiver, notification)
     try:
         secret = receiver.secret()
     except ValueError as exc:  # SettingsError: the secret went away since start-up
@@ -143,7 +183,7 @@ async def deliver(
                 started = loop.time()  # waiting its turn in the queue is not delivery time (deadline_s)
         if robot:  # signed afresh each attempt: a robot refuses a timestamp an hour old
             try:
-                url, body = _robot_attempt(receiver, alert, secret)
+                url, body = _robot_attempt(receiver, notification, secret)
             except ValueError as exc:  # a secret that is not UTF-8 text (UnicodeDecodeError)
                 return Outcome(False, attempt, None, f"cannot sign the {receiver.type} message: {exc}")
         elif secret is not None:
@@ -172,16 +212,8 @@ async def deliver(
         delay = backoff_s(receiver, attempt, rng)
         if attempt >= receiver.max_attempts or loop.time() - started + delay > receiver.deadline_s:
             return Outcome(False, attempt, status, f"gave up after {attempt} attempts: {error}")
-        log.warning(
-            "receiver %s: %s %s %s: %s; retry %d in %.1f s",
-            receiver.name,
-            alert.kind,
-            alert.entity,
-            alert.status,
-            error,
-            attempt,
-            delay,
-        )
+        what = notification.describe()
+        log.warning("receiver %s: %s: %s; retry %d in %.1f s", receiver.name, what, error, attempt, delay)
         if on_retry is not None:
             on_retry()
         await sleep(delay)
@@ -205,11 +237,14 @@ class Notifier:
         self.dead_letter = dead_letter
         self.on_outcome = on_outcome
         self.stats = {r.name: ReceiverStats() for r in self.receivers}
-        self.groups: dict[str, _Group] = {}
+        self.groups: dict[str, _Group] = {}  # a root's consequences, carried in its notification
+        self.aggregation: dict[tuple[str, str, str], AggregationGroup] = {}  # (receiver, route, key): group_by
+        self.reminders: dict[tuple[str, str], _Reminder] = {}  # (receiver, alert id): repeat_interval
         self._clock = clock
         self.rng = rng or random.Random()
-        self.queues: dict[str, asyncio.Queue] = {}
+        self.queues: dict[str, asyncio.Queue[_Job]] = {}
         self.tasks: list[asyncio.Task] = []
+        self._due = asyncio.Event()  # a group or reminder changed: the scheduler looks again
         self.session: aiohttp.ClientSession | None = None
         self.firing: dict[str, dict[str, Alert]] = {r.name: {} for r in self.receivers}  # alertmanager re-sends
         self.rates = {  # a robot's documented rate limit: messages wait their turn, none is dropped
@@ -224,12 +259,14 @@ class Notifier:
         if self.session is not None:
             return
         self.session = aiohttp.ClientSession()
+        self._due = asyncio.Event()  # bound to the running loop
         for receiver in self.receivers:
-            queue: asyncio.Queue = asyncio.Queue()
+            queue: asyncio.Queue[_Job] = asyncio.Queue()
             self.queues[receiver.name] = queue
             self.tasks.append(asyncio.create_task(self._work(receiver, queue), name=f"notify-{receiver.name}"))
             if receiver.type == "alertmanager":
                 self.tasks.append(asyncio.create_task(self._resend(receiver), name=f"resend-{receiver.name}"))
+        self.tasks.append(asyncio.create_task(self._schedule(), name="notify-schedule"))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -241,10 +278,11 @@ class Notifier:
             self.session = None
 
     def submit(self, alert: Alert) -> asyncio.Future:
-        """Queue an alert for every matching receiver; the future completes when all are done."""
+        """Queue an alert for every matching receiver; the future completes when all are done
+        (with group_by: when the group's notification that carries it is done)."""
         loop = asyncio.get_running_loop()
         self._group(alert)
-        targets = self._route(alert)  # (receiver, its route's group_wait or None)
+        targets = self._route(alert)
         done = loop.create_future()
         if alert.status == "resolved" and alert.id in self.groups:  # the root's episode ends once it is sent
             done.add_done_callback(lambda _: self.groups.pop(alert.id, None))
@@ -258,44 +296,71 @@ class Notifier:
             if remaining["n"] == 0 and not done.done():
                 done.set_result(len(targets))
 
-        for receiver, wait in targets:
-            self.queues[receiver.name].put_nowait((alert, one_finished, loop.time(), wait))
+        now = loop.time()
+        for target in targets:
+            receiver = self.by_name[target.receiver]
+            if target.aggregates:
+                self._aggregate(receiver, target, alert, one_finished, now)
+                continue
+            self.reminders.pop((receiver.name, alert.id), None)  # news of the alert replaces its reminder
+            job = _Job(Notification.single(alert), [alert], [one_finished], now, target.group_wait_s)
+            job.repeat_s = target.repeat_interval_s
+            self.queues[receiver.name].put_nowait(job)
         return done
+
+    def _aggregate(
+        self, receiver: ReceiverSettings, target: RouteTarget, alert: Alert, finished: Finished, now: float
+    ) -> None:
+        """The alert joins its aggregation group (made on first sight); the scheduler sends it."""
+        assert target.group_by is not None  # target.aggregates
+        labels = group_labels(alert, target.group_by)
+        key = group_key(target.route_key, labels)
+        slot = (receiver.name, target.route_id, key)
+        group = self.aggregation.get(slot)
+        if group is None:
+            wait = receiver.group_wait_s if target.group_wait_s is None else target.group_wait_s
+            group = AggregationGroup(key, labels, now, wait, target.group_interval_s, target.repeat_interval_s)
+            self.aggregation[slot] = group
+        group.add(alert, finished)
+        self._due.set()
 
     def _group(self, alert: Alert) -> None:
         """A firing consequence joins its root's group (sent along with the root's page)."""
         if alert.root_cause and alert.status == "firing":
             self.groups.setdefault(alert.root_cause, _Group()).members[alert.id] = alert
 
-    def _route(self, alert: Alert) -> list[tuple[ReceiverSettings, float | None]]:
+    def _route(self, alert: Alert) -> list[RouteTarget]:
         """The receivers whose routes match the alert, unless a silence covers it or their inhibit
         rules hold it back."""
         if self.route is not None:
-            chosen: dict[str, float | None] = {}
-            for name, wait in routed(self.route, alert):  # a receiver reached twice gets it once
-                chosen.setdefault(name, wait)
-            candidates = [(self.by_name[name], wait) for name, wait in chosen.items()]
+            chosen: dict[str, RouteTarget] = {}
+            for target in routed(self.route, alert):  # a receiver reached twice gets it once
+                chosen.setdefault(target.receiver, target)
+            candidates = list(chosen.values())
         else:
-            candidates = [(r, None) for r in self.receivers if matches(r, alert)]
+            candidates = [RouteTarget(r.name) for r in self.receivers if matches(r, alert)]
         targets = []
-        for r, wait in candidates:
+        for target in candidates:
+            receiver = self.by_name[target.receiver]
             if alert.silenced_by:
-                self.stats[r.name].silenced += 1
+                self.stats[receiver.name].silenced += 1
                 continue
-            if inhibited(r, alert):
-                self.stats[r.name].inhibited += 1
+            if inhibited(receiver, alert):
+                self.stats[receiver.name].inhibited += 1
                 continue
-            targets.append((r, wait))
+            targets.append(target)
         return targets
 
-    async def _hold(self, receiver: ReceiverSettings, alert: Alert, queued_at: float, group_wait: float | None) -> None:
-        """A firing root waits its route's `group_wait` (or the receiver's `group_wait_s`) so that its
-        consequences arrive and ride along."""
-        if alert.kind in HELD_ROOT_KINDS and alert.status == "firing" and not alert.root_cause:
-            hold_s = receiver.group_wait_s if group_wait is None else group_wait
-            wait = queued_at + hold_s - asyncio.get_running_loop().time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+    async def _hold(self, receiver: ReceiverSettings, job: _Job) -> None:
+        """A firing root sent on its own waits its route's `group_wait` (or the receiver's
+        `group_wait_s`) so that its consequences arrive and ride along."""
+        alert = job.notification.alerts[0]
+        if job.group is None and not job.notification.repeat and alert.kind in HELD_ROOT_KINDS:
+            if alert.status == "firing" and not alert.root_cause:
+                hold_s = receiver.group_wait_s if job.hold_s is None else job.hold_s
+                wait = job.queued_at + hold_s - asyncio.get_running_loop().time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
 
     def with_group(self, alert: Alert) -> Alert:
         """The alert with the consequences grouped under it so far (evidence.grouped), if any."""
@@ -309,55 +374,103 @@ class Notifier:
             summary=f"{alert.summary}; {summary['count']} grouped consequences",
         )
 
-    async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue) -> None:
-        stats = self.stats[receiver.name]
+    async def _schedule(self) -> None:
+        """Put each aggregation group and reminder that is due into its receiver's queue."""
+        loop = asyncio.get_running_loop()
         while True:
-            alert, finished, queued_at, group_wait = await queue.get()
-            try:
-                await self._hold(receiver, alert, queued_at, group_wait)
-                alert = self.with_group(alert)
-                assert self.session is not None  # the worker tasks run between start() and stop()
-                outcome = await deliver(
-                    self.session,
-                    receiver,
-                    alert,
-                    self.rng,
-                    on_retry=lambda: setattr(stats, "retries", stats.retries + 1),
-                    pace=self.rates[receiver.name].wait if receiver.name in self.rates else None,
-                )
-                if outcome.delivered:
-                    self.delivered += 1
-                    stats.delivered += 1
-                    self._track(receiver, alert)
-                    log.info(
-                        "receiver %s: delivered %s %s %s (%d attempts)",
-                        receiver.name,
-                        alert.kind,
-                        alert.entity,
-                        alert.status,
-                        outcome.attempts,
-                    )
+            self._due.clear()
+            now = loop.time()
+            soonest: float | None = None
+            for slot, group in list(self.aggregation.items()):
+                due = group.due_at()
+                if due is not None and due <= now:
+                    notification, news, waiting = group.take()
+                    self.queues[slot[0]].put_nowait(_Job(notification, news, waiting, now, group=group))
+                elif due is not None:
+                    soonest = due if soonest is None else min(soonest, due)
+                elif group.finished:
+                    del self.aggregation[slot]
+            for (name, _), reminder in self.reminders.items():
+                if reminder.queued:
+                    continue
+                if reminder.due <= now:
+                    reminder.queued = True
+                    notification = Notification.single(reminder.alert, repeat=reminder.count + 1)
+                    job = _Job(notification, [], [], now, repeat_s=reminder.repeat_s, reminder=reminder)
+                    self.queues[name].put_nowait(job)
                 else:
-                    self.dead_lettered += 1
-                    stats.failed += 1
-                    log.error(
-                        "receiver %s: %s %s %s not delivered: %s",
-                        receiver.name,
-                        alert.kind,
-                        alert.entity,
-                        alert.status,
-                        outcome.error,
-                    )
-                    await self.dead_letter(receiver, alert, outcome)
-                    stats.dead_lettered += 1
-                if self.on_outcome is not None:
-                    await self.on_outcome(receiver, alert, outcome)
+                    soonest = reminder.due if soonest is None else min(soonest, reminder.due)
+            timeout = None if soonest is None else max(0.0, soonest - now)
+            try:
+                await asyncio.wait_for(self._due.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _work(self, receiver: ReceiverSettings, queue: asyncio.Queue[_Job]) -> None:
+        while True:
+            job = await queue.get()
+            try:
+                await self._send(receiver, job)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not kill the receiver's worker
                 log.exception("receiver %s: delivery failed", receiver.name)
             finally:
-                finished()
+                if job.group is not None:
+                    job.group.settle(job.notification, asyncio.get_running_loop().time())
+                    self._due.set()
+                for finished in job.finished:
+                    finished()
+
+    async def _send(self, receiver: ReceiverSettings, job: _Job) -> None:
+        stats = self.stats[receiver.name]
+        slot = (receiver.name, job.notification.alerts[0].id)
+        if job.reminder is not None and self.reminders.get(slot) is not job.reminder:
+            return  # the alert changed after its reminder was queued: the news went instead
+        await self._hold(receiver, job)
+        notification = replace(job.notification, alerts=tuple(self.with_group(a) for a in job.notification.alerts))
+        assert self.session is not None  # the worker tasks run between start() and stop()
+        outcome = await deliver(
+            self.session,
+            receiver,
+            notification,
+            self.rng,
+            on_retry=lambda: setattr(stats, "retries", stats.retries + 1),
+            pace=self.rates[receiver.name].wait if receiver.name in self.rates else None,
+        )
+        sent = {a.id: a for a in notification.alerts}
+        news = [sent[a.id] for a in job.news]
+        if outcome.delivered:
+            what, attempts = notification.describe(), outcome.attempts
+            log.info("receiver %s: delivered %s (%d attempts)", receiver.name, what, attempts)
+            for alert in notification.alerts:
+                self._track(receiver, alert)
+            self.delivered += len(news)
+            stats.delivered += len(news)
+            stats.reminders += 0 if news else 1
+        else:
+            log.error("receiver %s: %s not delivered: %s", receiver.name, notification.describe(), outcome.error)
+            self.dead_lettered += len(news)
+            stats.failed += len(news)
+            for alert in news:  # a reminder is not news: it is not kept for replay
+                await self.dead_letter(receiver, alert, outcome)
+                stats.dead_lettered += 1
+        if self.on_outcome is not None:
+            for alert in news:
+                await self.on_outcome(receiver, alert, outcome)
+        self._remind(receiver, job, slot)
+
+    def _remind(self, receiver: ReceiverSettings, job: _Job, slot: tuple[str, str]) -> None:
+        """A firing alert sent on its own, with repeat_interval, is sent again that long after."""
+        alert = job.notification.alerts[0]
+        if job.group is not None or job.repeat_s is None:
+            return
+        if alert.status != "firing":
+            self.reminders.pop(slot, None)
+            return
+        now = asyncio.get_running_loop().time()
+        self.reminders[slot] = _Reminder(alert, now + job.repeat_s, job.repeat_s, job.notification.repeat)
+        self._due.set()
 
     def _track(self, receiver: ReceiverSettings, alert: Alert) -> None:
         if receiver.type != "alertmanager":

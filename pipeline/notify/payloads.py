@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +18,61 @@ def idempotency_key(alert: Alert) -> str:
     return f"{alert.id}:{alert.status}:{alert.ends_at or alert.starts_at}"
 
 
+@dataclass(frozen=True)
+class Notification:
+    """What one request to a receiver carries: one alert state change (the default), or with a
+    route's `group_by` the alerts of one aggregation group (pipeline.notify.grouping)."""
+
+    alerts: tuple[Alert, ...]
+    group_key: str | None = None  # None: one alert on its own
+    group_labels: Mapping[str, str] = field(default_factory=dict)
+    repeat: int = 0  # 0: news; n: the n-th reminder of an unchanged notification (repeat_interval)
+
+    @classmethod
+    def single(cls, alert: Alert, repeat: int = 0) -> Notification:
+        return cls((alert,), repeat=repeat)
+
+    @property
+    def status(self) -> str:
+        return "firing" if any(a.status == "firing" for a in self.alerts) else "resolved"
+
+    def idempotency_key(self) -> str:
+        """The same for every retry of this notification; a reminder has its own."""
+        if self.group_key is None:
+            base = idempotency_key(self.alerts[0])
+        else:
+            states = "\n".join(sorted(idempotency_key(a) for a in self.alerts))
+            base = "group:" + hashlib.sha256(f"{self.group_key}\n{states}".encode()).hexdigest()[:32]
+        return f"{base}:repeat:{self.repeat}" if self.repeat else base
+
+    def describe(self) -> str:
+        """For log lines: `kind entity status`, or the group, its size and status."""
+        if self.group_key is None:
+            a = self.alerts[0]
+            text = f"{a.kind} {a.entity} {a.status}"
+        else:
+            text = f"group {self.group_key} ({len(self.alerts)} alerts, {self.status})"
+        return text + (f" (reminder {self.repeat})" if self.repeat else "")
+
+
 def clusterpulse_body(alert: Alert) -> bytes:
     """Our own JSON: the alert record of docs/scenarios.md, with evidence and blast radius."""
     return alert.to_json()
+
+
+def clusterpulse_group_body(notification: Notification, receiver: str) -> bytes:
+    """Our own JSON for a group: its key, labels and status, and the alert records in it."""
+    return json.dumps(
+        {
+            "receiver": receiver,
+            "status": notification.status,
+            "group_key": notification.group_key,
+            "group_labels": dict(notification.group_labels),
+            "repeat": notification.repeat,
+            "alerts": [json.loads(a.to_json()) for a in notification.alerts],
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def _am_labels(alert: Alert) -> dict[str, str]:
@@ -69,31 +124,48 @@ def alertmanager_alert(alert: Alert, now: datetime | None = None, keep_firing_s:
     }
 
 
-def alertmanager_webhook_body(alert: Alert, receiver: str) -> bytes:
+def alertmanager_webhook_body(notification: Alert | Notification, receiver: str) -> bytes:
     """Alertmanager's webhook payload shape (version 4), for receivers that already parse it."""
-    labels = _am_labels(alert)
-    item = {
-        "status": alert.status,
-        "labels": labels,
-        "annotations": _am_annotations(alert),
-        "startsAt": alert.starts_at,
-        "endsAt": alert.ends_at or "0001-01-01T00:00:00Z",
-        "generatorURL": generator_url(alert),
-        "fingerprint": alert.id,
-    }
+    if isinstance(notification, Alert):
+        notification = Notification.single(notification)
+    labels = [_am_labels(a) for a in notification.alerts]
+    annotations = [_am_annotations(a) for a in notification.alerts]
+    items = [
+        {
+            "status": alert.status,
+            "labels": labels[i],
+            "annotations": annotations[i],
+            "startsAt": alert.starts_at,
+            "endsAt": alert.ends_at or "0001-01-01T00:00:00Z",
+            "generatorURL": generator_url(alert),
+            "fingerprint": alert.id,
+        }
+        for i, alert in enumerate(notification.alerts)
+    ]
+    if notification.group_key is None:
+        kind = notification.alerts[0].kind
+        group_key, group_labels = f'{{}}:{{alertname="{kind}"}}', {"alertname": kind}
+    else:
+        group_key, group_labels = notification.group_key, dict(notification.group_labels)
     return json.dumps(
         {
             "version": "4",
-            "groupKey": f'{{}}:{{alertname="{alert.kind}"}}',
+            "groupKey": group_key,
             "truncatedAlerts": 0,
-            "status": alert.status,
+            "status": notification.status,
             "receiver": receiver,
-            "groupLabels": {"alertname": alert.kind},
-            "commonLabels": labels,
-            "commonAnnotations": item["annotations"],
+            "groupLabels": group_labels,
+            "commonLabels": _common(labels),
+            "commonAnnotations": _common(annotations),
             "externalURL": "https://clusterpulse.invalid",
-            "alerts": [item],
+            "alerts": items,
         },
         separators=(",", ":"),
         sort_keys=True,
     ).encode()
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has (Alertmanager's commonLabels, commonAnnotations)."""
+    first, *rest = maps
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}

@@ -106,7 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _describe(body: Any) -> str:
-    """One line: an alert as `clusterpulse run` prints it, or the JSON."""
+    """One line: an alert as `clusterpulse run` prints it, a group's alerts so, or the JSON."""
+    if isinstance(body, dict) and isinstance(body.get("alerts"), list) and "group_key" in body:
+        lines = [_describe(a) for a in body["alerts"]]
+        return f"group {body['group_key']} ({body.get('status')}, {len(lines)} alerts): " + "; ".join(lines)
     if isinstance(body, dict) and {"kind", "entity", "status", "starts_at"} <= set(body):
         try:
             return Alert(**body).line()

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.model.schemas import Alert
+from pipeline.notify.payloads import Notification
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,45 @@ ROBOTS = {
 TRUNCATED = "\n\n… (cut to the robot's size limit; the whole alert is on the alerts topic and in the lake)"
 
 
-def markdown(alert: Alert, page_url: str | None = None) -> tuple[str, str]:
+def markdown(alert: Alert | Notification, page_url: str | None = None) -> tuple[str, str]:
     """(title, markdown text) of one alert state change: what, root cause, blast radius, what is
-    grouped under it, and a link to the live page."""
+    grouped under it, and a link to the live page; of a group, its labels and then each alert."""
+    if isinstance(alert, Notification):
+        if alert.group_key is not None:
+            return _group_markdown(alert, page_url)
+        if alert.repeat:
+            title, text = markdown(alert.alerts[0], page_url)
+            return f"{title} (reminder)", text.replace(title, f"{title} (reminder)", 1)
+        return markdown(alert.alerts[0], page_url)
     state = "RESOLVED" if alert.status == "resolved" else "FIRING"
     title = f"[{state}] {alert.kind} {alert.entity}"
-    lines = [f"### {title}", f"**{alert.severity}** · {alert.summary}"]
+    link = [f"[live page]({page_url})"] if page_url else []
+    return title, "\n\n".join([f"### {title}", *_alert_lines(alert), *link])
+
+
+def _group_markdown(notification: Notification, page_url: str | None) -> tuple[str, str]:
+    """Alertmanager's title, `[FIRING:n] group labels`, then the firing alerts, then the resolved."""
+    firing = [a for a in notification.alerts if a.status == "firing"]
+    resolved = [a for a in notification.alerts if a.status != "firing"]
+    labels = " ".join(f"{k}={v}" for k, v in notification.group_labels.items() if v) or "all"
+    state = f"FIRING:{len(firing)}" if firing else "RESOLVED"
+    title = f"[{state}] {labels}"
+    if notification.repeat:
+        title += " (reminder)"
+    parts = [f"### {title}"]
+    for heading, alerts in (("Firing", firing), ("Resolved", resolved)):
+        if alerts:
+            parts.append(f"**{heading}: {len(alerts)}**")
+        for alert in alerts:
+            parts.append(f"#### {alert.kind} {alert.entity}")
+            parts += _alert_lines(alert)
+    if page_url:
+        parts.append(f"[live page]({page_url})")
+    return title, "\n\n".join(parts)
+
+
+def _alert_lines(alert: Alert) -> list[str]:
+    lines = [f"**{alert.severity}** · {alert.summary}"]
     when = f"started {alert.starts_at}" + (f", resolved {alert.ends_at}" if alert.ends_at else "")
     lines.append(when)
     if alert.root_cause:
@@ -77,9 +111,7 @@ def markdown(alert: Alert, page_url: str | None = None) -> tuple[str, str]:
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
     if labels:
         lines.append(f"labels: {labels}")
-    if page_url:
-        lines.append(f"[live page]({page_url})")
-    return title, "\n\n".join(lines)
+    return lines
 
 
 def fit(text: str, max_bytes: int) -> str:
@@ -113,12 +145,18 @@ def feishu_sign(secret: bytes, timestamp_s: int) -> str:
 
 
 def robot_request(
-    kind: str, url: str, alert: Alert, secret: bytes | None, now_s: float, page_url: str | None = None
+    kind: str,
+    url: str,
+    alert: Alert | Notification,
+    secret: bytes | None,
+    now_s: float,
+    page_url: str | None = None,
 ) -> tuple[str, bytes]:
     """(url, JSON body) of one message to a robot, signed at `now_s` (each attempt signs again:
     the robots refuse a timestamp an hour off)."""
     robot = ROBOTS[kind]
-    title, text = markdown(alert, page_url)
+    notification = alert if isinstance(alert, Notification) else Notification.single(alert)
+    title, text = markdown(notification, page_url)
     if kind == "dingtalk":
         body = {"msgtype": "markdown", "markdown": {"title": title, "text": fit(text, robot.max_bytes)}}
         if secret is not None:
@@ -133,7 +171,8 @@ def robot_request(
     if secret is not None:
         stamp = int(now_s)
         envelope = {"timestamp": str(stamp), "sign": feishu_sign(secret, stamp)}
-    template = "green" if alert.status == "resolved" else ("red" if alert.severity == "critical" else "orange")
+    firing = [a for a in notification.alerts if a.status == "firing"]
+    template = "green" if not firing else ("red" if any(a.severity == "critical" for a in firing) else "orange")
 
     def card(content: str) -> bytes:
         message = {

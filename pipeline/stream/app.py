@@ -57,6 +57,14 @@ def create_app(settings: Settings) -> faust.App:
     )
     lake_topics = [settings.topic(spec) for spec in (*TOPIC_KINDS, ALERTS, SILENCES)]
     streams = describe_streams(settings, lake_topics)
+    alerts_partitions = streams.partitions.get(settings.topic(ALERTS), 0)
+    if alerts_partitions > 1 and (settings.notify.route is not None or settings.actions):
+        log.warning(
+            "%s has %d partitions (made by an earlier version; now 1): each worker groups, rate-limits and "
+            "caps actions for the alerts of its partitions only; re-create the topic to make them the cluster's",
+            settings.topic(ALERTS),
+            alerts_partitions,
+        )
     ctx = WorkerContext(app, settings, streams.tags, streams.partitions)
 
     telemetry_agent.register(ctx)

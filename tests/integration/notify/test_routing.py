@@ -62,3 +62,38 @@ def test_a_worker_sends_each_alert_where_its_route_says(broker, prefix, children
         for server in servers.values():
             server.shutdown()
             server.server_close()
+
+
+def test_a_worker_sends_a_group_of_alerts_in_one_notification(broker, prefix, children, tmp_path) -> None:
+    server = WebhookReceiver("127.0.0.1", free_port(), echo=None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        receivers = [{"name": "rack", "url": f"{server.url}hook"}]
+        route = {"receiver": "rack", "group_by": ["node"], "group_wait": "3s"}
+        env = {
+            **worker_env(broker.bootstrap, prefix, tmp_path / "lake"),
+            "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(receivers),
+            "CLUSTERPULSE_NOTIFY__ROUTE": json.dumps(route),
+        }
+        assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+        worker = children.start("worker", env=env, name="worker")
+        send_cards(
+            broker.bootstrap,
+            f"{prefix}.telemetry.card",
+            card_batch("node0001", 0, errors=[(1, 79)]),
+            card_batch("node0001", 1, errors=[(2, 79)]),  # the same node: the same group
+            card_batch("node0005", 0, errors=[(3, 79)]),  # another node: its own
+        )
+
+        def got() -> list[dict] | None:
+            with server.lock:
+                bodies = [r["body"] for r in server.received]
+            return bodies if sum(len(b["alerts"]) for b in bodies) >= 3 else None
+
+        bodies = wait_for("the group notifications", got, alive_check=alive(children, worker))
+        groups = {b["group_labels"]["node"]: sorted(a["entity"] for a in b["alerts"]) for b in bodies}
+        assert groups == {"node0001": ["node0001-card1", "node0001-card2"], "node0005": ["node0005-card3"]}
+        assert len(bodies) == 2 and all(b["status"] == "firing" for b in bodies)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -56,7 +56,7 @@ def test_create_topics_is_idempotent_with_documented_partitions(broker, prefix) 
         f"{prefix}.telemetry.port": 6,
         f"{prefix}.findings": 1,
         f"{prefix}.state": 1,
-        f"{prefix}.alerts": 3,
+        f"{prefix}.alerts": 1,
         f"{prefix}.deadletter": 3,
         f"{prefix}.notify.deadletter": 3,
         f"{prefix}.silences": 1,

@@ -98,3 +98,15 @@ def test_a_node_is_resumed_only_when_the_last_of_its_acting_alerts_is_over(tmp_p
     assert act.take(alert("card_failed", "node0001-card0", "resolved")) == []  # card1 still fails
     [resumed] = act.take(alert("card_failed", "node0001-card1", "resolved"))
     assert resumed.action == "resume" and len(run.commands) == 2
+
+
+def test_a_worker_taking_over_the_alerts_knows_the_other_workers_drains_and_cap(tmp_path: Path) -> None:
+    run_a, run_b, now = Recorder(), Recorder(), [1_800_000_000.0]
+    names = {"node0001": "gpu-a01"}
+    a = Actions((RULE,), small_topology(), names, str(tmp_path), "wa", False, run_a, lambda: now[0])
+    b = Actions((RULE,), small_topology(), names, str(tmp_path), "wb", False, run_b, lambda: now[0])
+    a.take(alert("card_failed", "node0001-card3"))  # worker a drains, then its alerts partition moves to b
+    a.take(alert("node_down", "node0002"))
+    assert b.take(alert("node_down", "node0003"))[0].action == "skipped"  # the cap counts a's drains
+    [resumed] = b.take(alert("card_failed", "node0001-card3", "resolved"))  # b resumes what a drained
+    assert resumed.action == "resume" and run_b.commands == [["scontrol", "update", "NodeName=gpu-a01", "State=RESUME"]]
