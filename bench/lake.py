@@ -1,9 +1,13 @@
 """Benchmark: one hour of the default 10,240-card cluster into the lake, then time every canned query.
 
     .venv/bin/python -m bench.lake [--seconds 3600] [--data /tmp/clusterpulse-bench-lake] [--keep]
+                                   [--compact] [--week-of-rollups]
 
 Writes the lake as a worker at real time would (12 partitions, a flush every 10 s), then runs each
-query in sql/ three times and reports the best time, plus bytes per sample on disk.
+query in sql/ three times and reports the best time, plus bytes per sample on disk. `--compact`
+first compacts the hour and writes its rollups (timed, with their size); `--week-of-rollups` then
+copies the hour's rollups to the 167 hours after it (times shifted) and times the long-window
+queries over that week of rollups (the raw hour stays as it is).
 Goals (docs/benchmarks.md): each query < 2 s; one card's hour < 200 ms.
 """
 
@@ -15,9 +19,11 @@ import shutil
 import time
 from pathlib import Path
 
+import duckdb
 from kafka.partitioner.default import murmur2
 
 from pipeline.eval.evaluate import OfflineCore
+from pipeline.lake.compact import compact, roll_up
 from pipeline.lake.parquet import ParquetSink
 from pipeline.lake.query import QueryError, run_query
 from pipeline.model.schemas import decode_batch
@@ -110,11 +116,42 @@ QUERIES = {
 }
 
 
+def copy_rollups_over_a_week(data: Path) -> None:
+    """The first hour's rollup files again in each of the 167 hours after it, times shifted."""
+    for path in sorted(data.glob("*_1m/date=*/hour=00/rollup.parquet")):
+        quoted = str(path).replace("'", "''")
+        for h in range(1, 168):
+            date = f"2026-01-{1 + h // 24:02d}"
+            out = path.parent.parent.parent / f"date={date}" / f"hour={h % 24:02d}" / "rollup.parquet"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shift = f"interval {h} hour"
+            duckdb.execute(
+                f"copy (select * replace (minute + {shift} as minute, first_ts + {shift} as first_ts, "
+                f"last_ts + {shift} as last_ts) from read_parquet('{quoted}', hive_partitioning = false)) "
+                f"to '{str(out).replace(chr(39), chr(39) * 2)}' (format parquet, compression zstd)"
+            )
+
+
+def time_query(data: Path, name: str, params: dict[str, str]) -> None:
+    best = float("inf")
+    try:
+        for _ in range(3):
+            started = time.perf_counter()
+            result = run_query(data, str(Path(__file__).resolve().parent.parent / "sql" / f"{name}.sql"), params)
+            best = min(best, time.perf_counter() - started)
+    except QueryError as exc:
+        print(f"{name:22} {'n/a':>10} ({str(exc).splitlines()[0]})")
+        return
+    print(f"{name:22} {best * 1000:>8.0f} ms {len(result.rows):>6}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3600)
     parser.add_argument("--data", default="/tmp/clusterpulse-bench-lake")
     parser.add_argument("--keep", action="store_true", help="reuse an existing lake at --data")
+    parser.add_argument("--compact", action="store_true", help="compact the hour and write its rollups first")
+    parser.add_argument("--week-of-rollups", action="store_true", help="then time queries over a week of rollups")
     args = parser.parse_args()
     data = Path(args.data)
     sc = scenario(args.seconds)
@@ -126,7 +163,17 @@ def main() -> None:
             f"wrote {written['rows']:,} rows in {written['files']:,} files ({written['alerts']} alert records) "
             f"in {time.perf_counter() - started:.0f} s"
         )
-    size = sum(f.stat().st_size for f in data.rglob("*.parquet"))
+    if args.compact:
+        started = time.perf_counter()
+        compact(data, older_than_s=0, now=4e9)
+        compacted = time.perf_counter() - started
+        started = time.perf_counter()
+        rolled = roll_up(data, older_than_s=0, now=4e9)
+        print(f"compacted in {compacted:.0f} s, rolled up {len(rolled)} files in {time.perf_counter() - started:.0f} s")
+        for path in rolled:
+            n = duckdb.execute(f"select count(*) from read_parquet('{path}')").fetchone()[0]  # type: ignore[index]
+            print(f"  {path.parent.parent.parent.name}: {n:,} rows, {path.stat().st_size / 1e6:,.1f} MB")
+    size = sum(f.stat().st_size for f in data.rglob("*.parquet") if "_1m" not in f.parent.parent.parent.name)
     samples = run_query(
         data, "select (select count(*) from card) + (select count(*) from port) + (select count(*) from step) as n"
     ).rows[0][0]
@@ -137,16 +184,13 @@ def main() -> None:
         print(f"  {dataset}: {n:,} rows, {b / 1e6:,.0f} MB, {b / max(n, 1):.2f} bytes/row")
     print(f"{'query':22} {'best of 3':>10} {'rows':>6}")
     for name, params in QUERIES.items():
-        best = float("inf")
-        try:
-            for _ in range(3):
-                started = time.perf_counter()
-                result = run_query(data, str(Path(__file__).resolve().parent.parent / "sql" / f"{name}.sql"), params)
-                best = min(best, time.perf_counter() - started)
-        except QueryError as exc:
-            print(f"{name:22} {'n/a':>10} ({str(exc).splitlines()[0]})")
-            continue
-        print(f"{name:22} {best * 1000:>8.0f} ms {len(result.rows):>6}")
+        time_query(data, name, params)
+    if args.week_of_rollups:
+        copy_rollups_over_a_week(data)
+        week = sum(f.stat().st_size for f in data.glob("*_1m/**/*.parquet"))
+        print(f"a week of rollups: {week / 1e6:,.0f} MB; the long-window queries over it:")
+        for name in ("link_health", "top_stragglers"):
+            time_query(data, name, {})
 
 
 if __name__ == "__main__":

@@ -496,6 +496,28 @@ class DetectSettings(BaseModel):
     correlate: CorrelateSettings = CorrelateSettings()
 
 
+class LakeSettings(BaseModel):
+    """What `clusterpulse compact` does besides compacting (pipeline.lake.compact)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    rollups: bool = Field(True, description="write per-minute rollups (card_1m, port_1m, step_1m) of compacted hours")
+    retention: dict[str, str] = Field(
+        default_factory=dict,
+        description="dataset -> how long its hours are kept (e.g. {card: 7d, card_1m: 90d}); unnamed: kept forever",
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: dict[str, str]) -> dict[str, str]:
+        for dataset, keep in value.items():  # the names are checked by `compact` against the lake's datasets
+            if duration_s(keep) <= 0:
+                raise ValueError(f"{dataset}: {keep!r}: keep it longer than 0")
+        return value
+
+    def retention_s(self) -> dict[str, float]:
+        return {dataset: duration_s(keep) for dataset, keep in self.retention.items()}
+
+
 class Settings(BaseModel):
     """Everything a ClusterPulse process can be told. Build it with `load_settings`."""
 
@@ -537,6 +559,7 @@ class Settings(BaseModel):
         "serves which card (default: card j on NIC j mod the host's NIC count)",
     )
     sink: SinkSettings = SinkSettings()
+    lake: LakeSettings = LakeSettings()
     intake: IntakeSettings = IntakeSettings()
     detect: DetectSettings = DetectSettings()
     notify: NotifySettings = NotifySettings()

@@ -4,19 +4,34 @@
 -- range (a reset: the switch rebooted or its counters were cleared) it is the sum of the per-sample
 -- increments instead, a reset counting from zero. A reset hidden from both ends (the counter started
 -- the range at its minimum and ended it above its earlier values) makes that port's rate an undercount.
+-- A window longer than $rollup_after_s reads the per-minute rollup (port_1m, written by
+-- `clusterpulse compact`) for the hours that have one, in whole minutes, and raw samples elsewhere.
 -- Parameters:
 --   $start: first sample time, UTC (default: 1970-01-01)
 --   $end: end of the range, UTC, exclusive (default: 2100-01-01)
 --   $limit: links to return (default: 20)
+--   $rollup_after_s: longer windows read rollups where they exist (default: 21600)
 -- Columns: switch, rail, link, errors_per_s, crc_errors, symbol_errors, fec_corrected, drops,
 --   seconds, up_share, rank_in_switch, rank_in_rail
 
 with
 
+rolled_hours as (
+    select distinct date, hour
+    from port_1m
+    where epoch(cast($end as timestamptz)) - epoch(cast($start as timestamptz)) > cast($rollup_after_s as double)
+      and minute >= cast($start as timestamptz) and minute < cast($end as timestamptz)
+),
+
+raw_port as (
+    select * from port
+    where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and link is not null
+      and not exists (select 1 from rolled_hours as r where r.date = port.date and r.hour = port.hour)
+),
+
 samples as (
     select switch, port, link, rail, ts, crc_errors, symbol_errors, fec_corrected, drops, oper_up
-    from port
-    where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and link is not null
+    from raw_port
 ),
 
 per_port as (
@@ -33,8 +48,10 @@ per_port as (
             = [min(crc_errors), min(symbol_errors), min(fec_corrected), min(drops)]
         and arg_max([crc_errors, symbol_errors, fec_corrected, drops], ts)
             = [max(crc_errors), max(symbol_errors), max(fec_corrected), max(drops)] as monotonic,
-        epoch(max(ts)) - epoch(min(ts)) as seconds,
-        avg((oper_up = 1)::int) as up_share
+        min(ts) as first_ts,
+        max(ts) as last_ts,
+        count(*) as samples,
+        count(*) filter (where oper_up = 1) as up_samples
     from samples
     group by switch, port
 ),
@@ -51,9 +68,8 @@ reset_increments as (
         case when fec_corrected >= lag(fec_corrected) over w then fec_corrected - lag(fec_corrected) over w
              else fec_corrected end as fec_corrected,
         case when drops >= lag(drops) over w then drops - lag(drops) over w else drops end as drops
-    from port
+    from raw_port
     semi join (select switch, port from per_port where not monotonic) as reset using (switch, port)
-    where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and link is not null
     window w as (partition by switch, port order by ts)
 ),
 
@@ -66,15 +82,40 @@ reset_ports as (
     group by switch, port
 ),
 
-counted as (
+raw_counted as (
     select
-        p.switch, p.port, p.link, p.rail, p.seconds, p.up_share,
-        cast(coalesce(r.crc_errors, p.crc_errors) as ubigint) as crc_errors,
-        cast(coalesce(r.symbol_errors, p.symbol_errors) as ubigint) as symbol_errors,
-        cast(coalesce(r.fec_corrected, p.fec_corrected) as ubigint) as fec_corrected,
-        cast(coalesce(r.drops, p.drops) as ubigint) as drops
+        p.switch, p.port, p.link, p.rail, p.first_ts, p.last_ts, p.samples, p.up_samples,
+        coalesce(r.crc_errors, p.crc_errors) as crc_errors,
+        coalesce(r.symbol_errors, p.symbol_errors) as symbol_errors,
+        coalesce(r.fec_corrected, p.fec_corrected) as fec_corrected,
+        coalesce(r.drops, p.drops) as drops
     from per_port as p
     left join reset_ports as r using (switch, port)
+),
+
+rolled_counted as (
+    select
+        switch, port, any_value(link) as link, any_value(rail) as rail,
+        min(first_ts) as first_ts, max(last_ts) as last_ts, sum(samples) as samples, sum(up_samples) as up_samples,
+        sum(crc_errors_increase) as crc_errors, sum(symbol_errors_increase) as symbol_errors,
+        sum(fec_corrected_increase) as fec_corrected, sum(drops_increase) as drops
+    from port_1m
+    semi join rolled_hours using (date, hour)
+    where minute >= cast($start as timestamptz) and minute < cast($end as timestamptz) and link is not null
+    group by switch, port
+),
+
+counted as (
+    select
+        switch, port, any_value(link) as link, any_value(rail) as rail,
+        epoch(max(last_ts)) - epoch(min(first_ts)) as seconds,
+        sum(up_samples) / sum(samples) as up_share,
+        cast(sum(crc_errors) as ubigint) as crc_errors,
+        cast(sum(symbol_errors) as ubigint) as symbol_errors,
+        cast(sum(fec_corrected) as ubigint) as fec_corrected,
+        cast(sum(drops) as ubigint) as drops
+    from (select * from raw_counted union all by name select * from rolled_counted)
+    group by switch, port
 ),
 
 rated as (

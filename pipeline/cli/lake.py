@@ -43,7 +43,8 @@ def add_parsers(sub: Any) -> None:
     p = new_verb(
         sub,
         "compact",
-        "merge each closed hour's small Parquet files into one sorted file",
+        "merge each closed hour's small Parquet files into one sorted file, write its per-minute rollups, "
+        "and remove hours past their retention (setting lake.retention)",
         "clusterpulse compact --data /lake --older-than 7200",
         settings=("data_dir",),
     )
@@ -102,17 +103,35 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.lake.compact import compact
+    from pipeline.lake.compact import compact, expire, roll_up
+    from pipeline.lake.datasets import NAMES
+    from pipeline.lake.rollup import NAMES as ROLLUPS
 
     if "://" in settings.data_dir:
         raise UsageError("compact works on a local data directory")
-    done = compact(_lake(settings), args.older_than)
+    unknown = sorted(set(settings.lake.retention) - set(NAMES + ROLLUPS))
+    if unknown:
+        known = ", ".join(NAMES + ROLLUPS)
+        raise UsageError(f"lake.retention names no dataset {', '.join(unknown)} (datasets: {known})")
+    lake = _lake(settings)
+    done = compact(lake, args.older_than)
     for c in done:
         print(
             f"{c.dataset} {c.hour}: {c.files_in} files -> 1, {c.rows:,} rows, "
             f"{c.bytes_before / 1e6:,.1f} MB -> {c.bytes_after / 1e6:,.1f} MB"
         )
-    say(f"compacted {plural(len(done), 'dataset hour')}")
+    rolled = roll_up(lake, args.older_than) if settings.lake.rollups else []
+    for path in rolled:
+        print(f"{path.parent.parent.parent.name} {path.parent.parent.name}/{path.parent.name}: rolled up")
+    # an hour is removed only once it is past --older-than too, so its rollup is written first
+    keep = {name: max(s, args.older_than) for name, s in settings.lake.retention_s().items()}
+    removed = expire(lake, keep)
+    for r in removed:
+        print(f"{r.dataset} {r.hour}: past its retention, {r.files} files removed ({r.bytes / 1e6:,.1f} MB)")
+    say(
+        f"compacted {plural(len(done), 'dataset hour')}, rolled up {plural(len(rolled), 'hour')}, "
+        f"removed {plural(len(removed), 'dataset hour')} past retention"
+    )
     return 0
 
 

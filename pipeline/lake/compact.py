@@ -7,6 +7,11 @@ entity, sub-entity and time, then deletes the small files. The compacted file li
 its metadata, so a run interrupted between writing and deleting finishes the deletion next time
 (until then a reader may count those rows twice). Late files for an hour are merged with the
 hour's compacted file on the next run.
+
+After an hour of `card`, `port` or `step` is compacted (or when a compacted hour has no rollup
+yet), its per-minute rollup is written (`pipeline.lake.rollup`). Retention (`lake.retention`:
+dataset -> how long to keep) removes the Parquet files of hours that ended longer ago than that, and
+the hour's folder once it is empty: nothing else in the lake is touched.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
+from pipeline.lake import rollup
 from pipeline.lake.datasets import ORDER
 
 SOURCES_KEY = "clusterpulse.sources"
@@ -49,6 +55,60 @@ def _finish_interrupted(folder: Path) -> None:
             leftover = folder / name
             if leftover.exists() and leftover != done:
                 leftover.unlink()
+
+
+@dataclass
+class Removed:
+    dataset: str
+    hour: str
+    files: int
+    bytes: int
+
+
+def _hour_folder(dataset_dir: Path, start: datetime) -> Path:
+    return dataset_dir / f"date={start:%Y-%m-%d}" / f"hour={start.hour:02d}"
+
+
+def roll_up(root: str | Path, older_than_s: float = 7200, now: float | None = None) -> list[Path]:
+    """Write the rollup of every closed hour of card, port and step whose rollup is missing or older
+    than its raw files; return the files written."""
+    root = Path(root)
+    now = time.time() if now is None else now
+    written = []
+    for source, spec in rollup.BY_SOURCE.items():
+        for folder in sorted((root / source).glob("date=*/hour=*")):
+            start = _hour_end(folder)
+            if now - (start.timestamp() + 3600) < older_than_s or not rollup.stale(spec, folder, root):
+                continue
+            previous = _hour_folder(root / source, start - timedelta(hours=1))
+            out = rollup.write_rollup(spec, folder, previous, root)
+            if out is not None:
+                written.append(out)
+    return written
+
+
+def expire(root: str | Path, retention_s: dict[str, float], now: float | None = None) -> list[Removed]:
+    """Remove the Parquet files of every hour of a dataset in `retention_s` that ended longer ago
+    than its retention, and the hour's (and date's) folder once empty."""
+    root = Path(root)
+    now = time.time() if now is None else now
+    removed = []
+    for dataset, keep_s in retention_s.items():
+        for folder in sorted((root / dataset).glob("date=*/hour=*")):
+            if now - (_hour_end(folder).timestamp() + 3600) < keep_s:
+                continue
+            files = sorted(folder.glob("*.parquet"))
+            size = sum(f.stat().st_size for f in files)
+            for f in files:
+                f.unlink()
+            for empty in (folder, folder.parent):
+                try:
+                    empty.rmdir()  # only when empty: whatever else is there stays
+                except OSError:
+                    break
+            if files:
+                removed.append(Removed(dataset, f"{folder.parent.name}/{folder.name}", len(files), size))
+    return removed
 
 
 def compact(root: str | Path, older_than_s: float = 7200, now: float | None = None) -> list[Compacted]:

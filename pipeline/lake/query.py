@@ -31,7 +31,7 @@ from pipeline.lake.views import SQL_DIR, view_sql
 
 VIEWS = lake_views.VIEWS_FILE
 FABRIC_VIEWS = lake_views.FABRIC_VIEWS_FILE  # the dimension tables of `clusterpulse topology export`
-DATASETS = lake_views.TELEMETRY_VIEWS + lake_views.FABRIC_VIEWS
+DATASETS = lake_views.TELEMETRY_VIEWS + lake_views.ROLLUP_VIEWS + lake_views.FABRIC_VIEWS
 FORMATS = ("table", "csv", "json")
 _PARAM_LINE = re.compile(r"^--\s+\$(\w+)\s*:\s*(.*?)\s*(?:\(default:\s*(.*?)\))?\s*$")
 _PARAM_USE = re.compile(r"\$(\w+)")

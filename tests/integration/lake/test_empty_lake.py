@@ -16,10 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.lake import views as lake_views
+from pipeline.lake.compact import roll_up
 from pipeline.lake.dimensions import SCHEMAS as DIMENSION_SCHEMAS
 from pipeline.lake.dimensions import fabric_of_topology, write_dimensions
 from pipeline.lake.parquet import ParquetSink, dataset_schema
 from pipeline.lake.query import DATASETS, connect, parameters, run_query
+from pipeline.lake.rollup import ROLLUPS
 from pipeline.model.schemas import Alert, iso_utc
 from tests.builders import START_MS, card_batch, counters_batch, small_topology, step_batch
 from tests.conftest import ROOT, run_cli
@@ -69,6 +71,7 @@ def write_every_dataset(root: Path, card_events: bool = True) -> Path:
     silence = Silence.new([Matcher.parse("node=node0001")], start, start + timedelta(hours=1), "ops", "swap", start)
     sink.add_silence("cp.silences", 0, 0, silence.to_dict(start))
     sink.flush_all()
+    roll_up(root, older_than_s=0, now=START_MS / 1000 + 10 * 3600)  # card_1m, port_1m, step_1m
     fabric, names = fabric_of_topology(small_topology())
     write_dimensions(fabric, root, names)
     return root
@@ -105,7 +108,8 @@ def test_the_view_files_are_generated_from_the_current_schemas() -> None:
 
 def test_the_writers_write_the_schemas_the_views_are_made_from(full_lake: Path) -> None:
     for dataset in DATASETS:
-        expected = DIMENSION_SCHEMAS[dataset] if dataset in DIMENSION_SCHEMAS else dataset_schema(dataset)
+        rollups = {r.name: r.schema() for r in ROLLUPS}
+        expected = DIMENSION_SCHEMAS.get(dataset) or rollups.get(dataset) or dataset_schema(dataset)
         for path in (full_lake / dataset).rglob("*.parquet"):
             assert pq.read_schema(path).remove_metadata() == expected, path
 
