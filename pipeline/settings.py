@@ -154,6 +154,15 @@ class StragglerSettings(BaseModel):
 class CorrelateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     group_wait_s: float = Field(5.0, ge=0, description="event time a symptom waits for its root cause")
+    # 2 s: the far ends of a dead switch's (node's) links are sampled by several switches, each once
+    # a second at its own phase, so they all see it within two ticks; links lost one by one over
+    # longer (cables pulled, a rolling maintenance) are not one device dying
+    fabric_window_s: float = Field(
+        2.0,
+        ge=0,
+        description="a switch or node whose links all go down (seen from their far ends) within this "
+        "much event time is declared down then, before its own silence rule would",
+    )
     idle_s: float = Field(
         30.0,
         gt=0,

@@ -7,6 +7,15 @@
   straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
+- Root cause from the first tick: when every link whose far end would see a switch or node die
+  (`ClusterTopology.witness_links`, at least two) goes down within `fabric_window_s` of event
+  time, that switch or node is declared down at once (source `fabric`), before its own silence
+  rule (the fallback) would; its evidence says how many consequences are already known, so the
+  notifier sends it without waiting. A switch_down or node_down of a detector waits until the clock
+  reaches it, so that the links that went down before it have all arrived and the verdict does not
+  depend on the order partitions deliver in (offline equals Kafka). It resolves when its own detector
+  sees it come back, or, where none fired (no telemetry of its own), when the first of those links
+  resolves.
 - Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
   `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
   would see it die is down (`ClusterTopology.witness_links`); until then it is kept, not paged, and
@@ -44,6 +53,8 @@ log = logging.getLogger("clusterpulse.correlate")
 # links and cards coming back with their switch or node resolve first and page nothing. Like
 # Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
 ORPHAN_AFTER_S = 60.0
+FABRIC = "fabric"  # the source of a switch or node declared down from its links (`_infer_for`)
+FABRIC_ROOTS = frozenset({"switch_down", "node_down"})
 
 
 class Correlator:
@@ -147,8 +158,82 @@ class Correlator:
                 return []
             finding = self._confirmed(finding)
         out = self._push(finding, source)
-        if finding.kind == "link_down" and finding.status == "firing" and self.unconfirmed:
-            out += self._confirm_for(finding.entity)
+        if finding.kind == "link_down" and finding.status == "firing":
+            if self.unconfirmed:
+                out += self._confirm_for(finding.entity)
+            out += self._infer_for(finding.entity)
+        elif finding.kind == "link_down" and finding.id not in self.sources:  # resolved at every end
+            out = self._uninfer_for(finding) + out  # the switch or node first, its link with it
+        return out
+
+    def _down_link(self, link: str) -> Alert | None:
+        """The firing (held or published) link_down of a link, None if it is not down."""
+        link_id = alert_id("link_down", link)
+        held = self.held.get(link_id)
+        if held is not None:
+            return held.alert if held.resolved is None else None
+        published = self.published.get(link_id)
+        return published if published is not None and published.status == "firing" else None
+
+    def _infer_for(self, link: str) -> list[Alert]:
+        """The switches and nodes behind a link that just went down whose witness links all went
+        down within `fabric_window_s`: declared down now (see the module docstring)."""
+        out: list[Alert] = []
+        try:
+            causes = self.topo.link_causes(link)
+        except UnknownEntity:
+            return out
+        for kind, entity in causes:
+            root_id = alert_id(kind, entity)
+            held = self.held.get(root_id)  # its own detector's finding, waiting for the clock
+            if (root_id in self.sources and held is None) or root_id in self.unconfirmed:
+                continue  # already paged, or an unreachable source waiting for the fabric
+            links = self.topo.witness_links(kind, entity)
+            downs = [self._down_link(name) for name in links]
+            if len(links) < 2 or any(d is None or d.labels.get("admin_down") == "true" for d in downs):
+                continue
+            starts = [iso_ms(d.starts_at) for d in downs if d is not None]
+            if max(starts) - min(starts) > self.settings.fabric_window_s * 1000:
+                continue
+            first = min(downs, key=lambda d: iso_ms(d.starts_at) if d is not None else 0)
+            assert first is not None  # every witness link is down
+            spread_s = (max(starts) - min(starts)) / 1000
+            finding = Alert(
+                kind=kind,
+                entity=entity,
+                status="firing",
+                starts_at=first.starts_at,
+                severity="critical",
+                summary=f"{entity} down: all {len(links)} links its neighbours see went down within {spread_s:g} s",
+                labels={"switch" if kind == "switch_down" else "node": entity},
+                evidence={"witness_links_down": len(links), "inferred_from": FABRIC, "consequences_known": len(links)},
+            )
+            if held is not None:
+                del self.held[root_id]
+                if held.resolved is None:  # its detector still sees it: the fabric's verdict is earlier
+                    self.sources[root_id].add(FABRIC)
+                    out.append(self._publish(finding))
+                    continue
+            out += self._push(finding, FABRIC)
+        return out
+
+    def _uninfer_for(self, resolved_link: Alert) -> list[Alert]:
+        """A witness link of a switch or node declared from the fabric resolved: the fabric no longer
+        says it is down (its own detector, if it fired too, still has a say)."""
+        out: list[Alert] = []
+        try:
+            causes = self.topo.link_causes(resolved_link.entity)
+        except UnknownEntity:
+            return out
+        for kind, entity in causes:
+            root_id = alert_id(kind, entity)
+            if FABRIC not in self.sources.get(root_id, set()):
+                continue
+            root = self.published.get(root_id)
+            if root is None:
+                continue
+            ends_at = resolved_link.ends_at or resolved_link.starts_at
+            out += self._push(replace(root, status="resolved", ends_at=ends_at), FABRIC)
         return out
 
     def _fabric_agrees(self, finding: Alert) -> bool:
@@ -197,11 +282,18 @@ class Correlator:
                 wait_ms = int(self.settings.group_wait_s * 1000)
                 self.held[finding.id] = Held(finding, iso_ms(finding.starts_at) + wait_ms, self.wall())
                 return []
+            if finding.kind in FABRIC_ROOTS and source != FABRIC:
+                # until the clock reaches it: every link that went down before it has arrived by
+                # then, and the fabric's verdict (earlier) wins in any order of arrival
+                self.held[finding.id] = Held(finding, iso_ms(finding.starts_at), self.wall())
+                return []
             # not held: grouped only under a cause already firing (a card failing after its ECC errors)
             return [self._publish(finding, self._root_cause(finding, wait=False))]
         seen = self.sources.get(finding.id)
         if seen is not None:
             seen.discard(source)
+            if seen == {FABRIC}:
+                seen.discard(FABRIC)  # its own detector saw it come back: that outranks its links' hysteresis
             if seen:
                 return []  # another source still sees it
             del self.sources[finding.id]
@@ -308,7 +400,10 @@ class Correlator:
 
     # ---- decisions ---------------------------------------------------------------------------
     def _release(self, due: Callable[[Held], bool]) -> list[Alert]:
-        ready = sorted((h for h in self.held.values() if due(h)), key=lambda h: (h.alert.starts_at, h.alert.id))
+        ready = sorted(  # switches and nodes first: the symptoms released with them find them
+            (h for h in self.held.values() if due(h)),
+            key=lambda h: (h.alert.kind not in FABRIC_ROOTS, h.alert.starts_at, h.alert.id),
+        )
         out: list[Alert] = []
         for held in ready:
             del self.held[held.alert.id]

@@ -8,7 +8,8 @@
 - Inhibition: a grouped consequence (an alert with a `root_cause`) is not sent on its own (per
   receiver `notify_grouped: true` opts in); it rides along in its root alert's notification as
   `evidence.grouped` (count, kinds and the first entities). A root alert waits `group_wait_s` for its
-  consequences before it is sent, as Alertmanager's group_wait does.
+  consequences before it is sent, as Alertmanager's group_wait does, unless it was declared from
+  them (`evidence.consequences_known`: the fabric saw all of a switch's links go at once).
 - Grouping: a route with `group_by` sends a receiver one notification per aggregation group
   (`pipeline.notify.grouping`: group_wait, group_interval, repeat_interval as Alertmanager's);
   without, one per alert state change, and with `repeat_interval` a firing alert is re-sent that
@@ -356,6 +357,8 @@ class Notifier:
         `group_wait_s`) so that its consequences arrive and ride along."""
         alert = job.notification.alerts[0]
         if job.group is None and not job.notification.repeat and alert.kind in HELD_ROOT_KINDS:
+            if alert.evidence.get("consequences_known"):
+                return  # declared from its consequences (the fabric saw every link go): nothing to wait for
             if alert.status == "firing" and not alert.root_cause:
                 hold_s = receiver.group_wait_s if job.hold_s is None else job.hold_s
                 wait = job.queued_at + hold_s - asyncio.get_running_loop().time()

@@ -302,3 +302,59 @@ def test_an_unreachable_exporter_pages_only_when_the_fabric_agrees() -> None:
         out += c.push(finding("link_down", f"leaf017~spine{spine:03d}", 160), "port/1")
     out += tick(c, 170)
     assert [(a.kind, a.entity, a.root_cause) for a in out if a.root_cause is None] == [("switch_down", "leaf017", None)]
+
+
+def test_a_leaf_whose_uplinks_all_go_at_once_is_declared_down_in_that_tick() -> None:
+    c = correlator()
+    uplinks = [f"leaf017~spine{spine:03d}" for spine in range(32)]
+    out = tick(c, 240)
+    for n, link in enumerate(uplinks):  # seen by 32 spines, each at its own phase within the tick
+        out += c.push(finding("link_down", link, 240 + n / 32), f"port/{n % 12}")
+    [leaf] = out  # before the leaf's own silence rule, and before any group timer
+    assert (leaf.kind, leaf.entity, leaf.root_cause) == ("switch_down", "leaf017", None)
+    assert leaf.evidence["inferred_from"] == "fabric" and leaf.evidence["consequences_known"] == 32
+    assert "all 32 links its neighbours see went down" in leaf.summary and leaf.evidence["blast_radius"]["nodes"] == 32
+    assert c.push(finding("switch_down", "leaf017", 243), "port/5") == []  # its silence rule: the same alert
+    out = tick(c, 250)
+    assert len(out) == 32 and {a.root_cause for a in out} == {leaf.id}  # its links, grouped under it
+    [back] = c.push(finding("switch_down", "leaf017", 400, "resolved"), "port/5")  # its own detector says so
+    assert (back.kind, back.status) == ("switch_down", "resolved")
+
+
+def test_a_switch_declared_by_the_fabric_alone_resolves_with_its_first_link() -> None:
+    c = correlator()
+    uplinks = [f"leaf017~spine{spine:03d}" for spine in range(32)]
+    for n, link in enumerate(uplinks):  # no telemetry of the leaf itself: no silence rule behind it
+        c.push(finding("link_down", link, 240), f"port/{n % 12}")
+    tick(c, 250)
+    first = c.push(finding("link_down", uplinks[0], 430, "resolved"), "port/0")
+    assert [(a.kind, a.status) for a in first] == [("switch_down", "resolved"), ("link_down", "resolved")]
+
+
+def test_links_lost_one_by_one_are_not_a_switch_dying() -> None:
+    c = correlator()
+    out = []
+    for spine in range(32):  # a rolling maintenance: an uplink every 10 s
+        out += c.push(finding("link_down", f"leaf017~spine{spine:03d}", 240 + 10 * spine), f"port/{spine % 12}")
+        out += tick(c, 240 + 10 * spine)
+    assert not [a for a in out if a.kind == "switch_down"]
+
+
+def test_a_node_whose_host_links_all_go_at_once_is_declared_down() -> None:
+    c = correlator()
+    out = []
+    for nic in range(8):
+        out += c.push(finding("link_down", TOPO.host_link_name(1100, nic), 150 + nic / 10), f"port/{nic}")
+    assert [(a.kind, a.entity) for a in out] == [("node_down", "node1100")]
+    one_nic = correlator()
+    assert one_nic.push(finding("link_down", TOPO.host_link_name(1100, 0), 150), "port/0") == []  # a cable
+
+
+def test_disabled_ports_are_not_a_switch_dying() -> None:
+    c = correlator()
+    out = []
+    for spine in range(32):
+        down = finding("link_down", f"leaf017~spine{spine:03d}", 240)
+        down.labels["admin_down"] = "true"
+        out += c.push(down, f"port/{spine % 12}")
+    assert not [a for a in out if a.kind == "switch_down"]
