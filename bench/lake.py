@@ -118,7 +118,7 @@ QUERIES = {
 
 def copy_rollups_over_a_week(data: Path) -> None:
     """The first hour's rollup files again in each of the 167 hours after it, times shifted."""
-    for path in sorted(data.glob("*_1m/date=*/hour=00/rollup.parquet")):
+    for path in sorted(data.glob("*_1[mh]/date=2026-01-01/hour=00/rollup.parquet")):
         quoted = str(path).replace("'", "''")
         for h in range(1, 168):
             date = f"2026-01-{1 + h // 24:02d}"
@@ -126,7 +126,7 @@ def copy_rollups_over_a_week(data: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             shift = f"interval {h} hour"
             duckdb.execute(
-                f"copy (select * replace (minute + {shift} as minute, first_ts + {shift} as first_ts, "
+                f"copy (select * replace (ts + {shift} as ts, first_ts + {shift} as first_ts, "
                 f"last_ts + {shift} as last_ts) from read_parquet('{quoted}', hive_partitioning = false)) "
                 f"to '{str(out).replace(chr(39), chr(39) * 2)}' (format parquet, compression zstd)"
             )
@@ -167,6 +167,8 @@ def main() -> None:
         started = time.perf_counter()
         compact(data, older_than_s=0, now=4e9)
         compacted = time.perf_counter() - started
+        for old in data.glob("*_1[mh]"):
+            shutil.rmtree(old)  # rollups of an earlier run (and their copies over a week)
         started = time.perf_counter()
         rolled = roll_up(data, older_than_s=0, now=4e9)
         print(f"compacted in {compacted:.0f} s, rolled up {len(rolled)} files in {time.perf_counter() - started:.0f} s")
@@ -187,10 +189,15 @@ def main() -> None:
         time_query(data, name, params)
     if args.week_of_rollups:
         copy_rollups_over_a_week(data)
-        week = sum(f.stat().st_size for f in data.glob("*_1m/**/*.parquet"))
-        print(f"a week of rollups: {week / 1e6:,.0f} MB; the long-window queries over it:")
+        minutely = sum(f.stat().st_size for f in data.glob("*_1m/**/*.parquet"))
+        hourly = sum(f.stat().st_size for f in data.glob("*_1h/**/*.parquet"))
+        print(f"a week of rollups: {minutely / 1e6:,.0f} MB per minute, {hourly / 1e6:,.0f} MB per hour")
         for name in ("link_health", "top_stragglers"):
-            time_query(data, name, {})
+            time_query(data, name, {})  # the week: hourly rollups
+        day = {"start": "2026-01-03T00:00:00Z", "end": "2026-01-04T00:00:00Z"}
+        print("one day of the week (per-minute rollups):")
+        for name in ("link_health", "top_stragglers"):
+            time_query(data, name, day)
 
 
 if __name__ == "__main__":

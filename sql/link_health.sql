@@ -4,29 +4,42 @@
 -- range (a reset: the switch rebooted or its counters were cleared) it is the sum of the per-sample
 -- increments instead, a reset counting from zero. A reset hidden from both ends (the counter started
 -- the range at its minimum and ended it above its earlier values) makes that port's rate an undercount.
--- A window longer than $rollup_after_s reads the per-minute rollup (port_1m, written by
--- `clusterpulse compact`) for the hours that have one, in whole minutes, and raw samples elsewhere.
+-- A window longer than $rollup_after_s reads the rollups `clusterpulse compact` writes up to the
+-- end of the last hour that has one (per minute, port_1m; over $hourly_after_s per hour, port_1h:
+-- whole minutes or hours at the window's start), and raw samples after it.
 -- Parameters:
 --   $start: first sample time, UTC (default: 1970-01-01)
 --   $end: end of the range, UTC, exclusive (default: 2100-01-01)
 --   $limit: links to return (default: 20)
 --   $rollup_after_s: longer windows read rollups where they exist (default: 21600)
+--   $hourly_after_s: longer windows read hourly rollups (default: 259200)
 -- Columns: switch, rail, link, errors_per_s, crc_errors, symbol_errors, fec_corrected, drops,
 --   seconds, up_share, rank_in_switch, rank_in_rail
 
+-- set first, so that the scans below take them as constants and skip the files outside them
+set variable link_health_span = epoch(cast($end as timestamptz)) - epoch(cast($start as timestamptz));
+
+set variable link_health_raw_from = greatest(cast($start as timestamptz), coalesce((
+    select max(ts) + interval 1 hour from port_1h
+    where getvariable('link_health_span') > cast($rollup_after_s as double)
+      and ts >= date_trunc('hour', cast($start as timestamptz)) and ts < cast($end as timestamptz)
+), cast($start as timestamptz)));
+
 with
 
-rolled_hours as (
-    select distinct date, hour
-    from port_1m
-    where epoch(cast($end as timestamptz)) - epoch(cast($start as timestamptz)) > cast($rollup_after_s as double)
-      and minute >= cast($start as timestamptz) and minute < cast($end as timestamptz)
+rolled as (
+    select * from port_1h
+    where getvariable('link_health_span') > cast($hourly_after_s as double) and link is not null
+      and ts >= date_trunc('hour', cast($start as timestamptz)) and ts < getvariable('link_health_raw_from')
+    union all by name
+    select * from port_1m
+    where getvariable('link_health_span') <= cast($hourly_after_s as double) and link is not null
+      and ts >= cast($start as timestamptz) and ts < getvariable('link_health_raw_from')
 ),
 
 raw_port as (
     select * from port
-    where ts >= cast($start as timestamptz) and ts < cast($end as timestamptz) and link is not null
-      and not exists (select 1 from rolled_hours as r where r.date = port.date and r.hour = port.hour)
+    where ts >= getvariable('link_health_raw_from') and ts < cast($end as timestamptz) and link is not null
 ),
 
 samples as (
@@ -99,9 +112,7 @@ rolled_counted as (
         min(first_ts) as first_ts, max(last_ts) as last_ts, sum(samples) as samples, sum(up_samples) as up_samples,
         sum(crc_errors_increase) as crc_errors, sum(symbol_errors_increase) as symbol_errors,
         sum(fec_corrected_increase) as fec_corrected, sum(drops_increase) as drops
-    from port_1m
-    semi join rolled_hours using (date, hour)
-    where minute >= cast($start as timestamptz) and minute < cast($end as timestamptz) and link is not null
+    from rolled
     group by switch, port
 ),
 

@@ -85,7 +85,7 @@ select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), ''''
     from glob(getvariable('clusterpulse_lake') || '/silences/**/*.parquet') limit 1), '');
 create or replace view silences as select * from query(getvariable('clusterpulse_view_silences'));
 
-set variable clusterpulse_view_card_1m = 'select null::TIMESTAMP WITH TIME ZONE as "minute", null::VARCHAR as "node", null::UTINYINT as "card",
+set variable clusterpulse_view_card_1m = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "node", null::UTINYINT as "card",
        null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
        null::TIMESTAMP WITH TIME ZONE as "last_ts", null::FLOAT as "util_min", null::FLOAT as "util_max",
        null::DOUBLE as "util_mean", null::FLOAT as "util_last", null::FLOAT as "sm_clock_mhz_min",
@@ -105,7 +105,7 @@ select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), ''''
     from glob(getvariable('clusterpulse_lake') || '/card_1m/**/*.parquet') limit 1), '');
 create or replace view card_1m as select * from query(getvariable('clusterpulse_view_card_1m'));
 
-set variable clusterpulse_view_port_1m = 'select null::TIMESTAMP WITH TIME ZONE as "minute", null::VARCHAR as "switch", null::USMALLINT as "port",
+set variable clusterpulse_view_port_1m = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "switch", null::USMALLINT as "port",
        null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
        null::TIMESTAMP WITH TIME ZONE as "last_ts", null::VARCHAR as "link", null::SMALLINT as "rail",
        null::UTINYINT as "oper_up_min", null::UTINYINT as "oper_up_max", null::DOUBLE as "oper_up_mean",
@@ -122,7 +122,7 @@ select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), ''''
     from glob(getvariable('clusterpulse_lake') || '/port_1m/**/*.parquet') limit 1), '');
 create or replace view port_1m as select * from query(getvariable('clusterpulse_view_port_1m'));
 
-set variable clusterpulse_view_step_1m = 'select null::TIMESTAMP WITH TIME ZONE as "minute", null::VARCHAR as "job", null::VARCHAR as "node",
+set variable clusterpulse_view_step_1m = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "job", null::VARCHAR as "node",
        null::UINTEGER as "rank", null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
        null::TIMESTAMP WITH TIME ZONE as "last_ts", null::UTINYINT as "card", null::UINTEGER as "step_min",
        null::UINTEGER as "step_max", null::DOUBLE as "step_mean", null::UINTEGER as "step_last",
@@ -137,3 +137,56 @@ union all by name
 select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/step_1m/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
     from glob(getvariable('clusterpulse_lake') || '/step_1m/**/*.parquet') limit 1), '');
 create or replace view step_1m as select * from query(getvariable('clusterpulse_view_step_1m'));
+
+set variable clusterpulse_view_card_1h = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "node", null::UTINYINT as "card",
+       null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
+       null::TIMESTAMP WITH TIME ZONE as "last_ts", null::FLOAT as "util_min", null::FLOAT as "util_max",
+       null::DOUBLE as "util_mean", null::FLOAT as "util_last", null::FLOAT as "sm_clock_mhz_min",
+       null::FLOAT as "sm_clock_mhz_max", null::DOUBLE as "sm_clock_mhz_mean",
+       null::FLOAT as "sm_clock_mhz_last", null::FLOAT as "power_w_min", null::FLOAT as "power_w_max",
+       null::DOUBLE as "power_w_mean", null::FLOAT as "power_w_last", null::FLOAT as "temp_c_min",
+       null::FLOAT as "temp_c_max", null::DOUBLE as "temp_c_mean", null::FLOAT as "temp_c_last",
+       null::FLOAT as "mem_used_mib_min", null::FLOAT as "mem_used_mib_max",
+       null::DOUBLE as "mem_used_mib_mean", null::FLOAT as "mem_used_mib_last",
+       null::UBIGINT as "ecc_sbe_increase", null::UBIGINT as "ecc_dbe_increase",
+       null::UBIGINT as "pcie_replay_increase", null::UBIGINT as "link_errors_increase",
+       null::DATE as "date", null::INTEGER as "hour"
+where false' || coalesce((
+    select '
+union all by name
+select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/card_1h/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
+    from glob(getvariable('clusterpulse_lake') || '/card_1h/**/*.parquet') limit 1), '');
+create or replace view card_1h as select * from query(getvariable('clusterpulse_view_card_1h'));
+
+set variable clusterpulse_view_port_1h = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "switch", null::USMALLINT as "port",
+       null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
+       null::TIMESTAMP WITH TIME ZONE as "last_ts", null::VARCHAR as "link", null::SMALLINT as "rail",
+       null::UTINYINT as "oper_up_min", null::UTINYINT as "oper_up_max", null::DOUBLE as "oper_up_mean",
+       null::UTINYINT as "oper_up_last", null::UBIGINT as "rx_bytes_increase",
+       null::UBIGINT as "tx_bytes_increase", null::UBIGINT as "crc_errors_increase",
+       null::UBIGINT as "fec_corrected_increase", null::UBIGINT as "symbol_errors_increase",
+       null::UBIGINT as "drops_increase", null::UBIGINT as "pfc_pause_increase",
+       null::UBIGINT as "ecn_marks_increase", null::UBIGINT as "carrier_transitions_increase",
+       null::BIGINT as "up_samples", null::DATE as "date", null::INTEGER as "hour"
+where false' || coalesce((
+    select '
+union all by name
+select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/port_1h/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
+    from glob(getvariable('clusterpulse_lake') || '/port_1h/**/*.parquet') limit 1), '');
+create or replace view port_1h as select * from query(getvariable('clusterpulse_view_port_1h'));
+
+set variable clusterpulse_view_step_1h = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "job", null::VARCHAR as "node",
+       null::UINTEGER as "rank", null::BIGINT as "samples", null::TIMESTAMP WITH TIME ZONE as "first_ts",
+       null::TIMESTAMP WITH TIME ZONE as "last_ts", null::UTINYINT as "card", null::UINTEGER as "step_min",
+       null::UINTEGER as "step_max", null::DOUBLE as "step_mean", null::UINTEGER as "step_last",
+       null::FLOAT as "compute_s_min", null::FLOAT as "compute_s_max", null::DOUBLE as "compute_s_mean",
+       null::FLOAT as "compute_s_last", null::FLOAT as "wait_s_min", null::FLOAT as "wait_s_max",
+       null::DOUBLE as "wait_s_mean", null::FLOAT as "wait_s_last", null::DOUBLE as "relative_compute_min",
+       null::DOUBLE as "relative_compute_max", null::DOUBLE as "relative_compute_mean",
+       null::DOUBLE as "relative_compute_last", null::DATE as "date", null::INTEGER as "hour"
+where false' || coalesce((
+    select '
+union all by name
+select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/step_1h/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
+    from glob(getvariable('clusterpulse_lake') || '/step_1h/**/*.parquet') limit 1), '');
+create or replace view step_1h as select * from query(getvariable('clusterpulse_view_step_1h'));

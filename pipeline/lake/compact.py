@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 
 from pipeline.lake import rollup
 from pipeline.lake.datasets import ORDER
+from pipeline.lake.dirs import duckdb_connection
 
 SOURCES_KEY = "clusterpulse.sources"
 
@@ -70,20 +70,20 @@ def _hour_folder(dataset_dir: Path, start: datetime) -> Path:
 
 
 def roll_up(root: str | Path, older_than_s: float = 7200, now: float | None = None) -> list[Path]:
-    """Write the rollup of every closed hour of card, port and step whose rollup is missing or older
-    than its raw files; return the files written."""
+    """Write the 1m and 1h rollups of every closed hour of card, port and step whose rollups are
+    missing or older than its raw files; return the files written."""
     root = Path(root)
     now = time.time() if now is None else now
     written = []
-    for source, spec in rollup.BY_SOURCE.items():
+    for source, (minutely, hourly) in rollup.BY_SOURCE.items():
         for folder in sorted((root / source).glob("date=*/hour=*")):
             start = _hour_end(folder)
-            if now - (start.timestamp() + 3600) < older_than_s or not rollup.stale(spec, folder, root):
+            if now - (start.timestamp() + 3600) < older_than_s or not rollup.stale((minutely, hourly), folder, root):
                 continue
             previous = _hour_folder(root / source, start - timedelta(hours=1))
-            out = rollup.write_rollup(spec, folder, previous, root)
+            out = rollup.write_rollup(minutely, folder, previous, root)
             if out is not None:
-                written.append(out)
+                written += [out, rollup.write_hourly(hourly, out, root)]
     return written
 
 
@@ -133,7 +133,7 @@ def compact(root: str | Path, older_than_s: float = 7200, now: float | None = No
             tmp = folder / f".{final.name}.tmp"
             names = json.dumps([p.name for p in sources]).replace("'", "''")
             listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in sources)
-            con = duckdb.connect()
+            con = duckdb_connection()
             con.execute(f"""copy (select * from read_parquet([{listed}], union_by_name = true,
                                                     hive_partitioning = false)
                                   order by {order})

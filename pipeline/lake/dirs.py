@@ -10,11 +10,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from pipeline.lake.datasets import NAMES
 
@@ -138,3 +142,11 @@ def _describe(identity: dict[str, Any]) -> str:
     if identity.get("fabric"):
         shape = f"fabric {identity['fabric']}, {c.get('cards_per_node', '?')} cards per node"
     return f"{shape}, topics {identity.get('topic_prefix', '?')}.*"
+
+
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that spills to the system's temporary directory, not to `.tmp` in the
+    working directory (its default), wherever a user runs `compact` or `query` from."""
+    con = duckdb.connect()
+    con.execute("set temp_directory = ?", [str(Path(tempfile.gettempdir()) / f"clusterpulse-duckdb-{os.getuid()}")])
+    return con

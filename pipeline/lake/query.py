@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.lake import views as lake_views
+from pipeline.lake.dirs import duckdb_connection
 from pipeline.lake.parquet import open_filesystem
 from pipeline.lake.views import SQL_DIR, view_sql
 
@@ -106,7 +107,7 @@ def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duc
     Without `exclude` the views are exactly those files (globs); with it, each view reads an
     explicit list of files without the excluded ones.
     """
-    con = duckdb.connect()
+    con = duckdb_connection()
     con.execute("SET VARIABLE clusterpulse_data = ?", [str(data_dir)])
     if exclude is None:
         for statement in _statements(VIEWS.read_text()) + _statements(FABRIC_VIEWS.read_text()):

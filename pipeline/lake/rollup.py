@@ -1,13 +1,14 @@
-"""Per-minute rollups of the raw telemetry, written by compaction as datasets of their own.
+"""Per-minute and per-hour rollups of the raw telemetry, written by compaction as datasets of their own.
 
 A week of 10,240 cards is ~30 billion raw samples; a question over a week (which links erred most,
 which ranks straggled) does not need each second. When `clusterpulse compact` has compacted an
-hour of `card`, `port` or `step`, it writes that hour's rollup: one row per entity and minute with
-the number of samples, the first and last sample time, min / max / mean / last of each gauge, and
-the increase of each counter (a counter that went backwards was reset and counts from zero; the
-increase from the previous hour's last sample to this hour's first is counted in this hour).
+hour of `card`, `port` or `step`, it writes that hour's rollups: one row per entity and minute
+(`*_1m`), then per entity and hour from those (`*_1h`), with the number of samples, the first and
+last sample time, min / max / mean / last of each gauge, and the increase of each counter (a counter
+that went backwards was reset and counts from zero; the increase from the previous hour's last
+sample to this hour's first is counted in this hour). `ts` is the start of the minute (hour).
 
-| rollup | one row per | gauges | counters |
+| rollup (and `_1h`) | one row per | gauges | counters |
 |---|---|---|---|
 | `card_1m` | node, card, minute | util, clocks, power, temperature, memory | ECC, PCIe replay, link errors |
 | `port_1m` | switch, port, minute (+ link, rail) | oper_up; `up_samples`: samples up | every port counter |
@@ -22,14 +23,14 @@ hours that have one when the window they are asked about is long (docs/lake.md).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.lake.dirs import duckdb_connection
 from pipeline.lake.parquet import TIME_TYPE, dataset_schema
 from pipeline.model.schemas import SCHEMAS
 
@@ -46,11 +47,12 @@ class Rollup:
     gauges: tuple[str, ...]
     counters: tuple[str, ...]
     counts: tuple[tuple[str, str], ...] = ()  # (column, condition): samples of the minute it holds for
+    period: str = "1m"  # 1h rollups are made from the hour's 1m rollup
 
     def schema(self) -> pa.Schema:
         """The rollup file's columns, in file order; the path adds date and hour."""
         raw = dataset_schema(self.source)
-        fields = [pa.field("minute", TIME_TYPE)]
+        fields = [pa.field("ts", TIME_TYPE)]
         fields += [raw.field(k) for k in self.keys]
         fields += [pa.field("samples", pa.int64()), pa.field("first_ts", TIME_TYPE), pa.field("last_ts", TIME_TYPE)]
         fields += [raw.field(c) for c in self.carried]
@@ -71,7 +73,7 @@ def _counters(kind: str) -> tuple[str, ...]:
     return tuple(c.name for c in SCHEMAS[kind].group_columns("rows") if np.dtype(c.dtype) == np.dtype("<u8"))
 
 
-ROLLUPS = (
+MINUTELY = (
     Rollup("card_1m", "card", ("node", "card"), (), _gauges("card"), _counters("card")),
     Rollup(
         "port_1m",
@@ -84,7 +86,9 @@ ROLLUPS = (
     ),
     Rollup("step_1m", "step", ("job", "node", "rank"), ("card",), ("step", *_gauges("step"), "relative_compute"), ()),
 )
-BY_SOURCE = {r.source: r for r in ROLLUPS}
+HOURLY = tuple(replace(r, name=r.name.replace("_1m", "_1h"), period="1h") for r in MINUTELY)
+ROLLUPS = MINUTELY + HOURLY
+BY_SOURCE = {r.source: (r, h) for r, h in zip(MINUTELY, HOURLY)}  # raw dataset -> (its 1m, its 1h)
 NAMES = tuple(r.name for r in ROLLUPS)
 
 
@@ -113,7 +117,7 @@ def rollup_sql(rollup: Rollup, files: list[Path], previous: list[Path], hour_sta
     window = f"over (partition by {keys} order by ts)"
     deltas = "".join(f", {c}::hugeint - lag({c}) {window}::hugeint as {c}__delta" for c in rollup.counters)
     parts = [
-        "time_bucket(interval 1 minute, ts) as minute",
+        "time_bucket(interval 1 minute, ts) as ts",
         *rollup.keys,
         "count(*) as samples",
         "min(ts) as first_ts",
@@ -131,8 +135,54 @@ def rollup_sql(rollup: Rollup, files: list[Path], previous: list[Path], hour_sta
     parts += [f"count(*) filter (where {condition}) as {name}" for name, condition in rollup.counts]
     return (
         f"select {', '.join(parts)} from (select *{deltas} from ({sources})) "
-        f"where ts >= {start} group by all order by {keys}, minute"
+        f"where ts >= {start} group by all order by {keys}, ts"
     )
+
+
+def hourly_sql(rollup: Rollup, minutely: Path) -> str:
+    """The SELECT of one hour's 1h rollup from its 1m rollup."""
+    keys = ", ".join(rollup.keys)
+    parts = [
+        "time_bucket(interval 1 hour, ts) as ts",
+        *rollup.keys,
+        "sum(samples) as samples",
+        "min(first_ts) as first_ts",
+        "max(last_ts) as last_ts",
+        *(f"any_value({c}) as {c}" for c in rollup.carried),
+    ]
+    for g in rollup.gauges:
+        parts += [f"min({g}_min) as {g}_min", f"max({g}_max) as {g}_max"]
+        parts.append(f"sum({g}_mean * samples) / sum(samples) filter (where {g}_mean is not null) as {g}_mean")
+        parts.append(f"arg_max({g}_last, last_ts) as {g}_last")
+    parts += [f"sum({c}_increase)::ubigint as {c}_increase" for c in rollup.counters]
+    parts += [f"sum({name})::bigint as {name}" for name, _ in rollup.counts]
+    return (
+        f"select {', '.join(parts)} from read_parquet({_quote(minutely)}, hive_partitioning = false) "
+        f"group by all order by {keys}, ts"
+    )
+
+
+def write_hourly(rollup: Rollup, minutely: Path, lake: Path) -> Path:
+    """The 1h rollup of the hour whose 1m rollup is `minutely`, beside it under `rollup.name`."""
+    out = lake / rollup.name / minutely.parent.parent.name / minutely.parent.name / FILE
+    return _write(rollup, hourly_sql(rollup, minutely), out)
+
+
+def _write(rollup: Rollup, sql: str, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{FILE}.tmp")
+    con = duckdb_connection()
+    try:
+        con.execute("set timezone = 'UTC'")
+        table = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    table = table.cast(rollup.schema())
+    pq.write_table(table, tmp, compression="zstd", row_group_size=131072)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    return out
 
 
 def write_rollup(rollup: Rollup, hour_folder: Path, previous_folder: Path | None, lake: Path) -> Path | None:
@@ -146,26 +196,16 @@ def write_rollup(rollup: Rollup, hour_folder: Path, previous_folder: Path | None
     hour = int(hour_folder.name.split("=", 1)[1])
     hour_start_ms = int(np.datetime64(f"{date}T{hour:02d}:00:00", "ms").astype(np.int64))
     out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{FILE}.tmp")
-    con = duckdb.connect()
-    try:
-        con.execute("set timezone = 'UTC'")
-        table = con.sql(rollup_sql(rollup, files, previous, hour_start_ms)).to_arrow_table()
-    finally:
-        con.close()
-    table = table.cast(rollup.schema())
-    pq.write_table(table, tmp, compression="zstd", row_group_size=131072)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
-    return out
+    return _write(rollup, rollup_sql(rollup, files, previous, hour_start_ms), out)
 
 
-def stale(rollup: Rollup, hour_folder: Path, lake: Path) -> bool:
-    """The hour has raw files newer than its rollup (or none was written yet)."""
-    out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
+def stale(rollups: tuple[Rollup, ...], hour_folder: Path, lake: Path) -> bool:
+    """The hour has raw files newer than one of its rollups (or one was not written yet)."""
     newest = max((p.stat().st_mtime_ns for p in hour_folder.glob("*.parquet")), default=None)
     if newest is None:
         return False
-    return not out.is_file() or out.stat().st_mtime_ns < newest
+    for rollup in rollups:
+        out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
+        if not out.is_file() or out.stat().st_mtime_ns < newest:
+            return True
+    return False
