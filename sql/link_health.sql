@@ -37,7 +37,7 @@ rolled as (
       and ts >= cast($start as timestamptz) and ts < getvariable('link_health_raw_from')
 ),
 
-raw_port as (
+raw_port as not materialized (
     select * from port
     where ts >= getvariable('link_health_raw_from') and ts < cast($end as timestamptz) and link is not null
 ),
