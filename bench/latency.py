@@ -1,6 +1,6 @@
 """Benchmark: wall-clock alert latency at real-time pace, to the alerts topic and to a webhook.
 
-    .venv/bin/python -m bench.latency [--seconds 75]
+    .venv/bin/python -m bench.latency [--seconds 75] [--fabric-window 2]
 
 On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
 `--speed 1` on the default 10,240-card cluster with three hard failures: a card (XID 79), a host
@@ -99,6 +99,7 @@ def start_pipeline(
     hook_url: str,
     scenario: Scenario,
     topic_prefix: str = "clusterpulse",
+    fabric_window_s: float | None = None,
 ) -> tuple[Settings, Path, subprocess.Popen]:
     """Topics on `broker` and one ready worker for the scenario's cluster paging `hook_url`, its lake
     and logs under `tmp`: (settings, the settings file, the worker)."""
@@ -111,6 +112,7 @@ def start_pipeline(
             "health_port": health,
             "topic_prefix": topic_prefix,
             "notify": {"receivers": [{"name": "bench", "url": hook_url}]},
+            "detect": {"correlate": {"fabric_window_s": fabric_window_s}},
         },
         environ={},
     ).for_scenario(scenario)
@@ -123,6 +125,9 @@ def start_pipeline(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=75)
+    parser.add_argument(
+        "--fabric-window", type=float, default=None, help="detect.correlate.fabric_window_s (first-tick root cause)"
+    )
     args = parser.parse_args()
     data = copy.deepcopy(DEFAULT_SCENARIO)
     data.update(
@@ -141,7 +146,9 @@ def main() -> None:
         receiver = TimedReceiver("127.0.0.1", free_port(), echo=None)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
-            settings, config, worker = start_pipeline(broker, tmp, "bench-latency", receiver.url + "hook", scenario)
+            settings, config, worker = start_pipeline(
+                broker, tmp, "bench-latency", receiver.url + "hook", scenario, fabric_window_s=args.fabric_window
+            )
             try:
                 sim = subprocess.run(
                     [

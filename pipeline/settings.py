@@ -157,11 +157,13 @@ class CorrelateSettings(BaseModel):
     # 2 s: the far ends of a dead switch's (node's) links are sampled by several switches, each once
     # a second at its own phase, so they all see it within two ticks; links lost one by one over
     # longer (cables pulled, a rolling maintenance) are not one device dying
-    fabric_window_s: float = Field(
-        2.0,
+    # off by default: with workers restarting or partitions moving mid-episode, Kafka mode can still
+    # page a node by its silence rule where offline mode declares it from its links (2026-12-02)
+    fabric_window_s: float | None = Field(
+        None,
         ge=0,
         description="a switch or node whose links all go down (seen from their far ends) within this "
-        "much event time is declared down then, before its own silence rule would",
+        "much event time is declared down then, before its own silence rule would (2 turns it on; unset: off)",
     )
     idle_s: float = Field(
         30.0,

@@ -7,15 +7,15 @@
   straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
-- Root cause from the first tick: when every link whose far end would see a switch or node die
-  (`ClusterTopology.witness_links`, at least two) goes down within `fabric_window_s` of event
-  time, that switch or node is declared down at once (source `fabric`), before its own silence
-  rule (the fallback) would; its evidence says how many consequences are already known, so the
-  notifier sends it without waiting. A switch_down or node_down of a detector waits until the clock
-  reaches it, so that the links that went down before it have all arrived and the verdict does not
-  depend on the order partitions deliver in (offline equals Kafka). It resolves when its own detector
-  sees it come back, or, where none fired (no telemetry of its own), when the first of those links
-  resolves.
+- Root cause from the first tick (with `fabric_window_s` set; off by default): when every link
+  whose far end would see a switch or node die (`ClusterTopology.witness_links`, at least two) goes
+  down within `fabric_window_s` of event time, that switch or node is declared down at once
+  (source `fabric`), before its own silence rule (the fallback) would; its evidence says how many
+  consequences are already known, so the notifier sends it without waiting. A switch_down or
+  node_down of a detector then waits until the clock reaches it, so that the links that went down
+  before it have arrived and the fabric's earlier verdict wins (one worker: offline equals Kafka;
+  with partitions moving between workers mid-episode it can still lose, hence off by default). It
+  resolves when its own detector sees it come back, or, where none fired, with its first link.
 - Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
   `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
   would see it die is down (`ClusterTopology.witness_links`); until then it is kept, not paged, and
@@ -179,6 +179,9 @@ class Correlator:
         """The switches and nodes behind a link that just went down whose witness links all went
         down within `fabric_window_s`: declared down now (see the module docstring)."""
         out: list[Alert] = []
+        window_s = self.settings.fabric_window_s
+        if window_s is None:
+            return out
         try:
             causes = self.topo.link_causes(link)
         except UnknownEntity:
@@ -193,7 +196,7 @@ class Correlator:
             if len(links) < 2 or any(d is None or d.labels.get("admin_down") == "true" for d in downs):
                 continue
             starts = [iso_ms(d.starts_at) for d in downs if d is not None]
-            if max(starts) - min(starts) > self.settings.fabric_window_s * 1000:
+            if max(starts) - min(starts) > window_s * 1000:
                 continue
             first = min(downs, key=lambda d: iso_ms(d.starts_at) if d is not None else 0)
             assert first is not None  # every witness link is down
@@ -282,7 +285,7 @@ class Correlator:
                 wait_ms = int(self.settings.group_wait_s * 1000)
                 self.held[finding.id] = Held(finding, iso_ms(finding.starts_at) + wait_ms, self.wall())
                 return []
-            if finding.kind in FABRIC_ROOTS and source != FABRIC:
+            if finding.kind in FABRIC_ROOTS and source != FABRIC and self.settings.fabric_window_s is not None:
                 # until the clock reaches it: every link that went down before it has arrived by
                 # then, and the fabric's verdict (earlier) wins in any order of arrival
                 self.held[finding.id] = Held(finding, iso_ms(finding.starts_at), self.wall())

@@ -32,7 +32,8 @@ class Clock:
 
 
 def correlator(clock: Clock | None = None, idle_s: float = 3) -> Correlator:
-    c = Correlator(TOPO, CorrelateSettings(group_wait_s=5, idle_s=idle_s), clock=clock or Clock())
+    settings = CorrelateSettings(group_wait_s=5, idle_s=idle_s, fabric_window_s=2)
+    c = Correlator(TOPO, settings, clock=clock or Clock())
     c.place("pretrain-a", [TOPO.node_name(n) for n in range(0, 1024)])
     c.place("finetune-b", [TOPO.node_name(n) for n in range(1024, 1152)])
     return c
