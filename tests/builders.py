@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model.schemas import CARD, PORT, Batch
+from pipeline.model.schemas import CARD, PORT, Alert, Batch
 from pipeline.topology.synthetic import ClusterShape, Topology
 
 SMALL = ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2)
@@ -68,3 +68,17 @@ def counters_batch(
     if oper is not None:
         b.columns["oper_up"] = np.asarray(oper, "<u1")
     return b
+
+
+def link_alert(entity: str, switch: str = "leaf003", status: str = "firing", kind: str = "link_down") -> Alert:
+    """A firing (or resolved) link alert on `switch`, as the correlator publishes one."""
+    return Alert(
+        kind=kind,
+        entity=entity,
+        status=status,
+        starts_at="2026-12-02T06:00:00.000Z",
+        ends_at="2026-12-02T06:05:00.000Z" if status == "resolved" else None,
+        severity="critical",
+        summary=f"{kind} {entity}",
+        labels={"switch": switch},
+    )

@@ -13,19 +13,12 @@ from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import Notifier
 from pipeline.notify.receiver import WebhookReceiver
 from pipeline.settings import RouteSettings
+from tests.builders import link_alert
 from tests.integration.notify.test_delivery import Scripted, receiver, servers  # noqa: F401 (fixture)
 
 
 def link(entity: str, switch: str) -> Alert:
-    return Alert(
-        kind="link_down",
-        entity=entity,
-        status="firing",
-        starts_at="2026-12-02T06:00:00.000Z",
-        severity="critical",
-        summary=f"{entity} down",
-        labels={"switch": switch},
-    )
+    return link_alert(entity, switch)
 
 
 def resolved(a: Alert) -> Alert:

@@ -17,6 +17,26 @@ from tests.integration.stream.test_worker import alive, worker_env
 pytestmark = pytest.mark.broker
 
 
+def routed_worker(broker, prefix, children, tmp_path, receivers: list, route: dict):  # noqa: ANN001, ANN201
+    """A worker with these receivers and route, sent three failed cards: node0001 card1, then
+    node0001 card2 a second later, and node0005 card3."""
+    env = {
+        **worker_env(broker.bootstrap, prefix, tmp_path / "lake"),
+        "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(receivers),
+        "CLUSTERPULSE_NOTIFY__ROUTE": json.dumps(route),
+    }
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+    send_cards(
+        broker.bootstrap,
+        f"{prefix}.telemetry.card",
+        card_batch("node0001", 0, errors=[(1, 79)]),
+        card_batch("node0001", 1, errors=[(2, 79)]),
+        card_batch("node0005", 0, errors=[(3, 79)]),
+    )
+    return worker
+
+
 def test_a_worker_sends_each_alert_where_its_route_says(broker, prefix, children, tmp_path) -> None:
     servers = {name: WebhookReceiver("127.0.0.1", free_port(), echo=None) for name in ("rack", "default", "audit")}
     for server in servers.values():
@@ -30,20 +50,8 @@ def test_a_worker_sends_each_alert_where_its_route_says(broker, prefix, children
                 {"matchers": ["entity=~.*-card1"], "receiver": "audit"},
             ],
         }
-        env = {
-            **worker_env(broker.bootstrap, prefix, tmp_path / "lake"),
-            "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(receivers),
-            "CLUSTERPULSE_NOTIFY__ROUTE": json.dumps(route),
-        }
-        assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
-        worker = children.start("worker", env=env, name="worker")
-        send_cards(
-            broker.bootstrap,
-            f"{prefix}.telemetry.card",
-            card_batch("node0001", 0, errors=[(1, 79)]),  # rack, and on: audit (card1)
-            card_batch("node0001", 1, errors=[(2, 79)]),  # rack only (a later sample of the node)
-            card_batch("node0005", 0, errors=[(3, 79)]),  # nothing matches: the default
-        )
+        # node0001 card1: rack, and on: audit; node0001 card2 (a later sample): rack only; node0005: the default
+        worker = routed_worker(broker, prefix, children, tmp_path, receivers, route)
 
         def got() -> dict[str, list[str]] | None:
             seen = {}
@@ -70,20 +78,7 @@ def test_a_worker_sends_a_group_of_alerts_in_one_notification(broker, prefix, ch
     try:
         receivers = [{"name": "rack", "url": f"{server.url}hook"}]
         route = {"receiver": "rack", "group_by": ["node"], "group_wait": "3s"}
-        env = {
-            **worker_env(broker.bootstrap, prefix, tmp_path / "lake"),
-            "CLUSTERPULSE_NOTIFY__RECEIVERS": json.dumps(receivers),
-            "CLUSTERPULSE_NOTIFY__ROUTE": json.dumps(route),
-        }
-        assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
-        worker = children.start("worker", env=env, name="worker")
-        send_cards(
-            broker.bootstrap,
-            f"{prefix}.telemetry.card",
-            card_batch("node0001", 0, errors=[(1, 79)]),
-            card_batch("node0001", 1, errors=[(2, 79)]),  # the same node: the same group
-            card_batch("node0005", 0, errors=[(3, 79)]),  # another node: its own
-        )
+        worker = routed_worker(broker, prefix, children, tmp_path, receivers, route)  # node0001 twice, node0005
 
         def got() -> list[dict] | None:
             with server.lock:

@@ -10,18 +10,11 @@ from pipeline.notify.grouping import AggregationGroup, group_key
 from pipeline.notify.payloads import Notification, alertmanager_webhook_body
 from pipeline.notify.robots import markdown, robot_request
 from pipeline.notify.routing import group_labels
+from tests.builders import link_alert
 
 
 def alert(kind: str, entity: str, switch: str = "leaf003", status: str = "firing") -> Alert:
-    return Alert(
-        kind=kind,
-        entity=entity,
-        status=status,
-        starts_at="2026-12-02T06:00:00.000Z",
-        severity="critical",
-        summary=f"{kind} {entity}",
-        labels={"switch": switch},
-    )
+    return link_alert(entity, switch, status, kind)
 
 
 def resolved(a: Alert) -> Alert:
