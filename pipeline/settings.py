@@ -157,8 +157,10 @@ class CorrelateSettings(BaseModel):
     # 2 s: the far ends of a dead switch's (node's) links are sampled by several switches, each once
     # a second at its own phase, so they all see it within two ticks; links lost one by one over
     # longer (cables pulled, a rolling maintenance) are not one device dying
-    # off by default: with workers restarting or partitions moving mid-episode, Kafka mode can still
-    # page a node by its silence rule where offline mode declares it from its links (2026-12-02)
+    # off by default: with partitions read far apart (a fast replay, two workers), some of a node's
+    # links can fire and resolve before the others arrive, and the rule tests the links down now,
+    # not at that event time: a node is then paged by its silence rule where offline mode declares
+    # it from its links (2026-12-02)
     fabric_window_s: float | None = Field(
         None,
         ge=0,
