@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,10 +43,18 @@ class Compacted:
     bytes_after: int
 
 
-def _hour_end(folder: Path) -> datetime:
+def _hour_start(folder: Path) -> datetime:
     date = folder.parent.name.split("=", 1)[1]
     hour = int(folder.name.split("=", 1)[1])
     return datetime.fromisoformat(f"{date}T{hour:02d}:00:00+00:00").replace(tzinfo=UTC)
+
+
+def _closed_hours(dataset_dir: Path, older_than_s: float, now: float) -> Iterator[tuple[Path, datetime]]:
+    """(folder, start) of each hour of a dataset that ended at least `older_than_s` before `now`."""
+    for folder in sorted(dataset_dir.glob("date=*/hour=*")):
+        start = _hour_start(folder)
+        if now - (start.timestamp() + 3600) >= older_than_s:
+            yield folder, start
 
 
 def _finish_interrupted(folder: Path) -> None:
@@ -76,12 +85,11 @@ def roll_up(root: str | Path, older_than_s: float = 7200, now: float | None = No
     now = time.time() if now is None else now
     written = []
     for source, (minutely, hourly) in rollup.BY_SOURCE.items():
-        for folder in sorted((root / source).glob("date=*/hour=*")):
-            start = _hour_end(folder)
-            if now - (start.timestamp() + 3600) < older_than_s or not rollup.stale((minutely, hourly), folder, root):
+        for folder, start in _closed_hours(root / source, older_than_s, now):
+            if not rollup.stale((minutely, hourly), folder, root):
                 continue
             previous = _hour_folder(root / source, start - timedelta(hours=1))
-            out = rollup.write_rollup(minutely, folder, previous, root)
+            out = rollup.write_rollup(minutely, folder, start, previous, root)
             if out is not None:
                 written += [out, rollup.write_hourly(hourly, out, root)]
     return written
@@ -94,9 +102,7 @@ def expire(root: str | Path, retention_s: dict[str, float], now: float | None = 
     now = time.time() if now is None else now
     removed = []
     for dataset, keep_s in retention_s.items():
-        for folder in sorted((root / dataset).glob("date=*/hour=*")):
-            if now - (_hour_end(folder).timestamp() + 3600) < keep_s:
-                continue
+        for folder, _ in _closed_hours(root / dataset, keep_s, now):
             files = sorted(folder.glob("*.parquet"))
             size = sum(f.stat().st_size for f in files)
             for f in files:
@@ -117,9 +123,7 @@ def compact(root: str | Path, older_than_s: float = 7200, now: float | None = No
     now = time.time() if now is None else now
     out = []
     for dataset, order in ORDER.items():
-        for folder in sorted((root / dataset).glob("date=*/hour=*")):
-            if now - (_hour_end(folder).timestamp() + 3600) < older_than_s:
-                continue
+        for folder, _ in _closed_hours(root / dataset, older_than_s, now):
             _finish_interrupted(folder)
             small = sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("compacted-"))
             if not small:

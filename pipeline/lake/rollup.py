@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -185,16 +186,16 @@ def _write(rollup: Rollup, sql: str, out: Path) -> Path:
     return out
 
 
-def write_rollup(rollup: Rollup, hour_folder: Path, previous_folder: Path | None, lake: Path) -> Path | None:
+def write_rollup(
+    rollup: Rollup, hour_folder: Path, hour_start: datetime, previous_folder: Path | None, lake: Path
+) -> Path | None:
     """Roll up one hour of `rollup.source` into `<lake>/<rollup>/date=/hour=/rollup.parquet`
     (written whole under a temporary name, then renamed); None when the hour has no files."""
     files = sorted(hour_folder.glob("*.parquet"))
     if not files:
         return None
     previous = sorted(previous_folder.glob("*.parquet")) if previous_folder and previous_folder.is_dir() else []
-    date = hour_folder.parent.name.split("=", 1)[1]
-    hour = int(hour_folder.name.split("=", 1)[1])
-    hour_start_ms = int(np.datetime64(f"{date}T{hour:02d}:00:00", "ms").astype(np.int64))
+    hour_start_ms = int(hour_start.timestamp() * 1000)
     out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
     return _write(rollup, rollup_sql(rollup, files, previous, hour_start_ms), out)
 

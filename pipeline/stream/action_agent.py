@@ -7,9 +7,8 @@ import asyncio
 
 from faust.types import StreamT
 
-from pipeline.model.schemas import Alert
 from pipeline.notify.actions import Actions
-from pipeline.stream.context import WorkerContext
+from pipeline.stream.context import WorkerContext, alert_events
 from pipeline.topology.inventory import load_inventory
 
 
@@ -23,11 +22,6 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.agent(ctx.alerts_topic, name="clusterpulse.actions")
     async def act(stream: StreamT) -> None:
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
-            try:
-                alert = Alert.from_json(event.value)
-            except (ValueError, TypeError):
-                await stream.ack(event)  # the alert sink dead-letters it
-                continue
+        async for event, alert in alert_events(stream):
             await asyncio.to_thread(actions.take, alert)
             await stream.ack(event)

@@ -8,10 +8,11 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.types import EventT, StreamT
 
 from pipeline.correlate.correlator import Correlator
 from pipeline.lake.parquet import ParquetSink
@@ -113,3 +114,15 @@ class WorkerContext:
         self.checkpoint.revoke({(tp.topic, tp.partition) for tp in revoked})
         for forget in self.on_revoked:
             forget(revoked)
+
+
+async def alert_events(stream: StreamT) -> AsyncIterator[tuple[EventT, Alert]]:
+    """The alerts of an alerts-topic stream with their events, unacknowledged; a record that is not an
+    alert is acknowledged and skipped (the alert sink dead-letters it)."""
+    async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
+        try:
+            alert = Alert.from_json(event.value)
+        except (ValueError, TypeError):
+            await stream.ack(event)
+            continue
+        yield event, alert

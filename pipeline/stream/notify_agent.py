@@ -19,7 +19,7 @@ from pipeline.model.topics import NOTIFY_DEAD_LETTERS
 from pipeline.notify import ledger
 from pipeline.notify.delivery import Notifier, Outcome
 from pipeline.notify.payloads import idempotency_key
-from pipeline.stream.context import WorkerContext
+from pipeline.stream.context import WorkerContext, alert_events
 
 log = logging.getLogger("clusterpulse.worker")
 
@@ -64,12 +64,7 @@ def register(ctx: WorkerContext) -> None:
 
     @ctx.app.agent(ctx.alerts_topic, name="clusterpulse.notify")
     async def notify(stream: StreamT) -> None:
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # faust: StreamT lacks Stream.noack()
-            try:
-                alert = Alert.from_json(event.value)
-            except (ValueError, TypeError):
-                await stream.ack(event)  # the alert sink dead-letters it
-                continue
+        async for event, alert in alert_events(stream):
             if notifier.session is None:
                 await notifier.start()
             done = notifier.submit(alert)
