@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pipeline.model.schemas import CARD, PORT, Alert, Batch
@@ -70,15 +72,36 @@ def counters_batch(
     return b
 
 
+def alert(
+    kind: str, entity: str, status: str = "firing", ends_at: str = "2026-12-02T06:05:00.000Z", **fields: Any
+) -> Alert:
+    """A critical alert that started 2026-12-02T06:00Z (resolved at `ends_at`); `fields` override
+    the rest (summary, labels, evidence, root_cause, ...)."""
+    return Alert(
+        **{
+            "kind": kind,
+            "entity": entity,
+            "status": status,
+            "starts_at": "2026-12-02T06:00:00.000Z",
+            "ends_at": ends_at if status == "resolved" else None,
+            "severity": "critical",
+            "summary": f"{kind} {entity}",
+            **fields,
+        }
+    )
+
+
 def link_alert(entity: str, switch: str = "leaf003", status: str = "firing", kind: str = "link_down") -> Alert:
     """A firing (or resolved) link alert on `switch`, as the correlator publishes one."""
-    return Alert(
-        kind=kind,
-        entity=entity,
-        status=status,
-        starts_at="2026-12-02T06:00:00.000Z",
-        ends_at="2026-12-02T06:05:00.000Z" if status == "resolved" else None,
-        severity="critical",
-        summary=f"{kind} {entity}",
-        labels={"switch": switch},
+    return alert(kind, entity, status, labels={"switch": switch})
+
+
+def leaf_down_alert() -> Alert:
+    """leaf007 down as the correlator publishes it: its blast radius in evidence and summary."""
+    return alert(
+        "switch_down",
+        "leaf007",
+        summary="leaf007 down; affects 32 cards, 32 links",
+        labels={"switch": "leaf007"},
+        evidence={"blast_radius": {"cards": 32, "nodes": 0, "links": 32, "jobs": ["pretrain-a"]}},
     )

@@ -21,6 +21,7 @@ from pipeline.model.schemas import Alert
 from pipeline.notify.delivery import Notifier, Outcome
 from pipeline.ops.broker import free_port
 from pipeline.settings import ReceiverSettings
+from tests.builders import leaf_down_alert
 
 SECRET = "SEC0123456789abcdef"
 
@@ -114,16 +115,7 @@ def robots() -> Iterator[tuple[dict[str, Robot], int]]:
 
 
 def leaf_down() -> Alert:
-    return Alert(
-        kind="switch_down",
-        entity="leaf007",
-        status="firing",
-        starts_at="2026-12-02T06:00:00.000Z",
-        severity="critical",
-        summary="leaf007 down; affects 32 cards, 32 links",
-        labels={"switch": "leaf007"},
-        evidence={"blast_radius": {"cards": 32, "nodes": 0, "links": 32, "jobs": ["pretrain-a"]}},
-    )
+    return leaf_down_alert()
 
 
 def test_each_robot_gets_its_documented_message_signed_and_a_refusal_is_dead_lettered(robots, monkeypatch) -> None:  # noqa: ANN001

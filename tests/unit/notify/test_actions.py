@@ -7,6 +7,7 @@ import pytest
 from pipeline.model.schemas import Alert
 from pipeline.notify.actions import Actions
 from pipeline.settings import ActionSettings, SettingsError, load_settings
+from tests.builders import alert as build_alert
 from tests.builders import small_topology
 
 RULE = ActionSettings.model_validate(
@@ -15,16 +16,7 @@ RULE = ActionSettings.model_validate(
 
 
 def alert(kind: str, entity: str, status: str = "firing", **extra: object) -> Alert:
-    return Alert(
-        kind=kind,
-        entity=entity,
-        status=status,
-        starts_at="2026-12-02T06:00:00.000Z",
-        ends_at="2026-12-02T06:10:00.000Z" if status == "resolved" else None,
-        severity="critical",
-        summary=f"{entity} {kind}",
-        **extra,  # type: ignore[arg-type]
-    )
+    return build_alert(kind, entity, status, "2026-12-02T06:10:00.000Z", summary=f"{entity} {kind}", **extra)
 
 
 class Recorder:

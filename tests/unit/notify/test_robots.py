@@ -5,8 +5,8 @@ import hashlib
 import hmac
 import json
 import urllib.parse
+from dataclasses import replace
 
-from pipeline.model.schemas import Alert
 from pipeline.notify.robots import (
     ROBOTS,
     TRUNCATED,
@@ -18,17 +18,12 @@ from pipeline.notify.robots import (
     robot_request,
     robot_verdict,
 )
+from tests.builders import leaf_down_alert
 
-LEAF = Alert(
-    kind="switch_down",
-    entity="leaf007",
-    status="firing",
-    starts_at="2026-12-02T06:00:00.000Z",
-    severity="critical",
-    summary="leaf007 down; affects 32 cards, 32 links",
-    labels={"switch": "leaf007"},
+LEAF = replace(
+    leaf_down_alert(),
     evidence={
-        "blast_radius": {"cards": 32, "nodes": 0, "links": 32, "jobs": ["pretrain-a"]},
+        **leaf_down_alert().evidence,
         "grouped": {
             "count": 32,
             "kinds": {"link_down": 32},
