@@ -172,9 +172,10 @@ def main() -> None:
         started = time.perf_counter()
         rolled = roll_up(data, older_than_s=0, now=4e9)
         print(f"compacted in {compacted:.0f} s, rolled up {len(rolled)} files in {time.perf_counter() - started:.0f} s")
-        for path in rolled:
+        for relative in rolled:
+            path = data / relative
             n = duckdb.execute(f"select count(*) from read_parquet('{path}')").fetchone()[0]  # type: ignore[index]
-            print(f"  {path.parent.parent.parent.name}: {n:,} rows, {path.stat().st_size / 1e6:,.1f} MB")
+            print(f"  {relative.split('/')[0]}: {n:,} rows, {path.stat().st_size / 1e6:,.1f} MB")
     size = sum(f.stat().st_size for f in data.rglob("*.parquet") if "_1m" not in f.parent.parent.parent.name)
     samples = run_query(
         data, "select (select count(*) from card) + (select count(*) from port) + (select count(*) from step) as n"

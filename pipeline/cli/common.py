@@ -26,10 +26,17 @@ def one_line(message: str) -> str:
 
 def check_data_dir(data_dir: str) -> None:
     """A local data directory must be a directory, or a path that can become one: a UsageError
-    naming a file in the way (`--data results.csv`, `--data results.csv/lake`)."""
+    naming a file in the way (`--data results.csv`, `--data results.csv/lake`); an object store
+    must answer."""
     from pathlib import Path
 
     if "://" in data_dir:
+        from pipeline.lake.store import LakeStore
+
+        try:
+            LakeStore(data_dir).check()
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError: a URI it cannot take
+            raise UsageError(f"data directory {data_dir!r}: {str(exc).splitlines()[0]}") from None
         return
     path = Path(data_dir)
     for part in (path, *path.parents):

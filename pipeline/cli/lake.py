@@ -107,8 +107,6 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.lake.datasets import NAMES
     from pipeline.lake.rollup import NAMES as ROLLUPS
 
-    if "://" in settings.data_dir:
-        raise UsageError("compact works on a local data directory")
     unknown = sorted(set(settings.lake.retention) - set(NAMES + ROLLUPS))
     if unknown:
         known = ", ".join(NAMES + ROLLUPS)
@@ -122,7 +120,8 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
         )
     rolled = roll_up(lake, args.older_than) if settings.lake.rollups else []
     for path in rolled:
-        print(f"{path.parent.parent.parent.name} {path.parent.parent.name}/{path.parent.name}: rolled up")
+        name, date, hour = path.split("/")[:3]
+        print(f"{name} {date}/{hour}: rolled up")
     # an hour is removed only once it is past --older-than too, so its rollup is written first
     keep = {name: max(s, args.older_than) for name, s in settings.lake.retention_s().items()}
     removed = expire(lake, keep)

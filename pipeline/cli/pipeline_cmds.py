@@ -156,7 +156,7 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
             "(`clusterpulse run` serves the page itself)"
         )
     check_reachable(settings.bootstrap)
-    lake = str(resolve_lake(settings.data_dir).path) if "://" not in settings.data_dir else None  # newest run
+    lake = str(resolve_lake(settings.data_dir).path)  # the newest run of a local data directory
     ui = UiServer(
         settings.bootstrap,
         settings.topic(ALERTS),

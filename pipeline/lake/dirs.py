@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import duckdb
 
 from pipeline.lake.datasets import NAMES
+from pipeline.lake.store import LakeStore
 
 MANIFEST = "_lake.json"
 RUN_PREFIX = "run-"
@@ -92,44 +91,47 @@ def lake_identity(cluster: dict[str, Any], topic_prefix: str, fabric: str | None
 
 def claim_lake(data_dir: str, identity: dict[str, Any], append: bool = False, record: bool = True) -> str | None:
     """Make sure this lake is ours (or may be appended to) and, with `record`, write down whose it
-    is (a check before anything else can fail, then the record once the worker starts).
+    is (a check before anything else can fail, then the record once the worker starts). A lake in
+    an object store is checked the same way (`_lake.json` at its prefix).
 
     Returns a note for the user, or None. Raises LakeError for a lake of another cluster."""
-    if "://" in data_dir:
-        return None  # object stores: no manifest check (tested only on local directories)
-    root = Path(data_dir)
-    path = root / MANIFEST
-    if path.is_file():
+    store = LakeStore(data_dir)
+    where = store.uri
+    try:
+        text = store.read_text(MANIFEST)
+    except OSError as exc:
+        raise LakeError(f"{where}/{MANIFEST} cannot be read ({exc})") from None
+    if text is not None:
         try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise LakeError(f"{path} cannot be read ({exc}); move it away if this lake is yours") from None
+            found = json.loads(text)
+        except ValueError as exc:
+            raise LakeError(f"{where}/{MANIFEST} cannot be read ({exc}); move it away if this lake is yours") from None
         keys = set(identity) | {"fabric"}
         if {k: found.get(k) for k in keys} == {k: identity.get(k) for k in keys}:
             return None
         if not append:
             raise LakeError(
-                f"{root} holds the lake of another cluster ({_describe(found)}; this worker: "
+                f"{where} holds the lake of another cluster ({_describe(found)}; this worker: "
                 f"{_describe(identity)}): give another --data, or --append to add to it anyway"
             )
-        return f"appending to {root}, which holds the lake of another cluster ({_describe(found)})"
-    runs = runs_in(root)
+        return f"appending to {where}, which holds the lake of another cluster ({_describe(found)})"
+    runs = runs_in(Path(data_dir)) if store.local else []
     if runs and not append:
+        root = Path(data_dir)
         raise LakeError(
             f"{root} holds {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of `clusterpulse run`: "
             f"a lake written beside them would hide them from `query --data {root}`; give this one "
             f"its own --data (e.g. {root / 'worker'})"
         )
-    if has_data(root) and not append:
+    if any(store.is_dir(d) for d in NAMES) and not append:
         raise LakeError(
-            f"{root} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
+            f"{where} holds Parquet data of an unknown cluster (no {MANIFEST}): give another "
             "--data, or --append to add to it anyway"
         )
     if not record:
         return None
-    root.mkdir(parents=True, exist_ok=True)
     manifest = {**identity, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    store.write_bytes(MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return None
 
 
@@ -144,9 +146,6 @@ def _describe(identity: dict[str, Any]) -> str:
     return f"{shape}, topics {identity.get('topic_prefix', '?')}.*"
 
 
-def duckdb_connection() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills to the system's temporary directory, not to `.tmp` in the
-    working directory (its default), wherever a user runs `compact` or `query` from."""
-    con = duckdb.connect()
-    con.execute("set temp_directory = ?", [str(Path(tempfile.gettempdir()) / f"clusterpulse-duckdb-{os.getuid()}")])
-    return con
+def duckdb_connection(location: str | Path = ".") -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reads the lake at `location` (`LakeStore.duckdb`)."""
+    return LakeStore(location).duckdb()

@@ -3,8 +3,8 @@
 The sink never commits anything itself. `flush()` writes every buffered row of a topic partition
 and returns the last offset now on disk, so the caller acknowledges (commits) only what is durable.
 Files are named after the dataset, topic, partition and the first offset of their rows, and are
-written under a temporary name then renamed, so a re-write after a crash replaces the same file and
-no reader ever sees half a file. A worker names its stream in the file name too
+written whole or not at all (`LakeStore.publish`: renamed into place, one upload to S3), so a
+re-write after a crash replaces the same file and no reader ever sees half a file. A worker names its stream in the file name too
 (`<topic>+<partition>@<stream>+<offset>`, the stream being a tag of its consumer group and the
 topic's id): a topic re-created (a memory broker's next run) or another group's files are never
 overwritten or removed.
@@ -13,7 +13,6 @@ overwritten or removed.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.lake.datasets import DELTA_DATASETS, NAMES
+from pipeline.lake.store import LakeStore
 from pipeline.model.matchers import Matcher
 from pipeline.model.schemas import SCHEMAS, Alert, Batch
 from pipeline.topology.protocol import ClusterTopology
@@ -112,16 +112,6 @@ def dataset_schema(dataset: str) -> pa.Schema:
     raise KeyError(f"no dataset {dataset!r}; the sink writes {', '.join(NAMES)}")
 
 
-def open_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, root path) for a local directory or a URI pyarrow understands
-    (``s3://bucket/prefix?endpoint_override=http://minio:9000&region=us-east-1``, ``gs://``, ...)."""
-    text = str(location)
-    if "://" in text:
-        fs, path = pafs.FileSystem.from_uri(text)
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(text).absolute())
-
-
 ROW_GROUP_ROWS = 128 * 1024
 
 
@@ -189,10 +179,9 @@ class ParquetSink:
         topology: ClusterTopology | None = None,
         stream_tags: dict[str, str] | None = None,
     ) -> None:
-        self.fs, self.root_path = open_filesystem(root)
+        self.store = LakeStore(root)
+        self.fs, self.root_path = self.store.fs, self.store.root
         self.stream_tags = dict(stream_tags or {})  # topic -> tag of (consumer group, topic id)
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.root = Path(self.root_path) if self.local else None
         self.topology = topology
         self._port_links: dict[str, tuple[int, int]] = {}  # switch -> (first link index, ports)
         self._link_list: list[str | None] = []  # every known switch's port links, then a None
@@ -433,7 +422,8 @@ class ParquetSink:
         return self._link_array
 
     def _write(self, dataset: str, topic: str, partition: int, table: pa.Table) -> None:
-        """One file per hour of data, named by the first offset of its rows; atomic rename."""
+        """One file per hour of data, named by the first offset of its rows; written whole or not at all
+        (`LakeStore.publish`)."""
         ts = table.column("ts").cast(pa.int64()).to_numpy()
         hours = ts // 3_600_000
         offsets = table.column("_offset").to_numpy()
@@ -444,23 +434,13 @@ class ParquetSink:
             stamp = np.datetime64(int(hour) * 3600, "s").astype(object)
             relative = f"{dataset}/date={stamp:%Y-%m-%d}/hour={stamp:%H}"
             name = f"{self._owner(topic, partition)}+{first_offset:020d}.parquet"
-            if self.local:
-                folder = Path(self.root_path) / relative
-                folder.mkdir(parents=True, exist_ok=True)
-                final, tmp = folder / name, folder / f".{name}.tmp"
-                try:
-                    pq.write_table(part, tmp, **write_options(part.schema, dataset))
-                    with open(tmp, "rb") as fh:
-                        os.fsync(fh.fileno())
-                except OSError:  # a full disk: leave no half-written file behind
-                    tmp.unlink(missing_ok=True)
-                    raise
-                os.replace(tmp, final)
-                size = final.stat().st_size
-            else:  # object stores: a PUT is atomic, readers never see half an object
-                where = f"{self.root_path}/{relative}/{name}"
-                pq.write_table(part, where, filesystem=self.fs, **write_options(part.schema, dataset))
-                size = self.fs.get_file_info(where).size or 0
+            staged = self.store.staging_file(f"{relative}/{name}")
+            try:  # a full disk leaves no half-written file behind
+                pq.write_table(part, staged, **write_options(part.schema, dataset))
+            except OSError:
+                staged.unlink(missing_ok=True)
+                raise
+            size = self.store.publish(staged, f"{relative}/{name}")
             self.files_written += 1
             if self.on_file is not None:
                 self.on_file(part.num_rows, size)

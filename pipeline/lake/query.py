@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.lake import views as lake_views
-from pipeline.lake.dirs import duckdb_connection
-from pipeline.lake.parquet import open_filesystem
+from pipeline.lake.store import LakeStore
 from pipeline.lake.views import SQL_DIR, view_sql
 
 VIEWS = lake_views.VIEWS_FILE
@@ -75,28 +73,20 @@ def _statements(text: str) -> list[str]:
 
 
 def _files(data_dir: str | Path, dataset: str) -> list[str]:
-    fs, root = open_filesystem(data_dir)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(f"{root}/{dataset}", recursive=True, allow_not_found=True))
-    except (OSError, FileNotFoundError):
-        return []
-    return sorted(
-        i.path
-        for i in infos
-        if i.type == pafs.FileType.File and i.path.endswith(".parquet") and not Path(i.path).name.startswith(".")
-    )
+    store = LakeStore(data_dir)
+    return [store.url(f.path) for f in store.files(dataset, ".parquet")]
 
 
 def unreadable_files(data_dir: str | Path) -> list[str]:
     """Lake files whose Parquet footer cannot be read (truncated, corrupt, not Parquet)."""
-    fs, _ = open_filesystem(data_dir)
+    store = LakeStore(data_dir)
     bad = []
     for dataset in DATASETS:
-        for path in _files(data_dir, dataset):
+        for f in store.files(dataset, ".parquet"):
             try:
-                pq.read_metadata(path, filesystem=fs)
+                pq.read_metadata(f.path, filesystem=store.fs)
             except Exception:  # noqa: BLE001 - pyarrow raises several types for damaged files
-                bad.append(path)
+                bad.append(store.url(f.path))
     return bad
 
 
@@ -105,14 +95,16 @@ def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duc
     datasets that have no files yet (their views are empty, with the dataset's columns).
 
     Without `exclude` the views are exactly those files (globs); with it, each view reads an
-    explicit list of files without the excluded ones.
+    explicit list of files without the excluded ones. A lake in an object store is read through
+    its filesystem (`LakeStore.duckdb`).
     """
-    con = duckdb_connection()
-    con.execute("SET VARIABLE clusterpulse_data = ?", [str(data_dir)])
+    store = LakeStore(data_dir)
+    con = store.duckdb()
+    con.execute("SET VARIABLE clusterpulse_data = ?", [store.uri if not store.local else str(data_dir)])
     if exclude is None:
         for statement in _statements(VIEWS.read_text()) + _statements(FABRIC_VIEWS.read_text()):
             con.execute(statement)
-        return con, [view for view in DATASETS if not _has_folder(data_dir, view)]
+        return con, [view for view in DATASETS if not store.is_dir(view)]
     empty, excluded = [], set(exclude)
     for view in DATASETS:
         files = [f for f in _files(data_dir, view) if f not in excluded]
@@ -121,15 +113,6 @@ def connect(data_dir: str | Path, exclude: list[str] | None = None) -> tuple[duc
         if not files:
             empty.append(view)
     return con, empty
-
-
-def _has_folder(data_dir: str | Path, dataset: str) -> bool:
-    """Whether the lake has a folder for the dataset (made with its first file), without listing it."""
-    fs, root = open_filesystem(data_dir)
-    try:
-        return fs.get_file_info(f"{root}/{dataset}").type == pafs.FileType.Directory
-    except OSError:
-        return False
 
 
 def bind(sql: str, given: dict[str, str]) -> dict[str, str]:

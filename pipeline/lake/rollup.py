@@ -22,17 +22,15 @@ hours that have one when the window they are asked about is long (docs/lake.md).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake.dirs import duckdb_connection
 from pipeline.lake.parquet import TIME_TYPE, dataset_schema
+from pipeline.lake.store import LakeStore
 from pipeline.model.schemas import SCHEMAS
 
 FILE = "rollup.parquet"
@@ -93,11 +91,11 @@ BY_SOURCE = {r.source: (r, h) for r, h in zip(MINUTELY, HOURLY)}  # raw dataset 
 NAMES = tuple(r.name for r in ROLLUPS)
 
 
-def _quote(path: Path | str) -> str:
+def _quote(path: str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def rollup_sql(rollup: Rollup, files: list[Path], previous: list[Path], hour_start_ms: int) -> str:
+def rollup_sql(rollup: Rollup, files: list[str], previous: list[str], hour_start_ms: int) -> str:
     """The SELECT of one hour's rollup from its raw files (and the tail of the previous hour's)."""
     keys = ", ".join(rollup.keys)
     columns = ", ".join(["ts", *rollup.keys, *rollup.carried, *rollup.gauges, *rollup.counters])
@@ -140,7 +138,7 @@ def rollup_sql(rollup: Rollup, files: list[Path], previous: list[Path], hour_sta
     )
 
 
-def hourly_sql(rollup: Rollup, minutely: Path) -> str:
+def hourly_sql(rollup: Rollup, minutely: str) -> str:
     """The SELECT of one hour's 1h rollup from its 1m rollup."""
     keys = ", ".join(rollup.keys)
     parts = [
@@ -163,50 +161,53 @@ def hourly_sql(rollup: Rollup, minutely: Path) -> str:
     )
 
 
-def write_hourly(rollup: Rollup, minutely: Path, lake: Path) -> Path:
-    """The 1h rollup of the hour whose 1m rollup is `minutely`, beside it under `rollup.name`."""
-    out = lake / rollup.name / minutely.parent.parent.name / minutely.parent.name / FILE
-    return _write(rollup, hourly_sql(rollup, minutely), out)
+def output(rollup: Rollup, hour: str) -> str:
+    """Where a rollup of an hour (`date=.../hour=...`) lives in the lake."""
+    return f"{rollup.name}/{hour}/{FILE}"
 
 
-def _write(rollup: Rollup, sql: str, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{FILE}.tmp")
-    con = duckdb_connection()
+def write_hourly(store: LakeStore, rollup: Rollup, minutely: Rollup, hour: str) -> str:
+    """The 1h rollup of an hour from its 1m rollup (`minutely`, written before)."""
+    sql = hourly_sql(rollup, store.url(store.path(output(minutely, hour))))
+    return _write(store, rollup, sql, output(rollup, hour))
+
+
+def _write(store: LakeStore, rollup: Rollup, sql: str, out: str) -> str:
+    con = store.duckdb()
     try:
         con.execute("set timezone = 'UTC'")
         table = con.sql(sql).to_arrow_table()
     finally:
         con.close()
     table = table.cast(rollup.schema())
-    pq.write_table(table, tmp, compression="zstd", row_group_size=131072)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    staged = store.staging_file(out)
+    try:
+        pq.write_table(table, staged, compression="zstd", row_group_size=131072)
+    except OSError:
+        staged.unlink(missing_ok=True)
+        raise
+    store.publish(staged, out)
     return out
 
 
-def write_rollup(
-    rollup: Rollup, hour_folder: Path, hour_start: datetime, previous_folder: Path | None, lake: Path
-) -> Path | None:
-    """Roll up one hour of `rollup.source` into `<lake>/<rollup>/date=/hour=/rollup.parquet`
-    (written whole under a temporary name, then renamed); None when the hour has no files."""
-    files = sorted(hour_folder.glob("*.parquet"))
+def write_rollup(store: LakeStore, rollup: Rollup, hour: str, hour_start: datetime, previous: str | None) -> str | None:
+    """Roll up one hour (`date=.../hour=...`) of `rollup.source` into `<rollup>/<hour>/rollup.parquet`
+    (written whole or not at all); None when the hour has no files. `previous`: the hour before."""
+    files = [store.url(f.path) for f in store.files(f"{rollup.source}/{hour}", ".parquet")]
     if not files:
         return None
-    previous = sorted(previous_folder.glob("*.parquet")) if previous_folder and previous_folder.is_dir() else []
+    before = [store.url(f.path) for f in store.files(f"{rollup.source}/{previous}", ".parquet")] if previous else []
     hour_start_ms = int(hour_start.timestamp() * 1000)
-    out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
-    return _write(rollup, rollup_sql(rollup, files, previous, hour_start_ms), out)
+    return _write(store, rollup, rollup_sql(rollup, files, before, hour_start_ms), output(rollup, hour))
 
 
-def stale(rollups: tuple[Rollup, ...], hour_folder: Path, lake: Path) -> bool:
+def stale(store: LakeStore, rollups: tuple[Rollup, ...], hour: str) -> bool:
     """The hour has raw files newer than one of its rollups (or one was not written yet)."""
-    newest = max((p.stat().st_mtime_ns for p in hour_folder.glob("*.parquet")), default=None)
+    newest = max((f.mtime_ns for f in store.files(f"{rollups[0].source}/{hour}", ".parquet")), default=None)
     if newest is None:
         return False
     for rollup in rollups:
-        out = lake / rollup.name / hour_folder.parent.name / hour_folder.name / FILE
-        if not out.is_file() or out.stat().st_mtime_ns < newest:
+        written = store.files(f"{rollup.name}/{hour}", FILE)
+        if not written or written[0].mtime_ns < newest:
             return True
     return False

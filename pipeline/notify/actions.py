@@ -7,7 +7,8 @@ recorded as skipped, not done. Topology names become Slurm node names through th
 host whose `node` it is), or stay as they are. Resume undoes only a drain clusterpulse made, recorded
 in the lake, so a node a person drained stays drained.
 
-Every decision is a log line and a JSON line in `<lake>/_actions/<worker>.jsonl` (DuckDB:
+Every decision is a log line and a JSON line in `<lake>/_actions/<worker>.jsonl` (an object per
+record in an object store; DuckDB:
 `SELECT * FROM read_json_auto('<lake>/_actions/*.jsonl')`), read back at start and again whenever
 another worker's file changed (the alerts partition moved here from it), to know what was drained
 and how many drains the last hour holds.
@@ -22,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
+from pipeline.lake.store import LakeStore
 from pipeline.model.schemas import Alert
 from pipeline.settings import ActionSettings
 from pipeline.topology.protocol import ClusterTopology
@@ -87,7 +88,8 @@ class Actions:
     ) -> None:
         self.rules, self.topology, self.slurm_names = rules, topology, slurm_names
         self.dry_run, self.run, self.clock = dry_run, run, clock
-        self.path = Path(lake) / FOLDER / f"{writer}.jsonl" if lake and "://" not in lake else None
+        self.store = LakeStore(lake) if lake else None
+        self.writer = writer
         self.drained: dict[str, str] = {}  # slurm node -> the alert id whose drain this was
         self.acting: dict[str, set[str]] = {}  # slurm node we drained -> its firing acting alerts
         self.drain_times: list[float] = []
@@ -155,28 +157,23 @@ class Actions:
         record = ActionRecord(at, action, node, slurm_node, alert.id, alert.kind, command, self.dry_run, ok, detail)
         level = logging.WARNING if action != "skipped" and ok else logging.ERROR if not ok else logging.INFO
         log.log(level, "action %s %s (%s) for %s %s: %s", action, slurm_node, node, alert.kind, alert.entity, detail)
-        if self.path is not None:
+        if self.store is not None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a") as fh:
-                    fh.write(json.dumps(asdict(record)) + "\n")
+                self.store.append_lines(FOLDER, self.writer, json.dumps(asdict(record)) + "\n")
             except OSError as exc:  # the log line above stays; the lake may be full
-                log.error("could not record the action in %s: %s", self.path, exc)
+                log.error("could not record the action in %s/%s: %s", self.store.uri, FOLDER, exc)
         return record
 
     def _others(self) -> dict[str, tuple[int, int]]:
-        """(size, mtime) of the other writers' record files."""
-        if self.path is None or not self.path.parent.is_dir():
+        """(size, mtime) of the other writers' record files (objects, in an object store)."""
+        if self.store is None:
             return {}
-        found = {}
-        for path in self.path.parent.glob("*.jsonl"):
-            if path != self.path:
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                found[str(path)] = (stat.st_size, stat.st_mtime_ns)
-        return found
+        mine = (f"{self.writer}.jsonl", f"{self.writer}+")
+        return {
+            f.path: (f.size, f.mtime_ns)
+            for f in self.store.files(FOLDER, ".jsonl", recursive=False)
+            if not f.name.startswith(mine)
+        }
 
     def _refresh(self) -> None:
         """Read every record again when another worker has acted since (the alerts partition moved
@@ -188,15 +185,14 @@ class Actions:
     def _read_back(self) -> None:
         """What was drained before, and when (every worker's file in the lake)."""
         self._seen = self._others()
-        if self.path is None or not self.path.parent.is_dir():
+        if self.store is None:
             return
         entries = []
-        for path in sorted(self.path.parent.glob("*.jsonl")):
-            for line in path.read_text().splitlines():
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut by a crash
+        for line in self.store.read_lines(FOLDER):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
         for entry in sorted(entries, key=lambda e: str(e.get("at", ""))):
             try:
                 if entry["dry_run"] or not entry["ok"]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.lake.store import LakeStore
 from pipeline.model.schemas import Alert
 
 FOLDER = "_notify"
@@ -58,26 +58,25 @@ def record(
 
 
 class Ledger:
-    """Appends outcome lines to this writer's file (local lakes only; thread-safe)."""
+    """Appends outcome lines to this writer's file (an object of its own per append in an object
+    store, `LakeStore.append_lines`; thread-safe)."""
 
     def __init__(self, lake: str, writer: str) -> None:
-        self.path = None if "://" in lake else Path(lake) / FOLDER / f"{writer}.jsonl"
+        self.store: LakeStore | None = LakeStore(lake) if lake else None
+        self.writer = writer
+        self.path = f"{self.store.uri}/{FOLDER}/{writer}.jsonl" if self.store else None
         self._lock = threading.Lock()
         self._backlog: list[str] = []  # lines a full disk refused, written with the next line
 
     def append(self, line: dict[str, Any]) -> None:
-        if self.path is None:
+        if self.store is None:
             return
         with self._lock:
             failed_before = bool(self._backlog)
             self._backlog = self._backlog[-BACKLOG_LINES:] + [json.dumps(line, sort_keys=True)]
             text = ("\n" if failed_before else "") + "".join(f"{entry}\n" for entry in self._backlog)
             try:  # after a failure, a half-written line ends on its own (reading skips it)
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                self.store.append_lines(FOLDER, self.writer, text)
             except OSError as exc:
                 if not failed_before:
                     log.error(
@@ -94,15 +93,13 @@ class Ledger:
 def read(lake: str | Path) -> list[dict[str, Any]]:
     """Every ledger line of a lake, oldest first (unreadable lines are skipped)."""
     lines = []
-    folder = Path(lake) / FOLDER
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for text in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and "receiver" in entry and "key" in entry:
-                lines.append(entry)
+    for text in LakeStore(lake).read_lines(FOLDER):
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue  # an empty line, or one cut by a crash
+        if isinstance(entry, dict) and "receiver" in entry and "key" in entry:
+            lines.append(entry)
     return sorted(lines, key=lambda e: str(e.get("at", "")))
 
 

@@ -12,8 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
-
+from pipeline.lake.store import LakeStore
 from pipeline.notify.receiver import WebhookReceiver
 from pipeline.ops.broker import free_port
 from pipeline.ops.processes import consumer_lag
@@ -94,7 +93,7 @@ def _ms(iso: str) -> int:
     return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def worker_env(bootstrap: str, prefix: str, data: Path, receiver_url: str) -> dict[str, str]:
+def worker_env(bootstrap: str, prefix: str, data: Path | str, receiver_url: str) -> dict[str, str]:
     return {
         "CLUSTERPULSE_BOOTSTRAP": bootstrap,
         "CLUSTERPULSE_TOPIC_PREFIX": prefix,
@@ -132,20 +131,23 @@ def wait_caught_up(
     time.sleep(8)
 
 
-def check_lake(data: Path, scenario: Path, why: str, extra: dict[str, int] | None = None) -> dict[str, int]:
+def check_lake(data: Path | str, scenario: Path, why: str, extra: dict[str, int] | None = None) -> dict[str, int]:
     """Every sample the simulator sent is in Parquet exactly once (plus `extra` rows per dataset
-    that a test sent besides), and the alerts are the offline run's; returns the rows per dataset."""
+    that a test sent besides), and the alerts are the offline run's; returns the rows per dataset.
+    `data`: a directory or an object store's URI."""
     expected = collections.Counter(sent_rows(scenario))
     expected.update(extra or {})
     found = {}
+    store = LakeStore(data)
+    con = store.duckdb()
     for dataset, key in KEYS.items():
-        files = f"read_parquet('{data}/{dataset}/**/*.parquet', hive_partitioning = true)"
-        rows, distinct = duckdb.execute(f"select count(*), count(distinct ({key})) from {files}").fetchone()
+        files = f"read_parquet('{store.uri}/{dataset}/**/*.parquet', hive_partitioning = true)"
+        rows, distinct = con.execute(f"select count(*), count(distinct ({key})) from {files}").fetchone()
         assert rows == distinct, f"{dataset}: {rows - distinct} duplicate rows {why}"
         assert rows == expected[dataset], f"{dataset}: {rows} rows in Parquet, {expected[dataset]} expected {why}"
         found[dataset] = rows
-    lake = duckdb.execute(
-        f"select kind, entity, status, epoch_ms(starts_at) from read_parquet('{data}/alerts/**/*.parquet')"
+    lake = con.execute(
+        f"select kind, entity, status, epoch_ms(starts_at) from read_parquet('{store.uri}/alerts/**/*.parquet')"
     )
     assert set(lake.fetchall()) == offline_alerts(scenario), why
     return found

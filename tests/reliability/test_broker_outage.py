@@ -5,15 +5,13 @@ reconnects, and nothing is lost or repeated (the same checks as a worker kill)."
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from pipeline.ops.broker import EmbeddedBroker, free_port, stop_process
+from tests.reliability.conftest import S3_SECRET
 from tests.reliability.helpers import (
     HOOK_SECRET,
     SCENARIO,
@@ -26,50 +24,6 @@ from tests.reliability.helpers import (
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 OUTAGE_S = 30
-
-
-@pytest.fixture
-def s3(tmp_path, monkeypatch) -> Iterator[str]:  # noqa: ANN001
-    """A local S3 server with a bucket `tansu`; the AWS_* environment the broker reads points at it."""
-    boto3 = pytest.importorskip("boto3", reason="moto[server] (test dependency) is not installed")
-    port = free_port()
-    log = open(tmp_path / "s3.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        env = {
-            "AWS_ENDPOINT": endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "aws-secret-9d2c71",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ALLOW_HTTP": "true",
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="aws-secret-9d2c71",
-            region_name="us-east-1",
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.create_bucket(Bucket="tansu")
-                break
-            except Exception:  # not listening yet
-                assert server.poll() is None and time.monotonic() < deadline, "the S3 server did not start"
-                time.sleep(0.3)
-        yield endpoint
-    finally:
-        stop_process(server, timeout_s=10)
-        log.close()
 
 
 def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(
@@ -106,4 +60,4 @@ def test_the_broker_down_for_30_s_mid_stream_loses_and_repeats_nothing(
         broker.stop()
     check_lake(data, path, why)
     check_pages(receiver.received, path, why)
-    check_no_secret([log for _, log in children.procs] + list(tmp_path.glob("*.log")), HOOK_SECRET, "aws-secret-9d2c71")
+    check_no_secret([log for _, log in children.procs] + list(tmp_path.glob("*.log")), HOOK_SECRET, S3_SECRET)

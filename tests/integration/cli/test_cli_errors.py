@@ -45,7 +45,10 @@ BAD_INPUT = [
     (["query", "no_such_query"], "no canned query named 'no_such_query'; there are: blast_radius"),
     (["query", "SELEC 1"], "syntax error"),
     (["query", "fault_timeline", "--param", "start"], "--param wants NAME=VALUE"),
-    (["compact", "--data", "s3://bucket/lake"], "local data directory"),
+    (
+        ["compact", "--data", "s3://lake/x?endpoint_override=127.0.0.1:1&scheme=http"],
+        "cannot reach the lake at s3://lake/x",
+    ),
     (["sql", "--partitions", "3"], "unrecognized arguments"),
 ]
 

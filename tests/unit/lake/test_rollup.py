@@ -21,7 +21,7 @@ def test_link_health_over_a_long_window_reads_the_rollup_and_gives_the_raw_answe
     rolled = tmp_path / "lake"
     shutil.copytree(lake, rolled)
     written = roll_up(rolled, older_than_s=3600, now=LATER)
-    names = sorted(p.parent.parent.parent.name for p in written)
+    names = sorted(p.split("/")[0] for p in written)
     assert names == ["card_1h", "card_1m", "port_1h", "port_1m", "step_1h", "step_1m"]
     shutil.rmtree(rolled / "port")  # the answer now comes from the rollups alone
     assert query(rolled, "link_health", limit="1000") == raw  # the whole lake: port_1h
@@ -55,7 +55,7 @@ def test_a_rollup_is_rewritten_when_its_hour_gets_late_files(tmp_path: Path) -> 
     sink.add_batch("cp.telemetry.card", 1, 0, card_batch("node0002", 20))
     sink.flush_all()
     again, hourly = roll_up(tmp_path, older_than_s=0, now=LATER)
-    nodes = duckdb.execute(f"select distinct node from read_parquet('{again}') order by node").fetchall()
+    nodes = duckdb.execute(f"select distinct node from read_parquet('{tmp_path / again}') order by node").fetchall()
     assert nodes == [("node0001",), ("node0002",)]
 
 
