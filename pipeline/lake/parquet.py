@@ -5,9 +5,9 @@ and returns the last offset now on disk, so the caller acknowledges (commits) on
 Files are named after the dataset, topic, partition and the first offset of their rows, and are
 written whole or not at all (`LakeStore.publish`: renamed into place, one upload to S3), so a
 re-write after a crash replaces the same file and no reader ever sees half a file. A worker names
-its stream in the file name too (`<topic>+<partition>@<stream>+<offset>`, the stream being a tag of its consumer group and the
-topic's id): a topic re-created (a memory broker's next run) or another group's files are never
-overwritten or removed.
+its stream in the file name too (`<topic>+<partition>@<stream>+<offset>`, the stream being a tag of
+its consumer group and the topic's id): a topic re-created (a memory broker's next run) or another
+group's files are never overwritten or removed.
 """
 
 from __future__ import annotations
