@@ -4,9 +4,11 @@
 
 In one run on one embedded broker (Tansu): pre-produce the scenario into Kafka (timed: the
 simulator's rate into Kafka), read every telemetry message back with a plain aiokafka consumer and
-decode it (the ceiling), then start N workers in one consumer group and time them until their
-committed offsets reach the end of every telemetry topic. Prints x real time, the fraction of the
-ceiling, worker CPU seconds and peak RSS.
+decode it (the ceiling: msgpack and the column arrays, the worker's first step), then start N
+workers in one consumer group and time them until their committed offsets reach the end of every
+telemetry topic. Prints x real time, the fraction of the ceiling, worker CPU seconds and peak RSS.
+`--profile FILE` runs worker 0 under py-spy (`--gil`: where the GIL is held, which bounds one
+worker) and writes collapsed stacks.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ async def ceiling(bootstrap: str, topics: list[str], expected: int) -> tuple[flo
         while messages < expected:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
                 for record in records:
-                    samples += sum(part.rows() for part in decode_batch(record.value).split())
+                    samples += decode_batch(record.value).rows()
                 messages += len(records)
     finally:
         elapsed = time.perf_counter() - started
@@ -172,7 +174,7 @@ def main() -> None:
             started = time.perf_counter()
             command = [sys.executable, "-m", "pipeline", "--config", str(config), "worker"]
             profiled = (
-                [py_spy(), "record", "--format", "raw", "-r", "100", "-o", str(args.profile), "--", *command]
+                [py_spy(), "record", "--gil", "--format", "raw", "-r", "100", "-o", str(args.profile), "--", *command]
                 if args.profile
                 else command
             )

@@ -21,6 +21,8 @@ with one numpy pass; only ports that change state are looked at one by one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from pipeline.detect.alert_book import AlertBook
@@ -31,6 +33,20 @@ from pipeline.topology.protocol import ClusterTopology
 ERROR_COUNTERS = ("crc_errors", "symbol_errors")
 EVIDENCE_COUNTERS = ("fec_corrected", "drops")
 COUNTERS = ERROR_COUNTERS + EVIDENCE_COUNTERS
+MAX_LAYOUTS = 4096  # message layouts remembered (a collector's is the same every tick)
+
+
+@dataclass
+class _Layout:
+    """Where the rows of a message of given sources and row counts go in the flat port arrays."""
+
+    index: np.ndarray  # per source: its switch's index
+    blocks: list[tuple[int, int]]  # per source: (first flat port, ports)
+    row_part: np.ndarray  # per row: its source
+    row_start: np.ndarray  # per row: its switch's first flat port
+    row_size: np.ndarray  # per row: its switch's ports
+    whole: np.ndarray  # every flat port of the message's switches
+    span: slice | None  # the same as a slice, when they are one run of flat ports
 
 
 class LinkDetector:
@@ -63,6 +79,7 @@ class LinkDetector:
         self.down_times: dict[int, list[int]] = {}  # flat port -> times it went down (recent)
         self.admin_down: set[int] = set()  # flat ports reported administratively disabled
         self._link_labels: dict[str, dict[str, str]] = {}
+        self._layouts: dict[tuple, _Layout] = {}  # (sources, row counts) of a message -> its layout
 
     def _add_switch(self, name: str) -> tuple[int, int]:
         """Give a newly seen switch its block of flat ports (arrays grow by doubling)."""
@@ -94,44 +111,79 @@ class LinkDetector:
         for attr in ("window_total", "window_samples", "clean_streak"):
             setattr(self, attr, grown(getattr(self, attr), 0, 0))
 
+    def _layout(self, batch: Batch) -> _Layout:
+        """Where a message's rows go in the flat port arrays; the same for every tick of a collector,
+        so it is worked out once per set of sources and row counts."""
+        key = batch.layout()
+        found = self._layouts.get(key)
+        if found is not None:
+            return found
+        blocks = [self.block.get(name) or self._add_switch(name) for name in key[0]]
+        row_part = np.repeat(np.arange(len(blocks)), np.array(key[1], np.intp))
+        starts = np.array([first for first, _ in blocks], np.intp)
+        if len(self._layouts) >= MAX_LAYOUTS:
+            self._layouts.clear()
+        whole = np.concatenate([np.arange(first, first + ports) for first, ports in blocks])
+        contiguous = (
+            len(whole) > 0 and int(whole[-1]) - int(whole[0]) + 1 == len(whole) and bool((np.diff(whole) == 1).all())
+        )
+        found = self._layouts[key] = _Layout(
+            index=np.array([self.port_switch[first] for first, _ in blocks], np.intp),
+            blocks=blocks,
+            row_part=row_part,
+            row_start=starts[row_part],
+            row_size=np.array([n for _, n in blocks], np.intp)[row_part],
+            whole=whole,
+            span=slice(int(whole[0]), int(whole[-1]) + 1) if contiguous else None,
+        )
+        return found
+
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
         ts = batch.ts_ms
-        parts = (
-            [(batch.source, batch.rows())]
-            if batch.parts is None
-            else [(source, counts["rows"]) for source, counts in batch.parts]
-        )
-        blocks = [self.block.get(name) or self._add_switch(name) for name, _ in parts]
-        index = np.array([self.port_switch[first] for first, _ in blocks], np.intp)
-        counts = np.array([rows for _, rows in parts], np.intp)
-        row_part = np.repeat(np.arange(len(parts)), counts)
-        starts = np.array([first for first, _ in blocks], np.intp)
+        layout = self._layout(batch)
+        index, row_part = layout.index, layout.row_part
+        ports = batch.columns["port"].astype(np.intp)
         if batch.port_names is not None:  # sent once per port set: kept per port
-            self._learn_names(
-                starts[row_part],
-                np.array([n for _, n in blocks], np.intp)[row_part],
-                batch.columns["port"].astype(np.intp),
-                batch.port_names,
-            )
+            self._learn_names(layout.row_start, layout.row_size, ports, batch.port_names)
         last = self.last_ms[index]
         judged = ts > last  # per switch; an older batch was judged already
         if not judged.any():
             return []
         first_report = judged & (last < 0)
         self.last_ms[index[judged]] = ts
-        rows = judged[row_part]
-        flat = starts[row_part[rows]] + batch.columns["port"][rows].astype(np.intp)
-        status = batch.columns["oper_up"][rows]
+        span = None
+        if judged.all():  # the usual case: no row left out
+            rows, span = None, layout.span
+            flat = layout.row_start + ports
+            status = batch.columns["oper_up"]
+            first_rows = first_report[row_part]
+            whole = layout.whole
+        else:
+            rows = judged[row_part]
+            flat = layout.row_start[rows] + ports[rows]
+            status = batch.columns["oper_up"][rows]
+            first_rows = first_report[row_part[rows]]
+            whole = np.concatenate(
+                [np.arange(first, first + n) for (first, n), j in zip(layout.blocks, judged.tolist()) if j]
+            )
         oper = status == 1  # 0 down, 2 down and administratively disabled
         if (status == 2).any():
             self.admin_down.update(flat[status == 2].tolist())
             self.admin_down.difference_update(flat[status != 2].tolist())
         elif self.admin_down:
             self.admin_down.difference_update(flat.tolist())
-        whole = np.concatenate([np.arange(first, first + ports) for (first, ports), j in zip(blocks, judged) if j])
-        out = self._status(flat, oper, first_report[row_part[rows]], ts)
-        out += self._errors(batch, rows, flat, oper, whole, index[judged], ts)
+        out = self._status(flat, oper, first_rows, ts)
+        out += self._errors(batch, rows, flat, oper, whole, index[judged], ts, span)
         return out
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_layouts", None)  # worked out again after a restore
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._layouts = {}
 
     def _learn_names(self, starts: np.ndarray, sizes: np.ndarray, ports: np.ndarray, names: tuple[str, ...]) -> None:
         """Keep each named row's name for its port (rows past their switch's ports are not ours)."""
@@ -226,24 +278,31 @@ class LinkDetector:
     def _errors(
         self,
         batch: Batch,
-        rows: np.ndarray,
+        rows: np.ndarray | None,
         flat: np.ndarray,
         oper: np.ndarray,
         whole: np.ndarray,
         switches: np.ndarray,
         ts: int,
+        span: slice | None = None,
     ) -> list[Alert]:
         """Counter increments into each judged switch's error window (every port of the switch:
-        a port missing from the report counts as error-free this sample)."""
+        a port missing from the report counts as error-free this sample). `span`: `whole` as a
+        slice, if it is one run of flat ports (views instead of gathers and scatters)."""
         s = self.settings
-        values = np.stack([batch.columns[name][rows] for name in COUNTERS]).astype(np.int64)
-        before = self.prev[:, flat]
+        values = np.empty((len(COUNTERS), len(flat)), np.int64)
+        for i, name in enumerate(COUNTERS):
+            values[i] = batch.columns[name] if rows is None else batch.columns[name][rows]
+        in_order = len(flat) == len(whole) and np.array_equal(flat, whole)  # the usual case: every port reported
+        if not in_order:
+            span = None
+        before = self.prev[:, flat if span is None else span]
         # a counter below its previous value was reset (a reboot): a new baseline, not an error
         delta = np.where((before >= 0) & (values >= before), values - before, 0)
-        self.prev[:, flat] = values
+        self.prev[:, flat if span is None else span] = values
         row_inc = delta[: len(ERROR_COUNTERS)].sum(axis=0)
         row_inc[~oper] = 0  # a down link's errors are the down alert's business
-        if len(flat) == len(whole) and np.array_equal(flat, whole):  # the usual case: every port reported
+        if in_order:
             inc, extra = row_inc, delta[len(ERROR_COUNTERS) :].T
         else:  # a partial report: the ports it does not name had no errors this sample
             increments = np.zeros(len(self.oper), np.int64)
@@ -251,16 +310,22 @@ class LinkDetector:
             increments[flat] = row_inc
             extras[flat] = delta[len(ERROR_COUNTERS) :].T
             inc, extra = increments[whole], extras[whole]
-        ring = self.filled[self.port_switch[whole]] % s.error_window_samples
+        rings = self.filled[switches] % s.error_window_samples
+        at: slice | np.ndarray
+        ring: int | np.ndarray
+        if span is not None and int(rings.min()) == int(rings.max()):  # switches that report together
+            at, ring = span, int(rings[0])
+        else:
+            at, ring = whole, self.filled[self.port_switch[whole]] % s.error_window_samples
         self.filled[switches] += 1
-        leaving = self.errors[ring, whole]
-        self.window_total[whole] += inc - leaving
-        self.window_samples[whole] += (inc > 0).astype(np.int64) - (leaving > 0)
-        self.errors[ring, whole] = inc
-        self.extra[ring, whole] = extra
-        self.clean_streak[whole] = np.where(inc > 0, 0, self.clean_streak[whole] + 1)
+        leaving = self.errors[ring, at]
+        self.window_total[at] += inc - leaving
+        self.window_samples[at] += (inc > 0).astype(np.int64) - (leaving > 0)
+        self.errors[ring, at] = inc  # `leaving` (a view with a slice) is used up
+        self.extra[ring, at] = extra
+        self.clean_streak[at] = np.where(inc > 0, 0, self.clean_streak[at] + 1)
 
-        total, samples = self.window_total[whole], self.window_samples[whole]
+        total, samples = self.window_total[at], self.window_samples[at]
         out: list[Alert] = []
         window_s = s.error_window_samples * 1.0
         for i in np.flatnonzero((total >= s.error_min_count) & (samples >= s.error_min_samples)).tolist():
@@ -298,7 +363,7 @@ class LinkDetector:
             if alert:
                 out.append(alert)
         if self.degraded:  # a link resolves once every end that saw its errors has been clean
-            for port in whole[self.clean_streak[whole] >= s.error_clear_samples].tolist():
+            for port in whole[self.clean_streak[at] >= s.error_clear_samples].tolist():
                 link = self.links[port]
                 seen = self.degraded.get(link)
                 if seen is not None and port in seen:

