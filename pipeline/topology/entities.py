@@ -81,9 +81,10 @@ def _known_sources(batch: Batch, topology: ClusterTopology) -> bool:
         cache = _known.get(topology)
     except TypeError:  # a topology that cannot be weakly referenced: check every time
         return False
-    limits = cache.get(batch.layout(), False) if cache is not None else False
-    if limits is False:
+    key = batch.layout()
+    if cache is None or key not in cache:
         return False
+    limits = cache[key]  # None: node sources
     if limits is not None and (len(batch.columns["port"]) != len(limits) or (batch.columns["port"] >= limits).any()):
         return False
     return not _card_overflow(batch, topology)
