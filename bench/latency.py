@@ -1,6 +1,6 @@
 """Benchmark: wall-clock alert latency at real-time pace, to the alerts topic and to a webhook.
 
-    .venv/bin/python -m bench.latency [--seconds 75] [--fabric-window 2]
+    .venv/bin/python -m bench.latency [--seconds 75] [--fabric-window 2|off]
 
 On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
 `--speed 1` on the default 10,240-card cluster with three hard failures: a card (XID 79), a host
@@ -99,7 +99,7 @@ def start_pipeline(
     hook_url: str,
     scenario: Scenario,
     topic_prefix: str = "clusterpulse",
-    fabric_window_s: float | None = None,
+    fabric_window_s: float | None = 2.0,
 ) -> tuple[Settings, Path, subprocess.Popen]:
     """Topics on `broker` and one ready worker for the scenario's cluster paging `hook_url`, its lake
     and logs under `tmp`: (settings, the settings file, the worker)."""
@@ -126,7 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=75)
     parser.add_argument(
-        "--fabric-window", type=float, default=None, help="detect.correlate.fabric_window_s (first-tick root cause)"
+        "--fabric-window",
+        default="2",
+        help="detect.correlate.fabric_window_s (first-tick root cause; default 2, `off` for none)",
     )
     args = parser.parse_args()
     data = copy.deepcopy(DEFAULT_SCENARIO)
@@ -147,7 +149,12 @@ def main() -> None:
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
             settings, config, worker = start_pipeline(
-                broker, tmp, "bench-latency", receiver.url + "hook", scenario, fabric_window_s=args.fabric_window
+                broker,
+                tmp,
+                "bench-latency",
+                receiver.url + "hook",
+                scenario,
+                fabric_window_s=None if args.fabric_window == "off" else float(args.fabric_window),
             )
             try:
                 sim = subprocess.run(

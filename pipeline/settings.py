@@ -157,15 +157,11 @@ class CorrelateSettings(BaseModel):
     # 2 s: the far ends of a dead switch's (node's) links are sampled by several switches, each once
     # a second at its own phase, so they all see it within two ticks; links lost one by one over
     # longer (cables pulled, a rolling maintenance) are not one device dying
-    # off by default: with partitions read far apart (a fast replay, two workers), some of a node's
-    # links can fire and resolve before the others arrive, and the rule tests the links down now,
-    # not at that event time: a node is then paged by its silence rule where offline mode declares
-    # it from its links (2026-12-02)
     fabric_window_s: float | None = Field(
-        None,
+        2.0,
         ge=0,
         description="a switch or node whose links all go down (seen from their far ends) within this "
-        "much event time is declared down then, before its own silence rule would (2 turns it on; unset: off)",
+        "much event time is declared down then, before its own silence rule would (null: off)",
     )
     idle_s: float = Field(
         30.0,

@@ -7,15 +7,16 @@
   straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
-- Root cause from the first tick (with `fabric_window_s` set; off by default): when every link
-  whose far end would see a switch or node die (`ClusterTopology.witness_links`, at least two) goes
-  down within `fabric_window_s` of event time, that switch or node is declared down at once
-  (source `fabric`), before its own silence rule (the fallback) would; its evidence says how many
-  consequences are already known, so the notifier sends it without waiting. A switch_down or
-  node_down of a detector then waits until the clock reaches it, so that the links that went down
-  before it have arrived and the fabric's earlier verdict wins (one worker: offline equals Kafka;
-  with partitions moving between workers mid-episode it can still lose, hence off by default). It
-  resolves when its own detector sees it come back, or, where none fired, with its first link.
+- Root cause from the first tick (`fabric_window_s`, null turns it off): when every link whose far
+  end would see a switch or node die (`ClusterTopology.witness_links`, at least two) went down
+  within `fabric_window_s` of event time, that switch or node is declared down at once (source
+  `fabric`), before its own silence rule (the fallback) would; its evidence says how many
+  consequences are already known, so the notifier sends it without waiting. The links are judged
+  by their down episodes at that event time (`link_episodes`), not by what is down now, so the
+  order in which partitions are read does not matter. A switch_down or node_down of a detector
+  waits until the clock reaches it, so that the links that went down before it have arrived and the
+  fabric's earlier verdict wins. It resolves when its own detector sees it come back, or, where none
+  fired, with its first link that came back (once the clock has passed that return).
 - Unreachable is not dead: a node or switch whose collector could not reach it (a finding marked
   `unreachable`) is paged as down only once the fabric agrees, i.e. every link whose other end
   would see it die is down (`ClusterTopology.witness_links`); until then it is kept, not paged, and
@@ -55,6 +56,7 @@ log = logging.getLogger("clusterpulse.correlate")
 ORPHAN_AFTER_S = 60.0
 FABRIC = "fabric"  # the source of a switch or node declared down from its links (`_infer_for`)
 FABRIC_ROOTS = frozenset({"switch_down", "node_down"})
+EPISODES_KEPT_MS = 600_000  # a link's down episodes kept this long after they ended (event time)
 
 
 class Correlator:
@@ -85,6 +87,12 @@ class Correlator:
         # node_down / switch_down findings of sources that could not be reached, by id, with their
         # source: paged once the fabric agrees
         self.unconfirmed: dict[str, tuple[Alert, str]] = {}
+        # link -> its recent down episodes [starts_at, ends_at or None, disabled], oldest first: what the
+        # first-tick rule tests at the event time of a candidate, whatever order the findings came in
+        self.link_episodes: dict[str, list[tuple[str, str | None, bool]]] = {}
+        # a switch or node declared from its links, some of which were up again when it was: the
+        # earliest such end, its resolution once the clock is there (no earlier end can come then)
+        self.fabric_ends: dict[str, str] = {}
         self.restored_offset = -1  # the offset of the last finding the restored snapshot includes
         # the active silences covering an alert (pipeline.notify.silences.SilenceBook.silenced_by); none offline
         self.silences: Callable[[Alert], tuple[str, ...]] | None = None
@@ -101,8 +109,11 @@ class Correlator:
         "resolved",
         "orphans",
         "unconfirmed",
+        "link_episodes",
+        "fabric_ends",
     )
-    STATE_VERSION = 2  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec
+    STATE_VERSION = 3  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec;
+    # 3: link down episodes
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
@@ -157,6 +168,8 @@ class Correlator:
                 self.unconfirmed[finding.id] = (finding, source)
                 return []
             finding = self._confirmed(finding)
+        if finding.kind == "link_down" and self.settings.fabric_window_s is not None:
+            self._record_episode(finding)
         out = self._push(finding, source)
         if finding.kind == "link_down" and finding.status == "firing":
             if self.unconfirmed:
@@ -175,37 +188,79 @@ class Correlator:
         published = self.published.get(link_id)
         return published if published is not None and published.status == "firing" else None
 
+    def _record_episode(self, finding: Alert) -> None:
+        """A link's down episode starts with its first firing finding and ends with a resolution
+        (the last end's: the correlator resolves a link when every end that saw it down is up)."""
+        ended = self.resolved.get(finding.id)
+        if ended is not None and iso_ms(finding.starts_at) <= ended:
+            return  # a replayed episode
+        episodes = self.link_episodes.setdefault(finding.entity, [])
+        if finding.status == "firing":
+            if not episodes or episodes[-1][1] is not None:
+                episodes.append((finding.starts_at, None, finding.labels.get("admin_down") == "true"))
+                cutoff = iso_ms(finding.starts_at) - EPISODES_KEPT_MS
+                while len(episodes) > 1 and (end := episodes[0][1]) is not None and iso_ms(end) < cutoff:
+                    episodes.pop(0)
+        elif episodes and episodes[-1][1] is None and len(self.sources.get(finding.id, ())) <= 1:
+            start, _, disabled = episodes[-1]
+            episodes[-1] = (start, finding.ends_at or finding.starts_at, disabled)
+
+    def _down_together(self, links: list[str], around: str) -> list[tuple[str, str | None]] | None:
+        """Each link's down episode that started nearest `around` (an event time), if they all
+        started within `fabric_window_s` of each other, none was a disabled port, and they were
+        all down together when the last of them went down; else None."""
+        window_ms = int((self.settings.fabric_window_s or 0) * 1000)
+        at = iso_ms(around)
+        chosen = []
+        for link in links:
+            near = [e for e in self.link_episodes.get(link, ()) if abs(iso_ms(e[0]) - at) <= window_ms]
+            if not near:
+                return None
+            start, end, disabled = min(near, key=lambda e: abs(iso_ms(e[0]) - at))
+            if disabled:
+                return None
+            chosen.append((start, end))
+        starts = [iso_ms(start) for start, _ in chosen]
+        last = max(starts)
+        if last - min(starts) > window_ms or any(end is not None and iso_ms(end) <= last for _, end in chosen):
+            return None
+        return chosen
+
     def _infer_for(self, link: str) -> list[Alert]:
         """The switches and nodes behind a link that just went down whose witness links all went
-        down within `fabric_window_s`: declared down now (see the module docstring)."""
+        down within `fabric_window_s`: declared down now (see the module docstring). Tested on the
+        links' down episodes at that event time, so a witness link that has come back since (read
+        late from a slower partition) counts as it would have in event-time order."""
         out: list[Alert] = []
-        window_s = self.settings.fabric_window_s
-        if window_s is None:
+        if self.settings.fabric_window_s is None:
             return out
         try:
             causes = self.topo.link_causes(link)
         except UnknownEntity:
             return out
+        episodes = self.link_episodes.get(link)
+        if not episodes:
+            return out
+        around = episodes[-1][0]
         for kind, entity in causes:
             root_id = alert_id(kind, entity)
             held = self.held.get(root_id)  # its own detector's finding, waiting for the clock
             if (root_id in self.sources and held is None) or root_id in self.unconfirmed:
                 continue  # already paged, or an unreachable source waiting for the fabric
+            ended = self.resolved.get(root_id)
+            if ended is not None and iso_ms(around) <= ended:
+                continue  # an episode of it that has resolved already
             links = self.topo.witness_links(kind, entity)
-            downs = [self._down_link(name) for name in links]
-            if len(links) < 2 or any(d is None or d.labels.get("admin_down") == "true" for d in downs):
+            chosen = self._down_together(links, around) if len(links) >= 2 else None
+            if chosen is None:
                 continue
-            starts = [iso_ms(d.starts_at) for d in downs if d is not None]
-            if max(starts) - min(starts) > window_s * 1000:
-                continue
-            first = min(downs, key=lambda d: iso_ms(d.starts_at) if d is not None else 0)
-            assert first is not None  # every witness link is down
+            starts = [iso_ms(start) for start, _ in chosen]
             spread_s = (max(starts) - min(starts)) / 1000
             finding = Alert(
                 kind=kind,
                 entity=entity,
                 status="firing",
-                starts_at=first.starts_at,
+                starts_at=min(chosen)[0],
                 severity="critical",
                 summary=f"{entity} down: all {len(links)} links its neighbours see went down within {spread_s:g} s",
                 labels={"switch" if kind == "switch_down" else "node": entity},
@@ -217,7 +272,27 @@ class Correlator:
                     self.sources[root_id].add(FABRIC)
                     out.append(self._publish(finding))
                     continue
+                # its detector saw it come back while it waited: declared, then resolved as its detector said
+                out += self._push(finding, FABRIC)
+                out += self._push(held.resolved, FABRIC)
+                continue
             out += self._push(finding, FABRIC)
+            ends = [end for _, end in chosen if end is not None]
+            if ends and root_id in self.published:  # a witness link is up again: resolved when the clock is there
+                self.fabric_ends[root_id] = min(ends)
+        return out
+
+    def _fabric_resolutions(self, clock: int) -> list[Alert]:
+        """Switches and nodes declared from links of which some were up again already: resolved at
+        the earliest of those ends once the clock has passed it (a witness link still down then
+        comes back later, in event time)."""
+        out: list[Alert] = []
+        for root_id, end in list(self.fabric_ends.items()):
+            if iso_ms(end) <= clock:
+                del self.fabric_ends[root_id]
+                root = self.published.get(root_id)
+                if root is not None and FABRIC in self.sources.get(root_id, set()):
+                    out += self._push(replace(root, status="resolved", ends_at=end), FABRIC)
         return out
 
     def _uninfer_for(self, resolved_link: Alert) -> list[Alert]:
@@ -236,6 +311,9 @@ class Correlator:
             if root is None:
                 continue
             ends_at = resolved_link.ends_at or resolved_link.starts_at
+            known = self.fabric_ends.pop(root_id, None)  # an earlier end of another of its links
+            if known is not None and iso_ms(known) < iso_ms(ends_at):
+                ends_at = known
             out += self._push(replace(root, status="resolved", ends_at=ends_at), FABRIC)
         return out
 
@@ -320,6 +398,7 @@ class Correlator:
         return [
             replace(
                 finding,
+                starts_at=firing.starts_at,  # the episode's start as paged (another source may have seen it first)
                 root_cause=firing.root_cause,
                 labels=firing.labels,
                 evidence={**firing.evidence, **finding.evidence},
@@ -334,7 +413,8 @@ class Correlator:
             self.moved_at[source] = self.wall()
         self.caught_up[source] = caught_up
         clock = self.clockiso_ms()
-        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+        out = self._fabric_resolutions(clock) if self.fabric_ends else []
+        return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
     def _page_orphans(self, clock: int) -> list[Alert]:
         """Consequences still firing `ORPHAN_AFTER_S` after their cause resolved: a firing record
@@ -376,7 +456,8 @@ class Correlator:
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
             return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
         clock = self.clockiso_ms()
-        return self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+        out = self._fabric_resolutions(clock) if self.fabric_ends else []
+        return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
     def unsilenced(self) -> list[Alert]:
         """Firing alerts whose silences ended: published again without `silenced_by`, so they page now."""

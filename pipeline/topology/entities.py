@@ -12,7 +12,7 @@ from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import UnknownEntity
 
 MAX_KNOWN = 4096  # source lists remembered per topology (a collector sends the same list every tick)
-# topology -> (sources, row counts) of a multi-source message -> each row's port limit (None for nodes)
+# topology -> (kind, sources, row counts) of a multi-source message -> each row's port limit (None for nodes)
 _known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -81,7 +81,7 @@ def _known_sources(batch: Batch, topology: ClusterTopology) -> bool:
         cache = _known.get(topology)
     except TypeError:  # a topology that cannot be weakly referenced: check every time
         return False
-    key = batch.layout()
+    key = (batch.kind, *batch.layout())  # a host's port batch has the node names of its card batch
     if cache is None or key not in cache:
         return False
     limits = cache[key]  # None: node sources
@@ -102,4 +102,4 @@ def _remember(batch: Batch, topology: ClusterTopology) -> None:
     limits = None
     if batch.schema.source == "switch":
         limits = np.repeat(np.asarray([topology.switch_ports(s) for s in sources], np.int64), counts)
-    cache[(sources, counts)] = limits
+    cache[(batch.kind, sources, counts)] = limits

@@ -1,5 +1,7 @@
 """Root cause, dedup and lifecycle on hand-made findings (no detectors, no broker)."""
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.correlate.correlator import Correlator
@@ -359,3 +361,44 @@ def test_disabled_ports_are_not_a_switch_dying() -> None:
         down.labels["admin_down"] = "true"
         out += c.push(down, f"port/{spine % 12}")
     assert not [a for a in out if a.kind == "switch_down"]
+
+
+def test_a_node_declared_from_links_read_far_apart_is_the_one_of_event_time_order() -> None:
+    """Half of a node's host links come from a partition read long before the other half: they
+    have gone down and come back (30 s up) before the others arrive. The rule tests each link's
+    down episode at the event time, so the node is declared, and resolves, as in event-time order."""
+    links = [TOPO.host_link_name(1100, nic) for nic in range(8)]
+    findings = [(finding("link_down", link, 150 + nic / 10), f"port/{nic}") for nic, link in enumerate(links)]
+    findings += [
+        (finding("link_down", link, 200 + nic / 10, "resolved"), f"port/{nic}") for nic, link in enumerate(links)
+    ]
+    in_order = sorted(findings, key=lambda f: f[0].ends_at or f[0].starts_at)
+    fast, slow = [f for f in findings if int(f[1][5:]) < 4], [f for f in findings if int(f[1][5:]) >= 4]
+
+    def run(order: list[tuple[Alert, str]]) -> list[tuple]:
+        c = correlator()
+        out = []
+        for found, source in order:
+            out += c.push(found, source)
+        out += tick(c, 300)
+        return sorted(
+            (a.kind, a.entity, a.status, a.starts_at, a.ends_at, a.summary) for a in out if a.kind == "node_down"
+        )
+
+    expected = run(in_order)
+    assert [(kind, status) for kind, _, status, *_ in expected] == [("node_down", "firing"), ("node_down", "resolved")]
+    assert run(fast + slow) == expected
+    assert run(slow + fast) == expected
+
+
+def test_a_switch_whose_detector_resolved_while_it_waited_resolves_as_its_detector_said() -> None:
+    c = correlator()
+    uplinks = [f"leaf017~spine{spine:03d}" for spine in range(32)]
+    out = c.push(finding("switch_down", "leaf017", 243), "port/5")  # its silence rule, held for the clock
+    back = replace(finding("switch_down", "leaf017", 243), status="resolved", ends_at=iso_utc(START_MS + 260_000))
+    out += c.push(back, "port/5")  # back before the clock got there
+    for n, link in enumerate(uplinks):  # its links, from partitions read later
+        out += c.push(finding("link_down", link, 240), f"port/{n % 12}")
+    leaf = [(a.status, a.starts_at, a.ends_at) for a in out if a.kind == "switch_down"]
+    start = iso_utc(START_MS + 240_000)
+    assert leaf == [("firing", start, None), ("resolved", start, back.ends_at)]
