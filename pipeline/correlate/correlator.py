@@ -260,7 +260,7 @@ class Correlator:
                 kind=kind,
                 entity=entity,
                 status="firing",
-                starts_at=min(chosen)[0],
+                starts_at=min(start for start, _ in chosen),
                 severity="critical",
                 summary=f"{entity} down: all {len(links)} links its neighbours see went down within {spread_s:g} s",
                 labels={"switch" if kind == "switch_down" else "node": entity},

@@ -159,7 +159,7 @@ class LakeStore:
             return
         final = Path(self.path(relative))
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp")
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")  # workers starting at once do not collide
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)

@@ -156,34 +156,41 @@ def register(ctx: WorkerContext) -> None:
     for spec in TOPIC_KINDS:
         telemetry_agent(spec)
 
-    def caught_up(source: str) -> bool:
+    async def end_offsets() -> dict:
+        """Each assigned telemetry partition's end offset, asked of the broker now. The consumer's
+        own highwater is the one of its last fetch, which can be seconds old while this worker reads
+        other partitions: a partition would look read to its end while a producer writes to it."""
+        tps = [tp for tp in ctx.app.consumer.assignment() if tp.topic in ctx.kind_of_topic]
+        if not tps:
+            return {}
+        try:
+            return dict(await ctx.app.consumer.highwaters(*tps))
+        except Exception:  # a rebalance or the broker away: nothing counts as caught up this time
+            return {}
+
+    def caught_up(source: str, ends: dict) -> bool:
         """Has this worker read everything in the source's partition?"""
         tp, offset = positions.get(source, (None, -1))
-        try:
-            highwater = ctx.app.consumer.highwater(tp) if tp is not None else None
-        except Exception:  # not assigned (any more), or no fetch yet
-            return False
-        return highwater is not None and offset + 1 >= highwater
+        end = ends.get(tp) if tp is not None else None
+        return end is not None and offset + 1 >= end
 
-    def empty_sources() -> list[str]:
-        """Assigned telemetry partitions that hold no message at all: caught up from the start."""
-        empty = []
-        for tp in ctx.app.consumer.assignment():
+    def unread_sources(ends: dict) -> dict[str, tuple[int, bool]]:
+        """Assigned telemetry partitions this worker has read nothing of yet: caught up if they hold
+        no message at all, else holding the clock until read (data may have come since they were
+        empty)."""
+        unread = {}
+        for tp, end in ends.items():
             kind = ctx.kind_of_topic.get(tp.topic)
             source = f"{kind}/{tp.partition}"
-            if kind is None or source in watermarks:
-                continue
-            try:
-                if ctx.app.consumer.highwater(tp) == 0:
-                    empty.append(source)
-            except Exception:  # no fetch yet
-                pass
-        return empty
+            if kind is not None and source not in watermarks:
+                unread[source] = (-1, end == 0)
+        return unread
 
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
-        marks = {src: (ts, caught_up(src)) for src, ts in watermarks.items()}
-        marks.update({src: (-1, True) for src in empty_sources()})
+        ends = await end_offsets()
+        marks = {src: (ts, caught_up(src, ends)) for src, ts in watermarks.items()}
+        marks.update(unread_sources(ends))
         changed = {src: mark for src, mark in marks.items() if sent_marks.get(src) != mark}
         if changed:
             await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_watermarks(changed), force=True)

@@ -3,6 +3,8 @@ server in tests/reliability/test_s3_lake.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,15 @@ def test_a_staged_file_is_published_in_place_and_empty_folders_go(tmp_path: Path
 def test_an_object_store_uri_must_name_a_bucket() -> None:
     with pytest.raises(ValueError, match="names no bucket"):
         LakeStore("s3://")
+
+
+def test_two_processes_writing_one_small_file_do_not_collide(tmp_path: Path) -> None:
+    """Two workers starting at once both record the manifest: each writes its own temporary file."""
+    code = (
+        "import sys; from pipeline.lake.store import LakeStore\n"
+        "for _ in range(300): LakeStore(sys.argv[1]).write_bytes('_lake.json', b'x')"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert (tmp_path / "_lake.json").read_bytes() == b"x"
+    assert [f.name for f in tmp_path.iterdir()] == ["_lake.json"]  # no temporary file left
