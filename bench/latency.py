@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.latency [--seconds 75] [--fabric-window 2|off]
 
 On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
-`--speed 1` on the default 10,240-card cluster with three hard failures: a card (silent in the realistic profile: it falls off the bus), a host
-link down, a leaf switch. Latency is measured from the moment the tick that carries the fault's
+`--speed 1` on the default 10,240-card cluster with three hard failures: a card (silent in the
+realistic profile: it falls off the bus, found by its silence rule), a host link down, a leaf
+switch. Latency is measured from the moment the tick that carries the fault's
 first faulty sample (or, for a silent switch, the first tick without it) was produced (its Kafka
 timestamp) to the alert's firing record on the alerts topic (its Kafka timestamp) and to the
 webhook's arrival, grouping holds included.
