@@ -1,11 +1,11 @@
 """Benchmark: wall-clock alert latency at real-time pace, to the alerts topic and to a webhook.
 
-    .venv/bin/python -m bench.latency [--seconds 75] [--fabric-window 2|off]
+    .venv/bin/python -m bench.latency [--seconds 100] [--fabric-window 2|off]
 
 On the embedded broker, one worker (with a webhook receiver in this process) and the simulator at
 `--speed 1` on the default 10,240-card cluster with three hard failures: a card (silent in the
 realistic profile: it falls off the bus, found by its silence rule), a host link down, a leaf
-switch. Latency is measured from the moment the tick that carries the fault's
+switch, a node, a spine switch. Latency is measured from the moment the tick that carries the fault's
 first faulty sample (or, for a silent switch, the first tick without it) was produced (its Kafka
 timestamp) to the alert's firing record on the alerts topic (its Kafka timestamp) and to the
 webhook's arrival, grouping holds included.
@@ -37,7 +37,12 @@ from pipeline.settings import Settings, load_settings
 from producers.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = {"card_failure": "card_failed", "link_down": "link_down", "switch_failure": "switch_down"}
+EXPECTED = {
+    "card_failure": "card_failed",
+    "link_down": "link_down",
+    "switch_failure": "switch_down",
+    "node_failure": "node_down",
+}
 
 
 class TimedReceiver(WebhookReceiver):
@@ -125,7 +130,7 @@ def start_pipeline(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=75)
+    parser.add_argument("--seconds", type=float, default=100)
     parser.add_argument(
         "--fabric-window",
         default="2",
@@ -140,6 +145,8 @@ def main() -> None:
             {"kind": "card_failure", "target": "node1100-card6", "start_s": 20},
             {"kind": "link_down", "target": "node0100-nic2~leaf083", "start_s": 35},
             {"kind": "switch_failure", "target": "leaf017", "start_s": 50, "duration_s": 15},
+            {"kind": "node_failure", "target": "node0500", "start_s": 65, "duration_s": 15},
+            {"kind": "switch_failure", "target": "spine005", "start_s": 80, "duration_s": 15},
         ],
     )
     with tempfile.TemporaryDirectory(prefix="clusterpulse-latency-") as tmp_dir:
