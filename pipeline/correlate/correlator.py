@@ -205,26 +205,39 @@ class Correlator:
             start, _, disabled = episodes[-1]
             episodes[-1] = (start, finding.ends_at or finding.starts_at, disabled)
 
-    def _down_together(self, links: list[str], around: str) -> list[tuple[str, str | None]] | None:
-        """Each link's down episode that started nearest `around` (an event time), if they all
-        started within `fabric_window_s` of each other, none was a disabled port, and they were
-        all down together when the last of them went down; else None."""
+    def _down_together(
+        self, links: list[str], around: str
+    ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]] | None:
+        """The witness links' down episodes at `around` (an event time): (those that started within
+        `fabric_window_s` of it, those down since earlier), if at least half of the links (and two)
+        went down together, the rest were down already (a cable out for a while says nothing
+        against the device dying now), none is a disabled port, and all were down when the last of
+        them went down; else None. Links lost one by one (a rolling maintenance) are not half."""
         window_ms = int((self.settings.fabric_window_s or 0) * 1000)
         at = iso_ms(around)
-        chosen = []
+        together, already = [], []
         for link in links:
-            near = [e for e in self.link_episodes.get(link, ()) if abs(iso_ms(e[0]) - at) <= window_ms]
-            if not near:
-                return None
-            start, end, disabled = min(near, key=lambda e: abs(iso_ms(e[0]) - at))
+            episodes = self.link_episodes.get(link, ())
+            near = [e for e in episodes if abs(iso_ms(e[0]) - at) <= window_ms]
+            if near:
+                start, end, disabled = min(near, key=lambda e: abs(iso_ms(e[0]) - at))
+                together.append((start, end))
+            else:
+                before = [e for e in episodes if iso_ms(e[0]) < at and (e[1] is None or iso_ms(e[1]) > at)]
+                if not before:
+                    return None
+                start, end, disabled = before[-1]
+                already.append((start, end))
             if disabled:
                 return None
-            chosen.append((start, end))
-        starts = [iso_ms(start) for start, _ in chosen]
-        last = max(starts)
-        if last - min(starts) > window_ms or any(end is not None and iso_ms(end) <= last for _, end in chosen):
+        if len(together) < max(2, (len(links) + 1) // 2):
             return None
-        return chosen
+        starts = [iso_ms(start) for start, _ in together]
+        last = max(starts)
+        ends = [end for _, end in together + already]
+        if last - min(starts) > window_ms or any(end is not None and iso_ms(end) <= last for end in ends):
+            return None
+        return together, already
 
     def _infer_for(self, link: str) -> list[Alert]:
         """The switches and nodes behind a link that just went down whose witness links all went
@@ -251,9 +264,10 @@ class Correlator:
             if ended is not None and iso_ms(around) <= ended:
                 continue  # an episode of it that has resolved already
             links = self.topo.witness_links(kind, entity)
-            chosen = self._down_together(links, around) if len(links) >= 2 else None
-            if chosen is None:
+            found = self._down_together(links, around) if len(links) >= 2 else None
+            if found is None:
                 continue
+            chosen, already = found
             starts = [iso_ms(start) for start, _ in chosen]
             spread_s = (max(starts) - min(starts)) / 1000
             finding = Alert(
@@ -262,7 +276,10 @@ class Correlator:
                 status="firing",
                 starts_at=min(start for start, _ in chosen),
                 severity="critical",
-                summary=f"{entity} down: all {len(links)} links its neighbours see went down within {spread_s:g} s",
+                summary=f"{entity} down: {len(chosen)} of the {len(links)} links its neighbours see went down "
+                f"within {spread_s:g} s ({len(already)} down before)"
+                if already
+                else f"{entity} down: all {len(links)} links its neighbours see went down within {spread_s:g} s",
                 labels={"switch" if kind == "switch_down" else "node": entity},
                 evidence={"witness_links_down": len(links), "inferred_from": FABRIC, "consequences_known": len(links)},
             )
@@ -277,7 +294,7 @@ class Correlator:
                 out += self._push(held.resolved, FABRIC)
                 continue
             out += self._push(finding, FABRIC)
-            ends = [end for _, end in chosen if end is not None]
+            ends = [end for _, end in chosen + already if end is not None]
             if ends and root_id in self.published:  # a witness link is up again: resolved when the clock is there
                 self.fabric_ends[root_id] = min(ends)
         return out

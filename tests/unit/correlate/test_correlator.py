@@ -403,3 +403,26 @@ def test_a_switch_whose_detector_resolved_while_it_waited_resolves_as_its_detect
     leaf = [(a.status, a.starts_at, a.ends_at) for a in out if a.kind == "switch_down"]
     start = iso_utc(START_MS + 240_000)
     assert leaf == [("firing", start, None), ("resolved", start, back.ends_at)]
+
+
+def test_a_leaf_with_an_uplink_down_for_a_while_is_still_declared_when_it_dies() -> None:
+    c = correlator()
+    uplinks = [f"leaf017~spine{spine:03d}" for spine in range(32)]
+    assert c.push(finding("link_down", uplinks[0], 100), "port/0") == []  # a cable out since t = 100
+    out = tick(c, 240)
+    for n, link in enumerate(uplinks[1:]):
+        out += c.push(finding("link_down", link, 240), f"port/{n % 12}")
+    leaf = [a for a in out if a.kind == "switch_down"]
+    assert [(a.entity, a.starts_at) for a in leaf] == [("leaf017", iso_utc(START_MS + 240_000))]
+    assert "31 of the 32 links its neighbours see went down within 0 s (1 down before)" in leaf[0].summary
+
+
+def test_half_of_a_nodes_links_lost_earlier_is_not_the_node_dying_now() -> None:
+    c = correlator()
+    links = [TOPO.host_link_name(1100, nic) for nic in range(8)]
+    out = []
+    for nic, link in enumerate(links[:5]):  # five cables out, a minute apart
+        out += c.push(finding("link_down", link, 100 + 60 * nic), f"port/{nic}")
+    for nic, link in enumerate(links[5:], start=5):  # then three at once: fewer than half together
+        out += c.push(finding("link_down", link, 500), f"port/{nic}")
+    assert not [a for a in out if a.kind == "node_down"]
