@@ -8,9 +8,10 @@
   whose root cause is firing when it is released carries `root_cause` = that alert's id.
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 - Root cause from the first tick (`fabric_window_s`, null turns it off): when every link whose far
-  end would see a switch or node die (`ClusterTopology.witness_links`, at least two) went down
-  within `fabric_window_s` of event time, that switch or node is declared down at once (source
-  `fabric`), before its own silence rule (the fallback) would; its evidence says how many
+  end would see a switch or node die (`ClusterTopology.witness_links`, at least two) is down and at
+  least 90 % of them went down within `fabric_window_s` of event time, that switch or node is
+  declared down at once (source `fabric`), before its own silence rule (the fallback) would; its
+  evidence says how many
   consequences are already known, so the notifier sends it without waiting. The links are judged
   by their down episodes at that event time (`link_episodes`), not by what is down now, so the
   order in which partitions are read does not matter. A switch_down or node_down of a detector
@@ -34,6 +35,7 @@ released after a short quiet period.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -56,6 +58,11 @@ log = logging.getLogger("clusterpulse.correlate")
 ORPHAN_AFTER_S = 60.0
 FABRIC = "fabric"  # the source of a switch or node declared down from its links (`_infer_for`)
 FABRIC_ROOTS = frozenset({"switch_down", "node_down"})
+# Of a switch's or node's witness links, this share must go down together for the first-tick rule;
+# the rest may have been down before (a cable out; a link still in its 30 s hysteresis after an
+# earlier failure next to it). High, so that a device of few links (a node's 8, a small fabric's 3)
+# needs all of them: with 3 links, a link in hysteresis plus two going down is not the device.
+TOGETHER_SHARE = 0.9
 EPISODES_KEPT_MS = 600_000  # a link's down episodes kept this long after they ended (event time)
 
 
@@ -209,10 +216,10 @@ class Correlator:
         self, links: list[str], around: str
     ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]] | None:
         """The witness links' down episodes at `around` (an event time): (those that started within
-        `fabric_window_s` of it, those down since earlier), if at least half of the links (and two)
-        went down together, the rest were down already (a cable out for a while says nothing
-        against the device dying now), none is a disabled port, and all were down when the last of
-        them went down; else None. Links lost one by one (a rolling maintenance) are not half."""
+        `fabric_window_s` of it, those down since earlier), if at least `TOGETHER_SHARE` of the links
+        (and two) went down together, the rest were down already (a cable out for a while says
+        nothing against the device dying now), none is a disabled port, and all were down when the
+        last of them went down; else None."""
         window_ms = int((self.settings.fabric_window_s or 0) * 1000)
         at = iso_ms(around)
         together, already = [], []
@@ -230,7 +237,7 @@ class Correlator:
                 already.append((start, end))
             if disabled:
                 return None
-        if len(together) < max(2, (len(links) + 1) // 2):
+        if len(together) < max(2, math.ceil(TOGETHER_SHARE * len(links))):
             return None
         starts = [iso_ms(start) for start, _ in together]
         last = max(starts)
