@@ -11,10 +11,9 @@
   end would see a switch or node die (`ClusterTopology.witness_links`, at least two) is down and at
   least 90 % of them went down within `fabric_window_s` of event time, that switch or node is
   declared down at once (source `fabric`), before its own silence rule (the fallback) would; its
-  evidence says how many
-  consequences are already known, so the notifier sends it without waiting. The links are judged
-  by their down episodes at that event time (`link_episodes`), not by what is down now, so the
-  order in which partitions are read does not matter. A switch_down or node_down of a detector
+  evidence says how many consequences are already known, so the notifier sends it without waiting.
+  The links are judged by their down episodes at that event time (`link_episodes`), not by what is
+  down now, so the order in which partitions are read does not matter. A switch_down or node_down of a detector
   waits until the clock reaches it, so that the links that went down before it have arrived and the
   fabric's earlier verdict wins. It resolves when its own detector sees it come back, or, where none
   fired, with its first link that came back (once the clock has passed that return).
@@ -186,15 +185,6 @@ class Correlator:
             out = self._uninfer_for(finding) + out  # the switch or node first, its link with it
         return out
 
-    def _down_link(self, link: str) -> Alert | None:
-        """The firing (held or published) link_down of a link, None if it is not down."""
-        link_id = alert_id("link_down", link)
-        held = self.held.get(link_id)
-        if held is not None:
-            return held.alert if held.resolved is None else None
-        published = self.published.get(link_id)
-        return published if published is not None and published.status == "firing" else None
-
     def _record_episode(self, finding: Alert) -> None:
         """A link's down episode starts with its first firing finding and ends with a resolution
         (the last end's: the correlator resolves a link when every end that saw it down is up)."""
@@ -247,8 +237,9 @@ class Correlator:
         return together, already
 
     def _infer_for(self, link: str) -> list[Alert]:
-        """The switches and nodes behind a link that just went down whose witness links all went
-        down within `fabric_window_s`: declared down now (see the module docstring). Tested on the
+        """The switches and nodes behind a link that just went down whose witness links are all down,
+        most of them gone within `fabric_window_s` (`_down_together`): declared down now (see the
+        module docstring). Tested on the
         links' down episodes at that event time, so a witness link that has come back since (read
         late from a slower partition) counts as it would have in event-time order."""
         out: list[Alert] = []
@@ -436,7 +427,10 @@ class Correlator:
             self.watermarks[source] = max(ts_ms, self.watermarks.get(source, -1))
             self.moved_at[source] = self.wall()
         self.caught_up[source] = caught_up
-        clock = self.clockiso_ms()
+        return self._due(self.clockiso_ms())
+
+    def _due(self, clock: int) -> list[Alert]:
+        """What the event-time clock has reached: fabric resolutions, held alerts, orphans."""
         out = self._fabric_resolutions(clock) if self.fabric_ends else []
         return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
@@ -479,9 +473,7 @@ class Correlator:
         now = self.wall()
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
             return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
-        clock = self.clockiso_ms()
-        out = self._fabric_resolutions(clock) if self.fabric_ends else []
-        return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+        return self._due(self.clockiso_ms())
 
     def unsilenced(self) -> list[Alert]:
         """Firing alerts whose silences ended: published again without `silenced_by`, so they page now."""
