@@ -124,9 +124,7 @@ class LinkDetector:
         if len(self._layouts) >= MAX_LAYOUTS:
             self._layouts.clear()
         whole = np.concatenate([np.arange(first, first + ports) for first, ports in blocks])
-        contiguous = (
-            len(whole) > 0 and int(whole[-1]) - int(whole[0]) + 1 == len(whole) and bool((np.diff(whole) == 1).all())
-        )
+        contiguous = len(whole) > 0 and bool((np.diff(whole) == 1).all())
         found = self._layouts[key] = _Layout(
             index=np.array([self.port_switch[first] for first, _ in blocks], np.intp),
             blocks=blocks,
