@@ -24,10 +24,14 @@ def is_quiet(caught_up: bool, still_s: float, idle_s: float) -> bool:
     return (caught_up and still_s >= CAUGHT_UP_GRACE_S) or still_s >= idle_s
 
 
-def slowest_active(watermarks: dict[str, int], quiet: Callable[[str], bool]) -> int:
-    """The slowest watermark of the sources that are not quiet (-1 before any). All quiet: nothing
-    moves the clock past the slowest source (the quiet release decides)."""
+def slowest_active(
+    watermarks: dict[str, int], quiet: Callable[[str], bool], counts: Callable[[str], bool] = lambda src: True
+) -> int:
+    """The slowest watermark of the sources that are not quiet (-1 before any), of those that
+    `counts` if any of them is active. All quiet: nothing moves the clock past the slowest source
+    (the quiet release decides)."""
     if not watermarks:
         return -1
-    active = [w for src, w in watermarks.items() if not quiet(src)]
-    return min(active) if active else min(watermarks.values())
+    active = {src: w for src, w in watermarks.items() if not quiet(src)}
+    chosen = [w for src, w in active.items() if counts(src)] or list(active.values())
+    return min(chosen) if chosen else min(watermarks.values())

@@ -5,7 +5,9 @@
 - Grouping: symptoms (a link down, a straggler) wait `group_wait_s` of event time for a root cause
   (a dead leaf or node, a thermally throttled card, the down or degraded link of the NIC serving a
   straggler's card, `Topology.card_link`) like Alertmanager's group_wait; a symptom
-  whose root cause is firing when it is released carries `root_cause` = that alert's id.
+  whose root cause is firing when it is released carries `root_cause` = that alert's id. With the
+  first-tick rule on, a link down waits only `fabric_window_s` when neither of its ends can be
+  dying by then (one of the end's witness links is still up).
 - Blast radius: an ungrouped alert carries what it takes down (cards, nodes, links, jobs).
 - Root cause from the first tick (`fabric_window_s`, null turns it off): when every link whose far
   end would see a switch or node die (`ClusterTopology.witness_links`, at least two) is down and at
@@ -23,7 +25,8 @@
   forgotten when it reports again. An exporter that crashed on a healthy host pages nothing here
   (the collector reports it on its own metrics and log).
 
-Event time: the correlator's clock is the slowest active source's watermark. A source that has
+Event time: the correlator's clock is the slowest active watermark of the sources whose findings
+can be a root cause (card and port telemetry; step telemetry finds symptoms only). A source that has
 read everything in its partition and whose watermark has not moved for 5 s (caught up: a
 partition with no new data, a stalled job) cannot send anything older and does not hold the clock;
 neither does one silent for `idle_s` of wall time (a dead worker). A source that lags, however
@@ -42,7 +45,7 @@ from dataclasses import replace
 from pipeline.correlate.clock import QUIET_RELEASE_S, is_quiet, slowest_active
 from pipeline.correlate.hold import Held, iso_ms
 from pipeline.correlate.radius import blast_radius, describe
-from pipeline.correlate.rules import ROOT_KINDS, SYMPTOMS, explanations
+from pipeline.correlate.rules import CAUSE_SOURCE_KINDS, ROOT_KINDS, SYMPTOMS, explanations
 from pipeline.model.schemas import Alert, alert_id
 from pipeline.settings import CorrelateSettings
 from pipeline.state.codec import decode_state, encode_state
@@ -376,6 +379,8 @@ class Correlator:
             self.sources[finding.id] = {source}
             if finding.kind in SYMPTOMS:
                 wait_ms = int(self.settings.group_wait_s * 1000)
+                if finding.kind == "link_down" and self.settings.fabric_window_s is not None:
+                    wait_ms = min(wait_ms, int(self.settings.fabric_window_s * 1000))  # see _cause_may_follow
                 self.held[finding.id] = Held(finding, iso_ms(finding.starts_at) + wait_ms, self.wall())
                 return []
             if finding.kind in FABRIC_ROOTS and source != FABRIC and self.settings.fabric_window_s is not None:
@@ -432,7 +437,47 @@ class Correlator:
     def _due(self, clock: int) -> list[Alert]:
         """What the event-time clock has reached: fabric resolutions, held alerts, orphans."""
         out = self._fabric_resolutions(clock) if self.fabric_ends else []
+        self._wait_for_causes(clock)
         return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
+
+    def _wait_for_causes(self, clock: int) -> None:
+        """A link down is held only `fabric_window_s`, not `group_wait_s`, when by then neither of
+        its ends can be dying: a dying switch or node takes all its witness links down within the
+        window, so one of them still up says it is alive (and the first-tick rule has declared one
+        that did die). Where every witness link of an end is down, its silence rule may still
+        declare it: the link waits the whole `group_wait_s` for it."""
+        wait_ms = int(self.settings.group_wait_s * 1000)
+        for held in self.held.values():
+            alert = held.alert
+            if alert.kind != "link_down" or held.release_ms > clock:
+                continue
+            start = iso_ms(alert.starts_at)
+            if held.release_ms < start + wait_ms and self._cause_may_follow(alert.entity, start):
+                held.release_ms = start + wait_ms
+
+    def _cause_may_follow(self, link: str, start: int) -> bool:
+        """Could a switch or node at an end of this link (not yet firing) be dying since `start`:
+        is every one of its witness links down at that event time, or going down within the window?"""
+        window_ms = int((self.settings.fabric_window_s or 0) * 1000)
+        try:
+            causes = self.topo.link_causes(link)
+        except UnknownEntity:
+            return False
+        for kind, entity in causes:
+            root = self.roots.get(alert_id(kind, entity))
+            if root is not None and root[2] is None:
+                continue  # firing already: the link is grouped under it when released
+            links = self.topo.witness_links(kind, entity)
+            if links and all(self._down_near(witness, start, window_ms) for witness in links):
+                return True
+        return False
+
+    def _down_near(self, link: str, at: int, window_ms: int) -> bool:
+        """Was the link down at event time `at`, or did it go down within `window_ms` after?"""
+        return any(
+            iso_ms(start) <= at + window_ms and (end is None or iso_ms(end) >= at)
+            for start, end, _ in self.link_episodes.get(link, ())
+        )
 
     def _page_orphans(self, clock: int) -> list[Alert]:
         """Consequences still firing `ORPHAN_AFTER_S` after their cause resolved: a firing record
@@ -494,9 +539,15 @@ class Correlator:
         return self._release(lambda h: True)
 
     def clockiso_ms(self) -> int:
-        """The slowest active source's watermark (-1 before any)."""
+        """The slowest active watermark of the sources whose findings can be a root cause (-1 before
+        any): card and port telemetry (`CAUSE_SOURCE_KINDS`). A step source finds symptoms only, and
+        a job's steps end seconds apart, so its watermark lags: it need not hold a link waiting for
+        its cause. Of every active source where none of those is active (step telemetry alone, or
+        card and port partitions read to their end)."""
         now = self.wall()
-        return slowest_active(self.watermarks, lambda src: self._quiet(src, now))
+        return slowest_active(
+            self.watermarks, lambda src: self._quiet(src, now), lambda src: src.split("/")[0] in CAUSE_SOURCE_KINDS
+        )
 
     # ---- decisions ---------------------------------------------------------------------------
     def _release(self, due: Callable[[Held], bool]) -> list[Alert]:

@@ -15,6 +15,9 @@ from pipeline.topology.synthetic import UnknownEntity
 
 SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
 ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down", "link_degraded"})
+# telemetry whose detectors find root kinds (step telemetry finds stragglers, symptoms only): the
+# sources a held symptom's cause can still come from, so the ones that hold the release clock
+CAUSE_SOURCE_KINDS = frozenset({"card", "port"})
 
 Causes = Callable[[ClusterTopology, str], list[tuple[str, str]]]
 

@@ -77,12 +77,13 @@ def test_a_dead_node_explains_its_host_links() -> None:
     assert out[0].evidence["blast_radius"]["jobs"] == ["finetune-b"]
 
 
-def test_a_link_down_alone_is_its_own_root_and_waits_only_group_wait() -> None:
+def test_a_link_down_whose_ends_are_alive_waits_only_the_fabric_window() -> None:
+    """Neither end can be dying (its other links are up): nothing could explain it later."""
     c = correlator()
     link = TOPO.host_link_name(154, 3)
     assert c.push(finding("link_down", link, 200), "port/1") == []
-    assert tick(c, 204) == []
-    [alert] = tick(c, 205)
+    assert tick(c, 201.9) == []
+    [alert] = tick(c, 202)
     assert alert.root_cause is None and alert.starts_at == iso_utc(START_MS + 200_000)
     assert alert.evidence["blast_radius"]["card_names"] == ["node0154-card3"]
 
@@ -138,7 +139,7 @@ def test_a_symptom_resolved_while_held_is_still_reported_and_released_when_input
     link = TOPO.host_link_name(5, 0)
     c.push(finding("link_down", link, 10), "port/0")
     c.push(finding("link_down", link, 11, "resolved"), "port/0")
-    assert tick(c, 12) == []
+    assert tick(c, 11.5) == []  # before the fabric window ends
     assert c.release_stale() == []  # input still flowing
     clock.now = 6.0  # every stream stopped for idle_s, and all quiet for 5 s: what is held is released
     out = c.release_stale()
@@ -148,7 +149,7 @@ def test_a_symptom_resolved_while_held_is_still_reported_and_released_when_input
 def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
     clock = Clock()
     c = correlator(clock)
-    c.advance("step/0", START_MS)  # a job that stalled at t = 0: its partition stops
+    c.advance("card/7", START_MS)  # a worker that died at t = 0: its partition stops
     c.advance("port/3", START_MS + 90_000)  # a partition that is behind but moving
     c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
     clock.now = 2.0
@@ -156,13 +157,13 @@ def test_an_idle_source_does_not_hold_the_clock_but_a_slow_one_does() -> None:
     assert tick(c, 106) == []  # port/3 at 95 s holds the clock
     clock.now = 3.5
     released = c.advance("port/3", START_MS + 105_000)
-    assert len(released) == 1  # step/0 idle for 3.5 s (ignored), port/3 at 105 s
+    assert len(released) == 1  # card/7 idle for 3.5 s (ignored), port/3 at 105 s
 
 
 def test_a_caught_up_source_does_not_hold_the_clock_once_it_stays_still() -> None:
     clock = Clock()
     c = correlator(clock, idle_s=30)
-    c.advance("step/0", START_MS, caught_up=True)  # read everything its partition has
+    c.advance("card/7", START_MS, caught_up=True)  # read everything its partition has
     c.push(finding("link_down", TOPO.host_link_name(5, 0), 100), "port/0")
     assert tick(c, 106) == []  # only for a moment, maybe: its next message may be on its way
     clock.now = 2.5
@@ -426,3 +427,48 @@ def test_a_node_with_a_link_down_before_is_left_to_its_silence_rule() -> None:
     for nic, link in enumerate(links[1:], start=1):
         out += c.push(finding("link_down", link, 500), f"port/{nic}")
     assert not [a for a in out if a.kind == "node_down"]
+
+
+def test_host_links_wait_group_wait_when_their_node_may_still_be_found_dead() -> None:
+    """Every link of node1100 is down (one since earlier, so the first-tick rule does not declare
+    it): the node's silence rule may still, so its links wait group_wait and go under it."""
+    c = correlator()
+    links = [TOPO.host_link_name(1100, nic) for nic in range(8)]
+    out = c.push(finding("link_down", links[0], 100), "port/0")
+    out += tick(c, 105)  # that cable alone, released on its own
+    assert [(a.entity, a.root_cause) for a in out] == [(links[0], None)]
+    for nic, link in enumerate(links[1:], start=1):
+        out += c.push(finding("link_down", link, 500), f"port/{nic}")
+    assert tick(c, 504) == []  # past the fabric window: held for the node's silence rule
+    out = c.push(finding("node_down", "node1100", 503), "card/3") + tick(c, 505)
+    [node] = [a for a in out if a.root_cause is None]
+    assert (node.kind, node.entity) == ("node_down", "node1100")
+    assert sorted(a.entity for a in out if a.root_cause == node.id) == sorted(links[1:])
+
+
+def test_a_jobs_step_source_lagging_does_not_hold_a_link_but_a_port_source_does() -> None:
+    """Step telemetry finds no root cause: its watermark (a job's last step, seconds old) does not
+    hold the release of a link waiting for one; a port partition behind does."""
+    c = correlator()
+    link = TOPO.host_link_name(154, 3)
+    c.push(finding("link_down", link, 200), "port/1")
+    c.advance("step/0", START_MS + 197_000)  # pretrain-a's last step ended 3 s before
+    c.advance("port/2", START_MS + 201_000)  # a switch read a tick behind
+    assert tick(c, 203) == []
+    [alert] = c.advance("port/2", START_MS + 202_000)
+    assert alert.entity == link
+
+
+def test_a_straggler_of_a_job_whose_hosts_send_nothing_else_is_released_by_its_steps() -> None:
+    """A training job reporting its steps where no card or port telemetry flows (their partitions
+    are empty, caught up): the step sources run the clock."""
+    clock = Clock()
+    c = correlator(clock, idle_s=30)
+    c.expect(["card/0", "port/0", "step/0"])
+    c.advance("card/0", -1, caught_up=True)
+    c.advance("port/0", -1, caught_up=True)
+    c.push(finding("straggler", "node0310-card1", 100), "step/0")
+    assert c.advance("step/0", START_MS + 104_000) == []
+    clock.now = 6.0  # the empty partitions have been still for 5 s
+    [alert] = c.advance("step/0", START_MS + 105_000)
+    assert (alert.kind, alert.root_cause) == ("straggler", None)
