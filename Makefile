@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH_STAMP := $(VENV)/.installed-torch
 ARGS   ?=
 PYTEST_ARGS ?=
 # test files run in this many processes (pytest-xdist), each with its own broker: most tests wait
@@ -23,6 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# the tests of a real PyTorch job: the optional extra `torch` (a CPU build from local disk where pip has one)
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,torch]' \
+	  || echo "warning: could not install torch; the PyTorch tests will skip"
+	@touch $(TORCH_STAMP)
+
 run: $(STAMP)
 	$(BIN)/clusterpulse run $(ARGS)
 
@@ -35,7 +42,7 @@ apt-test-deps:
 	    || echo "warning: could not install$$missing; the tests that need them will skip"; \
 	else echo "not root with apt: tests needing$$missing will skip"; fi
 
-test: $(STAMP) apt-test-deps
+test: $(STAMP) $(TORCH_STAMP) apt-test-deps
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # the unit tests alone (no process started, about 2 minutes): a quick check while editing
@@ -43,7 +50,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile tests/unit $(PYTEST_ARGS)
 
 # the quality gate CI runs before the tests: ruff's lint rules and its formatter, and mypy (pyproject.toml)
-LINTED := pipeline producers tests bench
+LINTED := pipeline producers tests bench examples
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)

@@ -143,6 +143,11 @@ class StragglerSettings(BaseModel):
     # 100 steps: long enough that a slow onset cannot teach a rank its own slowdown
     usual_steps: int = Field(100, ge=1, description="steps a rank's usual relative compute time is averaged over")
     min_ranks: int = Field(4, ge=2, description="jobs with fewer ranks are not compared")
+    # 30 s: longer than a rank's gap between reports in any shipped job (a step of up to 4 s, a
+    # reporter's 1 s batches), shorter than a checkpoint pause matters (every rank pauses then)
+    rank_silence_s: float = Field(
+        30.0, gt=0, description="a rank silent this long (event time) no longer holds its job's steps back"
+    )
     # 90 s: a job paused longer than any checkpoint of the realistic profile (20 s) has stalled or
     # ended; its straggler alerts resolve well inside the scorer's 120 s after the fault (a firing
     # alert of a stalled job was left firing to the end of held-out runs)

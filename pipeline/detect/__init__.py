@@ -21,12 +21,13 @@ from pipeline.state.codec import decode_state, encode_state
 from pipeline.topology.protocol import ClusterTopology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 8  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+SNAPSHOT_VERSION = 9  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 
 
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
 # 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names;
-# 8: the one snapshot codec (pipeline.state.codec), classes in their packages (pipeline.detect.repeats)
+# 8: the one snapshot codec (pipeline.state.codec), classes in their packages (pipeline.detect.repeats);
+# 9: each rank's newest step (a step is judged once every rank reporting has passed it)
 class DetectorSet:
     """Every detector of the given batch kinds."""
 

@@ -47,6 +47,7 @@ MEDIAN_EFFICIENCY = 1.2533  # standard error of a median of normal samples, in s
 # a rank's first steps in a job teach its usual whatever they show (a rank slow from the start is
 # the peer rule's to find); only then does its change rule judge it
 LEARN_FIRST_STEPS = 30
+MAX_PENDING_STEPS = 256  # steps kept waiting for their ranks at most (a job of fewer than min_ranks ranks)
 
 
 @dataclass
@@ -61,7 +62,10 @@ class _Step:
 @dataclass
 class _Job:
     ranks: int = 0  # highest rank seen + 1
-    step_size: int = 0  # ranks in the last step judged after a later step showed up (complete)
+    # each rank's newest step and when it last reported (event ms): a step is judged once every
+    # rank still reporting has reported it or a later one
+    rank_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rank_seen_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     rank_node: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     pending: dict[int, _Step] = field(default_factory=dict)
     last_step: int = -1
@@ -112,12 +116,16 @@ class StragglerDetector:
         steps = batch.columns["step"].astype(np.int64)
         self._grow(job, int(ranks.max()) + 1)
         job.rank_node[ranks] = np.repeat(np.array(nodes, np.int64), counts)
-        if batch.ts_ms > job.newest_ms:
-            if job.newest_ms >= 0 and int(steps.max()) <= job.last_step:
-                # newer steps numbered as judged ones: the job restarted from a checkpoint
-                job.pending.clear()
-                job.last_step = int(steps.min()) - 1
-            job.newest_ms = batch.ts_ms
+        if batch.ts_ms > int(job.rank_seen_ms[ranks].max()) >= 0 and int(steps.max()) <= int(
+            job.rank_step[ranks].max()
+        ):
+            # a rank's newer message numbers its steps as ones it reported: the job restarted from a checkpoint
+            job.pending.clear()
+            job.last_step = int(steps.min()) - 1
+            job.rank_step[:] = -1
+        job.newest_ms = max(job.newest_ms, batch.ts_ms)
+        np.maximum.at(job.rank_step, ranks, steps)
+        job.rank_seen_ms[ranks] = np.maximum(job.rank_seen_ms[ranks], batch.ts_ms)
         for step in np.unique(steps).tolist():
             if step <= job.last_step:
                 continue  # already judged (a redelivery, or a message later than the next step's)
@@ -127,14 +135,17 @@ class StragglerDetector:
             pending.compute.append(batch.columns["compute_s"][mask].astype(np.float64))
             pending.wait.append(batch.columns["wait_s"][mask].astype(np.float64))
             pending.count += int(mask.sum())
-        # a step is complete when every known rank reported it, or when a later step shows up
-        newest = max(job.pending) if job.pending else -1
+        # a step is complete when every rank still reporting has reported it or a later one (a
+        # rank's message may carry many steps, a node's one step of its ranks; a rank whose sample
+        # was lost reports the next step); a rank silent for `rank_silence_s` holds nothing back
+        # (until `min_ranks` ranks have reported, steps wait for more, up to MAX_PENDING_STEPS: the
+        # first ranks' messages of a job must not have its first steps judged without the others)
+        active = job.rank_seen_ms >= max(0, job.newest_ms - int(self.settings.rank_silence_s * 1000))
+        complete = int(job.rank_step[active].min()) if active.sum() >= self.settings.min_ranks else -1
+        complete = max(complete, max(job.pending, default=-1) - MAX_PENDING_STEPS)
         for step in sorted(job.pending):
-            pending = job.pending[step]
-            if step < newest:
-                job.step_size = max(job.step_size, pending.count)
-            elif not (job.step_size and pending.count >= job.step_size):
-                continue
+            if step > complete:
+                break
             out += self._judge(batch.job, job, step, job.pending.pop(step))
         return out
 
@@ -144,6 +155,8 @@ class StragglerDetector:
         w = self.settings.window_steps
         old = job.ranks
         job.rank_node = np.concatenate([job.rank_node, np.full(ranks - old, -1, np.int64)])
+        job.rank_step = np.concatenate([job.rank_step, np.full(ranks - old, -1, np.int64)])
+        job.rank_seen_ms = np.concatenate([job.rank_seen_ms, np.full(ranks - old, -1, np.int64)])
         job.firing = np.concatenate([job.firing, np.zeros(ranks - old, bool)])
         job.usual = np.concatenate([job.usual, np.ones(ranks - old)])
         job.learned = np.concatenate([job.learned, np.zeros(ranks - old, np.int64)])
@@ -193,7 +206,9 @@ class StragglerDetector:
         # min_slowdown): a worker always 7 % slower is slower by 2 % against the peer margin
         # (once its usual is learned: in its first steps a straggler would be forgiven its own slowdown)
         beyond_usual = rolling - np.clip(job.usual - 1, 0.0, s.min_slowdown) * (job.learned >= LEARN_FIRST_STEPS)
-        slow = np.flatnonzero(((beyond_usual > 1 + excess) | changed) & ~job.firing)
+        # a rank's rolling median over fewer than half the window (a rank that joined late) says too little
+        seen = np.isfinite(job.ratios).sum(axis=0) >= (s.window_steps + 1) // 2
+        slow = np.flatnonzero(((beyond_usual > 1 + excess) | changed) & ~job.firing & seen)
         wait_by_rank = np.full(job.ranks, np.nan)
         wait_by_rank[ranks] = np.concatenate(data.wait)
         peers_wait = float(np.nanmedian(wait_by_rank)) if len(ranks) else 0.0

@@ -5,6 +5,7 @@ event-time watermarks the correlator's clock runs on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -186,9 +187,22 @@ def register(ctx: WorkerContext) -> None:
                 unread[source] = (-1, end == 0)
         return unread
 
+    ends_known: dict = {}  # the newest answer of end_offsets(), asked in a loop of its own
+
+    @ctx.app.task
+    async def follow_end_offsets() -> None:
+        """Keep `ends_known` fresh. The consumer answers between its fetches (about a second), so
+        the watermark timer reads the newest answer rather than waiting for one: a mark a second
+        late, not every mark."""
+        while not ctx.app.should_stop:
+            ends = await end_offsets()
+            ends_known.clear()
+            ends_known.update(ends)
+            await asyncio.sleep(0.25)
+
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
-        ends = await end_offsets()
+        ends = dict(ends_known)
         marks = {src: (ts, caught_up(src, ends)) for src, ts in watermarks.items()}
         marks.update(unread_sources(ends))
         changed = {src: mark for src, mark in marks.items() if sent_marks.get(src) != mark}

@@ -1,5 +1,5 @@
-"""Per-rank step times from real training: a tiny API for training loops, and readers for
-per-rank step-time tables (Alibaba PAI mini-batch CSVs, ByteDance StragglerAnalysis op traces).
+"""Per-rank step times from real training: readers for per-rank step-time tables (Alibaba PAI
+mini-batch CSVs, ByteDance StragglerAnalysis op traces).
 
 Ranks map to cards as in the spec (rank r on card r % K of node first_node + r // K) unless the
 caller says otherwise; traces without wall-clock times get one step per `step_s` from `start`.
@@ -155,35 +155,3 @@ def read_bytedance_trace(path: str | Path, job: str | None = None, by_stage: boo
         )
         for stage, rank, step, compute, wait, _ in rows
     ]
-
-
-class StepReporter:
-    """For a training loop: `reporter.step(step, compute_s, wait_s)` once per step, per rank.
-
-    Sends one small step batch per call to Kafka (or any `Output`), keyed by job like the simulator.
-    """
-
-    def __init__(self, output, job: str, rank: int, node: str, clock=None) -> None:  # noqa: ANN001
-        import time
-
-        self.output, self.job, self.rank, self.node = output, job, rank, node
-        self.clock = clock or (lambda: int(time.time() * 1000))
-
-    def step(self, step: int, compute_s: float, wait_s: float = 0.0) -> None:
-        from pipeline.model.schemas import encode_batch
-        from pipeline.model.topics import STEP_TELEMETRY
-        from producers.simulator import Message
-
-        batch = Batch(
-            "step",
-            self.node,
-            self.clock(),
-            {
-                "rank": np.array([self.rank], "<u4"),
-                "step": np.array([step], "<u4"),
-                "compute_s": np.array([compute_s], "<f4"),
-                "wait_s": np.array([wait_s], "<f4"),
-            },
-            job=self.job,
-        )
-        self.output.send(Message(STEP_TELEMETRY, self.job, encode_batch(batch)))

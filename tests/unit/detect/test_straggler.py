@@ -158,3 +158,40 @@ def test_a_straggler_of_a_job_that_stops_making_steps_resolves_after_stale_s() -
     assert "made no step for 90 s" in (mine[1].summary or "")
     assert "04:00" <= (mine[1].ends_at or "")[14:19] <= "04:01"  # last step 149 at 00:02:29, + 90 s
     assert [a for a in alerts if a.entity != "node0005-card5"] == []
+
+
+def rank_messages(
+    det: StragglerDetector, job: str, steps: int, slow_rank: int, slow_from: int, seed: int = 9, restart_at: int = -1
+) -> list:
+    """8 ranks of one node, each sending its own message once a second with the ~20 steps it made
+    (as `StepReporter` does), the ranks' messages in a different order and a few ms apart each second."""
+    rng = np.random.default_rng(seed)
+    compute = 0.05 * (1 + 0.02 * rng.standard_normal((steps, 8)))
+    compute[slow_from:, slow_rank] *= 1.2
+    numbers = list(range(steps)) if restart_at < 0 else list(range(restart_at)) + list(range(restart_at - 40, steps))
+    out = []
+    for second, first in enumerate(range(0, len(numbers), 20)):
+        chunk = numbers[first : first + 20]
+        for n, rank in enumerate(rng.permutation(8).tolist()):
+            batch = step_batch("node0000", job, second + n * 0.003, [rank] * len(chunk), 0, 0.0)
+            batch.columns["step"] = np.asarray(chunk, "<u4")
+            batch.columns["compute_s"] = compute[chunk, rank].astype("<f4")
+            batch.columns["wait_s"] = np.full(len(chunk), 0.02, "<f4")
+            out += det.push(batch)
+    return out
+
+
+def test_ranks_reporting_many_steps_each_in_their_own_messages_are_judged_together() -> None:
+    """A rank's message carries a second of its steps: a step is judged once every rank has reported
+    it, so no rank's first message is judged alone; a 20 % straggler fires within 10 steps, a
+    healthy job not at all, and a restart (step numbers going back) is not a straggler either."""
+    topo = Topology(ClusterShape(cards=64, cards_per_node=8, nodes_per_leaf=4, spines=2))
+    det = StragglerDetector(topo, StragglerSettings())
+    assert rank_messages(det, "healthy", 200, slow_rank=3, slow_from=10_000) == []
+    assert det.jobs["healthy"].filled == 200  # every step judged, with all 8 ranks
+    [alert] = rank_messages(det, "slow", 120, slow_rank=3, slow_from=50)
+    assert (alert.entity, alert.status) == ("node0000-card3", "firing")
+    assert 50 <= alert.evidence["step"] <= 60
+    restarted = StragglerDetector(topo, StragglerSettings())
+    assert rank_messages(restarted, "r", 200, slow_rank=3, slow_from=10_000, restart_at=100) == []
+    assert restarted.jobs["r"].last_step == 199
