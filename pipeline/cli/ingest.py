@@ -131,6 +131,33 @@ def add_parsers(sub: Any) -> None:
         help="bytedance: compare all ranks, not ranks of the same pipeline stage",
     )
 
+    for name, what, example in (
+        (
+            "megatron",
+            "Megatron-LM training logs: `iteration N/M | ... elapsed time per iteration (ms): T` lines",
+            "clusterpulse ingest megatron train.log --job gpt --first-node 0 --detect\n"
+            "clusterpulse ingest megatron /var/log/job/rank*.log --follow --bootstrap kafka:9092",
+        ),
+        (
+            "deepspeed",
+            "DeepSpeed logs with wall_clock_breakdown: `[Rank N] ... time (ms) | forward: ... | "
+            "backward_allreduce: ...` lines",
+            "clusterpulse ingest deepspeed train.log --job bert --out steps.msgs\n"
+            "clusterpulse ingest deepspeed train.log --follow --bootstrap kafka:9092",
+        ),
+    ):
+        s = source(name, what, example)
+        s.add_argument("inputs", nargs="*", metavar="LOG", help="training logs (one per rank, or rank-prefixed lines)")
+        s.add_argument("--job", help="job name (default: from the file name)")
+        s.add_argument("--first-node", type=int, default=0, help="node of rank 0 (rank r on node first + r // K)")
+        s.add_argument("--rank", type=int, default=0, help="the rank of lines that name none (default 0)")
+        s.add_argument(
+            "--follow",
+            action="store_true",
+            help="follow the logs as they grow (from their end; like tail -F) until stopped (SIGTERM)",
+        )
+        s.add_argument("--from-start", action="store_true", help="with --follow: read what the logs hold first")
+
 
 SWITCH_SOURCES = ("snmp", "gnmic", "ib-exporter", "ufm")
 # (source, help, example, what its saved inputs are): the switch telemetry sources, one parser each
@@ -511,6 +538,47 @@ def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
     )
 
 
+def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
+    from producers.adapters.steps import to_batches
+    from producers.adapters.training_logs import LogFollower, TrainingLogParser, read_training_log
+    from producers.ingest import IngestSummary, InputReport, ingest_inputs, send_batches
+
+    if not args.follow:
+        summary, reports = ingest_inputs(
+            args.inputs,
+            lambda path, skips: to_batches(
+                read_training_log(path, args.source, args.job, args.rank), topology, args.first_node
+            ),
+            output,
+            topology,
+        )
+        return _finish(
+            summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+        )
+    parsers = {path: TrainingLogParser(args.source, args.job or Path(path).stem, args.rank) for path in args.inputs}
+    follower = LogFollower(args.inputs, from_start=args.from_start)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    say(f"clusterpulse: following {', '.join(args.inputs)} (SIGTERM or Ctrl-C stops)")
+    total, printed = IngestSummary(), set()
+    try:
+        while not stop["now"]:
+            now_ms = int(time.time() * 1000)
+            records = [r for path, line in follower.lines() if (r := parsers[path].feed(line, now_ms)) is not None]
+            report = InputReport("the logs")
+            send_batches(to_batches(records, topology, args.first_node), output, total, topology, report)
+            output.flush()
+            line = report.line()
+            if line and line not in printed:  # a problem is said once, when it starts
+                say(f"clusterpulse: {line}")
+                printed.add(line)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    say(f"clusterpulse: {plural(total.batches, 'batch', 'batches')} of steps")
+    return 0
+
+
 HANDLERS = {
     "prometheus": _prometheus,
     "xid": _xid,
@@ -522,6 +590,8 @@ HANDLERS = {
     "snmp": _prometheus,
     "gnmic": _prometheus,
     "ib-exporter": _prometheus,
+    "megatron": _training_log,
+    "deepspeed": _training_log,
 }
 
 

@@ -1,0 +1,81 @@
+"""`clusterpulse ingest megatron|deepspeed`: training logs read whole (--detect finds a straggler in
+a DeepSpeed log of 8 ranks) and followed as they grow (--follow). Lines written from the projects'
+format strings (tests/unit/producers/test_training_logs.py)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.model.schemas import decode_batch
+from producers.output import read_message_file
+from tests.conftest import ROOT, clean_env
+from tests.conftest import run_cli as cli
+from tests.unit.producers.test_training_logs import deepspeed_line, megatron_line
+
+
+def test_a_slow_rank_in_a_deepspeed_log_of_eight_ranks_is_a_straggler(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    lines = []
+    for step in range(120):
+        for rank in range(8):  # log_dist(ranks=[-1]): every rank prints its timers, prefixed by torchrun --tee
+            slow = 1.25 if rank == 5 and step >= 60 else 1.0
+            forward = 400 * slow * (1 + 0.02 * rng.standard_normal())
+            lines.append(f"[default{rank}]:" + deepspeed_line(rank, forward, 300 * slow, 40, 100))
+    log = tmp_path / "bert-large.log"
+    log.write_text("\n".join(lines) + "\n")
+    done = cli("ingest", "deepspeed", str(log), "--detect", "--json")
+    assert done.returncode == 0, done.stderr
+    alerts = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    firing = [(a["kind"], a["entity"], a["labels"]["job"]) for a in alerts if a["status"] == "firing"]
+    assert firing == [("straggler", "node0000-card5", "bert-large")]
+    assert 60 <= next(a for a in alerts if a["status"] == "firing")["evidence"]["step"] <= 70
+
+
+def test_a_followed_megatron_log_sends_each_new_iteration_until_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "gpt.log"
+    log.write_text(megatron_line(10, 1500) + "\n")  # written before following: left alone
+    out = tmp_path / "steps.msgs"
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "ingest",
+            "megatron",
+            str(log),
+            "--follow",
+            "--rank",
+            "7",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the follower has started and taken the log's end
+        with open(log, "a") as fh:
+            for it in (20, 30, 40):
+                fh.write(megatron_line(it, 1500) + "\n")
+        deadline = time.monotonic() + 30
+        while (not out.exists() or out.stat().st_size < 100) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    batches = [decode_batch(m.value) for m in read_message_file(out)]
+    steps = sorted(s for b in batches for s in b.columns["step"].tolist())
+    assert steps == [20, 30, 40] and {b.job for b in batches} == {"gpt"}
+    assert {int(r) for b in batches for r in b.columns["rank"].tolist()} == {7}
+    assert "following" in err and "of steps" in err
