@@ -149,7 +149,10 @@ def check_lake(data: Path | str, scenario: Path, why: str, extra: dict[str, int]
     lake = con.execute(
         f"select kind, entity, status, epoch_ms(starts_at) from read_parquet('{store.uri}/alerts/**/*.parquet')"
     )
-    assert set(lake.fetchall()) == offline_alerts(scenario), why
+    found_alerts, offline = set(lake.fetchall()), offline_alerts(scenario)
+    assert found_alerts == offline, (
+        f"{why}: only in the lake {sorted(found_alerts - offline)}, only offline {sorted(offline - found_alerts)}"
+    )
     return found
 
 
