@@ -5,7 +5,6 @@ event-time watermarks the correlator's clock runs on."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -22,7 +21,6 @@ from pipeline.topology.entities import check_entities
 from pipeline.topology.protocol import ClusterTopology
 
 log = logging.getLogger("clusterpulse.worker")
-ENDS_FRESH_S = 3.0  # the consumer answers an end-offset question within about a second when well
 
 
 def known_parts(batch: Batch, topology: ClusterTopology) -> tuple[list[Batch], str | None]:
@@ -188,31 +186,9 @@ def register(ctx: WorkerContext) -> None:
                 unread[source] = (-1, end == 0)
         return unread
 
-    # the newest answer of end_offsets(), asked in a loop of its own, and when that question was asked
-    ends_known: dict = {}
-    ends_asked = {"at": float("-inf")}
-
-    @ctx.app.task
-    async def follow_end_offsets() -> None:
-        """Keep `ends_known` fresh. The consumer answers between its fetches (about a second), so
-        the watermark timer reads the newest answer rather than waiting for one."""
-        while not ctx.app.should_stop:
-            asked = time.monotonic()
-            ends = await end_offsets()
-            ends_known.clear()
-            ends_known.update(ends)
-            ends_asked["at"] = asked
-            await asyncio.sleep(0.25)
-
-    def recent_ends() -> dict:
-        """End offsets asked for at most ENDS_FRESH_S ago, else none: an answer from before a broker
-        outage (the question blocks while the broker is away) would call a partition read to its
-        end that has taken new messages since, and it would stop holding the correlator's clock."""
-        return dict(ends_known) if time.monotonic() - ends_asked["at"] <= ENDS_FRESH_S else {}
-
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
-        ends = recent_ends()
+        ends = await end_offsets()
         marks = {src: (ts, caught_up(src, ends)) for src, ts in watermarks.items()}
         marks.update(unread_sources(ends))
         changed = {src: mark for src, mark in marks.items() if sent_marks.get(src) != mark}
