@@ -30,7 +30,9 @@ def run_job(env: dict[str, str], job: str, node: str, steps: int, *extra: str) -
     job_env = {**env, "CLUSTERPULSE_JOB": job, "CLUSTERPULSE_NODE": node, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "8"]
-        + ["examples/train_ddp.py", "--steps", str(steps), *extra],
+        # 100 ms a step for the GPU's share: the scheduler's jitter on a loaded 2-core machine (the
+        # other test process, the broker, the worker) stays a few % of a step, under min_slowdown
+        + ["examples/train_ddp.py", "--steps", str(steps), "--step-ms", "100", *extra],
         cwd=ROOT,
         env=job_env,
         capture_output=True,
