@@ -205,6 +205,14 @@ class Correlator:
             start, _, disabled = episodes[-1]
             episodes[-1] = (start, finding.ends_at or finding.starts_at, disabled)
 
+    def _link_causes(self, link: str) -> list[tuple[str, str]]:
+        """The switches and nodes whose death would take this link down; none for a link the
+        topology does not know."""
+        try:
+            return self.topo.link_causes(link)
+        except UnknownEntity:
+            return []
+
     def _down_together(
         self, links: list[str], around: str
     ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]] | None:
@@ -248,10 +256,7 @@ class Correlator:
         out: list[Alert] = []
         if self.settings.fabric_window_s is None:
             return out
-        try:
-            causes = self.topo.link_causes(link)
-        except UnknownEntity:
-            return out
+        causes = self._link_causes(link)
         episodes = self.link_episodes.get(link)
         if not episodes:
             return out
@@ -317,10 +322,7 @@ class Correlator:
         """A witness link of a switch or node declared from the fabric resolved: the fabric no longer
         says it is down (its own detector, if it fired too, still has a say)."""
         out: list[Alert] = []
-        try:
-            causes = self.topo.link_causes(resolved_link.entity)
-        except UnknownEntity:
-            return out
+        causes = self._link_causes(resolved_link.entity)
         for kind, entity in causes:
             root_id = alert_id(kind, entity)
             if FABRIC not in self.sources.get(root_id, set()):
@@ -356,10 +358,7 @@ class Correlator:
     def _confirm_for(self, link: str) -> list[Alert]:
         """Unreachable nodes or switches behind a link that just went down, now that the fabric agrees."""
         out: list[Alert] = []
-        try:
-            causes = self.topo.link_causes(link)
-        except UnknownEntity:
-            return out
+        causes = self._link_causes(link)
         for kind, entity in causes:
             waiting = self.unconfirmed.get(alert_id(kind, entity))
             if waiting is not None and self._fabric_agrees(waiting[0]):
@@ -459,10 +458,7 @@ class Correlator:
         """Could a switch or node at an end of this link (not yet firing) be dying since `start`:
         is every one of its witness links down at that event time, or going down within the window?"""
         window_ms = int((self.settings.fabric_window_s or 0) * 1000)
-        try:
-            causes = self.topo.link_causes(link)
-        except UnknownEntity:
-            return False
+        causes = self._link_causes(link)
         for kind, entity in causes:
             root = self.roots.get(alert_id(kind, entity))
             if root is not None and root[2] is None:
