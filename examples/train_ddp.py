@@ -3,10 +3,11 @@
     torchrun --standalone --nproc-per-node 8 examples/train_ddp.py --steps 200
 
 The three lines that make a training script report are marked below. Each step runs a small
-MLP forward and backward for real and stands for the accelerator's share of a step by sleeping
-`--step-ms` (a GPU kernel does not use the host's cores; 8 ranks on a 2-core machine would
-otherwise time the scheduler, not the job). `--slow-rank R --slow-from S --slowdown 0.2` makes
-rank R's steps 20 % longer from step S on: a straggler.
+MLP forward and backward for real and stands for the accelerator's share of a step by waiting
+until `--step-ms` after the step began, as a GPU's kernels take their time whatever the host does
+(8 ranks on a 2-core machine would otherwise time the scheduler, not the job).
+`--slow-rank R --slow-from S --slowdown 0.2` makes rank R's steps 20 % longer from step S on: a
+straggler.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ def main() -> None:
     watch_ddp(model, reporter)  # (DDP only: counts the all-reduce wait apart from compute)
     for step in range(args.steps):
         with reporter.step():  # 3. around each step
+            began = time.monotonic()
             x = torch.randn(32, 64)
             loss = model(x).pow(2).mean()
             slow = rank == args.slow_rank and step >= args.slow_from
-            time.sleep(args.step_ms / 1000 * (1 + args.slowdown if slow else 1))
+            share = args.step_ms / 1000 * (1 + args.slowdown if slow else 1)
+            time.sleep(max(0.0, began + share - time.monotonic()))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()

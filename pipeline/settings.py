@@ -174,6 +174,14 @@ class CorrelateSettings(BaseModel):
         description="wall time a lagging source may stay silent before it no "
         "longer holds the correlator's clock (a dead worker)",
     )
+    # 10: of 9,529 iterations of a real Megatron-LM run (training_logs/megatron_deepseekv3_proxy golden
+    # values, DGX H100) the longest took 8.3x the median and six took over 7.9x (evaluation and
+    # checkpoint iterations); 10x leaves them a fifth to spare (the 5 would page every one)
+    job_hang_steps: float = Field(
+        10.0, gt=1, description="a job with busy cards and no step for this many usual step times hangs"
+    )
+    # 30 s: the floor; longer than the realistic profile's checkpoint pause (20 s) plus a step
+    job_hang_min_s: float = Field(30.0, gt=0, description="... and for at least this long (event time)")
 
 
 class KafkaSecuritySettings(BaseModel):

@@ -17,6 +17,7 @@ KINDS = [
     "ecc_error",
     "node_failure",
     "switch_failure",
+    "job_hang",
 ]
 
 
@@ -43,7 +44,9 @@ def random_scenario(seed: int, noise_profile: str = "clean") -> dict:
     for i, kind in enumerate(rng.permutation(KINDS)):
         start = 20 + 45 * i
         fault = {"kind": str(kind), "start_s": start, "duration_s": 35}
-        if kind in ("straggler", "thermal_throttle", "card_failure", "ecc_error"):
+        if kind == "job_hang":
+            fault["target"] = str(jobs[int(rng.integers(len(jobs)))]["name"])
+        elif kind in ("straggler", "thermal_throttle", "card_failure", "ecc_error"):
             fault["target"] = f"node{node():04d}-card{int(rng.integers(8))}"
         elif kind == "node_failure":
             fault["target"] = f"node{node():04d}"

@@ -28,6 +28,7 @@ FAULT_KINDS: dict[str, tuple[tuple[str, ...], float]] = {
     "ecc_error": (("card",), 1.0),
     "node_failure": (("node",), 1.0),
     "switch_failure": (("leaf", "spine", "core", "tier 4", "tier 5", "tier 6"), 1.0),
+    "job_hang": (("job",), 1.0),  # the job's ranks stop completing steps; its cards spin in the collective
 }
 VENDORS = ("nvidia", "ascend")
 
@@ -331,7 +332,7 @@ def parse_scenario(data: Any) -> Scenario:
         raise _fail("noise.nic_reports", noise.nic_reports, "must be 0 or 1")
     noise = replace(noise, restart_warmup_steps=int(warmup_steps))
 
-    faults = _parse_faults(data.get("faults"), topo, duration_s)
+    faults = _parse_faults(data.get("faults"), topo, duration_s, {job.name for job in jobs})
     return Scenario(
         name=name,
         seed=seed,
@@ -393,7 +394,7 @@ def _parse_jobs(value: Any, topo: Topology) -> tuple[Job, ...]:
     return tuple(jobs)
 
 
-def _parse_faults(value: Any, topo: Topology, duration_s: float) -> tuple[Fault, ...]:
+def _parse_faults(value: Any, topo: Topology, duration_s: float, jobs: set[str]) -> tuple[Fault, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -409,9 +410,10 @@ def _parse_faults(value: Any, topo: Topology, duration_s: float) -> tuple[Fault,
         target_kinds, default_severity = FAULT_KINDS[kind]
         target = _text(item, "target", path)
         try:
-            actual = topo.kind_of(target)
+            actual = "job" if target_kinds == ("job",) and target in jobs else topo.kind_of(target)
         except UnknownEntity as exc:
-            raise _fail(f"{path}.target", target, f"unknown target: {exc}") from None
+            why = f"not one of the jobs ({', '.join(sorted(jobs))})" if target_kinds == ("job",) else str(exc)
+            raise _fail(f"{path}.target", target, f"unknown target: {why}") from None
         if actual not in target_kinds:
             raise _fail(
                 f"{path}.target", target, f"a {kind} fault needs a {' or '.join(target_kinds)}, this is a {actual}"

@@ -170,6 +170,8 @@ class Simulator:
         return {f.target for f, silent in zip(self.faults, self._silent) if silent and f.kind == "card_failure"}
 
     def _resolve_target(self, f: Fault) -> tuple[str, int, int]:
+        if f.kind == "job_hang":
+            return "job", [job.name for job in self.sc.jobs].index(f.target), 0
         kind = self.topo.kind_of(f.target)
         if kind == "card":
             node, card = self.topo.parse_card(f.target)
@@ -219,6 +221,7 @@ class Simulator:
         degradation = np.zeros((topo.nodes, rails))
         fabric_degradation = np.zeros(links)
         events: list[tuple[int, int, int]] = []
+        hung = {a for _, f, (what, a, _) in active if what == "job"}  # jobs whose collective never completes
 
         lost = CARD_LOST_CODE[self.sc.vendor]
         for i, f, (what, a, b) in active:
@@ -273,9 +276,9 @@ class Simulator:
         # a card whose NIC (`Topology.card_nic`; shared by several cards on a host with fewer NICs
         # than cards) is down cannot take part in collectives
         nic_ok = np.take_along_axis(host_up, np.maximum(self.card_nic, 0), axis=1) | (self.card_nic < 0)
-        progressing = self._advance_jobs(t, card_alive & node_alive[:, None] & nic_ok, slowdown)
+        progressing, saving, spinning = self._advance_jobs(t, card_alive & node_alive[:, None] & nic_ok, slowdown, hung)
         messages = self._step_messages(ts_ms)
-        messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, events)
+        messages += self._card_messages(ts_ms, node_alive, card_alive, throttle, progressing, saving, spinning, events)
         messages += self._port_messages(
             ts_ms, switch_alive, host_up, fabric_up, degradation, fabric_degradation, progressing
         )
@@ -284,12 +287,18 @@ class Simulator:
         return messages
 
     # ---- jobs --------------------------------------------------------------------------------
-    def _advance_jobs(self, t: float, rank_ok: np.ndarray, slowdown: np.ndarray) -> np.ndarray:
-        """Finish the steps that end by time t; return which nodes' jobs are progressing."""
+    def _advance_jobs(
+        self, t: float, rank_ok: np.ndarray, slowdown: np.ndarray, hung: set[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Finish the steps that end by time t; return which nodes' jobs are progressing, which of
+        them are writing a checkpoint from the host (their cards read idle), and which are stalled
+        in a collective (a rank lost, or the job hung), their cards spinning in it."""
         progressing = np.zeros(self.topo.nodes, bool)
+        spinning = np.zeros(self.topo.nodes, bool)
+        saving = np.zeros(self.topo.nodes, bool)
         self._finished: list[tuple[_JobState, int, np.ndarray, np.ndarray]] = []
         noise = self.sc.noise
-        for js in self.jobs:
+        for index, js in enumerate(self.jobs):
             nodes = slice(js.job.first_node, js.job.first_node + js.job.nodes)
             if (
                 t >= js.restart_until
@@ -305,9 +314,10 @@ class Simulator:
                 js.next_end = None
                 js.stalled_until = js.restart_until
                 continue
-            if not rank_ok[nodes].all():
+            if not rank_ok[nodes].all() or index in hung:
                 js.next_end = None  # no collective can complete; the step restarts after the stall
                 js.stalled_until = t + self.sc.tick_s
+                spinning[nodes] = True
                 continue
             progressing[nodes] = True
             if js.next_end is None:
@@ -322,6 +332,7 @@ class Simulator:
                 if every and noise.checkpoint_s and int(js.step_started // every) != int(js.next_end // every):
                     compute = compute + noise.checkpoint_s
                     js.checkpoint_step = js.step_index + 1
+                    js.saving_until = js.next_end + noise.checkpoint_s  # the step that starts now begins with it
                 if js.warmup:  # the first steps after a restart: compiling, warming caches
                     compute = compute * 2.0
                     js.warmup -= 1
@@ -331,7 +342,8 @@ class Simulator:
                 js.step_index += 1
                 js.step_started = js.next_end
                 js.next_end = js.step_started + duration
-        return progressing
+            saving[nodes] = t < js.saving_until
+        return progressing, saving, spinning
 
     def _would_hide_a_fault(self, js: _JobState, t: float) -> bool:
         """A restart now would pause the job through (part of) a straggler or throttle on its cards:
@@ -339,8 +351,7 @@ class Simulator:
         first, last = js.job.first_node, js.job.first_node + js.job.nodes
         pause = self.sc.noise.restart_s
         return any(
-            f.kind in ("straggler", "thermal_throttle")
-            and first <= a < last
+            (f.kind in ("straggler", "thermal_throttle") and first <= a < last or f.target == js.job.name)
             and f.start_s - pause <= t <= f.end_s(self.sc.duration_s)
             for f, (_, a, _) in zip(self.faults, self._resolved)
         )
@@ -391,6 +402,8 @@ class Simulator:
         card_alive: np.ndarray,
         throttle: np.ndarray,
         progressing: np.ndarray,
+        saving: np.ndarray,
+        spinning: np.ndarray,
         events: list[tuple[int, int, int]],
     ) -> list[Message]:
         topo, rng, p, noise = self.topo, self.rng, self.profile, self.sc.noise
@@ -398,8 +411,13 @@ class Simulator:
         shape = (n, k)
         working = self.busy & progressing[:, None]
         jitter = noise.util_jitter * rng.standard_normal(shape)
-        util = np.where(working, 96.0 * (1 + jitter), np.where(self.busy, 4.0, 1.0) + 2 * np.abs(jitter))
-        load = np.clip(util / 100.0, 0, 1)
+        idle = np.where(self.busy, 4.0, 1.0) + 2 * np.abs(jitter)
+        load = np.clip(np.where(working, 96.0 * (1 + jitter), idle) / 100.0, 0, 1)
+        # a card spinning in a collective that cannot complete reads as busy as a working one (NCCL's
+        # and HCCL's kernels poll), drawing little power: its load, heat and traffic stay an idle card's;
+        # a card whose host writes a checkpoint reads idle (its load stays a step's: not modelled)
+        reads_busy = (working & ~saving[:, None]) | (self.busy & spinning[:, None])
+        util = np.where(reads_busy, 96.0 * (1 + jitter), idle)
         clock = (p["clock"][1] + (p["clock"][0] - p["clock"][1]) * load) * (1 - 0.35 * throttle)
         clock = clock * (1 + self.clock_offset) + 10 * rng.standard_normal(shape)
         power = (p["power"][1] + (p["power"][0] - p["power"][1]) * load) * (1 - 0.3 * throttle)
@@ -745,6 +763,7 @@ class _JobState:
         self.slow_until = -1.0  # end of the current job-wide slow phase
         self.restart_until = -1.0  # stopped for a restart until then
         self.checkpoint_step = 0  # the step a restart resumes from
+        self.saving_until = -1.0  # writing a checkpoint from the host until then: the cards idle
         self.warmup = 0  # slow steps left after a restart
         ranks = np.arange(job.nodes * cards_per_node, dtype="<u4")
         self.ranks = ranks.reshape(job.nodes, cards_per_node)

@@ -154,3 +154,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{count} test(s) skipped: they read real captures from {SAMPLES}/ ({', '.join(missing)}), "
             "which is not beside this checkout (sources: tests/fixtures/SOURCES.md)"
         )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files with a test marked `slow` first, in their order: under `--dist loadfile` the two
+    processes start on the longest files and the many short ones fill in at the end, so no long
+    file starts last and runs alone while the other process idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

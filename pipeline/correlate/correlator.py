@@ -43,9 +43,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from pipeline.correlate.clock import QUIET_RELEASE_S, is_quiet, slowest_active
+from pipeline.correlate.hang import HangWatch
 from pipeline.correlate.hold import Held, iso_ms
 from pipeline.correlate.radius import blast_radius, describe
-from pipeline.correlate.rules import CAUSE_SOURCE_KINDS, ROOT_KINDS, SYMPTOMS, explanations
+from pipeline.correlate.rules import CAUSE_SOURCE_KINDS, ROOT_KINDS, STALLING_KINDS, SYMPTOMS, explanations
 from pipeline.model.schemas import Alert, alert_id
 from pipeline.settings import CorrelateSettings
 from pipeline.state.codec import decode_state, encode_state
@@ -59,6 +60,7 @@ log = logging.getLogger("clusterpulse.correlate")
 # Alertmanager, whose inhibition ends when the source alert resolves, but without the recovery flood.
 ORPHAN_AFTER_S = 60.0
 FABRIC = "fabric"  # the source of a switch or node declared down from its links (`_infer_for`)
+STEPS = "steps"  # the source of a job_hang (`pipeline.correlate.hang`: the jobs' progress on this clock)
 FABRIC_ROOTS = frozenset({"switch_down", "node_down"})
 # Of a switch's or node's witness links, this share must go down together for the first-tick rule;
 # the rest may have been down before (a cable out; a link still in its 30 s hysteresis after an
@@ -105,6 +107,7 @@ class Correlator:
         self.restored_offset = -1  # the offset of the last finding the restored snapshot includes
         # the active silences covering an alert (pipeline.notify.silences.SilenceBook.silenced_by); none offline
         self.silences: Callable[[Alert], tuple[str, ...]] | None = None
+        self.hangs = HangWatch(self.settings)  # jobs' progress and nodes' activity: job_hang
 
     # ---- state that survives a restart or a rebalance -------------------------------------------
     _STATE = (
@@ -120,9 +123,10 @@ class Correlator:
         "unconfirmed",
         "link_episodes",
         "fabric_ends",
+        "hangs",
     )
-    STATE_VERSION = 3  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec;
-    # 3: link down episodes
+    STATE_VERSION = 4  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec;
+    # 3: link down episodes; 4: the hang watch
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
@@ -166,6 +170,17 @@ class Correlator:
     def place(self, job: str, nodes: list[str]) -> None:
         """Nodes running a job (learned from step telemetry), for blast radius."""
         self.job_nodes.setdefault(job, set()).update(nodes)
+
+    def progress(self, jobs: dict[str, dict]) -> list[Alert]:
+        """Where jobs stand (`StragglerDetector.take_progress`): a hung job that moved resolves."""
+        out: list[Alert] = []
+        for finding in self.hangs.progress(jobs):
+            out += self._push(finding, STEPS)
+        return out
+
+    def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
+        """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""
+        self.hangs.activity(nodes)
 
     def push(self, finding: Alert, source: str) -> list[Alert]:
         """One detector finding from `source`; returns alerts to publish now."""
@@ -436,6 +451,9 @@ class Correlator:
     def _due(self, clock: int) -> list[Alert]:
         """What the event-time clock has reached: fabric resolutions, held alerts, orphans."""
         out = self._fabric_resolutions(clock) if self.fabric_ends else []
+        if clock >= 0:
+            for finding in self.hangs.check(clock, self.job_nodes):
+                out += self._push(finding, STEPS)
         self._wait_for_causes(clock)
         return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
@@ -631,7 +649,35 @@ class Correlator:
             del self.roots[key]
 
     def _explanations(self, alert: Alert) -> list[tuple[str, str]]:
+        if alert.kind == "job_hang":
+            return self._stalling(alert.entity)
         return explanations(self.topo, alert)
+
+    def _stalling(self, job: str) -> list[tuple[str, str]]:
+        """Roots that stall a job: a dead card, node, host link or leaf of its nodes, not itself a
+        consequence (a dead node's links are grouped under it: the hang is too), earliest first."""
+        nodes = self.job_nodes.get(job, set())
+        found = []
+        for root, start_ms, _ in self.roots.values():
+            if root.kind in STALLING_KINDS and root.root_cause is None and self._nodes_of(root) & nodes:
+                found.append((start_ms, root.kind, root.entity))
+        return [(kind, entity) for _, kind, entity in sorted(found)]
+
+    def _nodes_of(self, root: Alert) -> set[str]:
+        """The nodes whose ranks a dead card, node, host link or switch cuts off."""
+        try:
+            if root.kind == "node_down":
+                return {root.entity}
+            if root.kind == "card_failed":
+                return {self.topo.node_name(self.topo.parse_card(root.entity)[0])}
+            if root.kind == "link_down":
+                what, node, _ = self.topo.resolve_link(root.entity)
+                return {self.topo.node_name(node)} if what == "host" else set()
+            if root.kind == "switch_down":
+                return set(self.topo.switch_radius(root.entity)["node_names"])
+        except UnknownEntity:
+            pass
+        return set()
 
     # ---- blast radius ------------------------------------------------------------------------
     def _jobs_of(self, nodes: set[str]) -> list[str]:

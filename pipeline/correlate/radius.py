@@ -33,6 +33,9 @@ def blast_radius(topo: ClusterTopology, alert: Alert, jobs_of: Callable[[set[str
                 "jobs": jobs_of({topo.node_name(node)}),
                 "impact": impact,
             }
+        if alert.kind == "job_hang":  # the job's own cards, none of them dead
+            nodes = int(alert.evidence.get("nodes", 0))
+            return {"cards": nodes * topo.cards_per_node, "nodes": nodes, "links": 0, "jobs": [alert.entity]}
         if alert.kind in ("link_down", "link_flapping"):
             what, a, b = topo.resolve_link(alert.entity)
             if what == "host":  # every card its NIC serves (several where the host has fewer NICs)

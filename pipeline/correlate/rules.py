@@ -13,8 +13,12 @@ from pipeline.model.schemas import Alert
 from pipeline.topology.protocol import ClusterTopology
 from pipeline.topology.synthetic import UnknownEntity
 
-SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler"})
-ROOT_KINDS = frozenset({"switch_down", "node_down", "thermal_throttle", "card_ecc", "link_down", "link_degraded"})
+SYMPTOMS = frozenset({"link_down", "link_flapping", "straggler", "job_hang"})
+ROOT_KINDS = frozenset(
+    {"switch_down", "node_down", "thermal_throttle", "card_ecc", "card_failed", "link_down", "link_degraded"}
+)
+# roots that stall every job with a rank behind them (`Correlator._stalling`): a job_hang's causes
+STALLING_KINDS = frozenset({"switch_down", "node_down", "card_failed", "link_down"})
 # telemetry whose detectors find root kinds (step telemetry finds stragglers, symptoms only): the
 # sources a held symptom's cause can still come from, so the ones that hold the release clock
 CAUSE_SOURCE_KINDS = frozenset({"card", "port"})

@@ -8,6 +8,7 @@ set for everything.
 
 from __future__ import annotations
 
+from pipeline.detect.activity import NodeActivity
 from pipeline.detect.card_failure import CardFailureDetector
 from pipeline.detect.ecc import EccDetector
 from pipeline.detect.links import LinkDetector
@@ -21,13 +22,14 @@ from pipeline.state.codec import decode_state, encode_state
 from pipeline.topology.protocol import ClusterTopology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 9  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+SNAPSHOT_VERSION = 10  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 
 
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
 # 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names;
 # 8: the one snapshot codec (pipeline.state.codec), classes in their packages (pipeline.detect.repeats);
-# 9: each rank's newest step (a step is judged once every rank reporting has passed it)
+# 9: each rank's newest step (a step is judged once every rank reporting has passed it); 10: nodes' busy
+# flags (pipeline.detect.activity), jobs' step durations
 class DetectorSet:
     """Every detector of the given batch kinds."""
 
@@ -38,6 +40,7 @@ class DetectorSet:
         self.topology = topology
         self.detectors: dict[str, list] = {}
         self.straggler: StragglerDetector | None = None
+        self.activity: NodeActivity | None = None
         self.repeats = RepeatWindow()  # the partition's recent messages, to drop a producer's repeat
         if "card" in kinds:
             self.detectors["card"] = [
@@ -46,6 +49,7 @@ class DetectorSet:
                 ThermalDetector(topology, s.thermal),
                 NodeDownDetector(topology, s.node_down),
             ]
+            self.activity = NodeActivity(topology)
         if "port" in kinds:
             self.detectors["port"] = [LinkDetector(topology, s.link), SwitchDownDetector(topology, s.switch_down)]
         if "step" in kinds:
@@ -59,6 +63,8 @@ class DetectorSet:
         out: list[Alert] = []
         parts: list[Batch] | None = None
         reachable = batch.reachable()  # what the sources reported; who could not be reached is news to few
+        if batch.kind == "card" and self.activity is not None and reachable is not None:
+            self.activity.push(reachable)
         for detector in self.detectors[batch.kind]:
             if getattr(detector, "judges_unreachable", False):
                 out += detector.push(batch, stream)
@@ -82,10 +88,18 @@ class DetectorSet:
         self.straggler.new_placements = {}
         return {job: [self.topology.node_name(n) for n in sorted(nodes)] for job, nodes in new.items()}
 
+    def take_progress(self) -> dict[str, dict]:
+        """Where each job that reported since the last call stands (`StragglerDetector.take_progress`)."""
+        return self.straggler.take_progress() if self.straggler is not None else {}
+
+    def take_activity(self) -> dict[str, tuple[bool, int]]:
+        """Nodes whose cards turned busy or idle since the last call (`NodeActivity.take`)."""
+        return self.activity.take() if self.activity is not None else {}
+
     # ---- state that survives a restart ---------------------------------------------------------
     def snapshot(self) -> bytes:
         """Every detector's state (`pipeline.state.codec`), for this cluster shape only."""
-        state = (self.detectors, self.straggler, self.repeats)
+        state = (self.detectors, self.straggler, self.activity, self.repeats)
         return encode_state("detectors", SNAPSHOT_VERSION, state, fingerprint=self.topology.shape)
 
     def restore(self, data: bytes) -> bool:
@@ -93,8 +107,8 @@ class DetectorSet:
         state = decode_state(data, "detectors", SNAPSHOT_VERSION, fingerprint=self.topology.shape)
         if state is None:
             return False
-        detectors, straggler, repeats = state
+        detectors, straggler, activity, repeats = state
         if set(detectors) != set(self.detectors):
             return False
-        self.detectors, self.straggler, self.repeats = detectors, straggler, repeats
+        self.detectors, self.straggler, self.activity, self.repeats = detectors, straggler, activity, repeats
         return True

@@ -48,6 +48,10 @@ MEDIAN_EFFICIENCY = 1.2533  # standard error of a median of normal samples, in s
 # the peer rule's to find); only then does its change rule judge it
 LEARN_FIRST_STEPS = 30
 MAX_PENDING_STEPS = 256  # steps kept waiting for their ranks at most (a job of fewer than min_ranks ranks)
+# steps whose median duration is the job's usual step time: a checkpoint step (ten times longer) every
+# few hundred steps does not move the median of the last 31
+DURATION_STEPS = 31
+RANKS_LISTED = 16  # ranks behind named in a job's progress (their count is always given)
 
 
 @dataclass
@@ -83,6 +87,9 @@ class _Job:
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's slowdown when it fired
     recovery: np.ndarray = field(default_factory=lambda: np.zeros(0))  # a firing rank's CUSUM toward its usual
     cusum_limit: float = float("inf")  # the CUSUM's firing threshold at the last step judged
+    # the last judged steps' durations (median over ranks of compute + wait), newest last: the job's
+    # usual step time, which the correlator's hang watch measures a pause against
+    durations: list[float] = field(default_factory=list)
 
 
 class StragglerDetector:
@@ -94,6 +101,7 @@ class StragglerDetector:
         self.jobs: dict[str, _Job] = {}
         self.book = AlertBook()
         self.new_placements: dict[str, set[int]] = {}
+        self.progressed: set[str] = set()  # jobs with news since the last `take_progress`
 
     def job_nodes(self) -> dict[str, list[str]]:
         return {name: [self.topo.node_name(n) for n in sorted(job.nodes)] for name, job in self.jobs.items()}
@@ -125,6 +133,7 @@ class StragglerDetector:
             job.rank_step[:] = -1
         job.newest_ms = max(job.newest_ms, batch.ts_ms)
         np.maximum.at(job.rank_step, ranks, steps)
+        self.progressed.add(batch.job)
         job.rank_seen_ms[ranks] = np.maximum(job.rank_seen_ms[ranks], batch.ts_ms)
         for step in np.unique(steps).tolist():
             if step <= job.last_step:
@@ -147,6 +156,29 @@ class StragglerDetector:
             if step > complete:
                 break
             out += self._judge(batch.job, job, step, job.pending.pop(step))
+        return out
+
+    def take_progress(self) -> dict[str, dict]:
+        """Where each job that reported since the last call stands: its newest step (any rank's),
+        the event time of its newest report, its usual step time (None until a step is judged),
+        its ranks still reporting, and those of them behind the newest step (`RANKS_LISTED` named)."""
+        out = {}
+        for name in sorted(self.progressed):
+            job = self.jobs.get(name)
+            if job is None or not job.ranks:
+                continue
+            active = job.rank_seen_ms >= max(0, job.newest_ms - int(self.settings.rank_silence_s * 1000))
+            newest = int(job.rank_step.max())
+            behind = np.flatnonzero(active & (job.rank_step < newest))
+            out[name] = {
+                "last_step": newest,
+                "last_report_ms": int(job.newest_ms),
+                "step_s": round(float(np.median(job.durations)), 4) if job.durations else None,
+                "ranks": int(active.sum()),
+                "behind": len(behind),
+                "behind_ranks": behind[:RANKS_LISTED].tolist(),
+            }
+        self.progressed.clear()
         return out
 
     def _grow(self, job: _Job, ranks: int) -> None:
@@ -175,6 +207,7 @@ class StragglerDetector:
         job.last_step = max(job.last_step, step)
         ranks = np.concatenate(data.ranks)
         compute = np.concatenate(data.compute)
+        job.durations = job.durations[-(DURATION_STEPS - 1) :] + [float(np.median(compute + np.concatenate(data.wait)))]
         if len(ranks) < s.min_ranks:
             return []
         median = float(np.median(compute))

@@ -42,7 +42,7 @@ def faults_of(scenario: Scenario, step_times: dict[str, dict[int, float]] | None
     topo = scenario.topology
 
     def job_of(target: str) -> Any:
-        if topo.kind_of(target) != "card":
+        if any(job.name == target for job in scenario.jobs) or topo.kind_of(target) != "card":
             return None
         node, _ = topo.parse_card(target)
         return next((j for j in scenario.jobs if j.first_node <= node < j.first_node + j.nodes), None)
@@ -88,7 +88,8 @@ class OfflineCore:
     def end_tick(self, ts_ms: int) -> list[Alert]:
         for job, nodes in self.detectors.take_placements().items():
             self.correlator.place(job, nodes)
-        alerts: list[Alert] = []
+        self.correlator.activity(self.detectors.take_activity())
+        alerts: list[Alert] = self.correlator.progress(self.detectors.take_progress())
         for kind in ("card", "port", "step"):  # every stream has been read up to this tick
             alerts += self.correlator.advance(kind, ts_ms)
         return alerts

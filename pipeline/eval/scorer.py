@@ -35,6 +35,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "ecc_error": ("card_ecc", "card_failed"),
     "node_failure": ("node_down",),
     "switch_failure": ("switch_down",),
+    "job_hang": ("job_hang",),
 }
 PRIMARY = {
     "straggler": "straggler",
@@ -46,6 +47,7 @@ PRIMARY = {
     "card_ecc": "ecc_error",
     "node_down": "node_failure",
     "switch_down": "switch_failure",
+    "job_hang": "job_hang",
 }
 GRACE_S = 60.0  # a detection may come up to this long after the fault ended (the spec)
 STUCK_AFTER_S = 120.0  # an alert still firing this long after its fault ended never resolved (the spec)

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from pipeline.model.findings import Finding, Watermarks, decode_findings_record
+from pipeline.model.findings import Activity, Finding, Progress, Watermarks, decode_findings_record
 from pipeline.model.schemas import InvalidRecord
 from pipeline.model.topics import DETECTOR_STATE
 from pipeline.stream.context import WorkerContext
@@ -78,6 +78,10 @@ def register(ctx: WorkerContext) -> None:
                 elif isinstance(record, Watermarks):
                     for src, (ts, up_to_date) in record.marks.items():
                         await ctx.publish(correlator.advance(src, ts, up_to_date))
+                elif isinstance(record, Progress):
+                    await ctx.publish(correlator.progress(record.jobs))
+                elif isinstance(record, Activity):
+                    correlator.activity(record.nodes)
                 else:
                     correlator.place(record.job, record.nodes)
             position["offset"] = event.message.offset

@@ -1,5 +1,6 @@
 """What happens to a card, step or port batch: decode (bad input → dead letter with the reason),
-run the partition's detectors, send findings and job placements to the correlator, buffer the rows
+run the partition's detectors, send findings, job placements, jobs' progress and nodes' activity to
+the correlator, buffer the rows
 for Parquet, and acknowledge the message only once those rows are on disk. Also the per-partition
 event-time watermarks the correlator's clock runs on."""
 
@@ -12,7 +13,13 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from pipeline.detect import DetectorSet
-from pipeline.model.findings import encode_finding, encode_placement, encode_watermarks
+from pipeline.model.findings import (
+    encode_activity,
+    encode_finding,
+    encode_placement,
+    encode_progress,
+    encode_watermarks,
+)
 from pipeline.model.schemas import Batch, InvalidRecord, decode_batch
 from pipeline.model.topics import TopicSpec
 from pipeline.stream.context import TOPIC_KINDS, WorkerContext
@@ -186,8 +193,22 @@ def register(ctx: WorkerContext) -> None:
                 unread[source] = (-1, end == 0)
         return unread
 
+    async def send_jobs_and_nodes() -> None:
+        """Where the jobs stand and which nodes' cards turned busy or idle, for the correlator's hang
+        watch: collected over every partition's detectors, sent before the watermarks they precede."""
+        progress: dict[str, dict] = {}
+        activity: dict[str, tuple[bool, int]] = {}
+        for detectors in list(checkpoint.detectors.sets.values()):
+            progress.update(detectors.take_progress())
+            activity.update(detectors.take_activity())
+        if progress:
+            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_progress(progress), force=True)
+        if activity:
+            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_activity(activity), force=True)
+
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
+        await send_jobs_and_nodes()
         ends = await end_offsets()
         marks = {src: (ts, caught_up(src, ends)) for src, ts in watermarks.items()}
         marks.update(unread_sources(ends))

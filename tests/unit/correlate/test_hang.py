@@ -1,0 +1,123 @@
+"""`job_hang` through the detectors and the correlator (no broker): a job whose steps stop while its
+cards stay busy pages once; a stop with idle cards (a restart, the end) pages nothing; a dead card
+of the job explains it; a new step resolves it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.correlate.correlator import Correlator
+from pipeline.detect import DetectorSet
+from pipeline.model.schemas import Alert
+from pipeline.settings import CorrelateSettings
+from tests.builders import START_MS, card_batch, small_topology, step_batch
+
+TOPO = small_topology()  # 8 nodes of 8 cards
+NODES = [TOPO.node_name(n) for n in range(8)]
+
+
+class Cluster:
+    """One job of 64 ranks on the 8 nodes, a step a second; the test says what each second brings."""
+
+    def __init__(self) -> None:
+        self.detectors = DetectorSet(TOPO)
+        self.correlator = Correlator(TOPO, CorrelateSettings(), clock=lambda: 0.0)
+        self.step = 0
+        self.alerts: list[Alert] = []
+
+    def second(self, t: int, steps: bool = True, util: float = 95.0, silent: tuple[str, ...] = ()) -> None:
+        for node in NODES:
+            if node in silent:
+                continue
+            batch = card_batch(node, t)
+            batch.columns["util"] = np.full(8, util, "<f4")
+            self._push(batch)
+            if steps:
+                first = NODES.index(node) * 8
+                self._push(step_batch(node, "train", t, list(range(first, first + 8)), self.step, 0.85, wait=0.15))
+        self.step += steps
+        for job, nodes in self.detectors.take_placements().items():
+            self.correlator.place(job, nodes)
+        self.correlator.activity(self.detectors.take_activity())
+        self.alerts += self.correlator.progress(self.detectors.take_progress())
+        for kind in ("card", "port", "step"):
+            self.alerts += self.correlator.advance(kind, START_MS + t * 1000)
+
+    def _push(self, batch) -> None:  # noqa: ANN001
+        for finding in self.detectors.push(batch):
+            self.alerts += self.correlator.push(finding, batch.kind)
+
+    def hangs(self) -> list[Alert]:
+        return [a for a in self.alerts if a.kind == "job_hang"]
+
+
+def test_a_job_whose_steps_stop_while_its_cards_spin_pages_once_then_resolves_with_its_next_step() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 120):
+        cluster.second(t, steps=False)  # the collective never completes; the cards poll at 95 %
+    [hang] = cluster.hangs()
+    assert hang.status == "firing" and hang.entity == "train" and hang.root_cause is None
+    assert hang.starts_at == "2026-01-01T00:01:29.000Z"  # 30 s (the floor) after the last step, at 59 s
+    assert hang.evidence["last_step"] == 59 and hang.evidence["ranks"] == 64 and hang.evidence["ranks_behind"] == 0
+    assert hang.labels["job"] == "train" and hang.evidence["blast_radius"]["cards"] == 64
+    for t in range(120, 125):
+        cluster.second(t)
+    [_, resolved] = cluster.hangs()
+    assert resolved.status == "resolved" and resolved.ends_at == "2026-01-01T00:02:00.000Z"
+
+
+def test_a_job_that_stops_with_idle_cards_restarting_or_ended_pages_nothing() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 200):
+        cluster.second(t, steps=False, util=3.0)
+    assert cluster.hangs() == []
+
+
+def test_a_pause_shorter_than_ten_usual_steps_and_30_s_pages_nothing() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 85):  # a 25 s checkpoint with the cards busy
+        cluster.second(t, steps=False)
+    for t in range(85, 120):
+        cluster.second(t)
+    assert cluster.hangs() == []
+
+
+def test_a_job_stalled_by_its_dead_node_is_grouped_under_the_node() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 120):  # node0003 dies: the others spin in the collective
+        cluster.second(t, steps=False, silent=("node0003",))
+    [node_down] = [a for a in cluster.alerts if a.kind == "node_down" and a.status == "firing"]
+    [hang] = cluster.hangs()
+    assert hang.root_cause == node_down.id and "consequence of node_down node0003" in hang.summary
+
+
+def test_a_job_with_no_card_telemetry_is_not_judged_by_its_steps_alone() -> None:
+    cluster = Cluster()
+    cluster.correlator.hangs.busy.clear()
+    cluster.detectors.activity = None  # no card telemetry reaches the correlator
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 120):
+        cluster.second(t, steps=False)
+    assert cluster.hangs() == []
+
+
+def test_a_checkpoint_written_from_the_host_then_its_step_pages_nothing() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 92):  # the host writes the checkpoint: the cards idle
+        cluster.second(t, steps=False, util=3.0)
+    for t in range(92, 96):  # the step after it: busy, not reported yet, 32-35 s after the last one
+        cluster.second(t, steps=False)
+    for t in range(96, 110):
+        cluster.second(t)
+    assert cluster.hangs() == []
