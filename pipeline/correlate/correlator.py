@@ -41,6 +41,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from pipeline.correlate.clock import QUIET_RELEASE_S, is_quiet, slowest_active
 from pipeline.correlate.hang import HangWatch
@@ -68,6 +69,10 @@ FABRIC_ROOTS = frozenset({"switch_down", "node_down"})
 # needs all of them: with 3 links, a link in hysteresis plus two going down is not the device.
 TOGETHER_SHARE = 0.9
 EPISODES_KEPT_MS = 600_000  # a link's down episodes kept this long after they ended (event time)
+
+
+def _due_hang(hang_id: str, clock: int, held: Held) -> bool:
+    return held.alert.id == hang_id and held.release_ms <= clock
 
 
 class Correlator:
@@ -451,9 +456,12 @@ class Correlator:
     def _due(self, clock: int) -> list[Alert]:
         """What the event-time clock has reached: fabric resolutions, held alerts, orphans."""
         out = self._fabric_resolutions(clock) if self.fabric_ends else []
-        if clock >= 0:
-            for finding in self.hangs.check(clock, self.job_nodes):
+        steps_clock = self._steps_clock()
+        if steps_clock >= 0:
+            for finding in self.hangs.check(steps_clock, self.job_nodes):
                 out += self._push(finding, STEPS)
+                if finding.status == "resolved":  # a hang judged late, over and due: out before the next one
+                    out += self._release(partial(_due_hang, finding.id, steps_clock))
         self._wait_for_causes(clock)
         return out + self._release(lambda h: h.release_ms <= clock) + self._page_orphans(clock)
 
@@ -562,6 +570,15 @@ class Correlator:
         return slowest_active(
             self.watermarks, lambda src: self._quiet(src, now), lambda src: src.split("/")[0] in CAUSE_SOURCE_KINDS
         )
+
+    def _steps_clock(self) -> int:
+        """The slowest active watermark of every source, step telemetry included: a job's progress
+        is sent with the step message that made it, so a hang is judged only once its step
+        partition has been read that far (a lagging step partition must not look like a hang). A
+        partition read to its end that never held anything (no job's steps go there) holds nothing."""
+        now = self.wall()
+        marks = {src: w for src, w in self.watermarks.items() if w >= 0 or not self.caught_up.get(src, False)}
+        return slowest_active(marks, lambda src: self._quiet(src, now), lambda src: True)
 
     # ---- decisions ---------------------------------------------------------------------------
     def _release(self, due: Callable[[Held], bool]) -> list[Alert]:

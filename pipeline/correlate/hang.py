@@ -19,13 +19,18 @@ A job none of whose nodes' cards report is not judged: steps alone cannot tell a
 The correlator holds it like any symptom, so a dead card, node, link or switch of the job that
 fired explains it (`Correlator._explanations`).
 
-The clock is the correlator's (card and port partitions' watermarks), so a hang is found when the
-job's own step partition has nothing new, and replay at any speed finds it at the same event time.
+Both inputs come as histories in event time: a job's progress with each step message, a node's
+busy flag with each card message that flips it, each before the watermark that passes it. They are
+judged only up to the correlator's clock over every source (steps included), so what is judged is
+complete, and a replay at any speed (a job's steps read far ahead of its cards) finds the same
+hangs at the same event times; a hang that began and ended between two checks fires and resolves
+then. The clock runs on while the job's own step partition has nothing new.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
 from pipeline.detect.alert_book import AlertBook
 from pipeline.model.schemas import Alert
@@ -33,11 +38,11 @@ from pipeline.settings import CorrelateSettings
 
 KIND = "job_hang"
 FORGET_AFTER_MS = 86_400_000  # a job silent a day (ended long ago, not hung) is forgotten
-CHECK_EVERY_MS = 1_000  # event time between checks (a job's nodes are counted at each; hangs take >= 30 s)
+FLIPS_KEPT_MS = 3_600_000  # a node's flips kept this long behind the clock (a pause judged is shorter)
 
 
 @dataclass
-class _Job:
+class _Progress:
     last_step: int
     last_report_ms: int
     step_s: float | None
@@ -46,75 +51,131 @@ class _Job:
     behind_ranks: list[int]
 
 
+@dataclass
+class _Job:
+    judged: _Progress  # the newest progress the clock has passed
+    pending: list[_Progress] = field(default_factory=list)  # newer ones, in event time
+    fired_after_ms: int = -1  # the progress whose pause last fired: judged once, also after it resolved
+
+
 class HangWatch:
     """Jobs' progress and nodes' activity in; `job_hang` findings (firing and resolved) out."""
 
     def __init__(self, settings: CorrelateSettings) -> None:
         self.settings = settings
         self.jobs: dict[str, _Job] = {}
-        self.busy: dict[str, tuple[bool, int]] = {}  # node -> (its cards busy, sample ms)
+        self.flips: dict[str, list[tuple[int, bool]]] = {}  # node -> its busy flag's changes (ms, busy)
         self.book = AlertBook()
-        self.checked_ms = -1  # the clock at the last check
 
     def progress(self, jobs: dict[str, dict]) -> list[Alert]:
-        """Where jobs stand (`StragglerDetector.take_progress`); resolves the hang of a job that moved."""
-        out: list[Alert] = []
+        """Where jobs stand (`StragglerDetector.take_progress`), judged once the clock passes it."""
         for name, state in jobs.items():
-            old = self.jobs.get(name)
-            if old is not None and state["last_report_ms"] < old.last_report_ms:
-                continue  # older news (a partition read again after a restart)
-            new = _Job(**state)
-            self.jobs[name] = new
-            if old is not None and new.last_step != old.last_step and self.book.is_firing(KIND, name):
-                how = "restarted from" if new.last_step < old.last_step else "reported"
-                alert = self.book.resolve(
-                    KIND, name, new.last_report_ms, reason=f"{how} step {new.last_step}: making progress again"
-                )
-                if alert:
-                    out.append(alert)
-        return out
+            news = _Progress(**state)
+            job = self.jobs.get(name)
+            if job is None:
+                self.jobs[name] = _Job(news)
+                continue
+            newest = job.pending[-1] if job.pending else job.judged
+            if news.last_report_ms >= newest.last_report_ms:
+                job.pending.append(news)
+        return []
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
         """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""
         for node, (busy, ts_ms) in nodes.items():
-            if ts_ms >= self.busy.get(node, (False, -1))[1]:
-                self.busy[node] = (busy, ts_ms)
+            flips = self.flips.setdefault(node, [])
+            if not flips or ts_ms >= flips[-1][0]:
+                flips.append((ts_ms, busy))
+            else:  # a card partition read late: in its place
+                bisect.insort(flips, (ts_ms, busy))
+
+    def busy(self, node: str, at_ms: int) -> tuple[bool, int] | None:
+        """The node's flag at `at_ms` and since when (None: not known then)."""
+        flips = self.flips.get(node)
+        if not flips:
+            return None
+        i = bisect.bisect_right(flips, (at_ms, True)) - 1
+        if i < 0:
+            return None
+        return flips[i][1], flips[i][0]
 
     def check(self, clock_ms: int, job_nodes: dict[str, set[str]]) -> list[Alert]:
-        """Jobs that hang by event time `clock_ms`, and hung jobs whose cards went idle."""
+        """Judge each job's progress up to event time `clock_ms`: hangs that began (and ended) by then."""
         out: list[Alert] = []
-        if clock_ms < self.checked_ms + CHECK_EVERY_MS:
-            return out
-        self.checked_ms = clock_ms
         for name, job in list(self.jobs.items()):
-            firing = self.book.is_firing(KIND, name)
-            silent_ms = clock_ms - job.last_report_ms
-            if silent_ms > FORGET_AFTER_MS and not firing:
+            nodes = job_nodes.get(name, set())
+            while job.pending and job.pending[0].last_report_ms <= clock_ms:
+                news = job.pending.pop(0)
+                out += self._pause(name, job, news.last_report_ms, nodes)
+                if news.last_step != job.judged.last_step and self.book.is_firing(KIND, name):
+                    how = "restarted from" if news.last_step < job.judged.last_step else "reported"
+                    resolved = self.book.resolve(
+                        KIND, name, news.last_report_ms, reason=f"{how} step {news.last_step}: making progress again"
+                    )
+                    out += [resolved] if resolved else []
+                job.judged = news
+            out += self._pause(name, job, clock_ms, nodes)
+            if clock_ms - job.judged.last_report_ms > FORGET_AFTER_MS and not self.book.is_firing(KIND, name):
                 del self.jobs[name]
-                continue
-            states = [self.busy[node] for node in job_nodes.get(name, ()) if node in self.busy]
-            flags = [busy for busy, _ in states]
-            if firing:
-                if flags and 2 * sum(flags) < len(flags):
-                    alert = self.book.resolve(KIND, name, clock_ms, reason="its cards went idle: the job stopped")
-                    if alert:
-                        out.append(alert)
-                continue
-            # busy since before the last step: a checkpoint written from the host idles the cards
-            # and a step after it makes them busy again seconds before it is reported
-            busy = sum(1 for is_busy, since in states if is_busy and since <= job.last_report_ms)
-            if job.step_s is None or not states or 2 * busy < len(states):
-                continue
-            limit_s = max(self.settings.job_hang_steps * job.step_s, self.settings.job_hang_min_s)
-            if silent_ms < limit_s * 1000:
-                continue
-            alert = self._fire(name, job, job.step_s, limit_s, len(job_nodes.get(name, ())), busy, len(states))
-            if alert:
-                out.append(alert)
+        self._prune(clock_ms)
         return out
 
+    def _pause(self, name: str, job: _Job, until_ms: int, nodes: set[str]) -> list[Alert]:
+        """A pause of the job from its judged progress until `until_ms`: a hang if it lasts long enough
+        with the cards busy since before it; a firing hang resolves when the cards go idle in it."""
+        out: list[Alert] = []
+        last = job.judged
+        if self.book.is_firing(KIND, name):
+            idle_at = self._idle_at(nodes, last.last_report_ms, until_ms)
+            if idle_at is not None:
+                resolved = self.book.resolve(KIND, name, idle_at, reason="its cards went idle: the job stopped")
+                out += [resolved] if resolved else []
+            return out
+        if last.step_s is None or job.fired_after_ms == last.last_report_ms:
+            return out
+        limit_s = max(self.settings.job_hang_steps * last.step_s, self.settings.job_hang_min_s)
+        at_ms = last.last_report_ms + int(limit_s * 1000)
+        if until_ms < at_ms:
+            return out
+        states = [state for state in (self.busy(node, at_ms) for node in nodes) if state is not None]
+        # busy since before the last step: a checkpoint written from the host idles the cards,
+        # and the step after it makes them busy again seconds before it is reported
+        busy = sum(1 for is_busy, since in states if is_busy and since <= last.last_report_ms)
+        if not states or 2 * busy < len(states):
+            return out
+        fired = self._fire(name, last, last.step_s, limit_s, at_ms, len(nodes), busy, len(states))
+        job.fired_after_ms = last.last_report_ms
+        out += [fired] if fired else []
+        return out + self._pause(name, job, until_ms, nodes)  # and stopped within it: resolved too
+
+    def _idle_at(self, nodes: set[str], after_ms: int, until_ms: int) -> int | None:
+        """The first time in (after_ms, until_ms] at which most of the nodes' cards are idle."""
+        times = sorted(
+            {ts for node in nodes for ts, busy in self.flips.get(node, ()) if after_ms < ts <= until_ms and not busy}
+        )
+        for ts in times:
+            states = [state for state in (self.busy(node, ts) for node in nodes) if state is not None]
+            if states and 2 * sum(1 for is_busy, _ in states if is_busy) < len(states):
+                return ts
+        return None
+
+    def _prune(self, clock_ms: int) -> None:
+        """A node's flips older than FLIPS_KEPT_MS behind the clock, but its last one before."""
+        cutoff = clock_ms - FLIPS_KEPT_MS
+        for flips in self.flips.values():
+            while len(flips) > 1 and flips[1][0] <= cutoff:
+                flips.pop(0)
+
     def _fire(
-        self, name: str, job: _Job, step_s: float, limit_s: float, nodes: int, busy: int, reporting: int
+        self,
+        name: str,
+        job: _Progress,
+        step_s: float,
+        limit_s: float,
+        at_ms: int,
+        nodes: int,
+        busy: int,
+        reporting: int,
     ) -> Alert | None:
         behind = (
             f"; {job.behind} of {job.ranks} ranks never reported it ({', '.join(map(str, job.behind_ranks))}"
@@ -126,7 +187,7 @@ class HangWatch:
         return self.book.fire(
             KIND,
             name,
-            job.last_report_ms + int(limit_s * 1000),  # when the rule was met, whatever the clock's granularity
+            at_ms,  # when the rule was met, whatever the clock's granularity
             severity="critical",
             summary=f"job {name} hung: no step for {limit_s:.0f} s ({limit_s / step_s:.0f}x its usual "
             f"{step_s:.3g} s) after step {job.last_step}{behind}, and {busy} of its {reporting} nodes' "

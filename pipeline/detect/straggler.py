@@ -102,6 +102,7 @@ class StragglerDetector:
         self.book = AlertBook()
         self.new_placements: dict[str, set[int]] = {}
         self.progressed: set[str] = set()  # jobs with news since the last `take_progress`
+        self.told: dict[str, tuple] = {}  # each job's progress as last taken: unchanged, it is not taken again
 
     def job_nodes(self) -> dict[str, list[str]]:
         return {name: [self.topo.node_name(n) for n in sorted(job.nodes)] for name, job in self.jobs.items()}
@@ -159,7 +160,7 @@ class StragglerDetector:
         return out
 
     def take_progress(self) -> dict[str, dict]:
-        """Where each job that reported since the last call stands: its newest step (any rank's),
+        """Where each job that reported since the last call stands, if that changed: its newest step (any rank's),
         the event time of its newest report, its usual step time (None until a step is judged),
         its ranks still reporting, and those of them behind the newest step (`RANKS_LISTED` named)."""
         out = {}
@@ -170,6 +171,10 @@ class StragglerDetector:
             active = job.rank_seen_ms >= max(0, job.newest_ms - int(self.settings.rank_silence_s * 1000))
             newest = int(job.rank_step.max())
             behind = np.flatnonzero(active & (job.rank_step < newest))
+            told = (newest, int(job.newest_ms), len(behind))
+            if self.told.get(name) == told:
+                continue
+            self.told[name] = told
             out[name] = {
                 "last_step": newest,
                 "last_report_ms": int(job.newest_ms),

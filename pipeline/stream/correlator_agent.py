@@ -79,8 +79,10 @@ def register(ctx: WorkerContext) -> None:
                     for src, (ts, up_to_date) in record.marks.items():
                         await ctx.publish(correlator.advance(src, ts, up_to_date))
                 elif isinstance(record, Progress):
+                    log.debug("correlator: progress of %s", record.jobs)
                     await ctx.publish(correlator.progress(record.jobs))
                 elif isinstance(record, Activity):
+                    log.debug("correlator: %d nodes turned busy or idle", len(record.nodes))
                     correlator.activity(record.nodes)
                 else:
                     correlator.place(record.job, record.nodes)

@@ -101,6 +101,19 @@ def register(ctx: WorkerContext) -> None:
         for job, nodes in detectors.take_placements().items():
             await ctx.findings_topic.send(key=job.encode(), value=encode_placement(job, nodes), force=True)
 
+    async def send_jobs_and_nodes(detectors: DetectorSet, kind: str) -> None:
+        """What the correlator's hang watch needs, sent with the message that changed it and so
+        before the watermark that passes it: where the jobs of a step message stand, and which nodes
+        of a card message turned busy or idle."""
+        if kind == "step":
+            progress = detectors.take_progress()
+            if progress:
+                await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_progress(progress), force=True)
+        elif kind == "card":
+            activity = detectors.take_activity()
+            if activity:
+                await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_activity(activity), force=True)
+
     def advance(batch: Batch, event: EventT, source: str) -> None:
         """The source's event-time watermark and read position."""
         if batch.ts_ms > watermarks.get(source, -1):
@@ -150,6 +163,7 @@ def register(ctx: WorkerContext) -> None:
                 await send_findings(detectors, parts, event, source)
                 if kind == "step":
                     await send_placements(detectors)
+                await send_jobs_and_nodes(detectors, kind)
                 advance(batch, event, source)
                 full = buffer_rows(stream, event, parts)
                 processed.inc(sum(part.rows() for part in parts))
@@ -193,22 +207,8 @@ def register(ctx: WorkerContext) -> None:
                 unread[source] = (-1, end == 0)
         return unread
 
-    async def send_jobs_and_nodes() -> None:
-        """Where the jobs stand and which nodes' cards turned busy or idle, for the correlator's hang
-        watch: collected over every partition's detectors, sent before the watermarks they precede."""
-        progress: dict[str, dict] = {}
-        activity: dict[str, tuple[bool, int]] = {}
-        for detectors in list(checkpoint.detectors.sets.values()):
-            progress.update(detectors.take_progress())
-            activity.update(detectors.take_activity())
-        if progress:
-            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_progress(progress), force=True)
-        if activity:
-            await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_activity(activity), force=True)
-
     @ctx.app.timer(interval=0.5)
     async def send_watermarks() -> None:
-        await send_jobs_and_nodes()
         ends = await end_offsets()
         marks = {src: (ts, caught_up(src, ends)) for src, ts in watermarks.items()}
         marks.update(unread_sources(ends))

@@ -122,6 +122,7 @@ def test_kafka_mode_agrees_with_offline_mode(tmp_path: Path) -> None:
         {"kind": "straggler", "target": "node0012-card5", "start_s": 40, "duration_s": 60, "severity": 0.2},
         {"kind": "switch_failure", "target": "leaf005", "start_s": 110, "duration_s": 30},
         {"kind": "link_degradation", "target": "node0025-nic1~leaf007", "start_s": 150, "severity": 0.4},
+        {"kind": "job_hang", "target": "finetune", "start_s": 160, "duration_s": 45},
         {"kind": "node_failure", "target": "node0030", "start_s": 200, "duration_s": 30},
     ]
     data["duration_s"] = 260

@@ -101,7 +101,7 @@ def test_a_job_stalled_by_its_dead_node_is_grouped_under_the_node() -> None:
 
 def test_a_job_with_no_card_telemetry_is_not_judged_by_its_steps_alone() -> None:
     cluster = Cluster()
-    cluster.correlator.hangs.busy.clear()
+    cluster.correlator.hangs.flips.clear()
     cluster.detectors.activity = None  # no card telemetry reaches the correlator
     for t in range(60):
         cluster.second(t)
