@@ -14,7 +14,7 @@ import yaml
 from pipeline.eval.evaluate import faults_of, run_offline, skew_tolerance_s
 from pipeline.eval.scorer import score
 from pipeline.settings import load_settings
-from producers.random_scenario import random_scenario
+from producers.random_scenario import KINDS, random_scenario
 from producers.scenario import parse_scenario
 from tests.conftest import run_cli
 
@@ -156,6 +156,6 @@ def test_eval_draws_fresh_seeds_prints_them_and_replays_one(tmp_path: Path) -> N
     names = [s["scenario"] for s in json.loads(report.read_text())["scenarios"]]
     assert names == [f"random-{seed}", "random-7"]
     printed = json.loads(done.stdout)
-    assert printed["overall"]["injected"] == 18 and "pages_per_fault" in printed["overall"]
+    assert printed["overall"]["injected"] == 2 * len(KINDS) and "pages_per_fault" in printed["overall"]
     again = run_cli("eval", "--offline", "--seed", "7", "--json", timeout=300)
     assert json.loads(again.stdout)["scenarios"][0]["faults"] == printed["scenarios"][1]["faults"]
