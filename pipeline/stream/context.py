@@ -111,6 +111,8 @@ class WorkerContext:
         """A rebalance took these partitions: save what must be saved, drop what they held."""
         for save in self.before_revoked:
             await save(revoked)
+        # a write in flight of a revoked partition lands now, before its new owner lists the lake
+        await self.checkpoint.acks.settle({(tp.topic, tp.partition) for tp in revoked})
         self.checkpoint.revoke({(tp.topic, tp.partition) for tp in revoked})
         for forget in self.on_revoked:
             forget(revoked)

@@ -82,6 +82,10 @@ class AckAfterFlush:
         self._failing_since = 0.0
         self._retry_at = 0.0
         self._said_at = 0.0
+        # partitions whose rows are being written now, done when written and acknowledged: a revoked
+        # partition's write must land before its new owner lists the lake (`settle`), or the new
+        # owner's file of the same first offset could be overwritten by this one, fewer rows in it
+        self.writing: dict[tuple[str, int], asyncio.Event] = {}
 
     def hold(self, stream: StreamT, event: EventT) -> None:
         self.pending[(event.message.topic, event.message.partition)].append((stream, event))
@@ -99,36 +103,57 @@ class AckAfterFlush:
             held = self.pending.pop(key, [])
             buf = self.sink.take(*key)
             started = time.perf_counter()
+            done = self.writing[key] = asyncio.Event()
             try:
-                durable = await asyncio.to_thread(self.sink.write, *key, buf)
-            except OSError as exc:
-                if self.metrics is not None:
-                    self.metrics.flush_failures.inc()
-                if buf is not None:
-                    self.sink.put_back(*key, buf)
-                self.pending[key] = held + self.pending.get(key, [])
-                self._failed(exc, now)
+                await self._write_and_ack(key, buf, held, now, started)
+            finally:
+                done.set()
+                if self.writing.get(key) is done:
+                    del self.writing[key]
+            if self.write_error is not None and now < self._retry_at:
                 return
-            if self.write_error is not None:
-                log.warning(
-                    "the lake takes writes again after %.0f s (%s); writing the %d rows held",
-                    now - self._failing_since,
-                    self.write_error,
-                    self.sink.held_rows(),
-                )
-                self.write_error = None
-            if self.metrics is not None and buf is not None:
-                self.metrics.flush_seconds.observe(time.perf_counter() - started)
-            keep = []
-            for stream, event in held:
-                if event.message.offset <= durable:
-                    await stream.ack(event)
-                else:
-                    keep.append((stream, event))
-            if keep or key in self.pending:
-                self.pending[key] = keep + self.pending.get(key, [])
-            if self.on_durable is not None:
-                await self.on_durable(*key)
+
+    async def settle(self, keys: set[tuple[str, int]]) -> None:
+        """Wait until the writes in flight of these partitions (about to be revoked) have landed."""
+        for key in keys:
+            done = self.writing.get(key)
+            if done is not None:
+                await done.wait()
+
+    async def _write_and_ack(
+        self, key: tuple[str, int], buf: Any, held: list[tuple[StreamT, EventT]], now: float, started: float
+    ) -> None:
+        """Write one taken buffer, acknowledge the events it made durable; put it back if it failed."""
+        try:
+            durable = await asyncio.to_thread(self.sink.write, *key, buf)
+        except OSError as exc:
+            if self.metrics is not None:
+                self.metrics.flush_failures.inc()
+            if buf is not None:
+                self.sink.put_back(*key, buf)
+            self.pending[key] = held + self.pending.get(key, [])
+            self._failed(exc, now)
+            return
+        if self.write_error is not None:
+            log.warning(
+                "the lake takes writes again after %.0f s (%s); writing the %d rows held",
+                now - self._failing_since,
+                self.write_error,
+                self.sink.held_rows(),
+            )
+            self.write_error = None
+        if self.metrics is not None and buf is not None:
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        keep = []
+        for stream, event in held:
+            if event.message.offset <= durable:
+                await stream.ack(event)
+            else:
+                keep.append((stream, event))
+        if keep or key in self.pending:
+            self.pending[key] = keep + self.pending.get(key, [])
+        if self.on_durable is not None:
+            await self.on_durable(*key)
 
     def _failed(self, exc: OSError, now: float) -> None:
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
