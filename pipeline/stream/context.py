@@ -85,6 +85,7 @@ class WorkerContext:
         self.correlator.silences = self.silences.silenced_by
         self.notifier: Notifier | None = None  # set by the notify agent when receivers are configured
         self.alert_counts: dict[str, int] = defaultdict(int)
+        self.unconfirmed_alerts: list[Any] = []  # sends not yet known delivered (`alerts_delivered`)
         self.watermarks: dict[str, int] = {}  # "<kind>/<partition>" -> newest sample time processed
         self.positions: dict[str, tuple[Any, int]] = {}  # source -> (topic partition, last offset processed)
         self.on_revoked: list[OnRevoked] = []  # the agents' callbacks
@@ -98,10 +99,19 @@ class WorkerContext:
     async def publish(self, alerts: list[Alert]) -> None:
         """Alert state changes to the alerts topic, each logged as one line at info."""
         for alert in alerts:
-            await self.alerts_topic.send(key=alert.id.encode(), value=alert.to_json(), force=True)
+            sent = await self.alerts_topic.send(key=alert.id.encode(), value=alert.to_json(), force=True)
+            self.unconfirmed_alerts.append(sent)
             self.alert_counts[alert.status] += 1
             self.metrics.alerts.labels(alert.kind, alert.status).inc()
             log.info("alert %s", alert.line())
+
+    async def alerts_delivered(self) -> None:
+        """Wait until every alert published so far is on the broker: the correlator's snapshot,
+        which says they were published, must not reach the broker before them (a worker killed
+        between the two would leave alerts nobody publishes again)."""
+        pending, self.unconfirmed_alerts = self.unconfirmed_alerts, []
+        for sent in pending:
+            await sent
 
     def _count_file(self, rows: int, size: int) -> None:  # called from the writing thread
         self.metrics.flush_rows.inc(rows)

@@ -54,6 +54,7 @@ def register(ctx: WorkerContext) -> None:
                 return
             taken = list(held)
             held.clear()
+            await ctx.alerts_delivered()  # what the snapshot calls published is on the broker first
             data = correlator.snapshot(upto_offset=position["offset"])
             sent = await ctx.checkpoint.state_topic.send(key=key.encode(), value=data, force=True)
             await sent  # delivered (acks=all) before any finding it includes is committed

@@ -86,6 +86,10 @@ class AckAfterFlush:
         # partition's write must land before its new owner lists the lake (`settle`), or the new
         # owner's file of the same first offset could be overwritten by this one, fewer rows in it
         self.writing: dict[tuple[str, int], asyncio.Event] = {}
+        # partitions being revoked: Faust has already dropped their offsets' bookkeeping, so an ack
+        # now would be recorded as a fresh one and committed in a later generation, past rows that
+        # generation has not written yet; a write landing now acknowledges nothing
+        self.revoking: set[tuple[str, int]] = set()
 
     def hold(self, stream: StreamT, event: EventT) -> None:
         self.pending[(event.message.topic, event.message.partition)].append((stream, event))
@@ -98,6 +102,8 @@ class AckAfterFlush:
         if self.write_error is not None and now < self._retry_at:
             return
         for key in keys:
+            if key in self.revoking:
+                continue  # no new write of a partition being revoked
             # exactly the events whose rows (or dead letters) the taken buffer holds: events held
             # while it is written, or after the partition was revoked and assigned again, wait
             held = self.pending.pop(key, [])
@@ -114,7 +120,9 @@ class AckAfterFlush:
                 return
 
     async def settle(self, keys: set[tuple[str, int]]) -> None:
-        """Wait until the writes in flight of these partitions (about to be revoked) have landed."""
+        """Wait until the writes in flight of these partitions (being revoked) have landed, without
+        acknowledging anything of them (their new owner reads it again)."""
+        self.revoking |= keys
         for key in keys:
             done = self.writing.get(key)
             if done is not None:
@@ -144,6 +152,8 @@ class AckAfterFlush:
             self.write_error = None
         if self.metrics is not None and buf is not None:
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        if key in self.revoking:
+            return
         keep = []
         for stream, event in held:
             if event.message.offset <= durable:
@@ -180,3 +190,4 @@ class AckAfterFlush:
         for key in partitions:
             self.pending.pop(key, None)
             self.sink.discard(*key)
+            self.revoking.discard(key)  # taken again later: its events are acknowledged again
