@@ -166,3 +166,30 @@ def test_a_revoked_partition_loses_its_detectors_and_what_it_buffered(tmp_path: 
     checkpoint.revoke({(TOPIC, 0)})
     asyncio.run(checkpoint.at_shutdown())
     assert stream.acked == [] and not list(tmp_path.rglob("*.parquet")) and state.sent == []
+
+
+def test_a_write_in_flight_when_its_partition_is_revoked_lands_first_and_acknowledges_nothing(
+    tmp_path: Path,
+) -> None:
+    """Faust drops a revoked partition's offset bookkeeping before the worker's revoke handler runs:
+    an ack then would count as a fresh one and be committed later past rows not written again."""
+    sink = ParquetSink(tmp_path, flush_rows=10_000, flush_seconds=60)
+    stream = Stream()
+    acks = AckAfterFlush(sink)
+    hold_three(sink, acks, stream)
+    key = (TOPIC, 0)
+
+    async def rebalance() -> list[int]:
+        writing = asyncio.ensure_future(acks.flush([key]))
+        await asyncio.sleep(0)  # the write is in flight (in its thread)
+        assert key in acks.writing
+        await acks.settle({key})  # the revoke handler: waits for it
+        assert writing.done() and list((tmp_path / "card").rglob("*.parquet"))  # landed before the rebalance ends
+        acked_while_revoking = list(stream.acked)
+        acks.forget({key})
+        hold_three(sink, acks, stream)  # assigned again later: acknowledged as usual
+        await acks.flush([key])
+        return acked_while_revoking
+
+    assert asyncio.run(rebalance()) == []
+    assert stream.acked == [10, 11, 12]
