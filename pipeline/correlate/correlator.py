@@ -176,12 +176,9 @@ class Correlator:
         """Nodes running a job (learned from step telemetry), for blast radius."""
         self.job_nodes.setdefault(job, set()).update(nodes)
 
-    def progress(self, jobs: dict[str, dict]) -> list[Alert]:
-        """Where jobs stand (`StragglerDetector.take_progress`): a hung job that moved resolves."""
-        out: list[Alert] = []
-        for finding in self.hangs.progress(jobs):
-            out += self._push(finding, STEPS)
-        return out
+    def progress(self, jobs: dict[str, dict]) -> None:
+        """Where jobs stand (`StragglerDetector.take_progress`), for the hang watch at the next clock."""
+        self.hangs.progress(jobs)
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
         """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""

@@ -39,6 +39,7 @@ from pipeline.settings import CorrelateSettings
 KIND = "job_hang"
 FORGET_AFTER_MS = 86_400_000  # a job silent a day (ended long ago, not hung) is forgotten
 FLIPS_KEPT_MS = 3_600_000  # a node's flips kept this long behind the clock (a pause judged is shorter)
+PRUNE_EVERY_MS = 60_000  # event time between prunings of the flips (each goes over every node)
 
 
 @dataclass
@@ -66,8 +67,9 @@ class HangWatch:
         self.jobs: dict[str, _Job] = {}
         self.flips: dict[str, list[tuple[int, bool]]] = {}  # node -> its busy flag's changes (ms, busy)
         self.book = AlertBook()
+        self.pruned_ms = -1  # the clock at the last pruning
 
-    def progress(self, jobs: dict[str, dict]) -> list[Alert]:
+    def progress(self, jobs: dict[str, dict]) -> None:
         """Where jobs stand (`StragglerDetector.take_progress`), judged once the clock passes it."""
         for name, state in jobs.items():
             news = _Progress(**state)
@@ -78,7 +80,6 @@ class HangWatch:
             newest = job.pending[-1] if job.pending else job.judged
             if news.last_report_ms >= newest.last_report_ms:
                 job.pending.append(news)
-        return []
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
         """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""
@@ -161,6 +162,9 @@ class HangWatch:
 
     def _prune(self, clock_ms: int) -> None:
         """A node's flips older than FLIPS_KEPT_MS behind the clock, but its last one before."""
+        if clock_ms < self.pruned_ms + PRUNE_EVERY_MS:
+            return
+        self.pruned_ms = clock_ms
         cutoff = clock_ms - FLIPS_KEPT_MS
         for flips in self.flips.values():
             while len(flips) > 1 and flips[1][0] <= cutoff:

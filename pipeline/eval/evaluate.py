@@ -89,7 +89,8 @@ class OfflineCore:
         for job, nodes in self.detectors.take_placements().items():
             self.correlator.place(job, nodes)
         self.correlator.activity(self.detectors.take_activity())
-        alerts: list[Alert] = self.correlator.progress(self.detectors.take_progress())
+        self.correlator.progress(self.detectors.take_progress())
+        alerts: list[Alert] = []
         for kind in ("card", "port", "step"):  # every stream has been read up to this tick
             alerts += self.correlator.advance(kind, ts_ms)
         return alerts

@@ -81,7 +81,7 @@ def register(ctx: WorkerContext) -> None:
                         await ctx.publish(correlator.advance(src, ts, up_to_date))
                 elif isinstance(record, Progress):
                     log.debug("correlator: progress of %s", record.jobs)
-                    await ctx.publish(correlator.progress(record.jobs))
+                    correlator.progress(record.jobs)
                 elif isinstance(record, Activity):
                     log.debug("correlator: %d nodes turned busy or idle", len(record.nodes))
                     correlator.activity(record.nodes)

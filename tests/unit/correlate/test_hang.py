@@ -39,7 +39,7 @@ class Cluster:
         for job, nodes in self.detectors.take_placements().items():
             self.correlator.place(job, nodes)
         self.correlator.activity(self.detectors.take_activity())
-        self.alerts += self.correlator.progress(self.detectors.take_progress())
+        self.correlator.progress(self.detectors.take_progress())
         for kind in ("card", "port", "step"):
             self.alerts += self.correlator.advance(kind, START_MS + t * 1000)
 
