@@ -48,6 +48,16 @@ select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), ''''
     from glob(getvariable('clusterpulse_lake') || '/step/**/*.parquet') limit 1), '');
 create or replace view step as select * from query(getvariable('clusterpulse_view_step'));
 
+set variable clusterpulse_view_step_timeouts = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "node", null::VARCHAR as "job",
+       null::UINTEGER as "rank", null::UBIGINT as "seq", null::FLOAT as "waited_s",
+       null::BIGINT as "_offset", null::DATE as "date", null::INTEGER as "hour"
+where false' || coalesce((
+    select '
+union all by name
+select * from read_parquet(''' || replace(getvariable('clusterpulse_lake'), '''', '''''') || '/step_timeouts/**/*.parquet'', hive_partitioning = true, hive_types = {''date'': ''DATE'', ''hour'': ''INTEGER''}, union_by_name = true)'
+    from glob(getvariable('clusterpulse_lake') || '/step_timeouts/**/*.parquet') limit 1), '');
+create or replace view step_timeouts as select * from query(getvariable('clusterpulse_view_step_timeouts'));
+
 set variable clusterpulse_view_port = 'select null::TIMESTAMP WITH TIME ZONE as "ts", null::VARCHAR as "switch", null::USMALLINT as "port",
        null::UTINYINT as "oper_up", null::UBIGINT as "rx_bytes", null::UBIGINT as "tx_bytes",
        null::UBIGINT as "crc_errors", null::UBIGINT as "fec_corrected", null::UBIGINT as "symbol_errors",

@@ -56,7 +56,7 @@ def step_batch(
         "compute_s": comp,
         "wait_s": np.full(n, wait, "<f4"),
     }
-    assert set(cols) == {c.name for c in STEP.columns}
+    assert set(cols) == {c.name for c in STEP.group_columns("rows")}
     return Batch(kind="step", source=node, ts_ms=START_MS + int(t_s * 1000), columns=cols, job=job)
 
 

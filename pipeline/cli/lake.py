@@ -134,7 +134,7 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-SQL_HELP = """.tables          the views (card, card_events, step, port, alerts; devices, fabric_links)
+SQL_HELP = """.tables          the views (card, card_events, step, step_timeouts, port, alerts; devices, fabric_links)
 .schema VIEW     a view's columns
 .read FILE       run the statements of an .sql file
 .help            this text

@@ -17,6 +17,7 @@ DATASETS = (
     Dataset("card", "node, card, ts", deltas=True),
     Dataset("card_events", "node, card, ts", deltas=False),
     Dataset("step", "job, node, rank, ts", deltas=True),
+    Dataset("step_timeouts", "job, node, rank, ts", deltas=False),
     Dataset("port", "switch, port, ts", deltas=True),
     Dataset("alerts", "ts, id", deltas=False),
     Dataset("silences", "ts, id", deltas=False),

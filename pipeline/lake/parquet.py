@@ -34,14 +34,20 @@ from pipeline.topology.synthetic import UnknownEntity
 # batch kind -> row group of the batch -> (dataset name, entity column name)
 _DATASETS = {
     "card": {"rows": ("card", "node"), "events": ("card_events", "node")},
-    "step": {"rows": ("step", "node")},
+    "step": {"rows": ("step", "node"), "timeouts": ("step_timeouts", "node")},
     "port": {"rows": ("port", "switch")},
 }
-_RENAME = {"err_card": "card", "err_code": "code"}
+_RENAME = {
+    "err_card": "card",
+    "err_code": "code",
+    "timeout_rank": "rank",
+    "timeout_seq": "seq",
+    "timeout_waited_s": "waited_s",
+}
 # rows are sorted by entity, then this column, then time: DuckDB prunes row groups by their stats
-_SUB_ENTITY = {"card": "card", "card_events": "card", "step": "rank", "port": "port"}
+_SUB_ENTITY = {"card": "card", "card_events": "card", "step": "rank", "step_timeouts": "rank", "port": "port"}
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
-_JOB_DATASETS = ("step",)  # their messages carry the job (a card or port row has none)
+_JOB_DATASETS = ("step", "step_timeouts")  # their messages carry the job (a card or port row has none)
 # columns `_enrich` adds from the topology, after the batch's own
 _ENRICHED = {
     "step": (pa.field("card", pa.uint8()),),

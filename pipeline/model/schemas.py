@@ -64,6 +64,7 @@ class BatchSchema:
     source: str  # entity kind that sends one message per tick: node or switch
     columns: tuple[Column, ...]
     doc: str = ""
+    optional: tuple[str, ...] = ()  # column groups a message may leave out (read as no rows)
 
     def group_columns(self, group: str) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.group == group)
@@ -100,7 +101,11 @@ STEP = BatchSchema(
         Column("step", "<u4", doc="step index"),
         Column("compute_s", "<f4", doc="compute time of the step, s"),
         Column("wait_s", "<f4", doc="time waiting in collectives, s"),
+        Column("timeout_rank", "<u4", group="timeouts", doc="rank whose collective timed out (NCCL's watchdog)"),
+        Column("timeout_seq", "<u8", group="timeouts", doc="that collective's sequence number (0: not known)"),
+        Column("timeout_waited_s", "<f4", group="timeouts", doc="how long it had waited, s (NaN: not known)"),
     ),
+    optional=("timeouts",),
 )
 
 PORT = BatchSchema(
@@ -138,6 +143,15 @@ class Batch:
     parts: list[tuple[str, dict[str, int]]] | None = None
     unreachable: tuple[str, ...] = ()  # sources the collector could not reach (parts without rows)
     port_names: tuple[str, ...] | None = None  # port batches: each row's port as its device names it ("" none)
+
+    def __post_init__(self) -> None:
+        for group in SCHEMAS[self.kind].optional:  # left out: no rows
+            for col in SCHEMAS[self.kind].group_columns(group):
+                if col.name not in self.columns:
+                    self.columns[col.name] = np.empty(0, col.dtype)
+                    if self.parts is not None:
+                        for _, counts in self.parts:
+                            counts.setdefault(group, 0)
 
     @property
     def schema(self) -> BatchSchema:
@@ -211,8 +225,11 @@ def bundle(batches: list[Batch], collector: str) -> Batch:
 
 def encode_batch(batch: Batch) -> bytes:
     schema = SCHEMAS[batch.kind]
+    groups = [g for g in _groups(schema) if g not in schema.optional or batch.rows(g)]
     cols: dict[str, bytes] = {}
     for col in schema.columns:
+        if col.group not in groups:
+            continue  # an optional group without rows: left out, as a reader expects
         arr = batch.columns[col.name]
         if not isinstance(arr, np.ndarray) or arr.dtype != col.dtype:
             arr = np.asarray(arr, dtype=col.dtype)
@@ -227,7 +244,7 @@ def encode_batch(batch: Batch) -> bytes:
     }
     if batch.parts is not None:
         msg["srcs"] = [source for source, _ in batch.parts]
-        msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in _groups(schema)}
+        msg["n"] = {g: [counts[g] for _, counts in batch.parts] for g in groups}
         if batch.unreachable:
             msg["gone"] = list(batch.unreachable)
     if batch.port_names is not None:
@@ -266,7 +283,12 @@ def decode_batch(payload: bytes | None) -> Batch:
         raise InvalidRecord("missing columns", "bad_columns")
     columns: dict[str, np.ndarray] = {}
     lengths: dict[str, int] = {}
+    left_out = {g for g in schema.optional if not any(c.name in raw for c in schema.group_columns(g))}
     for col in schema.columns:
+        if col.group in left_out:
+            columns[col.name] = np.empty(0, col.dtype)
+            lengths[col.group] = 0
+            continue
         buf = raw.get(col.name)
         if not isinstance(buf, bytes):
             raise InvalidRecord(f"column {col.name!r} missing or not bytes", "bad_columns")
@@ -282,7 +304,7 @@ def decode_batch(payload: bytes | None) -> Batch:
                 f"column {col.name!r} has {len(arr)} values, others in its group {expected}", "bad_columns"
             )
         columns[col.name] = arr
-    parts = _parts(msg, schema, lengths) if version >= 2 and "srcs" in msg else None
+    parts = _parts(msg, schema, lengths, left_out) if version >= 2 and "srcs" in msg else None
     gone = _unreachable(msg, parts) if parts is not None and "gone" in msg else ()
     names = _port_names(msg, lengths.get("rows", 0)) if schema.kind == "port" and "pn" in msg else None
     return Batch(
@@ -319,12 +341,15 @@ def _unreachable(msg: dict, parts: list[tuple[str, dict[str, int]]]) -> tuple[st
     return tuple(gone)
 
 
-def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tuple[str, dict[str, int]]]:
-    """The sources of a multi-source message and their row counts, checked against the columns."""
+def _parts(
+    msg: dict, schema: BatchSchema, lengths: dict[str, int], left_out: set[str]
+) -> list[tuple[str, dict[str, int]]]:
+    """The sources of a multi-source message and their row counts, checked against the columns
+    (a group `left_out` has none)."""
     sources, counts = msg.get("srcs"), msg.get("n")
     if not isinstance(sources, list) or not sources or set(map(type, sources)) != {str} or "" in sources:
         raise InvalidRecord("srcs must be a non-empty list of source names", "bad_columns")
-    groups = _groups(schema)
+    groups = [g for g in _groups(schema) if g not in left_out]
     if not isinstance(counts, dict) or set(counts) != set(groups):
         raise InvalidRecord(f"n must give row counts for the groups {', '.join(groups)}", "bad_columns")
     for group, values in counts.items():
@@ -338,10 +363,11 @@ def _parts(msg: dict, schema: BatchSchema, lengths: dict[str, int]) -> list[tupl
                 f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}", "bad_columns"
             )
     names = list(counts)
+    none = dict.fromkeys(left_out, 0)
     if len(names) == 1:
         (only,) = names
-        return [(source, {only: n}) for source, n in zip(sources, counts[only])]
-    return [(source, dict(zip(names, row))) for source, row in zip(sources, zip(*counts.values()))]
+        return [(source, {only: n, **none}) for source, n in zip(sources, counts[only])]
+    return [(source, {**dict(zip(names, row)), **none}) for source, row in zip(sources, zip(*counts.values()))]
 
 
 # ---- alerts -------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_alerts_and_views_are_queryable_with_duckdb(tmp_path: Path) -> None:
 
     con, skipped = connect(tmp_path)
     rollups = {f"{dataset}_{period}" for dataset in ("card", "port", "step") for period in ("1m", "1h")}
-    none_written = {"card_events", "step", "port", "silences", "devices", "fabric_links"} | rollups
+    none_written = {"card_events", "step", "step_timeouts", "port", "silences", "devices", "fabric_links"} | rollups
     assert set(skipped) == none_written
     assert con.execute("select kind, entity, status from alerts").fetchall() == [
         ("card_failed", "node0001-card2", "firing")
