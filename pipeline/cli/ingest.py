@@ -145,6 +145,14 @@ def add_parsers(sub: Any) -> None:
             "clusterpulse ingest deepspeed train.log --job bert --out steps.msgs\n"
             "clusterpulse ingest deepspeed train.log --follow --bootstrap kafka:9092",
         ),
+        (
+            "nccl",
+            "collective timeouts in training logs: PyTorch's NCCL watchdog (`[Rank N] Watchdog caught collective "
+            "operation timeout: WorkNCCL(SeqNum=...) ran for T milliseconds`) and `NCCL WARN` transport timeouts; "
+            "evidence that a job hung (job_hang)",
+            "clusterpulse ingest nccl /var/log/job/rank*.log --job gpt --follow --bootstrap kafka:9092\n"
+            "clusterpulse ingest nccl train.log --job gpt --out timeouts.msgs",
+        ),
     ):
         s = source(name, what, example)
         s.add_argument("inputs", nargs="*", metavar="LOG", help="training logs (one per rank, or rank-prefixed lines)")
@@ -539,15 +547,25 @@ def _steps(args: argparse.Namespace, topology: Any, inventory: Any, output: Any)
 
 
 def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, output: Any) -> int:
-    from producers.adapters.steps import to_batches
+    """Megatron-LM and DeepSpeed step times, or NCCL collective timeouts, from logs read whole or followed."""
+    from producers.adapters.nccl_log import NcclLogParser, read_nccl_log
+    from producers.adapters.steps import timeout_batches, to_batches
     from producers.adapters.training_logs import LogFollower, TrainingLogParser, read_training_log
     from producers.ingest import IngestSummary, InputReport, ingest_inputs, send_batches
+
+    nccl = args.source == "nccl"
+    what = "collective timeouts" if nccl else "steps"
+
+    def batches(records: list) -> list:
+        return (timeout_batches if nccl else to_batches)(records, topology, args.first_node)
 
     if not args.follow:
         summary, reports = ingest_inputs(
             args.inputs,
-            lambda path, skips: to_batches(
-                read_training_log(path, args.source, args.job, args.rank), topology, args.first_node
+            lambda path, skips: batches(
+                read_nccl_log(path, args.job, args.rank)
+                if nccl
+                else read_training_log(path, args.source, args.job, args.rank)
             ),
             output,
             topology,
@@ -555,7 +573,12 @@ def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, outpu
         return _finish(
             summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
         )
-    parsers = {path: TrainingLogParser(args.source, args.job or Path(path).stem, args.rank) for path in args.inputs}
+    parsers = {
+        path: NcclLogParser(args.job or Path(path).stem, args.rank)
+        if nccl
+        else TrainingLogParser(args.source, args.job or Path(path).stem, args.rank)
+        for path in args.inputs
+    }
     follower = LogFollower(args.inputs, from_start=args.from_start)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -566,7 +589,7 @@ def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, outpu
             now_ms = int(time.time() * 1000)
             records = [r for path, line in follower.lines() if (r := parsers[path].feed(line, now_ms)) is not None]
             report = InputReport("the logs")
-            send_batches(to_batches(records, topology, args.first_node), output, total, topology, report)
+            send_batches(batches(records), output, total, topology, report)
             output.flush()
             line = report.line()
             if line and line not in printed:  # a problem is said once, when it starts
@@ -575,7 +598,7 @@ def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, outpu
             time.sleep(1.0)
     except KeyboardInterrupt:
         pass
-    say(f"clusterpulse: {plural(total.batches, 'batch', 'batches')} of steps")
+    say(f"clusterpulse: {plural(total.batches, 'batch', 'batches')} of {what}")
     return 0
 
 
@@ -592,6 +615,7 @@ HANDLERS = {
     "ib-exporter": _prometheus,
     "megatron": _training_log,
     "deepspeed": _training_log,
+    "nccl": _training_log,
 }
 
 

@@ -130,8 +130,8 @@ class Correlator:
         "fabric_ends",
         "hangs",
     )
-    STATE_VERSION = 4  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec;
-    # 3: link down episodes; 4: the hang watch
+    STATE_VERSION = 5  # 1: before the one codec (a bare pickle behind an 8-byte offset); 2: pipeline.state.codec;
+    # 3: link down episodes; 4: the hang watch; 5: its collective timeouts
 
     def reset(self) -> None:
         """Forget everything (the findings partition moved to another worker)."""
@@ -179,6 +179,10 @@ class Correlator:
     def progress(self, jobs: dict[str, dict]) -> None:
         """Where jobs stand (`StragglerDetector.take_progress`), for the hang watch at the next clock."""
         self.hangs.progress(jobs)
+
+    def timeouts(self, jobs: dict[str, list]) -> None:
+        """Ranks whose collective timed out (`StragglerDetector.take_timeouts`), for the hang watch."""
+        self.hangs.timeouts(jobs)
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
         """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""
@@ -554,8 +558,11 @@ class Correlator:
         return out
 
     def flush(self) -> list[Alert]:
-        """End of input: release everything held."""
-        return self._release(lambda h: True)
+        """End of input: judge the collective timeouts still gathering, release everything held."""
+        out: list[Alert] = []
+        for finding in self.hangs.end(self.job_nodes):
+            out += self._push(finding, STEPS)
+        return out + self._release(lambda h: True)
 
     def clockiso_ms(self) -> int:
         """The slowest active watermark of the sources whose findings can be a root cause (-1 before

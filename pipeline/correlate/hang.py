@@ -40,6 +40,10 @@ KIND = "job_hang"
 FORGET_AFTER_MS = 86_400_000  # a job silent a day (ended long ago, not hung) is forgotten
 FLIPS_KEPT_MS = 3_600_000  # a node's flips kept this long behind the clock (a pause judged is shorter)
 PRUNE_EVERY_MS = 60_000  # event time between prunings of the flips (each goes over every node)
+# a collective's timeout is judged this long after its first rank's: the others' come within it
+# (their watchdogs poll on their own; lines of 8 ranks seen spread over 0.9 s in published logs)
+TIMEOUTS_GATHERED_MS = 5_000
+RANKS_LISTED = 16  # ranks named in a page (their count is always given)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class _Job:
     judged: _Progress  # the newest progress the clock has passed
     pending: list[_Progress] = field(default_factory=list)  # newer ones, in event time
     fired_after_ms: int = -1  # the progress whose pause last fired: judged once, also after it resolved
+    fired_at_ms: int = -1  # when it fired: cards going idle after it resolve it
 
 
 class HangWatch:
@@ -68,6 +73,7 @@ class HangWatch:
         self.flips: dict[str, list[tuple[int, bool]]] = {}  # node -> its busy flag's changes (ms, busy)
         self.book = AlertBook()
         self.pruned_ms = -1  # the clock at the last pruning
+        self.timed_out: dict[str, list[tuple]] = {}  # job -> collective timeouts not yet judged, in time order
 
     def progress(self, jobs: dict[str, dict]) -> None:
         """Where jobs stand (`StragglerDetector.take_progress`), judged once the clock passes it."""
@@ -100,26 +106,119 @@ class HangWatch:
             return None
         return flips[i][1], flips[i][0]
 
+    def timeouts(self, jobs: dict[str, list]) -> None:
+        """Ranks whose collective timed out (`StragglerDetector.take_timeouts`): [ts_ms, rank, seq, waited_s]."""
+        for name, rows in jobs.items():
+            self.timed_out.setdefault(name, []).extend(tuple(row) for row in rows)
+            self.timed_out[name].sort(key=lambda row: row[0])
+
     def check(self, clock_ms: int, job_nodes: dict[str, set[str]]) -> list[Alert]:
-        """Judge each job's progress up to event time `clock_ms`: hangs that began (and ended) by then."""
+        """Judge each job's progress up to event time `clock_ms`: hangs that began (and ended) by then.
+        A job's collective timeouts are judged in event order with its progress, each group once
+        `TIMEOUTS_GATHERED_MS` has passed (its other ranks' timeouts come within it)."""
         out: list[Alert] = []
+        for name in list(self.timed_out):
+            if name not in self.jobs and self.timed_out[name][0][0] <= clock_ms:
+                self.jobs[name] = _Job(_Progress(-1, -1, None, 0, 0, []))  # no step reported (yet)
         for name, job in list(self.jobs.items()):
-            nodes = job_nodes.get(name, set())
-            while job.pending and job.pending[0].last_report_ms <= clock_ms:
-                news = job.pending.pop(0)
-                out += self._pause(name, job, news.last_report_ms, nodes)
-                if news.last_step != job.judged.last_step and self.book.is_firing(KIND, name):
-                    how = "restarted from" if news.last_step < job.judged.last_step else "reported"
-                    resolved = self.book.resolve(
-                        KIND, name, news.last_report_ms, reason=f"{how} step {news.last_step}: making progress again"
-                    )
-                    out += [resolved] if resolved else []
-                job.judged = news
-            out += self._pause(name, job, clock_ms, nodes)
-            if clock_ms - job.judged.last_report_ms > FORGET_AFTER_MS and not self.book.is_firing(KIND, name):
-                del self.jobs[name]
+            out += self._check_job(name, job, clock_ms, job_nodes.get(name, set()))
         self._prune(clock_ms)
         return out
+
+    def end(self, job_nodes: dict[str, set[str]]) -> list[Alert]:
+        """End of input: the collective timeouts not yet judged (their ranks' all came by now), each
+        job's up to its last one's gathering time."""
+        out: list[Alert] = []
+        for name in list(self.timed_out):
+            clock_ms = self.timed_out[name][-1][0] + TIMEOUTS_GATHERED_MS
+            job = self.jobs.setdefault(name, _Job(_Progress(-1, -1, None, 0, 0, [])))
+            out += self._check_job(name, job, clock_ms, job_nodes.get(name, set()))
+        return out
+
+    def _check_job(self, name: str, job: _Job, clock_ms: int, nodes: set[str]) -> list[Alert]:
+        out: list[Alert] = []
+        while True:
+            timed_out = self.timed_out.get(name)
+            until_ms = clock_ms if not timed_out else min(clock_ms, timed_out[0][0])
+            out += self._judge_progress(name, job, until_ms, nodes)
+            if not timed_out or clock_ms < timed_out[0][0] + TIMEOUTS_GATHERED_MS:
+                break
+            first_ms = timed_out[0][0]
+            group = [row for row in timed_out if row[0] <= first_ms + TIMEOUTS_GATHERED_MS]
+            del timed_out[: len(group)]
+            if not timed_out:
+                del self.timed_out[name]
+            out += self._timed_out(name, job, first_ms, group, len(nodes))
+        out += self._pause(name, job, until_ms, nodes)
+        if clock_ms - job.judged.last_report_ms > FORGET_AFTER_MS and not self.book.is_firing(KIND, name):
+            del self.jobs[name]
+        return out
+
+    def _judge_progress(self, name: str, job: _Job, until_ms: int, nodes: set[str]) -> list[Alert]:
+        """The job's progress reported up to `until_ms`, in order: the pauses before each, and a
+        firing hang resolved by a new step."""
+        out: list[Alert] = []
+        while job.pending and job.pending[0].last_report_ms <= until_ms:
+            news = job.pending.pop(0)
+            out += self._pause(name, job, news.last_report_ms, nodes)
+            if news.last_step != job.judged.last_step and self.book.is_firing(KIND, name):
+                how = "restarted from" if news.last_step < job.judged.last_step else "reported"
+                resolved = self.book.resolve(
+                    KIND, name, news.last_report_ms, reason=f"{how} step {news.last_step}: making progress again"
+                )
+                out += [resolved] if resolved else []
+            job.judged = news
+        return out
+
+    def _timed_out(self, name: str, job: _Job, at_ms: int, group: list[tuple], nodes: int) -> list[Alert]:
+        """Ranks' collective timeouts at `at_ms`: the job's own verdict that it hung, paged if this
+        pause has not been (the watchdog's timeout is minutes; the pause rule is usually first)."""
+        last = job.judged
+        if self.book.is_firing(KIND, name) or job.fired_after_ms == last.last_report_ms >= 0:
+            return []
+        ranks = sorted({rank for _, rank, _, _ in group})
+        watchdog = [row for row in group if row[2]]
+        listed = ", ".join(map(str, ranks[:RANKS_LISTED])) + (", ..." if len(ranks) > RANKS_LISTED else "")
+        if watchdog:
+            seq = max(row[2] for row in watchdog)
+            waits = [row[3] for row in watchdog if row[3] is not None]
+            what = f"the NCCL watchdog of {len(ranks)} rank(s) ({listed}) timed out in collective {seq}" + (
+                f" after {max(waits):.0f} s" if waits else ""
+            )
+        else:
+            seq, waits = 0, []
+            what = f"NCCL's transfers of {len(ranks)} rank(s) ({listed}) timed out"
+        world = max(last.ranks, ranks[-1] + 1)  # at least: a rank below one that timed out exists
+        silent = [rank for rank in range(world) if rank not in set(ranks)] if watchdog else []
+        suspects = (
+            f"; {len(silent)} of its {world} ranks did not time out, never reaching it "
+            f"({', '.join(map(str, silent[:RANKS_LISTED]))}{', ...' if len(silent) > RANKS_LISTED else ''})"
+            if silent
+            else ""
+        )
+        after = f" after step {last.last_step}" if last.last_step >= 0 else ""
+        fired = self.book.fire(
+            KIND,
+            name,
+            at_ms,
+            severity="critical",
+            summary=f"job {name} hung{after}: {what}{suspects}",
+            labels={"job": name},
+            evidence={
+                "last_step": last.last_step if last.last_step >= 0 else None,
+                "last_report": last.last_report_ms if last.last_report_ms >= 0 else None,
+                "timed_out_ranks": len(ranks),
+                "timed_out_ranks_listed": ranks[:RANKS_LISTED],
+                "collective_seq": seq or None,
+                "waited_s": max(waits) if waits else None,
+                "ranks_not_timed_out_listed": silent[:RANKS_LISTED],
+                "source": "nccl_watchdog" if watchdog else "nccl_transport",
+                "nodes": nodes,
+            },
+        )
+        job.fired_after_ms = last.last_report_ms
+        job.fired_at_ms = at_ms
+        return [fired] if fired else []
 
     def _pause(self, name: str, job: _Job, until_ms: int, nodes: set[str]) -> list[Alert]:
         """A pause of the job from its judged progress until `until_ms`: a hang if it lasts long enough
@@ -127,7 +226,7 @@ class HangWatch:
         out: list[Alert] = []
         last = job.judged
         if self.book.is_firing(KIND, name):
-            idle_at = self._idle_at(nodes, last.last_report_ms, until_ms)
+            idle_at = self._idle_at(nodes, max(last.last_report_ms, job.fired_at_ms), until_ms)
             if idle_at is not None:
                 resolved = self.book.resolve(KIND, name, idle_at, reason="its cards went idle: the job stopped")
                 out += [resolved] if resolved else []
@@ -146,6 +245,7 @@ class HangWatch:
             return out
         fired = self._fire(name, last, last.step_s, limit_s, at_ms, len(nodes), busy, len(states))
         job.fired_after_ms = last.last_report_ms
+        job.fired_at_ms = at_ms
         out += [fired] if fired else []
         return out + self._pause(name, job, until_ms, nodes)  # and stopped within it: resolved too
 

@@ -22,14 +22,14 @@ from pipeline.state.codec import decode_state, encode_state
 from pipeline.topology.protocol import ClusterTopology
 
 KINDS = ("card", "port", "step")
-SNAPSHOT_VERSION = 10  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
+SNAPSHOT_VERSION = 11  # 3: link state in flat arrays over the ports of the switches seen; 4: per-card and
 
 
 # per-rank usual offsets (thermal, straggler), degraded links by the ends that saw errors; 5: disabled ports;
 # 6: the partition's window of recent message digests (pipeline.detect.repeats); 7: ports seen up, port names;
 # 8: the one snapshot codec (pipeline.state.codec), classes in their packages (pipeline.detect.repeats);
 # 9: each rank's newest step (a step is judged once every rank reporting has passed it); 10: nodes' busy
-# flags (pipeline.detect.activity), jobs' step durations
+# flags (pipeline.detect.activity), jobs' step durations; 11: jobs' collective timeouts not yet taken
 class DetectorSet:
     """Every detector of the given batch kinds."""
 
@@ -91,6 +91,10 @@ class DetectorSet:
     def take_progress(self) -> dict[str, dict]:
         """Where each job that reported since the last call stands (`StragglerDetector.take_progress`)."""
         return self.straggler.take_progress() if self.straggler is not None else {}
+
+    def take_timeouts(self) -> dict[str, list[list]]:
+        """Each job's collective timeouts since the last call (`StragglerDetector.take_timeouts`)."""
+        return self.straggler.take_timeouts() if self.straggler is not None else {}
 
     def take_activity(self) -> dict[str, tuple[bool, int]]:
         """Nodes whose cards turned busy or idle since the last call (`NodeActivity.take`)."""

@@ -103,11 +103,14 @@ class StragglerDetector:
         self.new_placements: dict[str, set[int]] = {}
         self.progressed: set[str] = set()  # jobs with news since the last `take_progress`
         self.told: dict[str, tuple] = {}  # each job's progress as last taken: unchanged, it is not taken again
+        self.timed_out: dict[str, list[list]] = {}  # job -> [ts_ms, rank, seq, waited_s] since the last take
 
     def job_nodes(self) -> dict[str, list[str]]:
         return {name: [self.topo.node_name(n) for n in sorted(job.nodes)] for name, job in self.jobs.items()}
 
     def push(self, batch: Batch, stream: int = 0) -> list[Alert]:
+        if batch.job and len(batch.columns["timeout_rank"]):
+            self._timeouts(batch)
         if not batch.job or not len(batch.columns["rank"]):
             return []
         out: list[Alert] = self._resolve_stalled(batch.ts_ms, batch.job)
@@ -185,6 +188,28 @@ class StragglerDetector:
             }
         self.progressed.clear()
         return out
+
+    def take_timeouts(self) -> dict[str, list[list]]:
+        """Each job's collective timeouts since the last call: [ts_ms, rank, seq, waited_s or None]."""
+        out, self.timed_out = self.timed_out, {}
+        return out
+
+    def _timeouts(self, batch: Batch) -> None:
+        """A step message's collective timeouts (its `timeouts` group): for the hang watch; the nodes
+        of the ranks that timed out run the job."""
+        job = self.jobs.setdefault(batch.job, _Job())
+        names = [batch.source] if batch.parts is None else [s for s, c in batch.parts if c["timeouts"]]
+        for node in (self.topo.node_index(name) for name in names):
+            if node not in job.nodes:
+                job.nodes.add(node)
+                self.new_placements.setdefault(batch.job, set()).add(node)
+        waited = batch.columns["timeout_waited_s"].astype(np.float64)
+        self.timed_out.setdefault(batch.job, []).extend(
+            [batch.ts_ms, int(rank), int(seq), None if np.isnan(w) else round(float(w), 3)]
+            for rank, seq, w in zip(
+                batch.columns["timeout_rank"].tolist(), batch.columns["timeout_seq"].tolist(), waited.tolist()
+            )
+        )
 
     def _grow(self, job: _Job, ranks: int) -> None:
         if ranks <= job.ranks:

@@ -90,6 +90,7 @@ class OfflineCore:
             self.correlator.place(job, nodes)
         self.correlator.activity(self.detectors.take_activity())
         self.correlator.progress(self.detectors.take_progress())
+        self.correlator.timeouts(self.detectors.take_timeouts())
         alerts: list[Alert] = []
         for kind in ("card", "port", "step"):  # every stream has been read up to this tick
             alerts += self.correlator.advance(kind, ts_ms)

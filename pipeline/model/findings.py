@@ -6,6 +6,8 @@ One JSON object per message, told apart by `"t"`:
 - `{"t": "placement", "job": "...", "nodes": [...]}`: nodes newly seen running a job (blast radius);
 - `{"t": "progress", "jobs": {"<job>": {"last_step", "last_report_ms", "step_s", "ranks", "behind",
   "behind_ranks"}}}`: where jobs that reported stand (the correlator's hang watch);
+- `{"t": "timeouts", "jobs": {"<job>": [[ts_ms, rank, seq, waited_s or null], ...]}}`: ranks whose
+  collective timed out (NCCL's watchdog or transport: the hang watch);
 - `{"t": "activity", "nodes": {"<node>": [busy, ts_ms], ...}}`: nodes whose cards turned busy or idle;
 - `{"t": "watermarks", "marks": {"<kind>/<partition>": [ts_ms, caught_up], ...}}`: how far each
   source's event time has come and whether its partition is read to the end (the correlator's clock).
@@ -46,7 +48,12 @@ class Activity:
     nodes: dict[str, tuple[bool, int]]
 
 
-FindingsRecord = Finding | Placement | Watermarks | Progress | Activity
+@dataclass(frozen=True)
+class Timeouts:
+    jobs: dict[str, list[tuple[int, int, int, float | None]]]
+
+
+FindingsRecord = Finding | Placement | Watermarks | Progress | Activity | Timeouts
 PROGRESS_FIELDS = ("last_step", "last_report_ms", "step_s", "ranks", "behind", "behind_ranks")
 
 
@@ -68,6 +75,10 @@ def encode_progress(jobs: dict[str, dict]) -> bytes:
 
 def encode_activity(nodes: dict[str, tuple[bool, int]]) -> bytes:
     return json.dumps({"t": "activity", "nodes": {name: list(flag) for name, flag in nodes.items()}}).encode()
+
+
+def encode_timeouts(jobs: dict[str, list[list]]) -> bytes:
+    return json.dumps({"t": "timeouts", "jobs": jobs}).encode()
 
 
 def decode_findings_record(value: bytes) -> FindingsRecord:
@@ -93,6 +104,16 @@ def decode_findings_record(value: bytes) -> FindingsRecord:
                     raise ValueError(f"job {job!r} lacks {', '.join(missing)}")
                 jobs[str(job)] = {name: state[name] for name in PROGRESS_FIELDS}
             return Progress(jobs)
+        if what == "timeouts":
+            return Timeouts(
+                {
+                    str(job): [
+                        (int(ts), int(rank), int(seq), None if waited is None else float(waited))
+                        for ts, rank, seq, waited in rows
+                    ]
+                    for job, rows in record["jobs"].items()
+                }
+            )
         if what == "activity":
             return Activity({str(node): (bool(busy), int(ts)) for node, (busy, ts) in record["nodes"].items()})
         raise ValueError(f"unknown record type {what!r}")

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from pipeline.model.findings import Activity, Finding, Progress, Watermarks, decode_findings_record
+from pipeline.model.findings import Activity, Finding, Progress, Timeouts, Watermarks, decode_findings_record
 from pipeline.model.schemas import InvalidRecord
 from pipeline.model.topics import DETECTOR_STATE
 from pipeline.stream.context import WorkerContext
@@ -82,6 +82,9 @@ def register(ctx: WorkerContext) -> None:
                 elif isinstance(record, Progress):
                     log.debug("correlator: progress of %s", record.jobs)
                     correlator.progress(record.jobs)
+                elif isinstance(record, Timeouts):
+                    log.info("correlator: collective timeouts of %s", ", ".join(record.jobs))
+                    correlator.timeouts(record.jobs)
                 elif isinstance(record, Activity):
                     log.debug("correlator: %d nodes turned busy or idle", len(record.nodes))
                     correlator.activity(record.nodes)

@@ -18,6 +18,7 @@ from pipeline.model.findings import (
     encode_finding,
     encode_placement,
     encode_progress,
+    encode_timeouts,
     encode_watermarks,
 )
 from pipeline.model.schemas import Batch, InvalidRecord, decode_batch
@@ -104,11 +105,14 @@ def register(ctx: WorkerContext) -> None:
     async def send_jobs_and_nodes(detectors: DetectorSet, kind: str) -> None:
         """What the correlator's hang watch needs, sent with the message that changed it and so
         before the watermark that passes it: where the jobs of a step message stand, and which nodes
-        of a card message turned busy or idle."""
+        of a card message turned busy or idle, and the collective timeouts a step message carries."""
         if kind == "step":
             progress = detectors.take_progress()
             if progress:
                 await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_progress(progress), force=True)
+            timeouts = detectors.take_timeouts()
+            if timeouts:
+                await ctx.findings_topic.send(key=ctx.worker_id.encode(), value=encode_timeouts(timeouts), force=True)
         elif kind == "card":
             activity = detectors.take_activity()
             if activity:

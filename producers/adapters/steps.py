@@ -59,6 +59,30 @@ def to_batches(records: list[StepRecord], topology: Topology, first_node: int = 
     return batches
 
 
+def timeout_batches(timeouts: list, topology: Topology, first_node: int = 0) -> list[Batch]:
+    """Collective timeouts (`producers.adapters.nccl_log.CollectiveTimeout`) as step batches with no
+    step rows: per time and job, one batch per node of the ranks that timed out."""
+    k = topology.cards_per_node
+    grouped: dict[tuple[int, str, int], list] = defaultdict(list)
+    for t in timeouts:
+        grouped[(t.ts_ms, t.job, first_node + t.rank // k)].append(t)
+    none = {
+        name: np.empty(0, dtype)
+        for name, dtype in (("rank", "<u4"), ("step", "<u4"), ("compute_s", "<f4"), ("wait_s", "<f4"))
+    }
+    batches = []
+    for (ts, job, node), found in sorted(grouped.items(), key=lambda item: item[0]):
+        found.sort(key=lambda t: t.rank)
+        columns = {
+            **none,
+            "timeout_rank": np.array([t.rank for t in found], "<u4"),
+            "timeout_seq": np.array([t.seq for t in found], "<u8"),
+            "timeout_waited_s": np.array([t.waited_s for t in found], "<f4"),
+        }
+        batches.append(Batch("step", topology.node_name(node), ts, columns, job=job))
+    return batches
+
+
 def read_pai_minibatch(path: str | Path, job: str | None = None, step_s: float = 1.0) -> list[StepRecord]:
     """Alibaba PAI `job_N_norm.csv`: columns `,worker,gpu,time,batch_time_norm`; `time` is the
     iteration index and `batch_time_norm` the mini-batch time normalised to 0..1000."""

@@ -1,6 +1,7 @@
-"""`clusterpulse ingest megatron|deepspeed`: training logs read whole (--detect finds a straggler in
-a DeepSpeed log of 8 ranks) and followed as they grow (--follow). Lines written from the projects'
-format strings (tests/unit/producers/test_training_logs.py)."""
+"""`clusterpulse ingest megatron|deepspeed|nccl`: training logs read whole (--detect finds a straggler in
+a DeepSpeed log of 8 ranks, a hung job in its ranks' NCCL watchdog timeouts) and followed as they grow
+(--follow). Lines written from the projects' format strings (tests/unit/producers/test_training_logs.py,
+tests/unit/producers/test_nccl_log.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pipeline.model.schemas import decode_batch
 from producers.output import read_message_file
 from tests.conftest import ROOT, clean_env
 from tests.conftest import run_cli as cli
+from tests.unit.producers.test_nccl_log import transport, watchdog
 from tests.unit.producers.test_training_logs import deepspeed_line, megatron_line
 
 
@@ -79,3 +81,46 @@ def test_a_followed_megatron_log_sends_each_new_iteration_until_stopped(tmp_path
     assert steps == [20, 30, 40] and {b.job for b in batches} == {"gpt"}
     assert {int(r) for b in batches for r in b.columns["rank"].tolist()} == {7}
     assert "following" in err and "of steps" in err
+
+
+def test_the_watchdog_timeouts_of_a_hung_job_page_it_naming_the_rank_that_never_reached_the_collective(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "gpt.log"
+    noise = "gpu-node-07:3468:3905 [4] NCCL INFO proxy.cc:874 -> 6 [Progress Thread]"
+    log.write_text("\n".join([noise] + [watchdog(rank, 1580, 600060) for rank in range(16) if rank != 11]) + "\n")
+    done = cli("ingest", "nccl", str(log), "--detect", "--json")
+    assert done.returncode == 0, done.stderr
+    [hang] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert (hang["kind"], hang["entity"], hang["status"]) == ("job_hang", "gpt", "firing")
+    assert hang["evidence"]["ranks_not_timed_out_listed"] == [11] and hang["evidence"]["collective_seq"] == 1580
+
+
+def test_a_followed_log_sends_its_ranks_transport_timeouts(tmp_path: Path) -> None:
+    log = tmp_path / "rank3.log"
+    log.write_text("")
+    out = tmp_path / "timeouts.msgs"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ingest", "nccl", str(log), "--follow", "--rank", "3", "--job", "gpt"]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the follower has started
+        with open(log, "a") as fh:
+            fh.write(transport(device=3) + "\n" + transport(device=3) + "\n")  # the second: the same minute
+        deadline = time.monotonic() + 30
+        while (not out.exists() or out.stat().st_size < 50) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    [batch] = [decode_batch(m.value) for m in read_message_file(out)]
+    assert batch.job == "gpt" and batch.source == "node0000" and batch.rows() == 0
+    assert batch.columns["timeout_rank"].tolist() == [3] and batch.columns["timeout_seq"].tolist() == [0]
+    assert "of collective timeouts" in err

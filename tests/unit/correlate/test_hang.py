@@ -1,6 +1,7 @@
 """`job_hang` through the detectors and the correlator (no broker): a job whose steps stop while its
 cards stay busy pages once; a stop with idle cards (a restart, the end) pages nothing; a dead card
-of the job explains it; a new step resolves it."""
+of the job explains it; a new step resolves it; its ranks' NCCL watchdog timeouts page it where
+nothing else can judge it, once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pipeline.correlate.correlator import Correlator
 from pipeline.detect import DetectorSet
 from pipeline.model.schemas import Alert
 from pipeline.settings import CorrelateSettings
+from producers.adapters.nccl_log import CollectiveTimeout
+from producers.adapters.steps import timeout_batches
 from tests.builders import START_MS, card_batch, small_topology, step_batch
 
 TOPO = small_topology()  # 8 nodes of 8 cards
@@ -25,7 +28,22 @@ class Cluster:
         self.step = 0
         self.alerts: list[Alert] = []
 
-    def second(self, t: int, steps: bool = True, util: float = 95.0, silent: tuple[str, ...] = ()) -> None:
+    def second(
+        self,
+        t: int,
+        steps: bool = True,
+        util: float = 95.0,
+        silent: tuple[str, ...] = (),
+        timed_out: tuple[int, ...] = (),
+        seq: int = 4321,
+    ) -> None:
+        """`timed_out`: ranks whose collective `seq` times out this second (seq 0: NCCL's transport)."""
+        timeouts = [
+            CollectiveTimeout("train", rank, seq, 600.0 if seq else float("nan"), START_MS + t * 1000, "ALLREDUCE")
+            for rank in timed_out
+        ]
+        for batch in timeout_batches(timeouts, TOPO):
+            self._push(batch)
         for node in NODES:
             if node in silent:
                 continue
@@ -40,6 +58,7 @@ class Cluster:
             self.correlator.place(job, nodes)
         self.correlator.activity(self.detectors.take_activity())
         self.correlator.progress(self.detectors.take_progress())
+        self.correlator.timeouts(self.detectors.take_timeouts())
         for kind in ("card", "port", "step"):
             self.alerts += self.correlator.advance(kind, START_MS + t * 1000)
 
@@ -121,3 +140,56 @@ def test_a_checkpoint_written_from_the_host_then_its_step_pages_nothing() -> Non
     for t in range(96, 110):
         cluster.second(t)
     assert cluster.hangs() == []
+
+
+def test_a_job_without_card_telemetry_whose_watchdogs_time_out_pages_once_naming_the_rank_that_never_came() -> None:
+    cluster = Cluster()
+    cluster.detectors.activity = None  # steps only: the pause rule cannot judge it
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 100):
+        cluster.second(t, steps=False)
+    assert cluster.hangs() == []
+    others = tuple(rank for rank in range(64) if rank != 13)  # rank 13 never entered the collective
+    cluster.second(100, steps=False, timed_out=others[:40])
+    cluster.second(101, steps=False, timed_out=others[40:])  # the other watchdogs, a second later
+    for t in range(102, 110):
+        cluster.second(t, steps=False)
+    [hang] = cluster.hangs()
+    assert hang.status == "firing" and hang.starts_at == "2026-01-01T00:01:40.000Z"
+    assert hang.evidence["timed_out_ranks"] == 63 and hang.evidence["ranks_not_timed_out_listed"] == [13]
+    assert hang.evidence["collective_seq"] == 4321 and hang.evidence["last_step"] == 59
+    assert "rank(s)" in hang.summary and "never reaching it (13)" in hang.summary
+    cluster.step = 40  # restarted from its checkpoint of step 40
+    for t in range(110, 113):
+        cluster.second(t)
+    [_, resolved] = cluster.hangs()
+    assert resolved.status == "resolved" and resolved.ends_at == "2026-01-01T00:01:50.000Z"
+
+
+def test_watchdog_timeouts_of_a_hang_already_paged_page_nothing_more() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 100):
+        cluster.second(t, steps=False)
+    cluster.second(100, steps=False, timed_out=tuple(range(64)))
+    for t in range(101, 110):
+        cluster.second(t, steps=False)
+    [hang] = cluster.hangs()
+    assert hang.starts_at == "2026-01-01T00:01:29.000Z"  # the pause rule's, 30 s after the last step
+
+
+def test_transport_timeouts_of_a_job_that_reports_no_steps_page_it() -> None:
+    cluster = Cluster()
+    cluster.detectors.activity = None
+    for t in range(30):
+        cluster.second(t, steps=False)
+    cluster.second(30, steps=False, timed_out=(3, 9), seq=0)
+    for t in range(31, 40):
+        cluster.second(t, steps=False)
+    [hang] = cluster.hangs()
+    assert hang.evidence["source"] == "nccl_transport" and hang.evidence["last_step"] is None
+    assert hang.summary == (
+        "job train hung: NCCL's transfers of 2 rank(s) (3, 9) timed out; affects 16 cards, 2 nodes; jobs stalled: train"
+    )

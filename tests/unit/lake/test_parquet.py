@@ -241,3 +241,31 @@ def test_a_failed_write_leaves_no_file_and_its_rows_go_back_before_newer_ones(tm
     [card_file] = files(tmp_path, "card")
     assert card_file.name.endswith("+00000000000000000005.parquet")
     assert pq.read_table(card_file).column("node").to_pylist() == ["node0000"] * 8 + ["node0001"] * 8
+
+
+def test_a_step_messages_collective_timeouts_land_in_step_timeouts_with_their_job(tmp_path: Path) -> None:
+    from pipeline.model.schemas import bundle
+    from producers.adapters.nccl_log import CollectiveTimeout
+    from producers.adapters.steps import timeout_batches
+    from tests.builders import small_topology, step_batch
+
+    topo = small_topology()
+    timeouts = [
+        CollectiveTimeout("gpt", 9, 1580, 600.06, START_MS, "ALLREDUCE"),
+        CollectiveTimeout("gpt", 1, 0, float("nan"), START_MS, "NET/IB"),
+    ]
+    sink = ParquetSink(tmp_path, topology=topo)
+    sink.add_batch(
+        "cp.telemetry.step",
+        0,
+        7,
+        bundle([*timeout_batches(timeouts, topo), step_batch("node0001", "gpt", 0, [8], 3, 1.0)], "c"),
+    )
+    sink.flush_all()
+    rows = pq.read_table(files(tmp_path, "step_timeouts")[0]).to_pylist()
+    assert [(r["job"], r["node"], r["rank"], r["seq"], r["_offset"]) for r in rows] == [
+        ("gpt", "node0000", 1, 0, 7),
+        ("gpt", "node0001", 9, 1580, 7),
+    ]
+    assert abs(rows[1]["waited_s"] - 600.06) < 1e-3
+    assert len(pq.read_table(files(tmp_path, "step")[0])) == 1

@@ -5,10 +5,12 @@ import pytest
 from pipeline.model.findings import (
     Finding,
     Placement,
+    Timeouts,
     Watermarks,
     decode_findings_record,
     encode_finding,
     encode_placement,
+    encode_timeouts,
     encode_watermarks,
 )
 from pipeline.model.schemas import Alert, InvalidRecord
@@ -28,11 +30,21 @@ def test_each_record_reads_back_as_it_was_sent() -> None:
     marks = {"card/0": (1_767_225_600_000, True), "step/1": (-1, False)}
     assert decode_findings_record(encode_watermarks(marks)) == Watermarks(marks)
     assert decode_findings_record(b'{"t": "watermarks", "marks": {"card/0": 5}}') == Watermarks({"card/0": (5, False)})
+    timeouts = {"gpt": [[1_767_225_600_000, 3, 1580, 600.06], [1_767_225_600_000, 4, 0, None]]}
+    assert decode_findings_record(encode_timeouts(timeouts)) == Timeouts(
+        {"gpt": [(1_767_225_600_000, 3, 1580, 600.06), (1_767_225_600_000, 4, 0, None)]}
+    )
 
 
 @pytest.mark.parametrize(
     "value",
-    [b"\xff\x00", b"[]", b'{"t": "gossip"}', b'{"t": "finding", "src": "card/0", "alert": {"kind": 1}}'],
+    [
+        b"\xff\x00",
+        b"[]",
+        b'{"t": "gossip"}',
+        b'{"t": "finding", "src": "card/0", "alert": {"kind": 1}}',
+        b'{"t": "timeouts", "jobs": {"gpt": [[1, 2]]}}',
+    ],
 )
 def test_anything_else_is_refused_with_a_reason(value: bytes) -> None:
     with pytest.raises(InvalidRecord) as refused:

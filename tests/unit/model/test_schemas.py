@@ -168,3 +168,34 @@ def test_port_names_travel_once_and_a_message_without_them_is_what_it_was() -> N
     for bad in (["Ethernet1/1"], ["Ethernet1/1", 2], "Ethernet1/1"):
         with pytest.raises(InvalidRecord, match="one port name"):
             decode_batch(msgpack.packb({**raw, "pn": bad}, use_bin_type=True))
+
+
+def test_a_step_message_leaves_out_its_timeouts_and_one_that_carries_them_round_trips() -> None:
+    from pipeline.model.schemas import bundle
+    from producers.adapters.nccl_log import CollectiveTimeout
+    from producers.adapters.steps import timeout_batches
+    from tests.builders import step_batch
+
+    plain = step_batch("node0001", "gpt", 1.0, [8, 9], 5, 0.9)
+    raw = msgpack.unpackb(encode_batch(plain))
+    assert "timeout_rank" not in raw["c"]  # most step messages: the bytes they always were
+    assert len(decode_batch(encode_batch(plain)).columns["timeout_rank"]) == 0
+    topo = small_topology()
+    timeouts = [CollectiveTimeout("gpt", r, 77, 600.5, START_MS, "ALLREDUCE") for r in (1, 9, 10)]
+    batches = timeout_batches(timeouts, topo)
+    assert [b.source for b in batches] == ["node0000", "node0001"]
+    many = decode_batch(encode_batch(bundle([*batches, plain], "collector")))
+    assert many.columns["timeout_rank"].tolist() == [1, 9, 10] and many.columns["timeout_seq"].tolist() == [77] * 3
+    assert many.rows() == 2 and many.rows("timeouts") == 3
+    assert [(p.source, p.rows("timeouts"), p.rows()) for p in many.split()] == [
+        ("node0000", 1, 0),
+        ("node0001", 2, 0),
+        ("node0001", 0, 2),
+    ]
+    collector = msgpack.unpackb(encode_batch(bundle([plain, plain], "collector")))
+    assert set(collector["n"]) == {"rows"}  # left out of the counts too
+    assert decode_batch(msgpack.packb(collector)).parts[0][1] == {"rows": 2, "timeouts": 0}
+    half = msgpack.unpackb(encode_batch(batches[0]))
+    del half["c"]["timeout_seq"]
+    with pytest.raises(InvalidRecord, match="timeout_seq"):
+        decode_batch(msgpack.packb(half))  # a group sent in part is not left out
