@@ -540,7 +540,10 @@ class Correlator:
         little while; otherwise what the clock says is due."""
         now = self.wall()
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
-            return self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
+            out: list[Alert] = []
+            for finding in self.hangs.end(self.job_nodes):  # no rank's timeout is on its way either
+                out += self._push(finding, STEPS)
+            return out + self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
         return self._due(self.clockiso_ms())
 
     def unsilenced(self) -> list[Alert]:

@@ -310,3 +310,32 @@ def test_detector_state_survives_a_worker_restart(broker, prefix, children, tmp_
     states = [(Alert.from_json(r.value).entity, Alert.from_json(r.value).status) for r in records]
     assert states == [("node0001-card3", "firing"), ("node0001-card3", "resolved")]
     assert "restored detector state" in children.log_of(second)
+
+
+def test_a_jobs_nccl_watchdog_timeouts_through_kafka_page_its_hang_and_land_in_the_lake(
+    broker, prefix, children, tmp_path
+) -> None:
+    """`clusterpulse ingest nccl` into a running worker: the timeouts travel in step messages, the
+    hang watch judges them once nothing more comes (the cluster is otherwise quiet), and the lake
+    keeps each rank's timeout."""
+    from tests.unit.producers.test_nccl_log import watchdog
+
+    data = tmp_path / "lake"
+    env = worker_env(broker.bootstrap, prefix, data)
+    assert children.start("topics", env=env, name="topics").wait(timeout=60) == 0
+    worker = children.start("worker", env=env, name="worker")
+    log = tmp_path / "gpt.log"
+    log.write_text("\n".join(watchdog(rank, 1580, 600060) for rank in range(16) if rank != 11) + "\n")
+    ingest = children.start("ingest", "nccl", str(log), "--job", "gpt", env=env, name="ingest")
+    assert ingest.wait(timeout=60) == 0, children.log_of(ingest)[-3000:]
+    records = read_until(
+        broker.bootstrap,
+        f"{prefix}.alerts",
+        lambda rs: any(Alert.from_json(r.value).kind == "job_hang" for r in rs),
+        alive=alive(children, worker),
+    )
+    [hang] = [Alert.from_json(r.value) for r in records]
+    assert (hang.kind, hang.entity, hang.status) == ("job_hang", "gpt", "firing")
+    assert hang.evidence["timed_out_ranks"] == 15 and hang.evidence["ranks_not_timed_out_listed"] == [11]
+    rows = wait_for_rows(data, "step_timeouts", "select count(*), count(distinct rank) from read_parquet({files})")
+    assert rows == [(15, 15)]
