@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "ingest",
         help="real telemetry in: exporter scrapes, switches (snmp, gnmic, ib-exporter, "
-        "ufm, perfquery), kernel-log Xids, nvidia-smi, sysfs, step tables",
+        "ufm, perfquery), kernel-log Xids, nvidia-smi, sysfs, step tables, training logs (megatron, deepspeed, nccl)",
         description="Real telemetry in. `clusterpulse ingest SOURCE --help` shows a source's options.",
     )
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
