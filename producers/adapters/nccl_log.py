@@ -38,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 
 from producers.adapters.steps import START_MS
+from producers.adapters.training_logs import read_log
 
 PREFIX = re.compile(r"^\[(?:default|rank)(\d+)\]:\s?")
 WATCHDOG = re.compile(
@@ -111,11 +112,4 @@ def read_nccl_log(
     path: str | Path, job: str | None = None, rank: int = 0, year: int | None = None
 ) -> list[CollectiveTimeout]:
     """Every collective timeout a whole log file reports (the job named after the file unless given)."""
-    parser = NcclLogParser(job or Path(path).stem, rank, year or datetime.now().year)
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            found = parser.feed(line.rstrip("\n"))
-            if found is not None:
-                out.append(found)
-    return out
+    return read_log(path, NcclLogParser(job or Path(path).stem, rank, year or datetime.now().year).feed)

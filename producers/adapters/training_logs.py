@@ -29,11 +29,15 @@ after the rank's last (a file read whole, from 2026-01-01).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from producers.adapters.steps import START_MS, StepRecord
+
+T = TypeVar("T")
 
 PREFIX = re.compile(r"^\[(?:default|rank)(\d+)\]:\s?")
 STAMP = re.compile(r"^\s*\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:[.,](\d+))?\]")
@@ -115,16 +119,15 @@ class TrainingLogParser:
         return self.last_ms.get(rank, START_MS) + max(1, int(took_s * 1000))
 
 
+def read_log(path: str | Path, feed: Callable[[str], T | None]) -> list[T]:
+    """What `feed` makes of each line of a whole log file (undecodable bytes replaced), in order."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return [found for line in fh if (found := feed(line.rstrip("\n"))) is not None]
+
+
 def read_training_log(path: str | Path, fmt: str, job: str | None = None, rank: int = 0) -> list[StepRecord]:
     """Every step a whole log file reports (the job named after the file unless given)."""
-    parser = TrainingLogParser(fmt, job or Path(path).stem, rank)
-    records = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            record = parser.feed(line.rstrip("\n"))
-            if record is not None:
-                records.append(record)
-    return records
+    return read_log(path, TrainingLogParser(fmt, job or Path(path).stem, rank).feed)
 
 
 class LogFollower:

@@ -22,6 +22,31 @@ from tests.unit.producers.test_nccl_log import transport, watchdog
 from tests.unit.producers.test_training_logs import deepspeed_line, megatron_line
 
 
+def follow(log: Path, out: Path, source: list[str], lines: list[str], size: int) -> str:
+    """`clusterpulse ingest SOURCE LOG --follow --out OUT` while `lines` are appended to the log,
+    until OUT holds `size` bytes; stopped with SIGTERM (it must exit 0). Its stderr."""
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ingest", source[0], str(log), "--follow", *source[1:], "--out", str(out)],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the follower has started and taken the log's end
+        with open(log, "a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+        deadline = time.monotonic() + 30
+        while (not out.exists() or out.stat().st_size < size) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    return err
+
+
 def test_a_slow_rank_in_a_deepspeed_log_of_eight_ranks_is_a_straggler(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     lines = []
@@ -44,38 +69,7 @@ def test_a_followed_megatron_log_sends_each_new_iteration_until_stopped(tmp_path
     log = tmp_path / "gpt.log"
     log.write_text(megatron_line(10, 1500) + "\n")  # written before following: left alone
     out = tmp_path / "steps.msgs"
-    follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "ingest",
-            "megatron",
-            str(log),
-            "--follow",
-            "--rank",
-            "7",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(3)  # the follower has started and taken the log's end
-        with open(log, "a") as fh:
-            for it in (20, 30, 40):
-                fh.write(megatron_line(it, 1500) + "\n")
-        deadline = time.monotonic() + 30
-        while (not out.exists() or out.stat().st_size < 100) and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        follower.send_signal(signal.SIGTERM)
-        _, err = follower.communicate(timeout=30)
-    assert follower.returncode == 0, err
+    err = follow(log, out, ["megatron", "--rank", "7"], [megatron_line(it, 1500) for it in (20, 30, 40)], 100)
     batches = [decode_batch(m.value) for m in read_message_file(out)]
     steps = sorted(s for b in batches for s in b.columns["step"].tolist())
     assert steps == [20, 30, 40] and {b.job for b in batches} == {"gpt"}
@@ -100,26 +94,8 @@ def test_a_followed_log_sends_its_ranks_transport_timeouts(tmp_path: Path) -> No
     log = tmp_path / "rank3.log"
     log.write_text("")
     out = tmp_path / "timeouts.msgs"
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "ingest", "nccl", str(log), "--follow", "--rank", "3", "--job", "gpt"]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(3)  # the follower has started
-        with open(log, "a") as fh:
-            fh.write(transport(device=3) + "\n" + transport(device=3) + "\n")  # the second: the same minute
-        deadline = time.monotonic() + 30
-        while (not out.exists() or out.stat().st_size < 50) and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        follower.send_signal(signal.SIGTERM)
-        _, err = follower.communicate(timeout=30)
-    assert follower.returncode == 0, err
+    lines = [transport(device=3), transport(device=3)]  # the second: the same minute
+    err = follow(log, out, ["nccl", "--rank", "3", "--job", "gpt"], lines, 50)
     [batch] = [decode_batch(m.value) for m in read_message_file(out)]
     assert batch.job == "gpt" and batch.source == "node0000" and batch.rows() == 0
     assert batch.columns["timeout_rank"].tolist() == [3] and batch.columns["timeout_seq"].tolist() == [0]
