@@ -23,6 +23,8 @@ from pipeline.lake.parquet import ParquetSink, dataset_schema
 from pipeline.lake.query import DATASETS, connect, parameters, run_query
 from pipeline.lake.rollup import ROLLUPS
 from pipeline.model.schemas import Alert, iso_utc
+from producers.adapters.nccl_log import CollectiveTimeout
+from producers.adapters.steps import timeout_batches
 from tests.builders import START_MS, card_batch, counters_batch, small_topology, step_batch
 from tests.conftest import ROOT, run_cli
 
@@ -46,6 +48,8 @@ def write_every_dataset(root: Path, card_events: bool = True) -> Path:
         sink.add_batch("cp.telemetry.card", 0, t, card_batch("node0001", t, errors=[(1, 79)] if card_events else []))
         sink.add_batch("cp.telemetry.step", 0, t, step_batch("node0000", "j", t, list(range(8)), t, 1.0))
         sink.add_batch("cp.telemetry.port", 0, t, counters_batch("leaf000", t, 6))
+    timeout = CollectiveTimeout("j", 3, 1580, 600.06, START_MS, "ALLREDUCE")  # a step message's timeouts
+    sink.add_batch("cp.telemetry.step", 0, 3, timeout_batches([timeout], small_topology())[0])
     sink.add_alert(
         "cp.alerts",
         0,
