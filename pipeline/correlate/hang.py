@@ -88,13 +88,20 @@ class HangWatch:
                 job.pending.append(news)
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:
-        """Nodes whose cards turned busy or idle (`NodeActivity.take`)."""
+        """Nodes whose cards turned busy or idle (`NodeActivity.take`); a flag the node already had
+        then changes nothing (its `since` stays: the busy-since-before-the-last-step rule needs it)."""
         for node, (busy, ts_ms) in nodes.items():
+            known = self.busy(node, ts_ms)
+            if known is not None and known[0] == busy:
+                continue  # told again, not a change: a worker that took over from an older state re-reads
             flips = self.flips.setdefault(node, [])
             if not flips or ts_ms >= flips[-1][0]:
                 flips.append((ts_ms, busy))
-            else:  # a card partition read late: in its place
-                bisect.insort(flips, (ts_ms, busy))
+                continue
+            i = bisect.bisect_right(flips, (ts_ms, busy))  # a card partition read late: in its place
+            flips.insert(i, (ts_ms, busy))
+            if i + 1 < len(flips) and flips[i + 1][1] == busy:
+                del flips[i + 1]  # the change it told later happened here
 
     def busy(self, node: str, at_ms: int) -> tuple[bool, int] | None:
         """The node's flag at `at_ms` and since when (None: not known then)."""

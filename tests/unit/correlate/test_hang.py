@@ -193,3 +193,29 @@ def test_transport_timeouts_of_a_job_that_reports_no_steps_page_it() -> None:
     assert hang.summary == (
         "job train hung: NCCL's transfers of 2 rank(s) (3, 9) timed out; affects 16 cards, 2 nodes; jobs stalled: train"
     )
+
+
+def test_a_busy_flag_told_again_by_a_worker_that_took_over_keeps_the_nodes_busy_since_before_the_stall() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 70):
+        cluster.second(t, steps=False)
+    # a worker that took the card partitions over from an older snapshot (or none) re-reads them:
+    # its fresh activity flags tell the correlator again that the nodes are busy, now
+    cluster.correlator.activity({node: (True, START_MS + 70_000) for node in NODES})
+    for t in range(70, 100):
+        cluster.second(t, steps=False)
+    [hang] = cluster.hangs()
+    assert hang.status == "firing" and hang.starts_at == "2026-01-01T00:01:29.000Z"
+
+
+def test_a_late_flag_in_its_place_takes_over_the_later_telling_of_the_same_change() -> None:
+    from pipeline.correlate.hang import HangWatch
+
+    watch = HangWatch(CorrelateSettings())
+    watch.activity({"node0000": (True, 0)})
+    watch.activity({"node0000": (False, 50)})
+    watch.activity({"node0000": (False, 40)})  # its partition read late: idle since 40, not 50
+    assert watch.flips["node0000"] == [(0, True), (40, False)]
+    assert watch.busy("node0000", 45) == (False, 40)
