@@ -84,7 +84,11 @@ class HangWatch:
                 self.jobs[name] = _Job(news)
                 continue
             newest = job.pending[-1] if job.pending else job.judged
+            if (news.last_step, news.last_report_ms) == (newest.last_step, newest.last_report_ms):
+                continue  # told again: a worker that took over from an older state (or none) re-reads
             if news.last_report_ms >= newest.last_report_ms:
+                if news.step_s is None:  # its teller has judged no step yet (it just took over): as known
+                    news.step_s = newest.step_s
                 job.pending.append(news)
 
     def activity(self, nodes: dict[str, tuple[bool, int]]) -> None:

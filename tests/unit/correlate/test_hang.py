@@ -219,3 +219,22 @@ def test_a_late_flag_in_its_place_takes_over_the_later_telling_of_the_same_chang
     watch.activity({"node0000": (False, 40)})  # its partition read late: idle since 40, not 50
     assert watch.flips["node0000"] == [(0, True), (40, False)]
     assert watch.busy("node0000", 45) == (False, 40)
+
+
+def test_progress_told_again_without_the_usual_step_time_keeps_the_one_known() -> None:
+    cluster = Cluster()
+    for t in range(60):
+        cluster.second(t)
+    for t in range(60, 70):
+        cluster.second(t, steps=False)
+    told = cluster.correlator.hangs.jobs["train"].judged
+    # a worker that took the step partition over re-reads the last step: it has judged too few to know the pace
+    again = {"last_step": told.last_step, "last_report_ms": told.last_report_ms, "step_s": None}
+    cluster.correlator.progress({"train": {**again, "ranks": 64, "behind": 0, "behind_ranks": []}})
+    cluster.correlator.progress(
+        {"train": {**again, "last_report_ms": told.last_report_ms + 1, "ranks": 64, "behind": 0, "behind_ranks": []}}
+    )
+    for t in range(70, 100):
+        cluster.second(t, steps=False)
+    [hang] = cluster.hangs()
+    assert hang.status == "firing" and hang.evidence["usual_step_s"] == told.step_s
