@@ -42,13 +42,12 @@ apt-test-deps:
 	    || echo "warning: could not install$$missing; the tests that need them will skip"; \
 	else echo "not root with apt: tests needing$$missing will skip"; fi
 
-# files in collection order (tests/conftest.py puts the long ones first), not xdist's most-tests-first
 test: $(STAMP) $(TORCH_STAMP) apt-test-deps
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # the unit tests alone (no process started, about 2 minutes): a quick check while editing
 unit: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile tests/unit $(PYTEST_ARGS)
 
 # the quality gate CI runs before the tests: ruff's lint rules and its formatter, and mypy (pyproject.toml)
 LINTED := pipeline producers tests bench examples
