@@ -540,9 +540,7 @@ class Correlator:
         little while; otherwise what the clock says is due."""
         now = self.wall()
         if self.watermarks and all(self._quiet(src, now) for src in self.watermarks):
-            out: list[Alert] = []
-            for finding in self.hangs.end(self.job_nodes):  # no rank's timeout is on its way either
-                out += self._push(finding, STEPS)
+            out = self._hangs_at_end()  # no rank's timeout is on its way either
             return out + self._release(lambda h: now - h.held_at >= QUIET_RELEASE_S)
         return self._due(self.clockiso_ms())
 
@@ -562,10 +560,14 @@ class Correlator:
 
     def flush(self) -> list[Alert]:
         """End of input: judge the collective timeouts still gathering, release everything held."""
+        return self._hangs_at_end() + self._release(lambda h: True)
+
+    def _hangs_at_end(self) -> list[Alert]:
+        """The hang watch's collective timeouts still gathering, judged now that no more can come."""
         out: list[Alert] = []
         for finding in self.hangs.end(self.job_nodes):
             out += self._push(finding, STEPS)
-        return out + self._release(lambda h: True)
+        return out
 
     def clockiso_ms(self) -> int:
         """The slowest active watermark of the sources whose findings can be a root cause (-1 before

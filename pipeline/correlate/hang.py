@@ -63,6 +63,16 @@ class _Job:
     fired_after_ms: int = -1  # the progress whose pause last fired: judged once, also after it resolved
     fired_at_ms: int = -1  # when it fired: cards going idle after it resolve it
 
+    @classmethod
+    def unreported(cls) -> _Job:
+        """A job known only by its collective timeouts: no step reported (yet)."""
+        return cls(_Progress(-1, -1, None, 0, 0, []))
+
+    def fired(self, at_ms: int) -> None:
+        """A hang of its pause since the judged progress paged at `at_ms`: that pause pages no more."""
+        self.fired_after_ms = self.judged.last_report_ms
+        self.fired_at_ms = at_ms
+
 
 class HangWatch:
     """Jobs' progress and nodes' activity in; `job_hang` findings (firing and resolved) out."""
@@ -130,7 +140,7 @@ class HangWatch:
         out: list[Alert] = []
         for name in list(self.timed_out):
             if name not in self.jobs and self.timed_out[name][0][0] <= clock_ms:
-                self.jobs[name] = _Job(_Progress(-1, -1, None, 0, 0, []))  # no step reported (yet)
+                self.jobs[name] = _Job.unreported()
         for name, job in list(self.jobs.items()):
             out += self._check_job(name, job, clock_ms, job_nodes.get(name, set()))
         self._prune(clock_ms)
@@ -142,7 +152,7 @@ class HangWatch:
         out: list[Alert] = []
         for name in list(self.timed_out):
             clock_ms = self.timed_out[name][-1][0] + TIMEOUTS_GATHERED_MS
-            job = self.jobs.setdefault(name, _Job(_Progress(-1, -1, None, 0, 0, [])))
+            job = self.jobs.setdefault(name, _Job.unreported())
             out += self._check_job(name, job, clock_ms, job_nodes.get(name, set()))
         return out
 
@@ -187,9 +197,10 @@ class HangWatch:
         last = job.judged
         if self.book.is_firing(KIND, name) or job.fired_after_ms == last.last_report_ms >= 0:
             return []
-        ranks = sorted({rank for _, rank, _, _ in group})
+        timed_out = {rank for _, rank, _, _ in group}
+        ranks = sorted(timed_out)
         watchdog = [row for row in group if row[2]]
-        listed = ", ".join(map(str, ranks[:RANKS_LISTED])) + (", ..." if len(ranks) > RANKS_LISTED else "")
+        listed = _listed(ranks[:RANKS_LISTED], len(ranks))
         if watchdog:
             seq = max(row[2] for row in watchdog)
             waits = [row[3] for row in watchdog if row[3] is not None]
@@ -200,10 +211,10 @@ class HangWatch:
             seq, waits = 0, []
             what = f"NCCL's transfers of {len(ranks)} rank(s) ({listed}) timed out"
         world = max(last.ranks, ranks[-1] + 1)  # at least: a rank below one that timed out exists
-        silent = [rank for rank in range(world) if rank not in set(ranks)] if watchdog else []
+        silent = [rank for rank in range(world) if rank not in timed_out] if watchdog else []
         suspects = (
             f"; {len(silent)} of its {world} ranks did not time out, never reaching it "
-            f"({', '.join(map(str, silent[:RANKS_LISTED]))}{', ...' if len(silent) > RANKS_LISTED else ''})"
+            f"({_listed(silent[:RANKS_LISTED], len(silent))})"
             if silent
             else ""
         )
@@ -227,8 +238,7 @@ class HangWatch:
                 "nodes": nodes,
             },
         )
-        job.fired_after_ms = last.last_report_ms
-        job.fired_at_ms = at_ms
+        job.fired(at_ms)
         return [fired] if fired else []
 
     def _pause(self, name: str, job: _Job, until_ms: int, nodes: set[str]) -> list[Alert]:
@@ -255,8 +265,7 @@ class HangWatch:
         if not states or 2 * busy < len(states):
             return out
         fired = self._fire(name, last, last.step_s, limit_s, at_ms, len(nodes), busy, len(states))
-        job.fired_after_ms = last.last_report_ms
-        job.fired_at_ms = at_ms
+        job.fired(at_ms)
         out += [fired] if fired else []
         return out + self._pause(name, job, until_ms, nodes)  # and stopped within it: resolved too
 
@@ -293,9 +302,7 @@ class HangWatch:
         reporting: int,
     ) -> Alert | None:
         behind = (
-            f"; {job.behind} of {job.ranks} ranks never reported it ({', '.join(map(str, job.behind_ranks))}"
-            + (", ..." if job.behind > len(job.behind_ranks) else "")
-            + ")"
+            f"; {job.behind} of {job.ranks} ranks never reported it ({_listed(job.behind_ranks, job.behind)})"
             if job.behind
             else f"; all {job.ranks} ranks reported it"
         )
@@ -320,3 +327,8 @@ class HangWatch:
                 "nodes_busy": busy,
             },
         )
+
+
+def _listed(shown: list[int], count: int) -> str:
+    """Ranks named in a page, `, ...` where they are fewer than `count`."""
+    return ", ".join(map(str, shown)) + (", ..." if count > len(shown) else "")

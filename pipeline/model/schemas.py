@@ -145,13 +145,15 @@ class Batch:
     port_names: tuple[str, ...] | None = None  # port batches: each row's port as its device names it ("" none)
 
     def __post_init__(self) -> None:
-        for group in SCHEMAS[self.kind].optional:  # left out: no rows
-            for col in SCHEMAS[self.kind].group_columns(group):
-                if col.name not in self.columns:
-                    self.columns[col.name] = np.empty(0, col.dtype)
-                    if self.parts is not None:
-                        for _, counts in self.parts:
-                            counts.setdefault(group, 0)
+        """An optional column group left out (by a message or the code that made the batch): no rows."""
+        schema = SCHEMAS[self.kind]
+        for group in schema.optional:
+            missing = [col for col in schema.group_columns(group) if col.name not in self.columns]
+            for col in missing:
+                self.columns[col.name] = np.empty(0, col.dtype)
+            if missing and self.parts is not None:
+                for _, counts in self.parts:
+                    counts.setdefault(group, 0)
 
     @property
     def schema(self) -> BatchSchema:
@@ -286,9 +288,7 @@ def decode_batch(payload: bytes | None) -> Batch:
     left_out = {g for g in schema.optional if not any(c.name in raw for c in schema.group_columns(g))}
     for col in schema.columns:
         if col.group in left_out:
-            columns[col.name] = np.empty(0, col.dtype)
-            lengths[col.group] = 0
-            continue
+            continue  # no rows (`Batch.__post_init__`)
         buf = raw.get(col.name)
         if not isinstance(buf, bytes):
             raise InvalidRecord(f"column {col.name!r} missing or not bytes", "bad_columns")
@@ -345,7 +345,7 @@ def _parts(
     msg: dict, schema: BatchSchema, lengths: dict[str, int], left_out: set[str]
 ) -> list[tuple[str, dict[str, int]]]:
     """The sources of a multi-source message and their row counts, checked against the columns
-    (a group `left_out` has none)."""
+    (a group `left_out` is not counted: `Batch.__post_init__` gives it none)."""
     sources, counts = msg.get("srcs"), msg.get("n")
     if not isinstance(sources, list) or not sources or set(map(type, sources)) != {str} or "" in sources:
         raise InvalidRecord("srcs must be a non-empty list of source names", "bad_columns")
@@ -363,11 +363,10 @@ def _parts(
                 f"n.{group} counts {sum(values)} rows, the columns hold {lengths.get(group, 0)}", "bad_columns"
             )
     names = list(counts)
-    none = dict.fromkeys(left_out, 0)
     if len(names) == 1:
         (only,) = names
-        return [(source, {only: n, **none}) for source, n in zip(sources, counts[only])]
-    return [(source, {**dict(zip(names, row)), **none}) for source, row in zip(sources, zip(*counts.values()))]
+        return [(source, {only: n}) for source, n in zip(sources, counts[only])]
+    return [(source, dict(zip(names, row))) for source, row in zip(sources, zip(*counts.values()))]
 
 
 # ---- alerts -------------------------------------------------------------------------------------
