@@ -44,6 +44,7 @@ class InputReport:
     problem: str | None = None  # why the input as a whole gave nothing (format, empty, binary, unreadable)
     skips: Skips = field(default_factory=Skips)
     printed: str | None = None  # the last line already shown (live targets report as they go)
+    nothing_found: str | None = None  # why giving nothing is what this input should give (a healthy log)
 
     def line(self) -> str | None:
         """One line for the user, or None when there is nothing to say (all of it ingested)."""
@@ -51,6 +52,8 @@ class InputReport:
         if self.problem:  # some messages name the input themselves ("cannot scrape URL: ...")
             named = self.problem.startswith(f"{name}:") or f" {name}:" in self.problem
             return self.problem if named else f"{name}: {self.problem}"
+        if self.batches == 0 and self.nothing_found:
+            return f"{name}: {self.nothing_found}"
         if self.batches == 0:
             return f"{name}: nothing usable: " + (f"skipped {self.skips.describe()}" if self.skips else "no data")
         if self.skips:

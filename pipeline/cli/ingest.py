@@ -341,8 +341,9 @@ def _refuse_if_no_input_was_usable(reports: list) -> None:
 
 def _finish(summary: Any, reports: list, counts: str) -> int:
     """Why each input gave nothing or less than all of it (one line each), the counts, and the
-    exit status: 1 when nothing usable came in at all (2, in one line, when every input file was
-    empty, a directory or unreadable)."""
+    exit status: 1 when nothing usable came in at all, unless every input gave nothing because
+    there was nothing to find in it (a healthy job's NCCL log); 2, in one line, when every input
+    file was empty, a directory or unreadable."""
     if summary.batches == 0:
         _refuse_if_no_input_was_usable(reports)
     for report in reports:
@@ -350,7 +351,7 @@ def _finish(summary: Any, reports: list, counts: str) -> int:
         if line and line != report.printed:
             say(f"clusterpulse: {line}")
     say(counts)
-    if summary.batches == 0:
+    if summary.batches == 0 and not all(report.nothing_found for report in reports):
         say(f"clusterpulse: nothing ingested from {plural(len(reports), 'input')}")
         return 1
     return 0
@@ -560,19 +561,22 @@ def _training_log(args: argparse.Namespace, topology: Any, inventory: Any, outpu
         return (timeout_batches if nccl else to_batches)(records, topology, args.first_node)
 
     if not args.follow:
-        summary, reports = ingest_inputs(
-            args.inputs,
-            lambda path, skips: batches(
-                read_nccl_log(path, args.job, args.rank)
-                if nccl
-                else read_training_log(path, args.source, args.job, args.rank)
-            ),
-            output,
-            topology,
-        )
-        return _finish(
-            summary, reports, f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
-        )
+        healthy: dict[str, int] = {}  # NCCL logs without a timeout: path -> their NCCL lines
+
+        def convert(path: str, skips: Any) -> list:
+            if not nccl:
+                return batches(read_training_log(path, args.source, args.job, args.rank))
+            timeouts, nccl_lines = read_nccl_log(path, args.job, args.rank)
+            if not timeouts and nccl_lines:
+                healthy[path] = nccl_lines
+            return batches(timeouts)
+
+        summary, reports = ingest_inputs(args.inputs, convert, output, topology)
+        for report in reports:
+            if report.name in healthy:
+                report.nothing_found = f"no collective timeout in its {plural(healthy[report.name], 'NCCL line')}"
+        counts = f"{plural(summary.batches, 'batch', 'batches')} from {plural(len(args.inputs), 'input')}"
+        return _finish(summary, reports, counts)
     parsers = {
         path: NcclLogParser(args.job or Path(path).stem, args.rank)
         if nccl

@@ -72,6 +72,7 @@ class NcclLogParser:
     year: int = field(default_factory=lambda: datetime.now().year)
     seen: set[tuple[int, int]] = field(default_factory=set)  # (rank, seq) of watchdog timeouts told
     transport_ms: dict[int, int] = field(default_factory=dict)  # rank -> its last transport timeout told
+    nccl_lines: int = 0  # lines of NCCL or its PyTorch process group read (a log of a healthy job has only these)
 
     def feed(self, line: str, read_ms: int | None = None) -> CollectiveTimeout | None:
         """The timeout a line reports, or None. `read_ms`: when a followed line was read."""
@@ -79,6 +80,8 @@ class NcclLogParser:
         prefix = PREFIX.match(line)
         if prefix:
             rank, line = int(prefix.group(1)), line[prefix.end() :]
+        if "NCCL" in line:
+            self.nccl_lines += 1
         found = WATCHDOG.search(line)
         if found:
             rank, seq = int(found.group(1)), int(found.group(2))
@@ -110,6 +113,8 @@ class NcclLogParser:
 
 def read_nccl_log(
     path: str | Path, job: str | None = None, rank: int = 0, year: int | None = None
-) -> list[CollectiveTimeout]:
-    """Every collective timeout a whole log file reports (the job named after the file unless given)."""
-    return read_log(path, NcclLogParser(job or Path(path).stem, rank, year or datetime.now().year).feed)
+) -> tuple[list[CollectiveTimeout], int]:
+    """Every collective timeout a whole log file reports (the job named after the file unless
+    given), and how many of its lines were NCCL's."""
+    parser = NcclLogParser(job or Path(path).stem, rank, year or datetime.now().year)
+    return read_log(path, parser.feed), parser.nccl_lines

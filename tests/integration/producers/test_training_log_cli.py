@@ -100,3 +100,20 @@ def test_a_followed_log_sends_its_ranks_transport_timeouts(tmp_path: Path) -> No
     assert batch.job == "gpt" and batch.source == "node0000" and batch.rows() == 0
     assert batch.columns["timeout_rank"].tolist() == [3] and batch.columns["timeout_seq"].tolist() == [0]
     assert "of collective timeouts" in err
+
+
+def test_a_healthy_jobs_nccl_log_is_no_failure_and_a_log_without_nccl_says_nothing_was_usable(tmp_path: Path) -> None:
+    healthy = tmp_path / "rank0.log"
+    healthy.write_text(
+        "gpu-node-07:3468:3468 [0] NCCL INFO Bootstrap : Using eth0:10.0.3.1<0>\n"
+        "gpu-node-07:3468:3468 [0] NCCL INFO comm 0x55d0 rank 0 nranks 16 cudaDev 0 busId 18000 - Init COMPLETE\n"
+    )
+    done = cli("ingest", "nccl", str(healthy), "--detect")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"{healthy}: no collective timeout in its 2 NCCL lines" in done.stderr and "nothing ingested" not in done.stderr
+    )
+    other = tmp_path / "train.log"
+    other.write_text(megatron_line(10, 1500) + "\n")
+    done = cli("ingest", "nccl", str(other), "--out", str(tmp_path / "x.msgs"))
+    assert done.returncode == 1 and f"{other}: nothing usable: no data" in done.stderr

@@ -75,4 +75,5 @@ def test_real_nccl_info_logs_of_healthy_runs_give_no_timeout(name: str) -> None:
         pytest.skip(f"the real capture ../shared/samples/training_logs/{name} is not here")
     lines = path.read_text(errors="replace").splitlines()
     assert sum(" NCCL INFO " in line for line in lines) > 100  # real NCCL lines were read
-    assert read_nccl_log(path, "bench") == []
+    timeouts, nccl_lines = read_nccl_log(path, "bench")
+    assert timeouts == [] and nccl_lines >= sum(" NCCL INFO " in line for line in lines)
